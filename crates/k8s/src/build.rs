@@ -326,11 +326,11 @@ pub fn parse_build_metadata(message: &str) -> Result<BuildMetadata, MetadataErro
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
-    fn params() -> BuildJobParams {
+    pub(crate) fn params() -> BuildJobParams {
         BuildJobParams {
             name: "slipway-build-0a1b2c3d-a1".into(),
             namespace: "slipway-builds".into(),
