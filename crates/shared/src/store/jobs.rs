@@ -7,8 +7,6 @@
 use std::fmt::Display;
 use std::future::Future;
 
-use chrono::{DateTime, Utc};
-use serde_json::Value;
 use slipway_core::{ErrorClass, JobId, JobKind, JobState};
 use sqlx::{Postgres, QueryBuilder};
 
