@@ -1134,3 +1134,925 @@ impl fmt::Display for RepoScheme {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
+
+    fn limits() -> Limits {
+        Limits::default()
+    }
+
+    fn build_req() -> BuildRequest {
+        BuildRequest {
+            repository: "https://github.com/org/app.git".into(),
+            commit: SHA.into(),
+            image: "org/app".into(),
+            ..Default::default()
+        }
+    }
+
+    fn launch_req() -> LaunchRequest {
+        LaunchRequest {
+            preview: "org/app#42".into(),
+            image: Some("ghcr.io/org/app:v1".into()),
+            ..Default::default()
+        }
+    }
+
+    fn build_err(f: impl FnOnce(&mut BuildRequest)) -> ValidationError {
+        let mut r = build_req();
+        f(&mut r);
+        r.validate(&limits()).expect_err("should be rejected")
+    }
+
+    fn launch_err(f: impl FnOnce(&mut LaunchRequest)) -> ValidationError {
+        let mut r = launch_req();
+        f(&mut r);
+        r.validate(&limits()).expect_err("should be rejected")
+    }
+
+    fn launch_ok(f: impl FnOnce(&mut LaunchRequest)) -> ValidLaunch {
+        let mut r = launch_req();
+        f(&mut r);
+        r.validate(&limits()).expect("should be accepted")
+    }
+
+    #[test]
+    fn build_defaults_are_applied() {
+        let b = build_req().validate(&limits()).unwrap();
+        assert_eq!(b.dockerfile, "Dockerfile");
+        assert_eq!(b.tag, SHA);
+        assert_eq!(b.context, None);
+        assert_eq!(b.image, "org/app");
+        assert_eq!(b.repository.scheme, RepoScheme::Https);
+        assert_eq!(b.repository.host, "github.com");
+        assert_eq!(b.secrets, BuildSecrets::default());
+        let upper = BuildRequest {
+            commit: SHA.to_uppercase(),
+            ..build_req()
+        };
+        let b = upper.validate(&limits()).unwrap();
+        assert_eq!(b.commit, SHA, "commits are lowercased");
+        assert_eq!(b.tag, SHA);
+    }
+
+    #[test]
+    fn repositories_accepted() {
+        let ok = [
+            (
+                "https://github.com/org/app.git",
+                RepoScheme::Https,
+                "github.com",
+            ),
+            (
+                "https://github.com/org/app",
+                RepoScheme::Https,
+                "github.com",
+            ),
+            (
+                "HTTPS://GitHub.com/Org/App",
+                RepoScheme::Https,
+                "github.com",
+            ),
+            (
+                "https://gitlab.example.com:8443/group/sub/app.git",
+                RepoScheme::Https,
+                "gitlab.example.com",
+            ),
+            ("https://10.0.0.1/x/y", RepoScheme::Https, "10.0.0.1"),
+            ("https://host/a%20b/c~d+e@f", RepoScheme::Https, "host"),
+            (
+                "ssh://git@github.com/org/app.git",
+                RepoScheme::Ssh,
+                "github.com",
+            ),
+            (
+                "ssh://github.com:22/org/app.git",
+                RepoScheme::Ssh,
+                "github.com",
+            ),
+            ("git@github.com:org/app.git", RepoScheme::Scp, "github.com"),
+            ("git@github.com:/srv/app.git", RepoScheme::Scp, "github.com"),
+            (
+                "deploy.bot@git.example.com:team/app",
+                RepoScheme::Scp,
+                "git.example.com",
+            ),
+        ];
+        for (url, scheme, host) in ok {
+            let r =
+                repository(url, "repository", &limits()).unwrap_or_else(|e| panic!("{url}: {e}"));
+            assert_eq!(
+                (r.scheme, r.host.as_str(), r.url.as_str()),
+                (scheme, host, url)
+            );
+        }
+    }
+
+    #[test]
+    fn repositories_rejected() {
+        let long = format!("https://github.com/{}", "a".repeat(MAX_REPOSITORY_LEN));
+        let bad = [
+            "",
+            "http://github.com/org/app",
+            "HTTP://github.com/org/app",
+            "file:///etc/passwd",
+            "file://host/x",
+            "git://github.com/org/app",
+            "ftp://host/x",
+            "svn+ssh://host/x",
+            "/srv/repo",
+            "./repo",
+            "../repo",
+            "repo",
+            "~/repo",
+            "C:\\repo",
+            "C:/repo",
+            "ext::sh -c touch% /tmp/pwned",
+            "ext::foo",
+            "fd::17",
+            "-uhttps://x",
+            "--upload-pack=touch /tmp/x",
+            "https://user:pass@github.com/org/app",
+            "https://token@github.com/org/app",
+            "https://:x@github.com/org/app",
+            "ssh://git:pw@github.com/org/app",
+            "ssh://-oProxyCommand=x/y",
+            "ssh://-oProxyCommand=x@host/y",
+            "ssh://git@/org/app",
+            "https://github.com/org/app?x=1",
+            "https://github.com/org/app#main",
+            "https://github.com/org/app#0123456789abcdef",
+            "https://github.com",
+            "https://github.com/",
+            "https:///org/app",
+            "https://-bad.com/x",
+            "https://bad-.com/x",
+            "https://bad..com/x",
+            "https://github.com:0/x",
+            "https://github.com:99999/x",
+            "https://github.com:/x",
+            "https://github.com:abc/x",
+            "https://[::1]/x",
+            "https://github.com/org//app",
+            "https://github.com/org/../app",
+            "https://github.com/org/./app",
+            "https://github.com/-org/app",
+            "https://github.com/org/app x",
+            "https://github.com/org/app\n",
+            "https://github.com/org/app\0",
+            "https://github.com/org/app\u{202e}",
+            " https://github.com/org/app",
+            "https://gïthub.com/x",
+            "https://github.com/%zz",
+            "https://github.com/%2",
+            "https://github.com/org/app;rm",
+            "https://github.com/org/$(id)",
+            "https://github.com/org/`id`",
+            "https://github.com/org/app'",
+            "git@github.com",
+            "git@github.com:",
+            "github.com:org/app",
+            "git@github.com:-oProxyCommand=x",
+            "git@github.com:org/../x",
+            "foo/bar@host:path",
+            "-git@host:path",
+            "git@-host:path",
+            "git@ho_st:path",
+            "@host:path",
+            long.as_str(),
+        ];
+        for url in bad {
+            let e = repository(url, "repository", &limits()).expect_err(url);
+            assert_eq!(e.field, "repository");
+            assert!(
+                matches!(
+                    e.code,
+                    codes::INVALID_FIELD | codes::MISSING_FIELD | codes::TOO_LONG
+                ),
+                "{url}: {e:?}"
+            );
+        }
+        let e = repository("http://github.com/org/app", "repository", &limits()).unwrap_err();
+        assert!(e.message.contains("http://"), "{e}");
+        let e =
+            repository("https://u:SECRETPW@github.com/o/a", "repository", &limits()).unwrap_err();
+        assert!(
+            !e.message.contains("SECRETPW") && e.message.contains("credentials"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn repository_host_allow_list() {
+        let l = Limits {
+            allowed_repository_hosts: vec!["github.com".into()],
+            ..Limits::default()
+        };
+        assert!(repository("https://GitHub.com/o/a", "repository", &l).is_ok());
+        assert!(repository("git@github.com:o/a", "repository", &l).is_ok());
+        let e = repository("https://gitlab.com/o/a", "repository", &l).unwrap_err();
+        assert_eq!(e.code, codes::FORBIDDEN_VALUE);
+        let e = repository("https://github.com.evil.io/o/a", "repository", &l).unwrap_err();
+        assert_eq!(e.code, codes::FORBIDDEN_VALUE);
+    }
+
+    #[test]
+    fn commits() {
+        assert_eq!(commit(SHA, "commit").unwrap(), SHA);
+        let sha256 = "a".repeat(64);
+        assert_eq!(commit(&sha256, "commit").unwrap(), sha256);
+        assert_eq!(
+            commit(&"ABCDEF0123".repeat(4), "commit").unwrap(),
+            "abcdef0123".repeat(4)
+        );
+        let bad = [
+            String::new(),
+            "a".repeat(39),
+            "a".repeat(41),
+            "a".repeat(63),
+            "a".repeat(65),
+            "g".repeat(40),
+            "HEAD".into(),
+            "main".into(),
+            "v1.0.0".into(),
+            format!(" {}", &SHA[1..]),
+            format!("{}\n", &SHA[1..]),
+            "٠".repeat(20),
+            "--upload-pack=x".into(),
+        ];
+        for c in bad {
+            let e = commit(&c, "commit").expect_err(&c);
+            assert_eq!(e.field, "commit");
+        }
+    }
+
+    #[test]
+    fn context_and_dockerfile_paths() {
+        let ok = [
+            ("sub/dir", Some("sub/dir")),
+            ("sub/dir/", Some("sub/dir")),
+            ("services/api-v2/.docker", Some("services/api-v2/.docker")),
+            ("", None),
+            (".", None),
+            ("./", None),
+        ];
+        for (p, want) in ok {
+            assert_eq!(
+                rel_path(p, "context", true).unwrap().as_deref(),
+                want,
+                "{p}"
+            );
+        }
+        let long = "a/".repeat(600);
+        let bad = [
+            "/abs",
+            "..",
+            "../x",
+            "a/../b",
+            "a//b",
+            "a/./b",
+            "./a",
+            "-a",
+            "a/-b",
+            "a b",
+            "a\\b",
+            "a:b",
+            "a#b",
+            "日本",
+            "a\0",
+            "a\n",
+            "//",
+            "a/b//",
+            long.as_str(),
+        ];
+        for p in bad {
+            let e = rel_path(p, "context", true).expect_err(p);
+            assert_eq!(e.field, "context");
+        }
+        assert_eq!(
+            rel_path("docker/Dockerfile.prod", "dockerfile", false)
+                .unwrap()
+                .as_deref(),
+            Some("docker/Dockerfile.prod")
+        );
+        for p in ["", "docker/", "/Dockerfile", "../Dockerfile", "."] {
+            assert!(rel_path(p, "dockerfile", false).is_err(), "{p:?}");
+        }
+        let e = build_err(|r| r.context = Some("../../etc".into()));
+        assert_eq!(e.field, "context");
+        let e = build_err(|r| r.dockerfile = Some(String::new()));
+        assert_eq!(
+            (e.code, e.field.as_str()),
+            (codes::MISSING_FIELD, "dockerfile")
+        );
+    }
+
+    #[test]
+    fn build_images_and_tags() {
+        for ok in ["org/app", "app", "a/b/c", "my-org/my_app.v2"] {
+            assert_eq!(build_image(ok, "image").unwrap(), ok);
+        }
+        let digest = format!("org/app@sha256:{}", "a".repeat(64));
+        for bad in [
+            "",
+            "ghcr.io/org/app",
+            "localhost:5000/app",
+            "localhost/app",
+            "org/app:v1",
+            digest.as_str(),
+            "Org/App",
+            "org/app/",
+            "org app",
+            "../app",
+        ] {
+            let e = build_image(bad, "image").expect_err(bad);
+            assert_eq!(e.field, "image");
+        }
+        let b = BuildRequest {
+            tag: Some("v1.2.3_rc-1".into()),
+            ..build_req()
+        };
+        assert_eq!(b.validate(&limits()).unwrap().tag, "v1.2.3_rc-1");
+        for bad in [".x", "-x", "a b", "a/b", "a:b", "ü", ""] {
+            let e = build_err(|r| r.tag = Some(bad.into()));
+            assert_eq!(e.field, "tag", "{bad:?}");
+        }
+        let e = build_err(|r| r.tag = Some("a".repeat(129)));
+        assert_eq!(e.field, "tag");
+    }
+
+    #[test]
+    fn variable_names_and_values() {
+        for ok in ["FOO", "_x", "a1", "_", "A_B_C"] {
+            assert!(var_name(ok, "env.x").is_ok(), "{ok}");
+        }
+        let long = "A".repeat(MAX_VAR_NAME_LEN + 1);
+        for bad in [
+            "",
+            "1A",
+            "A-B",
+            "A.B",
+            "A B",
+            "ÄÖ",
+            "A=B",
+            "A\0",
+            "$A",
+            long.as_str(),
+        ] {
+            assert!(var_name(bad, "env.x").is_err(), "{bad:?}");
+        }
+        let e = build_err(|r| {
+            r.build_args.insert("1A".into(), "v".into());
+        });
+        assert_eq!(
+            (e.code, e.field.as_str()),
+            (codes::INVALID_FIELD, "build_args.1A")
+        );
+        let e = build_err(|r| {
+            r.build_args.insert("BAD\u{1b}[31m".into(), "v".into());
+        });
+        assert_eq!(
+            e.field, "build_args.BAD\\u{1b}[31m",
+            "control characters are escaped"
+        );
+        let e = build_err(|r| {
+            r.build_args
+                .insert("TOKEN".into(), format!("SECRETVALUE{}", "x".repeat(5000)));
+        });
+        assert_eq!(
+            (e.code, e.field.as_str()),
+            (codes::TOO_LONG, "build_args.TOKEN")
+        );
+        assert!(!e.message.contains("SECRETVALUE"));
+        let e = build_err(|r| {
+            r.build_args.insert("V".into(), "SECRETVALUE\0".into());
+        });
+        assert_eq!(e.field, "build_args.V");
+        assert!(!e.to_string().contains("SECRETVALUE"));
+        let ok = BuildRequest {
+            build_args: [("MULTI".to_owned(), "line\none\ttab\r\n".to_owned())].into(),
+            ..build_req()
+        };
+        assert!(ok.validate(&limits()).is_ok());
+        let e = build_err(|r| {
+            r.build_args = (0..=100)
+                .map(|i| (format!("A{i}"), String::new()))
+                .collect();
+        });
+        assert_eq!((e.code, e.field.as_str()), (codes::TOO_MANY, "build_args"));
+    }
+
+    #[test]
+    fn targets_and_secrets() {
+        let b = BuildRequest {
+            target: Some("Prod-Stage_1.x".into()),
+            secrets: Some(BuildSecrets {
+                git: Some("git-token".into()),
+                registry: Some("regcred.v1".into()),
+            }),
+            preview: Some("org/app#42".into()),
+            ..build_req()
+        };
+        let v = b.validate(&limits()).unwrap();
+        assert_eq!(v.target.as_deref(), Some("prod-stage_1.x"));
+        assert_eq!(v.secrets.git.as_deref(), Some("git-token"));
+        assert_eq!(v.preview.as_deref(), Some("org/app#42"));
+        for bad in ["", "1st", "-x", "a b", "a/b", "é", &"a".repeat(129)] {
+            let e = build_err(|r| r.target = Some(bad.into()));
+            assert_eq!(e.field, "target", "{bad:?}");
+        }
+        for bad in [
+            "",
+            "Git",
+            "a_b",
+            "-a",
+            "a-",
+            "a..b",
+            "a/b",
+            &"a".repeat(254),
+        ] {
+            let e = build_err(|r| {
+                r.secrets = Some(BuildSecrets {
+                    git: None,
+                    registry: Some(bad.into()),
+                })
+            });
+            assert_eq!(e.field, "secrets.registry", "{bad:?}");
+        }
+        let e = build_err(|r| r.preview = Some("a\nb".into()));
+        assert_eq!(e.field, "preview");
+    }
+
+    #[test]
+    fn launch_defaults_and_sources() {
+        let l = launch_ok(|_| {});
+        assert_eq!(l.preview, "org/app#42");
+        assert_eq!(
+            l.source,
+            ImageSource::Image("ghcr.io/org/app:v1".parse().unwrap())
+        );
+        let o = &l.options;
+        assert_eq!((o.port, o.replicas, o.ttl_hours), (8080, 1, 72));
+        assert_eq!(o.health_path, "/");
+        assert_eq!(o.resources, ValidResources::default());
+        let id = "0190a5b2-c3d4-7e8f-9a0b-1c2d3e4f5a6b";
+        let l = launch_ok(|r| {
+            r.image = None;
+            r.from_build = Some(id.into());
+        });
+        assert_eq!(l.source, ImageSource::FromBuild(id.parse().unwrap()));
+        let e = launch_err(|r| r.from_build = Some(id.into()));
+        assert_eq!(
+            (e.code, e.field.as_str()),
+            (codes::CONFLICTING_FIELDS, "from_build")
+        );
+        let e = launch_err(|r| r.image = None);
+        assert_eq!((e.code, e.field.as_str()), (codes::MISSING_FIELD, "image"));
+        for bad in [
+            "",
+            "not-a-uuid",
+            "0190a5b2",
+            &"0".repeat(100),
+            "0190a5b2-c3d4-7e8f-9a0b-1c2d3e4f5a6g",
+        ] {
+            let e = launch_err(|r| {
+                r.image = None;
+                r.from_build = Some(bad.into());
+            });
+            assert_eq!(e.field, "from_build", "{bad:?}");
+        }
+        for bad in ["", "Bad Ref", "org/app:", "https://x/y", "a@sha256:zz"] {
+            let e = launch_err(|r| r.image = Some(bad.into()));
+            assert_eq!(e.field, "image", "{bad:?}");
+        }
+        // ttl default follows a lower operator cap.
+        let l = launch_req()
+            .validate(&Limits {
+                max_ttl_hours: 24,
+                ..Limits::default()
+            })
+            .unwrap();
+        assert_eq!(l.options.ttl_hours, 24);
+    }
+
+    #[test]
+    fn launch_numbers() {
+        for (port, ok) in [
+            (1, true),
+            (65535, true),
+            (0, false),
+            (-1, false),
+            (65536, false),
+            (1 << 40, false),
+            (i64::MIN, false),
+        ] {
+            let r = LaunchRequest {
+                port: Some(port),
+                ..launch_req()
+            };
+            match r.validate(&limits()) {
+                Ok(v) => assert!(ok && i64::from(v.options.port) == port),
+                Err(e) => assert!(
+                    !ok && e.field == "port" && e.code == codes::OUT_OF_RANGE,
+                    "{port}: {e:?}"
+                ),
+            }
+        }
+        for (replicas, code) in [
+            (0, codes::OUT_OF_RANGE),
+            (-5, codes::OUT_OF_RANGE),
+            (6, codes::OVER_LIMIT),
+            (i64::MAX, codes::OVER_LIMIT),
+        ] {
+            let e = launch_err(|r| r.replicas = Some(replicas));
+            assert_eq!((e.code, e.field.as_str()), (code, "replicas"), "{replicas}");
+        }
+        assert_eq!(launch_ok(|r| r.replicas = Some(5)).options.replicas, 5);
+        for (ttl, code) in [
+            (0, codes::OUT_OF_RANGE),
+            (-1, codes::OUT_OF_RANGE),
+            (721, codes::OVER_LIMIT),
+            (i64::MAX, codes::OVER_LIMIT),
+        ] {
+            let e = launch_err(|r| r.ttl_hours = Some(ttl));
+            assert_eq!((e.code, e.field.as_str()), (code, "ttl_hours"), "{ttl}");
+        }
+        assert_eq!(
+            launch_ok(|r| r.ttl_hours = Some(720)).options.ttl_hours,
+            720
+        );
+    }
+
+    #[test]
+    fn env_and_secret_env() {
+        let l = launch_ok(|r| {
+            r.env.insert("A".into(), "1".into());
+            r.secret_env
+                .insert("DB_PASSWORD".into(), "db-creds/password".into());
+            r.secret_env.insert("KEY".into(), "tls.v1/tls.key".into());
+        });
+        assert_eq!(
+            l.options.secret_env["DB_PASSWORD"],
+            SecretKeyRef {
+                secret: "db-creds".into(),
+                key: "password".into()
+            }
+        );
+        assert_eq!(l.options.secret_env["KEY"].key, "tls.key");
+        for bad in [
+            "db",
+            "db/",
+            "/key",
+            "DB/key",
+            "db/a/b",
+            "db/a b",
+            "db/ü",
+            "db_x/key",
+            &format!("db/{}", "k".repeat(254)),
+        ] {
+            let e = launch_err(|r| {
+                r.secret_env.insert("X".into(), bad.into());
+            });
+            assert_eq!(e.field, "secret_env.X", "{bad:?}");
+        }
+        let e = launch_err(|r| {
+            r.secret_env.insert("9X".into(), "db/key".into());
+        });
+        assert_eq!(e.field, "secret_env.9X");
+        let e = launch_err(|r| {
+            r.env.insert("X".into(), "plain".into());
+            r.secret_env.insert("X".into(), "db/key".into());
+        });
+        assert_eq!(
+            (e.code, e.field.as_str()),
+            (codes::CONFLICTING_FIELDS, "secret_env.X")
+        );
+        let e = launch_err(|r| {
+            r.env = (0..60).map(|i| (format!("E{i}"), String::new())).collect();
+            r.secret_env = (0..60)
+                .map(|i| (format!("S{i}"), "db/k".to_owned()))
+                .collect();
+        });
+        assert_eq!((e.code, e.field.as_str()), (codes::TOO_MANY, "secret_env"));
+        let e = launch_err(|r| {
+            r.env.insert("a-b".into(), "x".into());
+        });
+        assert_eq!(e.field, "env.a-b");
+    }
+
+    #[test]
+    fn resources_within_limits() {
+        let res = |cpu: Option<&str>, memory: Option<&str>| Resources {
+            cpu: cpu.map(str::to_owned),
+            memory: memory.map(str::to_owned),
+        };
+        let l = launch_ok(|r| r.resources = Some(res(Some("250m"), Some("256Mi"))));
+        assert_eq!(l.options.resources.cpu_millis, Some(250));
+        assert_eq!(l.options.resources.cpu_quantity().as_deref(), Some("250m"));
+        assert_eq!(
+            l.options.resources.memory_quantity().as_deref(),
+            Some("256Mi")
+        );
+        let l = launch_ok(|r| r.resources = Some(res(Some("0.5"), Some("512M"))));
+        assert_eq!(l.options.resources.cpu_millis, Some(500));
+        assert_eq!(l.options.resources.memory_bytes, Some(512_000_000));
+        assert_eq!(
+            launch_ok(|r| r.resources = Some(res(Some("2"), None)))
+                .options
+                .resources
+                .cpu_millis,
+            Some(2000)
+        );
+        let cases = [
+            (res(Some("3"), None), codes::OVER_LIMIT, "resources.cpu"),
+            (res(Some("2001m"), None), codes::OVER_LIMIT, "resources.cpu"),
+            (
+                res(None, Some("4Gi")),
+                codes::OVER_LIMIT,
+                "resources.memory",
+            ),
+            (
+                res(None, Some("256m")),
+                codes::INVALID_FIELD,
+                "resources.memory",
+            ),
+            (
+                res(Some("abc"), None),
+                codes::INVALID_FIELD,
+                "resources.cpu",
+            ),
+            (res(Some("0"), None), codes::INVALID_FIELD, "resources.cpu"),
+            (res(Some("-1"), None), codes::INVALID_FIELD, "resources.cpu"),
+            (
+                res(Some("1e999"), None),
+                codes::INVALID_FIELD,
+                "resources.cpu",
+            ),
+            (
+                res(None, Some("")),
+                codes::INVALID_FIELD,
+                "resources.memory",
+            ),
+        ];
+        for (r, code, field) in cases {
+            let e = launch_err(|l| l.resources = Some(r.clone()));
+            assert_eq!((e.code, e.field.as_str()), (code, field), "{r:?}");
+        }
+        let e = launch_err(|l| l.resources = Some(res(None, Some("256m"))));
+        assert!(e.message.contains("Mi?"), "{e}");
+        let e = launch_err(|l| l.resources = Some(res(None, Some("4Gi"))));
+        assert!(e.message.contains("2Gi"), "{e}");
+    }
+
+    #[test]
+    fn health_paths() {
+        for ok in [
+            "/",
+            "/healthz",
+            "/ready?full=1",
+            "/a/b%20c",
+            "/~user/x.y-z_",
+        ] {
+            assert_eq!(
+                launch_ok(|r| r.health_path = Some(ok.into()))
+                    .options
+                    .health_path,
+                ok
+            );
+        }
+        let long = format!("/{}", "a".repeat(MAX_HEALTH_PATH_LEN));
+        for bad in [
+            "",
+            "healthz",
+            "/a b",
+            "/a#b",
+            "/\n",
+            "/ü",
+            "/a\\b",
+            "http://x/",
+            long.as_str(),
+        ] {
+            let e = launch_err(|r| r.health_path = Some(bad.into()));
+            assert_eq!(e.field, "health_path", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn preview_keys() {
+        let max = "x".repeat(MAX_PREVIEW_KEY_CHARS);
+        let max_unicode = "ü".repeat(MAX_PREVIEW_KEY_CHARS);
+        for ok in [
+            "org/app#42",
+            "feature/x",
+            "日本語",
+            "a b",
+            "x",
+            "😀",
+            max.as_str(),
+            max_unicode.as_str(),
+        ] {
+            assert_eq!(preview_key(ok, "preview").unwrap(), ok);
+        }
+        let over = "x".repeat(MAX_PREVIEW_KEY_CHARS + 1);
+        let bad = [
+            ("", codes::MISSING_FIELD),
+            (" a", codes::INVALID_FIELD),
+            ("a ", codes::INVALID_FIELD),
+            ("a\tb", codes::INVALID_FIELD),
+            ("a\nb", codes::INVALID_FIELD),
+            ("a\0b", codes::INVALID_FIELD),
+            ("\u{7f}", codes::INVALID_FIELD),
+            ("\u{202e}x", codes::INVALID_FIELD),
+            ("a\u{200b}b", codes::INVALID_FIELD),
+            ("\u{feff}a", codes::INVALID_FIELD),
+            ("a\u{2028}b", codes::INVALID_FIELD),
+            ("a\u{a0}b", codes::INVALID_FIELD),
+            ("a\u{e0041}", codes::INVALID_FIELD),
+            (over.as_str(), codes::TOO_LONG),
+        ];
+        for (k, code) in bad {
+            let e = preview_key(k, "preview").expect_err(k);
+            assert_eq!(e.code, code, "{k:?}");
+            let e = CleanupRequest { preview: k.into() }
+                .validate(&limits())
+                .expect_err(k);
+            assert_eq!(e.field, "preview");
+        }
+    }
+
+    #[test]
+    fn pipelines() {
+        let p = PipelineRequest {
+            preview: "org/app#42".into(),
+            repository: "https://github.com/Org/My_App.git".into(),
+            commit: SHA.into(),
+            build: None,
+            launch: None,
+        };
+        let v = p.validate(&limits()).unwrap();
+        assert_eq!(v.build.image, "org/my-app", "derived from the repository");
+        assert_eq!(v.build.preview.as_deref(), Some("org/app#42"));
+        assert_eq!(v.build.tag, SHA);
+        assert_eq!(v.launch.port, 8080);
+        let scp = PipelineRequest {
+            repository: "git@github.com:team/svc.git".into(),
+            ..p.clone()
+        };
+        assert_eq!(scp.validate(&limits()).unwrap().build.image, "team/svc");
+        let single = PipelineRequest {
+            repository: "https://host/app".into(),
+            ..p.clone()
+        };
+        assert_eq!(single.validate(&limits()).unwrap().build.image, "app");
+        let hopeless = PipelineRequest {
+            repository: "https://host/___.git".into(),
+            ..p.clone()
+        };
+        let e = hopeless.validate(&limits()).unwrap_err();
+        assert_eq!(
+            (e.code, e.field.as_str()),
+            (codes::MISSING_FIELD, "build.image")
+        );
+        let named = PipelineRequest {
+            repository: "https://host/___.git".into(),
+            build: Some(BuildOptions {
+                image: Some("x/y".into()),
+                ..Default::default()
+            }),
+            ..p.clone()
+        };
+        assert_eq!(named.validate(&limits()).unwrap().build.image, "x/y");
+
+        let cases: Vec<(PipelineRequest, &str)> = vec![
+            (
+                PipelineRequest {
+                    preview: String::new(),
+                    ..p.clone()
+                },
+                "preview",
+            ),
+            (
+                PipelineRequest {
+                    repository: "file:///x".into(),
+                    ..p.clone()
+                },
+                "repository",
+            ),
+            (
+                PipelineRequest {
+                    commit: "main".into(),
+                    ..p.clone()
+                },
+                "commit",
+            ),
+            (
+                PipelineRequest {
+                    build: Some(BuildOptions {
+                        build_args: [("1X".to_owned(), String::new())].into(),
+                        ..Default::default()
+                    }),
+                    ..p.clone()
+                },
+                "build.build_args.1X",
+            ),
+            (
+                PipelineRequest {
+                    build: Some(BuildOptions {
+                        tag: Some("-x".into()),
+                        ..Default::default()
+                    }),
+                    ..p.clone()
+                },
+                "build.tag",
+            ),
+            (
+                PipelineRequest {
+                    build: Some(BuildOptions {
+                        secrets: Some(BuildSecrets {
+                            git: Some("X".into()),
+                            registry: None,
+                        }),
+                        ..Default::default()
+                    }),
+                    ..p.clone()
+                },
+                "build.secrets.git",
+            ),
+            (
+                PipelineRequest {
+                    launch: Some(LaunchOptions {
+                        port: Some(0),
+                        ..Default::default()
+                    }),
+                    ..p.clone()
+                },
+                "launch.port",
+            ),
+            (
+                PipelineRequest {
+                    launch: Some(LaunchOptions {
+                        resources: Some(Resources {
+                            cpu: Some("99".into()),
+                            memory: None,
+                        }),
+                        ..Default::default()
+                    }),
+                    ..p.clone()
+                },
+                "launch.resources.cpu",
+            ),
+            (
+                PipelineRequest {
+                    launch: Some(LaunchOptions {
+                        secret_env: [("K".to_owned(), "nope".to_owned())].into(),
+                        ..Default::default()
+                    }),
+                    ..p.clone()
+                },
+                "launch.secret_env.K",
+            ),
+        ];
+        for (req, field) in cases {
+            let e = req.validate(&limits()).expect_err(field);
+            assert_eq!(e.field, field, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn errors_serialize_as_the_api_body_and_display_with_the_field() {
+        let e = launch_err(|r| r.port = Some(0));
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            serde_json::json!({"code": "out_of_range", "message": "must be between 1 and 65535", "field": "port"})
+        );
+        assert_eq!(e.to_string(), "port: must be between 1 and 65535");
+        let e = ValidationError::new(codes::INVALID_JSON, "", "bad");
+        assert_eq!(e.to_string(), "bad");
+        assert_eq!(e.under("x").field, "x");
+    }
+
+    #[test]
+    fn valid_forms_round_trip_through_json() {
+        let l = launch_ok(|r| {
+            r.secret_env.insert("K".into(), "s/k".into());
+            r.resources = Some(Resources {
+                cpu: Some("250m".into()),
+                memory: None,
+            });
+        });
+        let back: ValidLaunch = serde_json::from_value(serde_json::to_value(&l).unwrap()).unwrap();
+        assert_eq!(back, l);
+        let json = serde_json::to_value(&l).unwrap();
+        assert_eq!(
+            json["source"],
+            serde_json::json!({"image": "ghcr.io/org/app:v1"})
+        );
+        let b = build_req().validate(&limits()).unwrap();
+        let back: ValidBuild = serde_json::from_value(serde_json::to_value(&b).unwrap()).unwrap();
+        assert_eq!(back, b);
+    }
+}
