@@ -25,6 +25,9 @@ pub mod payload;
 pub mod quantity;
 pub mod validate;
 
+#[cfg(test)]
+mod fuzz_tests;
+
 pub use auth::{AuthConfigError, Scopes, TokenSet};
 pub use backoff::BackoffPolicy;
 pub use image::ImageRef;
