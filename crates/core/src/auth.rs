@@ -8,7 +8,8 @@
 //!   imply `read`; give `read+enqueue+admin` for a token that may do everything.
 //! - token: everything after the second `:`. `sha256:<64 hex>` is the hex sha256 of the real
 //!   token (so the configuration need not hold it); anything else is the token itself, at
-//!   least 16 characters with no whitespace or control characters. Tokens must be distinct.
+//!   least 16 characters with no whitespace or control characters (and no `,`, which
+//!   separates entries). Tokens must be distinct.
 //!
 //! Only sha256 digests are kept in memory. A presented token is hashed and compared with every
 //! entry in constant time, with no early exit, so timing reveals neither which entry matched
@@ -103,6 +104,7 @@ pub struct AuthConfigError {
     pub reason: &'static str,
 }
 
+#[derive(Clone)]
 struct Entry {
     name: String,
     scopes: Scopes,
@@ -120,7 +122,7 @@ impl fmt::Debug for Entry {
 }
 
 /// The configured tokens.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct TokenSet {
     entries: Vec<Entry>,
 }

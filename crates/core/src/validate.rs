@@ -192,6 +192,27 @@ pub struct ValidBuild {
     pub preview: Option<String>,
 }
 
+impl ValidBuild {
+    /// BuildKit's git context: `<repository>#<commit>[:<context>]`.
+    pub fn git_context(&self) -> String {
+        match &self.context {
+            Some(dir) => format!("{}#{}:{dir}", self.repository.url, self.commit),
+            None => format!("{}#{}", self.repository.url, self.commit),
+        }
+    }
+
+    /// `<registry>/<image>:<tag>` for a registry prefix from configuration (push and pull
+    /// prefixes differ on minikube); an empty prefix gives `<image>:<tag>`.
+    pub fn image_reference(&self, registry: &str) -> String {
+        let registry = registry.trim_end_matches('/');
+        if registry.is_empty() {
+            format!("{}:{}", self.image, self.tag)
+        } else {
+            format!("{registry}/{}:{}", self.image, self.tag)
+        }
+    }
+}
+
 /// Where a launch's image comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -1197,6 +1218,32 @@ mod tests {
         let b = upper.validate(&limits()).unwrap();
         assert_eq!(b.commit, SHA, "commits are lowercased");
         assert_eq!(b.tag, SHA);
+    }
+
+    #[test]
+    fn build_context_and_references() {
+        let b = BuildRequest {
+            context: Some("svc/api/".into()),
+            ..build_req()
+        }
+        .validate(&limits())
+        .unwrap();
+        assert_eq!(
+            b.git_context(),
+            format!("https://github.com/org/app.git#{SHA}:svc/api")
+        );
+        let root = build_req().validate(&limits()).unwrap();
+        assert_eq!(
+            root.git_context(),
+            format!("https://github.com/org/app.git#{SHA}")
+        );
+        assert_eq!(
+            root.image_reference("registry.kube-system.svc.cluster.local:80/"),
+            format!("registry.kube-system.svc.cluster.local:80/org/app:{SHA}")
+        );
+        assert_eq!(root.image_reference(""), format!("org/app:{SHA}"));
+        let r: crate::ImageRef = root.image_reference("localhost:5000").parse().unwrap();
+        assert_eq!(r.domain.as_deref(), Some("localhost:5000"));
     }
 
     #[test]
