@@ -9,7 +9,8 @@
 //! - namespace: `slipway-pv-<slug>-<hash8>` (always hashed), a DNS-1123 label.
 //! - host label: `pr-<n>-<repo>` for a GitHub-style key `owner/repo#n` whose repo name is
 //!   already a lowercase DNS label that fits (readable, as in DESIGN.md), else the same with
-//!   `-<hash8>` appended; any other key gives `<slug>-<hash8>`. The owner is not part of
+//!   `-<hash8>` appended; any other key gives `<slug>-<hash8>` (`pv-<hash8>` when nothing
+//!   sluggable remains). The owner is not part of
 //!   the GitHub form, so `a/app#1` and `b/app#1` share a host; a deployment serving several
 //!   owners with same-named repositories should prefer keys that include more.
 //! - build Job: `slipway-build-<first 8 hex of the job id>-a<attempt>`.
@@ -115,7 +116,11 @@ pub fn preview_host_label(key: &str) -> String {
             format!("{prefix}{}", slug_with_hash(&slug, key, room))
         };
     }
-    slug_with_hash(&slugify(key, MAX_LABEL_LEN), key, MAX_LABEL_LEN)
+    match slugify(key, MAX_LABEL_LEN) {
+        // A bare hash may be all digits; a prefix keeps the host obviously a name.
+        slug if slug.is_empty() => format!("pv-{}", short_hash(key)),
+        slug => slug_with_hash(&slug, key, MAX_LABEL_LEN),
+    }
 }
 
 /// `<host label>.<domain>`; the domain (operator configuration) is lowercased and stripped of
@@ -356,6 +361,10 @@ mod tests {
         assert_eq!(
             preview_host_label("org/___#7"),
             format!("pr-7-{}", short_hash("org/___#7"))
+        );
+        assert_eq!(
+            preview_host_label("日本語"),
+            format!("pv-{}", short_hash("日本語"))
         );
         // Other keys are always hashed.
         assert_eq!(
