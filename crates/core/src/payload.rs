@@ -26,6 +26,7 @@ pub type StringMap = BTreeMap<String, String>;
 /// `POST /v1/builds`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BuildRequest {
     pub repository: String,
     pub commit: String,
@@ -41,7 +42,7 @@ pub struct BuildRequest {
         deserialize_with = "unique_map",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
-    pub build_args: StringMap,
+    pub build_args: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -53,6 +54,7 @@ pub struct BuildRequest {
 /// Names of Kubernetes Secrets in the build namespace that a build may use.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BuildSecrets {
     /// A Secret holding the git token, mounted as BuildKit's `GIT_AUTH_TOKEN`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -68,6 +70,7 @@ pub struct BuildSecrets {
 /// [`crate::validate::default_image_name`]).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BuildOptions {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<String>,
@@ -82,7 +85,7 @@ pub struct BuildOptions {
         deserialize_with = "unique_map",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
-    pub build_args: StringMap,
+    pub build_args: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -92,6 +95,7 @@ pub struct BuildOptions {
 /// `POST /v1/launches`. Exactly one of `image` and `from_build` must be given.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LaunchRequest {
     pub preview: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -106,14 +110,14 @@ pub struct LaunchRequest {
         deserialize_with = "unique_map",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
-    pub env: StringMap,
+    pub env: BTreeMap<String, String>,
     /// Env var name -> `"<secret name>/<key>"`.
     #[serde(
         default,
         deserialize_with = "unique_map",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
-    pub secret_env: StringMap,
+    pub secret_env: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -128,6 +132,7 @@ pub struct LaunchRequest {
 /// without `image`/`from_build` (the pipeline's build supplies the image).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LaunchOptions {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<i64>,
@@ -136,13 +141,13 @@ pub struct LaunchOptions {
         deserialize_with = "unique_map",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
-    pub env: StringMap,
+    pub env: BTreeMap<String, String>,
     #[serde(
         default,
         deserialize_with = "unique_map",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
-    pub secret_env: StringMap,
+    pub secret_env: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -156,6 +161,7 @@ pub struct LaunchOptions {
 /// Requested CPU and memory per container, as Kubernetes quantity strings.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Resources {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
@@ -166,6 +172,7 @@ pub struct Resources {
 /// `POST /v1/cleanups`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CleanupRequest {
     pub preview: String,
 }
@@ -173,6 +180,7 @@ pub struct CleanupRequest {
 /// `POST /v1/pipelines`: build the commit, then launch the built image as the preview.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PipelineRequest {
     pub preview: String,
     pub repository: String,
@@ -614,6 +622,28 @@ mod tests {
         assert_eq!(e.field.chars().count(), 64);
         let e = err::<CleanupRequest>(r#"{"preview": "k", "a\u0007b": 1}"#);
         assert_eq!(e.field, "a\\u{7}b");
+    }
+
+    #[cfg(feature = "openapi")]
+    #[test]
+    fn openapi_schemas_follow_the_serde_shape() {
+        use utoipa::PartialSchema;
+        let schema = serde_json::to_value(PipelineRequest::schema()).unwrap();
+        let props = &schema["properties"];
+        for field in ["preview", "repository", "commit", "build", "launch"] {
+            assert!(props.get(field).is_some(), "{field} in {schema}");
+        }
+        assert_eq!(
+            schema["additionalProperties"],
+            serde_json::json!(false),
+            "{schema}"
+        );
+        let required = schema["required"].as_array().unwrap();
+        assert_eq!(required.len(), 3, "{schema}");
+        let launch = serde_json::to_value(LaunchRequest::schema()).unwrap();
+        assert_eq!(launch["properties"]["env"]["type"], "object", "{launch}");
+        let err = serde_json::to_value(ValidationError::schema()).unwrap();
+        assert!(err["properties"].get("field").is_some(), "{err}");
     }
 
     #[test]

@@ -64,6 +64,7 @@ pub mod codes {
 /// `launch.port`), empty when the problem is the body as a whole. Messages name what is wrong
 /// and never echo submitted values (they may be secrets pasted in the wrong place).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[error("{}{message}", if field.is_empty() { String::new() } else { format!("{field}: ") })]
 pub struct ValidationError {
     pub code: &'static str,
