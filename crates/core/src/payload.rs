@@ -1,0 +1,668 @@
+//! The enqueue API's request bodies, exactly as DESIGN.md names their fields (the field names
+//! are the contract with the catalog, the CLI and the webhook).
+//!
+//! These types are what arrives on the wire, before validation: strings stay strings and
+//! numbers are wide (`i64`) so that an out-of-range port or replica count reaches
+//! [`crate::validate`] and gets an error naming its field, instead of a bare serde message.
+//! Every struct denies unknown fields, and the string maps deny duplicate keys (a JSON object
+//! with a key twice would otherwise keep the last value silently).
+//!
+//! Secrets travel only as *references*: a Kubernetes Secret name for the git token or
+//! registry credentials, `"<secret>/<key>"` for an env var. No request carries a secret value.
+//!
+//! [`decode`] turns a request body into one of these types, mapping every failure to a
+//! [`ValidationError`] with a dotted field path where one can be found.
+
+use crate::validate::{ValidationError, codes, shown};
+use serde::de::{DeserializeOwned, Deserializer, Error as _, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// A JSON object of string values (build args, env vars, secret env references).
+pub type StringMap = BTreeMap<String, String>;
+
+/// `POST /v1/builds`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BuildRequest {
+    pub repository: String,
+    pub commit: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dockerfile: Option<String>,
+    pub image: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "unique_map",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub build_args: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets: Option<BuildSecrets>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<String>,
+}
+
+/// Names of Kubernetes Secrets in the build namespace that a build may use.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BuildSecrets {
+    /// A Secret holding the git token, mounted as BuildKit's `GIT_AUTH_TOKEN`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git: Option<String>,
+    /// A docker-config Secret with the registry push credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<String>,
+}
+
+/// The build part of a pipeline: a build request without `repository` and `commit` (the
+/// pipeline gives them) and without `preview` (the pipeline's own). `image` is optional here:
+/// when absent it is derived from the repository path (see
+/// [`crate::validate::default_image_name`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BuildOptions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dockerfile: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "unique_map",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub build_args: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets: Option<BuildSecrets>,
+}
+
+/// `POST /v1/launches`. Exactly one of `image` and `from_build` must be given.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LaunchRequest {
+    pub preview: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The id of a build job whose image to run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_build: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<i64>,
+    #[serde(
+        default,
+        deserialize_with = "unique_map",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub env: BTreeMap<String, String>,
+    /// Env var name -> `"<secret name>/<key>"`.
+    #[serde(
+        default,
+        deserialize_with = "unique_map",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub secret_env: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_hours: Option<i64>,
+}
+
+/// The launch part of a pipeline: a launch request without `preview` (the pipeline's own) and
+/// without `image`/`from_build` (the pipeline's build supplies the image).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LaunchOptions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<i64>,
+    #[serde(
+        default,
+        deserialize_with = "unique_map",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub env: BTreeMap<String, String>,
+    #[serde(
+        default,
+        deserialize_with = "unique_map",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub secret_env: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_hours: Option<i64>,
+}
+
+/// Requested CPU and memory per container, as Kubernetes quantity strings.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Resources {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+}
+
+/// `POST /v1/cleanups`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CleanupRequest {
+    pub preview: String,
+}
+
+/// `POST /v1/pipelines`: build the commit, then launch the built image as the preview.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PipelineRequest {
+    pub preview: String,
+    pub repository: String,
+    pub commit: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<BuildOptions>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch: Option<LaunchOptions>,
+}
+
+impl BuildRequest {
+    /// The options part, as a pipeline would carry it.
+    pub fn options(&self) -> BuildOptions {
+        BuildOptions {
+            context: self.context.clone(),
+            dockerfile: self.dockerfile.clone(),
+            image: Some(self.image.clone()),
+            tag: self.tag.clone(),
+            build_args: self.build_args.clone(),
+            target: self.target.clone(),
+            secrets: self.secrets.clone(),
+        }
+    }
+}
+
+impl LaunchRequest {
+    /// The options part, as a pipeline would carry it.
+    pub fn options(&self) -> LaunchOptions {
+        LaunchOptions {
+            port: self.port,
+            env: self.env.clone(),
+            secret_env: self.secret_env.clone(),
+            replicas: self.replicas,
+            resources: self.resources.clone(),
+            health_path: self.health_path.clone(),
+            ttl_hours: self.ttl_hours,
+        }
+    }
+}
+
+/// Deserializes a JSON object of strings, rejecting a key given twice; `null` is empty.
+fn unique_map<'de, D: Deserializer<'de>>(d: D) -> Result<StringMap, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = StringMap;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an object of string values")
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<StringMap, E> {
+            Ok(StringMap::new())
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<StringMap, E> {
+            Ok(StringMap::new())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<StringMap, A::Error> {
+            let mut out = StringMap::new();
+            while let Some((k, v)) = m.next_entry::<String, String>()? {
+                if out.contains_key(&k) {
+                    return Err(A::Error::custom(format_args!(
+                        "duplicate key {}",
+                        shown(&k)
+                    )));
+                }
+                out.insert(k, v);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_any(V)
+}
+
+/// A request body type that [`decode`] can diagnose: it names its nested objects so an error
+/// inside one gets the full dotted path (`launch.resources.cpu`).
+pub trait Payload: DeserializeOwned {
+    /// `(field, checker)` for each nested object field.
+    fn nested() -> &'static [(&'static str, Checker)] {
+        &[]
+    }
+}
+
+/// Finds the first error of deserializing a value as some [`Payload`], with its field path.
+pub type Checker = fn(&Value) -> Option<ValidationError>;
+
+impl Payload for BuildSecrets {}
+impl Payload for Resources {}
+impl Payload for CleanupRequest {}
+impl Payload for BuildRequest {
+    fn nested() -> &'static [(&'static str, Checker)] {
+        &[("secrets", check::<BuildSecrets>)]
+    }
+}
+impl Payload for BuildOptions {
+    fn nested() -> &'static [(&'static str, Checker)] {
+        &[("secrets", check::<BuildSecrets>)]
+    }
+}
+impl Payload for LaunchRequest {
+    fn nested() -> &'static [(&'static str, Checker)] {
+        &[("resources", check::<Resources>)]
+    }
+}
+impl Payload for LaunchOptions {
+    fn nested() -> &'static [(&'static str, Checker)] {
+        &[("resources", check::<Resources>)]
+    }
+}
+impl Payload for PipelineRequest {
+    fn nested() -> &'static [(&'static str, Checker)] {
+        &[
+            ("build", check::<BuildOptions>),
+            ("launch", check::<LaunchOptions>),
+        ]
+    }
+}
+
+/// Objects with more keys than this are not searched key by key for the culprit of a type
+/// error (a real payload has a dozen fields; more means unknown fields, reported as such).
+const MAX_KEYS_TO_LOCATE: usize = 32;
+
+/// Decodes a request body. Errors: `invalid_json` (not JSON, or not an object),
+/// `unknown_field`, `missing_field`, `duplicate_field`, `invalid_field` (wrong type), each with
+/// the dotted path of the field when it can be determined.
+pub fn decode<T: Payload>(body: &[u8]) -> Result<T, ValidationError> {
+    let err = match serde_json::from_slice::<T>(body) {
+        Ok(v) => return Ok(v),
+        Err(e) => e,
+    };
+    if !err.is_data() {
+        return Err(ValidationError::new(
+            codes::INVALID_JSON,
+            "",
+            format!(
+                "the body is not valid JSON: {}",
+                truncate_message(&err.to_string())
+            ),
+        ));
+    }
+    let value: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => {
+            return Err(ValidationError::new(
+                codes::INVALID_JSON,
+                "",
+                truncate_message(&e.to_string()),
+            ));
+        }
+    };
+    if !value.is_object() {
+        return Err(ValidationError::new(
+            codes::INVALID_JSON,
+            "",
+            "the body must be a JSON object",
+        ));
+    }
+    // The value-based check finds the field; errors only the byte stream shows (a duplicate
+    // map key, which `Value` collapses) fall back to the original message.
+    Err(check::<T>(&value).unwrap_or_else(|| classify(&err, String::new())))
+}
+
+/// See [`Checker`].
+pub fn check<T: Payload>(v: &Value) -> Option<ValidationError> {
+    if let Value::Object(map) = v {
+        for (key, checker) in T::nested() {
+            if let Some(sub) = map.get(*key).filter(|s| !s.is_null())
+                && let Some(e) = checker(sub)
+            {
+                return Some(e.under(key));
+            }
+        }
+    }
+    let err = T::deserialize(v).err()?;
+    let named = classify(&err, String::new());
+    if named.code != codes::INVALID_FIELD {
+        return Some(named);
+    }
+    let field = match v {
+        Value::Object(map) if map.len() <= MAX_KEYS_TO_LOCATE => locate::<T>(map, &err),
+        _ => String::new(),
+    };
+    Some(classify(&err, field))
+}
+
+/// The key whose removal changes the error is the one that caused it: serde reports a field's
+/// type error while reading the fields, before checking for missing ones, so removing any
+/// other key leaves the same error.
+fn locate<T: DeserializeOwned>(
+    map: &serde_json::Map<String, Value>,
+    err: &serde_json::Error,
+) -> String {
+    let original = err.to_string();
+    for key in map.keys() {
+        let mut without = map.clone();
+        without.remove(key);
+        let changed = match T::deserialize(Value::Object(without)) {
+            Ok(_) => true,
+            Err(e) => e.to_string() != original,
+        };
+        if changed {
+            return shown_key(key);
+        }
+    }
+    String::new()
+}
+
+fn classify(err: &serde_json::Error, field: String) -> ValidationError {
+    let msg = err.to_string();
+    for (prefix, code) in [
+        ("unknown field `", codes::UNKNOWN_FIELD),
+        ("missing field `", codes::MISSING_FIELD),
+        ("duplicate field `", codes::DUPLICATE_FIELD),
+    ] {
+        if let Some(rest) = msg.strip_prefix(prefix)
+            && let Some((name, _)) = rest.split_once('`')
+        {
+            let message = match code {
+                codes::UNKNOWN_FIELD => format!(
+                    "unknown field{}",
+                    rest.split_once(", expected")
+                        .map(|(_, e)| format!(" (expected{})", truncate_message(e)))
+                        .unwrap_or_default()
+                ),
+                codes::MISSING_FIELD => "is required".to_owned(),
+                _ => "is given twice".to_owned(),
+            };
+            // The error names its own field; nesting prefixes are added by the caller.
+            return ValidationError::new(code, shown_key(name), message);
+        }
+    }
+    ValidationError::new(codes::INVALID_FIELD, field, truncate_message(&msg))
+}
+
+/// A key as it may appear in a field path: at most 64 characters, control characters escaped.
+pub(crate) fn shown_key(k: &str) -> String {
+    k.chars()
+        .take(64)
+        .flat_map(|c| {
+            let printable = !c.is_control() && !crate::validate::is_format_char(c);
+            let escaped: Vec<char> = if printable {
+                vec![c]
+            } else {
+                c.escape_unicode().collect()
+            };
+            escaped
+        })
+        .collect()
+}
+
+/// serde echoes offending string values; keep such messages short.
+fn truncate_message(m: &str) -> String {
+    const MAX: usize = 200;
+    if m.chars().count() <= MAX {
+        m.to_owned()
+    } else {
+        let mut s: String = m.chars().take(MAX).collect();
+        s.push('…');
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err<T: Payload + fmt::Debug>(body: &str) -> ValidationError {
+        decode::<T>(body.as_bytes()).expect_err(body)
+    }
+
+    #[test]
+    fn decodes_the_design_examples() {
+        let b: BuildRequest = decode(
+            br#"{"repository": "https://github.com/org/app.git", "commit": "0123456789abcdef0123456789abcdef01234567",
+                 "context": "sub/dir", "dockerfile": "Dockerfile", "image": "org/app", "tag": "v1",
+                 "build_args": {"K": "V"}, "target": "stage", "secrets": {"git": "git-token", "registry": "regcred"},
+                 "preview": "org/app#42"}"#,
+        )
+        .unwrap();
+        assert_eq!(b.build_args.get("K").map(String::as_str), Some("V"));
+        assert_eq!(b.secrets.unwrap().registry.as_deref(), Some("regcred"));
+
+        let l: LaunchRequest = decode(
+            br#"{"preview": "org/app#42", "image": "ghcr.io/org/app:v1", "port": 8080, "env": {"K": "V"},
+                 "secret_env": {"DB": "db/password"}, "replicas": 1, "resources": {"cpu": "250m", "memory": "256Mi"},
+                 "health_path": "/", "ttl_hours": 72}"#,
+        )
+        .unwrap();
+        assert_eq!(l.port, Some(8080));
+        let c: CleanupRequest = decode(br#"{"preview": "org/app#42"}"#).unwrap();
+        assert_eq!(c.preview, "org/app#42");
+        let p: PipelineRequest = decode(
+            br#"{"preview": "org/app#42", "repository": "https://github.com/org/app.git", "commit": "abc",
+                 "build": {"dockerfile": "build/Dockerfile"}, "launch": {"port": 3000}}"#,
+        )
+        .unwrap();
+        assert_eq!(p.launch.unwrap().port, Some(3000));
+        let p: PipelineRequest =
+            decode(br#"{"preview": "k", "repository": "r", "commit": "c", "build": null}"#)
+                .unwrap();
+        assert!(p.build.is_none());
+    }
+
+    #[test]
+    fn decode_errors_name_the_field() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("", codes::INVALID_JSON, ""),
+            ("{", codes::INVALID_JSON, ""),
+            ("[]", codes::INVALID_JSON, ""),
+            ("\"x\"", codes::INVALID_JSON, ""),
+            ("null", codes::INVALID_JSON, ""),
+            ("{}", codes::MISSING_FIELD, "preview"),
+            (
+                r#"{"preview": "k", "image": "a", "bogus": 1}"#,
+                codes::UNKNOWN_FIELD,
+                "bogus",
+            ),
+            (
+                r#"{"preview": "k", "port": "80"}"#,
+                codes::INVALID_FIELD,
+                "port",
+            ),
+            (
+                r#"{"preview": "k", "port": 8080.5}"#,
+                codes::INVALID_FIELD,
+                "port",
+            ),
+            (
+                r#"{"preview": "k", "port": 99999999999999999999}"#,
+                codes::INVALID_FIELD,
+                "port",
+            ),
+            (r#"{"preview": 42}"#, codes::INVALID_FIELD, "preview"),
+            (
+                r#"{"preview": "k", "env": {"A": 1}}"#,
+                codes::INVALID_FIELD,
+                "env",
+            ),
+            (
+                r#"{"preview": "k", "env": []}"#,
+                codes::INVALID_FIELD,
+                "env",
+            ),
+            (
+                r#"{"preview": "k", "resources": {"gpu": "1"}}"#,
+                codes::UNKNOWN_FIELD,
+                "resources.gpu",
+            ),
+            (
+                r#"{"preview": "k", "resources": {"cpu": 1}}"#,
+                codes::INVALID_FIELD,
+                "resources.cpu",
+            ),
+            (
+                r#"{"preview": "k", "resources": "big"}"#,
+                codes::INVALID_FIELD,
+                "resources",
+            ),
+            (
+                r#"{"preview": "k", "preview": "j"}"#,
+                codes::DUPLICATE_FIELD,
+                "preview",
+            ),
+        ];
+        for (body, code, field) in cases {
+            let e = err::<LaunchRequest>(body);
+            assert_eq!((e.code, e.field.as_str()), (*code, *field), "{body}: {e:?}");
+        }
+        // A missing field is reported even though the type error check ran first.
+        let e = err::<LaunchRequest>(r#"{"image": "a"}"#);
+        assert_eq!(
+            (e.code, e.field.as_str()),
+            (codes::MISSING_FIELD, "preview")
+        );
+    }
+
+    #[test]
+    fn nested_pipeline_errors_have_dotted_paths() {
+        let base = r#""preview": "k", "repository": "r", "commit": "c""#;
+        let cases = [
+            (
+                r#""build": {"repository": "x"}"#,
+                codes::UNKNOWN_FIELD,
+                "build.repository",
+            ),
+            (
+                r#""build": {"preview": "x"}"#,
+                codes::UNKNOWN_FIELD,
+                "build.preview",
+            ),
+            (
+                r#""launch": {"image": "x"}"#,
+                codes::UNKNOWN_FIELD,
+                "launch.image",
+            ),
+            (
+                r#""launch": {"from_build": "x"}"#,
+                codes::UNKNOWN_FIELD,
+                "launch.from_build",
+            ),
+            (
+                r#""launch": {"port": "x"}"#,
+                codes::INVALID_FIELD,
+                "launch.port",
+            ),
+            (
+                r#""launch": {"resources": {"disk": "1"}}"#,
+                codes::UNKNOWN_FIELD,
+                "launch.resources.disk",
+            ),
+            (
+                r#""build": {"secrets": {"ssh": "x"}}"#,
+                codes::UNKNOWN_FIELD,
+                "build.secrets.ssh",
+            ),
+            (
+                r#""build": {"secrets": {"git": 5}}"#,
+                codes::INVALID_FIELD,
+                "build.secrets.git",
+            ),
+            (r#""build": 5"#, codes::INVALID_FIELD, "build"),
+        ];
+        for (extra, code, field) in cases {
+            let body = format!("{{{base}, {extra}}}");
+            let e = err::<PipelineRequest>(&body);
+            assert_eq!((e.code, e.field.as_str()), (code, field), "{body}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn duplicate_map_keys_are_rejected() {
+        let e = err::<LaunchRequest>(r#"{"preview": "k", "env": {"A": "1", "A": "2"}}"#);
+        assert_eq!(e.code, codes::INVALID_FIELD);
+        assert!(e.message.contains("duplicate key"), "{e:?}");
+    }
+
+    #[test]
+    fn unknown_field_names_are_escaped_and_bounded() {
+        let long = "x".repeat(500);
+        let e = err::<CleanupRequest>(&format!(r#"{{"preview": "k", "{long}\u0000": 1}}"#));
+        assert_eq!(e.code, codes::UNKNOWN_FIELD);
+        assert_eq!(e.field.chars().count(), 64);
+        let e = err::<CleanupRequest>(r#"{"preview": "k", "a\u0007b": 1}"#);
+        assert_eq!(e.field, "a\\u{7}b");
+    }
+
+    #[cfg(feature = "openapi")]
+    #[test]
+    fn openapi_schemas_follow_the_serde_shape() {
+        use utoipa::PartialSchema;
+        let schema = serde_json::to_value(PipelineRequest::schema()).unwrap();
+        let props = &schema["properties"];
+        for field in ["preview", "repository", "commit", "build", "launch"] {
+            assert!(props.get(field).is_some(), "{field} in {schema}");
+        }
+        assert_eq!(
+            schema["additionalProperties"],
+            serde_json::json!(false),
+            "{schema}"
+        );
+        let required = schema["required"].as_array().unwrap();
+        assert_eq!(required.len(), 3, "{schema}");
+        let launch = serde_json::to_value(LaunchRequest::schema()).unwrap();
+        assert_eq!(launch["properties"]["env"]["type"], "object", "{launch}");
+        let err = serde_json::to_value(ValidationError::schema()).unwrap();
+        assert!(err["properties"].get("field").is_some(), "{err}");
+    }
+
+    #[test]
+    fn requests_serialize_without_empty_optionals() {
+        let c = CleanupRequest {
+            preview: "k".into(),
+        };
+        assert_eq!(serde_json::to_string(&c).unwrap(), r#"{"preview":"k"}"#);
+        let l = LaunchRequest {
+            preview: "k".into(),
+            image: Some("nginx".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::to_string(&l).unwrap(),
+            r#"{"preview":"k","image":"nginx"}"#
+        );
+        let back: LaunchRequest =
+            serde_json::from_str(&serde_json::to_string(&l).unwrap()).unwrap();
+        assert_eq!(back, l);
+    }
+}
