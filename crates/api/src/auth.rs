@@ -8,13 +8,14 @@ use crate::state::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use slipway_core::auth::Scope;
+use slipway_core::auth::Scopes;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
 /// A scope a route requires.
 pub trait RequiredScope: Send + Sync + 'static {
-    const SCOPE: Scope;
+    const SCOPE: Scopes;
+    const NAME: &'static str;
 }
 
 /// `enqueue`: create builds, launches, cleanups and pipelines.
@@ -25,13 +26,16 @@ pub struct Read;
 pub struct Admin;
 
 impl RequiredScope for Enqueue {
-    const SCOPE: Scope = Scope::Enqueue;
+    const SCOPE: Scopes = Scopes::ENQUEUE;
+    const NAME: &'static str = "enqueue";
 }
 impl RequiredScope for Read {
-    const SCOPE: Scope = Scope::Read;
+    const SCOPE: Scopes = Scopes::READ;
+    const NAME: &'static str = "read";
 }
 impl RequiredScope for Admin {
-    const SCOPE: Scope = Scope::Admin;
+    const SCOPE: Scopes = Scopes::ADMIN;
+    const NAME: &'static str = "admin";
 }
 
 /// The authenticated caller, holding scope `S`.
@@ -55,10 +59,10 @@ impl<S: RequiredScope> FromRequestParts<Arc<AppState>> for Auth<S> {
             })
             .filter(|t| !t.is_empty())
             .ok_or(ApiError::Unauthorized)?;
-        let token = state.tokens.verify(presented).ok_or(ApiError::Unauthorized)?;
-        if !token.scopes.contains(S::SCOPE) {
-            return Err(ApiError::Forbidden(S::SCOPE.as_str()));
+        let (name, scopes) = state.tokens.verify(presented).ok_or(ApiError::Unauthorized)?;
+        if !scopes.contains(S::SCOPE) {
+            return Err(ApiError::Forbidden(S::NAME));
         }
-        Ok(Auth { name: token.name.clone(), _scope: PhantomData })
+        Ok(Auth { name: name.to_owned(), _scope: PhantomData })
     }
 }

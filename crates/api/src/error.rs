@@ -140,15 +140,10 @@ impl From<slipway_shared::store::StoreError> for ApiError {
         match e {
             E::InvalidCursor => ApiError::bad_request("invalid_cursor", "invalid pagination cursor", Some("cursor".into())),
             E::NotFound { what, id } => ApiError::NotFound(format!("{what} {id} not found")),
-            E::Database(sqlx_err) if is_connection_error(&sqlx_err) => ApiError::Unavailable(sqlx_err.to_string()),
+            other if other.is_unavailable() => ApiError::Unavailable(other.to_string()),
             other => ApiError::internal(other),
         }
     }
-}
-
-fn is_connection_error(e: &slipway_shared::store::SqlxError) -> bool {
-    use slipway_shared::store::SqlxError as S;
-    matches!(e, S::Io(_) | S::PoolTimedOut | S::PoolClosed | S::Tls(_) | S::Protocol(_))
 }
 
 impl From<slipway_shared::queue::QueueError> for ApiError {

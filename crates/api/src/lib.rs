@@ -74,8 +74,8 @@ impl Config {
     pub fn limits(&self) -> anyhow::Result<Limits> {
         use slipway_core::quantity::{Unit, parse};
         Ok(Limits {
-            max_cpu_millis: parse(&self.max_cpu, Unit::Cpu).context("--max-cpu")?,
-            max_memory_bytes: parse(&self.max_memory, Unit::Memory).context("--max-memory")?,
+            max_cpu_millis: parse(&self.max_cpu, Unit::Millicores).context("--max-cpu")?,
+            max_memory_bytes: parse(&self.max_memory, Unit::Bytes).context("--max-memory")?,
             max_replicas: self.max_replicas,
             max_ttl_hours: self.max_ttl_hours,
             allowed_repository_hosts: self

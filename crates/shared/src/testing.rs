@@ -101,6 +101,23 @@ impl Drop for TestDb {
     }
 }
 
+/// Polls `check` until it returns `Some` or `timeout` passes, then panics naming `what`.
+/// Tests wait for conditions with this instead of sleeping a fixed time.
+pub async fn eventually<T, F, Fut>(timeout: std::time::Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// Drops `name` from a thread with its own runtime, so it works from `Drop` inside or outside
 /// an async runtime. `WITH (FORCE)` ends connections still open in pools the test kept.
 fn drop_database(admin_url: &str, name: &str) {
