@@ -1,1 +1,8 @@
 //! Slipway shared infrastructure.
+
+pub mod config;
+pub mod health;
+pub mod store;
+pub mod telemetry;
+#[cfg(feature = "test-support")]
+pub mod testing;
