@@ -15,6 +15,9 @@
 //!   resource quantities.
 //! - [`naming`]: namespaces, hosts, Job names and label values for Kubernetes objects.
 //! - [`auth`]: `SLIPWAY_API_TOKENS` parsing and constant-time bearer token checks.
+//!
+//! Feature `openapi` derives `utoipa::ToSchema` for the request bodies and
+//! [`ValidationError`], for the API's generated `/openapi.json`; it adds no IO.
 
 pub mod auth;
 pub mod backoff;
