@@ -369,7 +369,34 @@ fn from_serde(e: serde_path_to_error::Error<serde_json::Error>) -> ValidationErr
             };
         }
     }
-    ValidationError::new(codes::INVALID_FIELD, path, truncate_message(&msg))
+    ValidationError::new(codes::INVALID_FIELD, path, value_free(&msg))
+}
+
+/// serde quotes the offending value (`invalid type: string "hunter2", expected i64`); keep
+/// only its kind, since a secret pasted into the wrong field must not come back in an error
+/// that may be logged.
+fn value_free(msg: &str) -> String {
+    for (prefix, what) in [
+        ("invalid type: ", "wrong type"),
+        ("invalid value: ", "invalid value"),
+        ("invalid length ", "invalid length"),
+    ] {
+        if let Some(rest) = msg.strip_prefix(prefix) {
+            let found = rest
+                .split([' ', ','])
+                .next()
+                .filter(|w| w.bytes().all(|b| b.is_ascii_alphabetic()) && !w.is_empty());
+            let expected = rest.rsplit_once(", expected ").map(|(_, e)| e);
+            return match (expected, found) {
+                (Some(e), Some(f)) if prefix != "invalid length " => {
+                    truncate_message(&format!("{what}: expected {e}, found {f}"))
+                }
+                (Some(e), _) => truncate_message(&format!("{what}: expected {e}")),
+                (None, _) => what.to_owned(),
+            };
+        }
+    }
+    truncate_message(msg)
 }
 
 /// serde_json's message without its " at line L column C" suffix (the path says where).
@@ -612,6 +639,51 @@ mod tests {
             let body = format!("{{{base}, {extra}}}");
             let e = err::<PipelineRequest>(&body);
             assert_eq!((e.code, e.field.as_str()), (code, field), "{body}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn type_errors_do_not_echo_values() {
+        let cases = [
+            (
+                r#"{"preview": "k", "port": "hunter2-secret"}"#,
+                "port",
+                "wrong type: expected i64, found string",
+            ),
+            (
+                r#"{"preview": "k", "replicas": 1.5}"#,
+                "replicas",
+                "wrong type: expected i64, found floating",
+            ),
+            (
+                r#"{"preview": "k", "port": 99999999999999999999}"#,
+                "port",
+                "wrong type: expected i64, found floating",
+            ),
+            (
+                r#"{"preview": "k", "env": {"A": true}}"#,
+                "env.A",
+                "wrong type: expected a string, found boolean",
+            ),
+            (
+                r#"{"preview": "k", "resources": "hunter2-secret"}"#,
+                "resources",
+                "wrong type: expected struct Resources, found string",
+            ),
+            (
+                r#"{"preview": ["hunter2-secret"]}"#,
+                "preview",
+                "wrong type: expected a string, found sequence",
+            ),
+        ];
+        for (body, field, message) in cases {
+            let e = err::<LaunchRequest>(body);
+            assert_eq!(
+                (e.field.as_str(), e.message.as_str()),
+                (field, message),
+                "{body}"
+            );
+            assert!(!e.message.contains("hunter2"));
         }
     }
 
