@@ -571,7 +571,7 @@ mod tests {
             let e = err::<LaunchRequest>(body);
             assert_eq!((e.code, e.field.as_str()), (*code, *field), "{body}: {e:?}");
         }
-        // A missing field is reported even though the type error check ran first.
+        // A missing top-level field is named by its own path.
         let e = err::<LaunchRequest>(r#"{"image": "a"}"#);
         assert_eq!(
             (e.code, e.field.as_str()),

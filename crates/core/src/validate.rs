@@ -214,6 +214,16 @@ impl ValidBuild {
     }
 }
 
+impl ValidPipeline {
+    /// The idempotency key of this pipeline's job of `kind` (DESIGN.md: a pipeline is keyed by
+    /// preview, commit and kind): `pipeline:<kind>:<commit>:<preview>`. Unambiguous because the
+    /// kind is a fixed word and the commit fixed-length hex; the API should give caller-sent
+    /// `Idempotency-Key`s a different prefix so the two can never meet.
+    pub fn idempotency_key(&self, kind: crate::job::JobKind) -> String {
+        format!("pipeline:{kind}:{}:{}", self.build.commit, self.preview)
+    }
+}
+
 /// Where a launch's image comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -1974,6 +1984,22 @@ mod tests {
             ..p.clone()
         };
         assert_eq!(named.validate(&limits()).unwrap().build.image, "x/y");
+
+        let key = v.idempotency_key(crate::JobKind::Build);
+        assert_eq!(key, format!("pipeline:build:{SHA}:org/app#42"));
+        let upper = PipelineRequest {
+            commit: SHA.to_uppercase(),
+            ..p.clone()
+        };
+        assert_eq!(
+            upper
+                .validate(&limits())
+                .unwrap()
+                .idempotency_key(crate::JobKind::Build),
+            key,
+            "the same commit in another case is the same pipeline"
+        );
+        assert_ne!(v.idempotency_key(crate::JobKind::Launch), key);
 
         let cases: Vec<(PipelineRequest, &str)> = vec![
             (
