@@ -11,7 +11,7 @@
 //! registry credentials, `"<secret>/<key>"` for an env var. No request carries a secret value.
 //!
 //! [`decode`] turns a request body into one of these types, mapping every failure to a
-//! [`ValidationError`] with a dotted field path where one can be found.
+//! [`ValidationError`] with the dotted path of the offending field.
 
 use crate::validate::{ValidationError, codes, shown};
 use serde::de::{DeserializeOwned, Deserializer, Error as _, MapAccess, Visitor};
@@ -252,164 +252,161 @@ fn unique_map<'de, D: Deserializer<'de>>(d: D) -> Result<StringMap, D::Error> {
     d.deserialize_any(V)
 }
 
-/// A request body type that [`decode`] can diagnose: it names its nested objects so an error
-/// inside one gets the full dotted path (`launch.resources.cpu`).
-pub trait Payload: DeserializeOwned {
-    /// `(field, checker)` for each nested object field.
-    fn nested() -> &'static [(&'static str, Checker)] {
-        &[]
+/// Decodes a request body into a request type. Errors: `invalid_json` (not JSON, not an
+/// object, trailing data), `unknown_field`, `missing_field`, `duplicate_field`, and
+/// `invalid_field` (a wrong type, an array where an object belongs, a key given twice in a
+/// map), each with the dotted path of the field (`launch.resources.cpu`, `env.FOO`).
+pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ValidationError> {
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => {}
+        None => {
+            return Err(ValidationError::new(
+                codes::INVALID_JSON,
+                "",
+                "the body is empty; send a JSON object",
+            ));
+        }
+        Some(_) => {
+            return Err(ValidationError::new(
+                codes::INVALID_JSON,
+                "",
+                "the body must be a JSON object",
+            ));
+        }
     }
-}
-
-/// Finds the first error of deserializing a value as some [`Payload`], with its field path.
-pub type Checker = fn(&Value) -> Option<ValidationError>;
-
-impl Payload for BuildSecrets {}
-impl Payload for Resources {}
-impl Payload for CleanupRequest {}
-impl Payload for BuildRequest {
-    fn nested() -> &'static [(&'static str, Checker)] {
-        &[("secrets", check::<BuildSecrets>)]
-    }
-}
-impl Payload for BuildOptions {
-    fn nested() -> &'static [(&'static str, Checker)] {
-        &[("secrets", check::<BuildSecrets>)]
-    }
-}
-impl Payload for LaunchRequest {
-    fn nested() -> &'static [(&'static str, Checker)] {
-        &[("resources", check::<Resources>)]
-    }
-}
-impl Payload for LaunchOptions {
-    fn nested() -> &'static [(&'static str, Checker)] {
-        &[("resources", check::<Resources>)]
-    }
-}
-impl Payload for PipelineRequest {
-    fn nested() -> &'static [(&'static str, Checker)] {
-        &[
-            ("build", check::<BuildOptions>),
-            ("launch", check::<LaunchOptions>),
-        ]
-    }
-}
-
-/// Objects with more keys than this are not searched key by key for the culprit of a type
-/// error (a real payload has a dozen fields; more means unknown fields, reported as such).
-const MAX_KEYS_TO_LOCATE: usize = 32;
-
-/// Decodes a request body. Errors: `invalid_json` (not JSON, or not an object),
-/// `unknown_field`, `missing_field`, `duplicate_field`, `invalid_field` (wrong type), each with
-/// the dotted path of the field when it can be determined.
-pub fn decode<T: Payload>(body: &[u8]) -> Result<T, ValidationError> {
-    let err = match serde_json::from_slice::<T>(body) {
-        Ok(v) => return Ok(v),
-        Err(e) => e,
-    };
-    if !err.is_data() {
-        return Err(ValidationError::new(
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(from_serde)?;
+    de.end().map_err(|e| {
+        ValidationError::new(
             codes::INVALID_JSON,
             "",
             format!(
                 "the body is not valid JSON: {}",
-                truncate_message(&err.to_string())
+                truncate_message(&e.to_string())
             ),
+        )
+    })?;
+    // Derived structs also accept a JSON array (fields by position); no payload has an array
+    // anywhere, so refuse them rather than give positional meaning to one.
+    let tree: Value = serde_json::from_slice(body).map_err(|e| {
+        ValidationError::new(codes::INVALID_JSON, "", truncate_message(&e.to_string()))
+    })?;
+    if let Some(path) = first_array(&tree) {
+        return Err(ValidationError::new(
+            codes::INVALID_FIELD,
+            path,
+            "must be an object or a value, not an array",
         ));
     }
-    let value: Value = match serde_json::from_slice(body) {
-        Ok(v) => v,
-        Err(e) => {
-            return Err(ValidationError::new(
-                codes::INVALID_JSON,
-                "",
-                truncate_message(&e.to_string()),
-            ));
-        }
-    };
-    if !value.is_object() {
-        return Err(ValidationError::new(
+    Ok(value)
+}
+
+/// The dotted path of the first array in `v`, if any.
+fn first_array(v: &Value) -> Option<String> {
+    match v {
+        Value::Array(_) => Some(String::new()),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            first_array(v).map(|rest| crate::validate::join(&shown_key(k), &rest))
+        }),
+        _ => None,
+    }
+}
+
+fn from_serde(e: serde_path_to_error::Error<serde_json::Error>) -> ValidationError {
+    use serde_path_to_error::Segment;
+    let inner = e.inner();
+    if !inner.is_data() {
+        return ValidationError::new(
             codes::INVALID_JSON,
             "",
-            "the body must be a JSON object",
-        ));
+            format!(
+                "the body is not valid JSON: {}",
+                truncate_message(&inner.to_string())
+            ),
+        );
     }
-    // The value-based check finds the field; errors only the byte stream shows (a duplicate
-    // map key, which `Value` collapses) fall back to the original message.
-    Err(check::<T>(&value).unwrap_or_else(|| classify(&err, String::new())))
-}
-
-/// See [`Checker`].
-pub fn check<T: Payload>(v: &Value) -> Option<ValidationError> {
-    if let Value::Object(map) = v {
-        for (key, checker) in T::nested() {
-            if let Some(sub) = map.get(*key).filter(|s| !s.is_null())
-                && let Some(e) = checker(sub)
-            {
-                return Some(e.under(key));
-            }
-        }
-    }
-    let err = T::deserialize(v).err()?;
-    let named = classify(&err, String::new());
-    if named.code != codes::INVALID_FIELD {
-        return Some(named);
-    }
-    let field = match v {
-        Value::Object(map) if map.len() <= MAX_KEYS_TO_LOCATE => locate::<T>(map, &err),
-        _ => String::new(),
-    };
-    Some(classify(&err, field))
-}
-
-/// The key whose removal changes the error is the one that caused it: serde reports a field's
-/// type error while reading the fields, before checking for missing ones, so removing any
-/// other key leaves the same error.
-fn locate<T: DeserializeOwned>(
-    map: &serde_json::Map<String, Value>,
-    err: &serde_json::Error,
-) -> String {
-    let original = err.to_string();
-    for key in map.keys() {
-        let mut without = map.clone();
-        without.remove(key);
-        let changed = match T::deserialize(Value::Object(without)) {
-            Ok(_) => true,
-            Err(e) => e.to_string() != original,
+    let path = e.path().iter().fold(String::new(), |path, seg| {
+        let part = match seg {
+            Segment::Map { key } => shown_key(key),
+            Segment::Seq { index } => format!("[{index}]"),
+            Segment::Enum { variant } => shown_key(variant),
+            Segment::Unknown => "?".to_owned(),
         };
-        if changed {
-            return shown_key(key);
-        }
-    }
-    String::new()
-}
-
-fn classify(err: &serde_json::Error, field: String) -> ValidationError {
-    let msg = err.to_string();
+        crate::validate::join(&path, &part)
+    });
+    let msg = without_position(inner);
     for (prefix, code) in [
         ("unknown field `", codes::UNKNOWN_FIELD),
         ("missing field `", codes::MISSING_FIELD),
         ("duplicate field `", codes::DUPLICATE_FIELD),
     ] {
         if let Some(rest) = msg.strip_prefix(prefix)
-            && let Some((name, _)) = rest.split_once('`')
+            && let Some((name, rest)) = rest.split_once('`')
         {
-            let message = match code {
-                codes::UNKNOWN_FIELD => format!(
-                    "unknown field{}",
-                    rest.split_once(", expected")
-                        .map(|(_, e)| format!(" (expected{})", truncate_message(e)))
-                        .unwrap_or_default()
+            return match code {
+                // The path already ends with the unknown key.
+                codes::UNKNOWN_FIELD => ValidationError::new(
+                    code,
+                    path,
+                    format!(
+                        "unknown field{}",
+                        rest.strip_prefix(", ")
+                            .map(|expected| format!(" ({})", truncate_message(expected)))
+                            .unwrap_or_default()
+                    ),
                 ),
-                codes::MISSING_FIELD => "is required".to_owned(),
-                _ => "is given twice".to_owned(),
+                // The path is the struct; the field is named in the message.
+                codes::MISSING_FIELD => ValidationError::new(
+                    code,
+                    crate::validate::join(&path, &shown_key(name)),
+                    "is required",
+                ),
+                _ => ValidationError::new(
+                    code,
+                    crate::validate::join(&path, &shown_key(name)),
+                    "is given twice",
+                ),
             };
-            // The error names its own field; nesting prefixes are added by the caller.
-            return ValidationError::new(code, shown_key(name), message);
         }
     }
-    ValidationError::new(codes::INVALID_FIELD, field, truncate_message(&msg))
+    ValidationError::new(codes::INVALID_FIELD, path, value_free(&msg))
+}
+
+/// serde quotes the offending value (`invalid type: string "hunter2", expected i64`); keep
+/// only its kind, since a secret pasted into the wrong field must not come back in an error
+/// that may be logged.
+fn value_free(msg: &str) -> String {
+    for (prefix, what) in [
+        ("invalid type: ", "wrong type"),
+        ("invalid value: ", "invalid value"),
+        ("invalid length ", "invalid length"),
+    ] {
+        if let Some(rest) = msg.strip_prefix(prefix) {
+            let found = rest
+                .split([' ', ','])
+                .next()
+                .filter(|w| w.bytes().all(|b| b.is_ascii_alphabetic()) && !w.is_empty());
+            let expected = rest.rsplit_once(", expected ").map(|(_, e)| e);
+            return match (expected, found) {
+                (Some(e), Some(f)) if prefix != "invalid length " => {
+                    truncate_message(&format!("{what}: expected {e}, found {f}"))
+                }
+                (Some(e), _) => truncate_message(&format!("{what}: expected {e}")),
+                (None, _) => what.to_owned(),
+            };
+        }
+    }
+    truncate_message(msg)
+}
+
+/// serde_json's message without its " at line L column C" suffix (the path says where).
+fn without_position(e: &serde_json::Error) -> String {
+    let msg = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    match msg.strip_suffix(&suffix) {
+        Some(m) => m.to_owned(),
+        None => msg,
+    }
 }
 
 /// A key as it may appear in a field path: at most 64 characters, control characters escaped.
@@ -444,7 +441,7 @@ fn truncate_message(m: &str) -> String {
 mod tests {
     use super::*;
 
-    fn err<T: Payload + fmt::Debug>(body: &str) -> ValidationError {
+    fn err<T: DeserializeOwned + fmt::Debug>(body: &str) -> ValidationError {
         decode::<T>(body.as_bytes()).expect_err(body)
     }
 
@@ -485,8 +482,10 @@ mod tests {
     fn decode_errors_name_the_field() {
         let cases: &[(&str, &str, &str)] = &[
             ("", codes::INVALID_JSON, ""),
+            ("  \n ", codes::INVALID_JSON, ""),
             ("{", codes::INVALID_JSON, ""),
             ("[]", codes::INVALID_JSON, ""),
+            ("[\"k\"]", codes::INVALID_JSON, ""),
             ("\"x\"", codes::INVALID_JSON, ""),
             ("null", codes::INVALID_JSON, ""),
             ("{}", codes::MISSING_FIELD, "preview"),
@@ -514,8 +513,14 @@ mod tests {
             (
                 r#"{"preview": "k", "env": {"A": 1}}"#,
                 codes::INVALID_FIELD,
-                "env",
+                "env.A",
             ),
+            (
+                r#"{"preview": "k", "env": {"A": null}}"#,
+                codes::INVALID_FIELD,
+                "env.A",
+            ),
+            (r#"{"preview": "k", "env": null}"#, "", ""),
             (
                 r#"{"preview": "k", "env": []}"#,
                 codes::INVALID_FIELD,
@@ -537,16 +542,36 @@ mod tests {
                 "resources",
             ),
             (
+                r#"{"preview": "k", "resources": ["1", "2"]}"#,
+                codes::INVALID_FIELD,
+                "resources",
+            ),
+            (
                 r#"{"preview": "k", "preview": "j"}"#,
                 codes::DUPLICATE_FIELD,
                 "preview",
             ),
+            (
+                r#"{"preview": "k", "image": "a"} {}"#,
+                codes::INVALID_JSON,
+                "",
+            ),
+            (
+                r#"{"preview": "k", "image": "a"} x"#,
+                codes::INVALID_JSON,
+                "",
+            ),
+            ("{\"preview\": \"\\ud800\"}", codes::INVALID_JSON, ""),
         ];
         for (body, code, field) in cases {
+            if code.is_empty() {
+                assert!(decode::<LaunchRequest>(body.as_bytes()).is_ok(), "{body}");
+                continue;
+            }
             let e = err::<LaunchRequest>(body);
             assert_eq!((e.code, e.field.as_str()), (*code, *field), "{body}: {e:?}");
         }
-        // A missing field is reported even though the type error check ran first.
+        // A missing top-level field is named by its own path.
         let e = err::<LaunchRequest>(r#"{"image": "a"}"#);
         assert_eq!(
             (e.code, e.field.as_str()),
@@ -599,6 +624,16 @@ mod tests {
                 "build.secrets.git",
             ),
             (r#""build": 5"#, codes::INVALID_FIELD, "build"),
+            (
+                r#""build": {"build_args": {"X": 1}}"#,
+                codes::INVALID_FIELD,
+                "build.build_args.X",
+            ),
+            (
+                r#""launch": {"resources": []}"#,
+                codes::INVALID_FIELD,
+                "launch.resources",
+            ),
         ];
         for (extra, code, field) in cases {
             let body = format!("{{{base}, {extra}}}");
@@ -608,10 +643,64 @@ mod tests {
     }
 
     #[test]
+    fn type_errors_do_not_echo_values() {
+        let cases = [
+            (
+                r#"{"preview": "k", "port": "hunter2-secret"}"#,
+                "port",
+                "wrong type: expected i64, found string",
+            ),
+            (
+                r#"{"preview": "k", "replicas": 1.5}"#,
+                "replicas",
+                "wrong type: expected i64, found floating",
+            ),
+            (
+                r#"{"preview": "k", "port": 99999999999999999999}"#,
+                "port",
+                "wrong type: expected i64, found floating",
+            ),
+            (
+                r#"{"preview": "k", "env": {"A": true}}"#,
+                "env.A",
+                "wrong type: expected a string, found boolean",
+            ),
+            (
+                r#"{"preview": "k", "resources": "hunter2-secret"}"#,
+                "resources",
+                "wrong type: expected struct Resources, found string",
+            ),
+            (
+                r#"{"preview": ["hunter2-secret"]}"#,
+                "preview",
+                "wrong type: expected a string, found sequence",
+            ),
+        ];
+        for (body, field, message) in cases {
+            let e = err::<LaunchRequest>(body);
+            assert_eq!(
+                (e.field.as_str(), e.message.as_str()),
+                (field, message),
+                "{body}"
+            );
+            assert!(!e.message.contains("hunter2"));
+        }
+    }
+
+    #[test]
     fn duplicate_map_keys_are_rejected() {
         let e = err::<LaunchRequest>(r#"{"preview": "k", "env": {"A": "1", "A": "2"}}"#);
-        assert_eq!(e.code, codes::INVALID_FIELD);
+        assert_eq!((e.code, e.field.as_str()), (codes::INVALID_FIELD, "env"));
         assert!(e.message.contains("duplicate key"), "{e:?}");
+        let e = err::<PipelineRequest>(
+            r#"{"preview": "k", "repository": "r", "commit": "c", "build": {"tag": "a", "tag": "b"}}"#,
+        );
+        assert_eq!(
+            (e.code, e.field.as_str()),
+            (codes::DUPLICATE_FIELD, "build.tag")
+        );
+        let e = err::<PipelineRequest>(r#"{"preview": "k", "repository": "r", "launch": {}}"#);
+        assert_eq!((e.code, e.field.as_str()), (codes::MISSING_FIELD, "commit"));
     }
 
     #[test]

@@ -234,6 +234,22 @@ mod tests {
     }
 
     #[test]
+    fn random_amounts_round_trip_through_canonical_forms() {
+        use rand::{Rng, SeedableRng, rngs::StdRng};
+        let mut rng = StdRng::seed_from_u64(9);
+        for _ in 0..10_000 {
+            let millis = rng.random_range(1..=u64::MAX / 1000);
+            assert_eq!(parse(&format_cpu(millis), Unit::Millicores), Ok(millis));
+            let bytes = match rng.random_range(0..3) {
+                0 => rng.random_range(1..=u64::MAX),
+                1 => rng.random_range(1..=1u64 << 40) << 20,
+                _ => rng.random_range(1..=1u64 << 20),
+            };
+            assert_eq!(parse(&format_memory(bytes), Unit::Bytes), Ok(bytes));
+        }
+    }
+
+    #[test]
     fn canonical_forms_round_trip() {
         for millis in [1, 250, 1000, 1500, 64000] {
             assert_eq!(parse(&format_cpu(millis), Unit::Millicores), Ok(millis));

@@ -8,7 +8,8 @@
 //!   DNS names or IPv4 (ASCII only: IDNs in punycode). Path characters `A-Za-z0-9._~+@-` and
 //!   `%XX`, no empty, `.` or `..` segments. Everything else (`http://`, `git://`, `file://`,
 //!   local paths, `ext::` transports, a leading `-`, whitespace, control characters) is
-//!   rejected. Operators may restrict hosts with [`Limits::allowed_repository_hosts`].
+//!   rejected. Operators may restrict hosts with [`Limits::allowed_repository_hosts`]. The
+//!   scheme is stored lowercased (BuildKit only recognises a lowercase one).
 //! - Commit: 40 (SHA-1) or 64 (SHA-256) hex digits. Uppercase is accepted and lowercased, so
 //!   the same commit always yields the same idempotency key, tag and BuildKit context.
 //! - Context and Dockerfile paths: relative, `/`-separated, segments of `A-Za-z0-9._+@-` not
@@ -170,7 +171,7 @@ pub struct Repository {
     pub scheme: RepoScheme,
     /// Lowercased host, without port.
     pub host: String,
-    /// The URL as given (it is valid as it stands).
+    /// The URL as given, with its scheme lowercased.
     pub url: String,
 }
 
@@ -194,11 +195,20 @@ pub struct ValidBuild {
 }
 
 impl ValidBuild {
-    /// BuildKit's git context: `<repository>#<commit>[:<context>]`.
+    /// BuildKit's git context: `<repository>#<commit>[:<context>]`. BuildKit's Dockerfile
+    /// frontend takes an `https://` URL for a git repository only when its path ends in
+    /// `.git`, so the suffix is added when missing (GitHub, GitLab, Gitea and Bitbucket all
+    /// serve both forms).
     pub fn git_context(&self) -> String {
+        let url = &self.repository.url;
+        let remote = if self.repository.scheme == RepoScheme::Https && !url.ends_with(".git") {
+            format!("{url}.git")
+        } else {
+            url.clone()
+        };
         match &self.context {
-            Some(dir) => format!("{}#{}:{dir}", self.repository.url, self.commit),
-            None => format!("{}#{}", self.repository.url, self.commit),
+            Some(dir) => format!("{remote}#{}:{dir}", self.commit),
+            None => format!("{remote}#{}", self.commit),
         }
     }
 
@@ -211,6 +221,16 @@ impl ValidBuild {
         } else {
             format!("{registry}/{}:{}", self.image, self.tag)
         }
+    }
+}
+
+impl ValidPipeline {
+    /// The idempotency key of this pipeline's job of `kind` (DESIGN.md: a pipeline is keyed by
+    /// preview, commit and kind): `pipeline:<kind>:<commit>:<preview>`. Unambiguous because the
+    /// kind is a fixed word and the commit fixed-length hex; the API should give caller-sent
+    /// `Idempotency-Key`s a different prefix so the two can never meet.
+    pub fn idempotency_key(&self, kind: crate::job::JobKind) -> String {
+        format!("pipeline:{kind}:{}:{}", self.build.commit, self.preview)
     }
 }
 
@@ -671,11 +691,13 @@ pub fn repository(s: &str, field: &str, limits: &Limits) -> Result<Repository, V
             "this repository host is not allowed by the operator",
         ));
     }
-    Ok(Repository {
-        scheme,
-        host,
-        url: s.to_owned(),
-    })
+    // BuildKit recognises git URLs by a lowercase scheme, so store it lowercased.
+    let url = match scheme {
+        RepoScheme::Https => format!("https://{}", &s[8..]),
+        RepoScheme::Ssh => format!("ssh://{}", &s[6..]),
+        RepoScheme::Scp => s.to_owned(),
+    };
+    Ok(Repository { scheme, host, url })
 }
 
 /// The part of an `https://` or `ssh://` URL after the scheme; returns the lowercased host.
@@ -1233,6 +1255,23 @@ mod tests {
             b.git_context(),
             format!("https://github.com/org/app.git#{SHA}:svc/api")
         );
+        let bare = BuildRequest {
+            repository: "https://gitlab.example.com/group/app".into(),
+            ..build_req()
+        }
+        .validate(&limits())
+        .unwrap();
+        assert_eq!(
+            bare.git_context(),
+            format!("https://gitlab.example.com/group/app.git#{SHA}")
+        );
+        let scp = BuildRequest {
+            repository: "git@github.com:org/app".into(),
+            ..build_req()
+        }
+        .validate(&limits())
+        .unwrap();
+        assert_eq!(scp.git_context(), format!("git@github.com:org/app#{SHA}"));
         let root = build_req().validate(&limits()).unwrap();
         assert_eq!(
             root.git_context(),
@@ -1293,11 +1332,16 @@ mod tests {
         for (url, scheme, host) in ok {
             let r =
                 repository(url, "repository", &limits()).unwrap_or_else(|e| panic!("{url}: {e}"));
-            assert_eq!(
-                (r.scheme, r.host.as_str(), r.url.as_str()),
-                (scheme, host, url)
-            );
+            assert_eq!((r.scheme, r.host.as_str()), (scheme, host));
+            assert!(r.url.eq_ignore_ascii_case(url), "{url} -> {}", r.url);
         }
+        let r = repository("HTTPS://GitHub.com/Org/App", "repository", &limits()).unwrap();
+        assert_eq!(
+            r.url, "https://GitHub.com/Org/App",
+            "scheme lowercased, rest kept"
+        );
+        let r = repository("SSH://git@host/x", "repository", &limits()).unwrap();
+        assert_eq!(r.url, "ssh://git@host/x");
     }
 
     #[test]
@@ -1974,6 +2018,22 @@ mod tests {
             ..p.clone()
         };
         assert_eq!(named.validate(&limits()).unwrap().build.image, "x/y");
+
+        let key = v.idempotency_key(crate::JobKind::Build);
+        assert_eq!(key, format!("pipeline:build:{SHA}:org/app#42"));
+        let upper = PipelineRequest {
+            commit: SHA.to_uppercase(),
+            ..p.clone()
+        };
+        assert_eq!(
+            upper
+                .validate(&limits())
+                .unwrap()
+                .idempotency_key(crate::JobKind::Build),
+            key,
+            "the same commit in another case is the same pipeline"
+        );
+        assert_ne!(v.idempotency_key(crate::JobKind::Launch), key);
 
         let cases: Vec<(PipelineRequest, &str)> = vec![
             (

@@ -39,7 +39,6 @@ pub fn with_database(url: &str, database: &str) -> String {
 }
 
 /// A fresh database that is dropped (forcibly) when this value is dropped.
-#[derive(Debug)]
 pub struct TestDb {
     name: String,
     url: String,
@@ -92,6 +91,15 @@ impl TestDb {
     /// A store on this database (pool of 5 connections).
     pub fn store(&self) -> Store {
         self.store.clone()
+    }
+}
+
+// Hand-written: the URLs may carry the test server's password.
+impl std::fmt::Debug for TestDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestDb")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 

@@ -71,9 +71,19 @@ impl StoreError {
 }
 
 /// A handle on the job store. Cheap to clone (shares one connection pool).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Store {
     pool: PgPool,
+}
+
+// Hand-written: the pool's Debug includes its connect options, password and all.
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("pool_size", &self.pool.size())
+            .field("idle", &self.pool.num_idle())
+            .finish()
+    }
 }
 
 impl Store {
@@ -133,5 +143,17 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn debug_output_hides_the_password() {
+        let pool = PgPool::connect_lazy("postgres://slipway:hunter2@127.0.0.1:1/x").unwrap();
+        let shown = format!("{:?}", Store::from_pool(pool));
+        assert!(!shown.contains("hunter2"), "{shown}");
     }
 }
