@@ -15,7 +15,7 @@ use slipway_core::ErrorClass;
 use std::fmt::Debug;
 
 /// The field manager of every server-side apply Slipway makes.
-pub const FIELD_MANAGER: &str = "slipway";
+pub use slipway_core::naming::FIELD_MANAGER;
 
 /// A failed Kubernetes operation.
 #[derive(Debug, thiserror::Error)]
