@@ -1,1 +1,4 @@
 //! Slipway shared infrastructure.
+
+pub mod queue;
+pub mod runtime;
