@@ -238,7 +238,9 @@ impl Shared {
     ) -> Result<serde_json::Value, bullmq::Error> {
         let id_str = job.id().to_owned();
         let Some(token) = job.token().map(str::to_owned) else {
-            return Err(bullmq::Error::Unrecoverable("fetched without a lock token".into()));
+            return Err(bullmq::Error::Unrecoverable(
+                "fetched without a lock token".into(),
+            ));
         };
         let Ok(id) = id_str.parse::<JobId>() else {
             return Err(bullmq::Error::Unrecoverable(format!(
@@ -294,7 +296,10 @@ impl Shared {
             id,
             kind: self.kind,
             attempt,
-            attempts_used: attempt.saturating_sub(base).saturating_sub(handbacks).max(1),
+            attempts_used: attempt
+                .saturating_sub(base)
+                .saturating_sub(handbacks)
+                .max(1),
             max_attempts: job
                 .opts()
                 .attempts
@@ -429,17 +434,18 @@ impl Consumer {
         // The engine's id is only known once the worker exists; the processor reads it lazily.
         let slot: Arc<OnceLock<Arc<Shared>>> = Arc::new(OnceLock::new());
         let proc_slot = slot.clone();
-        let processor = move |job: bullmq::Job, _engine_token: bullmq::worker::CancellationToken| {
-            let shared = proc_slot.get().cloned();
-            let on_delivery = on_delivery.clone();
-            async move {
-                match shared {
-                    Some(shared) => shared.process(job, on_delivery).await,
-                    // Unreachable: the slot is filled before the worker runs.
-                    None => Err(bullmq::Error::WorkerClosed),
+        let processor =
+            move |job: bullmq::Job, _engine_token: bullmq::worker::CancellationToken| {
+                let shared = proc_slot.get().cloned();
+                let on_delivery = on_delivery.clone();
+                async move {
+                    match shared {
+                        Some(shared) => shared.process(job, on_delivery).await,
+                        // Unreachable: the slot is filled before the worker runs.
+                        None => Err(bullmq::Error::WorkerClosed),
+                    }
                 }
-            }
-        };
+            };
         let worker = Arc::new(Worker::with_options(cfg.kind.queue_name(), processor, opts).await?);
         let shared = Arc::new(Shared {
             kind: cfg.kind,

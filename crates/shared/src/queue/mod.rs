@@ -301,11 +301,7 @@ impl QueueClient {
     }
 
     /// Queue many jobs, pipelined in chunks. Idempotent by id like [`push`](Self::push).
-    pub async fn push_bulk(
-        &self,
-        kind: JobKind,
-        jobs: &[(JobId, u32)],
-    ) -> Result<(), QueueError> {
+    pub async fn push_bulk(&self, kind: JobKind, jobs: &[(JobId, u32)]) -> Result<(), QueueError> {
         let items: Vec<_> = jobs
             .iter()
             .map(|(id, budget)| (*id, *budget, serde_json::json!({})))
@@ -463,7 +459,11 @@ impl QueueClient {
         }
         let flagged: i64 = scripts::FLAG_CANCEL
             .key(q.keys().job_key(id))
-            .arg(if reason.is_empty() { "cancelled" } else { reason })
+            .arg(if reason.is_empty() {
+                "cancelled"
+            } else {
+                reason
+            })
             .invoke_async(&mut self.conn(kind))
             .await?;
         Ok(if flagged == 1 {
@@ -593,10 +593,7 @@ fn parse_job(
             .get("data")
             .and_then(|d| serde_json::from_str(d).ok())
             .unwrap_or(serde_json::Value::Null),
-        enqueued_at_ms: h
-            .get("timestamp")
-            .and_then(|t| t.parse().ok())
-            .unwrap_or(0),
+        enqueued_at_ms: h.get("timestamp").and_then(|t| t.parse().ok()).unwrap_or(0),
         started_at_ms: h.get("processedOn").and_then(|t| t.parse().ok()),
         finished_at_ms: h.get("finishedOn").and_then(|t| t.parse().ok()),
         cancel_requested: h.get("sw_cancel").cloned(),
