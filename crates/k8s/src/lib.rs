@@ -1,0 +1,17 @@
+//! Slipway's Kubernetes layer. It owns every Kubernetes type the workers use:
+//!
+//! - [`labels`]: the labels every object Slipway creates carries, so that cleanup can find them
+//!   and never touches anything else;
+//! - [`build`]: the pure builder of a build Job (rootless BuildKit) and the parser of the
+//!   BuildKit metadata that comes back in the container's termination message.
+//! - [`preview`]: the pure builder of a preview environment (namespace, quota, limits, network
+//!   policies, Deployment, Service, Ingress).
+//!
+//! Builders are pure functions from plain parameter structs to `k8s-openapi` objects: no client,
+//! no clock, no randomness, so unit tests pin their output exactly.
+
+pub mod build;
+pub mod labels;
+pub mod preview;
+#[cfg(test)]
+mod schema_tests;

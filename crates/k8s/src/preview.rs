@@ -1,0 +1,770 @@
+//! The objects of one preview environment: its own namespace with a quota, default limits and
+//! network policies, and the app itself (Deployment, Service, Ingress). Workers apply them with
+//! server-side apply (field manager `slipway`), so a re-launch with a new image is a rollout in
+//! the same namespace and a retry simply re-applies.
+//!
+//! Network policy semantics (see docs): all ingress and egress of the preview's pods is denied,
+//! except (1) ingress to the app port from pods in the ingress controller's namespace, (2) DNS
+//! egress (UDP and TCP 53) to the cluster DNS pods in `kube-system`, and (3) egress to the
+//! operator's optional allow-list of CIDRs.
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, LimitRange,
+    LimitRangeItem, LimitRangeSpec, LocalObjectReference, Namespace, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, ResourceQuota, ResourceQuotaSpec, ResourceRequirements, SeccompProfile,
+    SecretKeySelector, SecurityContext, Service, ServicePort, ServiceSpec,
+};
+use k8s_openapi::api::networking::v1::{
+    HTTPIngressPath, HTTPIngressRuleValue, IPBlock, Ingress, IngressBackend, IngressRule,
+    IngressServiceBackend, IngressSpec, IngressTLS, NetworkPolicy, NetworkPolicyEgressRule,
+    NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
+    ServiceBackendPort,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use std::collections::BTreeMap;
+
+/// Name of the Deployment, Service and Ingress inside a preview namespace: one app a preview.
+pub const APP: &str = "app";
+/// Name of the container that runs the preview's image.
+pub const APP_CONTAINER: &str = "app";
+/// The annotation that keeps the preview key verbatim (label values are sanitized).
+pub const PREVIEW_KEY_ANNOTATION: &str = "slipway.dev/preview-key";
+/// The annotation recording the commit a preview runs.
+pub const COMMIT_ANNOTATION: &str = "slipway.dev/commit";
+const SELECTOR_LABEL: &str = "app.kubernetes.io/name";
+
+/// CPU and memory as Kubernetes quantities.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuMemory {
+    pub cpu: String,
+    pub memory: String,
+}
+
+/// Per-namespace ceilings (ResourceQuota) and per-container defaults (LimitRange).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaParams {
+    /// Total requests and limits allowed in the namespace.
+    pub total: CpuMemory,
+    pub max_pods: u32,
+    /// Defaults for containers that state no requests or limits.
+    pub default_request: CpuMemory,
+    pub default_limit: CpuMemory,
+}
+
+/// TLS for the preview host: a secret holding the certificate, optionally issued by
+/// cert-manager.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsParams {
+    pub secret_name: String,
+    pub cluster_issuer: Option<String>,
+}
+
+/// Everything that decides a preview's objects (validated beforehand).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviewParams {
+    /// The preview key verbatim, e.g. `org/app#42`.
+    pub key: String,
+    pub namespace: String,
+    /// Full host name, e.g. `pr-42-app.192.168.49.2.nip.io`.
+    pub host: String,
+    /// Labels on every object (managed-by, kind, job id, preview).
+    pub labels: BTreeMap<String, String>,
+    /// Stable label value identifying the preview; selects its pods.
+    pub preview_label: String,
+    pub image: String,
+    pub commit: Option<String>,
+    pub port: u16,
+    pub env: BTreeMap<String, String>,
+    /// Env var name -> (secret name, key), read from Secrets in the preview namespace.
+    pub secret_env: BTreeMap<String, (String, String)>,
+    pub replicas: i32,
+    /// Container requests; limits equal requests for memory so a preview cannot starve a node.
+    pub resources: CpuMemory,
+    pub health_path: String,
+    pub run_as_non_root: bool,
+    pub progress_deadline_seconds: i32,
+    pub ingress_class: Option<String>,
+    pub tls: Option<TlsParams>,
+    pub image_pull_secret: Option<String>,
+    /// Namespace of the ingress controller, the only source of ingress traffic.
+    pub ingress_controller_namespace: String,
+    /// Extra egress destinations (CIDRs) the preview may reach.
+    pub allowed_egress_cidrs: Vec<String>,
+    /// Pod Security Standard enforced on the namespace (`baseline` by default).
+    pub pod_security_level: String,
+    pub quota: QuotaParams,
+}
+
+/// The objects of one preview, in the order they should be applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreviewObjects {
+    pub namespace: Namespace,
+    pub quota: ResourceQuota,
+    pub limits: LimitRange,
+    pub network_policies: Vec<NetworkPolicy>,
+    pub deployment: Deployment,
+    pub service: Service,
+    pub ingress: Ingress,
+}
+
+impl PreviewObjects {
+    /// Every object as JSON, in apply order (namespace first).
+    pub fn to_values(&self) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        let mut push = |v: Result<serde_json::Value, serde_json::Error>| {
+            if let Ok(v) = v {
+                out.push(v);
+            }
+        };
+        push(serde_json::to_value(&self.namespace));
+        push(serde_json::to_value(&self.quota));
+        push(serde_json::to_value(&self.limits));
+        for p in &self.network_policies {
+            push(serde_json::to_value(p));
+        }
+        push(serde_json::to_value(&self.deployment));
+        push(serde_json::to_value(&self.service));
+        push(serde_json::to_value(&self.ingress));
+        out
+    }
+}
+
+fn q(s: &str) -> Quantity {
+    Quantity(s.to_owned())
+}
+
+fn cpu_mem(prefix: &str, v: &CpuMemory) -> [(String, Quantity); 2] {
+    [
+        (format!("{prefix}cpu"), q(&v.cpu)),
+        (format!("{prefix}memory"), q(&v.memory)),
+    ]
+}
+
+impl PreviewParams {
+    fn meta(&self, name: &str) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some(self.namespace.clone()),
+            labels: Some(self.labels.clone()),
+            ..Default::default()
+        }
+    }
+
+    fn selector(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (SELECTOR_LABEL.to_owned(), APP.to_owned()),
+            (
+                crate::labels::PREVIEW.to_owned(),
+                self.preview_label.clone(),
+            ),
+        ])
+    }
+
+    fn annotations(&self) -> BTreeMap<String, String> {
+        let mut a = BTreeMap::from([(PREVIEW_KEY_ANNOTATION.to_owned(), self.key.clone())]);
+        if let Some(c) = &self.commit {
+            a.insert(COMMIT_ANNOTATION.to_owned(), c.clone());
+        }
+        a
+    }
+}
+
+/// Build every object of a preview. Pure.
+pub fn preview_objects(p: &PreviewParams) -> PreviewObjects {
+    PreviewObjects {
+        namespace: namespace(p),
+        quota: quota(p),
+        limits: limit_range(p),
+        network_policies: network_policies(p),
+        deployment: deployment(p),
+        service: service(p),
+        ingress: ingress(p),
+    }
+}
+
+fn namespace(p: &PreviewParams) -> Namespace {
+    let mut labels = p.labels.clone();
+    for mode in ["enforce", "audit", "warn"] {
+        labels.insert(
+            format!("pod-security.kubernetes.io/{mode}"),
+            p.pod_security_level.clone(),
+        );
+    }
+    Namespace {
+        metadata: ObjectMeta {
+            name: Some(p.namespace.clone()),
+            labels: Some(labels),
+            annotations: Some(p.annotations()),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+fn quota(p: &PreviewParams) -> ResourceQuota {
+    let mut hard: BTreeMap<String, Quantity> = BTreeMap::new();
+    hard.extend(cpu_mem("requests.", &p.quota.total));
+    hard.extend(cpu_mem("limits.", &p.quota.total));
+    hard.insert("pods".into(), q(&p.quota.max_pods.to_string()));
+    ResourceQuota {
+        metadata: p.meta("slipway-quota"),
+        spec: Some(ResourceQuotaSpec {
+            hard: Some(hard),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+fn limit_range(p: &PreviewParams) -> LimitRange {
+    LimitRange {
+        metadata: p.meta("slipway-limits"),
+        spec: Some(LimitRangeSpec {
+            limits: vec![LimitRangeItem {
+                type_: "Container".into(),
+                default: Some(cpu_mem("", &p.quota.default_limit).into_iter().collect()),
+                default_request: Some(cpu_mem("", &p.quota.default_request).into_iter().collect()),
+                ..Default::default()
+            }],
+        }),
+    }
+}
+
+fn policy(p: &PreviewParams, name: &str, spec: NetworkPolicySpec) -> NetworkPolicy {
+    NetworkPolicy {
+        metadata: p.meta(name),
+        spec: Some(spec),
+    }
+}
+
+fn namespace_peer(namespace: &str, pods: Option<BTreeMap<String, String>>) -> NetworkPolicyPeer {
+    NetworkPolicyPeer {
+        namespace_selector: Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([(
+                "kubernetes.io/metadata.name".to_owned(),
+                namespace.to_owned(),
+            )])),
+            ..Default::default()
+        }),
+        pod_selector: pods.map(|m| LabelSelector {
+            match_labels: Some(m),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn network_policies(p: &PreviewParams) -> Vec<NetworkPolicy> {
+    let all_pods = LabelSelector::default();
+    let mut out = vec![
+        policy(
+            p,
+            "default-deny",
+            NetworkPolicySpec {
+                pod_selector: Some(all_pods.clone()),
+                policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
+                ..Default::default()
+            },
+        ),
+        policy(
+            p,
+            "allow-ingress-controller",
+            NetworkPolicySpec {
+                pod_selector: Some(LabelSelector {
+                    match_labels: Some(p.selector()),
+                    ..Default::default()
+                }),
+                policy_types: Some(vec!["Ingress".into()]),
+                ingress: Some(vec![NetworkPolicyIngressRule {
+                    from: Some(vec![namespace_peer(&p.ingress_controller_namespace, None)]),
+                    ports: Some(vec![NetworkPolicyPort {
+                        port: Some(IntOrString::Int(i32::from(p.port))),
+                        protocol: Some("TCP".into()),
+                        end_port: None,
+                    }]),
+                }]),
+                ..Default::default()
+            },
+        ),
+        policy(
+            p,
+            "allow-dns-egress",
+            NetworkPolicySpec {
+                pod_selector: Some(all_pods.clone()),
+                policy_types: Some(vec!["Egress".into()]),
+                egress: Some(vec![NetworkPolicyEgressRule {
+                    to: Some(vec![namespace_peer(
+                        "kube-system",
+                        Some(BTreeMap::from([(
+                            "k8s-app".to_owned(),
+                            "kube-dns".to_owned(),
+                        )])),
+                    )]),
+                    ports: Some(
+                        ["UDP", "TCP"]
+                            .map(|proto| NetworkPolicyPort {
+                                port: Some(IntOrString::Int(53)),
+                                protocol: Some(proto.into()),
+                                end_port: None,
+                            })
+                            .into(),
+                    ),
+                }]),
+                ..Default::default()
+            },
+        ),
+    ];
+    if !p.allowed_egress_cidrs.is_empty() {
+        out.push(policy(
+            p,
+            "allow-egress",
+            NetworkPolicySpec {
+                pod_selector: Some(all_pods),
+                policy_types: Some(vec!["Egress".into()]),
+                egress: Some(vec![NetworkPolicyEgressRule {
+                    to: Some(
+                        p.allowed_egress_cidrs
+                            .iter()
+                            .map(|cidr| NetworkPolicyPeer {
+                                ip_block: Some(IPBlock {
+                                    cidr: cidr.clone(),
+                                    except: None,
+                                }),
+                                ..Default::default()
+                            })
+                            .collect(),
+                    ),
+                    ports: None,
+                }]),
+                ..Default::default()
+            },
+        ));
+    }
+    out
+}
+
+fn deployment(p: &PreviewParams) -> Deployment {
+    let mut env: Vec<EnvVar> = p
+        .env
+        .iter()
+        .map(|(k, v)| EnvVar {
+            name: k.clone(),
+            value: Some(v.clone()),
+            ..Default::default()
+        })
+        .collect();
+    env.extend(p.secret_env.iter().map(|(k, (secret, key))| EnvVar {
+        name: k.clone(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.clone(),
+                key: key.clone(),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }));
+    let mut pod_labels = p.selector();
+    pod_labels.insert(
+        crate::labels::MANAGED_BY.into(),
+        crate::labels::MANAGED_BY_VALUE.into(),
+    );
+    let container = Container {
+        name: APP_CONTAINER.into(),
+        image: Some(p.image.clone()),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".into()),
+            container_port: i32::from(p.port),
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        }]),
+        env: (!env.is_empty()).then_some(env),
+        readiness_probe: Some(Probe {
+            http_get: Some(HTTPGetAction {
+                path: Some(p.health_path.clone()),
+                port: IntOrString::String("http".into()),
+                ..Default::default()
+            }),
+            period_seconds: Some(5),
+            failure_threshold: Some(3),
+            ..Default::default()
+        }),
+        resources: Some(ResourceRequirements {
+            requests: Some(cpu_mem("", &p.resources).into_iter().collect()),
+            limits: Some(BTreeMap::from([(
+                "memory".to_owned(),
+                q(&p.resources.memory),
+            )])),
+            ..Default::default()
+        }),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                add: None,
+            }),
+            run_as_non_root: p.run_as_non_root.then_some(true),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    Deployment {
+        metadata: ObjectMeta {
+            annotations: Some(p.annotations()),
+            ..p.meta(APP)
+        },
+        spec: Some(DeploymentSpec {
+            replicas: Some(p.replicas),
+            revision_history_limit: Some(3),
+            progress_deadline_seconds: Some(p.progress_deadline_seconds),
+            selector: LabelSelector {
+                match_labels: Some(p.selector()),
+                ..Default::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: Some(p.annotations()),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    automount_service_account_token: Some(false),
+                    enable_service_links: Some(false),
+                    security_context: Some(PodSecurityContext {
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".into(),
+                            localhost_profile: None,
+                        }),
+                        ..Default::default()
+                    }),
+                    image_pull_secrets: p
+                        .image_pull_secret
+                        .as_ref()
+                        .map(|s| vec![LocalObjectReference { name: s.clone() }]),
+                    containers: vec![container],
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+fn service(p: &PreviewParams) -> Service {
+    Service {
+        metadata: p.meta(APP),
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".into()),
+            selector: Some(p.selector()),
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: 80,
+                target_port: Some(IntOrString::String("http".into())),
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+fn ingress(p: &PreviewParams) -> Ingress {
+    let mut meta = p.meta(APP);
+    if let Some(issuer) = p.tls.as_ref().and_then(|t| t.cluster_issuer.as_ref()) {
+        meta.annotations = Some(BTreeMap::from([(
+            "cert-manager.io/cluster-issuer".to_owned(),
+            issuer.clone(),
+        )]));
+    }
+    Ingress {
+        metadata: meta,
+        spec: Some(IngressSpec {
+            ingress_class_name: p.ingress_class.clone(),
+            rules: Some(vec![IngressRule {
+                host: Some(p.host.clone()),
+                http: Some(HTTPIngressRuleValue {
+                    paths: vec![HTTPIngressPath {
+                        path: Some("/".into()),
+                        path_type: "Prefix".into(),
+                        backend: IngressBackend {
+                            service: Some(IngressServiceBackend {
+                                name: APP.into(),
+                                port: Some(ServiceBackendPort {
+                                    name: Some("http".into()),
+                                    number: None,
+                                }),
+                            }),
+                            resource: None,
+                        },
+                    }],
+                }),
+            }]),
+            tls: p.tls.as_ref().map(|t| {
+                vec![IngressTLS {
+                    hosts: Some(vec![p.host.clone()]),
+                    secret_name: Some(t.secret_name.clone()),
+                }]
+            }),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// The URL a preview is reached at.
+pub fn preview_url(host: &str, tls: bool) -> String {
+    format!("{}://{host}", if tls { "https" } else { "http" })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use serde_json::json;
+
+    pub(crate) fn params() -> PreviewParams {
+        PreviewParams {
+            key: "org/app#42".into(),
+            namespace: "slipway-pv-org-app-42-1a2b3c4d".into(),
+            host: "pr-42-app.192.168.49.2.nip.io".into(),
+            labels: BTreeMap::from([
+                ("app.kubernetes.io/managed-by".into(), "slipway".into()),
+                ("slipway.dev/preview".into(), "org-app-42".into()),
+            ]),
+            preview_label: "org-app-42".into(),
+            image: "localhost:5000/org/app:0123456".into(),
+            commit: Some("0123456789abcdef0123456789abcdef01234567".into()),
+            port: 8080,
+            env: BTreeMap::from([("MODE".into(), "preview".into())]),
+            secret_env: BTreeMap::from([("DB_PASSWORD".into(), ("db".into(), "password".into()))]),
+            replicas: 2,
+            resources: CpuMemory {
+                cpu: "250m".into(),
+                memory: "256Mi".into(),
+            },
+            health_path: "/healthz".into(),
+            run_as_non_root: false,
+            progress_deadline_seconds: 300,
+            ingress_class: Some("traefik".into()),
+            tls: None,
+            image_pull_secret: None,
+            ingress_controller_namespace: "kube-system".into(),
+            allowed_egress_cidrs: vec![],
+            pod_security_level: "baseline".into(),
+            quota: QuotaParams {
+                total: CpuMemory {
+                    cpu: "2".into(),
+                    memory: "2Gi".into(),
+                },
+                max_pods: 10,
+                default_request: CpuMemory {
+                    cpu: "100m".into(),
+                    memory: "128Mi".into(),
+                },
+                default_limit: CpuMemory {
+                    cpu: "500m".into(),
+                    memory: "512Mi".into(),
+                },
+            },
+        }
+    }
+
+    #[test]
+    fn deployment_is_pinned() {
+        let d = serde_json::to_value(deployment(&params())).unwrap();
+        let annotations = json!({"slipway.dev/preview-key": "org/app#42",
+            "slipway.dev/commit": "0123456789abcdef0123456789abcdef01234567"});
+        let selector =
+            json!({"app.kubernetes.io/name": "app", "slipway.dev/preview": "org-app-42"});
+        let expected = json!({
+          "apiVersion": "apps/v1", "kind": "Deployment",
+          "metadata": {"name": "app", "namespace": "slipway-pv-org-app-42-1a2b3c4d",
+            "labels": {"app.kubernetes.io/managed-by": "slipway", "slipway.dev/preview": "org-app-42"},
+            "annotations": annotations},
+          "spec": {
+            "replicas": 2, "revisionHistoryLimit": 3, "progressDeadlineSeconds": 300,
+            "selector": {"matchLabels": selector},
+            "template": {
+              "metadata": {"labels": {"app.kubernetes.io/name": "app", "slipway.dev/preview": "org-app-42",
+                "app.kubernetes.io/managed-by": "slipway"}, "annotations": annotations},
+              "spec": {
+                "automountServiceAccountToken": false, "enableServiceLinks": false,
+                "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+                "containers": [{
+                  "name": "app", "image": "localhost:5000/org/app:0123456",
+                  "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
+                  "env": [{"name": "MODE", "value": "preview"},
+                          {"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef":
+                            {"name": "db", "key": "password", "optional": false}}}],
+                  "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"},
+                    "periodSeconds": 5, "failureThreshold": 3},
+                  "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "256Mi"}},
+                  "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}
+                }]
+              }
+            }
+          }
+        });
+        assert_eq!(d, expected, "{}", serde_json::to_string_pretty(&d).unwrap());
+    }
+
+    #[test]
+    fn namespace_quota_and_limits() {
+        let o = preview_objects(&params());
+        let ns = serde_json::to_value(&o.namespace).unwrap();
+        assert_eq!(ns["metadata"]["name"], "slipway-pv-org-app-42-1a2b3c4d");
+        assert!(ns["metadata"].get("namespace").is_none());
+        for mode in ["enforce", "audit", "warn"] {
+            assert_eq!(
+                ns["metadata"]["labels"][format!("pod-security.kubernetes.io/{mode}")],
+                "baseline"
+            );
+        }
+        assert_eq!(
+            ns["metadata"]["annotations"]["slipway.dev/preview-key"],
+            "org/app#42"
+        );
+        let quota = serde_json::to_value(&o.quota).unwrap();
+        assert_eq!(
+            quota["spec"]["hard"],
+            json!({"requests.cpu": "2", "requests.memory": "2Gi", "limits.cpu": "2",
+                   "limits.memory": "2Gi", "pods": "10"})
+        );
+        let limits = serde_json::to_value(&o.limits).unwrap();
+        assert_eq!(
+            limits["spec"]["limits"][0],
+            json!({"type": "Container", "default": {"cpu": "500m", "memory": "512Mi"},
+                   "defaultRequest": {"cpu": "100m", "memory": "128Mi"}})
+        );
+    }
+
+    #[test]
+    fn network_policies_deny_all_but_ingress_controller_and_dns() {
+        let o = preview_objects(&params());
+        let names: Vec<_> = o
+            .network_policies
+            .iter()
+            .map(|p| p.metadata.name.clone().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "default-deny",
+                "allow-ingress-controller",
+                "allow-dns-egress"
+            ]
+        );
+        let v: Vec<_> = o
+            .network_policies
+            .iter()
+            .map(|p| serde_json::to_value(p).unwrap())
+            .collect();
+        assert_eq!(
+            v[0]["spec"],
+            json!({"podSelector": {}, "policyTypes": ["Ingress", "Egress"]})
+        );
+        assert_eq!(
+            v[1]["spec"]["ingress"],
+            json!([{"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}],
+                    "ports": [{"port": 8080, "protocol": "TCP"}]}])
+        );
+        assert_eq!(
+            v[2]["spec"]["egress"][0]["ports"],
+            json!([{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}])
+        );
+        let mut p = params();
+        p.allowed_egress_cidrs = vec!["10.0.0.0/8".into()];
+        let o = preview_objects(&p);
+        let extra = serde_json::to_value(&o.network_policies[3]).unwrap();
+        assert_eq!(extra["metadata"]["name"], "allow-egress");
+        assert_eq!(
+            extra["spec"]["egress"][0]["to"],
+            json!([{"ipBlock": {"cidr": "10.0.0.0/8"}}])
+        );
+    }
+
+    #[test]
+    fn service_and_ingress_route_the_host_to_the_app() {
+        let o = preview_objects(&params());
+        let svc = serde_json::to_value(&o.service).unwrap();
+        assert_eq!(
+            svc["spec"]["ports"],
+            json!([{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}])
+        );
+        assert_eq!(
+            svc["spec"]["selector"],
+            json!({"app.kubernetes.io/name": "app", "slipway.dev/preview": "org-app-42"})
+        );
+        let ing = serde_json::to_value(&o.ingress).unwrap();
+        assert_eq!(ing["spec"]["ingressClassName"], "traefik");
+        assert_eq!(
+            ing["spec"]["rules"][0]["host"],
+            "pr-42-app.192.168.49.2.nip.io"
+        );
+        assert_eq!(
+            ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"],
+            json!({"name": "app", "port": {"name": "http"}})
+        );
+        assert!(ing["spec"].get("tls").is_none());
+        assert!(ing["metadata"].get("annotations").is_none());
+
+        let mut p = params();
+        p.tls = Some(TlsParams {
+            secret_name: "pv-tls".into(),
+            cluster_issuer: Some("letsencrypt".into()),
+        });
+        p.image_pull_secret = Some("pull".into());
+        p.run_as_non_root = true;
+        let o = preview_objects(&p);
+        let ing = serde_json::to_value(&o.ingress).unwrap();
+        assert_eq!(
+            ing["spec"]["tls"],
+            json!([{"hosts": ["pr-42-app.192.168.49.2.nip.io"], "secretName": "pv-tls"}])
+        );
+        assert_eq!(
+            ing["metadata"]["annotations"]["cert-manager.io/cluster-issuer"],
+            "letsencrypt"
+        );
+        let d = serde_json::to_value(&o.deployment).unwrap();
+        assert_eq!(
+            d["spec"]["template"]["spec"]["imagePullSecrets"],
+            json!([{"name": "pull"}])
+        );
+        assert_eq!(
+            d["spec"]["template"]["spec"]["containers"][0]["securityContext"]["runAsNonRoot"],
+            true
+        );
+        assert_eq!(
+            preview_url(&p.host, true),
+            "https://pr-42-app.192.168.49.2.nip.io"
+        );
+    }
+
+    #[test]
+    fn objects_come_in_apply_order() {
+        let values = preview_objects(&params()).to_values();
+        let kinds: Vec<_> = values
+            .iter()
+            .map(|v| v["kind"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "Namespace",
+                "ResourceQuota",
+                "LimitRange",
+                "NetworkPolicy",
+                "NetworkPolicy",
+                "NetworkPolicy",
+                "Deployment",
+                "Service",
+                "Ingress"
+            ]
+        );
+    }
+}

@@ -1,0 +1,74 @@
+//! Every object the builders produce passes strict validation against the Kubernetes 1.33 JSON
+//! schemas (`kubernetes-validate`, installed by `make tools`). Strict mode rejects unknown
+//! fields, so a misspelt or misplaced field fails here rather than on a real cluster.
+
+use crate::build::{BuildResources, build_job};
+use crate::preview::{TlsParams, preview_objects};
+use std::process::Command;
+
+/// Run the validator over objects; Ok(()) when all pass, Err(output) otherwise.
+fn validate_strict(objects: &[serde_json::Value]) -> Result<(), String> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for (i, obj) in objects.iter().enumerate() {
+        let path = dir.path().join(format!("object-{i}.json"));
+        std::fs::write(&path, serde_json::to_vec_pretty(obj).unwrap()).unwrap();
+        files.push(path);
+    }
+    let out = Command::new("kubernetes-validate")
+        .args(["--strict", "--kubernetes-version", "1.33.0", "--quiet"])
+        .args(&files)
+        .output()
+        .expect("kubernetes-validate is not installed: run `make tools`");
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+#[test]
+fn the_validator_rejects_an_unknown_field() {
+    let bad = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "x"}, "dataa": {}});
+    assert!(validate_strict(&[bad]).is_err());
+}
+
+#[test]
+fn build_jobs_pass_strict_schema_validation() {
+    let full = crate::build::tests::params();
+    let minimal = crate::build::BuildJobParams {
+        cache_ref: None,
+        git_secret: None,
+        registry_secret: None,
+        target: None,
+        context_subdir: None,
+        resources: BuildResources::default(),
+        ..full.clone()
+    };
+    let objects: Vec<_> = [full, minimal]
+        .iter()
+        .map(|p| serde_json::to_value(build_job(p)).unwrap())
+        .collect();
+    validate_strict(&objects).unwrap();
+}
+
+#[test]
+fn preview_objects_pass_strict_schema_validation() {
+    let plain = crate::preview::tests::params();
+    let mut full = plain.clone();
+    full.tls = Some(TlsParams {
+        secret_name: "tls".into(),
+        cluster_issuer: Some("le".into()),
+    });
+    full.image_pull_secret = Some("pull".into());
+    full.allowed_egress_cidrs = vec!["10.0.0.0/8".into(), "192.168.0.0/16".into()];
+    full.run_as_non_root = true;
+    let mut objects = preview_objects(&plain).to_values();
+    objects.extend(preview_objects(&full).to_values());
+    validate_strict(&objects).unwrap();
+}

@@ -1,0 +1,142 @@
+//! The Postgres job store: Slipway's system of record.
+//!
+//! Every job state change is one guarded `UPDATE .. WHERE state IN (..)` (plus the attempt
+//! number for worker updates), so two writers racing on the same job cannot both win: the
+//! loser's statement matches no row once the winner has committed. Queries are checked at run
+//! time (`sqlx::query` + `.bind`), so building never needs a live database.
+
+mod cursor;
+mod jobs;
+mod logs;
+mod previews;
+mod types;
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+pub use logs::{LogListener, LogWake};
+pub use types::{
+    AttemptOutcome, AttemptRecord, Inserted, JobFilter, JobPage, JobRecord, LogLine, NewJob,
+    PreviewPage, PreviewRecord, PreviewUpsert, StoredLogLine,
+};
+
+/// Channel on which [`Store::append_logs`] announces new lines; the payload is the job id.
+pub const LOG_CHANNEL: &str = "slipway_logs";
+
+/// Key of the advisory lock held while migrating, so replicas starting at once apply each
+/// migration exactly once. Arbitrary but fixed ("slipway" in ASCII).
+const MIGRATION_LOCK_KEY: i64 = 0x0073_6c69_7077_6179;
+
+/// The migrations embedded in every binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Everything that can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("invalid pagination cursor")]
+    InvalidCursor,
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    #[error("{what} {id} not found")]
+    NotFound { what: &'static str, id: String },
+    #[error("stored value could not be read: {0}")]
+    Decode(String),
+    /// The relay's push callback failed. The `pushed` jobs before it were committed as
+    /// enqueued; the rest stay for the next round.
+    #[error("relay push failed after {pushed} job(s): {message}")]
+    RelayPush { pushed: usize, message: String },
+}
+
+/// A handle on the job store. Cheap to clone (shares one connection pool).
+#[derive(Clone)]
+pub struct Store {
+    pool: PgPool,
+}
+
+// Hand-written: the pool's Debug includes its connect options, password and all.
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("pool_size", &self.pool.size())
+            .field("idle", &self.pool.num_idle())
+            .finish()
+    }
+}
+
+impl Store {
+    /// Connects with a pool sized for a service (10 connections).
+    pub async fn connect(database_url: &str) -> Result<Store, StoreError> {
+        Self::connect_with(database_url, 10).await
+    }
+
+    /// Connects with at most `max_connections` pooled connections (tests use few).
+    pub async fn connect_with(
+        database_url: &str,
+        max_connections: u32,
+    ) -> Result<Store, StoreError> {
+        let options: PgConnectOptions = database_url.parse()?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        Ok(Store { pool })
+    }
+
+    /// Wraps an existing pool.
+    pub fn from_pool(pool: PgPool) -> Store {
+        Store { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Applies the embedded migrations under a session advisory lock. Any number of processes
+    /// may call this at once: the first applies, the others wait and then find nothing to do.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(MIGRATION_LOCK_KEY)
+            .execute(&mut *conn)
+            .await?;
+        // sqlx's migrator locks too; ours (same session, so no deadlock) does not depend on
+        // sqlx internals and also covers creating `_sqlx_migrations`.
+        let result = MIGRATOR.run(&mut *conn).await;
+        let unlock = sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(MIGRATION_LOCK_KEY)
+            .execute(&mut *conn)
+            .await;
+        if unlock.is_err() {
+            // A session lock dies with its connection; make sure this one is not reused.
+            conn.detach();
+        }
+        result?;
+        unlock?;
+        Ok(())
+    }
+
+    /// `SELECT 1`: used by readiness probes.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn debug_output_hides_the_password() {
+        let pool = PgPool::connect_lazy("postgres://slipway:hunter2@127.0.0.1:1/x").unwrap();
+        let shown = format!("{:?}", Store::from_pool(pool));
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+}

@@ -1,0 +1,97 @@
+//! The preview registry: which preview runs where, at what URL, from which image.
+
+use sqlx::{Postgres, QueryBuilder};
+
+use super::cursor;
+use super::jobs::page_cursor;
+use super::{PreviewPage, PreviewRecord, PreviewUpsert, Store, StoreError};
+
+const PREVIEW_COLUMNS: &str = "key, namespace, url, image, commit_sha, status, pods, created_at, \
+     updated_at, expires_at, deleted_at, last_job_id";
+
+impl Store {
+    /// Creates or updates a preview (see [`PreviewUpsert`] for which fields are kept).
+    pub async fn upsert_preview(&self, p: &PreviewUpsert) -> Result<PreviewRecord, StoreError> {
+        let sql = format!(
+            "INSERT INTO previews (key, namespace, url, image, commit_sha, status, pods, \
+                                   expires_at, last_job_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (key) DO UPDATE SET \
+               namespace = EXCLUDED.namespace, \
+               url = COALESCE(EXCLUDED.url, previews.url), \
+               image = COALESCE(EXCLUDED.image, previews.image), \
+               commit_sha = COALESCE(EXCLUDED.commit_sha, previews.commit_sha), \
+               status = EXCLUDED.status, \
+               pods = EXCLUDED.pods, \
+               expires_at = COALESCE(EXCLUDED.expires_at, previews.expires_at), \
+               last_job_id = COALESCE(EXCLUDED.last_job_id, previews.last_job_id), \
+               deleted_at = NULL, \
+               updated_at = now() \
+             RETURNING {PREVIEW_COLUMNS}"
+        );
+        let record = sqlx::query_as(&sql)
+            .bind(&p.key)
+            .bind(&p.namespace)
+            .bind(&p.url)
+            .bind(&p.image)
+            .bind(&p.commit_sha)
+            .bind(&p.status)
+            .bind(&p.pods)
+            .bind(p.expires_at)
+            .bind(p.last_job_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(record)
+    }
+
+    pub async fn get_preview(&self, key: &str) -> Result<Option<PreviewRecord>, StoreError> {
+        let record = sqlx::query_as(&format!(
+            "SELECT {PREVIEW_COLUMNS} FROM previews WHERE key = $1"
+        ))
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(record)
+    }
+
+    /// Previews newest first, `limit` (1..=1000) per page; deleted ones only if asked.
+    pub async fn list_previews(
+        &self,
+        include_deleted: bool,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<PreviewPage, StoreError> {
+        let limit = cursor::clamp_limit(limit);
+        let mut qb: QueryBuilder<'_, Postgres> =
+            QueryBuilder::new(format!("SELECT {PREVIEW_COLUMNS} FROM previews WHERE TRUE"));
+        if !include_deleted {
+            qb.push(" AND deleted_at IS NULL");
+        }
+        if let Some(c) = cursor {
+            let (at, key) = cursor::decode(c)?;
+            qb.push(" AND (created_at, key) < (")
+                .push_bind(at)
+                .push(", ")
+                .push_bind(key)
+                .push(")");
+        }
+        qb.push(" ORDER BY created_at DESC, key DESC LIMIT ")
+            .push_bind(limit + 1);
+        let mut items: Vec<PreviewRecord> = qb.build_query_as().fetch_all(&self.pool).await?;
+        let next_cursor = page_cursor(&mut items, limit, |p| cursor::encode(p.created_at, &p.key));
+        Ok(PreviewPage { items, next_cursor })
+    }
+
+    /// Marks a preview deleted (its namespace is gone). `false` if absent or already deleted.
+    pub async fn mark_preview_deleted(&self, key: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE previews SET deleted_at = now(), updated_at = now(), status = 'deleted', \
+                    pods = '{}' \
+             WHERE key = $1 AND deleted_at IS NULL",
+        )
+        .bind(key)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}

@@ -1,0 +1,163 @@
+//! Test support (feature `test-support`): a throw-away Postgres database per test.
+//!
+//! [`TestDb::new`] creates a uniquely named database on the server of
+//! `SLIPWAY_TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`),
+//! migrates it and drops it again when the `TestDb` is dropped, so tests never share state
+//! and leave nothing behind.
+
+use sqlx::Connection;
+use sqlx::postgres::PgConnection;
+
+use crate::store::{Store, StoreError};
+
+/// The admin URL used when `SLIPWAY_TEST_DATABASE_URL` is not set.
+pub const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// Connections each test store may open: tests run in parallel against one server.
+const TEST_POOL_SIZE: u32 = 5;
+
+/// The admin URL of the test server.
+pub fn admin_url() -> String {
+    std::env::var("SLIPWAY_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned())
+}
+
+/// `url` with its database name replaced by `database` (query string kept).
+pub fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let root = match base[authority_start..].find('/') {
+        Some(i) => &base[..authority_start + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{root}/{database}?{q}"),
+        None => format!("{root}/{database}"),
+    }
+}
+
+/// A fresh database that is dropped (forcibly) when this value is dropped.
+pub struct TestDb {
+    name: String,
+    url: String,
+    admin_url: String,
+    store: Store,
+}
+
+impl TestDb {
+    /// A fresh, migrated database.
+    pub async fn new() -> Result<TestDb, StoreError> {
+        let db = Self::empty().await?;
+        db.store.migrate().await?;
+        Ok(db)
+    }
+
+    /// A fresh database without migrations (for migration tests).
+    pub async fn empty() -> Result<TestDb, StoreError> {
+        let admin_url = admin_url();
+        let name = format!("slipway_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = PgConnection::connect(&admin_url).await?;
+        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut admin)
+            .await?;
+        admin.close().await?;
+        let url = with_database(&admin_url, &name);
+        let store = match Store::connect_with(&url, TEST_POOL_SIZE).await {
+            Ok(store) => store,
+            Err(e) => {
+                drop_database(&admin_url, &name);
+                return Err(e);
+            }
+        };
+        Ok(TestDb {
+            name,
+            url,
+            admin_url,
+            store,
+        })
+    }
+
+    /// Connection URL of this database (for spawning processes or extra pools).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A store on this database (pool of 5 connections).
+    pub fn store(&self) -> Store {
+        self.store.clone()
+    }
+}
+
+// Hand-written: the URLs may carry the test server's password.
+impl std::fmt::Debug for TestDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestDb")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        drop_database(&self.admin_url, &self.name);
+    }
+}
+
+/// Drops `name` from a thread with its own runtime, so it works from `Drop` inside or outside
+/// an async runtime. `WITH (FORCE)` ends connections still open in pools the test kept.
+fn drop_database(admin_url: &str, name: &str) {
+    let admin_url = admin_url.to_owned();
+    let name = name.to_owned();
+    let dropper = std::thread::spawn(move || {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                eprintln!("test database {name} not dropped: no runtime: {e}");
+                return;
+            }
+        };
+        let result: Result<(), sqlx::Error> = runtime.block_on(async {
+            let mut admin = PgConnection::connect(&admin_url).await?;
+            sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                .execute(&mut admin)
+                .await?;
+            admin.close().await
+        });
+        if let Err(e) = result {
+            eprintln!("test database {name} not dropped: {e}");
+        }
+    });
+    if dropper.join().is_err() {
+        eprintln!("test database drop thread panicked");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn replaces_the_database_name() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/postgres", "t1"),
+            "postgres://postgres@127.0.0.1:5432/t1"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@h/db?sslmode=disable", "t1"),
+            "postgres://u:p@h/t1?sslmode=disable"
+        );
+        assert_eq!(
+            with_database("postgres://h:5432", "t1"),
+            "postgres://h:5432/t1"
+        );
+    }
+}

@@ -1,0 +1,792 @@
+//! The job store's contract: idempotent inserts, guarded state changes that two racing
+//! writers cannot both win, fencing of stale attempts, terminal states that never move
+//! (except an operator retry), relay exactly-once, pagination and filters.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use chrono::{Duration as ChronoDuration, Utc};
+use common::{insert, test_db};
+use serde_json::json;
+use slipway_core::{ErrorClass, JobId, JobKind, JobState};
+use slipway_shared::store::{AttemptOutcome, JobFilter, NewJob, Store, StoreError};
+
+fn failed(error: &str) -> AttemptOutcome {
+    AttemptOutcome::Failed {
+        error: error.into(),
+        class: ErrorClass::Permanent,
+    }
+}
+
+fn retrying() -> AttemptOutcome {
+    AttemptOutcome::Retrying {
+        error: "k8s 503".into(),
+        retry_at: Utc::now() + ChronoDuration::seconds(2),
+    }
+}
+
+async fn state(store: &Store, id: JobId) -> JobState {
+    store.get_job(id).await.unwrap().unwrap().state
+}
+
+#[tokio::test]
+async fn insert_and_read_back() {
+    let db = test_db().await;
+    let store = db.store();
+    let mut new = NewJob::new(JobKind::Build, json!({"repository": "r", "commit": "abc"}));
+    new.preview = Some("org/app#1".into());
+    new.commit_sha = Some("abc".into());
+    new.trace_context = Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into());
+    let ins = store.insert_job(new.clone()).await.unwrap();
+    assert!(ins.created);
+    let job = store.get_job(new.id).await.unwrap().unwrap();
+    assert_eq!(job, ins.job);
+    assert_eq!(job.state, JobState::Queued);
+    assert_eq!(job.kind, JobKind::Build);
+    assert_eq!(job.attempts, 0);
+    assert_eq!(job.max_attempts, 3);
+    assert!(job.enqueued_at.is_none());
+    assert_eq!(job.payload["commit"], "abc");
+    assert!(store.get_job(uuid::Uuid::now_v7()).await.unwrap().is_none());
+
+    // The same id again is the same job, not an error.
+    let again = store.insert_job(new).await.unwrap();
+    assert!(!again.created);
+    assert_eq!(again.job.id, job.id);
+
+    let mut bad = NewJob::new(JobKind::Build, json!({}));
+    bad.max_attempts = 0;
+    assert!(matches!(
+        store.insert_job(bad).await,
+        Err(StoreError::InvalidArgument(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_inserts_of_one_idempotency_key_make_one_job() {
+    let db = test_db().await;
+    let store = db.store();
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut new = NewJob::new(JobKind::Build, json!({"n": i}));
+                new.idempotency_key = Some("pipeline:org/app#1:abc:build".into());
+                store.insert_job(new).await.unwrap()
+            })
+        })
+        .collect();
+    let results: Vec<_> = futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let ids: HashSet<JobId> = results.iter().map(|r| r.job.id).collect();
+    assert_eq!(ids.len(), 1, "all callers got the same job");
+    assert_eq!(results.iter().filter(|r| r.created).count(), 1);
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(rows, 1);
+}
+
+#[tokio::test]
+async fn a_job_runs_retries_and_succeeds_with_attempts_recorded() {
+    let db = test_db().await;
+    let store = db.store();
+    let job = insert(&store, JobKind::Build, None).await;
+
+    let started = store.start_attempt(job.id, 1, "w1").await.unwrap().unwrap();
+    assert_eq!(started.state, JobState::Running);
+    assert_eq!(started.attempts, 1);
+    let first_start = started.started_at.unwrap();
+    store
+        .record_attempt_objects(job.id, 1, &["slipway-build-x-a1".into(), "pod-1".into()])
+        .await
+        .unwrap();
+    store
+        .record_attempt_objects(job.id, 1, &["pod-1".into()])
+        .await
+        .unwrap();
+    assert!(store.finish_attempt(job.id, 1, retrying()).await.unwrap());
+    let j = store.get_job(job.id).await.unwrap().unwrap();
+    assert_eq!(j.state, JobState::Retrying);
+    assert_eq!(j.error_class, Some(ErrorClass::Transient));
+    assert!(j.retry_at.is_some() && j.finished_at.is_none());
+
+    let again = store.start_attempt(job.id, 2, "w2").await.unwrap().unwrap();
+    assert_eq!(
+        again.started_at,
+        Some(first_start),
+        "started_at is the first start"
+    );
+    assert!(
+        store
+            .finish_attempt(
+                job.id,
+                2,
+                AttemptOutcome::Succeeded {
+                    result: json!({"digest": "sha256:1"})
+                }
+            )
+            .await
+            .unwrap()
+    );
+    let j = store.get_job(job.id).await.unwrap().unwrap();
+    assert_eq!(j.state, JobState::Succeeded);
+    assert_eq!(j.result, Some(json!({"digest": "sha256:1"})));
+    assert!(j.finished_at.is_some() && j.error.is_none() && j.retry_at.is_none());
+
+    let attempts = store.attempts(job.id).await.unwrap();
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(attempts[0].worker_id, "w1");
+    assert_eq!(attempts[0].outcome.as_deref(), Some("retrying"));
+    assert_eq!(attempts[0].error.as_deref(), Some("k8s 503"));
+    assert_eq!(attempts[0].k8s_objects, vec!["pod-1", "slipway-build-x-a1"]);
+    assert_eq!(attempts[1].worker_id, "w2");
+    assert_eq!(attempts[1].outcome.as_deref(), Some("succeeded"));
+    assert!(attempts.iter().all(|a| a.finished_at.is_some()));
+
+    assert!(matches!(
+        store.record_attempt_objects(job.id, 9, &[]).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_workers_racing_on_one_attempt_never_both_win() {
+    let db = test_db().await;
+    let store = db.store();
+    for round in 0..15 {
+        let job = insert(&store, JobKind::Build, None).await;
+        let (a, b) = tokio::join!(
+            tokio::spawn({
+                let s = store.clone();
+                async move { s.start_attempt(job.id, 1, "a").await.unwrap() }
+            }),
+            tokio::spawn({
+                let s = store.clone();
+                async move { s.start_attempt(job.id, 1, "b").await.unwrap() }
+            }),
+        );
+        let winners = [a.unwrap(), b.unwrap()];
+        assert_eq!(
+            winners.iter().filter(|w| w.is_some()).count(),
+            1,
+            "round {round}: exactly one start wins"
+        );
+
+        let (a, b) = tokio::join!(
+            tokio::spawn({
+                let s = store.clone();
+                async move {
+                    s.finish_attempt(job.id, 1, AttemptOutcome::Succeeded { result: json!(1) })
+                        .await
+                        .unwrap()
+                }
+            }),
+            tokio::spawn({
+                let s = store.clone();
+                async move { s.finish_attempt(job.id, 1, failed("boom")).await.unwrap() }
+            }),
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert!(a ^ b, "round {round}: exactly one finish wins ({a}, {b})");
+        let expected = if a {
+            JobState::Succeeded
+        } else {
+            JobState::Failed
+        };
+        assert_eq!(state(&store, job.id).await, expected);
+        let attempts = store.attempts(job.id).await.unwrap();
+        assert_eq!(attempts.len(), 1);
+        assert_eq!(attempts[0].outcome.as_deref(), Some(expected.as_str()));
+    }
+}
+
+#[tokio::test]
+async fn stale_attempts_are_fenced() {
+    let db = test_db().await;
+    let store = db.store();
+    let job = insert(&store, JobKind::Launch, None).await;
+    store
+        .start_attempt(job.id, 1, "dead")
+        .await
+        .unwrap()
+        .unwrap();
+    // The worker of attempt 1 died; attempt 2 resumes the still-running job.
+    let resumed = store
+        .start_attempt(job.id, 2, "alive")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resumed.state, JobState::Running);
+    assert_eq!(resumed.attempts, 2);
+    // Attempt 1 can neither restart nor finish.
+    assert!(
+        store
+            .start_attempt(job.id, 1, "dead")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .start_attempt(job.id, 2, "dup")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        !store
+            .finish_attempt(job.id, 1, AttemptOutcome::Succeeded { result: json!({}) })
+            .await
+            .unwrap()
+    );
+    assert_eq!(state(&store, job.id).await, JobState::Running);
+    let attempts = store.attempts(job.id).await.unwrap();
+    assert_eq!(attempts[0].outcome.as_deref(), Some("abandoned"));
+    assert!(attempts[0].finished_at.is_some());
+    assert!(attempts[1].outcome.is_none());
+    // A finish for an attempt that never started is refused too.
+    assert!(!store.finish_attempt(job.id, 3, failed("x")).await.unwrap());
+    assert!(
+        store
+            .finish_attempt(job.id, 2, failed("bad manifest"))
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test]
+async fn the_attempt_budget_is_enforced() {
+    let db = test_db().await;
+    let store = db.store();
+    let job = insert(&store, JobKind::Build, None).await;
+    for attempt in 1..=2 {
+        store
+            .start_attempt(job.id, attempt, "w")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            store
+                .finish_attempt(job.id, attempt, retrying())
+                .await
+                .unwrap()
+        );
+    }
+    store.start_attempt(job.id, 3, "w").await.unwrap().unwrap();
+    // A "retry" from the last attempt is recorded as failed: no attempt 4 exists to wait for.
+    assert!(store.finish_attempt(job.id, 3, retrying()).await.unwrap());
+    let j = store.get_job(job.id).await.unwrap().unwrap();
+    assert_eq!(j.state, JobState::Failed);
+    assert_eq!(j.error.as_deref(), Some("k8s 503"));
+    assert!(j.finished_at.is_some() && j.retry_at.is_none());
+    assert!(!j.has_attempts_left());
+    assert!(store.start_attempt(job.id, 4, "w").await.unwrap().is_none());
+
+    // Attempt numbers beyond the budget are refused even on a live job.
+    let other = insert(&store, JobKind::Build, None).await;
+    assert!(
+        store
+            .start_attempt(other.id, 4, "w")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn terminal_jobs_never_move_except_by_operator_retry() {
+    let db = test_db().await;
+    let store = db.store();
+    let mut ids = Vec::new();
+
+    let succeeded = insert(&store, JobKind::Build, None).await;
+    store
+        .start_attempt(succeeded.id, 1, "w")
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .finish_attempt(
+            succeeded.id,
+            1,
+            AttemptOutcome::Succeeded { result: json!({}) },
+        )
+        .await
+        .unwrap();
+    ids.push((succeeded.id, JobState::Succeeded));
+
+    let failed_job = insert(&store, JobKind::Build, None).await;
+    store
+        .start_attempt(failed_job.id, 1, "w")
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .finish_attempt(failed_job.id, 1, failed("x"))
+        .await
+        .unwrap();
+    ids.push((failed_job.id, JobState::Failed));
+
+    let cancelled = insert(&store, JobKind::Build, None).await;
+    assert!(
+        store
+            .cancel_job(cancelled.id, JobState::Cancelled, "user")
+            .await
+            .unwrap()
+    );
+    ids.push((cancelled.id, JobState::Cancelled));
+
+    let superseded = insert(&store, JobKind::Build, None).await;
+    assert!(
+        store
+            .cancel_job(superseded.id, JobState::Superseded, "new")
+            .await
+            .unwrap()
+    );
+    ids.push((superseded.id, JobState::Superseded));
+
+    for (id, terminal) in &ids {
+        let (id, terminal) = (*id, *terminal);
+        assert!(
+            store.start_attempt(id, 2, "w").await.unwrap().is_none(),
+            "{terminal}"
+        );
+        assert!(
+            store.start_attempt(id, 1, "w").await.unwrap().is_none(),
+            "{terminal}"
+        );
+        for attempt in [1, 2] {
+            assert!(
+                !store
+                    .finish_attempt(id, attempt, failed("late"))
+                    .await
+                    .unwrap()
+            );
+            assert!(
+                !store
+                    .finish_attempt(
+                        id,
+                        attempt,
+                        AttemptOutcome::Cancelled { reason: "x".into() }
+                    )
+                    .await
+                    .unwrap()
+            );
+        }
+        assert!(
+            !store
+                .cancel_job(id, JobState::Cancelled, "again")
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .cancel_job(id, JobState::Superseded, "again")
+                .await
+                .unwrap()
+        );
+        assert_eq!(state(&store, id).await, terminal);
+        let retried = store.retry_job(id).await.unwrap();
+        assert_eq!(
+            retried,
+            matches!(terminal, JobState::Failed | JobState::Cancelled),
+            "only failed and cancelled jobs can be retried ({terminal})"
+        );
+    }
+    assert!(!store.retry_job(ids[0].0).await.unwrap(), "succeeded stays");
+    assert_eq!(state(&store, ids[0].0).await, JobState::Succeeded);
+    assert_eq!(state(&store, ids[3].0).await, JobState::Superseded);
+
+    // A live job cannot be "retried", and cancel only takes the two cancel states.
+    let live = insert(&store, JobKind::Build, None).await;
+    assert!(!store.retry_job(live.id).await.unwrap());
+    assert!(matches!(
+        store.cancel_job(live.id, JobState::Succeeded, "no").await,
+        Err(StoreError::InvalidArgument(_))
+    ));
+}
+
+#[tokio::test]
+async fn operator_retry_opens_a_fresh_run_after_the_old_attempts() {
+    let db = test_db().await;
+    let store = db.store();
+    let job = insert(&store, JobKind::Build, None).await;
+    store.mark_enqueued(job.id).await.unwrap();
+    store.start_attempt(job.id, 1, "w").await.unwrap().unwrap();
+    store
+        .finish_attempt(job.id, 1, failed("dockerfile"))
+        .await
+        .unwrap();
+
+    assert!(store.retry_job(job.id).await.unwrap());
+    let j = store.get_job(job.id).await.unwrap().unwrap();
+    assert_eq!(j.state, JobState::Queued);
+    assert!(j.enqueued_at.is_none(), "the relay pushes it again");
+    assert!(j.error.is_none() && j.error_class.is_none() && j.finished_at.is_none());
+    assert_eq!((j.attempts, j.attempt_base, j.max_attempts), (1, 1, 3));
+    assert!(j.has_attempts_left());
+    // Old attempt numbers stay fenced; the new run has attempts 2..=4.
+    assert!(store.start_attempt(job.id, 1, "w").await.unwrap().is_none());
+    assert!(store.start_attempt(job.id, 5, "w").await.unwrap().is_none());
+    let run = store.start_attempt(job.id, 2, "w").await.unwrap().unwrap();
+    assert_eq!(run.state, JobState::Running);
+    assert_eq!(store.attempts(job.id).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn cancel_closes_the_open_attempt_and_fences_the_worker() {
+    let db = test_db().await;
+    let store = db.store();
+    let job = insert(&store, JobKind::Build, None).await;
+    store.start_attempt(job.id, 1, "w").await.unwrap().unwrap();
+    assert!(
+        store
+            .cancel_job(job.id, JobState::Cancelled, "operator")
+            .await
+            .unwrap()
+    );
+    let j = store.get_job(job.id).await.unwrap().unwrap();
+    assert_eq!(j.state, JobState::Cancelled);
+    assert_eq!(j.error.as_deref(), Some("operator"));
+    let a = &store.attempts(job.id).await.unwrap()[0];
+    assert_eq!(a.outcome.as_deref(), Some("cancelled"));
+    assert!(a.finished_at.is_some());
+    assert!(
+        !store
+            .finish_attempt(job.id, 1, AttemptOutcome::Succeeded { result: json!({}) })
+            .await
+            .unwrap(),
+        "the worker's late success is refused"
+    );
+
+    // A worker may also report its own attempt as cancelled.
+    let other = insert(&store, JobKind::Build, None).await;
+    store
+        .start_attempt(other.id, 1, "w")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        store
+            .finish_attempt(
+                other.id,
+                1,
+                AttemptOutcome::Cancelled {
+                    reason: "told".into()
+                }
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(state(&store, other.id).await, JobState::Cancelled);
+}
+
+#[tokio::test]
+async fn supersede_older_cancels_only_older_live_jobs_of_that_preview_and_kinds() {
+    let db = test_db().await;
+    let store = db.store();
+    let p = "org/app#42";
+    let old_build = insert(&store, JobKind::Build, Some(p)).await;
+    let old_launch = insert(&store, JobKind::Launch, Some(p)).await;
+    store
+        .start_attempt(old_launch.id, 1, "w")
+        .await
+        .unwrap()
+        .unwrap();
+    let old_cleanup = insert(&store, JobKind::Cleanup, Some(p)).await;
+    let old_done = insert(&store, JobKind::Build, Some(p)).await;
+    store
+        .cancel_job(old_done.id, JobState::Cancelled, "x")
+        .await
+        .unwrap();
+    let other_preview = insert(&store, JobKind::Build, Some("org/app#7")).await;
+    let keep = insert(&store, JobKind::Build, Some(p)).await;
+    let newer = insert(&store, JobKind::Build, Some(p)).await;
+
+    let mut got = store
+        .supersede_older(p, keep.id, &[JobKind::Build, JobKind::Launch])
+        .await
+        .unwrap();
+    got.sort();
+    let mut want = vec![old_build.id, old_launch.id];
+    want.sort();
+    assert_eq!(got, want);
+    assert_eq!(state(&store, old_build.id).await, JobState::Superseded);
+    assert_eq!(state(&store, old_launch.id).await, JobState::Superseded);
+    assert_eq!(
+        store.attempts(old_launch.id).await.unwrap()[0]
+            .outcome
+            .as_deref(),
+        Some("superseded")
+    );
+    assert_eq!(state(&store, old_cleanup.id).await, JobState::Queued);
+    assert_eq!(state(&store, old_done.id).await, JobState::Cancelled);
+    assert_eq!(state(&store, other_preview.id).await, JobState::Queued);
+    assert_eq!(state(&store, keep.id).await, JobState::Queued);
+    assert_eq!(state(&store, newer.id).await, JobState::Queued);
+    // Again with every kind: only the older cleanup is left to supersede.
+    assert!(
+        store
+            .supersede_older(p, keep.id, &JobKind::ALL)
+            .await
+            .unwrap()
+            .len()
+            == 1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_concurrent_relays_push_each_job_exactly_once() {
+    let db = test_db().await;
+    let store = db.store();
+    let mut all = HashSet::new();
+    for i in 0..60 {
+        all.insert(insert(&store, JobKind::ALL[i % 3], None).await.id);
+    }
+    // Not relayed: already enqueued, or no longer queued.
+    let enqueued = insert(&store, JobKind::Build, None).await;
+    store.mark_enqueued(enqueued.id).await.unwrap();
+    let cancelled = insert(&store, JobKind::Build, None).await;
+    store
+        .cancel_job(cancelled.id, JobState::Cancelled, "x")
+        .await
+        .unwrap();
+
+    let pushed: Arc<Mutex<Vec<JobId>>> = Arc::default();
+    let relay = |store: Store, pushed: Arc<Mutex<Vec<JobId>>>| async move {
+        let mut total = 0;
+        loop {
+            let n = store
+                .relay_unenqueued(7, |job| {
+                    let pushed = pushed.clone();
+                    async move {
+                        // Yield so the two relays interleave.
+                        tokio::task::yield_now().await;
+                        pushed.lock().unwrap().push(job.id);
+                        Ok::<(), std::convert::Infallible>(())
+                    }
+                })
+                .await
+                .unwrap();
+            if n == 0 {
+                return total;
+            }
+            total += n;
+        }
+    };
+    let (a, b) = tokio::join!(
+        tokio::spawn(relay(store.clone(), pushed.clone())),
+        tokio::spawn(relay(store.clone(), pushed.clone())),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let pushed = pushed.lock().unwrap().clone();
+    assert_eq!(a + b, 60);
+    assert_eq!(pushed.len(), 60, "no job pushed twice");
+    assert_eq!(pushed.iter().copied().collect::<HashSet<_>>(), all);
+    let left: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM jobs WHERE enqueued_at IS NULL AND state = 'queued'",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(left, 0);
+}
+
+#[tokio::test]
+async fn a_failed_push_keeps_the_rest_for_the_next_round() {
+    let db = test_db().await;
+    let store = db.store();
+    for _ in 0..3 {
+        insert(&store, JobKind::Build, None).await;
+    }
+    let mut calls = 0;
+    let err = store
+        .relay_unenqueued(10, |_job| {
+            calls += 1;
+            let fail = calls == 2;
+            async move { if fail { Err("redis down") } else { Ok(()) } }
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::RelayPush { pushed: 1, .. }),
+        "{err}"
+    );
+    let n = store
+        .relay_unenqueued(10, |_job| async { Ok::<(), String>(()) })
+        .await
+        .unwrap();
+    assert_eq!(n, 2, "the unpushed two are relayed next time");
+    assert!(matches!(
+        store.mark_enqueued(uuid::Uuid::now_v7()).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+#[tokio::test]
+async fn pagination_returns_every_row_once_newest_first() {
+    let db = test_db().await;
+    let store = db.store();
+    let mut ids = Vec::new();
+    for i in 0..23 {
+        ids.push(insert(&store, JobKind::ALL[i % 3], None).await.id);
+    }
+    // Same created_at for several rows: the id tiebreak must still page correctly.
+    sqlx::query("UPDATE jobs SET created_at = '2026-01-01T00:00:00Z' WHERE id = ANY($1)")
+        .bind(&ids[5..12])
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let page = store
+            .list_jobs(&JobFilter::default(), cursor.as_deref(), 5)
+            .await
+            .unwrap();
+        pages += 1;
+        assert!(page.items.len() <= 5);
+        seen.extend(page.items.iter().map(|j| (j.created_at, j.id)));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 5);
+    assert_eq!(seen.len(), 23);
+    let unique: HashSet<JobId> = seen.iter().map(|(_, id)| *id).collect();
+    assert_eq!(unique, ids.iter().copied().collect());
+    let mut sorted = seen.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(
+        seen, sorted,
+        "newest first, id descending within a timestamp"
+    );
+    assert!(matches!(
+        store
+            .list_jobs(&JobFilter::default(), Some("garbage!"), 5)
+            .await,
+        Err(StoreError::InvalidCursor)
+    ));
+}
+
+#[tokio::test]
+async fn filters_select_by_kind_state_preview_time_and_text() {
+    let db = test_db().await;
+    let store = db.store();
+    let b1 = insert(&store, JobKind::Build, Some("org/app#1")).await;
+    let l1 = insert(&store, JobKind::Launch, Some("org/app#1")).await;
+    let mut special = NewJob::new(
+        JobKind::Build,
+        json!({"repository": "https://github.com/acme/Widget_50%.git", "image": "acme/widget"}),
+    );
+    special.preview = Some("acme/widget#9".into());
+    special.commit_sha = Some("deadbeef".into());
+    let b2 = store.insert_job(special).await.unwrap().job;
+    store.start_attempt(b2.id, 1, "w").await.unwrap().unwrap();
+    store
+        .finish_attempt(b2.id, 1, failed("Dockerfile: COPY failed: no such file"))
+        .await
+        .unwrap();
+
+    let ids = |page: slipway_shared::store::JobPage| -> HashSet<JobId> {
+        page.items.into_iter().map(|j| j.id).collect()
+    };
+    let list = |f: JobFilter| {
+        let store = store.clone();
+        async move { store.list_jobs(&f, None, 100).await.unwrap() }
+    };
+    let set = |v: &[JobId]| v.iter().copied().collect::<HashSet<_>>();
+
+    assert_eq!(
+        ids(list(JobFilter {
+            kind: Some(JobKind::Build),
+            ..Default::default()
+        })
+        .await),
+        set(&[b1.id, b2.id])
+    );
+    assert_eq!(
+        ids(list(JobFilter {
+            state: Some(JobState::Failed),
+            ..Default::default()
+        })
+        .await),
+        set(&[b2.id])
+    );
+    assert_eq!(
+        ids(list(JobFilter {
+            preview: Some("org/app#1".into()),
+            ..Default::default()
+        })
+        .await),
+        set(&[b1.id, l1.id])
+    );
+    assert_eq!(
+        ids(list(JobFilter {
+            kind: Some(JobKind::Launch),
+            preview: Some("org/app#1".into()),
+            state: Some(JobState::Queued),
+            ..Default::default()
+        })
+        .await),
+        set(&[l1.id])
+    );
+    for q in [
+        "copy FAILED",
+        "widget_50%",
+        "DEADBEEF",
+        "acme/widget#9",
+        &b2.id.to_string()[24..],
+    ] {
+        assert_eq!(
+            ids(list(JobFilter {
+                q: Some(q.into()),
+                ..Default::default()
+            })
+            .await),
+            set(&[b2.id]),
+            "q={q}"
+        );
+    }
+    // LIKE wildcards in q are literal.
+    assert!(
+        list(JobFilter {
+            q: Some("5_%".into()),
+            ..Default::default()
+        })
+        .await
+        .items
+        .is_empty()
+    );
+    let now = Utc::now();
+    assert_eq!(
+        list(JobFilter {
+            created_after: Some(now + ChronoDuration::hours(1)),
+            ..Default::default()
+        })
+        .await
+        .items
+        .len(),
+        0
+    );
+    assert_eq!(
+        list(JobFilter {
+            created_after: Some(now - ChronoDuration::hours(1)),
+            created_before: Some(now + ChronoDuration::hours(1)),
+            ..Default::default()
+        })
+        .await
+        .items
+        .len(),
+        3
+    );
+}

@@ -1,0 +1,131 @@
+//! The preview registry: upsert keeps what is not restated, delete is a soft delete that an
+//! upsert revives, and listing pages through every preview once.
+
+mod common;
+
+use std::collections::HashSet;
+
+use chrono::{Duration as ChronoDuration, Utc};
+use common::{insert, test_db};
+use slipway_core::JobKind;
+use slipway_shared::store::{PreviewUpsert, StoreError};
+
+fn preview(key: &str) -> PreviewUpsert {
+    PreviewUpsert {
+        key: key.into(),
+        namespace: format!("slipway-pv-{}", key.replace(['/', '#'], "-")),
+        status: "launching".into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn upsert_get_and_soft_delete() {
+    let db = test_db().await;
+    let store = db.store();
+    let job = insert(&store, JobKind::Launch, Some("org/app#42")).await;
+    let expires = Utc::now() + ChronoDuration::hours(72);
+    let mut p = preview("org/app#42");
+    p.image = Some("registry/org/app@sha256:1".into());
+    p.commit_sha = Some("abc".into());
+    p.expires_at = Some(expires);
+    p.last_job_id = Some(job.id);
+    let created = store.upsert_preview(&p).await.unwrap();
+    assert_eq!(created.status, "launching");
+    assert!(created.url.is_none());
+
+    // A later update restates only what changed; the rest is kept.
+    let mut ready = preview("org/app#42");
+    ready.status = "ready".into();
+    ready.url = Some("http://pr-42-app.example".into());
+    ready.pods = vec!["app-1".into(), "app-2".into()];
+    let updated = store.upsert_preview(&ready).await.unwrap();
+    assert_eq!(updated.status, "ready");
+    assert_eq!(updated.url.as_deref(), Some("http://pr-42-app.example"));
+    assert_eq!(updated.image.as_deref(), Some("registry/org/app@sha256:1"));
+    assert_eq!(updated.commit_sha.as_deref(), Some("abc"));
+    assert_eq!(updated.last_job_id, Some(job.id));
+    assert_eq!(updated.pods, vec!["app-1", "app-2"]);
+    assert_eq!(updated.created_at, created.created_at);
+    assert!(updated.updated_at >= created.updated_at);
+    assert_eq!(
+        updated.expires_at.map(|t| t.timestamp_micros()),
+        Some(expires.timestamp_micros())
+    );
+    assert_eq!(
+        store.get_preview("org/app#42").await.unwrap(),
+        Some(updated)
+    );
+    assert!(store.get_preview("nope").await.unwrap().is_none());
+
+    assert!(store.mark_preview_deleted("org/app#42").await.unwrap());
+    assert!(
+        !store.mark_preview_deleted("org/app#42").await.unwrap(),
+        "already deleted"
+    );
+    assert!(!store.mark_preview_deleted("nope").await.unwrap());
+    let deleted = store.get_preview("org/app#42").await.unwrap().unwrap();
+    assert!(deleted.deleted_at.is_some());
+    assert!(deleted.pods.is_empty());
+    assert!(
+        store
+            .list_previews(false, None, 10)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .list_previews(true, None, 10)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+
+    // Launching it again revives it.
+    let revived = store.upsert_preview(&preview("org/app#42")).await.unwrap();
+    assert!(revived.deleted_at.is_none());
+}
+
+#[tokio::test]
+async fn listing_pages_through_every_preview_once() {
+    let db = test_db().await;
+    let store = db.store();
+    let mut keys = HashSet::new();
+    for i in 0..12 {
+        let key = format!("org/app#{i}");
+        store.upsert_preview(&preview(&key)).await.unwrap();
+        keys.insert(key);
+    }
+    // Identical timestamps must still page by key.
+    sqlx::query("UPDATE previews SET created_at = '2026-01-01T00:00:00Z'")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    store.mark_preview_deleted("org/app#3").await.unwrap();
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .list_previews(true, cursor.as_deref(), 5)
+            .await
+            .unwrap();
+        seen.extend(page.items.into_iter().map(|p| p.key));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 12);
+    assert_eq!(seen.iter().cloned().collect::<HashSet<_>>(), keys);
+    let live = store.list_previews(false, None, 100).await.unwrap();
+    assert_eq!(live.items.len(), 11);
+    assert!(live.next_cursor.is_none());
+    assert!(matches!(
+        store.list_previews(true, Some("x"), 5).await,
+        Err(StoreError::InvalidCursor)
+    ));
+}
