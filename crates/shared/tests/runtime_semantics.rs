@@ -395,7 +395,7 @@ async fn graceful_shutdown_finishes_short_jobs_and_hands_back_the_rest() {
     assert_eq!(job.attempts_used, 0);
     let c = q.counts(JobKind::Build).await.unwrap();
     assert_eq!((c.completed, c.waiting, c.active), (1, 1, 0));
-    // Another worker resumes it immediately, as attempt 2 of a budget it has not used.
+    // Another worker resumes it immediately, as attempt 2.
     let b = Recorder::new("b");
     let resumed = Instant::now();
     let wb = RunningWorker::start(test_config(&p, JobKind::Build), b.clone());

@@ -65,7 +65,8 @@ pub enum Disposition {
     Retry { error: String, delay: Duration },
     /// Failed for good (permanent error, last attempt, cancelled): moved to the dead set.
     Dead { error: String },
-    /// Unfinished at shutdown: back to the head of the wait list, not counted as an attempt.
+    /// Unfinished at shutdown: back to the head of the wait list for another worker at once.
+    /// Its attempt stays counted (the job store counts every attempt it started).
     HandBack,
     /// The lease is lost: touch nothing (another worker owns the job now).
     Abandon,
@@ -85,6 +86,8 @@ pub struct Delivery {
     pub data: serde_json::Value,
     pub enqueued_at_ms: u64,
     pub lease: Lease,
+    /// The consumer's id (for attempt records).
+    pub worker_id: String,
 }
 
 impl Delivery {
@@ -265,41 +268,36 @@ impl Shared {
         }));
 
         // Fields bullmq-official does not parse. Only a job started before can carry them.
-        let (base, handbacks) = if attempt > 1 {
+        let base = if attempt > 1 {
             let mut conn = self.conn.clone();
-            let fields: redis::RedisResult<(Option<u32>, Option<u32>, Option<String>)> =
-                redis::cmd("HMGET")
-                    .arg(&job_key)
-                    .arg("sw_base")
-                    .arg("sw_hb")
-                    .arg("sw_cancel")
-                    .query_async(&mut conn)
-                    .await;
+            let fields: redis::RedisResult<(Option<u32>, Option<String>)> = redis::cmd("HMGET")
+                .arg(&job_key)
+                .arg("sw_base")
+                .arg("sw_cancel")
+                .query_async(&mut conn)
+                .await;
             match fields {
-                Ok((b, h, c)) => {
+                Ok((b, c)) => {
                     if let Some(reason) = c {
                         lease.cancel(CancelReason::Cancelled(reason));
                     }
-                    (b.unwrap_or(0), h.unwrap_or(0))
+                    b.unwrap_or(0)
                 }
                 Err(e) => {
-                    // Without them the budget may be over-counted, never under-counted.
+                    // Without it the budget may be over-counted, never under-counted.
                     warn!(job_id = %id_str, error = %e, "cannot read job bookkeeping fields");
-                    (0, 0)
+                    0
                 }
             }
         } else {
-            (0, 0)
+            0
         };
 
         let delivery = Delivery {
             id,
             kind: self.kind,
             attempt,
-            attempts_used: attempt
-                .saturating_sub(base)
-                .saturating_sub(handbacks)
-                .max(1),
+            attempts_used: attempt.saturating_sub(base).max(1),
             max_attempts: job
                 .opts()
                 .attempts
@@ -308,6 +306,7 @@ impl Shared {
             data: job.data().clone(),
             enqueued_at_ms: job.timestamp(),
             lease: lease.clone(),
+            worker_id: self.worker_id.clone(),
         };
 
         self.set_active(&id_str, Some(lease.clone()));
@@ -349,16 +348,7 @@ impl Shared {
                 Err(bullmq::Error::Delayed)
             }
             Disposition::HandBack => {
-                let mut conn = self.conn.clone();
-                let noted: redis::RedisResult<i64> = scripts::NOTE_HANDBACK
-                    .key(format!("{}:lock", self.keys.job_key(job.id())))
-                    .key(self.keys.job_key(job.id()))
-                    .arg(lease.token())
-                    .invoke_async(&mut conn)
-                    .await;
-                if let Ok(0) = noted {
-                    return Err(bullmq::Error::Delayed);
-                }
+                // Guarded by our lock token inside the engine's script.
                 if let Err(e) = job.move_to_wait(None).await {
                     warn!(job_id = %job.id(), error = %e, "cannot hand job back");
                 }

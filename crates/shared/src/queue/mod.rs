@@ -178,7 +178,7 @@ pub struct QueuedJob {
     pub state: Option<QueueState>,
     /// Attempts started, including ones whose worker died (the current attempt number).
     pub attempts_started: u32,
-    /// Attempts counted against the budget (hand-backs at shutdown and earlier budgets excluded).
+    /// Attempts counted against the current budget (those before an operator retry excluded).
     pub attempts_used: u32,
     pub max_attempts: u32,
     /// The last error: the reason of a dead job, or the error of the last failed attempt.
@@ -271,8 +271,9 @@ impl QueueClient {
             .backoff(bullmq::types::BackoffStrategy::Custom(BACKOFF_NAME.into()))
     }
 
-    /// Queue a job. Idempotent by id: pushing an id that Redis still knows (queued, running,
-    /// or finished and retained) queues nothing.
+    /// Queue a job. Idempotent by id: pushing an id that is queued, running or completed
+    /// queues nothing. A job in the dead set is put back with a fresh budget: the job store
+    /// re-enqueues a job after an operator retry, and its push must not be a no-op.
     pub async fn push(
         &self,
         kind: JobKind,
@@ -297,6 +298,22 @@ impl QueueClient {
             .add(kind.as_str(), data)
             .options(Self::job_options(&id, attempt_budget))
             .await?;
+        self.revive_dead(kind, std::slice::from_ref(&id)).await
+    }
+
+    /// Put back the ones among `ids` that sit in the dead set (one pipelined check).
+    async fn revive_dead(&self, kind: JobKind, ids: &[String]) -> Result<(), QueueError> {
+        let failed = self.queue(kind).keys().failed();
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.cmd("ZSCORE").arg(&failed).arg(id);
+        }
+        let scores: Vec<Option<f64>> = pipe.query_async(&mut self.conn(kind)).await?;
+        for (id, score) in ids.iter().zip(scores) {
+            if score.is_some() {
+                self.retry_dead(kind, id).await?;
+            }
+        }
         Ok(())
     }
 
@@ -319,15 +336,20 @@ impl QueueClient {
         const CHUNK: usize = 2_000;
         let mut jobs = jobs.into_iter().peekable();
         while jobs.peek().is_some() {
+            let mut ids = Vec::with_capacity(CHUNK);
             let chunk: Vec<BulkJob> = jobs
                 .by_ref()
                 .take(CHUNK)
                 .map(|(id, budget, data)| {
                     let id = id.to_string();
-                    BulkJob::with_options(kind.as_str(), data, Self::job_options(&id, budget))
+                    let job =
+                        BulkJob::with_options(kind.as_str(), data, Self::job_options(&id, budget));
+                    ids.push(id);
+                    job
                 })
                 .collect();
             self.queue(kind).add_bulk(chunk).await?;
+            self.revive_dead(kind, &ids).await?;
         }
         Ok(())
     }
@@ -567,9 +589,7 @@ fn parse_job(
     h: &HashMap<String, String>,
 ) -> QueuedJob {
     let ats = parse_u32(h, "ats");
-    let used = ats
-        .saturating_sub(parse_u32(h, "sw_base"))
-        .saturating_sub(parse_u32(h, "sw_hb"));
+    let used = ats.saturating_sub(parse_u32(h, "sw_base"));
     let max_attempts = h
         .get("opts")
         .and_then(|o| serde_json::from_str::<JobOptions>(o).ok())

@@ -43,20 +43,6 @@ return 0
     )
 });
 
-/// Count a hand-back at shutdown so it does not use up the attempt budget.
-/// KEYS: lock, job. ARGV: token.
-pub(crate) static NOTE_HANDBACK: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-if redis.call("GET", KEYS[1]) == ARGV[1] then
-  redis.call("HINCRBY", KEYS[2], "sw_hb", 1)
-  return 1
-end
-return 0
-"#,
-    )
-});
-
 /// Ask the worker running a job to stop: the flag is read at every lease renewal and when the
 /// job starts. Only for an existing job. KEYS: job. ARGV: reason.
 pub(crate) static FLAG_CANCEL: LazyLock<Script> = LazyLock::new(|| {
@@ -79,7 +65,7 @@ pub(crate) static RESET_BUDGET: LazyLock<Script> = LazyLock::new(|| {
         r#"
 if redis.call("ZSCORE", KEYS[2], ARGV[1]) then
   local ats = redis.call("HGET", KEYS[1], "ats") or "0"
-  redis.call("HSET", KEYS[1], "sw_base", ats, "sw_hb", 0)
+  redis.call("HSET", KEYS[1], "sw_base", ats)
   redis.call("HDEL", KEYS[1], "sw_cancel")
   return 1
 end

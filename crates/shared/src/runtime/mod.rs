@@ -13,8 +13,16 @@
 //!   rest back so another worker resumes them at once.
 //! - Redis loss is survived: the connection is retried with backoff at start, the engine and our
 //!   lease renewal reconnect on their own; no job error ends the process.
+//! - With a job store ([`run_with_store`]), Postgres records every attempt: `start_attempt`
+//!   before the handler (refused: the job was cancelled, finished or superseded, so it is
+//!   acknowledged and skipped) and `finish_attempt` after it (refused: the result is dropped).
+//!   Postgres is written before Redis, and only while the lease is confirmed, so a fenced
+//!   worker never records a result. While Postgres is unreachable the job waits in its slot,
+//!   lease renewed, and the write is retried with backoff.
 
 use crate::queue::{CancelReason, Consumer, ConsumerConfig, Delivery, Disposition};
+use crate::store::{AttemptOutcome, JobRecord, Store, StoreError};
+use backon::BackoffBuilder;
 use futures::FutureExt;
 use slipway_core::{BackoffPolicy, ErrorClass, JobId, JobKind};
 use std::future::Future;
@@ -124,6 +132,9 @@ pub struct JobContext {
     pub is_last_attempt: bool,
     /// The small payload carried in Redis.
     pub data: serde_json::Value,
+    /// The job's row (payload, preview, trace context) as `start_attempt` returned it; `Some`
+    /// whenever the runtime runs with a job store.
+    pub record: Option<JobRecord>,
     /// Fires when the handler must stop: lease lost, operator cancel, or shutdown after grace.
     pub cancel: CancellationToken,
 }
@@ -157,9 +168,38 @@ pub trait Handler: Send + Sync + 'static {
     async fn handle(&self, job: JobContext) -> Result<serde_json::Value, JobError>;
 }
 
-/// Run a worker until `shutdown` resolves, then shut down gracefully. Only returns once every
-/// job this worker held is finished or handed back. Redis being down is waited out.
+/// Run a worker without a job store (Redis only) until `shutdown` resolves, then shut down
+/// gracefully. See [`run_with_store`].
 pub async fn run<H, S>(cfg: RuntimeConfig, handler: Arc<H>, shutdown: S) -> Result<(), QueueError>
+where
+    H: Handler,
+    S: Future<Output = ()> + Send,
+{
+    run_inner(cfg, None, handler, shutdown).await
+}
+
+/// Run a worker that records every attempt in the job store, until `shutdown` resolves, then
+/// shut down gracefully. Only returns once every job this worker held is finished or handed
+/// back. Redis being down is waited out.
+pub async fn run_with_store<H, S>(
+    cfg: RuntimeConfig,
+    store: Store,
+    handler: Arc<H>,
+    shutdown: S,
+) -> Result<(), QueueError>
+where
+    H: Handler,
+    S: Future<Output = ()> + Send,
+{
+    run_inner(cfg, Some(store), handler, shutdown).await
+}
+
+async fn run_inner<H, S>(
+    cfg: RuntimeConfig,
+    store: Option<Store>,
+    handler: Arc<H>,
+    shutdown: S,
+) -> Result<(), QueueError>
 where
     H: Handler,
     S: Future<Output = ()> + Send,
@@ -167,7 +207,7 @@ where
     let cfg = Arc::new(cfg);
     let on_delivery: crate::queue::OnDelivery = {
         let cfg = cfg.clone();
-        Arc::new(move |d: Delivery| process(handler.clone(), cfg.clone(), d).boxed())
+        Arc::new(move |d: Delivery| process(handler.clone(), cfg.clone(), store.clone(), d).boxed())
     };
     let consumer_cfg = ConsumerConfig {
         redis_url: cfg.redis_url.clone(),
@@ -227,12 +267,17 @@ fn outcome_label(d: &Disposition) -> &'static str {
     }
 }
 
-async fn process<H: Handler>(handler: Arc<H>, cfg: Arc<RuntimeConfig>, d: Delivery) -> Disposition {
+async fn process<H: Handler>(
+    handler: Arc<H>,
+    cfg: Arc<RuntimeConfig>,
+    store: Option<Store>,
+    d: Delivery,
+) -> Disposition {
     let span = info_span!("job", job_id = %d.id, kind = %d.kind, attempt = d.attempt);
     async move {
         let kind = d.kind.as_str();
         let started = Instant::now();
-        let disposition = run_attempt(&*handler, &cfg, &d).await;
+        let disposition = run_attempt(&*handler, &cfg, store.as_ref(), &d).await;
         let outcome = outcome_label(&disposition);
         metrics::counter!("slipway_jobs_finished_total", "kind" => kind, "outcome" => outcome)
             .increment(1);
@@ -252,17 +297,104 @@ async fn process<H: Handler>(handler: Arc<H>, cfg: Arc<RuntimeConfig>, d: Delive
     .await
 }
 
-async fn run_attempt<H: Handler>(handler: &H, cfg: &RuntimeConfig, d: &Delivery) -> Disposition {
+/// How an attempt ended, before it is recorded.
+enum Verdict {
+    Succeeded(serde_json::Value),
+    Retry { error: String, delay: Duration },
+    Failed { error: String, class: ErrorClass },
+    Cancelled { reason: String },
+    HandBack,
+    Fenced,
+}
+
+async fn run_attempt<H: Handler>(
+    handler: &H,
+    cfg: &RuntimeConfig,
+    store: Option<&Store>,
+    d: &Delivery,
+) -> Disposition {
     if d.attempts_used > d.max_attempts {
-        // The previous attempt was the last one and its worker died.
-        return Disposition::Dead {
-            error: format!(
-                "no attempts left: the worker running attempt {} of {} stopped without finishing it",
-                d.attempt.saturating_sub(1),
-                d.max_attempts
-            ),
-        };
+        // The previous attempt was the last one and its worker died: close it and the job.
+        let error = format!(
+            "no attempts left: the worker running attempt {} of {} stopped without finishing it",
+            d.attempt.saturating_sub(1),
+            d.max_attempts
+        );
+        if let Some(store) = store {
+            let outcome = AttemptOutcome::Failed {
+                error: error.clone(),
+                class: ErrorClass::Transient,
+            };
+            let attempt = d.attempt.saturating_sub(1) as i32;
+            let _ = with_store(d, || store.finish_attempt(d.id, attempt, outcome.clone())).await;
+        }
+        return Disposition::Dead { error };
     }
+    let record = match store {
+        None => None,
+        Some(store) => {
+            let attempt = d.attempt as i32;
+            match with_store(d, || store.start_attempt(d.id, attempt, &d.worker_id)).await {
+                Some(Some(record)) => Some(record),
+                // Cancelled, finished, superseded or a stale duplicate: acknowledge and skip.
+                Some(None) => {
+                    return Disposition::Complete(serde_json::json!({
+                        "skipped": "the job store did not start this attempt"
+                    }));
+                }
+                None => return stopped_disposition(d),
+            }
+        }
+    };
+    let verdict = attempt_verdict(handler, cfg, d, record).await;
+    settle(store, d, verdict).await
+}
+
+/// What to do with a job whose cancellation fired while the runtime itself was waiting.
+fn stopped_disposition(d: &Delivery) -> Disposition {
+    match d.lease.cancel_reason() {
+        Some(CancelReason::Cancelled(r)) => Disposition::Dead {
+            error: format!("cancelled: {r}"),
+        },
+        Some(CancelReason::Shutdown) | None => Disposition::HandBack,
+        Some(CancelReason::LeaseLost) => Disposition::Abandon,
+    }
+}
+
+/// Retry a store call with backoff while the lease holds; `None` once the job must stop.
+async fn with_store<T, F, Fut>(d: &Delivery, mut op: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let cancel = d.lease.cancellation();
+    let mut delays = backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(5))
+        .with_jitter()
+        .without_max_times()
+        .build();
+    loop {
+        match op().await {
+            Ok(v) => return Some(v),
+            Err(e) => {
+                let wait = delays.next().unwrap_or(Duration::from_secs(5));
+                warn!(error = %e, ?wait, "job store unavailable; retrying");
+                tokio::select! {
+                    () = cancel.cancelled() => return None,
+                    () = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    }
+}
+
+async fn attempt_verdict<H: Handler>(
+    handler: &H,
+    cfg: &RuntimeConfig,
+    d: &Delivery,
+    record: Option<JobRecord>,
+) -> Verdict {
     metrics::counter!("slipway_jobs_started_total", "kind" => d.kind.as_str()).increment(1);
     let cancel = d.lease.cancellation();
     let ctx = JobContext {
@@ -272,6 +404,7 @@ async fn run_attempt<H: Handler>(handler: &H, cfg: &RuntimeConfig, d: &Delivery)
         max_attempts: d.max_attempts,
         is_last_attempt: d.is_last_attempt(),
         data: d.data.clone(),
+        record,
         cancel: cancel.clone(),
     };
     let work = AssertUnwindSafe(handler.handle(ctx)).catch_unwind();
@@ -285,24 +418,22 @@ async fn run_attempt<H: Handler>(handler: &H, cfg: &RuntimeConfig, d: &Delivery)
         () = stopped => None,
     };
     if d.lease.is_lost() {
-        return Disposition::Abandon;
+        return Verdict::Fenced;
     }
     let reason = d.lease.cancel_reason();
     let (class, message) = match outcome {
         None => {
             return match reason {
-                Some(CancelReason::Cancelled(r)) => Disposition::Dead {
-                    error: format!("cancelled: {r}"),
-                },
-                Some(CancelReason::LeaseLost) => Disposition::Abandon,
-                Some(CancelReason::Shutdown) | None => Disposition::HandBack,
+                Some(CancelReason::Cancelled(r)) => Verdict::Cancelled { reason: r },
+                Some(CancelReason::LeaseLost) => Verdict::Fenced,
+                Some(CancelReason::Shutdown) | None => Verdict::HandBack,
             };
         }
         Some(Ok(Ok(value))) => {
             return if d.lease.confirm().await {
-                Disposition::Complete(value)
+                Verdict::Succeeded(value)
             } else {
-                Disposition::Abandon
+                Verdict::Fenced
             };
         }
         Some(Ok(Err(e))) => (e.class, e.message),
@@ -312,24 +443,82 @@ async fn run_attempt<H: Handler>(handler: &H, cfg: &RuntimeConfig, d: &Delivery)
         ),
     };
     match reason {
-        Some(CancelReason::Shutdown) => return Disposition::HandBack,
-        Some(CancelReason::Cancelled(r)) => {
-            return Disposition::Dead {
-                error: format!("cancelled: {r}"),
-            };
-        }
+        Some(CancelReason::Shutdown) => return Verdict::HandBack,
+        Some(CancelReason::Cancelled(r)) => return Verdict::Cancelled { reason: r },
         _ => {}
     }
     if !d.lease.confirm().await {
-        return Disposition::Abandon;
+        return Verdict::Fenced;
     }
     if class == ErrorClass::Permanent || d.is_last_attempt() {
-        Disposition::Dead { error: message }
+        Verdict::Failed {
+            error: message,
+            class,
+        }
     } else {
-        Disposition::Retry {
+        Verdict::Retry {
             error: message,
             delay: cfg.backoff.delay(d.attempts_used),
         }
+    }
+}
+
+/// Record the verdict in the store (first: it is the system of record), then tell Redis.
+async fn settle(store: Option<&Store>, d: &Delivery, verdict: Verdict) -> Disposition {
+    let (outcome, disposition) = match verdict {
+        Verdict::Fenced => return Disposition::Abandon,
+        // The attempt stays open in the store; the next start closes it as abandoned.
+        Verdict::HandBack => return Disposition::HandBack,
+        Verdict::Succeeded(result) => (
+            AttemptOutcome::Succeeded {
+                result: result.clone(),
+            },
+            Disposition::Complete(result),
+        ),
+        Verdict::Retry { error, delay } => (
+            AttemptOutcome::Retrying {
+                error: error.clone(),
+                retry_at: chrono::Utc::now()
+                    + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::zero()),
+            },
+            Disposition::Retry { error, delay },
+        ),
+        Verdict::Failed { error, class } => (
+            AttemptOutcome::Failed {
+                error: error.clone(),
+                class,
+            },
+            Disposition::Dead { error },
+        ),
+        Verdict::Cancelled { reason } => (
+            AttemptOutcome::Cancelled {
+                reason: reason.clone(),
+            },
+            Disposition::Dead {
+                error: format!("cancelled: {reason}"),
+            },
+        ),
+    };
+    let Some(store) = store else {
+        return disposition;
+    };
+    let attempt = d.attempt as i32;
+    match with_store(d, || store.finish_attempt(d.id, attempt, outcome.clone())).await {
+        Some(true) => disposition,
+        // Fenced in the store (cancelled or superseded meanwhile): drop the result, and stop
+        // the job in Redis too.
+        Some(false) => match disposition {
+            Disposition::Dead { .. } => disposition,
+            _ => Disposition::Dead {
+                error: "the job store refused this attempt's result (cancelled or superseded meanwhile)"
+                    .into(),
+            },
+        },
+        // The job must stop before the store could be written: run it again later.
+        None => match d.lease.cancel_reason() {
+            Some(CancelReason::Shutdown) => Disposition::HandBack,
+            _ => Disposition::Abandon,
+        },
     }
 }
 

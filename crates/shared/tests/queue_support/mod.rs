@@ -114,6 +114,8 @@ pub struct Recorder {
     pub starts: Mutex<HashMap<String, Vec<Seen>>>,
     pub cancelled: Mutex<Vec<String>>,
     pub returned: Mutex<Vec<String>>,
+    /// The job-store payload each job arrived with (`JobContext::record`).
+    pub payloads: Mutex<HashMap<String, Value>>,
     pub running: AtomicUsize,
     pub max_running: AtomicUsize,
 }
@@ -125,6 +127,7 @@ impl Recorder {
             starts: Mutex::default(),
             cancelled: Mutex::default(),
             returned: Mutex::default(),
+            payloads: Mutex::default(),
             running: AtomicUsize::new(0),
             max_running: AtomicUsize::new(0),
         })
@@ -170,6 +173,12 @@ impl Handler for Recorder {
                 at: Instant::now(),
                 worker: self.name.clone(),
             });
+        if let Some(record) = &job.record {
+            self.payloads
+                .lock()
+                .unwrap()
+                .insert(id.clone(), record.payload.clone());
+        }
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_running.fetch_max(now, Ordering::SeqCst);
         let _guard = RunningGuard(&self.running);
@@ -237,6 +246,22 @@ impl RunningWorker {
     pub fn start<H: Handler>(cfg: RuntimeConfig, handler: Arc<H>) -> Self {
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(runtime::run(cfg, handler, async move {
+            let _ = rx.await;
+        }));
+        RunningWorker {
+            stop: Some(tx),
+            task,
+        }
+    }
+
+    /// A runtime that records attempts in `store`.
+    pub fn start_with_store<H: Handler>(
+        cfg: RuntimeConfig,
+        store: slipway_shared::store::Store,
+        handler: Arc<H>,
+    ) -> Self {
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(runtime::run_with_store(cfg, store, handler, async move {
             let _ = rx.await;
         }));
         RunningWorker {
