@@ -1,11 +1,15 @@
 //! Crash tests with real worker processes (semantics 2 and 8): a `queue-worker` killed with
 //! SIGKILL mid-job has its job resumed by another process within the rescue time, the death
-//! counting as an attempt; SIGTERM hands the job back at once.
+//! counting as an attempt (in Redis and in the Postgres job store); SIGTERM hands the job back
+//! at once.
 
 use serde_json::json;
 use slipway_core::JobKind;
+use slipway_core::JobState;
 use slipway_harness::redis_keys::{delete_prefix, random_prefix};
 use slipway_shared::queue::{QueueClient, QueueState};
+use slipway_shared::store::NewJob;
+use slipway_shared::testing::TestDb;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -113,17 +117,25 @@ async fn wait_state(q: &QueueClient, id: &str, state: QueueState) {
 async fn a_sigkilled_workers_job_is_resumed_by_another_process_within_the_rescue_time() {
     let prefix = random_prefix("crash");
     let _keys = Keys(prefix.clone());
+    let db = TestDb::new().await.unwrap();
+    let store = db.store();
     let q = QueueClient::connect(REDIS, &prefix).await.unwrap();
-    let a = WorkerProc::spawn(&prefix, "a", &[]);
+    let with_store = ["--database-url", db.url()];
+    let a = WorkerProc::spawn(&prefix, "a", &with_store);
     wait_workers(&q, 1).await;
-    let id = Uuid::new_v4();
+    let job = store
+        .insert_job(NewJob::new(JobKind::Build, json!({})))
+        .await
+        .unwrap()
+        .job;
+    let id = job.id;
     let sid = id.to_string();
     q.push_with_data(JobKind::Build, id, 3, json!({"sleep_ms": 3_000}))
         .await
         .unwrap();
     a.wait_for(&format!("started {sid} 1"), Duration::from_secs(10))
         .await;
-    let b = WorkerProc::spawn(&prefix, "b", &[]);
+    let b = WorkerProc::spawn(&prefix, "b", &with_store);
     wait_workers(&q, 2).await;
 
     let mut a = a;
@@ -150,6 +162,17 @@ async fn a_sigkilled_workers_job_is_resumed_by_another_process_within_the_rescue
     assert_eq!(job.attempts_started, 2);
     assert_eq!(job.attempts_used, 2);
     assert_eq!(job.result.unwrap()["pid"], b.pid());
+    // Postgres saw both attempts: the first abandoned by its dead worker, the second succeeded.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.get_job(id).await.unwrap().unwrap().state != JobState::Succeeded {
+        assert!(Instant::now() < deadline, "store never recorded success");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let attempts = store.attempts(id).await.unwrap();
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(attempts[0].outcome.as_deref(), Some("abandoned"));
+    assert_eq!(attempts[1].outcome.as_deref(), Some("succeeded"));
+    assert_ne!(attempts[0].worker_id, attempts[1].worker_id);
     // The dead worker drops out of the live list once its heartbeat is stale.
     wait_workers(&q, 1).await;
 }
@@ -226,8 +249,5 @@ async fn sigterm_hands_running_jobs_back_for_another_process_at_once() {
         spawned.elapsed()
     );
     let job = q.get(JobKind::Build, &sid).await.unwrap().unwrap();
-    assert_eq!(
-        job.attempts_used, 1,
-        "the hand-back did not use up an attempt"
-    );
+    assert_eq!(job.attempts_started, 2, "resumed as the next attempt");
 }

@@ -24,6 +24,9 @@ struct Args {
     /// No per-job lines on stdout.
     #[arg(long)]
     quiet: bool,
+    /// Record attempts in this Postgres job store (migrated already).
+    #[arg(long)]
+    database_url: Option<String>,
     #[command(flatten)]
     worker: WorkerArgs,
 }
@@ -49,8 +52,15 @@ async fn main() -> anyhow::Result<()> {
             _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
         }
     };
+    let handler = Arc::new(Scripted { quiet: args.quiet });
     println!("ready {}", std::process::id());
-    runtime::run(cfg, Arc::new(Scripted { quiet: args.quiet }), shutdown).await?;
+    match args.database_url {
+        Some(url) => {
+            let store = slipway_shared::store::Store::connect_with(&url, 4).await?;
+            runtime::run_with_store(cfg, store, handler, shutdown).await?;
+        }
+        None => runtime::run(cfg, handler, shutdown).await?,
+    }
     println!("stopped {}", std::process::id());
     Ok(())
 }
