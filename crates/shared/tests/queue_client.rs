@@ -250,3 +250,43 @@ async fn cancel_queued_and_running_jobs_and_see_live_workers() {
     // A stopped worker leaves the registry.
     assert!(q.workers(JobKind::Cleanup).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn pushing_a_dead_job_again_puts_it_back_once() {
+    // The job store's operator retry re-enqueues a dead job by pushing it again.
+    let p = Prefix::new();
+    let q = p.client().await;
+    let id = Uuid::new_v4();
+    let sid = id.to_string();
+    q.push_with_data(
+        JobKind::Build,
+        id,
+        1,
+        json!({"fail": "transient", "fail_until_attempt": 2}),
+    )
+    .await
+    .unwrap();
+    let rec = Recorder::new("w");
+    let w = RunningWorker::start(test_config(&p, JobKind::Build), rec.clone());
+    wait_until(
+        Duration::from_secs(20),
+        "dead after its only attempt",
+        || async { q.counts(JobKind::Build).await.unwrap().dead == 1 },
+    )
+    .await;
+    q.push(JobKind::Build, id, 1).await.unwrap();
+    q.push(JobKind::Build, id, 1).await.unwrap();
+    wait_until(Duration::from_secs(20), "revived job completes", || async {
+        q.counts(JobKind::Build).await.unwrap().completed == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rec.starts_of(&sid).len(), 2, "revived once, run once more");
+    let c = q.counts(JobKind::Build).await.unwrap();
+    assert_eq!((c.dead, c.waiting, c.active), (0, 0, 0));
+    // A completed job is not run again by a duplicate push.
+    q.push(JobKind::Build, id, 1).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(rec.starts_of(&sid).len(), 2);
+    w.stop().await;
+}

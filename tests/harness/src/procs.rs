@@ -61,10 +61,17 @@ impl WorkerProc {
     pub async fn wait_for(&self, prefix: &str, timeout: Duration) -> anyhow::Result<Instant> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some((at, _)) = self.lines().into_iter().find(|(_, l)| l.starts_with(prefix)) {
+            if let Some((at, _)) = self
+                .lines()
+                .into_iter()
+                .find(|(_, l)| l.starts_with(prefix))
+            {
                 return Ok(at);
             }
-            anyhow::ensure!(Instant::now() < deadline, "no {prefix:?} line in {timeout:?}");
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "no {prefix:?} line in {timeout:?}"
+            );
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }

@@ -310,10 +310,16 @@ impl Shared {
         };
 
         self.set_active(&id_str, Some(lease.clone()));
-        let renewer = tokio::spawn(renew_loop(lease.clone(), self.timing.renew_every));
+        // Guards: even if the callback panicked, renewal stops (so the job can be rescued) and
+        // the job leaves the active registry.
+        let renewer = AbortOnDrop(tokio::spawn(renew_loop(
+            lease.clone(),
+            self.timing.renew_every,
+        )));
+        let registered = Unregister(&self, &id_str);
         let disposition = on_delivery(delivery).await;
-        renewer.abort();
-        self.set_active(&id_str, None);
+        drop(renewer);
+        drop(registered);
         self.apply(job, &lease, disposition).await
     }
 
@@ -355,6 +361,22 @@ impl Shared {
                 Err(bullmq::Error::Delayed)
             }
         }
+    }
+}
+
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+struct Unregister<'a>(&'a Shared, &'a str);
+
+impl Drop for Unregister<'_> {
+    fn drop(&mut self) {
+        self.0.set_active(self.1, None);
     }
 }
 

@@ -273,7 +273,13 @@ async fn process<H: Handler>(
     store: Option<Store>,
     d: Delivery,
 ) -> Disposition {
-    let span = info_span!("job", job_id = %d.id, kind = %d.kind, attempt = d.attempt);
+    let span = info_span!(
+        "job",
+        job_id = %d.id,
+        kind = %d.kind,
+        attempt = d.attempt,
+        trace_context = tracing::field::Empty
+    );
     async move {
         let kind = d.kind.as_str();
         let started = Instant::now();
@@ -335,7 +341,12 @@ async fn run_attempt<H: Handler>(
         Some(store) => {
             let attempt = d.attempt as i32;
             match with_store(d, || store.start_attempt(d.id, attempt, &d.worker_id)).await {
-                Some(Some(record)) => Some(record),
+                Some(Some(record)) => {
+                    if let Some(tc) = &record.trace_context {
+                        tracing::Span::current().record("trace_context", tc.as_str());
+                    }
+                    Some(record)
+                }
                 // Cancelled, finished, superseded or a stale duplicate: acknowledge and skip.
                 Some(None) => {
                     return Disposition::Complete(serde_json::json!({

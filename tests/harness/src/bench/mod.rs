@@ -52,8 +52,20 @@ impl Report {
 
     /// The human table.
     pub fn table(&self) -> String {
-        let w0 = self.rows.iter().map(|r| r.0.len()).max().unwrap_or(0).max(7);
-        let w1 = self.rows.iter().map(|r| r.1.len()).max().unwrap_or(0).max(6);
+        let w0 = self
+            .rows
+            .iter()
+            .map(|r| r.0.len())
+            .max()
+            .unwrap_or(0)
+            .max(7);
+        let w1 = self
+            .rows
+            .iter()
+            .map(|r| r.1.len())
+            .max()
+            .unwrap_or(0)
+            .max(6);
         let mut out = format!("{:w0$}  {:w1$}  value\n", "section", "metric");
         out.push_str(&format!("{}  {}  -----\n", "-".repeat(w0), "-".repeat(w1)));
         for (s, m, v) in &self.rows {
@@ -74,5 +86,7 @@ pub type Section = for<'a> fn(&'a BenchEnv, &'a mut Report) -> BoxFuture<'a, any
 /// Every section, in order. Later issues append theirs here.
 pub const SECTIONS: &[(&str, Section)] = &[
     ("queue", |env, report| Box::pin(queue::run(env, report))),
-    ("redis", |env, report| Box::pin(redis_ceiling::run(env, report))),
+    ("redis", |env, report| {
+        Box::pin(redis_ceiling::run(env, report))
+    }),
 ];

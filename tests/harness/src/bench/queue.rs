@@ -69,7 +69,13 @@ async fn measure(env: &BenchEnv, prefix: &str, report: &mut Report) -> anyhow::R
         q.push(JobKind::Cleanup, Uuid::new_v4(), 3).await?;
     }
     let single = SINGLE as f64 / started.elapsed().as_secs_f64();
-    report.figure("queue", "queue_enqueue_single_per_s", "enqueue, one push per call", single, "jobs/s");
+    report.figure(
+        "queue",
+        "queue_enqueue_single_per_s",
+        "enqueue, one push per call",
+        single,
+        "jobs/s",
+    );
 
     // Enqueue in bulk: these are the pre-queued backlog of the throughput run.
     eprintln!("queue: {BULK} bulk pushes");
@@ -77,7 +83,13 @@ async fn measure(env: &BenchEnv, prefix: &str, report: &mut Report) -> anyhow::R
     let started = Instant::now();
     q.push_bulk(JobKind::Build, &jobs).await?;
     let bulk = BULK as f64 / started.elapsed().as_secs_f64();
-    report.figure("queue", "queue_enqueue_bulk_per_s", "enqueue, bulk", bulk, "jobs/s");
+    report.figure(
+        "queue",
+        "queue_enqueue_bulk_per_s",
+        "enqueue, bulk",
+        bulk,
+        "jobs/s",
+    );
     anyhow::ensure!(q.counts(JobKind::Build).await?.waiting == BULK as u64);
 
     // Throughput: one process, concurrency 50, no-op jobs.
@@ -106,7 +118,13 @@ async fn measure(env: &BenchEnv, prefix: &str, report: &mut Report) -> anyhow::R
     let (t0, c0) = first.unwrap_or((spawned, 0));
     let processed = (done - c0) as f64 / done_at.duration_since(t0).as_secs_f64();
     worker.kill();
-    report.figure("queue", "queue_processed_per_s", "no-op jobs, 1 process, concurrency 50, 50k queued", processed, "jobs/s");
+    report.figure(
+        "queue",
+        "queue_processed_per_s",
+        "no-op jobs, 1 process, concurrency 50, 50k queued",
+        processed,
+        "jobs/s",
+    );
 
     // Pickup latency: an idle worker, jobs pushed at a paced 1,000/s.
     eprintln!("queue: pickup latency, {PACED} jobs at 1,000/s");
@@ -125,7 +143,8 @@ async fn measure(env: &BenchEnv, prefix: &str, report: &mut Report) -> anyhow::R
         let q = q.clone();
         pushes.push(tokio::spawn(async move {
             let data = json!({ "t_us": now_us() });
-            q.push_with_data(JobKind::Launch, Uuid::new_v4(), 3, data).await
+            q.push_with_data(JobKind::Launch, Uuid::new_v4(), 3, data)
+                .await
         }));
     }
     for p in pushes {
@@ -148,9 +167,25 @@ async fn measure(env: &BenchEnv, prefix: &str, report: &mut Report) -> anyhow::R
     };
     drop(worker);
     latencies.sort_by(f64::total_cmp);
-    report.figure("queue", "pickup_p50_ms", "pickup latency p50 (push to handler start)", percentile(&latencies, 50.0), "ms");
-    report.figure("queue", "pickup_p99_ms", "pickup latency p99", percentile(&latencies, 99.0), "ms");
-    report.note("queue", "pickup latency max", &format!("{:.3} ms", latencies.last().copied().unwrap_or(f64::NAN)));
+    report.figure(
+        "queue",
+        "pickup_p50_ms",
+        "pickup latency p50 (push to handler start)",
+        percentile(&latencies, 50.0),
+        "ms",
+    );
+    report.figure(
+        "queue",
+        "pickup_p99_ms",
+        "pickup latency p99",
+        percentile(&latencies, 99.0),
+        "ms",
+    );
+    report.note(
+        "queue",
+        "pickup latency max",
+        &format!("{:.3} ms", latencies.last().copied().unwrap_or(f64::NAN)),
+    );
 
     // Rescue: SIGKILL a worker mid-job; another, already idle, starts it (default settings).
     eprintln!("queue: rescue after SIGKILL (default rescue time 15 s)");
@@ -160,7 +195,8 @@ async fn measure(env: &BenchEnv, prefix: &str, report: &mut Report) -> anyhow::R
     let id = Uuid::new_v4();
     q.push_with_data(JobKind::Cleanup, id, 3, json!({ "sleep_ms": 600_000 }))
         .await?;
-    a.wait_for(&format!("started {id} "), Duration::from_secs(120)).await?;
+    a.wait_for(&format!("started {id} "), Duration::from_secs(120))
+        .await?;
     let b = WorkerProc::spawn(&worker_args(env, prefix, JobKind::Cleanup, &[]))?;
     wait_workers(&q, JobKind::Cleanup, 2).await?;
     // Let b drain what is left of the single-push jobs so it is idle when a dies.
@@ -171,9 +207,17 @@ async fn measure(env: &BenchEnv, prefix: &str, report: &mut Report) -> anyhow::R
     }
     let killed = Instant::now();
     a.kill();
-    let at = b.wait_for(&format!("started {id} 2"), Duration::from_secs(60)).await?;
+    let at = b
+        .wait_for(&format!("started {id} 2"), Duration::from_secs(60))
+        .await?;
     let rescue = at.duration_since(killed).as_secs_f64();
-    report.figure("queue", "rescue_s", "rescue after SIGKILL (rescue time 15 s)", rescue, "s");
+    report.figure(
+        "queue",
+        "rescue_s",
+        "rescue after SIGKILL (rescue time 15 s)",
+        rescue,
+        "s",
+    );
     drop(b);
     q.close().await;
     Ok(())

@@ -40,8 +40,20 @@ pub async fn run(env: &BenchEnv, report: &mut Report) -> anyhow::Result<()> {
     {
         let _: redis::RedisResult<i64> = redis::cmd("UNLINK").arg(&key).query(&mut conn);
     }
-    report.figure("redis", "redis_lpush_per_s", "LPUSH (redis-benchmark, -P 1)", lpush?, "ops/s");
-    report.figure("redis", "redis_rpop_per_s", "RPOP (redis-benchmark, -P 1)", rpop?, "ops/s");
+    report.figure(
+        "redis",
+        "redis_lpush_per_s",
+        "LPUSH (redis-benchmark, -P 1)",
+        lpush?,
+        "ops/s",
+    );
+    report.figure(
+        "redis",
+        "redis_rpop_per_s",
+        "RPOP (redis-benchmark, -P 1)",
+        rpop?,
+        "ops/s",
+    );
     Ok(())
 }
 
@@ -54,7 +66,10 @@ mod tests {
         let out = "LPUSH k x: rps=0.0 (overall: nan) avg_msec=nan (overall: nan)\r\
                    LPUSH k x: 98765.43 requests per second, p50=0.247 msec                    \n";
         assert_eq!(parse_rps(out), Some(98765.43));
-        assert_eq!(parse_rps("RPOP k: 1234.00 requests per second\n"), Some(1234.0));
+        assert_eq!(
+            parse_rps("RPOP k: 1234.00 requests per second\n"),
+            Some(1234.0)
+        );
         assert_eq!(parse_rps("nothing"), None);
     }
 }
