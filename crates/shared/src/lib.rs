@@ -4,6 +4,8 @@
 
 pub mod config;
 pub mod health;
+pub mod queue;
+pub mod runtime;
 mod signal;
 pub mod store;
 pub mod telemetry;

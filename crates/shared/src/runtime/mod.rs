@@ -1,0 +1,544 @@
+//! The worker runtime every worker binary reuses: pull jobs of one kind from its queue, run them
+//! through a [`Handler`] with a concurrency limit, and settle each attempt.
+//!
+//! - Bounded prefetch: a worker holds at most `concurrency` jobs (the queue engine takes a slot
+//!   before it fetches).
+//! - Leases are renewed while a handler runs, however long. A lost lease fires the handler's
+//!   cancellation token and its late result is refused (fencing).
+//! - A panicking handler fails its attempt instead of leaving the job active.
+//! - Transient errors retry after a full-jitter delay spent in Redis's delayed set; permanent
+//!   errors and the last attempt go to the dead set with the error kept. A worker that died
+//!   mid-job used up an attempt.
+//! - Graceful shutdown: stop fetching, let running jobs finish within the grace period, hand the
+//!   rest back so another worker resumes them at once.
+//! - Redis loss is survived: the connection is retried with backoff at start, the engine and our
+//!   lease renewal reconnect on their own; no job error ends the process.
+//! - With a job store ([`run_with_store`]), Postgres records every attempt: `start_attempt`
+//!   before the handler (refused: the job was cancelled, finished or superseded, so it is
+//!   acknowledged and skipped) and `finish_attempt` after it (refused: the result is dropped).
+//!   Postgres is written before Redis, and only while the lease is confirmed, so a fenced
+//!   worker never records a result. While Postgres is unreachable the job waits in its slot,
+//!   lease renewed, and the write is retried with backoff.
+
+use crate::queue::{CancelReason, Consumer, ConsumerConfig, Delivery, Disposition};
+use crate::store::{AttemptOutcome, JobRecord, Store, StoreError};
+use backon::BackoffBuilder;
+use futures::FutureExt;
+use slipway_core::{BackoffPolicy, ErrorClass, JobId, JobKind};
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, info_span, warn};
+
+pub use crate::queue::QueueError;
+
+/// How a worker runs.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    pub kind: JobKind,
+    pub redis_url: String,
+    pub prefix: String,
+    pub concurrency: usize,
+    /// Budget for jobs pushed without one (each push normally carries its own).
+    pub max_attempts: u32,
+    /// A dead worker's job is picked up by another within this time.
+    pub rescue_time: Duration,
+    /// At shutdown, how long running jobs may take to finish before they are handed back.
+    pub grace_period: Duration,
+    /// How long a cancelled handler may take to stop before it is dropped.
+    pub abort_grace: Duration,
+    pub backoff: BackoffPolicy,
+    pub worker_name: String,
+}
+
+impl RuntimeConfig {
+    /// Defaults: concurrency 4, 3 attempts, rescue 15 s, grace 30 s, DESIGN.md backoff.
+    pub fn new(kind: JobKind, redis_url: impl Into<String>, prefix: impl Into<String>) -> Self {
+        RuntimeConfig {
+            kind,
+            redis_url: redis_url.into(),
+            prefix: prefix.into(),
+            concurrency: 4,
+            max_attempts: 3,
+            rescue_time: Duration::from_secs(15),
+            grace_period: Duration::from_secs(30),
+            abort_grace: Duration::from_secs(10),
+            backoff: BackoffPolicy::default(),
+            worker_name: format!("slipway-worker-{}", kind.as_str()),
+        }
+    }
+}
+
+/// Worker-runtime settings as command-line flags and `SLIPWAY_*` variables; flatten into a
+/// binary's arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WorkerArgs {
+    /// Jobs run at once by this worker.
+    #[arg(long, env = "SLIPWAY_CONCURRENCY", default_value_t = 4)]
+    pub concurrency: usize,
+    /// Attempts per job, in all (a worker that dies mid-job uses one up).
+    #[arg(long, env = "SLIPWAY_MAX_ATTEMPTS", default_value_t = 3)]
+    pub max_attempts: u32,
+    /// A dead worker's job is resumed by another within this many seconds.
+    #[arg(long, env = "SLIPWAY_RESCUE_TIME_SECS", default_value_t = 15.0)]
+    pub rescue_time_secs: f64,
+    /// Seconds running jobs get to finish at shutdown before they are handed back.
+    #[arg(long, env = "SLIPWAY_GRACE_PERIOD_SECS", default_value_t = 30.0)]
+    pub grace_period_secs: f64,
+    /// Retry backoff base in milliseconds (full jitter).
+    #[arg(long, env = "SLIPWAY_BACKOFF_BASE_MS", default_value_t = 2_000)]
+    pub backoff_base_ms: u64,
+    /// Retry backoff growth factor.
+    #[arg(long, env = "SLIPWAY_BACKOFF_FACTOR", default_value_t = 4)]
+    pub backoff_factor: u32,
+    /// Retry backoff cap in milliseconds.
+    #[arg(long, env = "SLIPWAY_BACKOFF_CAP_MS", default_value_t = 60_000)]
+    pub backoff_cap_ms: u64,
+}
+
+impl WorkerArgs {
+    pub fn into_config(
+        self,
+        kind: JobKind,
+        redis_url: impl Into<String>,
+        prefix: impl Into<String>,
+    ) -> RuntimeConfig {
+        let mut cfg = RuntimeConfig::new(kind, redis_url, prefix);
+        cfg.concurrency = self.concurrency.max(1);
+        cfg.max_attempts = self.max_attempts.max(1);
+        cfg.rescue_time = Duration::from_secs_f64(self.rescue_time_secs.max(1.0));
+        cfg.grace_period = Duration::from_secs_f64(self.grace_period_secs.max(0.0));
+        cfg.backoff = BackoffPolicy {
+            base: Duration::from_millis(self.backoff_base_ms),
+            factor: self.backoff_factor.max(1),
+            cap: Duration::from_millis(self.backoff_cap_ms),
+        };
+        cfg
+    }
+}
+
+/// What a handler gets for one attempt of one job.
+#[derive(Debug, Clone)]
+pub struct JobContext {
+    pub id: JobId,
+    pub kind: JobKind,
+    /// 1-based and strictly increasing across the job's life (deaths included): use it to name
+    /// per-attempt objects and to fence results in Postgres.
+    pub attempt: u32,
+    pub max_attempts: u32,
+    /// No retry follows a transient failure of this attempt.
+    pub is_last_attempt: bool,
+    /// The small payload carried in Redis.
+    pub data: serde_json::Value,
+    /// The job's row (payload, preview, trace context) as `start_attempt` returned it; `Some`
+    /// whenever the runtime runs with a job store.
+    pub record: Option<JobRecord>,
+    /// Fires when the handler must stop: lease lost, operator cancel, or shutdown after grace.
+    pub cancel: CancellationToken,
+}
+
+/// A failed attempt: its class decides between retry and the dead set.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct JobError {
+    pub class: ErrorClass,
+    pub message: String,
+}
+
+impl JobError {
+    pub fn transient(message: impl Into<String>) -> Self {
+        JobError {
+            class: ErrorClass::Transient,
+            message: message.into(),
+        }
+    }
+    pub fn permanent(message: impl Into<String>) -> Self {
+        JobError {
+            class: ErrorClass::Permanent,
+            message: message.into(),
+        }
+    }
+}
+
+/// The work itself.
+#[async_trait::async_trait]
+pub trait Handler: Send + Sync + 'static {
+    async fn handle(&self, job: JobContext) -> Result<serde_json::Value, JobError>;
+}
+
+/// Run a worker without a job store (Redis only) until `shutdown` resolves, then shut down
+/// gracefully. See [`run_with_store`].
+pub async fn run<H, S>(cfg: RuntimeConfig, handler: Arc<H>, shutdown: S) -> Result<(), QueueError>
+where
+    H: Handler,
+    S: Future<Output = ()> + Send,
+{
+    run_inner(cfg, None, handler, shutdown).await
+}
+
+/// Run a worker that records every attempt in the job store, until `shutdown` resolves, then
+/// shut down gracefully. Only returns once every job this worker held is finished or handed
+/// back. Redis being down is waited out.
+pub async fn run_with_store<H, S>(
+    cfg: RuntimeConfig,
+    store: Store,
+    handler: Arc<H>,
+    shutdown: S,
+) -> Result<(), QueueError>
+where
+    H: Handler,
+    S: Future<Output = ()> + Send,
+{
+    run_inner(cfg, Some(store), handler, shutdown).await
+}
+
+async fn run_inner<H, S>(
+    cfg: RuntimeConfig,
+    store: Option<Store>,
+    handler: Arc<H>,
+    shutdown: S,
+) -> Result<(), QueueError>
+where
+    H: Handler,
+    S: Future<Output = ()> + Send,
+{
+    let cfg = Arc::new(cfg);
+    let on_delivery: crate::queue::OnDelivery = {
+        let cfg = cfg.clone();
+        Arc::new(move |d: Delivery| process(handler.clone(), cfg.clone(), store.clone(), d).boxed())
+    };
+    let consumer_cfg = ConsumerConfig {
+        redis_url: cfg.redis_url.clone(),
+        prefix: cfg.prefix.clone(),
+        kind: cfg.kind,
+        concurrency: cfg.concurrency,
+        rescue_time: cfg.rescue_time,
+        worker_name: cfg.worker_name.clone(),
+        default_max_attempts: cfg.max_attempts,
+    };
+    tokio::pin!(shutdown);
+
+    let mut delays = backon::BackoffBuilder::build(
+        backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(Duration::from_secs(10))
+            .with_jitter()
+            .without_max_times(),
+    );
+    let consumer = loop {
+        tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            started = Consumer::start(consumer_cfg.clone(), on_delivery.clone()) => match started {
+                Ok(c) => break c,
+                Err(QueueError::Config(msg)) => return Err(QueueError::Config(msg)),
+                Err(e) => {
+                    let wait = delays.next().unwrap_or(Duration::from_secs(10));
+                    warn!(error = %e, ?wait, "cannot reach the queue; retrying");
+                    tokio::select! {
+                        () = &mut shutdown => return Ok(()),
+                        () = tokio::time::sleep(wait) => {}
+                    }
+                }
+            }
+        }
+    };
+    info!(worker_id = consumer.worker_id(), kind = %cfg.kind, concurrency = cfg.concurrency, "worker started");
+    shutdown.await;
+    info!(
+        running = consumer.active_jobs().len(),
+        "shutting down: no new jobs"
+    );
+    consumer
+        .shutdown(cfg.grace_period, cfg.abort_grace + Duration::from_secs(2))
+        .await;
+    info!("worker stopped");
+    Ok(())
+}
+
+fn outcome_label(d: &Disposition) -> &'static str {
+    match d {
+        Disposition::Complete(_) => "succeeded",
+        Disposition::Retry { .. } => "retrying",
+        Disposition::Dead { .. } => "dead",
+        Disposition::HandBack => "handed_back",
+        Disposition::Abandon => "fenced",
+    }
+}
+
+async fn process<H: Handler>(
+    handler: Arc<H>,
+    cfg: Arc<RuntimeConfig>,
+    store: Option<Store>,
+    d: Delivery,
+) -> Disposition {
+    let span = info_span!(
+        "job",
+        job_id = %d.id,
+        kind = %d.kind,
+        attempt = d.attempt,
+        trace_context = tracing::field::Empty
+    );
+    async move {
+        let kind = d.kind.as_str();
+        let started = Instant::now();
+        let disposition = run_attempt(&*handler, &cfg, store.as_ref(), &d).await;
+        let outcome = outcome_label(&disposition);
+        metrics::counter!("slipway_jobs_finished_total", "kind" => kind, "outcome" => outcome)
+            .increment(1);
+        metrics::histogram!("slipway_job_duration_seconds", "kind" => kind, "outcome" => outcome)
+            .record(started.elapsed().as_secs_f64());
+        match &disposition {
+            Disposition::Retry { error, delay } => {
+                warn!(%error, ?delay, "attempt failed; retrying later")
+            }
+            Disposition::Dead { error } => warn!(%error, "job failed for good"),
+            Disposition::Abandon => warn!("lease lost; result refused"),
+            other => info!(outcome = outcome_label(other), "attempt finished"),
+        }
+        disposition
+    }
+    .instrument(span)
+    .await
+}
+
+/// How an attempt ended, before it is recorded.
+enum Verdict {
+    Succeeded(serde_json::Value),
+    Retry { error: String, delay: Duration },
+    Failed { error: String, class: ErrorClass },
+    Cancelled { reason: String },
+    HandBack,
+    Fenced,
+}
+
+async fn run_attempt<H: Handler>(
+    handler: &H,
+    cfg: &RuntimeConfig,
+    store: Option<&Store>,
+    d: &Delivery,
+) -> Disposition {
+    if d.attempts_used > d.max_attempts {
+        // The previous attempt was the last one and its worker died: close it and the job.
+        let error = format!(
+            "no attempts left: the worker running attempt {} of {} stopped without finishing it",
+            d.attempt.saturating_sub(1),
+            d.max_attempts
+        );
+        if let Some(store) = store {
+            let outcome = AttemptOutcome::Failed {
+                error: error.clone(),
+                class: ErrorClass::Transient,
+            };
+            let attempt = d.attempt.saturating_sub(1) as i32;
+            let _ = with_store(d, || store.finish_attempt(d.id, attempt, outcome.clone())).await;
+        }
+        return Disposition::Dead { error };
+    }
+    let record = match store {
+        None => None,
+        Some(store) => {
+            let attempt = d.attempt as i32;
+            match with_store(d, || store.start_attempt(d.id, attempt, &d.worker_id)).await {
+                Some(Some(record)) => {
+                    if let Some(tc) = &record.trace_context {
+                        tracing::Span::current().record("trace_context", tc.as_str());
+                    }
+                    Some(record)
+                }
+                // Cancelled, finished, superseded or a stale duplicate: acknowledge and skip.
+                Some(None) => {
+                    return Disposition::Complete(serde_json::json!({
+                        "skipped": "the job store did not start this attempt"
+                    }));
+                }
+                None => return stopped_disposition(d),
+            }
+        }
+    };
+    let verdict = attempt_verdict(handler, cfg, d, record).await;
+    settle(store, d, verdict).await
+}
+
+/// What to do with a job whose cancellation fired while the runtime itself was waiting.
+fn stopped_disposition(d: &Delivery) -> Disposition {
+    match d.lease.cancel_reason() {
+        Some(CancelReason::Cancelled(r)) => Disposition::Dead {
+            error: format!("cancelled: {r}"),
+        },
+        Some(CancelReason::Shutdown) | None => Disposition::HandBack,
+        Some(CancelReason::LeaseLost) => Disposition::Abandon,
+    }
+}
+
+/// Retry a store call with backoff while the lease holds; `None` once the job must stop.
+async fn with_store<T, F, Fut>(d: &Delivery, mut op: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let cancel = d.lease.cancellation();
+    let mut delays = backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(5))
+        .with_jitter()
+        .without_max_times()
+        .build();
+    loop {
+        match op().await {
+            Ok(v) => return Some(v),
+            Err(e) => {
+                let wait = delays.next().unwrap_or(Duration::from_secs(5));
+                warn!(error = %e, ?wait, "job store unavailable; retrying");
+                tokio::select! {
+                    () = cancel.cancelled() => return None,
+                    () = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    }
+}
+
+async fn attempt_verdict<H: Handler>(
+    handler: &H,
+    cfg: &RuntimeConfig,
+    d: &Delivery,
+    record: Option<JobRecord>,
+) -> Verdict {
+    metrics::counter!("slipway_jobs_started_total", "kind" => d.kind.as_str()).increment(1);
+    let cancel = d.lease.cancellation();
+    let ctx = JobContext {
+        id: d.id,
+        kind: d.kind,
+        attempt: d.attempt,
+        max_attempts: d.max_attempts,
+        is_last_attempt: d.is_last_attempt(),
+        data: d.data.clone(),
+        record,
+        cancel: cancel.clone(),
+    };
+    let work = AssertUnwindSafe(handler.handle(ctx)).catch_unwind();
+    // A handler that ignores its cancellation token is dropped after the abort grace.
+    let stopped = async {
+        cancel.cancelled().await;
+        tokio::time::sleep(cfg.abort_grace).await;
+    };
+    let outcome = tokio::select! {
+        r = work => Some(r),
+        () = stopped => None,
+    };
+    if d.lease.is_lost() {
+        return Verdict::Fenced;
+    }
+    let reason = d.lease.cancel_reason();
+    let (class, message) = match outcome {
+        None => {
+            return match reason {
+                Some(CancelReason::Cancelled(r)) => Verdict::Cancelled { reason: r },
+                Some(CancelReason::LeaseLost) => Verdict::Fenced,
+                Some(CancelReason::Shutdown) | None => Verdict::HandBack,
+            };
+        }
+        Some(Ok(Ok(value))) => {
+            return if d.lease.confirm().await {
+                Verdict::Succeeded(value)
+            } else {
+                Verdict::Fenced
+            };
+        }
+        Some(Ok(Err(e))) => (e.class, e.message),
+        Some(Err(panic)) => (
+            ErrorClass::Transient,
+            format!("handler panicked: {}", panic_message(&*panic)),
+        ),
+    };
+    match reason {
+        Some(CancelReason::Shutdown) => return Verdict::HandBack,
+        Some(CancelReason::Cancelled(r)) => return Verdict::Cancelled { reason: r },
+        _ => {}
+    }
+    if !d.lease.confirm().await {
+        return Verdict::Fenced;
+    }
+    if class == ErrorClass::Permanent || d.is_last_attempt() {
+        Verdict::Failed {
+            error: message,
+            class,
+        }
+    } else {
+        Verdict::Retry {
+            error: message,
+            delay: cfg.backoff.delay(d.attempts_used),
+        }
+    }
+}
+
+/// Record the verdict in the store (first: it is the system of record), then tell Redis.
+async fn settle(store: Option<&Store>, d: &Delivery, verdict: Verdict) -> Disposition {
+    let (outcome, disposition) = match verdict {
+        Verdict::Fenced => return Disposition::Abandon,
+        // The attempt stays open in the store; the next start closes it as abandoned.
+        Verdict::HandBack => return Disposition::HandBack,
+        Verdict::Succeeded(result) => (
+            AttemptOutcome::Succeeded {
+                result: result.clone(),
+            },
+            Disposition::Complete(result),
+        ),
+        Verdict::Retry { error, delay } => (
+            AttemptOutcome::Retrying {
+                error: error.clone(),
+                retry_at: chrono::Utc::now()
+                    + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::zero()),
+            },
+            Disposition::Retry { error, delay },
+        ),
+        Verdict::Failed { error, class } => (
+            AttemptOutcome::Failed {
+                error: error.clone(),
+                class,
+            },
+            Disposition::Dead { error },
+        ),
+        Verdict::Cancelled { reason } => (
+            AttemptOutcome::Cancelled {
+                reason: reason.clone(),
+            },
+            Disposition::Dead {
+                error: format!("cancelled: {reason}"),
+            },
+        ),
+    };
+    let Some(store) = store else {
+        return disposition;
+    };
+    let attempt = d.attempt as i32;
+    match with_store(d, || store.finish_attempt(d.id, attempt, outcome.clone())).await {
+        Some(true) => disposition,
+        // Fenced in the store (cancelled or superseded meanwhile): drop the result, and stop
+        // the job in Redis too.
+        Some(false) => match disposition {
+            Disposition::Dead { .. } => disposition,
+            _ => Disposition::Dead {
+                error: "the job store refused this attempt's result (cancelled or superseded meanwhile)"
+                    .into(),
+            },
+        },
+        // The job must stop before the store could be written: run it again later.
+        None => match d.lease.cancel_reason() {
+            Some(CancelReason::Shutdown) => Disposition::HandBack,
+            _ => Disposition::Abandon,
+        },
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}

@@ -1,0 +1,92 @@
+//! The benchmark harness: sections measure, a [`Report`] collects a human table and the
+//! [`Figures`] map that becomes the final JSON line. A later issue adds a section module and one
+//! line in [`SECTIONS`]; keys are merged into the same object.
+
+pub mod queue;
+pub mod redis_ceiling;
+
+use futures_like::BoxFuture;
+use std::collections::BTreeMap;
+
+/// Tiny local alias so sections can be listed without pulling in `futures`.
+mod futures_like {
+    pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+}
+
+/// Settings every section may use.
+#[derive(Debug, Clone)]
+pub struct BenchEnv {
+    pub redis_url: String,
+    /// Redis host and port for `redis-benchmark`.
+    pub redis_host: String,
+    pub redis_port: u16,
+}
+
+/// The machine-readable figures, keyed by name (the last line of the output).
+pub type Figures = BTreeMap<String, serde_json::Value>;
+
+/// Rows of the human table and the figures, filled by the sections.
+#[derive(Debug, Default)]
+pub struct Report {
+    rows: Vec<(String, String, String)>,
+    pub figures: Figures,
+}
+
+impl Report {
+    /// Record a figure under `key` and a table row `section | what | value unit`.
+    pub fn figure(&mut self, section: &str, key: &str, what: &str, value: f64, unit: &str) {
+        let rounded = if value.abs() >= 100.0 {
+            value.round()
+        } else {
+            (value * 1000.0).round() / 1000.0
+        };
+        self.rows
+            .push((section.into(), what.into(), format!("{rounded} {unit}")));
+        self.figures.insert(key.into(), serde_json::json!(rounded));
+    }
+
+    /// A table row with no figure (context such as sample sizes).
+    pub fn note(&mut self, section: &str, what: &str, value: &str) {
+        self.rows.push((section.into(), what.into(), value.into()));
+    }
+
+    /// The human table.
+    pub fn table(&self) -> String {
+        let w0 = self
+            .rows
+            .iter()
+            .map(|r| r.0.len())
+            .max()
+            .unwrap_or(0)
+            .max(7);
+        let w1 = self
+            .rows
+            .iter()
+            .map(|r| r.1.len())
+            .max()
+            .unwrap_or(0)
+            .max(6);
+        let mut out = format!("{:w0$}  {:w1$}  value\n", "section", "metric");
+        out.push_str(&format!("{}  {}  -----\n", "-".repeat(w0), "-".repeat(w1)));
+        for (s, m, v) in &self.rows {
+            out.push_str(&format!("{s:w0$}  {m:w1$}  {v}\n"));
+        }
+        out
+    }
+
+    /// The final JSON line.
+    pub fn json_line(&self) -> String {
+        serde_json::to_string(&self.figures).unwrap_or_else(|_| "{}".into())
+    }
+}
+
+/// A benchmark section.
+pub type Section = for<'a> fn(&'a BenchEnv, &'a mut Report) -> BoxFuture<'a, anyhow::Result<()>>;
+
+/// Every section, in order. Later issues append theirs here.
+pub const SECTIONS: &[(&str, Section)] = &[
+    ("queue", |env, report| Box::pin(queue::run(env, report))),
+    ("redis", |env, report| {
+        Box::pin(redis_ceiling::run(env, report))
+    }),
+];
