@@ -48,7 +48,10 @@ pub struct Auth<S> {
 impl<S: RequiredScope> FromRequestParts<Arc<AppState>> for Auth<S> {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
         let presented = parts
             .headers
             .get(AUTHORIZATION)
@@ -59,10 +62,16 @@ impl<S: RequiredScope> FromRequestParts<Arc<AppState>> for Auth<S> {
             })
             .filter(|t| !t.is_empty())
             .ok_or(ApiError::Unauthorized)?;
-        let (name, scopes) = state.tokens.verify(presented).ok_or(ApiError::Unauthorized)?;
+        let (name, scopes) = state
+            .tokens
+            .verify(presented)
+            .ok_or(ApiError::Unauthorized)?;
         if !scopes.contains(S::SCOPE) {
             return Err(ApiError::Forbidden(S::NAME));
         }
-        Ok(Auth { name: name.to_owned(), _scope: PhantomData })
+        Ok(Auth {
+            name: name.to_owned(),
+            _scope: PhantomData,
+        })
     }
 }

@@ -30,7 +30,12 @@ pub struct ErrorDetail {
 pub enum ApiError {
     /// The request is malformed or breaks a rule (400/422).
     #[error("{message}")]
-    Invalid { status: StatusCode, code: String, message: String, field: Option<String> },
+    Invalid {
+        status: StatusCode,
+        code: String,
+        message: String,
+        field: Option<String>,
+    },
     #[error("{0}")]
     NotFound(String),
     /// The request is well-formed but the resource is not in a state that allows it.
@@ -77,15 +82,24 @@ impl ApiError {
 
     fn parts(&self) -> (StatusCode, &str, Option<&str>) {
         match self {
-            ApiError::Invalid { status, code, field, .. } => (*status, code, field.as_deref()),
+            ApiError::Invalid {
+                status,
+                code,
+                field,
+                ..
+            } => (*status, code, field.as_deref()),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", None),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", None),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", None),
-            ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", None),
-            ApiError::UnsupportedMediaType => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", None)
+            ApiError::PayloadTooLarge(_) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", None)
             }
+            ApiError::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                None,
+            ),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
         }
@@ -108,11 +122,16 @@ impl IntoResponse for ApiError {
             other => other.to_string(),
         };
         let body = ErrorBody {
-            error: ErrorDetail { code: code.to_owned(), message, field: field.map(str::to_owned) },
+            error: ErrorDetail {
+                code: code.to_owned(),
+                message,
+                field: field.map(str::to_owned),
+            },
         };
         let mut resp = (status, Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         resp
     }
@@ -138,7 +157,11 @@ impl From<slipway_shared::store::StoreError> for ApiError {
     fn from(e: slipway_shared::store::StoreError) -> Self {
         use slipway_shared::store::StoreError as E;
         match e {
-            E::InvalidCursor => ApiError::bad_request("invalid_cursor", "invalid pagination cursor", Some("cursor".into())),
+            E::InvalidCursor => ApiError::bad_request(
+                "invalid_cursor",
+                "invalid pagination cursor",
+                Some("cursor".into()),
+            ),
             E::NotFound { what, id } => ApiError::NotFound(format!("{what} {id} not found")),
             other if other.is_unavailable() => ApiError::Unavailable(other.to_string()),
             other => ApiError::internal(other),

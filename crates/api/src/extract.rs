@@ -4,19 +4,19 @@
 
 use crate::error::ApiError;
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, FailedToBufferBody, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
-use slipway_core::payload::{Payload, decode};
+use slipway_core::payload::decode;
 
 /// A JSON request payload, decoded by `slipway_core::payload::decode` (errors name the field
 /// at fault). Requires `Content-Type: application/json` (or `+json`); the body size is capped
 /// by the router's limit.
 pub struct ApiJson<T>(pub T);
 
-impl<T: Payload, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
@@ -40,9 +40,7 @@ impl<T: Payload, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 
 fn body_error(e: BytesRejection) -> ApiError {
     match e {
-        BytesRejection::FailedToBufferBody(inner)
-            if inner.body_text().contains("length limit") =>
-        {
+        BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
             ApiError::PayloadTooLarge(crate::MAX_BODY_BYTES)
         }
         other => ApiError::bad_request("invalid_body", other.body_text(), None),
@@ -73,6 +71,8 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiQuer
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| ApiQuery(q.0))
-            .map_err(|e: QueryRejection| ApiError::bad_request("invalid_query", e.body_text(), None))
+            .map_err(|e: QueryRejection| {
+                ApiError::bad_request("invalid_query", e.body_text(), None)
+            })
     }
 }

@@ -38,13 +38,22 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
 /// Configuration of `slipway-api` (flags and `SLIPWAY_*` environment variables).
 #[derive(Debug, Clone, Parser)]
-#[command(name = "slipway-api", version, about = "Slipway's enqueue and inspection API")]
+#[command(
+    name = "slipway-api",
+    version,
+    about = "Slipway's enqueue and inspection API"
+)]
 pub struct Config {
     #[command(flatten)]
     pub common: CommonArgs,
     /// Bearer tokens: comma-separated `name:scope+scope:token`; the token may be given as
     /// `sha256:<hex>`. Scopes: enqueue, read, admin.
-    #[arg(long, env = "SLIPWAY_API_TOKENS", hide_env_values = true, default_value = "")]
+    #[arg(
+        long,
+        env = "SLIPWAY_API_TOKENS",
+        hide_env_values = true,
+        default_value = ""
+    )]
     pub api_tokens: String,
     /// Attempts a job gets in all (the first run plus retries).
     #[arg(long, env = "SLIPWAY_MAX_ATTEMPTS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
@@ -62,7 +71,12 @@ pub struct Config {
     #[arg(long, env = "SLIPWAY_MAX_TTL_HOURS", default_value_t = 720)]
     pub max_ttl_hours: u32,
     /// Hosts repositories may live on (comma-separated); empty allows any.
-    #[arg(long, env = "SLIPWAY_ALLOWED_REPOSITORY_HOSTS", value_delimiter = ',', default_value = "")]
+    #[arg(
+        long,
+        env = "SLIPWAY_ALLOWED_REPOSITORY_HOSTS",
+        value_delimiter = ',',
+        default_value = ""
+    )]
     pub allowed_repository_hosts: Vec<String>,
     /// How often the relay looks for jobs whose push to Redis failed.
     #[arg(long, env = "SLIPWAY_RELAY_INTERVAL_MS", default_value_t = 1000)]
@@ -113,7 +127,10 @@ pub async fn start(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Running> {
-    let tokens: TokenSet = config.api_tokens.parse().context("invalid SLIPWAY_API_TOKENS")?;
+    let tokens: TokenSet = config
+        .api_tokens
+        .parse()
+        .context("invalid SLIPWAY_API_TOKENS")?;
     if tokens.is_empty() {
         tracing::warn!("SLIPWAY_API_TOKENS is empty: every /v1 request will be refused (401)");
     }
@@ -122,17 +139,32 @@ pub async fn start(
         .await
         .with_context(|| format!("connecting to Postgres at {}", config.common.database_url))?;
     store.migrate().await.context("migrating the database")?;
-    let queue = QueueClient::connect(config.common.redis_url.expose(), &config.common.queue_prefix)
-        .await
-        .with_context(|| format!("connecting to Redis at {}", config.common.redis_url))?;
+    let queue = QueueClient::connect(
+        config.common.redis_url.expose(),
+        &config.common.queue_prefix,
+    )
+    .await
+    .with_context(|| format!("connecting to Redis at {}", config.common.redis_url))?;
 
     let cancel = tokio_util::sync::CancellationToken::new();
-    let state = AppState::new(store.clone(), queue, tokens, limits, config.max_attempts, cancel.clone());
-    let relay = relay::spawn(state.clone(), Duration::from_millis(config.relay_interval_ms.max(50)));
+    let state = AppState::new(
+        store.clone(),
+        queue,
+        tokens,
+        limits,
+        config.max_attempts,
+        cancel.clone(),
+    );
+    let relay = relay::spawn(
+        state.clone(),
+        Duration::from_millis(config.relay_interval_ms.max(50)),
+    );
     state.logs.spawn_listener(&store);
 
-    let readiness: Vec<Box<dyn ReadinessCheck>> =
-        vec![Box::new(PostgresCheck::new(store)), Box::new(state::RedisCheck(state.queue.clone()))];
+    let readiness: Vec<Box<dyn ReadinessCheck>> = vec![
+        Box::new(PostgresCheck::new(store)),
+        Box::new(state::RedisCheck(state.queue.clone())),
+    ];
     let app = router(state).merge(slipway_shared::health::router(readiness));
 
     let addr = config.common.listen_or(DEFAULT_LISTEN);
@@ -170,7 +202,7 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
         )
         .fallback(|| async { error::ApiError::NotFound("no such route".into()) })
         .layer(axum::middleware::from_fn(http_metrics::track))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

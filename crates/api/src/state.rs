@@ -13,6 +13,18 @@ use std::sync::Arc;
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
+/// How long a request waits for Redis before leaving the push to the relay.
+const PUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A push that did not happen (the relay retries it).
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error(transparent)]
+    Queue(slipway_shared::queue::QueueError),
+    #[error("Redis did not answer within {}s", PUSH_TIMEOUT.as_secs())]
+    Timeout,
+}
+
 pub struct AppState {
     pub store: Store,
     pub queue: QueueClient,
@@ -62,7 +74,8 @@ impl AppState {
             return Ok((inserted.job, false));
         }
         let job = inserted.job;
-        metrics::counter!("slipway_api_jobs_enqueued_total", "kind" => job.kind.as_str()).increment(1);
+        metrics::counter!("slipway_api_jobs_enqueued_total", "kind" => job.kind.as_str())
+            .increment(1);
         self.push(&job).await;
         Ok((job, true))
     }
@@ -85,18 +98,23 @@ impl AppState {
         }
     }
 
-    /// Put a job on its queue: a job that was retried by an operator may still sit in the dead
-    /// set under the same id, where a plain push would be ignored, so it is revived instead.
-    pub async fn push_to_queue(&self, job: &JobRecord) -> Result<(), slipway_shared::queue::QueueError> {
+    /// Put a job on its queue (idempotent by id; a job an operator retried is revived from
+    /// the dead set). Bounded in time: a request never hangs on an unreachable Redis.
+    pub async fn push_to_queue(&self, job: &JobRecord) -> Result<(), PushError> {
         let budget = u32::try_from(job.max_attempts).unwrap_or(1);
-        if job.attempt_base > 0 && self.queue.retry_dead(job.kind, &job.id.to_string()).await? {
-            return Ok(());
+        match tokio::time::timeout(PUSH_TIMEOUT, self.queue.push(job.kind, job.id, budget)).await {
+            Ok(result) => result.map_err(PushError::Queue),
+            Err(_) => Err(PushError::Timeout),
         }
-        self.queue.push(job.kind, job.id, budget).await
     }
 
     /// Supersede the older unfinished jobs of `preview` of `kinds`, telling their workers.
-    pub async fn supersede(&self, preview: &str, keep: JobId, kinds: &[JobKind]) -> Result<(), ApiError> {
+    pub async fn supersede(
+        &self,
+        preview: &str,
+        keep: JobId,
+        kinds: &[JobKind],
+    ) -> Result<(), ApiError> {
         let ids = self.store.supersede_older(preview, keep, kinds).await?;
         for id in ids {
             tracing::info!(job.id = %id, by = %keep, preview, "superseded");
@@ -126,7 +144,10 @@ pub struct LogHub {
 
 impl LogHub {
     fn new(shutdown: CancellationToken) -> Self {
-        LogHub { tx: broadcast::channel(1024).0, shutdown }
+        LogHub {
+            tx: broadcast::channel(1024).0,
+            shutdown,
+        }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<LogWake> {

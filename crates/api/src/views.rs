@@ -82,7 +82,10 @@ impl JobView {
     pub fn new(job: JobRecord, attempts: Vec<AttemptRecord>) -> Self {
         let self_ = format!("/v1/jobs/{}", job.id);
         JobView {
-            links: JobLinks { logs: format!("{self_}/logs"), self_ },
+            links: JobLinks {
+                logs: format!("{self_}/logs"),
+                self_,
+            },
             id: job.id,
             kind: job.kind,
             state: job.state,
@@ -160,7 +163,13 @@ pub struct LogLineView {
 
 impl From<StoredLogLine> for LogLineView {
     fn from(l: StoredLogLine) -> Self {
-        LogLineView { attempt: l.attempt, seq: l.seq, ts: l.ts, stream: l.stream, text: l.text }
+        LogLineView {
+            attempt: l.attempt,
+            seq: l.seq,
+            ts: l.ts,
+            stream: l.stream,
+            text: l.text,
+        }
     }
 }
 

@@ -18,13 +18,24 @@ use std::sync::Arc;
 
 type Created = (StatusCode, Json<JobView>);
 
-async fn respond(state: &AppState, created: (slipway_shared::store::JobRecord, bool)) -> Result<Created, ApiError> {
+async fn respond(
+    state: &AppState,
+    created: (slipway_shared::store::JobRecord, bool),
+) -> Result<Created, ApiError> {
     let (job, new) = created;
-    let status = if new { StatusCode::ACCEPTED } else { StatusCode::OK };
+    let status = if new {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(state.job_view(job).await?)))
 }
 
-fn new_job(kind: JobKind, payload: &impl serde::Serialize, key: Option<String>) -> Result<NewJob, ApiError> {
+fn new_job(
+    kind: JobKind,
+    payload: &impl serde::Serialize,
+    key: Option<String>,
+) -> Result<NewJob, ApiError> {
     let payload = serde_json::to_value(payload).map_err(ApiError::internal)?;
     let mut job = NewJob::new(kind, payload);
     // Keys are per kind, so a client reusing one key across kinds gets two jobs, not a mix-up.
@@ -71,7 +82,9 @@ pub async fn create_launch(
     job.preview = Some(valid.preview.clone());
     let created = state.create_job(job).await?;
     if created.1 {
-        state.supersede(&valid.preview, created.0.id, &[JobKind::Launch]).await?;
+        state
+            .supersede(&valid.preview, created.0.id, &[JobKind::Launch])
+            .await?;
     }
     respond(&state, created).await
 }
@@ -80,15 +93,23 @@ pub async fn create_launch(
 async fn check_build(state: &AppState, id: JobId) -> Result<(), ApiError> {
     let field = Some("from_build".to_owned());
     match state.store.get_job(id).await? {
-        None => Err(ApiError::invalid("invalid_field", format!("build job {id} does not exist"), field)),
-        Some(j) if j.kind != JobKind::Build => {
-            Err(ApiError::invalid("invalid_field", format!("job {id} is a {} job, not a build", j.kind), field))
-        }
-        Some(j) if j.state.is_terminal() && j.state != JobState::Succeeded => Err(ApiError::invalid(
+        None => Err(ApiError::invalid(
             "invalid_field",
-            format!("build job {id} ended {} and produced no image", j.state),
+            format!("build job {id} does not exist"),
             field,
         )),
+        Some(j) if j.kind != JobKind::Build => Err(ApiError::invalid(
+            "invalid_field",
+            format!("job {id} is a {} job, not a build", j.kind),
+            field,
+        )),
+        Some(j) if j.state.is_terminal() && j.state != JobState::Succeeded => {
+            Err(ApiError::invalid(
+                "invalid_field",
+                format!("build job {id} ended {} and produced no image", j.state),
+                field,
+            ))
+        }
         Some(_) => Ok(()),
     }
 }
@@ -118,7 +139,13 @@ pub(crate) async fn cleanup(
     job.preview = Some(valid.preview.clone());
     let created = state.create_job(job).await?;
     if created.1 {
-        state.supersede(&valid.preview, created.0.id, &[JobKind::Build, JobKind::Launch]).await?;
+        state
+            .supersede(
+                &valid.preview,
+                created.0.id,
+                &[JobKind::Build, JobKind::Launch],
+            )
+            .await?;
     }
     respond(state, created).await
 }
@@ -142,7 +169,13 @@ pub async fn create_pipeline(
     job.commit_sha = Some(valid.build.commit.clone());
     let created = state.create_job(job).await?;
     if created.1 {
-        state.supersede(&valid.preview, created.0.id, &[JobKind::Build, JobKind::Launch]).await?;
+        state
+            .supersede(
+                &valid.preview,
+                created.0.id,
+                &[JobKind::Build, JobKind::Launch],
+            )
+            .await?;
     }
     respond(&state, created).await
 }

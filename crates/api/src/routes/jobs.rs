@@ -41,7 +41,9 @@ where
     T::Err: std::fmt::Display,
 {
     v.map(|s| {
-        s.parse::<T>().map_err(|e| ApiError::bad_request("invalid_query", e.to_string(), Some(field.to_owned())))
+        s.parse::<T>().map_err(|e| {
+            ApiError::bad_request("invalid_query", e.to_string(), Some(field.to_owned()))
+        })
     })
     .transpose()
 }
@@ -57,11 +59,19 @@ pub async fn list_jobs(
 ) -> Result<Json<List<JobView>>, ApiError> {
     let limit = q.limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request("invalid_query", "limit must be 1 to 1000", Some("limit".into())));
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "limit must be 1 to 1000",
+            Some("limit".into()),
+        ));
     }
     for (field, v) in [("preview", &q.preview), ("q", &q.q), ("cursor", &q.cursor)] {
         if v.as_ref().is_some_and(|s| s.len() > 1024) {
-            return Err(ApiError::bad_request("too_long", format!("{field} is longer than 1024 bytes"), Some(field.into())));
+            return Err(ApiError::bad_request(
+                "too_long",
+                format!("{field} is longer than 1024 bytes"),
+                Some(field.into()),
+            ));
         }
     }
     let filter = JobFilter {
@@ -72,12 +82,24 @@ pub async fn list_jobs(
         created_before: q.created_before,
         q: q.q,
     };
-    let page = state.store.list_jobs(&filter, q.cursor.as_deref(), limit).await?;
-    let mut items = Vec::with_capacity(page.items.len());
-    for job in page.items {
-        items.push(state.job_view(job).await?);
-    }
-    Ok(Json(List { items, next_cursor: page.next_cursor }))
+    let page = state
+        .store
+        .list_jobs(&filter, q.cursor.as_deref(), limit)
+        .await?;
+    let ids: Vec<_> = page.items.iter().map(|j| j.id).collect();
+    let mut attempts = state.store.attempts_for(&ids).await?;
+    let items = page
+        .items
+        .into_iter()
+        .map(|job| {
+            let a = attempts.remove(&job.id).unwrap_or_default();
+            JobView::new(job, a)
+        })
+        .collect();
+    Ok(Json(List {
+        items,
+        next_cursor: page.next_cursor,
+    }))
 }
 
 /// One job with its attempts, result and error.
@@ -90,7 +112,11 @@ pub async fn get_job(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<JobView>, ApiError> {
     let id = super::job_id(&id)?;
-    let job = state.store.get_job(id).await?.ok_or_else(|| ApiError::NotFound(format!("job {id} not found")))?;
+    let job = state
+        .store
+        .get_job(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("job {id} not found")))?;
     Ok(Json(state.job_view(job).await?))
 }
 
@@ -107,13 +133,23 @@ pub async fn retry_job(
     if !state.store.retry_job(id).await? {
         return Err(match state.store.get_job(id).await? {
             None => ApiError::NotFound(format!("job {id} not found")),
-            Some(j) => ApiError::Conflict(format!("job {id} is {}; only failed or cancelled jobs can be retried", j.state)),
+            Some(j) => ApiError::Conflict(format!(
+                "job {id} is {}; only failed or cancelled jobs can be retried",
+                j.state
+            )),
         });
     }
-    let job = state.store.get_job(id).await?.ok_or_else(|| ApiError::NotFound(format!("job {id} not found")))?;
+    let job = state
+        .store
+        .get_job(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("job {id} not found")))?;
     tracing::info!(job.id = %id, by = %auth.name, "operator retry");
     state.push(&job).await;
-    Ok((axum::http::StatusCode::ACCEPTED, Json(state.job_view(job).await?)))
+    Ok((
+        axum::http::StatusCode::ACCEPTED,
+        Json(state.job_view(job).await?),
+    ))
 }
 
 /// Cancel a queued, retrying or running job (a running worker is told and stops).
@@ -127,13 +163,21 @@ pub async fn cancel_job(
 ) -> Result<Json<JobView>, ApiError> {
     let id = super::job_id(&id)?;
     let reason = format!("cancelled by {}", auth.name);
-    if !state.store.cancel_job(id, JobState::Cancelled, &reason).await? {
+    if !state
+        .store
+        .cancel_job(id, JobState::Cancelled, &reason)
+        .await?
+    {
         return Err(match state.store.get_job(id).await? {
             None => ApiError::NotFound(format!("job {id} not found")),
             Some(j) => ApiError::Conflict(format!("job {id} already ended {}", j.state)),
         });
     }
-    let job = state.store.get_job(id).await?.ok_or_else(|| ApiError::NotFound(format!("job {id} not found")))?;
+    let job = state
+        .store
+        .get_job(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("job {id} not found")))?;
     // Postgres already says cancelled, which fences the worker; the queue signal stops it now.
     if let Err(e) = state.queue.cancel(job.kind, &id.to_string(), &reason).await {
         tracing::warn!(job.id = %id, error = %e, "could not signal the cancel to the queue");

@@ -33,7 +33,13 @@ pub struct LogQuery {
 }
 
 fn parse_position(s: &str) -> Result<(i32, i64), ApiError> {
-    let bad = || ApiError::bad_request("invalid_query", "a log position is `<attempt>:<seq>`", Some("after".into()));
+    let bad = || {
+        ApiError::bad_request(
+            "invalid_query",
+            "a log position is `<attempt>:<seq>`",
+            Some("after".into()),
+        )
+    };
     let (a, s) = s.split_once(':').ok_or_else(bad)?;
     Ok((a.parse().map_err(|_| bad())?, s.parse().map_err(|_| bad())?))
 }
@@ -58,17 +64,29 @@ pub async fn get_logs(
     let id = super::job_id(&id)?;
     let job = load(&state, id).await?;
     // Last-Event-ID (an SSE reconnect) wins over `after`.
-    let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let after = resume.or(q.after).map(|s| parse_position(&s)).transpose()?;
     if q.follow.unwrap_or(false) {
         return Ok(follow(state, id, after).into_response());
     }
     let limit = q.limit.unwrap_or(1000);
     if !(1..=10_000).contains(&limit) {
-        return Err(ApiError::bad_request("invalid_query", "limit must be 1 to 10000", Some("limit".into())));
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "limit must be 1 to 10000",
+            Some("limit".into()),
+        ));
     }
-    let lines: Vec<LogLineView> =
-        state.store.read_logs(id, after, limit).await?.into_iter().map(LogLineView::from).collect();
+    let lines: Vec<LogLineView> = state
+        .store
+        .read_logs(id, after, limit)
+        .await?
+        .into_iter()
+        .map(LogLineView::from)
+        .collect();
     let complete = job.state.is_terminal() && (lines.len() as u32) < limit;
     let wants_text = headers
         .get(header::ACCEPT)
@@ -84,8 +102,13 @@ pub async fn get_logs(
     }
     let last = lines.last();
     let view = LogsView {
-        next: last.map(position).or_else(|| after.map(|(a, s)| format!("{a}:{s}"))),
-        next_seq: last.map(|l| l.seq + 1).or(after.map(|(_, s)| s + 1)).unwrap_or(0),
+        next: last
+            .map(position)
+            .or_else(|| after.map(|(a, s)| format!("{a}:{s}"))),
+        next_seq: last
+            .map(|l| l.seq + 1)
+            .or(after.map(|(_, s)| s + 1))
+            .unwrap_or(0),
         complete,
         lines,
     };
@@ -93,7 +116,11 @@ pub async fn get_logs(
 }
 
 async fn load(state: &AppState, id: JobId) -> Result<JobRecord, ApiError> {
-    state.store.get_job(id).await?.ok_or_else(|| ApiError::NotFound(format!("job {id} not found")))
+    state
+        .store
+        .get_job(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("job {id} not found")))
 }
 
 const BATCH: u32 = 500;
@@ -138,7 +165,11 @@ fn async_stream(
                     let view = LogLineView::from(line);
                     after = Some((view.attempt, view.seq));
                     let data = serde_json::to_string(&view).unwrap_or_default();
-                    if tx.send(Event::default().id(position(&view)).data(data)).await.is_err() {
+                    if tx
+                        .send(Event::default().id(position(&view)).data(data))
+                        .await
+                        .is_err()
+                    {
                         return; // the client went away
                     }
                 }
@@ -148,7 +179,11 @@ fn async_stream(
             }
             if let Some(final_state) = ended {
                 let _ = tx
-                    .send(Event::default().event("end").data(format!("{{\"state\":\"{final_state}\"}}")))
+                    .send(
+                        Event::default()
+                            .event("end")
+                            .data(format!("{{\"state\":\"{final_state}\"}}")),
+                    )
                     .await;
                 return;
             }
@@ -169,5 +204,8 @@ fn async_stream(
             }
         }
     });
-    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) })
+    futures::stream::unfold(
+        rx,
+        |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) },
+    )
 }

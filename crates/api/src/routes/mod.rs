@@ -35,7 +35,9 @@ pub fn router() -> OpenApiRouter<Arc<AppState>> {
 pub(crate) fn idempotency_key(
     headers: &axum::http::HeaderMap,
 ) -> Result<Option<String>, crate::error::ApiError> {
-    let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
     let bad = || {
         crate::error::ApiError::bad_request(
             "invalid_header",
@@ -52,5 +54,7 @@ pub(crate) fn idempotency_key(
 
 /// Parse a job id from a path segment.
 pub(crate) fn job_id(s: &str) -> Result<uuid::Uuid, crate::error::ApiError> {
-    s.parse().map_err(|_| crate::error::ApiError::NotFound(format!("job {s:?} not found (not a job id)")))
+    s.parse().map_err(|_| {
+        crate::error::ApiError::NotFound(format!("job {s:?} not found (not a job id)"))
+    })
 }

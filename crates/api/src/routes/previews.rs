@@ -35,10 +35,24 @@ pub async fn list_previews(
 ) -> Result<Json<List<PreviewView>>, ApiError> {
     let limit = q.limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request("invalid_query", "limit must be 1 to 1000", Some("limit".into())));
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "limit must be 1 to 1000",
+            Some("limit".into()),
+        ));
     }
-    let page = state.store.list_previews(q.include_deleted.unwrap_or(false), q.cursor.as_deref(), limit).await?;
-    Ok(Json(List { items: page.items.into_iter().map(PreviewView::from).collect(), next_cursor: page.next_cursor }))
+    let page = state
+        .store
+        .list_previews(
+            q.include_deleted.unwrap_or(false),
+            q.cursor.as_deref(),
+            limit,
+        )
+        .await?;
+    Ok(Json(List {
+        items: page.items.into_iter().map(PreviewView::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
 }
 
 /// One preview: URL, namespace, image, commit, status and pods.
@@ -51,7 +65,11 @@ pub async fn get_preview(
     _auth: Auth<Read>,
     ApiPath(key): ApiPath<String>,
 ) -> Result<Json<PreviewView>, ApiError> {
-    let p = state.store.get_preview(&key).await?.ok_or_else(|| ApiError::NotFound(format!("preview {key:?} not found")))?;
+    let p = state
+        .store
+        .get_preview(&key)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("preview {key:?} not found")))?;
     Ok(Json(p.into()))
 }
 

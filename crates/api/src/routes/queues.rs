@@ -51,7 +51,10 @@ async fn queue_view(state: &AppState, kind: JobKind) -> Result<QueueView, ApiErr
 #[utoipa::path(get, path = "/v1/queues", tag = "queues",
     responses((status = 200, body = QueueList), (status = 503, body = ErrorBody)),
     security(("bearer" = ["read"])))]
-pub async fn list_queues(State(state): State<Arc<AppState>>, _auth: Auth<Read>) -> Result<Json<QueueList>, ApiError> {
+pub async fn list_queues(
+    State(state): State<Arc<AppState>>,
+    _auth: Auth<Read>,
+) -> Result<Json<QueueList>, ApiError> {
     let mut items = Vec::new();
     for kind in JobKind::ALL {
         items.push(queue_view(&state, kind).await?);
@@ -60,7 +63,11 @@ pub async fn list_queues(State(state): State<Arc<AppState>>, _auth: Auth<Read>) 
 }
 
 fn queue_kind(name: &str) -> Result<JobKind, ApiError> {
-    name.parse().map_err(|_| ApiError::NotFound(format!("no queue {name:?} (queues: build, launch, cleanup)")))
+    name.parse().map_err(|_| {
+        ApiError::NotFound(format!(
+            "no queue {name:?} (queues: build, launch, cleanup)"
+        ))
+    })
 }
 
 /// Stop workers taking new jobs from a queue (running jobs finish).

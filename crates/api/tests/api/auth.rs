@@ -9,14 +9,49 @@ async fn missing_or_wrong_tokens_get_401_and_missing_scopes_403() {
     let body = build_body();
     let cases: &[(Method, &str, Option<&str>, StatusCode)] = &[
         (Method::POST, "/v1/builds", None, StatusCode::UNAUTHORIZED),
-        (Method::POST, "/v1/builds", Some("not-a-valid-token-at-all"), StatusCode::UNAUTHORIZED),
-        (Method::POST, "/v1/builds", Some(READ), StatusCode::FORBIDDEN),
-        (Method::POST, "/v1/builds", Some(ADMIN), StatusCode::FORBIDDEN),
+        (
+            Method::POST,
+            "/v1/builds",
+            Some("not-a-valid-token-at-all"),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            Method::POST,
+            "/v1/builds",
+            Some(READ),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            Method::POST,
+            "/v1/builds",
+            Some(ADMIN),
+            StatusCode::FORBIDDEN,
+        ),
         (Method::GET, "/v1/jobs", None, StatusCode::UNAUTHORIZED),
-        (Method::GET, "/v1/jobs", Some(ENQUEUE), StatusCode::FORBIDDEN),
-        (Method::GET, "/v1/queues", Some(ADMIN), StatusCode::FORBIDDEN),
-        (Method::POST, "/v1/queues/build/pause", Some(READ), StatusCode::FORBIDDEN),
-        (Method::POST, "/v1/queues/build/pause", Some(ENQUEUE), StatusCode::FORBIDDEN),
+        (
+            Method::GET,
+            "/v1/jobs",
+            Some(ENQUEUE),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            Method::GET,
+            "/v1/queues",
+            Some(ADMIN),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            Method::POST,
+            "/v1/queues/build/pause",
+            Some(READ),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            Method::POST,
+            "/v1/queues/build/pause",
+            Some(ENQUEUE),
+            StatusCode::FORBIDDEN,
+        ),
     ];
     for (method, path, token, expected) in cases {
         let (status, v) = app.call(method.clone(), path, *token, Some(&body)).await;
@@ -25,13 +60,32 @@ async fn missing_or_wrong_tokens_get_401_and_missing_scopes_403() {
         assert!(code == "unauthorized" || code == "forbidden", "{v}");
     }
     // A scheme other than Bearer is refused too.
-    let resp = app.http.get(format!("{}/v1/jobs", app.base)).basic_auth("root", Some(ALL)).send().await.unwrap();
+    let resp = app
+        .http
+        .get(format!("{}/v1/jobs", app.base))
+        .basic_auth("root", Some(ALL))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(resp.headers()["www-authenticate"], "Bearer");
     // The right scopes pass.
-    assert_eq!(app.call(Method::POST, "/v1/builds", Some(ENQUEUE), Some(&body)).await.0, StatusCode::ACCEPTED);
-    assert_eq!(app.call(Method::GET, "/v1/jobs", Some(READ), None).await.0, StatusCode::OK);
-    assert_eq!(app.call(Method::POST, "/v1/queues/build/pause", Some(ADMIN), None).await.0, StatusCode::OK);
+    assert_eq!(
+        app.call(Method::POST, "/v1/builds", Some(ENQUEUE), Some(&body))
+            .await
+            .0,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        app.call(Method::GET, "/v1/jobs", Some(READ), None).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.call(Method::POST, "/v1/queues/build/pause", Some(ADMIN), None)
+            .await
+            .0,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -43,7 +97,15 @@ async fn probes_and_metrics_need_no_token() {
     }
     // A request first, so the request counter exists.
     app.get("/v1/jobs").await;
-    let text = app.http.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
+    let text = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(text.contains("slipway_api_requests_total"), "{text}");
     assert!(text.contains("route=\"/v1/jobs\""), "{text}");
 }

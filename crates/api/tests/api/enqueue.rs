@@ -13,7 +13,10 @@ async fn each_kind_is_recorded_then_pushed_to_its_queue() {
     assert_eq!(build["kind"], "build");
     assert_eq!(build["state"], "queued");
     assert_eq!(build["commit"], SHA);
-    assert_eq!(build["request"]["dockerfile"], "Dockerfile", "defaults applied: {build}");
+    assert_eq!(
+        build["request"]["dockerfile"], "Dockerfile",
+        "defaults applied: {build}"
+    );
     let id = build["id"].as_str().unwrap();
     assert_eq!(build["links"]["self"], format!("/v1/jobs/{id}"));
     assert_eq!(build["links"]["logs"], format!("/v1/jobs/{id}/logs"));
@@ -28,7 +31,9 @@ async fn each_kind_is_recorded_then_pushed_to_its_queue() {
         assert_eq!(status, StatusCode::ACCEPTED, "{v}");
         ids.push((JobKind::Launch, v["id"].as_str().unwrap().to_owned()));
     }
-    let (status, v) = app.post("/v1/cleanups", &json!({"preview": "org/app#9"})).await;
+    let (status, v) = app
+        .post("/v1/cleanups", &json!({"preview": "org/app#9"}))
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{v}");
     ids.push((JobKind::Cleanup, v["id"].as_str().unwrap().to_owned()));
     let (status, v) = app
@@ -37,13 +42,21 @@ async fn each_kind_is_recorded_then_pushed_to_its_queue() {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{v}");
     assert_eq!(v["kind"], "build");
-    assert_eq!(v["request"]["then_launch"]["port"], 8081, "the launch rides with the build: {v}");
+    assert_eq!(
+        v["request"]["then_launch"]["port"], 8081,
+        "the launch rides with the build: {v}"
+    );
     ids.push((JobKind::Build, v["id"].as_str().unwrap().to_owned()));
 
     for (kind, id) in ids {
         let queued = app.queue.get(kind, &id).await.unwrap();
         assert!(queued.is_some(), "{kind} job {id} is in Redis");
-        let row = app.store.get_job(id.parse().unwrap()).await.unwrap().unwrap();
+        let row = app
+            .store
+            .get_job(id.parse().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
         assert!(row.enqueued_at.is_some(), "{id} marked enqueued");
         assert_eq!(row.kind, kind);
     }
@@ -65,7 +78,10 @@ async fn an_idempotency_key_returns_the_first_job() {
                 .send()
                 .await
                 .unwrap();
-            (resp.status(), resp.json::<serde_json::Value>().await.unwrap())
+            (
+                resp.status(),
+                resp.json::<serde_json::Value>().await.unwrap(),
+            )
         }
     };
     let (s1, first) = send(build_body()).await;
@@ -79,7 +95,11 @@ async fn an_idempotency_key_returns_the_first_job() {
     assert_eq!(s3, StatusCode::CONFLICT, "{err}");
     // Ten concurrent repeats: one job.
     let results = futures::future::join_all((0..10).map(|_| send(build_body()))).await;
-    assert!(results.iter().all(|(s, v)| *s == StatusCode::OK && v["id"] == first["id"]));
+    assert!(
+        results
+            .iter()
+            .all(|(s, v)| *s == StatusCode::OK && v["id"] == first["id"])
+    );
     let (_, list) = app.get("/v1/jobs?kind=build").await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
 }
@@ -97,14 +117,35 @@ async fn a_pipeline_is_idempotent_per_preview_and_commit_and_a_new_commit_supers
     let (s3, second) = app.post("/v1/pipelines", &body(newer)).await;
     assert_eq!(s3, StatusCode::ACCEPTED);
     assert_ne!(second["id"], first["id"]);
-    let (_, old) = app.get(&format!("/v1/jobs/{}", first["id"].as_str().unwrap())).await;
+    let (_, old) = app
+        .get(&format!("/v1/jobs/{}", first["id"].as_str().unwrap()))
+        .await;
     assert_eq!(old["state"], "superseded", "{old}");
-    assert!(old["error"].as_str().unwrap().contains(second["id"].as_str().unwrap()));
+    assert!(
+        old["error"]
+            .as_str()
+            .unwrap()
+            .contains(second["id"].as_str().unwrap())
+    );
     // Gone from the queue too, so no worker starts it.
-    let queued = app.queue.get(JobKind::Build, first["id"].as_str().unwrap()).await.unwrap();
-    assert!(queued.is_none_or(|j| j.state != Some(slipway_shared::queue::QueueState::Waiting)), "{queued:?}");
+    let queued = app
+        .queue
+        .get(JobKind::Build, first["id"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        queued
+            .as_ref()
+            .is_none_or(|j| j.state != Some(slipway_shared::queue::QueueState::Waiting)),
+        "{queued:?}"
+    );
     // The newer pipeline is untouched.
-    let row = app.store.get_job(second["id"].as_str().unwrap().parse().unwrap()).await.unwrap().unwrap();
+    let row = app
+        .store
+        .get_job(second["id"].as_str().unwrap().parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(row.state, JobState::Queued);
 }
 
@@ -112,12 +153,26 @@ async fn a_pipeline_is_idempotent_per_preview_and_commit_and_a_new_commit_supers
 async fn a_launch_from_a_missing_or_failed_build_is_refused() {
     let app = spawn_app().await;
     let missing = uuid::Uuid::now_v7();
-    let (status, v) = app.post("/v1/launches", &json!({"preview": "p", "from_build": missing})).await;
+    let (status, v) = app
+        .post(
+            "/v1/launches",
+            &json!({"preview": "p", "from_build": missing}),
+        )
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     assert_eq!(v["error"]["field"], "from_build");
     let (_, cleanup) = app.post("/v1/cleanups", &json!({"preview": "p"})).await;
-    let (status, v) = app.post("/v1/launches", &json!({"preview": "p", "from_build": cleanup["id"]})).await;
+    let (status, v) = app
+        .post(
+            "/v1/launches",
+            &json!({"preview": "p", "from_build": cleanup["id"]}),
+        )
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("not a build"));
-
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a build")
+    );
 }

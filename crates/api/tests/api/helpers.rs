@@ -9,7 +9,7 @@ use slipway_api::Config;
 use slipway_shared::config::{CommonArgs, LogFormat, SecretUrl};
 use slipway_shared::queue::QueueClient;
 use slipway_shared::store::Store;
-pub use slipway_shared::testing::{TestDb, eventually};
+pub use slipway_shared::testing::{RedisPrefix, TestDb, eventually};
 use std::net::SocketAddr;
 use tokio::sync::oneshot;
 
@@ -20,10 +20,10 @@ pub const ALL: &str = "operator-token-0123456789";
 
 /// Tokens of the test API: one per scope, and one with every scope.
 pub fn tokens() -> String {
-    format!("reader:read:{READ},catalog:enqueue:{ENQUEUE},ops:admin:{ADMIN},root:read+enqueue+admin:{ALL}")
+    format!(
+        "reader:read:{READ},catalog:enqueue:{ENQUEUE},ops:admin:{ADMIN},root:read+enqueue+admin:{ALL}"
+    )
 }
-
-pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
 
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -32,7 +32,8 @@ pub struct TestApp {
     pub store: Store,
     pub queue: QueueClient,
     pub prefix: String,
-    pub redis_url: String,
+    /// Deletes the test's Redis keys when the app is dropped.
+    _redis_keys: RedisPrefix,
     pub http: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
 }
@@ -58,20 +59,23 @@ pub fn config(db: &TestDb, redis_url: &str, prefix: &str) -> Config {
 }
 
 pub async fn spawn_app() -> TestApp {
-    spawn_app_with(REDIS_URL).await
+    spawn_app_with(&slipway_shared::testing::redis_url()).await
 }
 
 /// The API on a Redis of the test's choosing (the relay test runs its own).
 pub async fn spawn_app_with(redis_url: &str) -> TestApp {
     let db = TestDb::new().await.expect("test database");
-    let prefix = format!("slipway-test-{}", uuid::Uuid::new_v4().simple());
+    let keys = RedisPrefix::on(redis_url);
+    let prefix = keys.name.clone();
     let (tx, rx) = oneshot::channel::<()>();
     let running = slipway_api::start(config(&db, redis_url, &prefix), async {
         let _ = rx.await;
     })
     .await
     .expect("start API");
-    let queue = QueueClient::connect(redis_url, &prefix).await.expect("queue client");
+    let queue = QueueClient::connect(redis_url, &prefix)
+        .await
+        .expect("queue client");
     TestApp {
         addr: running.addr,
         base: format!("http://{}", running.addr),
@@ -79,14 +83,20 @@ pub async fn spawn_app_with(redis_url: &str) -> TestApp {
         db,
         queue,
         prefix,
-        redis_url: redis_url.to_owned(),
+        _redis_keys: keys,
         http: reqwest::Client::new(),
         shutdown: Some(tx),
     }
 }
 
 impl TestApp {
-    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<&Value>) -> (StatusCode, Value) {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -115,17 +125,6 @@ impl Drop for TestApp {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        delete_prefix(&self.redis_url, &self.prefix);
-    }
-}
-
-/// Delete every Redis key under `prefix` (ours only; never a flush).
-pub fn delete_prefix(redis_url: &str, prefix: &str) {
-    let Ok(client) = redis::Client::open(redis_url) else { return };
-    let Ok(mut conn) = client.get_connection() else { return };
-    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}:*")).query(&mut conn).unwrap_or_default();
-    for chunk in keys.chunks(500) {
-        let _: redis::RedisResult<()> = redis::cmd("DEL").arg(chunk).query(&mut conn);
     }
 }
 

@@ -8,7 +8,14 @@ use slipway_shared::store::{AttemptOutcome, LogLine};
 use std::time::Duration;
 
 fn lines(from: i64, to: i64) -> Vec<LogLine> {
-    (from..to).map(|seq| LogLine { seq, ts: Utc::now(), stream: "stdout".into(), text: format!("line {seq}") }).collect()
+    (from..to)
+        .map(|seq| LogLine {
+            seq,
+            ts: Utc::now(),
+            stream: "stdout".into(),
+            text: format!("line {seq}"),
+        })
+        .collect()
 }
 
 #[tokio::test]
@@ -26,12 +33,23 @@ async fn logs_are_read_in_pages_and_as_text() {
     assert_eq!(page["next"], "1:9");
     assert_eq!(page["next_seq"], 10);
     assert_eq!(page["complete"], false);
-    let (_, rest) = app.get(&format!("/v1/jobs/{id}/logs?after=1:9&limit=100")).await;
+    let (_, rest) = app
+        .get(&format!("/v1/jobs/{id}/logs?after=1:9&limit=100"))
+        .await;
     assert_eq!(rest["lines"].as_array().unwrap().len(), 15);
     assert_eq!(rest["complete"], false, "the job is still running");
 
-    let text = app.http.get(format!("{}/v1/jobs/{id}/logs", app.base)).bearer_auth(READ).header("Accept", "text/plain")
-        .send().await.unwrap().text().await.unwrap();
+    let text = app
+        .http
+        .get(format!("{}/v1/jobs/{id}/logs", app.base))
+        .bearer_auth(READ)
+        .header("Accept", "text/plain")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(text.lines().count(), 25);
     assert!(text.starts_with("line 0\nline 1\n"));
     let (status, _) = app.get(&format!("/v1/jobs/{id}/logs?after=nonsense")).await;
@@ -46,9 +64,20 @@ async fn follow_streams_every_line_in_order_and_ends_with_the_job() {
     app.store.start_attempt(id, 1, "w").await.unwrap();
     app.store.append_logs(id, 1, &lines(0, 5)).await.unwrap();
 
-    let resp = app.http.get(format!("{}/v1/jobs/{id}/logs?follow=true", app.base)).bearer_auth(READ).send().await.unwrap();
+    let resp = app
+        .http
+        .get(format!("{}/v1/jobs/{id}/logs?follow=true", app.base))
+        .bearer_auth(READ)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
-    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
     let reader = tokio::spawn(async move {
         let mut body = String::new();
         let mut stream = resp.bytes_stream();
@@ -60,11 +89,19 @@ async fn follow_streams_every_line_in_order_and_ends_with_the_job() {
     // A worker writes more in batches, then finishes.
     for batch in 1..4 {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        app.store.append_logs(id, 1, &lines(batch * 5, batch * 5 + 5)).await.unwrap();
+        app.store
+            .append_logs(id, 1, &lines(batch * 5, batch * 5 + 5))
+            .await
+            .unwrap();
     }
-    let done = AttemptOutcome::Succeeded { result: serde_json::json!({}) };
+    let done = AttemptOutcome::Succeeded {
+        result: serde_json::json!({}),
+    };
     assert!(app.store.finish_attempt(id, 1, done).await.unwrap());
-    let body = tokio::time::timeout(Duration::from_secs(30), reader).await.expect("stream ends with the job").unwrap();
+    let body = tokio::time::timeout(Duration::from_secs(30), reader)
+        .await
+        .expect("stream ends with the job")
+        .unwrap();
     let data: Vec<serde_json::Value> = body
         .lines()
         .filter_map(|l| l.strip_prefix("data: "))
@@ -72,14 +109,33 @@ async fn follow_streams_every_line_in_order_and_ends_with_the_job() {
         .filter(|v: &serde_json::Value| v.get("seq").is_some())
         .collect();
     let seqs: Vec<i64> = data.iter().map(|v| v["seq"].as_i64().unwrap()).collect();
-    assert_eq!(seqs, (0..20).collect::<Vec<_>>(), "every line once, in order");
-    assert!(body.contains("id: 1:19"), "events carry their position for Last-Event-ID");
+    assert_eq!(
+        seqs,
+        (0..20).collect::<Vec<_>>(),
+        "every line once, in order"
+    );
+    assert!(
+        body.contains("id: 1:19"),
+        "events carry their position for Last-Event-ID"
+    );
     assert!(body.contains("event: end"), "{body}");
     assert!(body.contains("succeeded"));
 
     // Resuming from Last-Event-ID sends only what came after.
-    let resumed = app.http.get(format!("{}/v1/jobs/{id}/logs?follow=true", app.base)).bearer_auth(READ)
-        .header("Last-Event-ID", "1:17").send().await.unwrap().text().await.unwrap();
-    let seqs: Vec<&str> = resumed.lines().filter_map(|l| l.strip_prefix("id: ")).collect();
+    let resumed = app
+        .http
+        .get(format!("{}/v1/jobs/{id}/logs?follow=true", app.base))
+        .bearer_auth(READ)
+        .header("Last-Event-ID", "1:17")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let seqs: Vec<&str> = resumed
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .collect();
     assert_eq!(seqs, ["1:18", "1:19"]);
 }

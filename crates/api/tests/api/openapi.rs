@@ -37,7 +37,10 @@ async fn the_document_matches_the_routes() {
     assert_eq!(ops, expected);
     for op in &ops {
         let (method, path) = op.split_once(' ').unwrap();
-        let path = path.replace("{id}", &uuid::Uuid::now_v7().to_string()).replace("{key}", "k").replace("{queue}", "build");
+        let path = path
+            .replace("{id}", &uuid::Uuid::now_v7().to_string())
+            .replace("{key}", "k")
+            .replace("{queue}", "build");
         let (status, v) = app.call(method.parse().unwrap(), &path, None, None).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{op} is served: {v}");
     }

@@ -13,13 +13,35 @@ async fn a_job_shows_its_attempts_errors_and_timings() {
     let (_, job) = app.post("/v1/builds", &build_body()).await;
     let id = job["id"].as_str().unwrap().parse().unwrap();
     // Play a worker: attempt 1 fails transiently, attempt 2 succeeds.
-    app.store.start_attempt(id, 1, "worker-a").await.unwrap().unwrap();
+    app.store
+        .start_attempt(id, 1, "worker-a")
+        .await
+        .unwrap()
+        .unwrap();
     let retry_at = Utc::now();
-    let outcome = AttemptOutcome::Retrying { error: "registry timeout".into(), retry_at };
+    let outcome = AttemptOutcome::Retrying {
+        error: "registry timeout".into(),
+        retry_at,
+    };
     assert!(app.store.finish_attempt(id, 1, outcome).await.unwrap());
-    app.store.start_attempt(id, 2, "worker-b").await.unwrap().unwrap();
+    app.store
+        .start_attempt(id, 2, "worker-b")
+        .await
+        .unwrap()
+        .unwrap();
     let result = json!({"image": "r/org/app:1", "digest": format!("sha256:{}", "a".repeat(64))});
-    assert!(app.store.finish_attempt(id, 2, AttemptOutcome::Succeeded { result: result.clone() }).await.unwrap());
+    assert!(
+        app.store
+            .finish_attempt(
+                id,
+                2,
+                AttemptOutcome::Succeeded {
+                    result: result.clone()
+                }
+            )
+            .await
+            .unwrap()
+    );
 
     let (status, v) = app.get(&format!("/v1/jobs/{id}")).await;
     assert_eq!(status, StatusCode::OK);
@@ -33,7 +55,10 @@ async fn a_job_shows_its_attempts_errors_and_timings() {
     assert_eq!(attempts[1]["outcome"], "succeeded");
     assert!(v["started_at"].is_string() && v["finished_at"].is_string());
 
-    for bad in ["/v1/jobs/not-a-uuid", &format!("/v1/jobs/{}", uuid::Uuid::now_v7())] {
+    for bad in [
+        "/v1/jobs/not-a-uuid",
+        &format!("/v1/jobs/{}", uuid::Uuid::now_v7()),
+    ] {
         let (status, v) = app.get(bad).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
         assert_eq!(v["error"]["code"], "not_found");
@@ -45,7 +70,12 @@ async fn lists_filter_and_paginate_without_gaps_or_repeats() {
     let app = spawn_app().await;
     let mut all = HashSet::new();
     for i in 0..7 {
-        let (_, v) = app.post("/v1/launches", &json!({"preview": format!("org/app#{}", i % 2), "image": "org/app:1"})).await;
+        let (_, v) = app
+            .post(
+                "/v1/launches",
+                &json!({"preview": format!("org/app#{}", i % 2), "image": "org/app:1"}),
+            )
+            .await;
         all.insert(v["id"].as_str().unwrap().to_owned());
     }
     let (_, b) = app.post("/v1/builds", &build_body()).await;
@@ -60,7 +90,10 @@ async fn lists_filter_and_paginate_without_gaps_or_repeats() {
         assert_eq!(status, StatusCode::OK, "{page}");
         for item in page["items"].as_array().unwrap() {
             assert_eq!(item["kind"], "launch");
-            assert!(seen.insert(item["id"].as_str().unwrap().to_owned()), "repeat");
+            assert!(
+                seen.insert(item["id"].as_str().unwrap().to_owned()),
+                "repeat"
+            );
         }
         match page["next_cursor"].as_str() {
             Some(c) => cursor = Some(c.to_owned()),
@@ -70,10 +103,23 @@ async fn lists_filter_and_paginate_without_gaps_or_repeats() {
     // Launches of one preview supersede the older ones, but every job is still listed.
     assert_eq!(seen, all);
     let (_, v) = app.get("/v1/jobs?preview=org%2Fapp%230&state=queued").await;
-    assert_eq!(v["items"].as_array().unwrap().len(), 1, "only the newest launch of #0 is queued: {v}");
-    let (_, v) = app.get(&format!("/v1/jobs?q={}", &b["id"].as_str().unwrap()[..13])).await;
+    assert_eq!(
+        v["items"].as_array().unwrap().len(),
+        1,
+        "only the newest launch of #0 is queued: {v}"
+    );
+    let (_, v) = app
+        .get(&format!("/v1/jobs?q={}", &b["id"].as_str().unwrap()[..13]))
+        .await;
     assert_eq!(v["items"][0]["id"], b["id"]);
-    for bad in ["/v1/jobs?state=bogus", "/v1/jobs?kind=x", "/v1/jobs?limit=0", "/v1/jobs?cursor=zzz", "/v1/jobs?created_after=yesterday", "/v1/jobs?nope=1"] {
+    for bad in [
+        "/v1/jobs?state=bogus",
+        "/v1/jobs?kind=x",
+        "/v1/jobs?limit=0",
+        "/v1/jobs?cursor=zzz",
+        "/v1/jobs?created_after=yesterday",
+        "/v1/jobs?nope=1",
+    ] {
         let (status, v) = app.get(bad).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {v}");
         assert!(v["error"]["code"].is_string());
@@ -83,7 +129,12 @@ async fn lists_filter_and_paginate_without_gaps_or_repeats() {
 #[tokio::test]
 async fn previews_are_listed_and_shown_by_encoded_key() {
     let app = spawn_app().await;
-    let (_, job) = app.post("/v1/launches", &json!({"preview": "org/app#42", "image": "org/app:1"})).await;
+    let (_, job) = app
+        .post(
+            "/v1/launches",
+            &json!({"preview": "org/app#42", "image": "org/app:1"}),
+        )
+        .await;
     app.store
         .upsert_preview(&PreviewUpsert {
             key: "org/app#42".into(),
@@ -113,12 +164,22 @@ async fn previews_are_listed_and_shown_by_encoded_key() {
 async fn queues_show_counts_and_the_oldest_waiting_job() {
     let app = spawn_app().await;
     for _ in 0..3 {
-        app.post("/v1/cleanups", &json!({"preview": format!("p-{}", uuid::Uuid::new_v4())})).await;
+        app.post(
+            "/v1/cleanups",
+            &json!({"preview": format!("p-{}", uuid::Uuid::new_v4())}),
+        )
+        .await;
     }
     let (status, v) = app.get("/v1/queues").await;
     assert_eq!(status, StatusCode::OK, "{v}");
     let items = v["items"].as_array().unwrap();
-    assert_eq!(items.iter().map(|q| q["queue"].as_str().unwrap()).collect::<Vec<_>>(), ["build", "launch", "cleanup"]);
+    assert_eq!(
+        items
+            .iter()
+            .map(|q| q["queue"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["build", "launch", "cleanup"]
+    );
     let cleanup = &items[2];
     assert_eq!(cleanup["counts"]["waiting"], 3, "{cleanup}");
     assert_eq!(cleanup["paused"], false);
