@@ -152,7 +152,6 @@ enum Auth {
         app_id: u64,
         key: Box<AppKey>,
         installations: Mutex<HashMap<String, u64>>,
-        // Held across the token request, so concurrent callers wait for one request.
         tokens: tokio::sync::Mutex<HashMap<u64, CachedToken>>,
     },
 }
@@ -729,6 +728,9 @@ impl GithubClient {
         else {
             return Err(ClientError::Config("not a GitHub App client".into()));
         };
+        // Held across the look-up and the token request, so concurrent callers wait for one
+        // of each instead of all asking GitHub.
+        let mut cache = tokens.lock().await;
         let known = lock(installations).get(&full.to_ascii_lowercase()).copied();
         let id = match known {
             Some(id) => id,
@@ -741,7 +743,6 @@ impl GithubClient {
                 id
             }
         };
-        let mut cache = tokens.lock().await;
         if let Some(c) = cache.get(&id)
             && self.clock.now() + self.margin < c.expires_at
         {

@@ -17,10 +17,11 @@ mod jwt;
 
 use std::fmt;
 
-pub use client::{ClientError, Credentials, GithubClient, RetryPolicy};
+pub use client::{ClientConfig, ClientError, Credentials, GithubClient, RetryPolicy, Secret};
 pub use decide::{Action, PreviewMode, RepoSettings, decide};
 pub use status::{
-    PreviewState, PreviewUpdate, ReporterConfig, StatusReporter, StatusWriter, WriterConfig,
+    Applied, PreviewState, PreviewUpdate, ReporterConfig, ReporterStats, StatusReporter,
+    StatusWriter, WriterConfig,
 };
 pub use webhook::{
     Delivery, PullRequestAction, PullRequestEvent, SignatureError, WebhookEvent, parse_delivery,

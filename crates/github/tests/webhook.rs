@@ -39,7 +39,10 @@ fn event(body: &str) -> WebhookEvent {
 #[test]
 fn signature_valid() {
     let sig = sign(SECRET, OPENED.as_bytes());
-    assert_eq!(verify_signature(SECRET, OPENED.as_bytes(), Some(&sig)), Ok(()));
+    assert_eq!(
+        verify_signature(SECRET, OPENED.as_bytes(), Some(&sig)),
+        Ok(())
+    );
 }
 
 #[test]
@@ -92,7 +95,10 @@ fn ping_and_delivery_id() {
         Some("72d3162e-cc78-11e3-81ab-4c9367dc0958"),
         PING.as_bytes(),
     );
-    assert_eq!(d.id.as_deref(), Some("72d3162e-cc78-11e3-81ab-4c9367dc0958"));
+    assert_eq!(
+        d.id.as_deref(),
+        Some("72d3162e-cc78-11e3-81ab-4c9367dc0958")
+    );
     assert_eq!(
         d.event,
         WebhookEvent::Ping {
@@ -162,7 +168,10 @@ fn labeled_and_unlabeled() {
 fn from_a_fork() {
     let f = pr(FORK);
     assert!(f.is_fork);
-    assert_eq!(f.head_repo_full_name.as_deref(), Some("mallory-dev/web-app"));
+    assert_eq!(
+        f.head_repo_full_name.as_deref(),
+        Some("mallory-dev/web-app")
+    );
     // The base repository is still what gets cloned.
     assert_eq!(f.repo.clone_url, CLONE);
     let gone = pr(DELETED_FORK);

@@ -186,6 +186,8 @@ struct Inner {
     data: Mutex<Data>,
     ids: AtomicU64,
     base: Mutex<String>,
+    // Added to the wall clock: tests that move a client's virtual clock move this one too.
+    offset: Mutex<chrono::Duration>,
 }
 
 impl Inner {
@@ -195,6 +197,10 @@ impl Inner {
 
     fn next_id(&self) -> u64 {
         self.ids.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now() + *self.offset.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn base(&self) -> String {
@@ -243,6 +249,7 @@ impl FakeGithub {
             data: Mutex::new(data),
             ids: AtomicU64::new(1000),
             base: Mutex::new(format!("http://{addr}")),
+            offset: Mutex::new(chrono::Duration::zero()),
         });
         let app = router(inner.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -267,6 +274,13 @@ impl FakeGithub {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Moves the fake's clock forward (token expiry, timestamps, rate-limit resets), to follow
+    /// a client running on a virtual clock.
+    pub fn advance_clock(&self, d: std::time::Duration) {
+        let mut o = self.inner.offset.lock().unwrap_or_else(|p| p.into_inner());
+        *o += chrono::Duration::from_std(d).unwrap_or(chrono::Duration::zero());
     }
 
     /// Accepts `token` as a plain token.
@@ -321,7 +335,7 @@ impl FakeGithub {
     /// Adds a comment as another user would (to check that clients skip it).
     pub fn add_comment(&self, full_name: &str, number: u64, author: &str, body: &str) -> u64 {
         let id = self.inner.next_id();
-        let now = Utc::now();
+        let now = self.inner.now();
         self.inner
             .data()
             .comments
@@ -445,7 +459,7 @@ async fn record(State(inner): State<Shared>, req: Request, next: Next) -> Respon
         take_fault(&inner, &method, &path)
     };
     let mut resp = match &fault {
-        Some(kind) => fault_response(kind),
+        Some(kind) => fault_response(kind, inner.now()),
         None => {
             let req = Request::from_parts(parts, Body::from(bytes));
             next.run(req).await
@@ -469,7 +483,7 @@ async fn record(State(inner): State<Shared>, req: Request, next: Next) -> Respon
         drop(d);
         let h = resp.headers_mut();
         if !matches!(fault, Some(FaultKind::RateLimit { .. })) {
-            let reset = Utc::now().timestamp() + 3600;
+            let reset = inner.now().timestamp() + 3600;
             insert(h, "x-ratelimit-limit", "5000".into());
             insert(h, "x-ratelimit-remaining", remaining.to_string());
             insert(h, "x-ratelimit-used", (5000 - remaining).to_string());
@@ -509,7 +523,7 @@ fn take_fault(inner: &Inner, method: &Method, path: &str) -> Option<FaultKind> {
     Some(kind)
 }
 
-fn fault_response(kind: &FaultKind) -> Response {
+fn fault_response(kind: &FaultKind, now: DateTime<Utc>) -> Response {
     match kind {
         FaultKind::RateLimit { reset_in_secs } => {
             let mut r = error(
@@ -517,7 +531,7 @@ fn fault_response(kind: &FaultKind) -> Response {
                 "API rate limit exceeded for installation. If you reach out to GitHub Support for help, please include the request ID.",
             );
             let h = r.headers_mut();
-            let reset = Utc::now().timestamp() + *reset_in_secs as i64;
+            let reset = now.timestamp() + *reset_in_secs as i64;
             insert(h, "x-ratelimit-limit", "5000".into());
             insert(h, "x-ratelimit-remaining", "0".into());
             insert(h, "x-ratelimit-used", "5000".into());
@@ -567,7 +581,7 @@ fn caller(inner: &Inner, headers: &HeaderMap) -> Caller {
         return Caller::Token;
     }
     if let Some((inst, exp)) = d.installation_tokens.get(cred) {
-        return if *exp > Utc::now() {
+        return if *exp > inner.now() {
             Caller::Installation(*inst)
         } else {
             Caller::Invalid
@@ -699,7 +713,7 @@ async fn create_installation_token(
         )
     );
     let token: String = token.chars().take(40).collect();
-    let expires_at = Utc::now() + inner.cfg.token_lifetime;
+    let expires_at = inner.now() + inner.cfg.token_lifetime;
     d.installation_tokens
         .insert(token.clone(), (id, expires_at));
     (
@@ -863,7 +877,7 @@ async fn create_comment(
     let Some(text) = body.body.filter(|b| !b.is_empty()) else {
         return validation_failed("body");
     };
-    let now = Utc::now();
+    let now = inner.now();
     let c = StoredComment {
         id: inner.next_id(),
         body: text,
@@ -942,7 +956,7 @@ async fn update_comment(
     match find_comment(&mut d, &key, id) {
         Some((n, c)) => {
             c.body = text;
-            c.updated_at = Utc::now();
+            c.updated_at = inner.now();
             let c = c.clone();
             drop(d);
             axum::Json(comment_json(&inner.base(), &owner, &repo, n, &c)).into_response()
@@ -1112,7 +1126,7 @@ async fn create_deployment(
         production_environment: production,
         auto_merge: body.auto_merge.unwrap_or(true),
         required_contexts: body.required_contexts,
-        created_at: Utc::now(),
+        created_at: inner.now(),
         statuses: Vec::new(),
     };
     inner.data().deployments.insert(dep.id, dep.clone());
@@ -1195,7 +1209,7 @@ async fn create_status(
         description: body.description,
         environment_url: body.environment_url,
         log_url: body.log_url.or(body.target_url),
-        created_at: Utc::now(),
+        created_at: inner.now(),
     };
     let base = inner.base();
     let mut d = inner.data();
