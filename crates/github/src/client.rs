@@ -379,6 +379,11 @@ impl GithubClient {
         })
     }
 
+    /// The clock this client waits on (the status reporter waits on it too).
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+
     /// Tells the client which App installation serves `owner/repo` (webhook deliveries carry
     /// it), sparing a look-up.
     pub fn set_installation(&self, owner: &str, repo: &str, installation_id: u64) {

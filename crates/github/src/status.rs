@@ -25,6 +25,7 @@ use crate::PreviewKey;
 use crate::client::{
     ClientError, DeploymentState, GithubClient, NewDeployment, NewDeploymentStatus,
 };
+use crate::clock::Clock;
 use crate::sanitize::{safe_url, sanitize, truncate};
 
 /// The hidden marker that identifies Slipway's comment on a PR.
@@ -508,6 +509,8 @@ struct Queue {
 
 struct Shared {
     writer: Arc<StatusWriter>,
+    // The client's clock, so tests wait out minutes of rate limit in no time.
+    clock: Arc<dyn Clock>,
     cfg: ReporterConfig,
     queue: Mutex<Queue>,
     work: Notify,
@@ -535,6 +538,7 @@ impl StatusReporter {
         let cancel = CancellationToken::new();
         let workers = cfg.workers.max(1);
         let shared = Arc::new(Shared {
+            clock: writer.client.clock(),
             writer,
             cfg,
             queue: Mutex::new(Queue::default()),
@@ -575,6 +579,12 @@ impl StatusReporter {
         }
         drop(q);
         self.shared.work.notify_one();
+    }
+
+    /// PRs with an update waiting, and PRs being written now.
+    pub fn backlog(&self) -> (usize, usize) {
+        let q = self.shared.queue();
+        (q.latest.len(), q.busy.len())
     }
 
     pub fn stats(&self) -> ReporterStats {
@@ -669,7 +679,7 @@ async fn write_with_retries(shared: &Shared, update: &PreviewUpdate) -> Option<b
                 }
                 tokio::select! {
                     _ = shared.cancel.cancelled() => return None,
-                    _ = tokio::time::sleep(wait) => {}
+                    _ = shared.clock.sleep(wait) => {}
                 }
                 // A newer state arrived meanwhile: it replaces this one.
                 if newer_pending(shared, update) {

@@ -51,6 +51,8 @@ pub enum FaultKind {
     SecondaryRateLimit { retry_after_secs: u64 },
     /// This status (`500`, `502`, `503`...).
     ServerError { status: u16 },
+    /// The normal answer, after a delay (a slow GitHub).
+    Slow { millis: u64 },
 }
 
 /// Answer the next `times` matching calls with `kind`.
@@ -458,16 +460,19 @@ async fn record(State(inner): State<Shared>, req: Request, next: Next) -> Respon
     } else {
         take_fault(&inner, &method, &path)
     };
+    if let Some(FaultKind::Slow { millis }) = &fault {
+        tokio::time::sleep(std::time::Duration::from_millis(*millis)).await;
+    }
     let mut resp = match &fault {
-        Some(kind) => fault_response(kind, inner.now()),
-        None => {
+        Some(kind) if !matches!(kind, FaultKind::Slow { .. }) => fault_response(kind, inner.now()),
+        _ => {
             let req = Request::from_parts(parts, Body::from(bytes));
             next.run(req).await
         }
     };
     if !admin {
         let mut d = inner.data();
-        if fault.is_none() {
+        if fault.is_none() || matches!(fault, Some(FaultKind::Slow { .. })) {
             d.rate_remaining = d.rate_remaining.saturating_sub(1);
         }
         let remaining = d.rate_remaining;
@@ -478,7 +483,9 @@ async fn record(State(inner): State<Shared>, req: Request, next: Next) -> Respon
             status: resp.status().as_u16(),
             body: json_body,
             auth,
-            faulted: fault.is_some(),
+            faulted: fault
+                .as_ref()
+                .is_some_and(|f| !matches!(f, FaultKind::Slow { .. })),
         });
         drop(d);
         let h = resp.headers_mut();
@@ -551,6 +558,8 @@ fn fault_response(kind: &FaultKind, now: DateTime<Utc>) -> Response {
             let code = StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY);
             error(code, "Server Error")
         }
+        // Answered normally by the caller after the delay.
+        FaultKind::Slow { .. } => error(StatusCode::INTERNAL_SERVER_ERROR, "Server Error"),
     }
 }
 
