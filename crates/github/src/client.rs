@@ -92,6 +92,41 @@ pub enum Credentials {
     },
 }
 
+impl Credentials {
+    /// Chooses credentials from Slipway's settings (`SLIPWAY_GITHUB_APP_ID`,
+    /// `SLIPWAY_GITHUB_PRIVATE_KEY_FILE`, `SLIPWAY_GITHUB_TOKEN`): the GitHub App when its id and
+    /// key file are given, else the token, else `None` (nothing is reported to GitHub). Half an
+    /// App configuration is an error rather than a silent fallback.
+    pub fn from_settings(
+        app_id: Option<u64>,
+        private_key_file: Option<&std::path::Path>,
+        token: Option<&str>,
+    ) -> Result<Option<Credentials>, ClientError> {
+        let token = token.map(str::trim).filter(|t| !t.is_empty());
+        match (app_id, private_key_file) {
+            (Some(app_id), Some(path)) => {
+                let pem = std::fs::read_to_string(path).map_err(|e| {
+                    ClientError::Config(format!(
+                        "reading the GitHub App private key {}: {e}",
+                        path.display()
+                    ))
+                })?;
+                Ok(Some(Credentials::App {
+                    app_id,
+                    private_key_pem: Secret::new(pem),
+                }))
+            }
+            (Some(_), None) => Err(ClientError::Config(
+                "a GitHub App id is set but no private key file".into(),
+            )),
+            (None, Some(_)) => Err(ClientError::Config(
+                "a GitHub App private key file is set but no app id".into(),
+            )),
+            (None, None) => Ok(token.map(|t| Credentials::Token(Secret::new(t)))),
+        }
+    }
+}
+
 /// How hard the client tries before giving up; bounded so a caller never hangs.
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {

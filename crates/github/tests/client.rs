@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use fake_github::{FakeGithub, Fault, FaultKind};
+use fake_github::{FakeConfig, FakeGithub, Fault, FaultKind};
 use slipway_github::client::{DeploymentState, NewDeployment, NewDeploymentStatus};
 use slipway_github::clock::ManualClock;
 use slipway_github::{ClientConfig, ClientError, Credentials, GithubClient, Secret};
@@ -342,4 +342,82 @@ async fn tokens_never_appear_in_errors_or_debug() {
     .unwrap_err();
     assert!(matches!(key_err, ClientError::Config(_)));
     assert!(!format!("{key_err:?}").contains("AAAA"));
+}
+
+#[tokio::test]
+async fn a_revoked_installation_token_is_replaced_once() {
+    let f = fake().await;
+    let c = app_client(&f, Arc::new(ManualClock::new()), KEY);
+    c.create_issue_comment("octo-org", "web-app", 1, "a")
+        .await
+        .unwrap();
+    f.revoke_installation_tokens();
+    c.create_issue_comment("octo-org", "web-app", 1, "b")
+        .await
+        .unwrap();
+    assert_eq!(f.tokens_issued(), 2);
+    let statuses: Vec<u16> = f
+        .calls()
+        .iter()
+        .filter(|c| c.path.ends_with("/comments"))
+        .map(|c| c.status)
+        .collect();
+    assert_eq!(statuses, [201, 401, 201]);
+}
+
+#[tokio::test]
+async fn enterprise_server_base_url_with_a_path() {
+    let cfg = FakeConfig {
+        path_prefix: "/api/v3".into(),
+        tokens: vec![TOKEN.into()],
+        ..FakeConfig::default()
+    };
+    let f = FakeGithub::start_with(cfg, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    assert!(f.url().ends_with("/api/v3"));
+    let c = token_client(&f, Arc::new(ManualClock::new()));
+    for i in 0..4 {
+        c.create_issue_comment("octo-org", "web-app", 2, &format!("{i}"))
+            .await
+            .unwrap();
+    }
+    // Pagination links carry the prefix too.
+    assert_eq!(
+        c.list_issue_comments("octo-org", "web-app", 2)
+            .await
+            .unwrap()
+            .len(),
+        4
+    );
+    assert!(
+        f.calls()
+            .iter()
+            .all(|c| c.path.starts_with("/api/v3/repos/"))
+    );
+}
+
+#[test]
+fn credentials_from_settings() {
+    let dir = std::env::temp_dir().join(format!("slipway-github-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("key.pem");
+    std::fs::write(&key, KEY).unwrap();
+    assert!(matches!(
+        Credentials::from_settings(Some(7), Some(&key), Some(TOKEN)),
+        Ok(Some(Credentials::App { app_id: 7, .. }))
+    ));
+    assert!(matches!(
+        Credentials::from_settings(None, None, Some(TOKEN)),
+        Ok(Some(Credentials::Token(_)))
+    ));
+    assert!(matches!(
+        Credentials::from_settings(None, None, Some("  ")),
+        Ok(None)
+    ));
+    assert!(Credentials::from_settings(Some(7), None, Some(TOKEN)).is_err());
+    assert!(Credentials::from_settings(None, Some(&key), None).is_err());
+    let missing = Credentials::from_settings(Some(7), Some(&dir.join("nope.pem")), None);
+    assert!(matches!(missing, Err(ClientError::Config(_))));
+    std::fs::remove_dir_all(&dir).unwrap();
 }

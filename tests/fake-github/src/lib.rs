@@ -153,6 +153,9 @@ pub struct FakeConfig {
     pub token_lifetime: chrono::Duration,
     /// Plain tokens accepted for repository endpoints.
     pub tokens: Vec<String>,
+    /// Where the API lives: empty like `api.github.com`, or `/api/v3` like GitHub Enterprise
+    /// Server. The `/_fake/...` controls are always at the root.
+    pub path_prefix: String,
 }
 
 impl Default for FakeConfig {
@@ -161,6 +164,7 @@ impl Default for FakeConfig {
             page_size: 3,
             token_lifetime: chrono::Duration::hours(1),
             tokens: Vec::new(),
+            path_prefix: String::new(),
         }
     }
 }
@@ -246,14 +250,15 @@ impl FakeGithub {
             rate_remaining: 5000,
             ..Data::default()
         };
+        let prefix = prefix_of(&cfg);
         let inner = Arc::new(Inner {
             cfg,
             data: Mutex::new(data),
             ids: AtomicU64::new(1000),
-            base: Mutex::new(format!("http://{addr}")),
+            base: Mutex::new(format!("http://{addr}{prefix}")),
             offset: Mutex::new(chrono::Duration::zero()),
         });
-        let app = router(inner.clone());
+        let app = router(inner.clone(), &prefix);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
             let _ = axum::serve(listener, app)
@@ -269,9 +274,14 @@ impl FakeGithub {
         })
     }
 
-    /// `http://127.0.0.1:<port>`, the API base URL to give the client.
+    /// `http://127.0.0.1:<port>[<prefix>]`, the API base URL to give the client.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.inner.base()
+    }
+
+    /// Makes every installation token issued so far invalid (GitHub answers `401`).
+    pub fn revoke_installation_tokens(&self) {
+        self.inner.data().installation_tokens.clear();
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -393,8 +403,17 @@ fn public_key_der(pem: &str) -> Result<Vec<u8>, FakeError> {
 
 type Shared = Arc<Inner>;
 
-fn router(inner: Shared) -> Router {
-    Router::new()
+fn prefix_of(cfg: &FakeConfig) -> String {
+    let p = cfg.path_prefix.trim_end_matches('/');
+    if p.is_empty() || p.starts_with('/') {
+        p.to_owned()
+    } else {
+        format!("/{p}")
+    }
+}
+
+fn router(inner: Shared, prefix: &str) -> Router {
+    let api: Router<Shared> = Router::new()
         .route(
             "/app/installations/{id}/access_tokens",
             post(create_installation_token),
@@ -417,8 +436,13 @@ fn router(inner: Shared) -> Router {
         .route(
             "/repos/{owner}/{repo}/deployments/{id}/statuses",
             get(list_statuses).post(create_status),
-        )
-        .route("/_fake/calls", get(admin_calls))
+        );
+    let api = if prefix.is_empty() {
+        api
+    } else {
+        Router::new().nest(prefix, api)
+    };
+    api.route("/_fake/calls", get(admin_calls))
         .route("/_fake/faults", post(admin_fault))
         .route("/_fake/tokens", post(admin_token))
         .route("/_fake/apps", post(admin_app))
@@ -426,6 +450,10 @@ fn router(inner: Shared) -> Router {
         .route(
             "/_fake/repos/{owner}/{repo}/deployments",
             get(admin_deployments),
+        )
+        .route(
+            "/_fake/repos/{owner}/{repo}/issues/{number}/comments",
+            get(admin_comments),
         )
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(inner.clone(), record))
@@ -1319,4 +1347,18 @@ async fn admin_deployments(
         .cloned()
         .collect();
     axum::Json(deps).into_response()
+}
+
+async fn admin_comments(
+    State(inner): State<Shared>,
+    Path((owner, repo, number)): Path<(String, String, u64)>,
+) -> Response {
+    let key = repo_key(&owner, &repo);
+    let comments = inner
+        .data()
+        .comments
+        .get(&(key, number))
+        .cloned()
+        .unwrap_or_default();
+    axum::Json(comments).into_response()
 }

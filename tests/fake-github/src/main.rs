@@ -19,6 +19,9 @@ struct Args {
     /// Comments per page at most.
     #[arg(long, default_value_t = 3)]
     page_size: usize,
+    /// Serve the API under this path, like GitHub Enterprise Server's `/api/v3`.
+    #[arg(long, default_value = "")]
+    path_prefix: String,
 }
 
 #[tokio::main]
@@ -29,11 +32,13 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let cfg = FakeConfig {
         page_size: args.page_size,
+        path_prefix: args.path_prefix,
         tokens: args.tokens,
         ..FakeConfig::default()
     };
     let fake = FakeGithub::start_with(cfg, args.listen).await?;
     println!("listening on {}", fake.url());
+    println!("controls at http://{}/_fake/", fake.addr());
     tokio::signal::ctrl_c().await?;
     drop(fake);
     Ok(())
