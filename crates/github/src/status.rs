@@ -241,19 +241,44 @@ impl StatusWriter {
             .client
             .list_issue_comments(&p.owner, &p.repo, p.number)
             .await?;
-        let mut ours = comments.into_iter().filter(|c| {
-            c.body
-                .as_deref()
-                .is_some_and(|b| b.contains(&self.cfg.marker))
-        });
-        match ours.next() {
-            Some(first) => {
-                self.client
-                    .update_issue_comment(&p.owner, &p.repo, first.id, body)
-                    .await?;
-                rec.comment_id = Some(first.id);
-                // Another process may have raced us to create one: keep the oldest only.
-                for dup in ours {
+        // Ours start with the marker; a comment merely quoting it is not ours.
+        let ours: Vec<_> = comments
+            .into_iter()
+            .filter(|c| {
+                c.body
+                    .as_deref()
+                    .is_some_and(|b| b.trim_start().starts_with(&self.cfg.marker))
+            })
+            .collect();
+        let mut kept: Option<usize> = None;
+        for (i, c) in ours.iter().enumerate() {
+            match self
+                .client
+                .update_issue_comment(&p.owner, &p.repo, c.id, body)
+                .await
+            {
+                Ok(_) => {
+                    kept = Some(i);
+                    break;
+                }
+                // Gone meanwhile, or not ours to edit: try the next one.
+                Err(ClientError::Api {
+                    status: 403 | 404, ..
+                }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        match kept {
+            Some(i) => {
+                let keep = &ours[i];
+                rec.comment_id = Some(keep.id);
+                // Another process may have raced us to create one: keep the oldest only (and
+                // never touch a comment of another author).
+                let author = keep.user.as_ref().map(|u| u.login.as_str());
+                for dup in ours[i + 1..]
+                    .iter()
+                    .filter(|d| d.user.as_ref().map(|u| u.login.as_str()) == author)
+                {
                     if let Err(e) = self
                         .client
                         .delete_issue_comment(&p.owner, &p.repo, dup.id)

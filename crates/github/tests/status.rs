@@ -169,6 +169,18 @@ async fn duplicates_left_by_a_race_elsewhere_are_folded_into_one() {
     assert!(comments[0].body.contains("pr-9-v1"));
 }
 
+#[tokio::test]
+async fn a_comment_quoting_the_marker_is_left_alone() {
+    let e = env().await;
+    let quoting = format!("> {DEFAULT_MARKER}\n> Ready\n\nwhy is this ready?");
+    e.fake.add_comment(REPO, 10, "a-reviewer", &quoting);
+    e.writer.apply(&ready(10, 1)).await.unwrap();
+    let comments = e.fake.comments(REPO, 10);
+    assert_eq!(comments.len(), 2);
+    assert_eq!(comments[0].body, quoting);
+    assert!(comments[1].body.contains("pr-10-v1"));
+}
+
 fn statuses(fake: &FakeGithub, idx: usize) -> Vec<String> {
     fake.deployments(REPO)[idx]
         .statuses
