@@ -305,3 +305,57 @@ fn decide_disabled_and_unknown_repositories() {
         assert!(is_ignore(&decide(&event(body), None)));
     }
 }
+
+#[test]
+fn the_fakes_deliveries_parse_and_verify() {
+    use fake_github::payloads::{self, PullRequest};
+    let mut p = PullRequest::new("synchronize", "octo-org", "web-app", 7, NEW_HEAD);
+    p.labels = vec!["preview".into()];
+    let body = p.body();
+    let headers = payloads::headers(SECRET, "pull_request", body.as_bytes());
+    let get = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(
+        verify_signature(SECRET, body.as_bytes(), get("x-hub-signature-256")),
+        Ok(())
+    );
+    assert_eq!(
+        payloads::signature(SECRET, body.as_bytes()),
+        sign(SECRET, body.as_bytes())
+    );
+    let d = parse_delivery(
+        get("x-github-event"),
+        get("x-github-delivery"),
+        body.as_bytes(),
+    );
+    assert!(d.id.is_some());
+    let WebhookEvent::PullRequest(pr) = d.event else {
+        panic!("{:?}", d.event)
+    };
+    assert_eq!(pr.action, PullRequestAction::Synchronize);
+    assert_eq!(pr.head_sha, NEW_HEAD);
+    assert_eq!(pr.labels, ["preview"]);
+    assert!(!pr.is_fork);
+
+    let mut fork = PullRequest::new("opened", "octo-org", "web-app", 8, HEAD);
+    fork.fork = Some("mallory/web-app".into());
+    let WebhookEvent::PullRequest(f) = event(&fork.body()) else {
+        panic!()
+    };
+    assert!(f.is_fork);
+    fork.fork_deleted = true;
+    let WebhookEvent::PullRequest(f) = event(&fork.body()) else {
+        panic!()
+    };
+    assert_eq!(f.head_repo_full_name, None);
+    let ping = parse_delivery(Some("ping"), None, payloads::ping("o", "r").as_bytes());
+    assert!(matches!(ping.event, WebhookEvent::Ping { .. }));
+    // Two deliveries never share an id.
+    let a = payloads::headers(SECRET, "ping", b"{}");
+    let b = payloads::headers(SECRET, "ping", b"{}");
+    assert_ne!(a[3], b[3]);
+}

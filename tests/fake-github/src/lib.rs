@@ -12,6 +12,8 @@
 // Handlers return a ready `Response` as their error: boxing it would only add noise here.
 #![allow(clippy::result_large_err)]
 
+pub mod payloads;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
