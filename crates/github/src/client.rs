@@ -60,8 +60,9 @@ impl ClientError {
     }
 }
 
-/// A secret string whose Debug and Display show nothing of it.
-#[derive(Clone, PartialEq, Eq)]
+/// A secret string whose Debug shows nothing of it (and no Display, no equality: compare
+/// secrets with `subtle` if ever needed).
+#[derive(Clone)]
 pub struct Secret(String);
 
 impl Secret {
@@ -467,7 +468,7 @@ impl GithubClient {
             all.extend(page);
             match next_link(&reply.headers) {
                 Some(next) => {
-                    if !next.starts_with(&self.base) {
+                    if !next.starts_with(&format!("{}/", self.base)) {
                         // Never send our token to a host the Link header names.
                         return Err(ClientError::Decode(
                             "pagination link points outside the API".into(),

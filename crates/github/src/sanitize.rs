@@ -138,8 +138,15 @@ pub fn safe_url(url: &str) -> Option<String> {
         return None;
     }
     // A token in the query string is still a token.
-    let s = parsed.to_string();
-    (redact_secrets(&s) == s).then_some(s)
+    let mut s = parsed.to_string();
+    if redact_secrets(&s) != s {
+        return None;
+    }
+    // Keep the URL as given when parsing only added the root path's slash.
+    if !url.ends_with('/') && s.strip_suffix('/') == Some(url) {
+        s.pop();
+    }
+    Some(s)
 }
 
 /// Cuts `s` to at most `max` characters, marking the cut.

@@ -208,8 +208,10 @@ impl StatusWriter {
             return Ok(Applied::Stale);
         }
         rec.first_at.get_or_insert(update.at);
-        if let PreviewState::Ready { url } = &update.state {
-            rec.last_url = safe_url(url);
+        match &update.state {
+            PreviewState::Ready { url } => rec.last_url = safe_url(url),
+            PreviewState::TornDown => rec.last_url = None,
+            _ => {}
         }
         let body = self.render(update, &rec);
         self.upsert_comment(&mut rec, &update.preview, &body)
@@ -433,10 +435,13 @@ impl StatusWriter {
         }
         if let Some(sha) = &u.sha {
             let short: String = sha.chars().take(12).collect();
-            rows.push((
-                "Commit".into(),
-                format!("`{}`", inline_code(&sanitize(&short))),
-            ));
+            // A bare hex sha is linked to the commit by GitHub; anything else is quoted.
+            let shown = if short.len() >= 7 && short.bytes().all(|b| b.is_ascii_hexdigit()) {
+                short
+            } else {
+                format!("`{}`", inline_code(&sanitize(&short)))
+            };
+            rows.push(("Commit".into(), shown));
         }
         if let Some(log) = u.log_url.as_deref().and_then(safe_url) {
             rows.push(("Logs".into(), format!("[full log]({log})")));
@@ -758,7 +763,7 @@ mod tests {
         assert!(body.contains("[full log](https://slipway.example.com/v1/jobs/1/logs)"));
         assert!(!body.contains("ghp_"));
         assert!(!body.contains(".svc"));
-        assert!(body.contains("`0123456789ab`"));
+        assert!(body.contains("| **Commit** | 0123456789ab |"));
     }
 
     #[test]

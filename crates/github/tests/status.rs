@@ -218,7 +218,7 @@ async fn deployment_statuses_follow_the_whole_lifecycle_and_end_inactive() {
     let success = &deps[0].statuses[2];
     assert_eq!(
         success.environment_url.as_deref(),
-        Some("https://pr-42-web-app.preview.example.com/")
+        Some("https://pr-42-web-app.preview.example.com")
     );
     assert_eq!(success.log_url.as_deref(), Some(LOGS));
     assert!(ours(&e.fake, 42)[0].contains("Ready"));
