@@ -665,7 +665,8 @@ impl GithubClient {
             let status = resp.status();
             let headers = resp.headers().clone();
             let bytes = resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
-            tracing::debug!(%method, status = status.as_u16(), attempt, "GitHub request");
+            // The URL holds no secret (credentials travel in a sensitive header only).
+            tracing::debug!(%method, url, status = status.as_u16(), attempt, "GitHub request");
             if status.is_success() {
                 return Ok(Reply {
                     headers,
