@@ -640,6 +640,7 @@ impl GithubClient {
         let max = self.retry.max_attempts.max(1);
         let mut failures = 0u32;
         let mut last = String::new();
+        let mut refreshed = false;
         for attempt in 1..=max {
             let auth = self.authorization(who).await?;
             let mut req = self
@@ -664,7 +665,18 @@ impl GithubClient {
             };
             let status = resp.status();
             let headers = resp.headers().clone();
-            let bytes = resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
+            let bytes = match resp.bytes().await {
+                Ok(b) => b.to_vec(),
+                Err(e) => {
+                    // The answer was cut off: as good as a transport error.
+                    last = format!("reading the answer: {}", e.without_url());
+                    failures += 1;
+                    if attempt < max {
+                        self.clock.sleep(self.retry.backoff.delay(failures)).await;
+                    }
+                    continue;
+                }
+            };
             // The URL holds no secret (credentials travel in a sensitive header only).
             tracing::debug!(%method, url, status = status.as_u16(), attempt, "GitHub request");
             if status.is_success() {
@@ -685,7 +697,12 @@ impl GithubClient {
                 self.clock.sleep(wait).await;
                 continue;
             }
-            if status == StatusCode::UNAUTHORIZED && self.forget_token(who).await && attempt < max {
+            if status == StatusCode::UNAUTHORIZED
+                && !refreshed
+                && attempt < max
+                && self.forget_token(who).await
+            {
+                refreshed = true;
                 // An installation token revoked or expired early: fetch a new one once.
                 continue;
             }
