@@ -35,6 +35,8 @@ enum Route {
     ApiGroups,
     Group(String),
     Resources(String, String),
+    OpenApiRoot,
+    OpenApiGroup(String, String),
     Object {
         kind: usize,
         ns: Option<String>,
@@ -52,6 +54,9 @@ fn parse_route(path: &str) -> Route {
         .collect();
     let (group, version, rest) = match segs.as_slice() {
         ["version"] => return Route::Version,
+        ["openapi", "v3"] => return Route::OpenApiRoot,
+        ["openapi", "v3", "api", v] => return Route::OpenApiGroup(String::new(), (*v).into()),
+        ["openapi", "v3", "apis", g, v] => return Route::OpenApiGroup((*g).into(), (*v).into()),
         ["api"] => return Route::ApiVersions,
         ["apis"] => return Route::ApiGroups,
         ["api", v] => return Route::Resources(String::new(), (*v).into()),
@@ -229,6 +234,20 @@ impl Ctx {
     }
 
     fn body_json(&self) -> Result<Value, ApiError> {
+        // Only JSON is spoken; clients that try protobuf get 415 and retry with JSON.
+        if let Some(ct) = self
+            .content_type
+            .as_deref()
+            .filter(|c| c.contains("protobuf") || c.contains("cbor"))
+        {
+            return Err(ApiError::new(
+                415,
+                "UnsupportedMediaType",
+                format!(
+                    "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml; got {ct}"
+                ),
+            ));
+        }
         serde_json::from_slice(&self.body)
             .map_err(|e| ApiError::bad_request(format!("couldn't decode the request body: {e}")))
     }
@@ -275,6 +294,10 @@ async fn dispatch(ctx: &Ctx, route: &Route) -> Result<Response, ApiError> {
             Ok(json_response(200, &v))
         }
         Route::Resources(g, v) => resources(g, v)
+            .map(|r| json_response(200, &r))
+            .ok_or_else(not_found),
+        Route::OpenApiRoot => Ok(json_response(200, &openapi_root())),
+        Route::OpenApiGroup(g, v) => openapi_group(g, v)
             .map(|r| json_response(200, &r))
             .ok_or_else(not_found),
         Route::Unknown => Err(not_found()),
@@ -357,6 +380,55 @@ fn version() -> Value {
     json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0-kube-sim", "gitCommit": "0000000000000000000000000000000000000000",
         "gitTreeState": "clean", "buildDate": "2025-04-23T00:00:00Z", "goVersion": "go1.24.2", "compiler": "gc",
         "platform": "linux/amd64"})
+}
+
+/// The OpenAPI v3 index: one entry per group version (kubectl reads it to learn that PATCH
+/// accepts `fieldValidation`, so `kubectl apply` validates on the server).
+fn openapi_root() -> Value {
+    let mut paths = serde_json::Map::new();
+    for k in KINDS {
+        let key = k.prefix().trim_start_matches('/').to_string();
+        let url = format!("/openapi/v3/{key}?hash=kube-sim");
+        paths.insert(key, json!({"serverRelativeURL": url}));
+    }
+    json!({"paths": paths})
+}
+
+/// A minimal OpenAPI v3 document for a group version: paths with their verbs, the
+/// group-version-kind extension and the query parameters, no schemas.
+fn openapi_group(group: &str, version: &str) -> Option<Value> {
+    let kinds: Vec<&KindInfo> = KINDS
+        .iter()
+        .filter(|k| k.group == group && k.version == version)
+        .collect();
+    if kinds.is_empty() {
+        return None;
+    }
+    let mut paths = serde_json::Map::new();
+    for k in kinds {
+        let gvk = json!({"group": k.group, "version": k.version, "kind": k.kind});
+        let params: Vec<Value> = ["dryRun", "fieldManager", "fieldValidation", "force"]
+            .iter()
+            .map(|n| json!({"name": n, "in": "query", "schema": {"type": if *n == "force" { "boolean" } else { "string" }}}))
+            .collect();
+        let op = |id: &str| {
+            json!({"operationId": id, "x-kubernetes-group-version-kind": gvk, "parameters": params,
+            "responses": {"200": {"description": "OK"}}})
+        };
+        let coll = if k.namespaced {
+            k.collection_path(Some("{namespace}"))
+        } else {
+            k.collection_path(None)
+        };
+        paths.insert(
+            coll.clone(),
+            json!({"get": op("list"), "post": op("create"), "delete": op("deletecollection")}),
+        );
+        paths.insert(format!("{coll}/{{name}}"), json!({"get": op("read"), "put": op("replace"), "patch": op("patch"), "delete": op("delete")}));
+    }
+    Some(
+        json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.33.0"}, "paths": paths, "components": {"schemas": {}}}),
+    )
 }
 
 fn api_groups() -> Value {
