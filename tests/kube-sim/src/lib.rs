@@ -204,14 +204,28 @@ impl KubeSim {
         &self.kubeconfig
     }
 
-    /// A `kube::Client` for the simulator (default namespace `default`).
-    pub fn client(&self) -> Result<kube::Client, SimError> {
+    /// A `kube::Config` for the simulator (default namespace `default`), to adjust before
+    /// building a client (e.g. `default_retry = false` to see 429/503 faults directly).
+    pub fn config(&self) -> Result<kube::Config, SimError> {
         let uri: http::Uri = self
             .url
             .parse()
             .map_err(|e: http::uri::InvalidUri| SimError::Kube(e.to_string()))?;
         let mut config = kube::Config::new(uri);
         config.default_namespace = "default".into();
+        Ok(config)
+    }
+
+    /// A `kube::Client` for the simulator. Note that kube's default client retries 429, 503
+    /// and 504 (honouring `Retry-After`), as it does against a real cluster.
+    pub fn client(&self) -> Result<kube::Client, SimError> {
+        kube::Client::try_from(self.config()?).map_err(|e| SimError::Kube(e.to_string()))
+    }
+
+    /// A `kube::Client` without kube's automatic retries.
+    pub fn client_without_retries(&self) -> Result<kube::Client, SimError> {
+        let mut config = self.config()?;
+        config.default_retry = false;
         kube::Client::try_from(config).map_err(|e| SimError::Kube(e.to_string()))
     }
 
