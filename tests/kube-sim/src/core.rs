@@ -128,6 +128,10 @@ struct CtlState {
     foreground: HashSet<(usize, String, String)>,
     terminating_ns: HashSet<String>,
     pods_running: HashSet<String>,
+    /// Jobs with time-based work pending (deadline, retry backoff, TTL): uid -> (ns, name).
+    timed_jobs: HashMap<String, (String, String)>,
+    /// Deployments still progressing: uid -> (ns, name).
+    deploy_keys: HashMap<String, (String, String)>,
 }
 
 impl Core {
@@ -223,6 +227,7 @@ impl Core {
             if kind == idx::jobs() {
                 st.job_started.remove(&uid);
                 st.job_finished.remove(&uid);
+                st.timed_jobs.remove(&uid);
                 st.job_next_pod.remove(&uid);
             }
             if KINDS[kind].namespaced && st.terminating_ns.contains(&ns) {
@@ -280,46 +285,27 @@ impl Core {
 
     fn on_tick(self: &Arc<Self>, st: &mut CtlState) {
         let now = Instant::now();
-        let jobs: Vec<String> = st
-            .job_started
-            .keys()
-            .chain(st.job_finished.keys())
-            .chain(st.job_next_pod.keys())
-            .cloned()
-            .collect::<HashSet<_>>()
-            .into_iter()
+        let timed: Vec<(String, String, String)> = st
+            .timed_jobs
+            .iter()
+            .map(|(u, (n, m))| (u.clone(), n.clone(), m.clone()))
             .collect();
-        if !jobs.is_empty() {
-            for j in self.store.all(idx::jobs(), None) {
-                if jobs.contains(&s(&j, "/metadata/uid").to_string()) {
+        for (uid, ns, name) in timed {
+            match self.store.get(idx::jobs(), &ns, &name) {
+                Ok(j) if s(&j, "/metadata/uid") == uid => {
                     let due = j.pointer("/spec/activeDeadlineSeconds").is_some()
                         || j.pointer("/spec/ttlSecondsAfterFinished").is_some()
-                        || st
-                            .job_next_pod
-                            .get(s(&j, "/metadata/uid"))
-                            .is_some_and(|t| *t <= now);
+                        || st.job_next_pod.get(&uid).is_some_and(|t| *t <= now);
                     if due {
-                        self.reconcile_job(
-                            st,
-                            s(&j, "/metadata/namespace"),
-                            s(&j, "/metadata/name"),
-                        );
+                        self.reconcile_job(st, &ns, &name);
                     }
+                }
+                _ => {
+                    st.timed_jobs.remove(&uid);
                 }
             }
         }
-        let pending: Vec<(String, String)> = self
-            .store
-            .all(idx::deployments(), None)
-            .iter()
-            .filter(|d| st.deploy_progress.contains_key(s(d, "/metadata/uid")))
-            .map(|d| {
-                (
-                    s(d, "/metadata/namespace").to_string(),
-                    s(d, "/metadata/name").to_string(),
-                )
-            })
-            .collect();
+        let pending: Vec<(String, String)> = st.deploy_keys.values().cloned().collect();
         for (ns, name) in pending {
             self.reconcile_deployment(st, &ns, &name);
         }
@@ -664,7 +650,7 @@ impl Core {
         let uid = s(&job, "/metadata/uid").to_string();
         let pods: Vec<Arc<Value>> = self
             .store
-            .all(idx::pods(), Some(ns))
+            .owned(&uid, idx::pods())
             .into_iter()
             .filter(|p| controller_uid(p).as_deref() == Some(uid.as_str()))
             .collect();
@@ -692,6 +678,12 @@ impl Core {
         if finished {
             st.job_started.remove(&uid);
             st.job_next_pod.remove(&uid);
+            if job.pointer("/spec/ttlSecondsAfterFinished").is_some() {
+                st.timed_jobs
+                    .insert(uid.clone(), (ns.to_string(), name.to_string()));
+            } else {
+                st.timed_jobs.remove(&uid);
+            }
             if let Some(ttl) = job
                 .pointer("/spec/ttlSecondsAfterFinished")
                 .and_then(Value::as_f64)
@@ -840,9 +832,22 @@ impl Core {
                 set_condition(j, c, true);
             }
         });
+        let ttl = job.pointer("/spec/ttlSecondsAfterFinished").is_some();
+        let timed = if end {
+            ttl
+        } else {
+            job.pointer("/spec/activeDeadlineSeconds").is_some()
+                || st.job_next_pod.contains_key(&uid)
+        };
+        if timed {
+            st.timed_jobs
+                .insert(uid.clone(), (ns.to_string(), name.to_string()));
+        } else {
+            st.timed_jobs.remove(&uid);
+        }
         if end {
             st.job_started.remove(&uid);
-            if job.pointer("/spec/ttlSecondsAfterFinished").is_some() {
+            if ttl {
                 st.job_finished.insert(uid.clone(), now);
             }
         }
@@ -880,7 +885,7 @@ impl Core {
         let want = i(&rs, "/spec/replicas");
         let pods: Vec<Arc<Value>> = self
             .store
-            .all(idx::pods(), Some(ns))
+            .owned(&uid, idx::pods())
             .into_iter()
             .filter(|p| {
                 controller_uid(p).as_deref() == Some(uid.as_str())
@@ -923,7 +928,7 @@ impl Core {
         }
         let pods: Vec<Arc<Value>> = self
             .store
-            .all(idx::pods(), Some(ns))
+            .owned(&uid, idx::pods())
             .into_iter()
             .filter(|p| {
                 controller_uid(p).as_deref() == Some(uid.as_str())
@@ -959,6 +964,7 @@ impl Core {
         let uid = s(&d, "/metadata/uid").to_string();
         if deleting(&d) {
             st.deploy_progress.remove(&uid);
+            st.deploy_keys.remove(&uid);
             return;
         }
         let replicas = d
@@ -972,7 +978,7 @@ impl Core {
         let hash = template_hash(&tpl);
         let owned: Vec<Arc<Value>> = self
             .store
-            .all(idx::replicasets(), Some(ns))
+            .owned(&uid, idx::replicasets())
             .into_iter()
             .filter(|r| controller_uid(r).as_deref() == Some(uid.as_str()))
             .collect();
@@ -1055,7 +1061,7 @@ impl Core {
         }
         let all: Vec<Arc<Value>> = self
             .store
-            .all(idx::replicasets(), Some(ns))
+            .owned(&uid, idx::replicasets())
             .into_iter()
             .filter(|r| controller_uid(r).as_deref() == Some(uid.as_str()))
             .collect();
@@ -1083,6 +1089,7 @@ impl Core {
         let complete = updated == replicas && new_available == replicas && total == replicas;
         let progress = if complete {
             st.deploy_progress.remove(&uid);
+            st.deploy_keys.remove(&uid);
             condition(
                 "Progressing",
                 true,
@@ -1090,6 +1097,8 @@ impl Core {
                 &format!("ReplicaSet \"{new_name}\" has successfully progressed."),
             )
         } else {
+            st.deploy_keys
+                .insert(uid.clone(), (ns.to_string(), name.to_string()));
             let entry = st
                 .deploy_progress
                 .entry(uid.clone())

@@ -1,7 +1,7 @@
 //! The object store: one generic map of JSON objects keyed by kind, namespace and name, a global
 //! resourceVersion counter, and a bounded event history that watches replay from.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use base64::Engine as _;
@@ -117,10 +117,61 @@ type Key = (usize, String, String);
 
 struct Inner {
     objects: BTreeMap<Key, Arc<Value>>,
+    /// ownerReference uid -> dependents, so GC and controllers need not scan everything.
+    owners: HashMap<String, BTreeSet<Key>>,
     rv: u64,
     history: VecDeque<Arc<Event>>,
     history_limit: usize,
     compacted: u64,
+}
+
+fn owner_uids(v: &Value) -> impl Iterator<Item = &str> {
+    v.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.get("uid").and_then(Value::as_str))
+}
+
+impl Inner {
+    fn put(&mut self, key: Key, obj: Arc<Value>) {
+        if let Some(old) = self.objects.get(&key).cloned() {
+            self.unindex(&key, &old);
+        }
+        for uid in owner_uids(&obj) {
+            self.owners
+                .entry(uid.to_string())
+                .or_default()
+                .insert(key.clone());
+        }
+        self.objects.insert(key, obj);
+    }
+
+    fn take(&mut self, key: &Key) -> Option<Arc<Value>> {
+        let old = self.objects.remove(key)?;
+        self.unindex(key, &old);
+        Some(old)
+    }
+
+    fn unindex(&mut self, key: &Key, old: &Value) {
+        for uid in owner_uids(old) {
+            if let Some(set) = self.owners.get_mut(uid) {
+                set.remove(key);
+                if set.is_empty() {
+                    self.owners.remove(uid);
+                }
+            }
+        }
+    }
+
+    fn dependents(&self, owner_uid: &str) -> Vec<(Key, Arc<Value>)> {
+        self.owners
+            .get(owner_uid)
+            .into_iter()
+            .flatten()
+            .filter_map(|k| self.objects.get(k).map(|v| (k.clone(), v.clone())))
+            .collect()
+    }
 }
 
 /// The shared object store.
@@ -170,6 +221,7 @@ impl Store {
         Self {
             inner: Mutex::new(Inner {
                 objects: BTreeMap::new(),
+                owners: HashMap::new(),
                 rv: 1,
                 history: VecDeque::new(),
                 history_limit: history_limit.max(1),
@@ -485,7 +537,7 @@ impl Store {
         let rv = g.rv;
         meta_mut(&mut obj).insert("resourceVersion".into(), json!(rv.to_string()));
         let obj = Arc::new(obj);
-        g.objects.insert(key, obj.clone());
+        g.put(key, obj.clone());
         Self::push_event(&mut g, kind, &ns, EventType::Added, obj.clone(), None);
         self.commit(g);
         Ok(obj)
@@ -616,7 +668,7 @@ impl Store {
             && !(kind == idx::namespaces() || kind == idx::pods());
         let new = Arc::new(new);
         if finished {
-            g.objects.remove(&key);
+            g.take(&key);
             Self::push_event(
                 &mut g,
                 kind,
@@ -626,7 +678,7 @@ impl Store {
                 Some(cur),
             );
         } else {
-            g.objects.insert(key, new.clone());
+            g.put(key, new.clone());
             Self::push_event(
                 &mut g,
                 kind,
@@ -766,7 +818,7 @@ impl Store {
                 g.rv -= 1;
                 return Ok((cur, false));
             }
-            g.objects.insert(key, new.clone());
+            g.put(key, new.clone());
             Self::push_event(
                 &mut g,
                 kind,
@@ -778,7 +830,7 @@ impl Store {
             self.commit(g);
             Ok((new, false))
         } else {
-            g.objects.remove(&key);
+            g.take(&key);
             Self::push_event(
                 &mut g,
                 kind,
@@ -801,7 +853,7 @@ impl Store {
         };
         let mut g = self.lock();
         let key = (kind, ns.clone(), name.to_string());
-        let cur = g.objects.remove(&key)?;
+        let cur = g.take(&key)?;
         g.rv += 1;
         let mut last = (*cur).clone();
         meta_mut(&mut last).insert("resourceVersion".into(), json!(g.rv.to_string()));
@@ -820,14 +872,9 @@ impl Store {
 
     fn orphan_dependents(g: &mut Inner, owner_uid: &str) {
         let keys: Vec<Key> = g
-            .objects
-            .iter()
-            .filter(|(_, v)| {
-                owner_refs(v)
-                    .iter()
-                    .any(|r| r.get("uid").and_then(Value::as_str) == Some(owner_uid))
-            })
-            .map(|(k, _)| k.clone())
+            .dependents(owner_uid)
+            .into_iter()
+            .map(|(k, _)| k)
             .collect();
         for key in keys {
             let Some(cur) = g.objects.get(&key).cloned() else {
@@ -846,7 +893,7 @@ impl Store {
             g.rv += 1;
             meta_mut(&mut new).insert("resourceVersion".into(), json!(g.rv.to_string()));
             let new = Arc::new(new);
-            g.objects.insert(key.clone(), new.clone());
+            g.put(key.clone(), new.clone());
             Self::push_event(g, key.0, &key.1, EventType::Modified, new, Some(cur));
         }
     }
@@ -855,14 +902,26 @@ impl Store {
     #[must_use]
     pub fn dependents(&self, owner_uid: &str) -> Vec<(usize, Arc<Value>)> {
         self.lock()
-            .objects
-            .iter()
-            .filter(|(_, v)| {
-                owner_refs(v)
-                    .iter()
-                    .any(|r| r.get("uid").and_then(Value::as_str) == Some(owner_uid))
+            .dependents(owner_uid)
+            .into_iter()
+            .map(|((k, _, _), v)| (k, v))
+            .collect()
+    }
+
+    /// Objects of `kind` whose controller ownerReference is `owner_uid`.
+    #[must_use]
+    pub fn owned(&self, owner_uid: &str, kind: usize) -> Vec<Arc<Value>> {
+        self.lock()
+            .dependents(owner_uid)
+            .into_iter()
+            .filter(|((k, _, _), v)| {
+                *k == kind
+                    && owner_refs(v).iter().any(|r| {
+                        r.get("uid").and_then(Value::as_str) == Some(owner_uid)
+                            && r.get("controller").and_then(Value::as_bool) == Some(true)
+                    })
             })
-            .map(|((k, _, _), v)| (*k, v.clone()))
+            .map(|(_, v)| v)
             .collect()
     }
 
