@@ -6,6 +6,7 @@ use std::time::Duration;
 use futures::{StreamExt as _, TryStreamExt as _};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service};
+use kube::Resource as _;
 use kube::api::{
     Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
 };
@@ -550,4 +551,183 @@ async fn patches_merge_strategic_json_and_server_side_apply() {
         .unwrap();
     assert_eq!(st.status.unwrap().replicas, Some(7));
     assert_eq!(st.spec.unwrap().replicas, Some(2));
+}
+
+async fn roundtrip<K>(client: &kube::Client, obj: serde_json::Value)
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + serde::Serialize,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::default_namespaced(client.clone());
+    let o: K = serde_json::from_value(obj).unwrap();
+    let name = o.meta().name.clone().unwrap();
+    let created = api.create(&PostParams::default(), &o).await.unwrap();
+    assert!(created.meta().uid.is_some());
+    assert_eq!(
+        api.list(&ListParams::default()).await.unwrap().items.len(),
+        1
+    );
+    api.patch(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        api.get(&name)
+            .await
+            .unwrap()
+            .meta()
+            .labels
+            .as_ref()
+            .unwrap()["x"],
+        "y"
+    );
+    api.delete(&name, &DeleteParams::default()).await.unwrap();
+    assert!(api.get_opt(&name).await.unwrap().is_none());
+}
+
+async fn roundtrip_cluster<K>(client: &kube::Client, obj: serde_json::Value)
+where
+    K: kube::Resource<Scope = k8s_openapi::ClusterResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + serde::Serialize,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::all(client.clone());
+    let o: K = serde_json::from_value(obj).unwrap();
+    let name = o.meta().name.clone().unwrap();
+    api.create(&PostParams::default(), &o).await.unwrap();
+    api.patch(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        api.get(&name)
+            .await
+            .unwrap()
+            .meta()
+            .labels
+            .as_ref()
+            .unwrap()["x"],
+        "y"
+    );
+    api.delete(&name, &DeleteParams::default()).await.unwrap();
+    assert!(api.get_opt(&name).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn every_generic_kind_round_trips() {
+    use k8s_openapi::api::{
+        autoscaling::v2 as hpa, core::v1 as core, networking::v1 as net, policy::v1 as policy,
+        rbac::v1 as rbac,
+    };
+    let sim = sim().await;
+    let c = sim.client().unwrap();
+    roundtrip::<core::Secret>(
+        &c,
+        json!({"metadata": {"name": "s"}, "type": "Opaque", "data": {"k": "dg=="}}),
+    )
+    .await;
+    roundtrip::<core::ServiceAccount>(&c, json!({"metadata": {"name": "sa"}})).await;
+    roundtrip::<core::Event>(&c, json!({"metadata": {"name": "e"}, "involvedObject": {"kind": "Pod", "name": "p"}, "reason": "Started"})).await;
+    roundtrip::<core::ResourceQuota>(
+        &c,
+        json!({"metadata": {"name": "q"}, "spec": {"hard": {"pods": "10"}}}),
+    )
+    .await;
+    roundtrip::<core::LimitRange>(
+        &c,
+        json!({"metadata": {"name": "l"}, "spec": {"limits": [{"type": "Container"}]}}),
+    )
+    .await;
+    roundtrip::<net::Ingress>(
+        &c,
+        json!({"metadata": {"name": "i"}, "spec": {"rules": [{"host": "a.example.com"}]}}),
+    )
+    .await;
+    roundtrip::<net::NetworkPolicy>(
+        &c,
+        json!({"metadata": {"name": "np"}, "spec": {"podSelector": {}}}),
+    )
+    .await;
+    roundtrip::<rbac::Role>(&c, json!({"metadata": {"name": "r"}, "rules": []})).await;
+    roundtrip::<rbac::RoleBinding>(&c, json!({"metadata": {"name": "rb"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "r"}})).await;
+    roundtrip::<policy::PodDisruptionBudget>(
+        &c,
+        json!({"metadata": {"name": "pdb"}, "spec": {"minAvailable": 1}}),
+    )
+    .await;
+    roundtrip::<hpa::HorizontalPodAutoscaler>(
+        &c,
+        json!({"metadata": {"name": "h"}, "spec": {"maxReplicas": 3,
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}}}),
+    )
+    .await;
+    roundtrip_cluster::<rbac::ClusterRole>(&c, json!({"metadata": {"name": "cr"}})).await;
+    roundtrip_cluster::<rbac::ClusterRoleBinding>(&c, json!({"metadata": {"name": "crb"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cr"}})).await;
+}
+
+#[tokio::test]
+async fn delete_collection_and_logs_of_a_waiting_container() {
+    let sim = KubeSim::builder()
+        .delays(Delays::zero())
+        .script(|_| PodScript::run_forever().start_after(Duration::from_secs(600)))
+        .start()
+        .await
+        .unwrap();
+    let client = sim.client().unwrap();
+    let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    for (n, l) in [("a", "x"), ("b", "x"), ("c", "y")] {
+        cms.create(&PostParams::default(), &cm(n, json!({"g": l})))
+            .await
+            .unwrap();
+    }
+    let gone = cms
+        .delete_collection(
+            &DeleteParams::default(),
+            &ListParams::default().labels("g=x"),
+        )
+        .await
+        .unwrap();
+    let list = gone.left().unwrap();
+    assert_eq!(list.items.len(), 2);
+    let left: Vec<String> = cms
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|c| c.metadata.name)
+        .collect();
+    assert_eq!(left, ["c"]);
+
+    let pods: Api<Pod> = Api::default_namespaced(client);
+    let p: Pod = serde_json::from_value(json!({"metadata": {"name": "slow"}, "spec": {"containers": [{"name": "c", "image": "x"}]}})).unwrap();
+    pods.create(&PostParams::default(), &p).await.unwrap();
+    sim.wait_for_object("pods", "default", "slow", T, |p| {
+        p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "ContainerCreating"
+    })
+    .await
+    .unwrap();
+    let e = api_err(
+        pods.logs("slow", &kube::api::LogParams::default())
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((e.code, e.reason.as_str()), (400, "BadRequest"));
+    assert_eq!(
+        e.message,
+        "container \"c\" in pod \"slow\" is waiting to start: ContainerCreating"
+    );
 }
