@@ -592,7 +592,10 @@ impl Core {
         for (c, _) in &containers {
             self.logs.buf(&uid, c).finish();
         }
-        if script.outcome == Outcome::CrashLoopBackOff {
+        // With restartPolicy Always (Deployment pods) a container that exits is restarted with
+        // back-off rather than ending the pod.
+        let always = s(&pod, "/spec/restartPolicy") == "Always";
+        if script.outcome == Outcome::CrashLoopBackOff || always {
             let waiting = status(
                 json!({"waiting": {"reason": "CrashLoopBackOff", "message": format!("back-off 10s restarting failed container={main} pod={name}")}}),
                 false,

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use kube_sim::{Delays, KubeSim};
+use kube_sim::{Delays, FaultRule, KubeSim, Override, PodScript};
 
 /// Kubernetes API simulator for Slipway's tests and demo.
 #[derive(Debug, Parser)]
@@ -34,6 +34,16 @@ struct Args {
     /// Events kept for watch replay.
     #[arg(long, default_value_t = 20_000)]
     history: usize,
+    /// Make the next N BuildKit pods fail (exit 1, "failed to solve").
+    #[arg(long, default_value_t = 0)]
+    fail_next_builds: u32,
+    /// A fault rule as JSON (repeatable), e.g. '{"verb":"list","times":2,"action":{"type":"status","code":503}}'.
+    #[arg(long)]
+    fault: Vec<String>,
+    /// A pod override as JSON (repeatable), e.g.
+    /// '{"imageContains":"app","count":1,"script":{"outcome":{"type":"oomKilled"}}}'.
+    #[arg(long = "override")]
+    overrides: Vec<String>,
 }
 
 #[tokio::main]
@@ -60,6 +70,27 @@ async fn main() -> anyhow::Result<()> {
         .start()
         .await
         .context("starting kube-sim")?;
+    if args.fail_next_builds > 0 {
+        sim.push_override(Override {
+            image_contains: "buildkit".into(),
+            count: args.fail_next_builds,
+            script: PodScript::exit(1)
+                .log("#1 [internal] load build definition from Dockerfile")
+                .log("error: failed to solve: process \"/bin/sh -c cargo build\" did not complete successfully: exit code: 101")
+                .message("failed to solve"),
+        });
+    }
+    for f in &args.fault {
+        sim.faults().add(
+            serde_json::from_str::<FaultRule>(f).with_context(|| format!("parsing --fault {f}"))?,
+        );
+    }
+    for o in &args.overrides {
+        sim.push_override(
+            serde_json::from_str::<Override>(o)
+                .with_context(|| format!("parsing --override {o}"))?,
+        );
+    }
     println!(
         "kube-sim listening on {} (kubeconfig: {})",
         sim.url(),
