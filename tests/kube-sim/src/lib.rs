@@ -155,6 +155,47 @@ impl KubeSimBuilder {
     }
 }
 
+/// Where a test's Kubernetes comes from: a real cluster when `SLIPWAY_REAL_CLUSTER=1` (through
+/// `KUBECONFIG`, e.g. minikube), else a fresh simulator. Tests that need scripts, faults or
+/// recorded requests use [`TestCluster::sim`] and skip themselves on a real cluster.
+pub enum TestCluster {
+    /// A real cluster reached through `KUBECONFIG`.
+    Real(kube::Client),
+    /// The simulator.
+    Sim(KubeSim),
+}
+
+impl TestCluster {
+    /// Connects to the real cluster or starts a simulator with `builder`.
+    pub async fn from_env(builder: KubeSimBuilder) -> Result<Self, SimError> {
+        if std::env::var("SLIPWAY_REAL_CLUSTER").is_ok_and(|v| v == "1") {
+            let client = kube::Client::try_default()
+                .await
+                .map_err(|e| SimError::Kube(e.to_string()))?;
+            Ok(Self::Real(client))
+        } else {
+            Ok(Self::Sim(builder.start().await?))
+        }
+    }
+
+    /// A client for whichever cluster this is.
+    pub fn client(&self) -> Result<kube::Client, SimError> {
+        match self {
+            Self::Real(c) => Ok(c.clone()),
+            Self::Sim(s) => s.client(),
+        }
+    }
+
+    /// The simulator, if this is one.
+    #[must_use]
+    pub fn sim(&self) -> Option<&KubeSim> {
+        match self {
+            Self::Real(_) => None,
+            Self::Sim(s) => Some(s),
+        }
+    }
+}
+
 /// The kubeconfig pointing at `url` with a dummy token.
 #[must_use]
 pub fn kubeconfig_yaml(url: &str) -> String {
