@@ -29,6 +29,7 @@ pub mod script;
 pub mod selector;
 mod server;
 pub mod store;
+mod table;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -195,6 +195,7 @@ async fn handle(State(core): State<Arc<Core>>, req: Request) -> Response {
         body: bytes.clone(),
         content_type: hdr(header::CONTENT_TYPE),
         user_agent: hdr(header::USER_AGENT),
+        table: crate::table::wants_table(hdr(header::ACCEPT).as_deref()),
         watch_fault,
     };
     let resp = match early {
@@ -225,6 +226,8 @@ struct Ctx {
     body: Bytes,
     content_type: Option<String>,
     user_agent: Option<String>,
+    /// `kubectl get` asked for a `meta.k8s.io/v1` Table.
+    table: bool,
     watch_fault: Option<FaultAction>,
 }
 
@@ -331,7 +334,15 @@ async fn dispatch(ctx: &Ctx, route: &Route) -> Result<Response, ApiError> {
                 }
                 (&Method::DELETE, None, None) => delete_collection(ctx, kind, ns.as_deref()),
                 (&Method::GET, Some(n), None) => {
-                    Ok(json_response(200, &*ctx.core.store.get(kind, &ns_s, n)?))
+                    let o = ctx.core.store.get(kind, &ns_s, n)?;
+                    if ctx.table {
+                        let meta = json!({"resourceVersion": o["metadata"]["resourceVersion"]});
+                        return Ok(json_response(
+                            200,
+                            &crate::table::table(k, &[&*o], meta, ctx.param("includeObject")),
+                        ));
+                    }
+                    Ok(json_response(200, &*o))
                 }
                 (&Method::GET, Some(n), Some("status")) if k.has_status => {
                     Ok(json_response(200, &*ctx.core.store.get(kind, &ns_s, n)?))
@@ -515,6 +526,12 @@ fn list(ctx: &Ctx, kind: usize, ns: Option<&str>) -> Result<Response, ApiError> 
         }
     }
     let items: Vec<&Value> = r.items.iter().map(AsRef::as_ref).collect();
+    if ctx.table {
+        return Ok(json_response(
+            200,
+            &crate::table::table(k, &items, meta, ctx.param("includeObject")),
+        ));
+    }
     Ok(json_response(
         200,
         &json!({"kind": format!("{}List", k.kind), "apiVersion": k.api_version(), "metadata": meta, "items": items}),
@@ -834,6 +851,17 @@ fn watch(ctx: &Ctx, kind: usize, ns: Option<String>) -> Result<Response, ApiErro
     let fault = ctx.watch_fault.clone();
     let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(256);
     let k = KINDS[kind];
+    let table = ctx.table;
+    let include = ctx.param("includeObject").map(String::from);
+    // Watch events carry the object, or a one-row Table for kubectl's printers.
+    let wrap = move |o: &Value| -> Value {
+        if table {
+            let meta = json!({"resourceVersion": o["metadata"]["resourceVersion"]});
+            crate::table::table(&k, &[o], meta, include.as_deref())
+        } else {
+            o.clone()
+        }
+    };
     let (limit, truncate) = match &fault {
         Some(FaultAction::DropWatch { after_events }) => (Some(*after_events), false),
         Some(FaultAction::TruncateWatch { after_events }) => (Some(*after_events), true),
@@ -863,7 +891,11 @@ fn watch(ctx: &Ctx, kind: usize, ns: Option<String>) -> Result<Response, ApiErro
             None => {
                 let r = core.store.resource_version();
                 for o in core.store.all(kind, ns.as_deref()) {
-                    if matches(&o) && !out.emit(&json!({"type": "ADDED", "object": &*o})).await {
+                    if matches(&o)
+                        && !out
+                            .emit(&json!({"type": "ADDED", "object": wrap(&o)}))
+                            .await
+                    {
                         return;
                     }
                 }
@@ -904,7 +936,10 @@ fn watch(ctx: &Ctx, kind: usize, ns: Option<String>) -> Result<Response, ApiErro
                             EventType::Deleted if now_m || old_m => "DELETED",
                             _ => continue,
                         };
-                        if !out.emit(&json!({"type": ty, "object": &*ev.object})).await {
+                        if !out
+                            .emit(&json!({"type": ty, "object": wrap(&ev.object)}))
+                            .await
+                        {
                             return;
                         }
                     }

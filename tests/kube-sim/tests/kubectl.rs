@@ -134,14 +134,15 @@ async fn kubectl_apply_get_watch_logs_delete_namespace() {
             .unwrap();
         seen.push(line);
     }
+    // After printing the list, kubectl opens the watch.
+    sim.wait_for_requests(1, T, |r| {
+        r.verb == "watch" && r.path == "/api/v1/namespaces/team/pods"
+    })
+    .await
+    .unwrap();
     child.start_kill().unwrap();
     let _ = child.wait().await;
     assert!(seen.iter().all(|l| l.starts_with("pod/web-")), "{seen:?}");
-    assert!(
-        sim.requests()
-            .iter()
-            .any(|r| r.verb == "watch" && r.path == "/api/v1/namespaces/team/pods")
-    );
 
     let pod = seen[0].trim_start_matches("pod/").to_string();
     let (ok, out, err) = kubectl(&sim, &["-n", "team", "logs", &pod]).await;
