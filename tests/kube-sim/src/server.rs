@@ -680,6 +680,22 @@ fn patch_object(
             Err(e) if e.code == 404 && part == Part::Main => None,
             Err(e) => return Err(e),
         };
+        if part == Part::Status {
+            // Apply to /status: the applied status merges into the current one (ownership of
+            // status fields is not tracked).
+            let cur = current.ok_or_else(|| ApiError::not_found(k, name))?;
+            let mut new = (*cur).clone();
+            if let Some(st) = applied.get("status") {
+                if !new.get("status").is_some_and(Value::is_object) {
+                    new["status"] = json!({});
+                }
+                patch::strategic_merge(&mut new["status"], st);
+            }
+            return Ok(json_response(
+                200,
+                &*store.update(kind, ns, name, new, part, Some(manager))?,
+            ));
+        }
         let merged = patch::server_side_apply(
             current.as_deref(),
             &applied,

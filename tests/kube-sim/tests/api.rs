@@ -550,6 +550,14 @@ async fn patches_merge_strategic_json_and_server_side_apply() {
         .unwrap();
     assert_eq!(st.status.unwrap().replicas, Some(7));
     assert_eq!(st.spec.unwrap().replicas, Some(2));
+    let applied =
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "status": {"readyReplicas": 4}});
+    let st = deps
+        .patch_status("web", &ssa, &Patch::Apply(&applied))
+        .await
+        .unwrap();
+    assert_eq!(st.status.as_ref().unwrap().ready_replicas, Some(4));
+    assert_eq!(st.spec.unwrap().replicas, Some(2));
 }
 
 async fn roundtrip<K>(client: &kube::Client, obj: serde_json::Value)

@@ -130,7 +130,7 @@ async fn status_faults_by_count_and_window_and_delay() {
             retry_after: None,
         })
         .path_contains("/configmaps")
-        .for_duration(Duration::from_millis(300)),
+        .for_duration(Duration::from_secs(2)),
     );
     assert_eq!(code(cms.get("a").await.unwrap_err()), 503);
     let deadline = Instant::now() + T;
