@@ -73,6 +73,50 @@ async fn stored_objects_pass_strict_1_33_schemas() {
     )
     .await
     .unwrap();
+    // Slipway's launch set, applied server-side into a preview namespace.
+    let nss: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    nss.patch("slipway-pv-app-1", &ssa, &Patch::Apply(json!({"apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "slipway-pv-app-1", "labels": {"app.kubernetes.io/managed-by": "slipway"}}}))).await.unwrap();
+    let launch: [(&str, &str, Value); 4] = [
+        (
+            "resourcequotas",
+            "v1",
+            json!({"kind": "ResourceQuota", "metadata": {"name": "q"}, "spec": {"hard": {"pods": "10", "requests.cpu": "2"}}}),
+        ),
+        (
+            "limitranges",
+            "v1",
+            json!({"kind": "LimitRange", "metadata": {"name": "l"}, "spec": {"limits": [{"type": "Container", "default": {"cpu": "500m"}}]}}),
+        ),
+        (
+            "networkpolicies",
+            "networking.k8s.io/v1",
+            json!({"kind": "NetworkPolicy", "metadata": {"name": "np"},
+            "spec": {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{"from": [{"namespaceSelector": {}}]}]}}),
+        ),
+        (
+            "ingresses",
+            "networking.k8s.io/v1",
+            json!({"kind": "Ingress", "metadata": {"name": "web"}, "spec": {"ingressClassName": "nginx",
+            "rules": [{"host": "app.example.test", "http": {"paths": [{"path": "/", "pathType": "Prefix",
+                "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}}),
+        ),
+    ];
+    for (plural, api_version, mut obj) in launch {
+        obj["apiVersion"] = json!(api_version);
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        let ar = kube::api::ApiResource {
+            group: group.into(),
+            version: version.into(),
+            api_version: api_version.into(),
+            kind: obj["kind"].as_str().unwrap().into(),
+            plural: plural.into(),
+        };
+        let api: Api<kube::api::DynamicObject> =
+            Api::namespaced_with(client.clone(), "slipway-pv-app-1", &ar);
+        let name = obj["metadata"]["name"].as_str().unwrap().to_string();
+        api.patch(&name, &ssa, &Patch::Apply(obj)).await.unwrap();
+    }
     let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
     cms.create(
         &PostParams::default(),
