@@ -807,9 +807,10 @@ fn scale(ctx: &Ctx, m: &Method, kind: usize, ns: &str, name: &str) -> Result<Res
         _ => return Err(ApiError::method_not_allowed()),
     };
     let replicas = replicas.ok_or_else(|| ApiError::bad_request("spec.replicas is required"))?;
-    let updated = store.mutate(kind, ns, name, Part::Main, |o| {
-        o["spec"]["replicas"] = json!(replicas)
-    })?;
+    // The writer takes ownership of spec.replicas, so a later apply of another value conflicts.
+    let mut new = (*cur).clone();
+    new["spec"]["replicas"] = json!(replicas);
+    let updated = store.update(kind, ns, name, new, Part::Main, Some(&ctx.manager()))?;
     Ok(json_response(200, &to_scale(&updated)))
 }
 

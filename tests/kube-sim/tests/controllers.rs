@@ -465,6 +465,18 @@ async fn deployment_replicaset_pods_status_scale_and_foreground_delete() {
     )
     .await
     .unwrap();
+    // The scaler now owns replicas: re-applying 3 conflicts.
+    let e = deps
+        .patch(
+            "web",
+            &PatchParams::apply("test"),
+            &Patch::Apply(d("web", "nginx:1", json!({}))),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, kube::Error::Api(s) if s.code == 409 && s.message.contains(".spec.replicas"))
+    );
     sim.wait_for("scaled down", T, |_| {
         sim.objects("pods", Some("default"))
             .iter()
