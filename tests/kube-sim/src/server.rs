@@ -906,8 +906,8 @@ fn watch(ctx: &Ctx, kind: usize, ns: Option<String>) -> Result<Response, ApiErro
         let mut cursor = match rv {
             Some(r) => r,
             None => {
-                let r = core.store.resource_version();
-                for o in core.store.all(kind, ns.as_deref()) {
+                let (items, r) = core.store.all_at(kind, ns.as_deref());
+                for o in items {
                     if matches(&o)
                         && !out
                             .emit(&json!({"type": "ADDED", "object": wrap(&o)}))

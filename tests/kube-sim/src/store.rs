@@ -320,6 +320,21 @@ impl Store {
             .collect()
     }
 
+    /// Every object of a kind with the resourceVersion they were read at (one consistent view,
+    /// for a watch's initial state).
+    #[must_use]
+    pub fn all_at(&self, kind: usize, ns: Option<&str>) -> (Vec<Arc<Value>>, u64) {
+        let g = self.lock();
+        let items = g
+            .objects
+            .range((kind, String::new(), String::new())..)
+            .take_while(|((k, _, _), _)| *k == kind)
+            .filter(|((_, n, _), _)| ns.is_none_or(|x| x == n))
+            .map(|(_, v)| v.clone())
+            .collect();
+        (items, g.rv)
+    }
+
     /// Lists with selectors and pagination.
     pub fn list(
         &self,
