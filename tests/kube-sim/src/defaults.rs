@@ -83,6 +83,13 @@ pub fn on_create(kind: usize, obj: &mut Value) -> Result<(), ApiError> {
             obj["status"] = json!({"phase": "Pending", "qosClass": qos});
         }
         "jobs" => {
+            // The name becomes a label value, so it is limited to 63 characters.
+            if name.len() > 63 {
+                causes.push((
+                    "metadata.name".into(),
+                    format!("Invalid value: \"{name}\": must be no more than 63 characters"),
+                ));
+            }
             let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) else {
                 causes.push(("spec.template".into(), "Required value".into()));
                 return finish(k, &name, causes);

@@ -100,6 +100,33 @@ async fn crud_defaults_and_errors() {
     assert_eq!(e.code, 422);
     assert_eq!(e.details.unwrap().causes[0].field, "spec.containers");
 
+    // Job names become label values: at most 63 characters; restartPolicy must be Never/OnFailure.
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::default_namespaced(client.clone());
+    let long = "j".repeat(64);
+    let job = |name: &str, policy: &str| -> k8s_openapi::api::batch::v1::Job {
+        serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"template": {"spec": {"restartPolicy": policy,
+            "containers": [{"name": "c", "image": "x"}]}}}}))
+        .unwrap()
+    };
+    let e = api_err(
+        jobs.create(&PostParams::default(), &job(&long, "Never"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (e.code, e.details.unwrap().causes[0].field.as_str()),
+        (422, "metadata.name")
+    );
+    let e = api_err(
+        jobs.create(&PostParams::default(), &job("ok", "Always"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        e.details.unwrap().causes[0].reason,
+        "FieldValueNotSupported"
+    );
+
     // Update with a stale resourceVersion conflicts; with the fresh one it succeeds.
     let mut stale = created.clone();
     let mut fresh = cms.get("one").await.unwrap();
