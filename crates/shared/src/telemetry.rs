@@ -6,6 +6,21 @@
 //! trace from the API, through the job's stored `trace_context`, into the worker's job span.
 //! Without an endpoint no OpenTelemetry layer is installed: the helpers then return `None` or do
 //! nothing, and logging costs what it always did.
+//!
+//! ```no_run
+//! use slipway_shared::config::LogFormat;
+//! use slipway_shared::telemetry;
+//!
+//! #[tokio::main]
+//! async fn main() {
+//!     // Kept to the end of `main`: dropping it sends the spans still buffered.
+//!     let _telemetry = telemetry::start(LogFormat::Json, "slipway-worker-build");
+//!     // A worker, for each job it runs (`trace_context` as the API stored it):
+//!     let span = telemetry::job_span("0193…", "build", 1, Some("00-4bf9…-00f0…-01"));
+//!     let _entered = span.enter();
+//!     tracing::info!("job started");
+//! }
+//! ```
 
 mod export;
 mod json;
@@ -27,11 +42,13 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::LogFormat;
 
-pub use export::{ENDPOINT_VAR, ExportError, Exporter, SERVICE_NAME_VAR, TRACES_ENDPOINT_VAR};
+pub use export::{
+    ENDPOINT_VAR, ExportError, Exporter, SDK_DISABLED_VAR, SERVICE_NAME_VAR, TRACES_ENDPOINT_VAR,
+};
 pub use json::FlatJson;
 pub use propagation::{
     TRACEPARENT, current_traceparent, extract_traceparent, is_valid_traceparent, job_span,
-    set_parent_from_headers, set_parent_from_traceparent, traceparent_of,
+    request_span, set_parent_from_headers, set_parent_from_traceparent, traceparent_of,
 };
 
 /// The exporter of the installed global subscriber, kept so [`shutdown`] can flush it.

@@ -4,10 +4,14 @@
 use std::io;
 use std::sync::{Arc, Mutex};
 
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use serde_json::Value;
 use slipway_shared::config::LogFormat;
 use slipway_shared::telemetry;
 use tracing_subscriber::EnvFilter;
+
+const STORED: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 /// A `MakeWriter` whose lines land in a shared buffer.
 #[derive(Clone, Default)]
@@ -32,17 +36,26 @@ impl Buffer {
 
 /// Runs a small job under a scoped subscriber and returns what it logged.
 fn log_a_job(format: LogFormat) -> String {
+    log_a_traced_job(format, None)
+}
+
+/// [`log_a_job`], with spans also going to `tracer`.
+fn log_a_traced_job(format: LogFormat, tracer: Option<SdkTracer>) -> String {
     let buffer = Buffer::default();
     let writer = buffer.clone();
-    let subscriber =
-        telemetry::subscriber(format, EnvFilter::new("info"), move || writer.clone(), None);
+    let subscriber = telemetry::subscriber(
+        format,
+        EnvFilter::new("info"),
+        move || writer.clone(),
+        tracer,
+    );
     tracing::subscriber::with_default(subscriber, || {
         tracing::info!("before the job");
         let span = telemetry::job_span(
             "0193a1b2-0000-7000-8000-000000000001",
             "build",
             2,
-            Some("garbage"),
+            Some(STORED),
         );
         span.in_scope(|| {
             tracing::info!(step = "clone", "job started");
@@ -68,6 +81,11 @@ fn telemetry_json_lines_carry_the_job_fields() {
     for line in outside {
         assert!(line.get("job.id").is_none(), "{line}");
     }
+    // Without export there is no trace to point to.
+    assert!(
+        lines.iter().all(|line| line.get("trace_id").is_none()),
+        "{output}"
+    );
 
     let started = &lines[1];
     let pushed = &lines[2];
@@ -111,4 +129,26 @@ fn telemetry_text_lines_carry_the_job_fields() {
         assert!(line.contains("build"), "{line}");
         assert!(line.contains("job.attempt"), "{line}");
     }
+}
+
+#[test]
+fn telemetry_json_lines_carry_the_trace_id_when_exporting() {
+    let provider = SdkTracerProvider::builder().build();
+    let output = log_a_traced_job(LogFormat::Json, Some(provider.tracer("test")));
+    let lines: Vec<Value> = output
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4, "{output}");
+    for line in &lines[1..3] {
+        assert_eq!(
+            line["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736",
+            "{line}"
+        );
+        assert_eq!(
+            line["job.id"], "0193a1b2-0000-7000-8000-000000000001",
+            "{line}"
+        );
+    }
+    assert!(lines[0].get("trace_id").is_none(), "{output}");
 }

@@ -181,3 +181,34 @@ fn telemetry_parent_cannot_be_changed_once_the_span_started() {
     });
     assert!(!applied);
 }
+
+#[test]
+fn telemetry_request_span_continues_the_callers_trace() {
+    let request = http::Request::post("/v1/jobs?x=1")
+        .header("traceparent", STORED)
+        .body(())
+        .unwrap();
+    let (stored, collected) = traced(|| {
+        let span = telemetry::request_span(&request);
+        span.in_scope(telemetry::current_traceparent)
+    });
+    let span = collected.named("request");
+    assert_eq!(hex_trace(span.span_context.trace_id()), STORED_TRACE);
+    assert_eq!(hex_span(span.parent_span_id), STORED_SPAN);
+    let attributes: Vec<String> = span
+        .attributes
+        .iter()
+        .map(|kv| format!("{}={}", kv.key, kv.value))
+        .collect();
+    for expected in ["http.method=POST", "http.path=/v1/jobs"] {
+        assert!(
+            attributes.iter().any(|a| a == expected),
+            "{expected} in {attributes:?}"
+        );
+    }
+    assert!(stored.is_some_and(|traceparent| traceparent.contains(STORED_TRACE)));
+
+    let plain = http::Request::get("/healthz").body(()).unwrap();
+    let ((), collected) = traced(|| telemetry::request_span(&plain).in_scope(|| ()));
+    assert_eq!(collected.named("request").parent_span_id, SpanId::INVALID);
+}

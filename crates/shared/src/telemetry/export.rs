@@ -19,6 +19,8 @@ pub const ENDPOINT_VAR: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 pub const TRACES_ENDPOINT_VAR: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
 /// Overrides the service name a binary passes.
 pub const SERVICE_NAME_VAR: &str = "OTEL_SERVICE_NAME";
+/// `true` turns export off whatever the endpoint (the OpenTelemetry SDK switch).
+pub const SDK_DISABLED_VAR: &str = "OTEL_SDK_DISABLED";
 
 /// The HTTP client's own limits; the exporter also bounds each export (OTLP default 10 s).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -45,10 +47,15 @@ pub struct Exporter {
 
 impl Exporter {
     /// Export as the standard `OTEL_EXPORTER_OTLP_*` variables say (endpoint, headers, timeout,
-    /// compression), or `None` when no endpoint is set. The service name is
-    /// `OTEL_SERVICE_NAME` if set, else `service_name`.
+    /// compression; `OTEL_TRACES_SAMPLER` too), or `None` when no endpoint is set or
+    /// `OTEL_SDK_DISABLED=true`. The service name is `OTEL_SERVICE_NAME` if set, else
+    /// `service_name`.
     pub fn from_env(service_name: &str) -> Result<Option<Self>, ExportError> {
-        if env_value(ENDPOINT_VAR).is_none() && env_value(TRACES_ENDPOINT_VAR).is_none() {
+        let disabled =
+            env_value(SDK_DISABLED_VAR).is_some_and(|value| value.eq_ignore_ascii_case("true"));
+        if disabled
+            || (env_value(ENDPOINT_VAR).is_none() && env_value(TRACES_ENDPOINT_VAR).is_none())
+        {
             return Ok(None);
         }
         let name = env_value(SERVICE_NAME_VAR).unwrap_or_else(|| service_name.to_owned());

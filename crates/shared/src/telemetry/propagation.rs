@@ -76,7 +76,7 @@ pub fn set_parent_from_headers(span: &Span, headers: &http::HeaderMap) -> bool {
 /// The span a worker runs one job attempt in: fields `job.id`, `job.kind`, `job.attempt` (on
 /// every log line inside it), continuing the trace of `traceparent` (the job's stored
 /// `trace_context`) when it is valid. A root span: the job belongs to the request's trace, not
-/// to whatever the worker loop was doing.
+/// to whatever the worker loop was doing. With export on, its log lines also carry `trace_id`.
 pub fn job_span(
     id: impl Display,
     kind: impl Display,
@@ -89,11 +89,41 @@ pub fn job_span(
         job.id = %id,
         job.kind = %kind,
         job.attempt = attempt,
+        trace_id = tracing::field::Empty,
     );
     if let Some(traceparent) = traceparent {
         set_parent_from_traceparent(&span, traceparent);
     }
+    record_trace_id(&span);
     span
+}
+
+/// The span of one incoming HTTP request (fields `http.method`, `http.path`, and `trace_id`
+/// with export on), child of the caller's span when the request carries a valid
+/// `traceparent`. Fits `tower_http::trace::TraceLayer::make_span_with`.
+pub fn request_span<B>(request: &http::Request<B>) -> Span {
+    let span = tracing::info_span!(
+        "request",
+        http.method = %request.method(),
+        http.path = %request.uri().path(),
+        trace_id = tracing::field::Empty,
+    );
+    set_parent_from_headers(&span, request.headers());
+    record_trace_id(&span);
+    span
+}
+
+/// Puts the span's trace id on its log lines, so they can be matched with the exported trace.
+/// Must come after any `set_parent`: reading the context fixes the span's parent.
+fn record_trace_id(span: &Span) {
+    if span.is_disabled() {
+        return;
+    }
+    let context = span.context();
+    let span_context = context.span().span_context().clone();
+    if span_context.is_valid() {
+        span.record("trace_id", tracing::field::display(span_context.trace_id()));
+    }
 }
 
 #[cfg(test)]
