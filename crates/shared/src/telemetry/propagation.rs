@@ -35,7 +35,7 @@ pub fn current_traceparent() -> Option<String> {
     traceparent_of(&Span::current())
 }
 
-/// The `traceparent` of `span`; see [`current_traceparent`].
+/// The `traceparent` of `span`; see [`current_traceparent`]. Fixes the span's parent.
 pub fn traceparent_of(span: &Span) -> Option<String> {
     if span.is_disabled() {
         return None;
@@ -50,8 +50,10 @@ pub fn traceparent_of(span: &Span) -> Option<String> {
 }
 
 /// Makes `span` a child of the remote span `traceparent` names. Returns whether it did: `false`
-/// for a malformed value, without an OpenTelemetry layer, or once the span has been entered
-/// (call it right after creating the span).
+/// for a malformed value, without an OpenTelemetry layer, or once the span's OpenTelemetry
+/// context exists (it is fixed when the span is first entered or its context read, which
+/// [`job_span`], [`request_span`] and [`traceparent_of`] do): call it right after creating the
+/// span.
 pub fn set_parent_from_traceparent(span: &Span, traceparent: &str) -> bool {
     match parse(traceparent) {
         Some(parent) => span.set_parent(parent).is_ok(),
