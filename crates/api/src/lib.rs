@@ -26,7 +26,7 @@ use clap::Parser;
 use slipway_core::auth::TokenSet;
 use slipway_core::validate::Limits;
 use slipway_shared::config::CommonArgs;
-use slipway_shared::health::{PostgresCheck, ReadinessCheck};
+use slipway_shared::health::{PostgresCheck, ReadinessCheck, RedisCheck};
 use slipway_shared::queue::QueueClient;
 use slipway_shared::store::Store;
 use std::net::SocketAddr;
@@ -163,7 +163,7 @@ pub async fn start(
 
     let readiness: Vec<Box<dyn ReadinessCheck>> = vec![
         Box::new(PostgresCheck::new(store)),
-        Box::new(state::RedisCheck(state.queue.clone())),
+        Box::new(RedisCheck::new(state.queue.clone())),
     ];
     let app = router(state).merge(slipway_shared::health::router(readiness));
 

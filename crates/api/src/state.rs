@@ -6,7 +6,6 @@ use crate::views::JobView;
 use slipway_core::auth::TokenSet;
 use slipway_core::validate::Limits;
 use slipway_core::{JobId, JobKind};
-use slipway_shared::health::ReadinessCheck;
 use slipway_shared::queue::QueueClient;
 use slipway_shared::store::{JobRecord, LogWake, NewJob, Store};
 use std::sync::Arc;
@@ -185,18 +184,5 @@ impl LogHub {
                 }
             }
         });
-    }
-}
-
-/// Readiness: Redis answers.
-pub struct RedisCheck(pub QueueClient);
-
-#[async_trait::async_trait]
-impl ReadinessCheck for RedisCheck {
-    fn name(&self) -> &str {
-        "redis"
-    }
-    async fn check(&self) -> Result<(), String> {
-        self.0.ping().await.map_err(|e| e.to_string())
     }
 }

@@ -181,6 +181,32 @@ pub fn wrap(verb: &'static str, what: impl Into<String>, e: kube::Error) -> K8sE
     K8sError::from_kube(verb, what, e)
 }
 
+/// A client from the environment, as `kubectl` would pick it: `KUBECONFIG` (or
+/// `~/.kube/config`) when present, else the in-cluster service account.
+pub async fn client_from_env() -> Result<kube::Client, K8sError> {
+    kube::Client::try_default()
+        .await
+        .map_err(|e| K8sError::from_kube("connect", "to the Kubernetes API", e))
+}
+
+/// Readiness of the Kubernetes API: `GET /version` answers.
+#[derive(Clone)]
+pub struct KubeCheck(pub kube::Client);
+
+#[async_trait::async_trait]
+impl slipway_shared::health::ReadinessCheck for KubeCheck {
+    fn name(&self) -> &str {
+        "kubernetes"
+    }
+    async fn check(&self) -> Result<(), String> {
+        self.0
+            .apiserver_version()
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,5 +11,6 @@ pub mod store;
 pub mod telemetry;
 #[cfg(feature = "test-support")]
 pub mod testing;
+pub mod worker;
 
 pub use signal::shutdown_signal;
