@@ -203,6 +203,10 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
         .fallback(|| async { error::ApiError::NotFound("no such route".into()) })
         .layer(axum::middleware::from_fn(http_metrics::track))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(
+                |req: &axum::http::Request<_>| slipway_shared::telemetry::request_span(req),
+            ),
+        )
         .with_state(state)
 }

@@ -62,6 +62,8 @@ impl AppState {
     /// idempotency key named an existing job, returned as it is).
     pub async fn create_job(&self, mut new: NewJob) -> Result<(JobRecord, bool), ApiError> {
         new.max_attempts = i32::try_from(self.max_attempts).unwrap_or(3);
+        // The worker's job span continues the trace of the request that created the job.
+        new.trace_context = slipway_shared::telemetry::current_traceparent();
         let payload = new.payload.clone();
         let inserted = self.store.insert_job(new).await?;
         if !inserted.created {
