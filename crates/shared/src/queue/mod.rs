@@ -74,8 +74,9 @@ pub(crate) fn now_ms() -> u64 {
 /// A dead worker's lock expires at most one lock duration after its last renewal; bullmq-official
 /// moves a job back to wait at the first stalled check that finds it both marked (by an earlier
 /// check) and unlocked. Its checker runs at half the configured rate (each run sets a
-/// `stalled-check` key that lives exactly one interval, so the next tick finds it still there), so
-/// one effective period is two intervals. Worst case: lock + 2 x interval = rescue/3 + rescue/3,
+/// `stalled-check` key that lives exactly one interval, so the next tick finds it still there;
+/// measured on Redis 7: configured 1 s, runs 2 s apart), so one effective period is two
+/// intervals. Worst case: lock + 2 x interval = rescue/3 + rescue/3,
 /// leaving a third of the rescue time for pickup and a loaded machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeaseTiming {
@@ -617,5 +618,25 @@ fn parse_job(
         started_at_ms: h.get("processedOn").and_then(|t| t.parse().ok()),
         finished_at_ms: h.get("finishedOn").and_then(|t| t.parse().ok()),
         cancel_requested: h.get("sw_cancel").cloned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_timing_meets_the_rescue_time_with_the_half_rate_stalled_check() {
+        for secs in [3, 6, 15, 60] {
+            let rescue = Duration::from_secs(secs);
+            let t = LeaseTiming::from_rescue_time(rescue);
+            // Worst case: lock expiry, then one effective (doubled) stalled period.
+            let worst = t.lock + 2 * t.stalled_interval;
+            assert!(worst < rescue, "{t:?} misses {rescue:?}");
+            assert!(t.renew_every * 3 <= t.lock, "{t:?} renews too rarely");
+        }
+        let t = LeaseTiming::from_rescue_time(Duration::from_secs(15));
+        assert_eq!(t.lock, Duration::from_secs(5));
+        assert_eq!(t.stalled_interval, Duration::from_millis(2_500));
     }
 }

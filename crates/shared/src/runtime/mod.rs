@@ -257,8 +257,16 @@ where
     Ok(())
 }
 
+/// The result recorded in Redis for a job the store would not start.
+const SKIPPED_KEY: &str = "skipped";
+
 fn outcome_label(d: &Disposition) -> &'static str {
     match d {
+        Disposition::Complete(v)
+            if v.get(SKIPPED_KEY).is_some() && v.as_object().is_some_and(|o| o.len() == 1) =>
+        {
+            "skipped"
+        }
         Disposition::Complete(_) => "succeeded",
         Disposition::Retry { .. } => "retrying",
         Disposition::Dead { .. } => "dead",
@@ -350,7 +358,7 @@ async fn run_attempt<H: Handler>(
                 // Cancelled, finished, superseded or a stale duplicate: acknowledge and skip.
                 Some(None) => {
                     return Disposition::Complete(serde_json::json!({
-                        "skipped": "the job store did not start this attempt"
+                        SKIPPED_KEY: "the job store did not start this attempt"
                     }));
                 }
                 None => return stopped_disposition(d),
