@@ -3,15 +3,20 @@
 //! - [`labels`]: the labels every object Slipway creates carries, so that cleanup can find them
 //!   and never touches anything else;
 //! - [`build`]: the pure builder of a build Job (rootless BuildKit) and the parser of the
-//!   BuildKit metadata that comes back in the container's termination message.
+//!   BuildKit metadata that comes back in the container's termination message;
 //! - [`preview`]: the pure builder of a preview environment (namespace, quota, limits, network
-//!   policies, Deployment, Service, Ingress).
+//!   policies, Deployment, Service, Ingress);
+//! - [`client`]: idempotent operations (create-or-adopt, server-side apply, background delete)
+//!   and the transient/permanent classification of Kubernetes errors;
+//! - [`logs`]: decoding a container's log stream into ordered, bounded, valid UTF-8 lines.
 //!
 //! Builders are pure functions from plain parameter structs to `k8s-openapi` objects: no client,
 //! no clock, no randomness, so unit tests pin their output exactly.
 
 pub mod build;
+pub mod client;
 pub mod labels;
+pub mod logs;
 pub mod preview;
 #[cfg(test)]
 mod schema_tests;

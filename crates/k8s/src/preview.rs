@@ -31,7 +31,7 @@ pub const APP: &str = "app";
 /// Name of the container that runs the preview's image.
 pub const APP_CONTAINER: &str = "app";
 /// The annotation that keeps the preview key verbatim (label values are sanitized).
-pub const PREVIEW_KEY_ANNOTATION: &str = "slipway.dev/preview-key";
+pub use slipway_core::naming::ANNOTATION_PREVIEW_KEY as PREVIEW_KEY_ANNOTATION;
 /// The annotation recording the commit a preview runs.
 pub const COMMIT_ANNOTATION: &str = "slipway.dev/commit";
 const SELECTOR_LABEL: &str = "app.kubernetes.io/name";
