@@ -295,25 +295,37 @@ impl QueueClient {
         data: serde_json::Value,
     ) -> Result<(), QueueError> {
         let id = job_id.to_string();
-        self.queue(kind)
+        let ids = std::slice::from_ref(&id);
+        // Both in flight at once on the multiplexed connection: one round trip. A job found
+        // dead is one the add left alone.
+        let add = self
+            .queue(kind)
             .add(kind.as_str(), data)
-            .options(Self::job_options(&id, attempt_budget))
-            .await?;
-        self.revive_dead(kind, std::slice::from_ref(&id)).await
+            .options(Self::job_options(&id, attempt_budget));
+        let (added, dead) = tokio::join!(add.into_future(), self.dead_among(kind, ids));
+        added?;
+        self.revive(kind, dead?).await
     }
 
-    /// Put back the ones among `ids` that sit in the dead set (one pipelined check).
-    async fn revive_dead(&self, kind: JobKind, ids: &[String]) -> Result<(), QueueError> {
+    /// The ones among `ids` that sit in the dead set (one pipelined check).
+    async fn dead_among(&self, kind: JobKind, ids: &[String]) -> Result<Vec<String>, QueueError> {
         let failed = self.queue(kind).keys().failed();
         let mut pipe = redis::pipe();
         for id in ids {
             pipe.cmd("ZSCORE").arg(&failed).arg(id);
         }
         let scores: Vec<Option<f64>> = pipe.query_async(&mut self.conn(kind)).await?;
-        for (id, score) in ids.iter().zip(scores) {
-            if score.is_some() {
-                self.retry_dead(kind, id).await?;
-            }
+        Ok(ids
+            .iter()
+            .zip(scores)
+            .filter(|(_, score)| score.is_some())
+            .map(|(id, _)| id.clone())
+            .collect())
+    }
+
+    async fn revive(&self, kind: JobKind, dead: Vec<String>) -> Result<(), QueueError> {
+        for id in dead {
+            self.retry_dead(kind, &id).await?;
         }
         Ok(())
     }
@@ -349,8 +361,12 @@ impl QueueClient {
                     job
                 })
                 .collect();
-            self.queue(kind).add_bulk(chunk).await?;
-            self.revive_dead(kind, &ids).await?;
+            let (added, dead) = tokio::join!(
+                self.queue(kind).add_bulk(chunk),
+                self.dead_among(kind, &ids)
+            );
+            added?;
+            self.revive(kind, dead?).await?;
         }
         Ok(())
     }
