@@ -40,6 +40,11 @@ async fn pushing_the_same_id_twice_queues_it_once() {
     assert_eq!(job.max_attempts, 3);
     // Queues are separate: the same id on another queue is another job.
     assert_eq!(q.counts(JobKind::Launch).await.unwrap().waiting, 0);
+    // Readiness probe of Redis through the same client.
+    use slipway_shared::health::ReadinessCheck;
+    let check = slipway_shared::queue::RedisCheck::new(q.clone());
+    assert_eq!(check.name(), "redis");
+    assert_eq!(check.check().await, Ok(()));
     // Keys live under the prefix, in BullMQ's layout (the wait list KEDA would watch).
     let mut r = p.redis();
     let len: u64 = redis::cmd("LLEN")

@@ -595,6 +595,29 @@ impl QueueClient {
     }
 }
 
+/// `/readyz` check of Redis: a PING through the queue client's connection.
+#[derive(Clone)]
+pub struct RedisCheck {
+    client: QueueClient,
+}
+
+impl RedisCheck {
+    pub fn new(client: QueueClient) -> Self {
+        RedisCheck { client }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::health::ReadinessCheck for RedisCheck {
+    fn name(&self) -> &str {
+        "redis"
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        self.client.ping().await.map_err(|e| e.to_string())
+    }
+}
+
 fn parse_u32(h: &HashMap<String, String>, k: &str) -> u32 {
     h.get(k).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
