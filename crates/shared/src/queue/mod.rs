@@ -199,7 +199,8 @@ pub struct QueuedJob {
 pub enum CancelOutcome {
     /// The job was waiting or delayed and is gone from the queue.
     Removed,
-    /// The job is running; its worker was told and will stop it at its next lease renewal.
+    /// The job is running; its worker was told at once (pub/sub, with the flag read at every
+    /// lease renewal as a fallback) and stops it.
     Signalled,
     /// No such job, or it had already finished.
     NotFound,
@@ -226,6 +227,12 @@ pub(crate) fn workers_key(keys: &QueueKeys) -> String {
 
 pub(crate) fn workers_hb_key(keys: &QueueKeys) -> String {
     keys.get("sw:workers:hb")
+}
+
+/// Pub/sub channel on which `cancel` names a running job, so its worker hears of it at once
+/// (the flag in the job hash, read at every renewal, covers messages lost while disconnected).
+pub(crate) fn cancel_channel(keys: &QueueKeys) -> String {
+    keys.get("sw:cancel")
 }
 
 /// The producer and operator side of the queues.
@@ -475,8 +482,8 @@ impl QueueClient {
         Ok(true)
     }
 
-    /// Cancel a job: a waiting or delayed job is removed; a running job's worker is told (at its
-    /// next lease renewal) and stops, and the job goes to the dead set as cancelled.
+    /// Cancel a job: a waiting or delayed job is removed; a running job's worker is told and
+    /// stops, and the job goes to the dead set as cancelled.
     pub async fn cancel(
         &self,
         kind: JobKind,
@@ -505,11 +512,19 @@ impl QueueClient {
             })
             .invoke_async(&mut self.conn(kind))
             .await?;
-        Ok(if flagged == 1 {
-            CancelOutcome::Signalled
-        } else {
-            CancelOutcome::NotFound
-        })
+        if flagged != 1 {
+            return Ok(CancelOutcome::NotFound);
+        }
+        // Best effort: without it the worker still sees the flag at its next renewal.
+        let published: redis::RedisResult<i64> = redis::cmd("PUBLISH")
+            .arg(cancel_channel(q.keys()))
+            .arg(id)
+            .query_async(&mut self.conn(kind))
+            .await;
+        if let Err(e) = published {
+            tracing::debug!(error = %e, "cancel notification not published");
+        }
+        Ok(CancelOutcome::Signalled)
     }
 
     /// Stop handing out jobs of this kind (running ones continue).
