@@ -482,6 +482,7 @@ impl Consumer {
             heartbeat_every_ms: timing.renew_every.as_millis() as u64,
             jobs: Vec::new(),
         };
+        worker.run().await?;
         // First heartbeat before any job, so the worker is visible at once.
         heartbeat(&shared, &info).await;
         let background = vec![
@@ -489,7 +490,6 @@ impl Consumer {
             tokio::spawn(heartbeat_loop(shared.clone(), info)),
             tokio::spawn(cancel_listener(client, shared.clone())),
         ];
-        worker.run().await?;
         Ok(Consumer {
             worker,
             shared,
