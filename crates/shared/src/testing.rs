@@ -1,4 +1,5 @@
-//! Test support (feature `test-support`): a throw-away Postgres database per test.
+//! Test support (feature `test-support`): a throw-away Postgres database, Redis key prefix or
+//! private Redis server per test, and [`eventually`] to wait for conditions.
 //!
 //! [`TestDb::new`] creates a uniquely named database on the server of
 //! `SLIPWAY_TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`),
@@ -109,6 +110,26 @@ impl Drop for TestDb {
     }
 }
 
+/// Polls `check` until it returns `Some` or `timeout` passes, then panics naming `what`.
+/// Tests wait for conditions with this instead of sleeping a fixed time.
+pub async fn eventually<T, F, Fut>(timeout: std::time::Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// Drops `name` from a thread with its own runtime, so it works from `Drop` inside or outside
 /// an async runtime. `WITH (FORCE)` ends connections still open in pools the test kept.
 fn drop_database(admin_url: &str, name: &str) {
@@ -159,5 +180,148 @@ mod tests {
             with_database("postgres://h:5432", "t1"),
             "postgres://h:5432/t1"
         );
+    }
+}
+
+/// The shared Redis of the test machine, unless `SLIPWAY_TEST_REDIS_URL` says otherwise.
+pub fn redis_url() -> String {
+    std::env::var("SLIPWAY_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A test's own Redis key prefix; every key under it is deleted (never a flush) on drop.
+#[derive(Debug)]
+pub struct RedisPrefix {
+    pub name: String,
+    pub url: String,
+}
+
+impl RedisPrefix {
+    /// A fresh prefix on the shared test Redis.
+    pub fn new() -> Self {
+        Self::on(&redis_url())
+    }
+
+    /// A fresh prefix on the Redis at `url`.
+    pub fn on(url: &str) -> Self {
+        RedisPrefix {
+            name: format!("slipway-test-{}", uuid::Uuid::new_v4().simple()),
+            url: url.to_owned(),
+        }
+    }
+}
+
+impl Default for RedisPrefix {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for RedisPrefix {
+    fn drop(&mut self) {
+        let Ok(mut conn) = redis::Client::open(self.url.as_str()).and_then(|c| c.get_connection())
+        else {
+            return;
+        };
+        let pattern = format!("{}:*", self.name);
+        let mut cursor: u64 = 0;
+        loop {
+            let Ok((next, keys)) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query::<(u64, Vec<String>)>(&mut conn)
+            else {
+                return;
+            };
+            if !keys.is_empty() {
+                let _: redis::RedisResult<i64> = redis::cmd("UNLINK").arg(&keys).query(&mut conn);
+            }
+            if next == 0 {
+                return;
+            }
+            cursor = next;
+        }
+    }
+}
+
+/// A `redis-server` of the test's own on a free loopback port, which the test may stop and
+/// start again (same port, same data directory) without disturbing anything else.
+#[derive(Debug)]
+pub struct PrivateRedis {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateRedis {
+    /// Start a server (append-only file on, so a restart keeps the data).
+    pub async fn start() -> std::io::Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let mut r = PrivateRedis {
+            port,
+            dir: tempfile::tempdir()?,
+            child: None,
+        };
+        r.restart().await?;
+        Ok(r)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Start the server again after [`stop`](Self::stop) (or at first); waits until it answers.
+    pub async fn restart(&mut self) -> std::io::Result<()> {
+        self.stop();
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        self.child = Some(child);
+        let url = self.url();
+        eventually(
+            std::time::Duration::from_secs(10),
+            "the private redis-server to answer",
+            || {
+                let url = url.clone();
+                async move {
+                    redis::Client::open(url.as_str())
+                        .and_then(|c| c.get_connection())
+                        .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+                        .ok()
+                }
+            },
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Kill the server (SIGKILL: as abrupt as a crash).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
     }
 }

@@ -790,3 +790,26 @@ async fn filters_select_by_kind_state_preview_time_and_text() {
         3
     );
 }
+
+#[tokio::test]
+async fn attempts_for_many_jobs_come_back_grouped_in_order() {
+    let db = common::test_db().await;
+    let store = db.store();
+    let a = common::insert(&store, JobKind::Build, None).await;
+    let b = common::insert(&store, JobKind::Build, None).await;
+    let c = common::insert(&store, JobKind::Build, None).await;
+    store.start_attempt(a.id, 1, "w1").await.unwrap().unwrap();
+    store.start_attempt(a.id, 2, "w2").await.unwrap().unwrap();
+    store.start_attempt(b.id, 1, "w3").await.unwrap().unwrap();
+    let by_job = store.attempts_for(&[a.id, b.id, c.id]).await.unwrap();
+    let numbers = |id| {
+        by_job.get(&id).map(|v: &Vec<_>| {
+            v.iter()
+                .map(|r: &slipway_shared::store::AttemptRecord| r.attempt)
+                .collect::<Vec<_>>()
+        })
+    };
+    assert_eq!(numbers(a.id), Some(vec![1, 2]));
+    assert_eq!(numbers(b.id), Some(vec![1]));
+    assert_eq!(numbers(c.id), None);
+}

@@ -436,6 +436,27 @@ impl Store {
         Ok(rows)
     }
 
+    /// The attempts of several jobs in one query (for lists), keyed by job id.
+    pub async fn attempts_for(
+        &self,
+        ids: &[JobId],
+    ) -> Result<std::collections::HashMap<JobId, Vec<AttemptRecord>>, StoreError> {
+        let rows: Vec<AttemptRecord> = sqlx::query_as(
+            "SELECT job_id, attempt, worker_id, k8s_objects, started_at, finished_at, outcome, \
+                    error \
+             FROM job_attempts WHERE job_id = ANY($1) ORDER BY job_id, attempt",
+        )
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut by_job: std::collections::HashMap<JobId, Vec<AttemptRecord>> =
+            std::collections::HashMap::new();
+        for row in rows {
+            by_job.entry(row.job_id).or_default().push(row);
+        }
+        Ok(by_job)
+    }
+
     /// Adds Kubernetes object names to an attempt (set union, so repeating is harmless).
     pub async fn record_attempt_objects(
         &self,

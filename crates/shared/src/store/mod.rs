@@ -53,6 +53,23 @@ pub enum StoreError {
     RelayPush { pushed: usize, message: String },
 }
 
+impl StoreError {
+    /// Whether the database could not be reached (as opposed to a query that failed): the
+    /// caller may answer "unavailable, retry" rather than report a bug.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Database(
+                sqlx::Error::Io(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::Tls(_)
+                    | sqlx::Error::Protocol(_)
+            )
+        )
+    }
+}
+
 /// A handle on the job store. Cheap to clone (shares one connection pool).
 #[derive(Clone)]
 pub struct Store {

@@ -3,9 +3,6 @@
 //! use it too; this module only adds conveniences.
 #![allow(dead_code)]
 
-use std::future::Future;
-use std::time::Duration;
-
 use serde_json::json;
 use slipway_core::JobKind;
 use slipway_shared::store::{JobRecord, NewJob, Store};
@@ -24,23 +21,4 @@ pub async fn insert(store: &Store, kind: JobKind, preview: Option<&str>) -> JobR
     );
     new.preview = preview.map(str::to_owned);
     store.insert_job(new).await.expect("insert job").job
-}
-
-/// Polls `check` until it returns `Some` or `timeout` passes (then panics with `what`).
-pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }

@@ -1,0 +1,78 @@
+//! Request extractors that turn every malformed input into a clear `ApiError` instead of
+//! axum's plain-text rejections: JSON bodies (content type, size, syntax, unknown or mistyped
+//! fields with their path), path parameters and query strings.
+
+use crate::error::ApiError;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, FailedToBufferBody, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use slipway_core::payload::decode;
+
+/// A JSON request payload, decoded by `slipway_core::payload::decode` (errors name the field
+/// at fault). Requires `Content-Type: application/json` (or `+json`); the body size is capped
+/// by the router's limit.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let json_type = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|m| {
+                let m = m.trim().to_ascii_lowercase();
+                m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+            })
+            .unwrap_or(false);
+        if !json_type {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(body_error)?;
+        decode(&bytes).map(ApiJson).map_err(ApiError::from)
+    }
+}
+
+fn body_error(e: BytesRejection) -> ApiError {
+    match e {
+        BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
+            ApiError::PayloadTooLarge(crate::MAX_BODY_BYTES)
+        }
+        other => ApiError::bad_request("invalid_body", other.body_text(), None),
+    }
+}
+
+/// Path parameters with a JSON error on failure.
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| ApiPath(p.0))
+            .map_err(|e: PathRejection| ApiError::bad_request("invalid_path", e.body_text(), None))
+    }
+}
+
+/// A query string with a JSON error on failure.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| ApiQuery(q.0))
+            .map_err(|e: QueryRejection| {
+                ApiError::bad_request("invalid_query", e.body_text(), None)
+            })
+    }
+}

@@ -1,0 +1,208 @@
+//! `slipway-api`: the thin HTTP API in front of Slipway's job store and queues.
+//!
+//! It validates and records requests (Postgres first: a committed job is never lost), pushes
+//! them onto the Redis queues, and serves inspection (jobs, attempts, logs with live tails,
+//! previews, queues) and operator control (retry, cancel, pause, resume). It makes no
+//! Kubernetes calls. A relay task re-pushes jobs whose push failed, so a Redis outage delays
+//! jobs but loses none.
+//!
+//! `main.rs` parses [`Config`] and calls [`run`]; tests call [`run`] in-process with their own
+//! shutdown future, or build the router with [`router`].
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+mod http_metrics;
+pub mod openapi;
+mod relay;
+mod routes;
+mod state;
+pub mod views;
+
+pub use state::AppState;
+
+use anyhow::Context;
+use clap::Parser;
+use slipway_core::auth::TokenSet;
+use slipway_core::validate::Limits;
+use slipway_shared::config::CommonArgs;
+use slipway_shared::health::{PostgresCheck, ReadinessCheck};
+use slipway_shared::queue::QueueClient;
+use slipway_shared::store::Store;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Largest request body accepted (bytes); larger bodies get 413.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// Configuration of `slipway-api` (flags and `SLIPWAY_*` environment variables).
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "slipway-api",
+    version,
+    about = "Slipway's enqueue and inspection API"
+)]
+pub struct Config {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Bearer tokens: comma-separated `name:scope+scope:token`; the token may be given as
+    /// `sha256:<hex>`. Scopes: enqueue, read, admin.
+    #[arg(
+        long,
+        env = "SLIPWAY_API_TOKENS",
+        hide_env_values = true,
+        default_value = ""
+    )]
+    pub api_tokens: String,
+    /// Attempts a job gets in all (the first run plus retries).
+    #[arg(long, env = "SLIPWAY_MAX_ATTEMPTS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub max_attempts: u32,
+    /// Most CPU a launch may request per container, as a Kubernetes quantity.
+    #[arg(long, env = "SLIPWAY_MAX_CPU", default_value = "2")]
+    pub max_cpu: String,
+    /// Most memory a launch may request per container, as a Kubernetes quantity.
+    #[arg(long, env = "SLIPWAY_MAX_MEMORY", default_value = "2Gi")]
+    pub max_memory: String,
+    /// Most replicas a launch may ask for.
+    #[arg(long, env = "SLIPWAY_MAX_REPLICAS", default_value_t = 5)]
+    pub max_replicas: u32,
+    /// Longest time-to-live a preview may ask for, in hours.
+    #[arg(long, env = "SLIPWAY_MAX_TTL_HOURS", default_value_t = 720)]
+    pub max_ttl_hours: u32,
+    /// Hosts repositories may live on (comma-separated); empty allows any.
+    #[arg(
+        long,
+        env = "SLIPWAY_ALLOWED_REPOSITORY_HOSTS",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub allowed_repository_hosts: Vec<String>,
+    /// How often the relay looks for jobs whose push to Redis failed.
+    #[arg(long, env = "SLIPWAY_RELAY_INTERVAL_MS", default_value_t = 1000)]
+    pub relay_interval_ms: u64,
+}
+
+impl Config {
+    /// Operator limits on requests.
+    pub fn limits(&self) -> anyhow::Result<Limits> {
+        use slipway_core::quantity::{Unit, parse};
+        Ok(Limits {
+            max_cpu_millis: parse(&self.max_cpu, Unit::Millicores).context("--max-cpu")?,
+            max_memory_bytes: parse(&self.max_memory, Unit::Bytes).context("--max-memory")?,
+            max_replicas: self.max_replicas,
+            max_ttl_hours: self.max_ttl_hours,
+            allowed_repository_hosts: self
+                .allowed_repository_hosts
+                .iter()
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect(),
+            ..Limits::default()
+        })
+    }
+}
+
+/// The default listen address of the API.
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 8080);
+
+/// A running API, for tests: where it listens and the task that ends after shutdown.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Connect, migrate, bind and serve until `shutdown` completes.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let running = start(config, shutdown).await?;
+    running.task.await.context("API task panicked")?
+}
+
+/// Like [`run`], but returns once the listener is bound (tests use port 0).
+pub async fn start(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<Running> {
+    let tokens: TokenSet = config
+        .api_tokens
+        .parse()
+        .context("invalid SLIPWAY_API_TOKENS")?;
+    if tokens.is_empty() {
+        tracing::warn!("SLIPWAY_API_TOKENS is empty: every /v1 request will be refused (401)");
+    }
+    let limits = config.limits()?;
+    let store = Store::connect(config.common.database_url.expose())
+        .await
+        .with_context(|| format!("connecting to Postgres at {}", config.common.database_url))?;
+    store.migrate().await.context("migrating the database")?;
+    let queue = QueueClient::connect(
+        config.common.redis_url.expose(),
+        &config.common.queue_prefix,
+    )
+    .await
+    .with_context(|| format!("connecting to Redis at {}", config.common.redis_url))?;
+
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let state = AppState::new(
+        store.clone(),
+        queue,
+        tokens,
+        limits,
+        config.max_attempts,
+        cancel.clone(),
+    );
+    let relay = relay::spawn(
+        state.clone(),
+        Duration::from_millis(config.relay_interval_ms.max(50)),
+    );
+    state.logs.spawn_listener(&store);
+
+    let readiness: Vec<Box<dyn ReadinessCheck>> = vec![
+        Box::new(PostgresCheck::new(store)),
+        Box::new(state::RedisCheck(state.queue.clone())),
+    ];
+    let app = router(state).merge(slipway_shared::health::router(readiness));
+
+    let addr = config.common.listen_or(DEFAULT_LISTEN);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "slipway-api listening");
+    let task = tokio::spawn(async move {
+        let stop = cancel.clone();
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            shutdown.await;
+            // Ends SSE streams and the relay, so graceful shutdown does not wait on them.
+            stop.cancel();
+        });
+        serve.await.context("serving HTTP")?;
+        cancel.cancel();
+        let _ = relay.await;
+        Ok(())
+    });
+    Ok(Running { addr, task })
+}
+
+/// The `/v1` API and `/openapi.json`, with auth, body limit, metrics and tracing layers.
+pub fn router(state: Arc<AppState>) -> axum::Router {
+    let (router, api) = routes::router().split_for_parts();
+    let spec = Arc::new(api);
+    router
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let spec = spec.clone();
+                async move { axum::Json((*spec).clone()) }
+            }),
+        )
+        .fallback(|| async { error::ApiError::NotFound("no such route".into()) })
+        .layer(axum::middleware::from_fn(http_metrics::track))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}

@@ -1,0 +1,53 @@
+//! The relay: pushes jobs whose row committed but whose push to Redis did not happen (Redis
+//! was down, or the API died between commit and push). Rows are claimed with
+//! `FOR UPDATE SKIP LOCKED`, so any number of API replicas can run it; a job pushed twice is
+//! queued once (same id). It runs every interval, and at once when a push fails.
+
+use crate::state::AppState;
+use std::sync::Arc;
+use std::time::Duration;
+
+const BATCH: u32 = 200;
+
+pub fn spawn(state: Arc<AppState>, interval: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut failing = false;
+        loop {
+            // While Redis is failing, wake-ups from failed pushes are ignored: the interval
+            // paces the retries instead of every request.
+            tokio::select! {
+                _ = state.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(interval) => {}
+                _ = state.relay_wake.notified(), if !failing => {}
+            }
+            loop {
+                let pushed = state
+                    .store
+                    .relay_unenqueued(BATCH, |job| {
+                        let state = state.clone();
+                        async move { state.push_to_queue(&job).await }
+                    })
+                    .await;
+                match pushed {
+                    Ok(n) => {
+                        failing = false;
+                        if n > 0 {
+                            metrics::counter!("slipway_api_relay_pushed_total").increment(n as u64);
+                            tracing::info!(jobs = n, "relay pushed jobs to Redis");
+                        }
+                        if n < BATCH as usize {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        if !failing {
+                            tracing::warn!(error = %e, "relay could not push; will retry");
+                        }
+                        failing = true;
+                        break;
+                    }
+                }
+            }
+        }
+    })
+}

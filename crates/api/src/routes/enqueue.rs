@@ -1,0 +1,181 @@
+//! Enqueue: builds, launches, cleanups and pipelines. Validate, record (the row commits
+//! first), push. A repeated `Idempotency-Key` (or a pipeline's preview and commit) returns the
+//! existing job with 200 instead of creating another.
+
+use crate::auth::{Auth, Enqueue};
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::ApiJson;
+use crate::state::AppState;
+use crate::views::JobView;
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use slipway_core::payload::{BuildRequest, CleanupRequest, LaunchRequest, PipelineRequest};
+use slipway_core::validate::{ImageSource, Validate};
+use slipway_core::{JobId, JobKind, JobState};
+use slipway_shared::store::NewJob;
+use std::sync::Arc;
+
+type Created = (StatusCode, Json<JobView>);
+
+async fn respond(
+    state: &AppState,
+    created: (slipway_shared::store::JobRecord, bool),
+) -> Result<Created, ApiError> {
+    let (job, new) = created;
+    let status = if new {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(state.job_view(job).await?)))
+}
+
+fn new_job(
+    kind: JobKind,
+    payload: &impl serde::Serialize,
+    key: Option<String>,
+) -> Result<NewJob, ApiError> {
+    let payload = serde_json::to_value(payload).map_err(ApiError::internal)?;
+    let mut job = NewJob::new(kind, payload);
+    // Keys are per kind, so a client reusing one key across kinds gets two jobs, not a mix-up.
+    job.idempotency_key = key.map(|k| format!("{kind}:{k}"));
+    Ok(job)
+}
+
+/// Enqueue an image build.
+#[utoipa::path(post, path = "/v1/builds", tag = "enqueue", request_body = Object,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe key")),
+    responses((status = 202, body = JobView, description = "Created"), (status = 200, body = JobView, description = "Existing job for this Idempotency-Key"),
+        (status = 422, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = ["enqueue"])))]
+pub async fn create_build(
+    State(state): State<Arc<AppState>>,
+    _auth: Auth<Enqueue>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<BuildRequest>,
+) -> Result<Created, ApiError> {
+    let valid = req.validate(&state.limits)?;
+    let mut job = new_job(JobKind::Build, &valid, super::idempotency_key(&headers)?)?;
+    job.preview = valid.preview.clone();
+    job.commit_sha = Some(valid.commit.clone());
+    let created = state.create_job(job).await?;
+    respond(&state, created).await
+}
+
+/// Enqueue a preview launch (an image, or the image a build job produced).
+#[utoipa::path(post, path = "/v1/launches", tag = "enqueue", request_body = Object,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe key")),
+    responses((status = 202, body = JobView), (status = 200, body = JobView), (status = 422, body = ErrorBody)),
+    security(("bearer" = ["enqueue"])))]
+pub async fn create_launch(
+    State(state): State<Arc<AppState>>,
+    _auth: Auth<Enqueue>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<LaunchRequest>,
+) -> Result<Created, ApiError> {
+    let valid = req.validate(&state.limits)?;
+    if let ImageSource::FromBuild(build_id) = &valid.source {
+        check_build(&state, *build_id).await?;
+    }
+    let mut job = new_job(JobKind::Launch, &valid, super::idempotency_key(&headers)?)?;
+    job.preview = Some(valid.preview.clone());
+    let created = state.create_job(job).await?;
+    if created.1 {
+        state
+            .supersede(&valid.preview, created.0.id, &[JobKind::Launch])
+            .await?;
+    }
+    respond(&state, created).await
+}
+
+/// A launch `from_build` must name a build job that has not failed.
+async fn check_build(state: &AppState, id: JobId) -> Result<(), ApiError> {
+    let field = Some("from_build".to_owned());
+    match state.store.get_job(id).await? {
+        None => Err(ApiError::invalid(
+            "invalid_field",
+            format!("build job {id} does not exist"),
+            field,
+        )),
+        Some(j) if j.kind != JobKind::Build => Err(ApiError::invalid(
+            "invalid_field",
+            format!("job {id} is a {} job, not a build", j.kind),
+            field,
+        )),
+        Some(j) if j.state.is_terminal() && j.state != JobState::Succeeded => {
+            Err(ApiError::invalid(
+                "invalid_field",
+                format!("build job {id} ended {} and produced no image", j.state),
+                field,
+            ))
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// Enqueue a preview teardown.
+#[utoipa::path(post, path = "/v1/cleanups", tag = "enqueue", request_body = Object,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe key")),
+    responses((status = 202, body = JobView), (status = 200, body = JobView), (status = 422, body = ErrorBody)),
+    security(("bearer" = ["enqueue"])))]
+pub async fn create_cleanup(
+    State(state): State<Arc<AppState>>,
+    _auth: Auth<Enqueue>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<CleanupRequest>,
+) -> Result<Created, ApiError> {
+    let valid = req.validate(&state.limits)?;
+    cleanup(&state, &valid, super::idempotency_key(&headers)?).await
+}
+
+/// Record a cleanup; it supersedes the preview's unfinished builds and launches.
+pub(crate) async fn cleanup(
+    state: &AppState,
+    valid: &slipway_core::validate::ValidCleanup,
+    key: Option<String>,
+) -> Result<Created, ApiError> {
+    let mut job = new_job(JobKind::Cleanup, valid, key)?;
+    job.preview = Some(valid.preview.clone());
+    let created = state.create_job(job).await?;
+    if created.1 {
+        state
+            .supersede(
+                &valid.preview,
+                created.0.id,
+                &[JobKind::Build, JobKind::Launch],
+            )
+            .await?;
+    }
+    respond(state, created).await
+}
+
+/// Enqueue a pipeline: build the commit, then launch the built image as the preview. One
+/// pipeline per (preview, commit); a newer commit supersedes the preview's older pipeline.
+#[utoipa::path(post, path = "/v1/pipelines", tag = "enqueue", request_body = Object,
+    responses((status = 202, body = JobView, description = "The pipeline's build job"), (status = 200, body = JobView), (status = 422, body = ErrorBody)),
+    security(("bearer" = ["enqueue"])))]
+pub async fn create_pipeline(
+    State(state): State<Arc<AppState>>,
+    _auth: Auth<Enqueue>,
+    ApiJson(req): ApiJson<PipelineRequest>,
+) -> Result<Created, ApiError> {
+    let valid = req.validate(&state.limits)?;
+    let mut payload = serde_json::to_value(&valid.build).map_err(ApiError::internal)?;
+    payload["then_launch"] = serde_json::to_value(&valid.launch).map_err(ApiError::internal)?;
+    let mut job = NewJob::new(JobKind::Build, payload);
+    job.idempotency_key = Some(format!("pipeline:{}:{}", valid.preview, valid.build.commit));
+    job.preview = Some(valid.preview.clone());
+    job.commit_sha = Some(valid.build.commit.clone());
+    let created = state.create_job(job).await?;
+    if created.1 {
+        state
+            .supersede(
+                &valid.preview,
+                created.0.id,
+                &[JobKind::Build, JobKind::Launch],
+            )
+            .await?;
+    }
+    respond(&state, created).await
+}

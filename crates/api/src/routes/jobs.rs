@@ -1,0 +1,187 @@
+//! Reading jobs and operating on them: list with filters and cursor pagination, one job with
+//! its attempts, retry of a failed or cancelled job, cancel of an unfinished one.
+
+use crate::auth::{Admin, Auth, Read};
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{ApiPath, ApiQuery};
+use crate::state::AppState;
+use crate::views::{JobView, List};
+use axum::Json;
+use axum::extract::State;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use slipway_core::{JobKind, JobState};
+use slipway_shared::store::JobFilter;
+use std::sync::Arc;
+
+/// Query of `GET /v1/jobs`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct JobQuery {
+    /// `build`, `launch` or `cleanup`.
+    kind: Option<String>,
+    /// A job state, e.g. `failed`.
+    state: Option<String>,
+    /// A preview key, e.g. `org/app#42`.
+    preview: Option<String>,
+    /// Created at or after (RFC 3339).
+    created_after: Option<DateTime<Utc>>,
+    /// Created before (RFC 3339).
+    created_before: Option<DateTime<Utc>>,
+    /// Free text over errors, preview, commit, id, repository and image.
+    q: Option<String>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// Page size, 1 to 1000 (default 50).
+    limit: Option<u32>,
+}
+
+fn parse_field<T: std::str::FromStr>(field: &str, v: Option<String>) -> Result<Option<T>, ApiError>
+where
+    T::Err: std::fmt::Display,
+{
+    v.map(|s| {
+        s.parse::<T>().map_err(|e| {
+            ApiError::bad_request("invalid_query", e.to_string(), Some(field.to_owned()))
+        })
+    })
+    .transpose()
+}
+
+/// List jobs, newest first.
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(JobQuery),
+    responses((status = 200, body = List<JobView>), (status = 400, body = ErrorBody)),
+    security(("bearer" = ["read"])))]
+pub async fn list_jobs(
+    State(state): State<Arc<AppState>>,
+    _auth: Auth<Read>,
+    ApiQuery(q): ApiQuery<JobQuery>,
+) -> Result<Json<List<JobView>>, ApiError> {
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "limit must be 1 to 1000",
+            Some("limit".into()),
+        ));
+    }
+    for (field, v) in [("preview", &q.preview), ("q", &q.q), ("cursor", &q.cursor)] {
+        if v.as_ref().is_some_and(|s| s.len() > 1024) {
+            return Err(ApiError::bad_request(
+                "too_long",
+                format!("{field} is longer than 1024 bytes"),
+                Some(field.into()),
+            ));
+        }
+    }
+    let filter = JobFilter {
+        kind: parse_field::<JobKind>("kind", q.kind)?,
+        state: parse_field::<JobState>("state", q.state)?,
+        preview: q.preview,
+        created_after: q.created_after,
+        created_before: q.created_before,
+        q: q.q,
+    };
+    let page = state
+        .store
+        .list_jobs(&filter, q.cursor.as_deref(), limit)
+        .await?;
+    let ids: Vec<_> = page.items.iter().map(|j| j.id).collect();
+    let mut attempts = state.store.attempts_for(&ids).await?;
+    let items = page
+        .items
+        .into_iter()
+        .map(|job| {
+            let a = attempts.remove(&job.id).unwrap_or_default();
+            JobView::new(job, a)
+        })
+        .collect();
+    Ok(Json(List {
+        items,
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// One job with its attempts, result and error.
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "Job id")),
+    responses((status = 200, body = JobView), (status = 404, body = ErrorBody)),
+    security(("bearer" = ["read"])))]
+pub async fn get_job(
+    State(state): State<Arc<AppState>>,
+    _auth: Auth<Read>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<JobView>, ApiError> {
+    let id = super::job_id(&id)?;
+    let job = state
+        .store
+        .get_job(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("job {id} not found")))?;
+    Ok(Json(state.job_view(job).await?))
+}
+
+/// Run a failed or cancelled job again, with a fresh set of attempts.
+#[utoipa::path(post, path = "/v1/jobs/{id}/retry", tag = "operate", params(("id" = String, Path, description = "Job id")),
+    responses((status = 202, body = JobView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = ["admin"])))]
+pub async fn retry_job(
+    State(state): State<Arc<AppState>>,
+    auth: Auth<Admin>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<(axum::http::StatusCode, Json<JobView>), ApiError> {
+    let id = super::job_id(&id)?;
+    if !state.store.retry_job(id).await? {
+        return Err(match state.store.get_job(id).await? {
+            None => ApiError::NotFound(format!("job {id} not found")),
+            Some(j) => ApiError::Conflict(format!(
+                "job {id} is {}; only failed or cancelled jobs can be retried",
+                j.state
+            )),
+        });
+    }
+    let job = state
+        .store
+        .get_job(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("job {id} not found")))?;
+    tracing::info!(job.id = %id, by = %auth.name, "operator retry");
+    state.push(&job).await;
+    Ok((
+        axum::http::StatusCode::ACCEPTED,
+        Json(state.job_view(job).await?),
+    ))
+}
+
+/// Cancel a queued, retrying or running job (a running worker is told and stops).
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "operate", params(("id" = String, Path, description = "Job id")),
+    responses((status = 200, body = JobView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = ["admin"])))]
+pub async fn cancel_job(
+    State(state): State<Arc<AppState>>,
+    auth: Auth<Admin>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<JobView>, ApiError> {
+    let id = super::job_id(&id)?;
+    let reason = format!("cancelled by {}", auth.name);
+    if !state
+        .store
+        .cancel_job(id, JobState::Cancelled, &reason)
+        .await?
+    {
+        return Err(match state.store.get_job(id).await? {
+            None => ApiError::NotFound(format!("job {id} not found")),
+            Some(j) => ApiError::Conflict(format!("job {id} already ended {}", j.state)),
+        });
+    }
+    let job = state
+        .store
+        .get_job(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("job {id} not found")))?;
+    // Postgres already says cancelled, which fences the worker; the queue signal stops it now.
+    if let Err(e) = state.queue.cancel(job.kind, &id.to_string(), &reason).await {
+        tracing::warn!(job.id = %id, error = %e, "could not signal the cancel to the queue");
+    }
+    tracing::info!(job.id = %id, by = %auth.name, "operator cancel");
+    Ok(Json(state.job_view(job).await?))
+}

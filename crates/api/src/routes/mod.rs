@@ -1,0 +1,60 @@
+//! The `/v1` routes. Each handler carries its `#[utoipa::path]` annotation and is registered
+//! through `utoipa_axum::routes!`, so the served routes and `/openapi.json` cannot diverge.
+
+mod enqueue;
+mod jobs;
+mod logs;
+mod previews;
+mod queues;
+
+use crate::state::AppState;
+use std::sync::Arc;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
+        .routes(routes!(enqueue::create_build))
+        .routes(routes!(enqueue::create_launch))
+        .routes(routes!(enqueue::create_cleanup))
+        .routes(routes!(enqueue::create_pipeline))
+        .routes(routes!(jobs::list_jobs))
+        .routes(routes!(jobs::get_job))
+        .routes(routes!(jobs::retry_job))
+        .routes(routes!(jobs::cancel_job))
+        .routes(routes!(logs::get_logs))
+        .routes(routes!(previews::list_previews))
+        .routes(routes!(previews::get_preview, previews::delete_preview))
+        .routes(routes!(queues::list_queues))
+        .routes(routes!(queues::pause_queue))
+        .routes(routes!(queues::resume_queue))
+}
+
+/// The `Idempotency-Key` header, bounded and printable.
+pub(crate) fn idempotency_key(
+    headers: &axum::http::HeaderMap,
+) -> Result<Option<String>, crate::error::ApiError> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let bad = || {
+        crate::error::ApiError::bad_request(
+            "invalid_header",
+            "Idempotency-Key must be 1 to 255 printable ASCII characters",
+            Some("Idempotency-Key".into()),
+        )
+    };
+    let s = v.to_str().map_err(|_| bad())?.trim();
+    if s.is_empty() || s.len() > 255 || !s.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+        return Err(bad());
+    }
+    Ok(Some(s.to_owned()))
+}
+
+/// Parse a job id from a path segment.
+pub(crate) fn job_id(s: &str) -> Result<uuid::Uuid, crate::error::ApiError> {
+    s.parse().map_err(|_| {
+        crate::error::ApiError::NotFound(format!("job {s:?} not found (not a job id)"))
+    })
+}

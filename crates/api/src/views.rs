@@ -1,0 +1,224 @@
+//! What the API returns: jobs with their attempts, previews, log pages and lists. Field names
+//! are the contract of DESIGN.md.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use slipway_shared::store::{AttemptRecord, JobRecord, PreviewRecord, StoredLogLine};
+use utoipa::ToSchema;
+
+/// A job as returned by every endpoint.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct JobView {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: uuid::Uuid,
+    /// `build`, `launch` or `cleanup`.
+    #[schema(value_type = String)]
+    pub kind: slipway_core::JobKind,
+    /// `queued`, `running`, `retrying`, `succeeded`, `failed`, `cancelled` or `superseded`.
+    #[schema(value_type = String)]
+    pub state: slipway_core::JobState,
+    pub preview: Option<String>,
+    pub commit: Option<String>,
+    /// The validated request, defaults applied.
+    #[schema(value_type = Object)]
+    pub request: Value,
+    /// Every attempt, first to last.
+    pub attempts: Vec<AttemptView>,
+    pub max_attempts: i32,
+    /// A build: `image` and `digest`; a launch: `url`, `namespace`, `pods`.
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<Value>,
+    pub error: Option<String>,
+    /// `transient` or `permanent`, when the job failed.
+    #[schema(value_type = Option<String>)]
+    pub error_class: Option<slipway_core::ErrorClass>,
+    pub created_at: DateTime<Utc>,
+    pub enqueued_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// When a `retrying` job runs again.
+    pub retry_at: Option<DateTime<Utc>>,
+    pub links: JobLinks,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct JobLinks {
+    #[serde(rename = "self")]
+    pub self_: String,
+    pub logs: String,
+}
+
+/// One attempt of a job.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AttemptView {
+    pub attempt: i32,
+    pub worker_id: String,
+    /// `succeeded`, `retrying`, `failed`, `cancelled`, `superseded`, `abandoned` (its worker
+    /// died), or null while running.
+    pub outcome: Option<String>,
+    pub error: Option<String>,
+    /// Kubernetes objects this attempt created.
+    pub k8s_objects: Vec<String>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl From<AttemptRecord> for AttemptView {
+    fn from(a: AttemptRecord) -> Self {
+        AttemptView {
+            attempt: a.attempt,
+            worker_id: a.worker_id,
+            outcome: a.outcome,
+            error: a.error,
+            k8s_objects: a.k8s_objects,
+            started_at: a.started_at,
+            finished_at: a.finished_at,
+        }
+    }
+}
+
+impl JobView {
+    pub fn new(job: JobRecord, attempts: Vec<AttemptRecord>) -> Self {
+        let self_ = format!("/v1/jobs/{}", job.id);
+        JobView {
+            links: JobLinks {
+                logs: format!("{self_}/logs"),
+                self_,
+            },
+            id: job.id,
+            kind: job.kind,
+            state: job.state,
+            preview: job.preview,
+            commit: job.commit_sha,
+            request: job.payload,
+            attempts: attempts.into_iter().map(AttemptView::from).collect(),
+            max_attempts: job.max_attempts,
+            result: job.result,
+            error: job.error,
+            error_class: job.error_class,
+            created_at: job.created_at,
+            enqueued_at: job.enqueued_at,
+            started_at: job.started_at,
+            finished_at: job.finished_at,
+            retry_at: job.retry_at,
+        }
+    }
+}
+
+/// A page of a list. `next_cursor` is opaque; pass it back as `cursor` for the next page.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct List<T: ToSchema> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// A preview environment, as the registry records it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PreviewView {
+    pub key: String,
+    pub namespace: String,
+    pub url: Option<String>,
+    pub status: String,
+    pub image: Option<String>,
+    pub commit: Option<String>,
+    pub pods: Vec<String>,
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub last_job_id: Option<uuid::Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+impl From<PreviewRecord> for PreviewView {
+    fn from(p: PreviewRecord) -> Self {
+        PreviewView {
+            key: p.key,
+            namespace: p.namespace,
+            url: p.url,
+            status: p.status,
+            image: p.image,
+            commit: p.commit_sha,
+            pods: p.pods,
+            last_job_id: p.last_job_id,
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+            expires_at: p.expires_at,
+            deleted_at: p.deleted_at,
+        }
+    }
+}
+
+/// One stored log line.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LogLineView {
+    pub attempt: i32,
+    pub seq: i64,
+    pub ts: DateTime<Utc>,
+    /// `stdout`, `stderr` or `system` (Slipway's own notes).
+    pub stream: String,
+    pub text: String,
+}
+
+impl From<StoredLogLine> for LogLineView {
+    fn from(l: StoredLogLine) -> Self {
+        LogLineView {
+            attempt: l.attempt,
+            seq: l.seq,
+            ts: l.ts,
+            stream: l.stream,
+            text: l.text,
+        }
+    }
+}
+
+/// A page of a job's log.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LogsView {
+    pub lines: Vec<LogLineView>,
+    /// Pass back as `after` to read on (`<attempt>:<seq>` of the last line returned).
+    pub next: Option<String>,
+    /// The `seq` after the last line returned (within its attempt).
+    pub next_seq: i64,
+    /// True when the job has finished and there is nothing more to read.
+    pub complete: bool,
+}
+
+/// One queue's figures.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct QueueView {
+    pub queue: String,
+    pub counts: QueueCountsView,
+    pub paused: bool,
+    /// Seconds the oldest waiting job has waited.
+    pub oldest_waiting_age_s: Option<f64>,
+    pub workers: Vec<WorkerView>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct QueueCountsView {
+    pub waiting: u64,
+    pub active: u64,
+    pub delayed: u64,
+    pub completed: u64,
+    /// The dead set: jobs that failed for good.
+    pub failed: u64,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct WorkerView {
+    pub id: String,
+    pub host: String,
+    pub pid: u32,
+    pub concurrency: usize,
+    pub started_at: Option<DateTime<Utc>>,
+    pub last_heartbeat: Option<DateTime<Utc>>,
+    /// Ids of the jobs it runs now.
+    pub jobs: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct QueueList {
+    pub items: Vec<QueueView>,
+}

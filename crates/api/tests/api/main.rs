@@ -1,0 +1,13 @@
+//! End-to-end tests of the API over real HTTP, with real Postgres and Redis. One test binary
+//! (modules below) so the suite links once.
+
+mod auth;
+mod cli;
+mod enqueue;
+mod helpers;
+mod logs;
+mod openapi;
+mod operate;
+mod read;
+mod relay;
+mod validation;

@@ -1,0 +1,265 @@
+//! Hostile input gets a clear 4xx JSON error naming the field, never a 5xx, a panic or a
+//! half-written record.
+
+use crate::helpers::*;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+fn with(mut body: Value, key: &str, v: Value) -> Value {
+    body[key] = v;
+    body
+}
+
+#[tokio::test]
+async fn hostile_requests_are_refused_with_the_field_at_fault() {
+    let app = spawn_app().await;
+    let b = build_body();
+    let launch = json!({"preview": "org/app#1", "image": "org/app:1"});
+    let cases: Vec<(&str, Value, &str)> = vec![
+        (
+            "/v1/builds",
+            with(b.clone(), "repository", json!("file:///etc/passwd")),
+            "repository",
+        ),
+        (
+            "/v1/builds",
+            with(b.clone(), "repository", json!("/srv/git/app")),
+            "repository",
+        ),
+        (
+            "/v1/builds",
+            with(
+                b.clone(),
+                "repository",
+                json!("https://user:pw@github.com/o/a.git"),
+            ),
+            "repository",
+        ),
+        (
+            "/v1/builds",
+            with(b.clone(), "repository", json!("http://github.com/o/a.git")),
+            "repository",
+        ),
+        (
+            "/v1/builds",
+            with(
+                b.clone(),
+                "repository",
+                json!("ext::sh -c touch% /tmp/pwned"),
+            ),
+            "repository",
+        ),
+        (
+            "/v1/builds",
+            with(b.clone(), "repository", json!("-uhttps://x")),
+            "repository",
+        ),
+        (
+            "/v1/builds",
+            with(b.clone(), "commit", json!("main")),
+            "commit",
+        ),
+        (
+            "/v1/builds",
+            with(b.clone(), "commit", json!("0123")),
+            "commit",
+        ),
+        ("/v1/builds", with(b.clone(), "commit", json!(42)), "commit"),
+        (
+            "/v1/builds",
+            with(b.clone(), "context", json!("../../etc")),
+            "context",
+        ),
+        (
+            "/v1/builds",
+            with(b.clone(), "dockerfile", json!("/abs/Dockerfile")),
+            "dockerfile",
+        ),
+        (
+            "/v1/builds",
+            with(b.clone(), "image", json!("UPPER/Case")),
+            "image",
+        ),
+        (
+            "/v1/builds",
+            with(b.clone(), "build_args", json!({"1BAD": "x"})),
+            "build_args.1BAD",
+        ),
+        (
+            "/v1/builds",
+            with(b.clone(), "build_args", json!({"OK": 5})),
+            "build_args.OK",
+        ),
+        (
+            "/v1/builds",
+            with(b.clone(), "secrets", json!({"git": "Not_A_Name"})),
+            "secrets.git",
+        ),
+        (
+            "/v1/builds",
+            with(b.clone(), "secrets", json!({"ssh": "x"})),
+            "secrets.ssh",
+        ),
+        ("/v1/builds", with(b.clone(), "bogus", json!(1)), "bogus"),
+        (
+            "/v1/builds",
+            json!({"commit": SHA, "image": "org/app"}),
+            "repository",
+        ),
+        (
+            "/v1/launches",
+            with(launch.clone(), "port", json!(0)),
+            "port",
+        ),
+        (
+            "/v1/launches",
+            with(launch.clone(), "port", json!(70000)),
+            "port",
+        ),
+        (
+            "/v1/launches",
+            with(launch.clone(), "port", json!("80")),
+            "port",
+        ),
+        (
+            "/v1/launches",
+            with(launch.clone(), "env", json!({"A-B": "x"})),
+            "env.A-B",
+        ),
+        (
+            "/v1/launches",
+            with(launch.clone(), "secret_env", json!({"A": "no-slash"})),
+            "secret_env.A",
+        ),
+        (
+            "/v1/launches",
+            with(launch.clone(), "replicas", json!(1000)),
+            "replicas",
+        ),
+        (
+            "/v1/launches",
+            with(launch.clone(), "resources", json!({"cpu": "64"})),
+            "resources.cpu",
+        ),
+        (
+            "/v1/launches",
+            with(launch.clone(), "resources", json!({"memory": "1Ti"})),
+            "resources.memory",
+        ),
+        (
+            "/v1/launches",
+            with(launch.clone(), "resources", json!({"memory": "lots"})),
+            "resources.memory",
+        ),
+        (
+            "/v1/launches",
+            with(launch.clone(), "ttl_hours", json!(-1)),
+            "ttl_hours",
+        ),
+        (
+            "/v1/launches",
+            with(launch.clone(), "image", json!("not a ref")),
+            "image",
+        ),
+        (
+            "/v1/launches",
+            with(launch.clone(), "from_build", json!(uuid::Uuid::now_v7())),
+            "from_build",
+        ),
+        (
+            "/v1/launches",
+            with(launch.clone(), "preview", json!("x".repeat(500))),
+            "preview",
+        ),
+        (
+            "/v1/launches",
+            with(launch.clone(), "preview", json!("a\u{0000}b")),
+            "preview",
+        ),
+        ("/v1/launches", json!({"preview": "p"}), ""),
+        ("/v1/cleanups", json!({"preview": ""}), "preview"),
+        (
+            "/v1/pipelines",
+            json!({"preview": "p", "repository": "https://github.com/o/a.git", "commit": SHA, "launch": {"port": -5}}),
+            "launch.port",
+        ),
+        (
+            "/v1/pipelines",
+            json!({"preview": "p", "repository": "https://github.com/o/a.git", "commit": SHA, "build": {"target": 7}}),
+            "build.target",
+        ),
+    ];
+    for (path, body, field) in &cases {
+        let (status, v) = app.post(path, body).await;
+        assert!(status.is_client_error(), "{path} {body}: {status} {v}");
+        let err = &v["error"];
+        assert!(err["code"].is_string() && err["message"].is_string(), "{v}");
+        if !field.is_empty() {
+            assert_eq!(err["field"], *field, "{path} {body}: {v}");
+        }
+    }
+    // Nothing was recorded.
+    let (_, list) = app.get("/v1/jobs").await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 0, "{list}");
+}
+
+#[tokio::test]
+async fn malformed_bodies_get_clear_errors() {
+    let app = spawn_app().await;
+    let url = format!("{}/v1/builds", app.base);
+    let send = |body: Vec<u8>, ctype: Option<&'static str>| {
+        let mut req = app.http.post(&url).bearer_auth(ENQUEUE).body(body);
+        if let Some(c) = ctype {
+            req = req.header("content-type", c);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            let status = resp.status();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let json = Some("application/json");
+    let cases: Vec<(Vec<u8>, Option<&'static str>, StatusCode)> = vec![
+        (b"{".to_vec(), json, StatusCode::BAD_REQUEST),
+        (b"[]".to_vec(), json, StatusCode::BAD_REQUEST),
+        (b"null".to_vec(), json, StatusCode::BAD_REQUEST),
+        (vec![0xff, 0xfe, 0x00], json, StatusCode::BAD_REQUEST),
+        (
+            build_body().to_string().into_bytes(),
+            None,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            build_body().to_string().into_bytes(),
+            Some("text/plain"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (vec![b' '; 300 * 1024], json, StatusCode::PAYLOAD_TOO_LARGE),
+        (
+            format!("{}{}", "[".repeat(10_000), "]".repeat(10_000)).into_bytes(),
+            json,
+            StatusCode::BAD_REQUEST,
+        ),
+    ];
+    for (body, ctype, expected) in cases {
+        let len = body.len();
+        let (status, v) = send(body, ctype).await;
+        assert_eq!(status, expected, "{len} bytes as {ctype:?}: {v}");
+        assert!(v["error"]["code"].is_string(), "{v}");
+    }
+    // A bad Idempotency-Key header.
+    let resp = app
+        .http
+        .post(&url)
+        .bearer_auth(ENQUEUE)
+        .header("Idempotency-Key", "x".repeat(300))
+        .json(&build_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    // Unknown routes are JSON 404s too.
+    let (status, v) = app.get("/v1/nothing-here").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(v["error"]["code"], "not_found");
+}

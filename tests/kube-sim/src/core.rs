@@ -1,0 +1,1204 @@
+//! The simulator's shared state and its background behaviour: the kubelet (pod lifecycles from
+//! scripts), the Job, Deployment, ReplicaSet and Namespace controllers, and the garbage collector.
+//! One task consumes the store's event history in order; pods run in their own tasks.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+
+use crate::faults::{Faults, Recorder};
+use crate::kinds::{KINDS, idx};
+use crate::logs::Logs;
+use crate::script::{Delays, Outcome, Override, PodInfo, PodScript, Script};
+use crate::store::{
+    DeleteOpts, EventType, Part, Propagation, Store, now_rfc3339, owner_refs, random_suffix,
+};
+
+/// Everything the server, controllers and handles share.
+pub struct Core {
+    /// Objects and history.
+    pub store: Store,
+    /// Container logs.
+    pub logs: Logs,
+    /// Timing.
+    pub delays: Delays,
+    /// The test's script, if any.
+    pub script: Option<Script>,
+    /// Queued one-off overrides.
+    pub overrides: Mutex<Vec<Override>>,
+    /// Fault rules.
+    pub faults: Faults,
+    /// Request log.
+    pub recorder: Recorder,
+    /// Cancelled when the simulator shuts down; ends streams and background tasks.
+    pub shutdown: tokio_util::sync::CancellationToken,
+}
+
+fn s<'a>(v: &'a Value, ptr: &str) -> &'a str {
+    v.pointer(ptr).and_then(Value::as_str).unwrap_or_default()
+}
+
+fn i(v: &Value, ptr: &str) -> i64 {
+    v.pointer(ptr).and_then(Value::as_i64).unwrap_or_default()
+}
+
+fn controller_uid(v: &Value) -> Option<String> {
+    owner_refs(v)
+        .into_iter()
+        .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
+        .and_then(|r| r.get("uid").and_then(Value::as_str).map(String::from))
+}
+
+fn owner_of_kind(v: &Value, kind: &str) -> Option<String> {
+    owner_refs(v)
+        .into_iter()
+        .find(|r| r.get("kind").and_then(Value::as_str) == Some(kind))
+        .and_then(|r| r.get("name").and_then(Value::as_str).map(String::from))
+}
+
+fn condition(ty: &str, status: bool, reason: &str, message: &str) -> Value {
+    let now = now_rfc3339();
+    json!({"type": ty, "status": if status { "True" } else { "False" }, "reason": reason, "message": message,
+        "lastProbeTime": now, "lastTransitionTime": now})
+}
+
+fn has_condition(v: &Value, ty: &str) -> bool {
+    v.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|a| {
+            a.iter()
+                .any(|c| c.get("type").and_then(Value::as_str) == Some(ty) && c["status"] == "True")
+        })
+}
+
+fn pod_ready(p: &Value) -> bool {
+    has_condition(p, "Ready")
+}
+
+fn pod_terminal(p: &Value) -> bool {
+    matches!(s(p, "/status/phase"), "Succeeded" | "Failed")
+}
+
+fn deleting(v: &Value) -> bool {
+    v.pointer("/metadata/deletionTimestamp").is_some()
+}
+
+/// Sets or replaces a condition, keeping `lastTransitionTime` when the status is unchanged.
+fn set_condition(obj: &mut Value, cond: Value, probe: bool) {
+    if !obj.get("status").is_some_and(Value::is_object) {
+        obj["status"] = json!({});
+    }
+    let conds = obj["status"]
+        .as_object_mut()
+        .map(|m| m.entry("conditions").or_insert_with(|| json!([])));
+    let Some(Value::Array(conds)) = conds else {
+        return;
+    };
+    let mut cond = cond;
+    if !probe && let Some(m) = cond.as_object_mut() {
+        m.remove("lastProbeTime");
+    }
+    match conds.iter_mut().find(|c| c["type"] == cond["type"]) {
+        Some(existing) => {
+            if existing["status"] == cond["status"]
+                && existing["reason"] == cond["reason"]
+                && existing["message"] == cond["message"]
+            {
+                return;
+            }
+            if existing["status"] == cond["status"] {
+                cond["lastTransitionTime"] = existing["lastTransitionTime"].clone();
+            }
+            *existing = cond;
+        }
+        None => conds.push(cond),
+    }
+}
+
+/// In-memory controller bookkeeping (the real controllers keep this in their caches too).
+#[derive(Default)]
+struct CtlState {
+    job_started: HashMap<String, Instant>,
+    job_finished: HashMap<String, Instant>,
+    job_next_pod: HashMap<String, Instant>,
+    deploy_progress: HashMap<String, (Instant, i64)>,
+    foreground: HashSet<(usize, String, String)>,
+    terminating_ns: HashSet<String>,
+    pods_running: HashSet<String>,
+    /// Jobs with time-based work pending (deadline, retry backoff, TTL): uid -> (ns, name).
+    timed_jobs: HashMap<String, (String, String)>,
+    /// Deployments still progressing: uid -> (ns, name).
+    deploy_keys: HashMap<String, (String, String)>,
+}
+
+impl Core {
+    /// The script for a new pod: queued override, else the test's script, else the default.
+    fn script_for(&self, info: &PodInfo) -> PodScript {
+        {
+            let mut g = self
+                .overrides
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(pos) = g
+                .iter()
+                .position(|o| o.count > 0 && info.image.contains(&o.image_contains))
+            {
+                let o = &mut g[pos];
+                o.count -= 1;
+                let script = o.script.clone();
+                if o.count == 0 {
+                    g.remove(pos);
+                }
+                return script;
+            }
+        }
+        match &self.script {
+            Some(f) => f(info),
+            None => PodScript::default_for(info, &self.delays),
+        }
+    }
+
+    /// Runs the controllers until the process ends.
+    pub async fn run_controllers(self: Arc<Self>) {
+        let mut st = CtlState::default();
+        let mut rx = self.store.subscribe();
+        let mut cursor = self.store.resource_version();
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            match self.store.events_since(cursor) {
+                Ok(events) => {
+                    for ev in events {
+                        cursor = ev.rv;
+                        self.on_event(&mut st, ev.kind, ev.etype, &ev.object, ev.old.as_deref());
+                    }
+                }
+                Err(_) => {
+                    // The controllers fell behind the history: resync everything.
+                    cursor = self.store.resource_version();
+                    self.resync(&mut st);
+                }
+            }
+            tokio::select! {
+                r = rx.changed() => if r.is_err() { return },
+                _ = tick.tick() => self.on_tick(&mut st),
+                () = self.shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    fn resync(self: &Arc<Self>, st: &mut CtlState) {
+        for kind in [
+            idx::namespaces(),
+            idx::pods(),
+            idx::jobs(),
+            idx::replicasets(),
+            idx::deployments(),
+        ] {
+            for o in self.store.all(kind, None) {
+                self.on_event(st, kind, EventType::Modified, &o, None);
+            }
+        }
+    }
+
+    fn on_event(
+        self: &Arc<Self>,
+        st: &mut CtlState,
+        kind: usize,
+        et: EventType,
+        obj: &Value,
+        old: Option<&Value>,
+    ) {
+        let ns = s(obj, "/metadata/namespace").to_string();
+        let name = s(obj, "/metadata/name").to_string();
+        let uid = s(obj, "/metadata/uid").to_string();
+        if et == EventType::Deleted {
+            self.collect_dependents(&uid);
+            for r in owner_refs(obj) {
+                self.check_foreground(st, r.get("uid").and_then(Value::as_str).unwrap_or_default());
+            }
+            if kind == idx::pods() {
+                st.pods_running.remove(&uid);
+                self.logs.drop_pod(&uid);
+            }
+            if kind == idx::jobs() {
+                st.job_started.remove(&uid);
+                st.job_finished.remove(&uid);
+                st.timed_jobs.remove(&uid);
+                st.job_next_pod.remove(&uid);
+            }
+            if KINDS[kind].namespaced && st.terminating_ns.contains(&ns) {
+                self.reconcile_namespace(st, &ns);
+            }
+        }
+        if deleting(obj)
+            && obj
+                .pointer("/metadata/finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|a| a.iter().any(|f| f == "foregroundDeletion"))
+        {
+            st.foreground.insert((kind, ns.clone(), name.clone()));
+            self.check_foreground(st, &uid);
+        }
+        if kind == idx::pods() {
+            if et != EventType::Deleted && !st.pods_running.contains(&uid) && !deleting(obj) {
+                st.pods_running.insert(uid.clone());
+                tokio::spawn(self.clone().run_pod(ns.clone(), name.clone(), uid.clone()));
+            }
+            if et == EventType::Modified && deleting(obj) && !old.is_some_and(deleting) {
+                let grace = i(obj, "/metadata/deletionGracePeriodSeconds");
+                let wait = self.delays.scaled(grace as f64);
+                let core = self.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(wait).await;
+                    core.logs.finish_pod(&uid);
+                    if core
+                        .store
+                        .get(idx::pods(), &ns, &name)
+                        .is_ok_and(|p| s(&p, "/metadata/uid") == uid)
+                    {
+                        core.store.remove(idx::pods(), &ns, &name);
+                    }
+                });
+                return;
+            }
+            if let Some(job) = owner_of_kind(obj, "Job") {
+                self.reconcile_job(st, &ns, &job);
+            }
+            if let Some(rs) = owner_of_kind(obj, "ReplicaSet") {
+                self.reconcile_rs(st, &ns, &rs);
+            }
+        } else if kind == idx::jobs() && et != EventType::Deleted {
+            self.reconcile_job(st, &ns, &name);
+        } else if kind == idx::replicasets() && et != EventType::Deleted {
+            self.reconcile_rs(st, &ns, &name);
+        } else if kind == idx::deployments() && et != EventType::Deleted {
+            self.reconcile_deployment(st, &ns, &name);
+        } else if kind == idx::namespaces() && et != EventType::Deleted && deleting(obj) {
+            st.terminating_ns.insert(name.clone());
+            self.reconcile_namespace(st, &name);
+        }
+    }
+
+    fn on_tick(self: &Arc<Self>, st: &mut CtlState) {
+        let now = Instant::now();
+        let timed: Vec<(String, String, String)> = st
+            .timed_jobs
+            .iter()
+            .map(|(u, (n, m))| (u.clone(), n.clone(), m.clone()))
+            .collect();
+        for (uid, ns, name) in timed {
+            match self.store.get(idx::jobs(), &ns, &name) {
+                Ok(j) if s(&j, "/metadata/uid") == uid => {
+                    let due = j.pointer("/spec/activeDeadlineSeconds").is_some()
+                        || j.pointer("/spec/ttlSecondsAfterFinished").is_some()
+                        || st.job_next_pod.get(&uid).is_some_and(|t| *t <= now);
+                    if due {
+                        self.reconcile_job(st, &ns, &name);
+                    }
+                }
+                _ => {
+                    st.timed_jobs.remove(&uid);
+                }
+            }
+        }
+        let pending: Vec<(String, String)> = st.deploy_keys.values().cloned().collect();
+        for (ns, name) in pending {
+            self.reconcile_deployment(st, &ns, &name);
+        }
+        for ns in st.terminating_ns.clone() {
+            self.reconcile_namespace(st, &ns);
+        }
+        for (kind, ns, name) in st.foreground.clone() {
+            match self.store.get(kind, &ns, &name) {
+                Ok(o) => self.check_foreground(st, s(&o, "/metadata/uid")),
+                Err(_) => {
+                    st.foreground.remove(&(kind, ns, name));
+                }
+            }
+        }
+    }
+
+    // ---- garbage collection ----
+
+    fn collect_dependents(&self, owner_uid: &str) {
+        if owner_uid.is_empty() {
+            return;
+        }
+        for (kind, dep) in self.store.dependents(owner_uid) {
+            let opts = DeleteOpts {
+                propagation: Some(Propagation::Background),
+                ..DeleteOpts::default()
+            };
+            let _ = self.store.delete(
+                kind,
+                s(&dep, "/metadata/namespace"),
+                s(&dep, "/metadata/name"),
+                &opts,
+            );
+        }
+    }
+
+    fn check_foreground(&self, st: &mut CtlState, owner_uid: &str) {
+        let Some((kind, ns, name)) = st
+            .foreground
+            .iter()
+            .find(|(k, n, nm)| {
+                self.store
+                    .get(*k, n, nm)
+                    .is_ok_and(|o| s(&o, "/metadata/uid") == owner_uid)
+            })
+            .cloned()
+        else {
+            return;
+        };
+        let deps = self.store.dependents(owner_uid);
+        if deps.is_empty() {
+            st.foreground.remove(&(kind, ns.clone(), name.clone()));
+            let _ = self.store.mutate(kind, &ns, &name, Part::Main, |o| {
+                if let Some(a) = o
+                    .pointer_mut("/metadata/finalizers")
+                    .and_then(Value::as_array_mut)
+                {
+                    a.retain(|f| f != "foregroundDeletion");
+                }
+            });
+        } else {
+            for (k, dep) in deps {
+                if !deleting(&dep) {
+                    let opts = DeleteOpts {
+                        propagation: Some(Propagation::Foreground),
+                        ..DeleteOpts::default()
+                    };
+                    let _ = self.store.delete(
+                        k,
+                        s(&dep, "/metadata/namespace"),
+                        s(&dep, "/metadata/name"),
+                        &opts,
+                    );
+                }
+            }
+        }
+    }
+
+    fn reconcile_namespace(&self, st: &mut CtlState, ns: &str) {
+        if self.store.get(idx::namespaces(), "", ns).is_err() {
+            st.terminating_ns.remove(ns);
+            return;
+        }
+        let content = self.store.in_namespace(ns);
+        if content.is_empty() {
+            st.terminating_ns.remove(ns);
+            self.store.remove(idx::namespaces(), "", ns);
+            return;
+        }
+        for (kind, o) in content {
+            if !deleting(&o) {
+                let opts = DeleteOpts {
+                    propagation: Some(Propagation::Background),
+                    ..DeleteOpts::default()
+                };
+                let _ = self.store.delete(kind, ns, s(&o, "/metadata/name"), &opts);
+            }
+        }
+    }
+
+    // ---- kubelet ----
+
+    fn alive(&self, ns: &str, name: &str, uid: &str) -> bool {
+        self.store
+            .get(idx::pods(), ns, name)
+            .is_ok_and(|p| s(&p, "/metadata/uid") == uid && !deleting(&p))
+    }
+
+    fn set_pod_status(&self, ns: &str, name: &str, uid: &str, f: impl FnOnce(&mut Value)) -> bool {
+        if !self.alive(ns, name, uid) {
+            return false;
+        }
+        self.store
+            .mutate(idx::pods(), ns, name, Part::Status, f)
+            .is_ok()
+    }
+
+    async fn run_pod(self: Arc<Self>, ns: String, name: String, uid: String) {
+        let Ok(pod) = self.store.get(idx::pods(), &ns, &name) else {
+            return;
+        };
+        if s(&pod, "/metadata/uid") != uid
+            || s(&pod, "/status/phase") != "Pending"
+            || pod.pointer("/spec/nodeName").is_some()
+        {
+            return;
+        }
+        let attempt = owner_of_kind(&pod, "Job")
+            .and_then(|j| self.store.get(idx::jobs(), &ns, &j).ok())
+            .map_or(0, |j| u32::try_from(i(&j, "/status/failed")).unwrap_or(0));
+        let info = PodInfo::from_pod(&pod, attempt);
+        let script = self.script_for(&info);
+        let containers: Vec<(String, String)> = pod
+            .pointer("/spec/containers")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .map(|c| (s(c, "/name").to_string(), s(c, "/image").to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let main = containers.first().map(|c| c.0.clone()).unwrap_or_default();
+        for (c, _) in &containers {
+            let _ = self.logs.buf(&uid, c);
+        }
+        let now = now_rfc3339();
+        if script.outcome == Outcome::Unschedulable {
+            self.set_pod_status(&ns, &name, &uid, |p| {
+                set_condition(p, condition("PodScheduled", false, "Unschedulable",
+                    "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."), true);
+            });
+            return;
+        }
+        let _ = self.store.mutate(idx::pods(), &ns, &name, Part::Main, |p| {
+            p["spec"]["nodeName"] = json!("kube-sim-node");
+        });
+        let status = |state: Value, ready: bool, started: bool, extra: Option<(&str, Value)>| {
+            let cs: Vec<Value> = containers
+                .iter()
+                .map(|(c, img)| {
+                    let mut v = json!({"name": c, "image": img, "imageID": "", "ready": ready, "started": started,
+                        "restartCount": 0, "state": state});
+                    if ready || started {
+                        v["imageID"] = json!(format!("{img}@sha256:{}", hex::encode(Sha256::digest(img.as_bytes()))));
+                        v["containerID"] = json!(format!("containerd://{}", hex::encode(Sha256::digest(format!("{uid}{c}").as_bytes()))));
+                    }
+                    if let Some((k, val)) = &extra {
+                        v[*k] = val.clone();
+                    }
+                    v
+                })
+                .collect();
+            cs
+        };
+        let creating = status(
+            json!({"waiting": {"reason": "ContainerCreating"}}),
+            false,
+            false,
+            None,
+        );
+        self.set_pod_status(&ns, &name, &uid, |p| {
+            p["status"]["hostIP"] = json!("10.0.0.10");
+            p["status"]["hostIPs"] = json!([{"ip": "10.0.0.10"}]);
+            p["status"]["startTime"] = json!(now);
+            p["status"]["containerStatuses"] = json!(creating);
+            set_condition(
+                p,
+                condition("PodReadyToStartContainers", false, "", ""),
+                false,
+            );
+            set_condition(p, condition("Initialized", true, "", ""), false);
+            set_condition(
+                p,
+                condition(
+                    "Ready",
+                    false,
+                    "ContainersNotReady",
+                    &format!("containers with unready status: [{main}]"),
+                ),
+                false,
+            );
+            set_condition(
+                p,
+                condition(
+                    "ContainersReady",
+                    false,
+                    "ContainersNotReady",
+                    &format!("containers with unready status: [{main}]"),
+                ),
+                false,
+            );
+            set_condition(p, condition("PodScheduled", true, "", ""), false);
+            clean_conditions(p);
+        });
+        tokio::time::sleep(script.start_delay).await;
+        if script.outcome == Outcome::ImagePullBackOff {
+            let image = containers.first().map(|c| c.1.clone()).unwrap_or_default();
+            let pulling = status(
+                json!({"waiting": {"reason": "ErrImagePull",
+                "message": format!("failed to pull and unpack image \"{image}\": not found")}}),
+                false,
+                false,
+                None,
+            );
+            self.set_pod_status(&ns, &name, &uid, |p| {
+                p["status"]["containerStatuses"] = json!(pulling)
+            });
+            tokio::time::sleep(self.delays.pod_start).await;
+            let backoff = status(
+                json!({"waiting": {"reason": "ImagePullBackOff",
+                "message": format!("Back-off pulling image \"{image}\"")}}),
+                false,
+                false,
+                None,
+            );
+            self.set_pod_status(&ns, &name, &uid, |p| {
+                p["status"]["containerStatuses"] = json!(backoff)
+            });
+            return;
+        }
+        let started_at = now_rfc3339();
+        let running = status(
+            json!({"running": {"startedAt": started_at}}),
+            true,
+            true,
+            None,
+        );
+        let ip_n = Sha256::digest(uid.as_bytes());
+        let pod_ip = format!("10.244.{}.{}", ip_n[0], ip_n[1].max(2));
+        if !self.set_pod_status(&ns, &name, &uid, |p| {
+            p["status"]["phase"] = json!("Running");
+            p["status"]["podIP"] = json!(pod_ip);
+            p["status"]["podIPs"] = json!([{"ip": pod_ip}]);
+            p["status"]["containerStatuses"] = json!(running);
+            for c in ["PodReadyToStartContainers", "Ready", "ContainersReady"] {
+                set_condition(p, condition(c, true, "", ""), false);
+            }
+            clean_conditions(p);
+        }) {
+            return;
+        }
+        let log = self.logs.buf(&uid, &main);
+        for line in &script.logs {
+            if !line.after.is_zero() {
+                tokio::time::sleep(line.after).await;
+            }
+            if !self.alive(&ns, &name, &uid) {
+                return;
+            }
+            log.push(line.text.clone());
+        }
+        let (code, reason) = match &script.outcome {
+            Outcome::RunForever | Outcome::ImagePullBackOff | Outcome::Unschedulable => return,
+            Outcome::Exit { code } => (*code, if *code == 0 { "Completed" } else { "Error" }),
+            Outcome::OomKilled => (137, "OOMKilled"),
+            Outcome::CrashLoopBackOff => (1, "Error"),
+        };
+        let finished_at = now_rfc3339();
+        let mut term = json!({"exitCode": code, "reason": reason, "startedAt": started_at, "finishedAt": finished_at,
+            "containerID": format!("containerd://{}", hex::encode(Sha256::digest(format!("{uid}{main}").as_bytes())))});
+        if let Some(m) = &script.termination_message {
+            term["message"] = json!(m);
+        }
+        for (c, _) in &containers {
+            self.logs.buf(&uid, c).finish();
+        }
+        // With restartPolicy Always (Deployment pods) a container that exits is restarted with
+        // back-off rather than ending the pod.
+        let always = s(&pod, "/spec/restartPolicy") == "Always";
+        if script.outcome == Outcome::CrashLoopBackOff || always {
+            let waiting = status(
+                json!({"waiting": {"reason": "CrashLoopBackOff", "message": format!("back-off 10s restarting failed container={main} pod={name}")}}),
+                false,
+                false,
+                Some(("lastState", json!({"terminated": term}))),
+            );
+            self.set_pod_status(&ns, &name, &uid, |p| {
+                let mut waiting = waiting;
+                for c in waiting.iter_mut() {
+                    c["restartCount"] = json!(1);
+                }
+                p["status"]["containerStatuses"] = json!(waiting);
+                for c in ["Ready", "ContainersReady"] {
+                    set_condition(
+                        p,
+                        condition(
+                            c,
+                            false,
+                            "ContainersNotReady",
+                            &format!("containers with unready status: [{main}]"),
+                        ),
+                        false,
+                    );
+                }
+                clean_conditions(p);
+            });
+            return;
+        }
+        let ok = code == 0;
+        let terminated = status(json!({"terminated": term}), false, false, None);
+        self.set_pod_status(&ns, &name, &uid, |p| {
+            p["status"]["phase"] = json!(if ok { "Succeeded" } else { "Failed" });
+            p["status"]["containerStatuses"] = json!(terminated);
+            let why = if ok { "PodCompleted" } else { "PodFailed" };
+            set_condition(
+                p,
+                condition("PodReadyToStartContainers", false, "", ""),
+                false,
+            );
+            set_condition(p, condition("Ready", false, why, ""), false);
+            set_condition(p, condition("ContainersReady", false, why, ""), false);
+            clean_conditions(p);
+        });
+    }
+
+    // ---- Job controller ----
+
+    fn reconcile_job(&self, st: &mut CtlState, ns: &str, name: &str) {
+        let Ok(job) = self.store.get(idx::jobs(), ns, name) else {
+            return;
+        };
+        if deleting(&job) {
+            return;
+        }
+        let uid = s(&job, "/metadata/uid").to_string();
+        let pods: Vec<Arc<Value>> = self
+            .store
+            .owned(&uid, idx::pods())
+            .into_iter()
+            .filter(|p| controller_uid(p).as_deref() == Some(uid.as_str()))
+            .collect();
+        let active: Vec<&Arc<Value>> = pods
+            .iter()
+            .filter(|p| !pod_terminal(p) && !deleting(p))
+            .collect();
+        let succeeded = pods
+            .iter()
+            .filter(|p| s(p, "/status/phase") == "Succeeded")
+            .count() as i64;
+        let failed_now = pods
+            .iter()
+            .filter(|p| s(p, "/status/phase") == "Failed")
+            .count() as i64;
+        let succeeded = succeeded.max(i(&job, "/status/succeeded"));
+        let failed = failed_now.max(i(&job, "/status/failed"));
+        let ready = active.iter().filter(|p| pod_ready(p)).count() as i64;
+        let terminating = pods
+            .iter()
+            .filter(|p| deleting(p) && !pod_terminal(p))
+            .count() as i64;
+        let finished = has_condition(&job, "Complete") || has_condition(&job, "Failed");
+        let now = Instant::now();
+        if finished {
+            st.job_started.remove(&uid);
+            st.job_next_pod.remove(&uid);
+            if job.pointer("/spec/ttlSecondsAfterFinished").is_some() {
+                st.timed_jobs
+                    .insert(uid.clone(), (ns.to_string(), name.to_string()));
+            } else {
+                st.timed_jobs.remove(&uid);
+            }
+            if let Some(ttl) = job
+                .pointer("/spec/ttlSecondsAfterFinished")
+                .and_then(Value::as_f64)
+            {
+                let at = *st.job_finished.entry(uid.clone()).or_insert(now);
+                if now.duration_since(at) >= self.delays.scaled(ttl) {
+                    st.job_finished.remove(&uid);
+                    let opts = DeleteOpts {
+                        propagation: Some(Propagation::Background),
+                        ..DeleteOpts::default()
+                    };
+                    let _ = self.store.delete(idx::jobs(), ns, name, &opts);
+                }
+            }
+            return;
+        }
+        let started = *st.job_started.entry(uid.clone()).or_insert(now);
+        let completions = job
+            .pointer("/spec/completions")
+            .and_then(Value::as_i64)
+            .unwrap_or(1);
+        let parallelism = job
+            .pointer("/spec/parallelism")
+            .and_then(Value::as_i64)
+            .unwrap_or(1);
+        let backoff_limit = job
+            .pointer("/spec/backoffLimit")
+            .and_then(Value::as_i64)
+            .unwrap_or(6);
+        let suspended = job.pointer("/spec/suspend").and_then(Value::as_bool) == Some(true);
+        let mut conds: Vec<Value> = Vec::new();
+        let mut end = false;
+        if succeeded >= completions {
+            conds.push(condition(
+                "SuccessCriteriaMet",
+                true,
+                "CompletionsReached",
+                "Reached expected number of succeeded pods",
+            ));
+            conds.push(condition(
+                "Complete",
+                true,
+                "CompletionsReached",
+                "Reached expected number of succeeded pods",
+            ));
+            end = true;
+        } else if failed > backoff_limit {
+            conds.push(condition(
+                "FailureTarget",
+                true,
+                "BackoffLimitExceeded",
+                "Job has reached the specified backoff limit",
+            ));
+            conds.push(condition(
+                "Failed",
+                true,
+                "BackoffLimitExceeded",
+                "Job has reached the specified backoff limit",
+            ));
+            end = true;
+        } else if job
+            .pointer("/spec/activeDeadlineSeconds")
+            .and_then(Value::as_f64)
+            .is_some_and(|ads| now.duration_since(started) >= self.delays.scaled(ads))
+        {
+            conds.push(condition(
+                "FailureTarget",
+                true,
+                "DeadlineExceeded",
+                "Job was active longer than specified deadline",
+            ));
+            conds.push(condition(
+                "Failed",
+                true,
+                "DeadlineExceeded",
+                "Job was active longer than specified deadline",
+            ));
+            end = true;
+        }
+        let mut created = 0i64;
+        if end || suspended {
+            for p in &active {
+                let _ = self.store.delete(
+                    idx::pods(),
+                    ns,
+                    s(p, "/metadata/name"),
+                    &DeleteOpts::default(),
+                );
+            }
+        } else {
+            let want = parallelism.min(completions - succeeded);
+            let missing = want - active.len() as i64 - terminating;
+            if missing > 0 {
+                // Retry backoff after failures: 10s doubling, scaled.
+                let last_failed = i(&job, "/status/failed");
+                if failed > last_failed
+                    || (failed > 0 && !st.job_next_pod.contains_key(&uid) && active.is_empty())
+                {
+                    let secs = 10.0 * 2f64.powi(i32::try_from(failed - 1).unwrap_or(0).clamp(0, 6));
+                    st.job_next_pod
+                        .insert(uid.clone(), now + self.delays.scaled(secs.min(360.0)));
+                }
+                let may = st.job_next_pod.get(&uid).is_none_or(|t| *t <= now);
+                if may {
+                    st.job_next_pod.remove(&uid);
+                    for _ in 0..missing {
+                        if self.create_job_pod(&job).is_ok() {
+                            created += 1;
+                        }
+                    }
+                }
+            }
+        }
+        let active_n = if end || suspended {
+            0
+        } else {
+            active.len() as i64 + created
+        };
+        let start_time = job
+            .pointer("/status/startTime")
+            .cloned()
+            .unwrap_or_else(|| json!(now_rfc3339()));
+        let _ = self.store.mutate(idx::jobs(), ns, name, Part::Status, |j| {
+            if !j.get("status").is_some_and(Value::is_object) {
+                j["status"] = json!({});
+            }
+            let st = &mut j["status"];
+            st["startTime"] = start_time;
+            let set_or_remove = |st: &mut Value, f: &str, n: i64| {
+                if n > 0 {
+                    st[f] = json!(n);
+                } else if let Some(m) = st.as_object_mut() {
+                    m.remove(f);
+                }
+            };
+            set_or_remove(st, "active", active_n);
+            set_or_remove(st, "succeeded", succeeded);
+            set_or_remove(st, "failed", failed);
+            st["ready"] = json!(if end { 0 } else { ready });
+            st["terminating"] = json!(terminating);
+            st["uncountedTerminatedPods"] = json!({});
+            if end && succeeded >= completions {
+                st["completionTime"] = json!(now_rfc3339());
+            }
+            for c in conds {
+                set_condition(j, c, true);
+            }
+        });
+        let ttl = job.pointer("/spec/ttlSecondsAfterFinished").is_some();
+        let timed = if end {
+            ttl
+        } else {
+            job.pointer("/spec/activeDeadlineSeconds").is_some()
+                || st.job_next_pod.contains_key(&uid)
+        };
+        if timed {
+            st.timed_jobs
+                .insert(uid.clone(), (ns.to_string(), name.to_string()));
+        } else {
+            st.timed_jobs.remove(&uid);
+        }
+        if end {
+            st.job_started.remove(&uid);
+            if ttl {
+                st.job_finished.insert(uid.clone(), now);
+            }
+        }
+    }
+
+    fn create_job_pod(&self, job: &Value) -> Result<(), crate::ApiError> {
+        let ns = s(job, "/metadata/namespace");
+        let name = s(job, "/metadata/name");
+        let tpl = job
+            .pointer("/spec/template")
+            .cloned()
+            .unwrap_or_else(|| json!({}));
+        let mut pod = json!({
+            "metadata": tpl.get("metadata").cloned().unwrap_or_else(|| json!({})),
+            "spec": tpl.get("spec").cloned().unwrap_or_else(|| json!({})),
+        });
+        pod["metadata"]["name"] = json!(format!("{name}-{}", random_suffix(5)));
+        pod["metadata"]["ownerReferences"] = json!([{
+            "apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": s(job, "/metadata/uid"),
+            "controller": true, "blockOwnerDeletion": true,
+        }]);
+        self.store.create(idx::pods(), ns, pod, None).map(|_| ())
+    }
+
+    // ---- ReplicaSet controller ----
+
+    fn reconcile_rs(&self, st: &mut CtlState, ns: &str, name: &str) {
+        let Ok(rs) = self.store.get(idx::replicasets(), ns, name) else {
+            return;
+        };
+        if deleting(&rs) {
+            return;
+        }
+        let uid = s(&rs, "/metadata/uid").to_string();
+        let want = i(&rs, "/spec/replicas");
+        let pods: Vec<Arc<Value>> = self
+            .store
+            .owned(&uid, idx::pods())
+            .into_iter()
+            .filter(|p| {
+                controller_uid(p).as_deref() == Some(uid.as_str())
+                    && !deleting(p)
+                    && !pod_terminal(p)
+            })
+            .collect();
+        let have = pods.len() as i64;
+        if have < want {
+            let tpl = rs
+                .pointer("/spec/template")
+                .cloned()
+                .unwrap_or_else(|| json!({}));
+            for _ in have..want {
+                let mut pod = json!({
+                    "metadata": tpl.get("metadata").cloned().unwrap_or_else(|| json!({})),
+                    "spec": tpl.get("spec").cloned().unwrap_or_else(|| json!({})),
+                });
+                pod["metadata"]["name"] = json!(format!("{name}-{}", random_suffix(5)));
+                pod["metadata"]["ownerReferences"] = json!([{
+                    "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": name, "uid": uid,
+                    "controller": true, "blockOwnerDeletion": true,
+                }]);
+                let _ = self.store.create(idx::pods(), ns, pod, None);
+            }
+        } else if have > want {
+            let mut victims = pods.clone();
+            victims.sort_by_key(|p| pod_ready(p));
+            for p in victims
+                .iter()
+                .take(usize::try_from(have - want).unwrap_or(0))
+            {
+                let _ = self.store.delete(
+                    idx::pods(),
+                    ns,
+                    s(p, "/metadata/name"),
+                    &DeleteOpts::default(),
+                );
+            }
+        }
+        let pods: Vec<Arc<Value>> = self
+            .store
+            .owned(&uid, idx::pods())
+            .into_iter()
+            .filter(|p| {
+                controller_uid(p).as_deref() == Some(uid.as_str())
+                    && !deleting(p)
+                    && !pod_terminal(p)
+            })
+            .collect();
+        let ready = pods.iter().filter(|p| pod_ready(p)).count() as i64;
+        let gen_ = i(&rs, "/metadata/generation");
+        let _ = self
+            .store
+            .mutate(idx::replicasets(), ns, name, Part::Status, |r| {
+                r["status"] = json!({"replicas": pods.len(), "fullyLabeledReplicas": pods.len(),
+                "readyReplicas": ready, "availableReplicas": ready, "observedGeneration": gen_});
+                if ready == 0
+                    && let Some(m) = r["status"].as_object_mut()
+                {
+                    m.remove("readyReplicas");
+                    m.remove("availableReplicas");
+                }
+            });
+        if let Some(d) = owner_of_kind(&rs, "Deployment") {
+            self.reconcile_deployment(st, ns, &d);
+        }
+    }
+
+    // ---- Deployment controller ----
+
+    fn reconcile_deployment(&self, st: &mut CtlState, ns: &str, name: &str) {
+        let Ok(d) = self.store.get(idx::deployments(), ns, name) else {
+            return;
+        };
+        let uid = s(&d, "/metadata/uid").to_string();
+        if deleting(&d) {
+            st.deploy_progress.remove(&uid);
+            st.deploy_keys.remove(&uid);
+            return;
+        }
+        let replicas = d
+            .pointer("/spec/replicas")
+            .and_then(Value::as_i64)
+            .unwrap_or(1);
+        let tpl = d
+            .pointer("/spec/template")
+            .cloned()
+            .unwrap_or_else(|| json!({}));
+        let hash = template_hash(&tpl);
+        let owned: Vec<Arc<Value>> = self
+            .store
+            .owned(&uid, idx::replicasets())
+            .into_iter()
+            .filter(|r| controller_uid(r).as_deref() == Some(uid.as_str()))
+            .collect();
+        let rs_name = format!("{name}-{hash}");
+        let mut new_rs = owned
+            .iter()
+            .find(|r| s(r, "/metadata/labels/pod-template-hash") == hash)
+            .cloned();
+        let mut created = false;
+        if new_rs.is_none() {
+            let revision = owned
+                .iter()
+                .filter_map(|r| {
+                    s(
+                        r,
+                        "/metadata/annotations/deployment.kubernetes.io~1revision",
+                    )
+                    .parse::<i64>()
+                    .ok()
+                })
+                .max()
+                .unwrap_or(0)
+                + 1;
+            let mut t = tpl.clone();
+            if !t.get("metadata").is_some_and(Value::is_object) {
+                t["metadata"] = json!({});
+            }
+            if !t["metadata"].get("labels").is_some_and(Value::is_object) {
+                t["metadata"]["labels"] = json!({});
+            }
+            t["metadata"]["labels"]["pod-template-hash"] = json!(hash);
+            let mut selector = d
+                .pointer("/spec/selector")
+                .cloned()
+                .unwrap_or_else(|| json!({}));
+            if !selector.get("matchLabels").is_some_and(Value::is_object) {
+                selector["matchLabels"] = json!({});
+            }
+            selector["matchLabels"]["pod-template-hash"] = json!(hash);
+            let rs = json!({
+                "metadata": {
+                    "name": rs_name,
+                    "labels": t["metadata"]["labels"].clone(),
+                    "annotations": {
+                        "deployment.kubernetes.io/revision": revision.to_string(),
+                        "deployment.kubernetes.io/desired-replicas": replicas.to_string(),
+                        "deployment.kubernetes.io/max-replicas": (replicas + (replicas + 3) / 4).to_string(),
+                    },
+                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": name, "uid": uid,
+                        "controller": true, "blockOwnerDeletion": true}],
+                },
+                "spec": {"replicas": replicas, "selector": selector, "template": t},
+            });
+            new_rs = self.store.create(idx::replicasets(), ns, rs, None).ok();
+            created = true;
+        }
+        let Some(new_rs) = new_rs else { return };
+        let new_name = s(&new_rs, "/metadata/name").to_string();
+        if i(&new_rs, "/spec/replicas") != replicas {
+            let _ = self
+                .store
+                .mutate(idx::replicasets(), ns, &new_name, Part::Main, |r| {
+                    r["spec"]["replicas"] = json!(replicas);
+                    r["metadata"]["annotations"]["deployment.kubernetes.io/desired-replicas"] =
+                        json!(replicas.to_string());
+                });
+        }
+        for r in &owned {
+            if s(r, "/metadata/name") != new_name && i(r, "/spec/replicas") > 0 {
+                let _ = self.store.mutate(
+                    idx::replicasets(),
+                    ns,
+                    s(r, "/metadata/name"),
+                    Part::Main,
+                    |r| {
+                        r["spec"]["replicas"] = json!(0);
+                    },
+                );
+            }
+        }
+        let all: Vec<Arc<Value>> = self
+            .store
+            .owned(&uid, idx::replicasets())
+            .into_iter()
+            .filter(|r| controller_uid(r).as_deref() == Some(uid.as_str()))
+            .collect();
+        let sum = |f: &str| {
+            all.iter()
+                .map(|r| i(r, &format!("/status/{f}")))
+                .sum::<i64>()
+        };
+        let total = sum("replicas");
+        let ready = sum("readyReplicas");
+        let available = sum("availableReplicas");
+        let new_now = all
+            .iter()
+            .find(|r| s(r, "/metadata/name") == new_name)
+            .cloned()
+            .unwrap_or(new_rs);
+        let updated = i(&new_now, "/status/replicas");
+        let new_available = i(&new_now, "/status/availableReplicas");
+        let max_unavailable = replicas / 4;
+        let now = Instant::now();
+        let deadline = d
+            .pointer("/spec/progressDeadlineSeconds")
+            .and_then(Value::as_f64)
+            .unwrap_or(600.0);
+        let complete = updated == replicas && new_available == replicas && total == replicas;
+        let progress = if complete {
+            st.deploy_progress.remove(&uid);
+            st.deploy_keys.remove(&uid);
+            condition(
+                "Progressing",
+                true,
+                "NewReplicaSetAvailable",
+                &format!("ReplicaSet \"{new_name}\" has successfully progressed."),
+            )
+        } else {
+            st.deploy_keys
+                .insert(uid.clone(), (ns.to_string(), name.to_string()));
+            let entry = st
+                .deploy_progress
+                .entry(uid.clone())
+                .or_insert((now, new_available));
+            if entry.1 != new_available {
+                *entry = (now, new_available);
+            }
+            if now.duration_since(entry.0) >= self.delays.scaled(deadline) {
+                condition(
+                    "Progressing",
+                    false,
+                    "ProgressDeadlineExceeded",
+                    &format!("ReplicaSet \"{new_name}\" has timed out progressing."),
+                )
+            } else if created {
+                condition(
+                    "Progressing",
+                    true,
+                    "NewReplicaSetCreated",
+                    &format!("Created new replica set \"{new_name}\""),
+                )
+            } else {
+                condition(
+                    "Progressing",
+                    true,
+                    "ReplicaSetUpdated",
+                    &format!("ReplicaSet \"{new_name}\" is progressing."),
+                )
+            }
+        };
+        let avail_cond = if available >= replicas - max_unavailable {
+            condition(
+                "Available",
+                true,
+                "MinimumReplicasAvailable",
+                "Deployment has minimum availability.",
+            )
+        } else {
+            condition(
+                "Available",
+                false,
+                "MinimumReplicasUnavailable",
+                "Deployment does not have minimum availability.",
+            )
+        };
+        let gen_ = i(&d, "/metadata/generation");
+        let _ = self.store.mutate(idx::deployments(), ns, name, Part::Status, |o| {
+            let conds = o.pointer("/status/conditions").cloned();
+            let mut stt = json!({"observedGeneration": gen_, "replicas": total, "updatedReplicas": updated,
+                "readyReplicas": ready, "availableReplicas": available,
+                "unavailableReplicas": (replicas - available).max(0)});
+            if let Some(m) = stt.as_object_mut() {
+                m.retain(|k, v| k == "observedGeneration" || v.as_i64() != Some(0));
+                if let Some(c) = conds {
+                    m.insert("conditions".into(), c);
+                }
+            }
+            o["status"] = stt;
+            // Keep times stable when nothing changed, like the real controller's lastUpdateTime.
+            for mut c in [avail_cond, progress] {
+                let ty = c["type"].clone();
+                let prev = o.pointer("/status/conditions").and_then(Value::as_array).and_then(|a| a.iter().find(|x| x["type"] == ty)).cloned();
+                if let Some(p) = &prev
+                    && p["status"] == c["status"] && p["reason"] == c["reason"] && p["message"] == c["message"] {
+                        continue;
+                    }
+                c["lastUpdateTime"] = c["lastTransitionTime"].clone();
+                if let Some(m) = c.as_object_mut() {
+                    m.remove("lastProbeTime");
+                }
+                set_condition(o, c, false);
+            }
+        });
+    }
+}
+
+/// Removes empty reasons/messages, which the real status omits.
+fn clean_conditions(p: &mut Value) {
+    if let Some(conds) = p
+        .pointer_mut("/status/conditions")
+        .and_then(Value::as_array_mut)
+    {
+        for c in conds {
+            if let Some(m) = c.as_object_mut() {
+                m.retain(|_, v| v.as_str() != Some(""));
+            }
+        }
+    }
+}
+
+/// A pod-template-hash: ten characters from the safe alphabet, derived from the template.
+#[must_use]
+pub fn template_hash(tpl: &Value) -> String {
+    const CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let h = Sha256::digest(tpl.to_string().as_bytes());
+    h.iter()
+        .take(10)
+        .map(|b| CHARS[usize::from(*b) % CHARS.len()] as char)
+        .collect()
+}

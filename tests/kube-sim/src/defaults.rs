@@ -1,0 +1,422 @@
+//! Defaulting and validation the apiserver applies on create and update, for the fields Slipway
+//! relies on. Unknown kinds only get their name checked.
+
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::kinds::{KINDS, idx};
+use crate::selector::LabelSelector;
+
+const DNS1123_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+const DNS1123_LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
+
+/// Whether `s` is a DNS-1123 label.
+#[must_use]
+pub fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// Whether `s` is a DNS-1123 subdomain.
+#[must_use]
+pub fn is_dns_subdomain(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+fn invalid_value(v: &str, msg: &str) -> String {
+    format!("Invalid value: \"{v}\": {msg}")
+}
+
+/// Applies create-time validation and defaults (uid and name are already set).
+pub fn on_create(kind: usize, obj: &mut Value) -> Result<(), ApiError> {
+    let k = &KINDS[kind];
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let uid = obj
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let mut causes: Vec<(String, String)> = Vec::new();
+    let label_named = kind == idx::namespaces() || k.plural == "services";
+    if label_named && !is_dns_label(&name) {
+        causes.push((
+            "metadata.name".into(),
+            invalid_value(&name, DNS1123_LABEL_MSG),
+        ));
+    } else if !label_named && !is_dns_subdomain(&name) {
+        causes.push((
+            "metadata.name".into(),
+            invalid_value(&name, DNS1123_SUBDOMAIN_MSG),
+        ));
+    }
+    // Status written on create is discarded for kinds with a status subresource.
+    if k.has_status
+        && let Some(m) = obj.as_object_mut()
+    {
+        m.remove("status");
+    }
+    match k.plural {
+        "namespaces" => {
+            obj["spec"] = json!({"finalizers": ["kubernetes"]});
+            obj["status"] = json!({"phase": "Active"});
+            let labels = obj["metadata"]
+                .as_object_mut()
+                .map(|m| m.entry("labels").or_insert_with(|| json!({})));
+            if let Some(l) = labels.and_then(Value::as_object_mut) {
+                l.insert("kubernetes.io/metadata.name".into(), json!(name));
+            }
+        }
+        "pods" => {
+            validate_pod_spec(obj.get("spec"), "spec", &mut causes);
+            if let Some(spec) = obj.get_mut("spec") {
+                default_pod_spec(spec);
+            }
+            let qos = "BestEffort";
+            obj["status"] = json!({"phase": "Pending", "qosClass": qos});
+        }
+        "jobs" => {
+            // The name becomes a label value, so it is limited to 63 characters.
+            if name.len() > 63 {
+                causes.push((
+                    "metadata.name".into(),
+                    format!("Invalid value: \"{name}\": must be no more than 63 characters"),
+                ));
+            }
+            let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) else {
+                causes.push(("spec.template".into(), "Required value".into()));
+                return finish(k, &name, causes);
+            };
+            match spec
+                .pointer("/template/spec/restartPolicy")
+                .and_then(Value::as_str)
+            {
+                Some("Never" | "OnFailure") => {}
+                Some(other) => causes.push((
+                    "spec.template.spec.restartPolicy".into(),
+                    format!(
+                        "Unsupported value: \"{other}\": supported values: \"OnFailure\", \"Never\""
+                    ),
+                )),
+                None => causes.push((
+                    "spec.template.spec.restartPolicy".into(),
+                    "Required value: valid values: \"OnFailure\", \"Never\"".into(),
+                )),
+            }
+            validate_pod_spec(
+                spec.pointer("/template/spec"),
+                "spec.template.spec",
+                &mut causes,
+            );
+            for (f, v) in [
+                ("parallelism", json!(1)),
+                ("completions", json!(1)),
+                ("backoffLimit", json!(6)),
+                ("completionMode", json!("NonIndexed")),
+                ("suspend", json!(false)),
+                ("podReplacementPolicy", json!("TerminatingOrFailed")),
+                ("manualSelector", Value::Null),
+            ] {
+                if !v.is_null() && spec.get(f).is_none() {
+                    spec[f] = v;
+                }
+            }
+            let job_labels = json!({
+                "batch.kubernetes.io/controller-uid": uid,
+                "batch.kubernetes.io/job-name": name,
+                "controller-uid": uid,
+                "job-name": name,
+            });
+            if spec.get("selector").is_none() {
+                spec["selector"] =
+                    json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
+            }
+            if let Some(tpl) = spec.get_mut("template").filter(|t| t.is_object()) {
+                if !tpl.get("metadata").is_some_and(Value::is_object) {
+                    tpl["metadata"] = json!({});
+                }
+                let tm = &mut tpl["metadata"];
+                if !tm.get("labels").is_some_and(Value::is_object) {
+                    tm["labels"] = json!({});
+                }
+                if let (Some(l), Some(add)) = (tm["labels"].as_object_mut(), job_labels.as_object())
+                {
+                    for (a, b) in add {
+                        l.insert(a.clone(), b.clone());
+                    }
+                }
+                if let Some(ps) = tpl.get_mut("spec") {
+                    default_pod_spec(ps);
+                }
+            }
+            let has_labels = obj
+                .pointer("/metadata/labels")
+                .and_then(Value::as_object)
+                .is_some_and(|l| !l.is_empty());
+            if !has_labels && let Some(m) = obj["metadata"].as_object_mut() {
+                m.insert("labels".into(), json!({"batch.kubernetes.io/controller-uid": uid, "batch.kubernetes.io/job-name": name, "controller-uid": uid, "job-name": name}));
+            }
+        }
+        "deployments" | "replicasets" | "statefulsets" | "daemonsets" => {
+            let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) else {
+                causes.push(("spec.selector".into(), "Required value".into()));
+                return finish(k, &name, causes);
+            };
+            validate_workload(spec, &mut causes);
+            if k.plural != "daemonsets" && spec.get("replicas").is_none() {
+                spec["replicas"] = json!(1);
+            }
+            if k.plural == "deployments" {
+                if spec.get("strategy").is_none() {
+                    spec["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}});
+                }
+                for (f, v) in [
+                    ("revisionHistoryLimit", 10),
+                    ("progressDeadlineSeconds", 600),
+                ] {
+                    if spec.get(f).is_none() {
+                        spec[f] = json!(v);
+                    }
+                }
+            }
+            if let Some(ps) = spec.pointer_mut("/template/spec") {
+                default_pod_spec(ps);
+            }
+        }
+        "services" => {
+            let spec = obj.get_mut("spec").filter(|s| s.is_object());
+            let Some(spec) = spec else {
+                causes.push(("spec.ports".into(), "Required value".into()));
+                return finish(k, &name, causes);
+            };
+            if spec.get("type").is_none() {
+                spec["type"] = json!("ClusterIP");
+            }
+            if spec.get("clusterIP").and_then(Value::as_str) != Some("None") {
+                let h = uid
+                    .bytes()
+                    .fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(u32::from(b)));
+                let ip = format!("10.96.{}.{}", (h >> 8) % 256, (h % 254) + 1);
+                spec["clusterIP"] = json!(ip);
+                spec["clusterIPs"] = json!([ip]);
+            }
+            for (f, v) in [
+                ("sessionAffinity", json!("None")),
+                ("ipFamilies", json!(["IPv4"])),
+                ("ipFamilyPolicy", json!("SingleStack")),
+                ("internalTrafficPolicy", json!("Cluster")),
+            ] {
+                if spec.get(f).is_none() {
+                    spec[f] = v;
+                }
+            }
+            if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+                for p in ports {
+                    if p.get("protocol").is_none() {
+                        p["protocol"] = json!("TCP");
+                    }
+                    if p.get("targetPort").is_none() {
+                        p["targetPort"] = p.get("port").cloned().unwrap_or(json!(80));
+                    }
+                }
+            }
+            obj["status"] = json!({"loadBalancer": {}});
+        }
+        _ => {}
+    }
+    finish(k, &name, causes)
+}
+
+fn finish(
+    k: &crate::kinds::KindInfo,
+    name: &str,
+    causes: Vec<(String, String)>,
+) -> Result<(), ApiError> {
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(k, name, &causes))
+    }
+}
+
+/// Update-time validation of immutable fields.
+pub fn on_update(kind: usize, cur: &Value, new: &mut Value) -> Result<(), ApiError> {
+    let k = &KINDS[kind];
+    let name = cur
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if kind == idx::jobs() {
+        for f in ["/spec/selector", "/spec/template", "/spec/completions"] {
+            if let (Some(a), Some(b)) = (cur.pointer(f), new.pointer(f))
+                && a != b
+            {
+                let field = f.trim_start_matches('/').replace('/', ".");
+                return finish(
+                    k,
+                    name,
+                    vec![(field, "Invalid value: field is immutable".into())],
+                );
+            }
+        }
+    }
+    if kind == idx::namespaces() {
+        new["spec"] = cur.get("spec").cloned().unwrap_or_else(|| json!({}));
+    }
+    if kind == idx::pods()
+        && let (Some(a), Some(b)) = (
+            cur.pointer("/spec/containers"),
+            new.pointer("/spec/containers"),
+        )
+    {
+        let strip_images = |v: &Value| {
+            let mut v = v.clone();
+            if let Some(arr) = v.as_array_mut() {
+                for c in arr {
+                    if let Some(m) = c.as_object_mut() {
+                        m.remove("image");
+                    }
+                }
+            }
+            v
+        };
+        if strip_images(a) != strip_images(b) {
+            return finish(k, name, vec![("spec".into(), "Forbidden: pod updates may not change fields other than `spec.containers[*].image`, `spec.initContainers[*].image`, `spec.activeDeadlineSeconds`, `spec.tolerations` (only additions to existing tolerations), `spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)".into())]);
+        }
+    }
+    Ok(())
+}
+
+fn validate_pod_spec(spec: Option<&Value>, at: &str, causes: &mut Vec<(String, String)>) {
+    let containers = spec
+        .and_then(|s| s.get("containers"))
+        .and_then(Value::as_array);
+    match containers {
+        None => causes.push((format!("{at}.containers"), "Required value".into())),
+        Some(cs) if cs.is_empty() => {
+            causes.push((format!("{at}.containers"), "Required value".into()))
+        }
+        Some(cs) => {
+            for (i, c) in cs.iter().enumerate() {
+                match c.get("name").and_then(Value::as_str) {
+                    None | Some("") => causes.push((
+                        format!("{at}.containers[{i}].name"),
+                        "Required value".into(),
+                    )),
+                    Some(n) if !is_dns_label(n) => {
+                        causes.push((
+                            format!("{at}.containers[{i}].name"),
+                            invalid_value(n, DNS1123_LABEL_MSG),
+                        ));
+                    }
+                    Some(_) => {}
+                }
+                if c.get("image")
+                    .and_then(Value::as_str)
+                    .is_none_or(str::is_empty)
+                {
+                    causes.push((
+                        format!("{at}.containers[{i}].image"),
+                        "Required value".into(),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn validate_workload(spec: &Value, causes: &mut Vec<(String, String)>) {
+    let Some(sel) = spec.get("selector") else {
+        causes.push(("spec.selector".into(), "Required value".into()));
+        return;
+    };
+    let selector = LabelSelector::from_object(sel);
+    let tpl_labels = spec
+        .pointer("/template/metadata/labels")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    let probe = json!({"metadata": {"labels": tpl_labels}});
+    if selector.is_empty() {
+        causes.push((
+            "spec.selector".into(),
+            "Invalid value: {}: empty selector is invalid for deployment".into(),
+        ));
+    } else if !selector.matches(&probe) {
+        causes.push((
+            "spec.template.metadata.labels".into(),
+            format!(
+                "Invalid value: {}: `selector` does not match template `labels`",
+                tpl_labels
+            ),
+        ));
+    }
+    validate_pod_spec(spec.pointer("/template/spec"), "spec.template.spec", causes);
+}
+
+/// Pod spec defaults a real apiserver fills in.
+pub fn default_pod_spec(spec: &mut Value) {
+    if !spec.is_object() {
+        return;
+    }
+    for (f, v) in [
+        ("restartPolicy", json!("Always")),
+        ("terminationGracePeriodSeconds", json!(30)),
+        ("dnsPolicy", json!("ClusterFirst")),
+        ("schedulerName", json!("default-scheduler")),
+        ("securityContext", json!({})),
+        ("serviceAccountName", json!("default")),
+        ("serviceAccount", json!("default")),
+        ("enableServiceLinks", json!(true)),
+        ("preemptionPolicy", json!("PreemptLowerPriority")),
+        ("priority", json!(0)),
+    ] {
+        if spec.get(f).is_none() {
+            spec[f] = v;
+        }
+    }
+    for list in ["containers", "initContainers"] {
+        if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
+            for c in cs {
+                if !c.is_object() {
+                    continue;
+                }
+                let image = c
+                    .get("image")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                let latest = !image.rsplit('/').next().unwrap_or_default().contains(':')
+                    || image.ends_with(":latest");
+                let pull = if latest && !image.contains('@') {
+                    "Always"
+                } else {
+                    "IfNotPresent"
+                };
+                for (f, v) in [
+                    ("terminationMessagePath", json!("/dev/termination-log")),
+                    ("terminationMessagePolicy", json!("File")),
+                    ("imagePullPolicy", json!(pull)),
+                    ("resources", json!({})),
+                ] {
+                    if c.get(f).is_none() {
+                        c[f] = v;
+                    }
+                }
+                if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
+                    for p in ports {
+                        if p.get("protocol").is_none() {
+                            p["protocol"] = json!("TCP");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

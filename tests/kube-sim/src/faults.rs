@@ -1,0 +1,237 @@
+//! Fault injection rules (matched before routing) and the request recorder.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// What a matching fault does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub enum FaultAction {
+    /// Answer with this status and a `Status` body (429 adds `Retry-After`).
+    Status {
+        /// HTTP code: 429, 500, 503, ...
+        code: u16,
+        /// `Retry-After` seconds.
+        #[serde(default)]
+        retry_after: Option<u64>,
+    },
+    /// Delay the request, then serve it normally.
+    Delay {
+        /// Milliseconds.
+        ms: u64,
+    },
+    /// End a watch stream cleanly after this many events.
+    DropWatch {
+        /// Events sent before the stream ends.
+        after_events: usize,
+    },
+    /// Cut a watch stream in the middle of a line after this many events.
+    TruncateWatch {
+        /// Whole events sent before the partial one.
+        after_events: usize,
+    },
+    /// Answer a watch with HTTP 200 and an in-stream 410 Expired ERROR event.
+    Expire,
+}
+
+/// A fault rule: which requests, what happens, how often.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FaultRule {
+    /// Kubernetes verb (`get`, `list`, `watch`, `create`, `update`, `patch`, `delete`,
+    /// `deletecollection`); None matches all.
+    #[serde(default)]
+    pub verb: Option<String>,
+    /// Resource plural (`pods`, `jobs`, `pods/log`, ...); None matches all.
+    #[serde(default)]
+    pub resource: Option<String>,
+    /// Substring of the path; None matches all.
+    #[serde(default)]
+    pub path_contains: Option<String>,
+    /// The effect.
+    pub action: FaultAction,
+    /// Apply to this many requests, then expire; None for unlimited.
+    #[serde(default)]
+    pub times: Option<u32>,
+    /// Apply only for this long from when the rule is added.
+    #[serde(default)]
+    pub for_ms: Option<u64>,
+}
+
+impl FaultRule {
+    /// A rule matching every request.
+    #[must_use]
+    pub fn new(action: FaultAction) -> Self {
+        Self {
+            verb: None,
+            resource: None,
+            path_contains: None,
+            action,
+            times: None,
+            for_ms: None,
+        }
+    }
+    /// Only this verb.
+    #[must_use]
+    pub fn verb(mut self, v: &str) -> Self {
+        self.verb = Some(v.into());
+        self
+    }
+    /// Only this resource (plural, or `pods/log`).
+    #[must_use]
+    pub fn resource(mut self, r: &str) -> Self {
+        self.resource = Some(r.into());
+        self
+    }
+    /// Only paths containing `s`.
+    #[must_use]
+    pub fn path_contains(mut self, s: &str) -> Self {
+        self.path_contains = Some(s.into());
+        self
+    }
+    /// Only the next `n` matching requests.
+    #[must_use]
+    pub fn times(mut self, n: u32) -> Self {
+        self.times = Some(n);
+        self
+    }
+    /// Only during the next `d`.
+    #[must_use]
+    pub fn for_duration(mut self, d: Duration) -> Self {
+        self.for_ms = Some(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self
+    }
+}
+
+/// The active fault rules.
+#[derive(Debug, Default)]
+pub struct Faults {
+    rules: Mutex<Vec<(FaultRule, Option<Instant>)>>,
+}
+
+impl Faults {
+    /// Adds a rule.
+    pub fn add(&self, rule: FaultRule) {
+        let until = rule
+            .for_ms
+            .map(|ms| Instant::now() + Duration::from_millis(ms));
+        self.rules
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((rule, until));
+    }
+
+    /// Removes every rule.
+    pub fn clear(&self) {
+        self.rules
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+    }
+
+    /// Number of rules still active.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.rules
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+
+    /// Whether no rule is active.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The actions of the rules matching a request (consuming one use of each).
+    pub fn take(&self, verb: &str, resource: &str, path: &str) -> Vec<FaultAction> {
+        let mut g = self
+            .rules
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        g.retain(|(r, until)| until.is_none_or(|u| u > now) && r.times != Some(0));
+        let mut out = Vec::new();
+        for (r, _) in g.iter_mut() {
+            let ok = r.verb.as_deref().is_none_or(|v| v == verb)
+                && r.resource.as_deref().is_none_or(|x| x == resource)
+                && r.path_contains.as_deref().is_none_or(|p| path.contains(p));
+            if ok {
+                if let Some(t) = r.times.as_mut() {
+                    *t -= 1;
+                }
+                out.push(r.action.clone());
+            }
+        }
+        g.retain(|(r, _)| r.times != Some(0));
+        out
+    }
+}
+
+/// One recorded request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordedRequest {
+    /// HTTP method.
+    pub method: String,
+    /// Path without query.
+    pub path: String,
+    /// Raw query string ("" if none).
+    pub query: String,
+    /// Kubernetes verb, as matched by faults ("" for discovery and admin).
+    pub verb: String,
+    /// Resource plural, with `/sub` for subresources.
+    pub resource: String,
+    /// `Content-Type` header.
+    pub content_type: Option<String>,
+    /// `Accept` header.
+    pub accept: Option<String>,
+    /// Request body (UTF-8 lossy, first 64 KiB).
+    pub body: String,
+    /// Response status code.
+    pub status: u16,
+}
+
+impl RecordedRequest {
+    /// The value of a query parameter.
+    #[must_use]
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        url::form_urlencoded::parse(self.query.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    }
+}
+
+/// The request log.
+#[derive(Debug, Default)]
+pub struct Recorder {
+    reqs: Mutex<Vec<RecordedRequest>>,
+}
+
+impl Recorder {
+    /// Appends a request.
+    pub fn push(&self, r: RecordedRequest) {
+        self.reqs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(r);
+    }
+    /// A copy of every recorded request.
+    #[must_use]
+    pub fn all(&self) -> Vec<RecordedRequest> {
+        self.reqs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+    /// Forgets the recorded requests.
+    pub fn clear(&self) {
+        self.reqs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+    }
+}

@@ -1,0 +1,347 @@
+//! What simulated pods do: the scripting types, the simulator's delays, and the default
+//! behaviour (BuildKit pods build and exit 0 with buildctl metadata; other pods run until deleted).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+
+/// Timing knobs. Durations from object specs (grace periods, `activeDeadlineSeconds`,
+/// `ttlSecondsAfterFinished`, `progressDeadlineSeconds`, Job retry backoff) are multiplied by
+/// `time_scale`, so tests can use realistic specs and still finish quickly.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Delays {
+    /// Pending (ContainerCreating) -> Running.
+    pub pod_start: Duration,
+    /// Total duration of the default BuildKit build output.
+    pub build: Duration,
+    /// Multiplier for durations taken from object specs.
+    pub time_scale: f64,
+    /// Interval of watch BOOKMARK events.
+    pub bookmark_interval: Duration,
+}
+
+impl Default for Delays {
+    fn default() -> Self {
+        Self {
+            pod_start: Duration::from_millis(300),
+            build: Duration::from_secs(3),
+            time_scale: 0.1,
+            bookmark_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Delays {
+    /// No delays at all (benchmarks, fast tests); spec durations scaled by 0.01.
+    #[must_use]
+    pub fn zero() -> Self {
+        Self {
+            pod_start: Duration::ZERO,
+            build: Duration::ZERO,
+            time_scale: 0.01,
+            bookmark_interval: Duration::from_secs(1),
+        }
+    }
+
+    /// Scales a duration in seconds from an object spec to wall time.
+    #[must_use]
+    pub fn scaled(&self, seconds: f64) -> Duration {
+        Duration::from_secs_f64((seconds * self.time_scale).max(0.0))
+    }
+}
+
+/// What a test's script sees of a pod.
+#[derive(Debug, Clone)]
+pub struct PodInfo {
+    /// Namespace.
+    pub namespace: String,
+    /// Pod name.
+    pub name: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// `batch.kubernetes.io/job-name` label, for Job pods.
+    pub job_name: Option<String>,
+    /// First container's image.
+    pub image: String,
+    /// First container's args.
+    pub args: Vec<String>,
+    /// First container's command.
+    pub command: Vec<String>,
+    /// Number of earlier failed pods of the same Job (0 for the first attempt).
+    pub attempt: u32,
+    /// The whole pod object.
+    pub object: Value,
+}
+
+impl PodInfo {
+    /// Extracts the info from a pod object.
+    #[must_use]
+    pub fn from_pod(pod: &Value, attempt: u32) -> Self {
+        let strs = |v: Option<&Value>| -> Vec<String> {
+            v.and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let labels: BTreeMap<String, String> = pod
+            .pointer("/metadata/labels")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self {
+            namespace: pod
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .into(),
+            name: pod
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .into(),
+            job_name: labels.get("batch.kubernetes.io/job-name").cloned(),
+            labels,
+            image: pod
+                .pointer("/spec/containers/0/image")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .into(),
+            args: strs(pod.pointer("/spec/containers/0/args")),
+            command: strs(pod.pointer("/spec/containers/0/command")),
+            attempt,
+            object: pod.clone(),
+        }
+    }
+}
+
+/// How a pod ends (or does not).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub enum Outcome {
+    /// The container exits with this code (0: Completed, otherwise Error).
+    Exit {
+        /// Exit code.
+        code: i32,
+    },
+    /// Killed by the OOM killer (exit 137, reason OOMKilled).
+    OomKilled,
+    /// Runs (Ready) until deleted.
+    RunForever,
+    /// Image cannot be pulled: waits in ErrImagePull/ImagePullBackOff.
+    ImagePullBackOff,
+    /// Starts, fails, and is restarted with back-off: waiting CrashLoopBackOff.
+    CrashLoopBackOff,
+    /// Never scheduled: Pending with PodScheduled=False reason Unschedulable.
+    Unschedulable,
+}
+
+/// One log line, printed `after` the previous one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// Delay before the line.
+    #[serde(default, with = "millis")]
+    pub after: Duration,
+    /// The text (no trailing newline).
+    pub text: String,
+}
+
+mod millis {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}
+
+/// A pod's scripted life.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodScript {
+    /// Time in ContainerCreating before Running.
+    #[serde(default, with = "millis")]
+    pub start_delay: Duration,
+    /// Log lines of the first container.
+    #[serde(default)]
+    pub logs: Vec<LogLine>,
+    /// How it ends.
+    pub outcome: Outcome,
+    /// The container's termination message.
+    #[serde(default)]
+    pub termination_message: Option<String>,
+}
+
+impl PodScript {
+    /// Exits 0 with no output.
+    #[must_use]
+    pub fn succeed() -> Self {
+        Self::exit(0)
+    }
+
+    /// Exits with `code`.
+    #[must_use]
+    pub fn exit(code: i32) -> Self {
+        Self {
+            start_delay: Duration::ZERO,
+            logs: Vec::new(),
+            outcome: Outcome::Exit { code },
+            termination_message: None,
+        }
+    }
+
+    /// Ends with the given outcome.
+    #[must_use]
+    pub fn outcome(outcome: Outcome) -> Self {
+        Self {
+            outcome,
+            ..Self::succeed()
+        }
+    }
+
+    /// Runs until deleted.
+    #[must_use]
+    pub fn run_forever() -> Self {
+        Self::outcome(Outcome::RunForever)
+    }
+
+    /// Adds a log line printed immediately after the previous one.
+    #[must_use]
+    pub fn log(self, text: impl Into<String>) -> Self {
+        self.log_after(Duration::ZERO, text)
+    }
+
+    /// Adds a log line printed `after` the previous one.
+    #[must_use]
+    pub fn log_after(mut self, after: Duration, text: impl Into<String>) -> Self {
+        self.logs.push(LogLine {
+            after,
+            text: text.into(),
+        });
+        self
+    }
+
+    /// Sets the termination message.
+    #[must_use]
+    pub fn message(mut self, m: impl Into<String>) -> Self {
+        self.termination_message = Some(m.into());
+        self
+    }
+
+    /// Sets the time spent in ContainerCreating.
+    #[must_use]
+    pub fn start_after(mut self, d: Duration) -> Self {
+        self.start_delay = d;
+        self
+    }
+
+    /// The simulator's default script for a pod (see DESIGN.md).
+    #[must_use]
+    pub fn default_for(pod: &PodInfo, delays: &Delays) -> Self {
+        if pod.image.contains("buildkit") {
+            buildkit_script(pod, delays)
+        } else {
+            Self::run_forever()
+                .start_after(delays.pod_start)
+                .log(format!("{} started", pod.name))
+        }
+    }
+}
+
+/// A test's script: decides each pod's life from its info.
+pub type Script = Arc<dyn Fn(&PodInfo) -> PodScript + Send + Sync>;
+
+/// The deterministic fake digest of a build: sha256 over the container args.
+#[must_use]
+pub fn build_digest(args: &[String]) -> String {
+    let mut h = Sha256::new();
+    for a in args {
+        h.update(a.as_bytes());
+        h.update(b"\n");
+    }
+    format!("sha256:{}", hex::encode(h.finalize()))
+}
+
+fn buildkit_script(pod: &PodInfo, delays: &Delays) -> PodScript {
+    let digest = build_digest(&pod.args);
+    let image_name = pod
+        .args
+        .iter()
+        .find_map(|a| {
+            a.split(',')
+                .find_map(|kv| kv.strip_prefix("name=").map(String::from))
+        })
+        .unwrap_or_else(|| "registry.local/app:latest".into());
+    let lines = [
+        "#1 [internal] load build definition from Dockerfile".to_string(),
+        "#1 transferring dockerfile: 412B done".into(),
+        "#1 DONE 0.0s".into(),
+        "#2 [internal] load metadata for docker.io/library/rust:1.95-slim".into(),
+        "#2 DONE 0.8s".into(),
+        "#3 [internal] load .dockerignore".into(),
+        "#3 DONE 0.0s".into(),
+        "#4 [builder 1/4] FROM docker.io/library/rust:1.95-slim".into(),
+        "#4 CACHED".into(),
+        "#5 [internal] load build context".into(),
+        "#5 transferring context: 1.21MB 0.1s done".into(),
+        "#5 DONE 0.1s".into(),
+        "#6 [builder 2/4] COPY . /src".into(),
+        "#6 DONE 0.2s".into(),
+        "#7 [builder 3/4] RUN cargo build --release".into(),
+        "#7 12.41 Compiling app v0.1.0 (/src)".into(),
+        "#7 41.87 Finished `release` profile [optimized] target(s)".into(),
+        "#7 DONE 42.1s".into(),
+        "#8 exporting to image".into(),
+        "#8 exporting layers 0.4s done".into(),
+        format!("#8 exporting manifest {digest} done"),
+        format!("#8 naming to {image_name} done"),
+        "#8 pushing layers 1.2s done".to_string(),
+        "#8 DONE 1.7s".into(),
+    ];
+    let per_line = delays.build / u32::try_from(lines.len()).unwrap_or(1);
+    let mut s = PodScript::succeed().start_after(delays.pod_start);
+    for l in lines {
+        s = s.log_after(per_line, l);
+    }
+    let meta = serde_json::json!({
+        "containerimage.digest": digest,
+        "containerimage.descriptor": {
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": digest,
+            "size": 1024,
+        },
+        "image.name": image_name,
+    });
+    s.message(meta.to_string())
+}
+
+/// A one-off override queued through the admin endpoint or [`crate::KubeSim::push_override`]:
+/// the next `count` pods whose image contains `image_contains` follow `script` instead.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Override {
+    /// Substring of the first container's image to match ("" matches every pod).
+    #[serde(default)]
+    pub image_contains: String,
+    /// How many pods it applies to.
+    #[serde(default = "one")]
+    pub count: u32,
+    /// What those pods do.
+    pub script: PodScript,
+}
+
+fn one() -> u32 {
+    1
+}

@@ -1,0 +1,767 @@
+//! The API surface through a real `kube::Client`: CRUD, selectors, pagination, Status errors,
+//! watch semantics and every patch type, deserialized into `k8s-openapi` types.
+
+use std::time::Duration;
+
+use futures::{StreamExt as _, TryStreamExt as _};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service};
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
+use kube::core::Status;
+use kube_sim::{Delays, KubeSim, PodScript};
+use serde_json::json;
+
+const T: Duration = Duration::from_secs(20);
+
+fn api_err(e: kube::Error) -> Box<Status> {
+    match e {
+        kube::Error::Api(s) => s,
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+fn cm(name: &str, labels: serde_json::Value) -> ConfigMap {
+    serde_json::from_value(
+        json!({"metadata": {"name": name, "labels": labels}, "data": {"k": "v"}}),
+    )
+    .unwrap()
+}
+
+async fn sim() -> KubeSim {
+    KubeSim::builder()
+        .delays(Delays::zero())
+        .script(|_| PodScript::run_forever())
+        .start()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn crud_defaults_and_errors() {
+    let sim = sim().await;
+    let client = sim.client().unwrap();
+    let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    let created = cms
+        .create(&PostParams::default(), &cm("one", json!({"a": "1"})))
+        .await
+        .unwrap();
+    let meta = &created.metadata;
+    assert!(
+        meta.uid.is_some() && meta.creation_timestamp.is_some() && meta.resource_version.is_some()
+    );
+    assert_eq!(meta.generation, Some(1));
+    assert_eq!(meta.namespace.as_deref(), Some("default"));
+    assert!(
+        meta.managed_fields.as_ref().is_some_and(|m| !m.is_empty()),
+        "create records managedFields"
+    );
+
+    // AlreadyExists
+    let e = api_err(
+        cms.create(&PostParams::default(), &cm("one", json!({})))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((e.code, e.reason.as_str()), (409, "AlreadyExists"));
+    assert_eq!(e.message, "configmaps \"one\" already exists");
+
+    // NotFound
+    let e = api_err(cms.get("missing").await.unwrap_err());
+    assert_eq!(
+        (e.code, e.reason.as_str(), e.message.as_str()),
+        (404, "NotFound", "configmaps \"missing\" not found")
+    );
+    assert_eq!(e.details.unwrap().name, "missing");
+
+    // Invalid name
+    let e = api_err(
+        cms.create(&PostParams::default(), &cm("Bad_Name", json!({})))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((e.code, e.reason.as_str()), (422, "Invalid"));
+    let causes = e.details.unwrap().causes;
+    assert_eq!(causes[0].field, "metadata.name");
+    assert!(
+        e.message
+            .starts_with("ConfigMap \"Bad_Name\" is invalid: metadata.name: Invalid value"),
+        "{}",
+        e.message
+    );
+
+    // Missing required field (pod without containers)
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let bad: Pod =
+        serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"containers": []}}))
+            .unwrap();
+    let e = api_err(pods.create(&PostParams::default(), &bad).await.unwrap_err());
+    assert_eq!(e.code, 422);
+    assert_eq!(e.details.unwrap().causes[0].field, "spec.containers");
+
+    // Job names become label values: at most 63 characters; restartPolicy must be Never/OnFailure.
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::default_namespaced(client.clone());
+    let long = "j".repeat(64);
+    let job = |name: &str, policy: &str| -> k8s_openapi::api::batch::v1::Job {
+        serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"template": {"spec": {"restartPolicy": policy,
+            "containers": [{"name": "c", "image": "x"}]}}}}))
+        .unwrap()
+    };
+    let e = api_err(
+        jobs.create(&PostParams::default(), &job(&long, "Never"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (e.code, e.details.unwrap().causes[0].field.as_str()),
+        (422, "metadata.name")
+    );
+    let e = api_err(
+        jobs.create(&PostParams::default(), &job("ok", "Always"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        e.details.unwrap().causes[0].reason,
+        "FieldValueNotSupported"
+    );
+
+    // Update with a stale resourceVersion conflicts; with the fresh one it succeeds.
+    let mut stale = created.clone();
+    let mut fresh = cms.get("one").await.unwrap();
+    fresh.data = Some([("k".to_string(), "w".to_string())].into());
+    let updated = cms
+        .replace("one", &PostParams::default(), &fresh)
+        .await
+        .unwrap();
+    assert_ne!(
+        updated.metadata.resource_version,
+        created.metadata.resource_version
+    );
+    stale.data = Some([("k".to_string(), "x".to_string())].into());
+    let e = api_err(
+        cms.replace("one", &PostParams::default(), &stale)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((e.code, e.reason.as_str()), (409, "Conflict"));
+    assert!(e.message.contains("the object has been modified"));
+
+    // Create in a missing namespace.
+    let other: Api<ConfigMap> = Api::namespaced(client.clone(), "nope");
+    let e = api_err(
+        other
+            .create(&PostParams::default(), &cm("x", json!({})))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        (404, "namespaces \"nope\" not found")
+    );
+
+    // Service gets a clusterIP; delete of a plain object returns a Status.
+    let svcs: Api<Service> = Api::default_namespaced(client.clone());
+    let svc: Service = serde_json::from_value(
+        json!({"metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}]}}),
+    )
+    .unwrap();
+    let svc = svcs.create(&PostParams::default(), &svc).await.unwrap();
+    let spec = svc.spec.unwrap();
+    assert!(spec.cluster_ip.unwrap().starts_with("10.96."));
+    assert_eq!(spec.ports.unwrap()[0].protocol.as_deref(), Some("TCP"));
+    let del = cms.delete("one", &DeleteParams::default()).await.unwrap();
+    assert!(del.is_right(), "immediate delete returns a Status");
+    assert!(cms.get_opt("one").await.unwrap().is_none());
+
+    // Cluster-scoped and grouped kinds.
+    let nss: Api<Namespace> = Api::all(client.clone());
+    let names: Vec<String> = nss
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect();
+    assert!(names.contains(&"default".to_string()));
+    let deps: Api<Deployment> = Api::default_namespaced(client);
+    assert!(
+        deps.list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn list_selectors_and_pagination() {
+    let sim = sim().await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(sim.client().unwrap());
+    for i in 0..7 {
+        let tier = if i % 2 == 0 { "front" } else { "back" };
+        cms.create(
+            &PostParams::default(),
+            &cm(
+                &format!("cm-{i}"),
+                json!({"tier": tier, "n": i.to_string()}),
+            ),
+        )
+        .await
+        .unwrap();
+    }
+    let names = |l: kube::core::ObjectList<ConfigMap>| {
+        l.items
+            .into_iter()
+            .filter_map(|c| c.metadata.name)
+            .collect::<Vec<_>>()
+    };
+    let l = cms
+        .list(&ListParams::default().labels("tier=front"))
+        .await
+        .unwrap();
+    assert_eq!(names(l), ["cm-0", "cm-2", "cm-4", "cm-6"]);
+    let l = cms
+        .list(&ListParams::default().labels("tier!=front,n notin (1)"))
+        .await
+        .unwrap();
+    assert_eq!(names(l), ["cm-3", "cm-5"]);
+    let l = cms
+        .list(&ListParams::default().labels("n in (0,6),tier"))
+        .await
+        .unwrap();
+    assert_eq!(names(l), ["cm-0", "cm-6"]);
+    let l = cms
+        .list(&ListParams::default().labels("!tier"))
+        .await
+        .unwrap();
+    assert!(l.items.is_empty());
+    let l = cms
+        .list(&ListParams::default().fields("metadata.name=cm-3"))
+        .await
+        .unwrap();
+    assert_eq!(names(l), ["cm-3"]);
+    let e = api_err(
+        cms.list(&ListParams::default().fields("data.k=v"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.code, 400);
+
+    // Pagination: 3 + 3 + 1 with continue tokens; the list carries a resourceVersion.
+    let mut seen = Vec::new();
+    let mut lp = ListParams::default().limit(3);
+    let mut pages = 0;
+    loop {
+        let page = cms.list(&lp).await.unwrap();
+        pages += 1;
+        assert!(page.metadata.resource_version.is_some());
+        let cont = page.metadata.continue_.clone();
+        seen.extend(names(page));
+        match cont {
+            Some(c) if !c.is_empty() => lp = ListParams::default().limit(3).continue_token(&c),
+            _ => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, (0..7).map(|i| format!("cm-{i}")).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn watch_replays_history_bookmarks_and_expires() {
+    let sim = KubeSim::builder()
+        .delays(Delays {
+            bookmark_interval: Duration::from_millis(100),
+            ..Delays::zero()
+        })
+        .history_limit(50)
+        .start()
+        .await
+        .unwrap();
+    let cms: Api<ConfigMap> = Api::default_namespaced(sim.client().unwrap());
+    let first = cms
+        .create(&PostParams::default(), &cm("w0", json!({})))
+        .await
+        .unwrap();
+    let rv0 = first.metadata.resource_version.clone().unwrap();
+    cms.create(&PostParams::default(), &cm("w1", json!({})))
+        .await
+        .unwrap();
+    cms.delete("w0", &DeleteParams::default()).await.unwrap();
+
+    // Replay from rv0: ADDED w1, DELETED w0, then bookmarks.
+    let wp = WatchParams::default().timeout(5);
+    let mut stream = cms.watch(&wp, &rv0).await.unwrap().boxed();
+    let mut got = Vec::new();
+    let mut bookmark = false;
+    while let Some(ev) = tokio::time::timeout(T, stream.try_next())
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        match ev {
+            WatchEvent::Added(c) => got.push(format!("A {}", c.metadata.name.unwrap())),
+            WatchEvent::Deleted(c) => got.push(format!("D {}", c.metadata.name.unwrap())),
+            WatchEvent::Modified(c) => got.push(format!("M {}", c.metadata.name.unwrap())),
+            WatchEvent::Bookmark(b) => {
+                assert!(!b.metadata.resource_version.is_empty());
+                bookmark = true;
+                break;
+            }
+            WatchEvent::Error(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(got, ["A w1", "D w0"]);
+    assert!(bookmark, "periodic bookmarks arrive");
+
+    // timeoutSeconds ends the stream.
+    let start = std::time::Instant::now();
+    let wp1 = WatchParams::default().timeout(1);
+    let rv_now = cms
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let n = cms
+        .watch(&wp1, &rv_now)
+        .await
+        .unwrap()
+        .filter(|e| std::future::ready(!matches!(e, Ok(WatchEvent::Bookmark(_)))))
+        .count()
+        .await;
+    assert_eq!(n, 0);
+    assert!(start.elapsed() >= Duration::from_millis(900));
+
+    // Push the old version out of history: the watch answers 200, then ERROR 410 Expired.
+    for i in 0..60 {
+        cms.create(&PostParams::default(), &cm(&format!("f-{i}"), json!({})))
+            .await
+            .unwrap();
+    }
+    let mut stream = cms
+        .watch(&WatchParams::default(), &rv0)
+        .await
+        .unwrap()
+        .boxed();
+    match stream.try_next().await.unwrap() {
+        Some(WatchEvent::Error(s)) => {
+            assert_eq!((s.code, s.reason.as_str()), (410, "Expired"));
+            assert!(s.message.starts_with("too old resource version"));
+        }
+        other => panic!("expected a 410 ERROR event, got {other:?}"),
+    }
+    let rec = sim
+        .requests()
+        .into_iter()
+        .rfind(|r| r.verb == "watch")
+        .unwrap();
+    assert_eq!(rec.status, 200);
+}
+
+#[tokio::test]
+async fn watch_with_selectors_turns_relabels_into_add_and_delete() {
+    let sim = sim().await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(sim.client().unwrap());
+    let rv = cms
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut stream = cms
+        .watch(&WatchParams::default().labels("app=x").timeout(10), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    cms.create(&PostParams::default(), &cm("a", json!({"app": "y"})))
+        .await
+        .unwrap();
+    let pp = PatchParams::default();
+    cms.patch(
+        "a",
+        &pp,
+        &Patch::Merge(json!({"metadata": {"labels": {"app": "x"}}})),
+    )
+    .await
+    .unwrap();
+    cms.patch(
+        "a",
+        &pp,
+        &Patch::Merge(json!({"metadata": {"labels": {"app": "z"}}})),
+    )
+    .await
+    .unwrap();
+    let mut kinds = Vec::new();
+    while kinds.len() < 2 {
+        match tokio::time::timeout(T, stream.try_next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+        {
+            WatchEvent::Added(_) => kinds.push("ADDED"),
+            WatchEvent::Deleted(_) => kinds.push("DELETED"),
+            WatchEvent::Modified(_) => kinds.push("MODIFIED"),
+            _ => {}
+        }
+    }
+    assert_eq!(kinds, ["ADDED", "DELETED"]);
+}
+
+#[tokio::test]
+async fn patches_merge_strategic_json_and_server_side_apply() {
+    let sim = sim().await;
+    let client = sim.client().unwrap();
+    let deps: Api<Deployment> = Api::default_namespaced(client);
+    let d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "labels": {"app": "web"}},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [
+                {"name": "app", "image": "nginx:1"}, {"name": "side", "image": "envoy:1"}]}}}});
+    // SSA without a field manager is rejected.
+    let e = api_err(
+        deps.patch("web", &PatchParams::default(), &Patch::Apply(&d))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.code, 422);
+    // SSA creates when missing.
+    let ssa = PatchParams::apply("slipway");
+    let created = deps.patch("web", &ssa, &Patch::Apply(&d)).await.unwrap();
+    assert_eq!(created.spec.as_ref().unwrap().replicas, Some(2));
+    let mf = created.metadata.managed_fields.unwrap();
+    assert!(mf.iter().any(
+        |m| m.manager.as_deref() == Some("slipway") && m.operation.as_deref() == Some("Apply")
+    ));
+
+    // Strategic merge: containers merged by name.
+    let smp = json!({"spec": {"template": {"spec": {"containers": [{"name": "side", "image": "envoy:2"}]}}}});
+    let p = deps
+        .patch("web", &PatchParams::default(), &Patch::Strategic(smp))
+        .await
+        .unwrap();
+    let cs = p.spec.unwrap().template.spec.unwrap().containers;
+    assert_eq!(
+        cs.iter()
+            .map(|c| c.image.clone().unwrap())
+            .collect::<Vec<_>>(),
+        ["nginx:1", "envoy:2"]
+    );
+    assert_eq!(
+        p.metadata.generation,
+        Some(2),
+        "spec change bumps generation"
+    );
+
+    // Merge patch replaces lists wholesale.
+    let mp = json!({"metadata": {"annotations": {"x": "1"}}});
+    let p = deps
+        .patch("web", &PatchParams::default(), &Patch::Merge(mp))
+        .await
+        .unwrap();
+    assert_eq!(p.metadata.annotations.unwrap()["x"], "1");
+    assert_eq!(
+        p.metadata.generation,
+        Some(2),
+        "metadata change keeps generation"
+    );
+
+    // JSON patch.
+    let jp: json_patch::Patch =
+        serde_json::from_value(json!([{"op": "replace", "path": "/spec/replicas", "value": 5}]))
+            .unwrap();
+    let p = deps
+        .patch("web", &PatchParams::default(), &Patch::<()>::Json(jp))
+        .await
+        .unwrap();
+    assert_eq!(p.spec.unwrap().replicas, Some(5));
+    let bad: json_patch::Patch =
+        serde_json::from_value(json!([{"op": "test", "path": "/spec/replicas", "value": 9}]))
+            .unwrap();
+    assert_eq!(
+        api_err(
+            deps.patch("web", &PatchParams::default(), &Patch::<()>::Json(bad))
+                .await
+                .unwrap_err()
+        )
+        .code,
+        422
+    );
+
+    // Other managers now own replicas (JSON patch) and the sidecar image (strategic patch):
+    // re-applying the original config conflicts on both.
+    let e = api_err(
+        deps.patch("web", &ssa, &Patch::Apply(&d))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((e.code, e.reason.as_str()), (409, "Conflict"));
+    assert!(
+        e.message
+            .starts_with("Apply failed with 2 conflicts: conflict with"),
+        "{}",
+        e.message
+    );
+    assert!(e.message.contains(": .spec.replicas"), "{}", e.message);
+    assert!(
+        e.message
+            .contains(r#".spec.template.spec.containers[name="side"].image"#),
+        "{}",
+        e.message
+    );
+    let causes = e.details.unwrap().causes;
+    assert!(causes.iter().all(|c| c.reason == "FieldManagerConflict"));
+    // Forced apply takes both back.
+    let p = deps
+        .patch("web", &ssa.clone().force(), &Patch::Apply(&d))
+        .await
+        .unwrap();
+    assert_eq!(p.spec.as_ref().unwrap().replicas, Some(2));
+    assert_eq!(
+        p.spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[1]
+            .image
+            .as_deref(),
+        Some("envoy:1")
+    );
+    // Applying without the sidecar and the label removes both: the applier owned them alone.
+    let mut d2 = d.clone();
+    d2["spec"]["template"]["spec"]["containers"] = json!([{"name": "app", "image": "nginx:1"}]);
+    d2["metadata"]["labels"] = json!({});
+    let p = deps.patch("web", &ssa, &Patch::Apply(&d2)).await.unwrap();
+    assert!(
+        p.metadata.labels.clone().unwrap_or_default().is_empty(),
+        "label the applier dropped is removed"
+    );
+    let names: Vec<String> = p
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
+    assert_eq!(names, ["app"]);
+    // Same manager, same config: a no-op keeps the resourceVersion.
+    let cms: Api<ConfigMap> = Api::default_namespaced(sim.client().unwrap());
+    let c = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "conf"}, "data": {"a": "1"}});
+    let first = cms.patch("conf", &ssa, &Patch::Apply(&c)).await.unwrap();
+    let again = cms.patch("conf", &ssa, &Patch::Apply(&c)).await.unwrap();
+    assert_eq!(
+        again.metadata.resource_version,
+        first.metadata.resource_version
+    );
+
+    // Status subresource: main-resource writes ignore status; /status writes only status.
+    let st = deps
+        .patch_status(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"replicas": 7}, "spec": {"replicas": 1}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(st.status.unwrap().replicas, Some(7));
+    assert_eq!(st.spec.unwrap().replicas, Some(2));
+    let applied =
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "status": {"readyReplicas": 4}});
+    let st = deps
+        .patch_status("web", &ssa, &Patch::Apply(&applied))
+        .await
+        .unwrap();
+    assert_eq!(st.status.as_ref().unwrap().ready_replicas, Some(4));
+    assert_eq!(st.spec.unwrap().replicas, Some(2));
+}
+
+async fn roundtrip<K>(client: &kube::Client, obj: serde_json::Value)
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + serde::Serialize,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::default_namespaced(client.clone());
+    let o: K = serde_json::from_value(obj).unwrap();
+    let name = o.meta().name.clone().unwrap();
+    let created = api.create(&PostParams::default(), &o).await.unwrap();
+    assert!(created.meta().uid.is_some());
+    assert_eq!(
+        api.list(&ListParams::default()).await.unwrap().items.len(),
+        1
+    );
+    api.patch(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        api.get(&name)
+            .await
+            .unwrap()
+            .meta()
+            .labels
+            .as_ref()
+            .unwrap()["x"],
+        "y"
+    );
+    api.delete(&name, &DeleteParams::default()).await.unwrap();
+    assert!(api.get_opt(&name).await.unwrap().is_none());
+}
+
+async fn roundtrip_cluster<K>(client: &kube::Client, obj: serde_json::Value)
+where
+    K: kube::Resource<Scope = k8s_openapi::ClusterResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + serde::Serialize,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::all(client.clone());
+    let o: K = serde_json::from_value(obj).unwrap();
+    let name = o.meta().name.clone().unwrap();
+    api.create(&PostParams::default(), &o).await.unwrap();
+    api.patch(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        api.get(&name)
+            .await
+            .unwrap()
+            .meta()
+            .labels
+            .as_ref()
+            .unwrap()["x"],
+        "y"
+    );
+    api.delete(&name, &DeleteParams::default()).await.unwrap();
+    assert!(api.get_opt(&name).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn every_generic_kind_round_trips() {
+    use k8s_openapi::api::{
+        autoscaling::v2 as hpa, core::v1 as core, networking::v1 as net, policy::v1 as policy,
+        rbac::v1 as rbac,
+    };
+    let sim = sim().await;
+    let c = sim.client().unwrap();
+    roundtrip::<core::Secret>(
+        &c,
+        json!({"metadata": {"name": "s"}, "type": "Opaque", "data": {"k": "dg=="}}),
+    )
+    .await;
+    roundtrip::<core::ServiceAccount>(&c, json!({"metadata": {"name": "sa"}})).await;
+    roundtrip::<core::Event>(&c, json!({"metadata": {"name": "e"}, "involvedObject": {"kind": "Pod", "name": "p"}, "reason": "Started"})).await;
+    roundtrip::<core::ResourceQuota>(
+        &c,
+        json!({"metadata": {"name": "q"}, "spec": {"hard": {"pods": "10"}}}),
+    )
+    .await;
+    roundtrip::<core::LimitRange>(
+        &c,
+        json!({"metadata": {"name": "l"}, "spec": {"limits": [{"type": "Container"}]}}),
+    )
+    .await;
+    roundtrip::<net::Ingress>(
+        &c,
+        json!({"metadata": {"name": "i"}, "spec": {"rules": [{"host": "a.example.com"}]}}),
+    )
+    .await;
+    roundtrip::<net::NetworkPolicy>(
+        &c,
+        json!({"metadata": {"name": "np"}, "spec": {"podSelector": {}}}),
+    )
+    .await;
+    roundtrip::<rbac::Role>(&c, json!({"metadata": {"name": "r"}, "rules": []})).await;
+    roundtrip::<rbac::RoleBinding>(&c, json!({"metadata": {"name": "rb"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "r"}})).await;
+    roundtrip::<policy::PodDisruptionBudget>(
+        &c,
+        json!({"metadata": {"name": "pdb"}, "spec": {"minAvailable": 1}}),
+    )
+    .await;
+    roundtrip::<hpa::HorizontalPodAutoscaler>(
+        &c,
+        json!({"metadata": {"name": "h"}, "spec": {"maxReplicas": 3,
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}}}),
+    )
+    .await;
+    roundtrip_cluster::<rbac::ClusterRole>(&c, json!({"metadata": {"name": "cr"}})).await;
+    roundtrip_cluster::<rbac::ClusterRoleBinding>(&c, json!({"metadata": {"name": "crb"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cr"}})).await;
+}
+
+#[tokio::test]
+async fn delete_collection_and_logs_of_a_waiting_container() {
+    let sim = KubeSim::builder()
+        .delays(Delays::zero())
+        .script(|_| PodScript::run_forever().start_after(Duration::from_secs(600)))
+        .start()
+        .await
+        .unwrap();
+    let client = sim.client().unwrap();
+    let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    for (n, l) in [("a", "x"), ("b", "x"), ("c", "y")] {
+        cms.create(&PostParams::default(), &cm(n, json!({"g": l})))
+            .await
+            .unwrap();
+    }
+    let gone = cms
+        .delete_collection(
+            &DeleteParams::default(),
+            &ListParams::default().labels("g=x"),
+        )
+        .await
+        .unwrap();
+    let list = gone.left().unwrap();
+    assert_eq!(list.items.len(), 2);
+    let left: Vec<String> = cms
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|c| c.metadata.name)
+        .collect();
+    assert_eq!(left, ["c"]);
+
+    let pods: Api<Pod> = Api::default_namespaced(client);
+    let p: Pod = serde_json::from_value(json!({"metadata": {"name": "slow"}, "spec": {"containers": [{"name": "c", "image": "x"}]}})).unwrap();
+    pods.create(&PostParams::default(), &p).await.unwrap();
+    sim.wait_for_object("pods", "default", "slow", T, |p| {
+        p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "ContainerCreating"
+    })
+    .await
+    .unwrap();
+    let e = api_err(
+        pods.logs("slow", &kube::api::LogParams::default())
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((e.code, e.reason.as_str()), (400, "BadRequest"));
+    assert_eq!(
+        e.message,
+        "container \"c\" in pod \"slow\" is waiting to start: ContainerCreating"
+    );
+}

@@ -1,0 +1,73 @@
+//! The `kube-sim` binary: serves on loopback, writes a kubeconfig that kube loads like any
+//! other, and applies its override flags (here: fail the next build).
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::{Api, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde_json::json;
+
+#[tokio::test]
+async fn binary_serves_kubeconfig_and_fails_next_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let kc = dir.path().join("kubeconfig");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kube-sim"))
+        .args([
+            "--port",
+            "0",
+            "--zero-delays",
+            "--fail-next-builds",
+            "1",
+            "--kubeconfig-out",
+        ])
+        .arg(&kc)
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !kc.exists() {
+        assert!(Instant::now() < deadline, "no kubeconfig written");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let config = kube::Config::from_custom_kubeconfig(
+        Kubeconfig::read_from(&kc).unwrap(),
+        &KubeConfigOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(config.default_namespace, "default");
+    let client = kube::Client::try_from(config).unwrap();
+    let jobs: Api<Job> = Api::default_namespaced(client);
+    for name in ["b1", "b2"] {
+        let j: Job = serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"backoffLimit": 0, "template": {"spec": {
+            "restartPolicy": "Never", "containers": [{"name": "build", "image": "moby/buildkit:v0.23", "args": ["build", name]}]}}}}))
+        .unwrap();
+        jobs.create(&PostParams::default(), &j).await.unwrap();
+    }
+    let outcome = |j: &Job| {
+        j.status
+            .as_ref()?
+            .conditions
+            .as_ref()?
+            .iter()
+            .find(|c| c.status == "True" && (c.type_ == "Complete" || c.type_ == "Failed"))
+            .map(|c| c.type_.clone())
+    };
+    let mut results = Vec::new();
+    for name in ["b1", "b2"] {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let r = loop {
+            if let Some(r) = outcome(&jobs.get(name).await.unwrap()) {
+                break r;
+            }
+            assert!(Instant::now() < deadline, "job {name} never finished");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        results.push(r);
+    }
+    assert_eq!(results, ["Failed", "Complete"]);
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+}
