@@ -40,6 +40,11 @@ async fn pushing_the_same_id_twice_queues_it_once() {
     assert_eq!(job.max_attempts, 3);
     // Queues are separate: the same id on another queue is another job.
     assert_eq!(q.counts(JobKind::Launch).await.unwrap().waiting, 0);
+    // Readiness probe of Redis through the same client.
+    use slipway_shared::health::ReadinessCheck;
+    let check = slipway_shared::queue::RedisCheck::new(q.clone());
+    assert_eq!(check.name(), "redis");
+    assert_eq!(check.check().await, Ok(()));
     // Keys live under the prefix, in BullMQ's layout (the wait list KEDA would watch).
     let mut r = p.redis();
     let len: u64 = redis::cmd("LLEN")
@@ -288,5 +293,41 @@ async fn pushing_a_dead_job_again_puts_it_back_once() {
     q.push(JobKind::Build, id, 1).await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(rec.starts_of(&sid).len(), 2);
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn a_running_worker_hears_of_a_cancel_at_once() {
+    // Renewals 20 s apart: only the notification can stop the job within seconds.
+    let p = Prefix::new();
+    let q = p.client().await;
+    let rec = Recorder::new("w");
+    let mut cfg = test_config(&p, JobKind::Build);
+    cfg.rescue_time = Duration::from_secs(180);
+    let w = RunningWorker::start(cfg, rec.clone());
+    let id = Uuid::new_v4();
+    let sid = id.to_string();
+    q.push_with_data(JobKind::Build, id, 3, json!({"sleep_ms": 120_000}))
+        .await
+        .unwrap();
+    wait_until(Duration::from_secs(10), "job running", || async {
+        !rec.starts_of(&sid).is_empty()
+    })
+    .await;
+    let asked = std::time::Instant::now();
+    assert_eq!(
+        q.cancel(JobKind::Build, &sid, "operator").await.unwrap(),
+        CancelOutcome::Signalled
+    );
+    wait_until(Duration::from_secs(15), "handler cancelled", || async {
+        rec.was_cancelled(&sid)
+    })
+    .await;
+    let took = asked.elapsed();
+    assert!(took < Duration::from_secs(5), "cancel took {took:?}");
+    wait_until(Duration::from_secs(10), "dead as cancelled", || async {
+        q.counts(JobKind::Build).await.unwrap().dead == 1
+    })
+    .await;
     w.stop().await;
 }

@@ -4,7 +4,7 @@
 //! What the wrapper adds, and why:
 //! - Lease renewal is ours ([`Lease`]): bullmq-official's renewal only logs a lost lock, ours
 //!   notices it, fires the job's cancellation token and refuses the late result. The same renewal
-//!   reads an operator's cancel request.
+//!   reads an operator's cancel request, which a pub/sub message also announces at once.
 //! - The engine's event channel is unbounded: a task drains it into metrics.
 //! - Deaths count as attempts: the attempt number is BullMQ's `ats` (attempts started); the
 //!   engine's own stalled-count limit is disabled so every verdict goes through our runtime.
@@ -416,7 +416,7 @@ impl Consumer {
         let timing = LeaseTiming::from_rescue_time(cfg.rescue_time);
         let client = redis::Client::open(cfg.redis_url.as_str())?;
         let conn = ConnectionManager::new_with_config(
-            client,
+            client.clone(),
             ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(Duration::from_secs(5)))
                 .set_response_timeout(Some(Duration::from_secs(5)))
@@ -482,13 +482,14 @@ impl Consumer {
             heartbeat_every_ms: timing.renew_every.as_millis() as u64,
             jobs: Vec::new(),
         };
+        worker.run().await?;
         // First heartbeat before any job, so the worker is visible at once.
         heartbeat(&shared, &info).await;
         let background = vec![
             tokio::spawn(drain_events(worker.clone(), cfg.kind)),
             tokio::spawn(heartbeat_loop(shared.clone(), info)),
+            tokio::spawn(cancel_listener(client, shared.clone())),
         ];
-        worker.run().await?;
         Ok(Consumer {
             worker,
             shared,
@@ -636,6 +637,40 @@ async fn prune_dead_workers(shared: &Shared) {
             .ignore()
             .query_async(&mut conn)
             .await;
+    }
+}
+
+/// Hear operator cancels at once: a message names a job; if we run it, a lease renewal reads
+/// the cancel flag (with its reason) and fires the job's token. Resubscribes after a lost
+/// connection; messages missed meanwhile are caught by the renewals themselves.
+async fn cancel_listener(client: redis::Client, shared: Arc<Shared>) {
+    use futures::StreamExt;
+    let channel = super::cancel_channel(&shared.keys);
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match client.get_async_pubsub().await {
+            Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
+                Ok(()) => {
+                    delay = Duration::from_millis(200);
+                    let mut messages = pubsub.on_message();
+                    while let Some(msg) = messages.next().await {
+                        let Ok(id) = msg.get_payload::<String>() else {
+                            continue;
+                        };
+                        let lease = shared.active.lock().ok().and_then(|m| m.get(&id).cloned());
+                        if let Some(lease) = lease
+                            && let Err(e) = lease.renew().await
+                        {
+                            debug!(job_id = %id, error = %e, "cannot read cancel request");
+                        }
+                    }
+                }
+                Err(e) => debug!(error = %e, "cannot subscribe to cancel requests"),
+            },
+            Err(e) => debug!(error = %e, "cannot open the cancel subscription"),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
     }
 }
 

@@ -74,8 +74,9 @@ pub(crate) fn now_ms() -> u64 {
 /// A dead worker's lock expires at most one lock duration after its last renewal; bullmq-official
 /// moves a job back to wait at the first stalled check that finds it both marked (by an earlier
 /// check) and unlocked. Its checker runs at half the configured rate (each run sets a
-/// `stalled-check` key that lives exactly one interval, so the next tick finds it still there), so
-/// one effective period is two intervals. Worst case: lock + 2 x interval = rescue/3 + rescue/3,
+/// `stalled-check` key that lives exactly one interval, so the next tick finds it still there;
+/// measured on Redis 7: configured 1 s, runs 2 s apart), so one effective period is two
+/// intervals. Worst case: lock + 2 x interval = rescue/3 + rescue/3,
 /// leaving a third of the rescue time for pickup and a loaded machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeaseTiming {
@@ -198,7 +199,8 @@ pub struct QueuedJob {
 pub enum CancelOutcome {
     /// The job was waiting or delayed and is gone from the queue.
     Removed,
-    /// The job is running; its worker was told and will stop it at its next lease renewal.
+    /// The job is running; its worker was told at once (pub/sub, with the flag read at every
+    /// lease renewal as a fallback) and stops it.
     Signalled,
     /// No such job, or it had already finished.
     NotFound,
@@ -225,6 +227,12 @@ pub(crate) fn workers_key(keys: &QueueKeys) -> String {
 
 pub(crate) fn workers_hb_key(keys: &QueueKeys) -> String {
     keys.get("sw:workers:hb")
+}
+
+/// Pub/sub channel on which `cancel` names a running job, so its worker hears of it at once
+/// (the flag in the job hash, read at every renewal, covers messages lost while disconnected).
+pub(crate) fn cancel_channel(keys: &QueueKeys) -> String {
+    keys.get("sw:cancel")
 }
 
 /// The producer and operator side of the queues.
@@ -294,25 +302,37 @@ impl QueueClient {
         data: serde_json::Value,
     ) -> Result<(), QueueError> {
         let id = job_id.to_string();
-        self.queue(kind)
+        let ids = std::slice::from_ref(&id);
+        // Both in flight at once on the multiplexed connection: one round trip. A job found
+        // dead is one the add left alone.
+        let add = self
+            .queue(kind)
             .add(kind.as_str(), data)
-            .options(Self::job_options(&id, attempt_budget))
-            .await?;
-        self.revive_dead(kind, std::slice::from_ref(&id)).await
+            .options(Self::job_options(&id, attempt_budget));
+        let (added, dead) = tokio::join!(add.into_future(), self.dead_among(kind, ids));
+        added?;
+        self.revive(kind, dead?).await
     }
 
-    /// Put back the ones among `ids` that sit in the dead set (one pipelined check).
-    async fn revive_dead(&self, kind: JobKind, ids: &[String]) -> Result<(), QueueError> {
+    /// The ones among `ids` that sit in the dead set (one pipelined check).
+    async fn dead_among(&self, kind: JobKind, ids: &[String]) -> Result<Vec<String>, QueueError> {
         let failed = self.queue(kind).keys().failed();
         let mut pipe = redis::pipe();
         for id in ids {
             pipe.cmd("ZSCORE").arg(&failed).arg(id);
         }
         let scores: Vec<Option<f64>> = pipe.query_async(&mut self.conn(kind)).await?;
-        for (id, score) in ids.iter().zip(scores) {
-            if score.is_some() {
-                self.retry_dead(kind, id).await?;
-            }
+        Ok(ids
+            .iter()
+            .zip(scores)
+            .filter(|(_, score)| score.is_some())
+            .map(|(id, _)| id.clone())
+            .collect())
+    }
+
+    async fn revive(&self, kind: JobKind, dead: Vec<String>) -> Result<(), QueueError> {
+        for id in dead {
+            self.retry_dead(kind, &id).await?;
         }
         Ok(())
     }
@@ -348,8 +368,12 @@ impl QueueClient {
                     job
                 })
                 .collect();
-            self.queue(kind).add_bulk(chunk).await?;
-            self.revive_dead(kind, &ids).await?;
+            let (added, dead) = tokio::join!(
+                self.queue(kind).add_bulk(chunk),
+                self.dead_among(kind, &ids)
+            );
+            added?;
+            self.revive(kind, dead?).await?;
         }
         Ok(())
     }
@@ -458,8 +482,8 @@ impl QueueClient {
         Ok(true)
     }
 
-    /// Cancel a job: a waiting or delayed job is removed; a running job's worker is told (at its
-    /// next lease renewal) and stops, and the job goes to the dead set as cancelled.
+    /// Cancel a job: a waiting or delayed job is removed; a running job's worker is told and
+    /// stops, and the job goes to the dead set as cancelled.
     pub async fn cancel(
         &self,
         kind: JobKind,
@@ -488,11 +512,19 @@ impl QueueClient {
             })
             .invoke_async(&mut self.conn(kind))
             .await?;
-        Ok(if flagged == 1 {
-            CancelOutcome::Signalled
-        } else {
-            CancelOutcome::NotFound
-        })
+        if flagged != 1 {
+            return Ok(CancelOutcome::NotFound);
+        }
+        // Best effort: without it the worker still sees the flag at its next renewal.
+        let published: redis::RedisResult<i64> = redis::cmd("PUBLISH")
+            .arg(cancel_channel(q.keys()))
+            .arg(id)
+            .query_async(&mut self.conn(kind))
+            .await;
+        if let Err(e) = published {
+            tracing::debug!(error = %e, "cancel notification not published");
+        }
+        Ok(CancelOutcome::Signalled)
     }
 
     /// Stop handing out jobs of this kind (running ones continue).
@@ -578,6 +610,29 @@ impl QueueClient {
     }
 }
 
+/// `/readyz` check of Redis: a PING through the queue client's connection.
+#[derive(Clone)]
+pub struct RedisCheck {
+    client: QueueClient,
+}
+
+impl RedisCheck {
+    pub fn new(client: QueueClient) -> Self {
+        RedisCheck { client }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::health::ReadinessCheck for RedisCheck {
+    fn name(&self) -> &str {
+        "redis"
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        self.client.ping().await.map_err(|e| e.to_string())
+    }
+}
+
 fn parse_u32(h: &HashMap<String, String>, k: &str) -> u32 {
     h.get(k).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
@@ -617,5 +672,25 @@ fn parse_job(
         started_at_ms: h.get("processedOn").and_then(|t| t.parse().ok()),
         finished_at_ms: h.get("finishedOn").and_then(|t| t.parse().ok()),
         cancel_requested: h.get("sw_cancel").cloned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_timing_meets_the_rescue_time_with_the_half_rate_stalled_check() {
+        for secs in [3, 6, 15, 60] {
+            let rescue = Duration::from_secs(secs);
+            let t = LeaseTiming::from_rescue_time(rescue);
+            // Worst case: lock expiry, then one effective (doubled) stalled period.
+            let worst = t.lock + 2 * t.stalled_interval;
+            assert!(worst < rescue, "{t:?} misses {rescue:?}");
+            assert!(t.renew_every * 3 <= t.lock, "{t:?} renews too rarely");
+        }
+        let t = LeaseTiming::from_rescue_time(Duration::from_secs(15));
+        assert_eq!(t.lock, Duration::from_secs(5));
+        assert_eq!(t.stalled_interval, Duration::from_millis(2_500));
     }
 }

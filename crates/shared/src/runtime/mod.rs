@@ -119,6 +119,30 @@ impl WorkerArgs {
     }
 }
 
+impl WorkerArgs {
+    /// The runtime configuration from these flags and the flags every binary takes.
+    pub fn config(self, kind: JobKind, common: &crate::config::CommonArgs) -> RuntimeConfig {
+        self.into_config(kind, common.redis_url.expose(), common.queue_prefix.clone())
+    }
+}
+
+/// Resolves on SIGTERM (Kubernetes stopping the pod) or Ctrl-C: pass it to [`run`].
+pub async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let term = async {
+        match term.as_mut() {
+            Some(t) => {
+                t.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}
+
 /// What a handler gets for one attempt of one job.
 #[derive(Debug, Clone)]
 pub struct JobContext {
@@ -257,8 +281,16 @@ where
     Ok(())
 }
 
+/// The result recorded in Redis for a job the store would not start.
+const SKIPPED_KEY: &str = "skipped";
+
 fn outcome_label(d: &Disposition) -> &'static str {
     match d {
+        Disposition::Complete(v)
+            if v.get(SKIPPED_KEY).is_some() && v.as_object().is_some_and(|o| o.len() == 1) =>
+        {
+            "skipped"
+        }
         Disposition::Complete(_) => "succeeded",
         Disposition::Retry { .. } => "retrying",
         Disposition::Dead { .. } => "dead",
@@ -350,7 +382,7 @@ async fn run_attempt<H: Handler>(
                 // Cancelled, finished, superseded or a stale duplicate: acknowledge and skip.
                 Some(None) => {
                     return Disposition::Complete(serde_json::json!({
-                        "skipped": "the job store did not start this attempt"
+                        SKIPPED_KEY: "the job store did not start this attempt"
                     }));
                 }
                 None => return stopped_disposition(d),

@@ -44,14 +44,7 @@ async fn main() -> anyhow::Result<()> {
         .worker
         .into_config(args.kind, args.redis_url, args.prefix);
     cfg.worker_name = args.name;
-    let shutdown = async {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
-        }
-    };
+    let shutdown = runtime::shutdown_signal();
     let handler = Arc::new(Scripted { quiet: args.quiet });
     println!("ready {}", std::process::id());
     match args.database_url {
