@@ -64,27 +64,7 @@ impl ReadinessCheck for PostgresCheck {
     }
 }
 
-/// Readiness of Redis: `PING` through the queue client's connection.
-#[derive(Clone)]
-pub struct RedisCheck {
-    queue: crate::queue::QueueClient,
-}
-
-impl RedisCheck {
-    pub fn new(queue: crate::queue::QueueClient) -> RedisCheck {
-        RedisCheck { queue }
-    }
-}
-
-#[async_trait::async_trait]
-impl ReadinessCheck for RedisCheck {
-    fn name(&self) -> &str {
-        "redis"
-    }
-    async fn check(&self) -> Result<(), String> {
-        self.queue.ping().await.map_err(|e| e.to_string())
-    }
-}
+pub use crate::queue::RedisCheck;
 
 /// The process-wide Prometheus recorder, installed on first use. If another recorder was
 /// installed first, `/metrics` serves an empty registry and a warning is logged.

@@ -82,7 +82,7 @@ pub async fn serve<H: Handler>(
     )
     .await?;
     on_listen(probes.addr);
-    let mut cfg = worker.into_config(kind, common.redis_url.expose(), &common.queue_prefix);
+    let mut cfg = worker.config(kind, &common);
     cfg.worker_name = format!("slipway-worker-{kind}");
     let result = runtime::run_with_store(cfg, connected.store, handler, shutdown).await;
     stop_probes.cancel();

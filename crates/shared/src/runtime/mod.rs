@@ -126,23 +126,6 @@ impl WorkerArgs {
     }
 }
 
-/// Resolves on SIGTERM (Kubernetes stopping the pod) or Ctrl-C: pass it to [`run`].
-pub async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    let term = async {
-        match term.as_mut() {
-            Some(t) => {
-                t.recv().await;
-            }
-            None => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
-    }
-}
-
 /// What a handler gets for one attempt of one job.
 #[derive(Debug, Clone)]
 pub struct JobContext {

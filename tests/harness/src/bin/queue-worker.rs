@@ -44,7 +44,7 @@ async fn main() -> anyhow::Result<()> {
         .worker
         .into_config(args.kind, args.redis_url, args.prefix);
     cfg.worker_name = args.name;
-    let shutdown = runtime::shutdown_signal();
+    let shutdown = slipway_shared::shutdown_signal();
     let handler = Arc::new(Scripted { quiet: args.quiet });
     println!("ready {}", std::process::id());
     match args.database_url {
