@@ -125,7 +125,9 @@ impl Store {
             .await?;
         // sqlx's migrator locks too; ours (same session, so no deadlock) does not depend on
         // sqlx internals and also covers creating `_sqlx_migrations`.
-        let result = MIGRATOR.run(&mut *conn).await;
+        // `run_direct` on the connection itself: `run` takes it through `Acquire`, whose
+        // higher-ranked bound makes every caller's future non-`Send`.
+        let result = MIGRATOR.run_direct(&mut *conn).await;
         let unlock = sqlx::query("SELECT pg_advisory_unlock($1)")
             .bind(MIGRATION_LOCK_KEY)
             .execute(&mut *conn)

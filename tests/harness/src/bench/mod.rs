@@ -2,8 +2,10 @@
 //! [`Figures`] map that becomes the final JSON line. A later issue adds a section module and one
 //! line in [`SECTIONS`]; keys are merged into the same object.
 
+pub mod api;
 pub mod queue;
 pub mod redis_ceiling;
+pub mod sim;
 
 use futures_like::BoxFuture;
 use std::collections::BTreeMap;
@@ -89,4 +91,6 @@ pub const SECTIONS: &[(&str, Section)] = &[
     ("redis", |env, report| {
         Box::pin(redis_ceiling::run(env, report))
     }),
+    ("api", |env, report| Box::pin(api::run(env, report))),
+    ("sim", |env, report| Box::pin(sim::run(env, report))),
 ];

@@ -1,0 +1,120 @@
+//! The API figures (issue 4): build jobs enqueued over HTTP by 32 concurrent clients, each
+//! request committing its row in Postgres and pushing the job to Redis before it answers.
+
+use super::{BenchEnv, Report};
+use slipway_shared::config::{CommonArgs, LogFormat, SecretUrl};
+use slipway_shared::testing::{RedisPrefix, TestDb};
+use std::time::{Duration, Instant};
+
+const CLIENTS: usize = 32;
+const REQUESTS: usize = 6_400;
+const TOKEN: &str = "bench-token-0123456789";
+
+pub async fn run(env: &BenchEnv, report: &mut Report) -> anyhow::Result<()> {
+    let (latencies, elapsed) = measure(env.redis_url.clone()).await?;
+    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    report.note(
+        "api",
+        "requests",
+        &format!("{} builds, {CLIENTS} concurrent clients", latencies.len()),
+    );
+    report.figure(
+        "api",
+        "api_enqueue_per_s",
+        "enqueue over HTTP",
+        latencies.len() as f64 / elapsed,
+        "jobs/s",
+    );
+    report.figure(
+        "api",
+        "api_enqueue_p50_ms",
+        "enqueue latency p50",
+        pct(0.50).as_secs_f64() * 1e3,
+        "ms",
+    );
+    report.figure(
+        "api",
+        "api_enqueue_p99_ms",
+        "enqueue latency p99",
+        pct(0.99).as_secs_f64() * 1e3,
+        "ms",
+    );
+    Ok(())
+}
+
+/// Sorted request latencies and the wall time of the measured phase.
+async fn measure(redis_url: String) -> anyhow::Result<(Vec<Duration>, f64)> {
+    let db = TestDb::new().await?;
+    let prefix = RedisPrefix::on(&redis_url);
+    let config = slipway_api::Config {
+        common: CommonArgs {
+            database_url: SecretUrl::new(db.url()),
+            redis_url: SecretUrl::new(&redis_url),
+            queue_prefix: prefix.name.clone(),
+            listen: Some("127.0.0.1:0".parse()?),
+            log_format: LogFormat::Text,
+        },
+        api_tokens: format!("bench:enqueue+read:{TOKEN}"),
+        max_attempts: 3,
+        max_cpu: "2".into(),
+        max_memory: "2Gi".into(),
+        max_replicas: 5,
+        max_ttl_hours: 720,
+        allowed_repository_hosts: vec![],
+        relay_interval_ms: 1000,
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = slipway_api::start(config, async {
+        let _ = stopped.await;
+    })
+    .await?;
+    let url = format!("http://{}/v1/builds", running.addr);
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(CLIENTS)
+        .build()?;
+
+    // Warm up connections and the database.
+    for i in 0..CLIENTS {
+        post(&http, &url, i).await?;
+    }
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..CLIENTS {
+        let (http, url) = (http.clone(), url.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(REQUESTS / CLIENTS);
+            for i in 0..REQUESTS / CLIENTS {
+                let t = Instant::now();
+                post(&http, &url, CLIENTS + c * REQUESTS + i).await?;
+                latencies.push(t.elapsed());
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let mut latencies: Vec<Duration> = Vec::with_capacity(REQUESTS);
+    for t in tasks {
+        latencies.extend(t.await??);
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    latencies.sort();
+    let _ = stop.send(());
+    let _ = running.task.await;
+    anyhow::ensure!(!latencies.is_empty(), "no requests measured");
+    Ok((latencies, elapsed))
+}
+
+async fn post(http: &reqwest::Client, url: &str, n: usize) -> anyhow::Result<()> {
+    // Distinct commits, so every request is a new job.
+    let body = serde_json::json!({
+        "repository": "https://github.com/org/app.git",
+        "commit": format!("{n:040x}"),
+        "image": "org/app",
+    });
+    let resp = http.post(url).bearer_auth(TOKEN).json(&body).send().await?;
+    anyhow::ensure!(
+        resp.status() == reqwest::StatusCode::ACCEPTED,
+        "enqueue answered {}",
+        resp.status()
+    );
+    Ok(())
+}
