@@ -1,4 +1,4 @@
-# Slipway's single entry point for build, test, lint, bench and demo. `.ci/run` calls `make ci`.
+# Slipway's single entry point for build, test, lint, bench and demo. `.ci/run` calls `make test`.
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
@@ -6,7 +6,7 @@ CARGO ?= cargo
 # to cargo test where it is not installed.
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: help build services tools fmt fmt-check clippy lint test test-only bench demo ci clean-test-data
+.PHONY: help build services tools fmt fmt-check clippy lint test test-only bench demo demo-down ci
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -43,5 +43,11 @@ test: services tools lint test-only ## everything CI checks: services, lint, all
 bench: services ## benchmarks; the last line printed is one JSON object of figures
 	$(CARGO) build --release --locked -p slipway-harness -p kube-sim
 	./target/release/slipway-bench
+
+demo: ## the whole story: services, simulator (or KUBECONFIG), API, workers, a sample pipeline
+	bash scripts/demo.sh
+
+demo-down: ## stop what `make demo` started
+	bash scripts/demo-down.sh
 
 ci: test ## what .ci/run runs
