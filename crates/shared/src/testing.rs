@@ -218,31 +218,34 @@ impl Default for RedisPrefix {
 
 impl Drop for RedisPrefix {
     fn drop(&mut self) {
-        let Ok(mut conn) = redis::Client::open(self.url.as_str()).and_then(|c| c.get_connection())
-        else {
-            return;
-        };
-        let pattern = format!("{}:*", self.name);
-        let mut cursor: u64 = 0;
-        loop {
-            let Ok((next, keys)) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query::<(u64, Vec<String>)>(&mut conn)
-            else {
-                return;
-            };
-            if !keys.is_empty() {
-                let _: redis::RedisResult<i64> = redis::cmd("UNLINK").arg(&keys).query(&mut conn);
-            }
-            if next == 0 {
-                return;
-            }
-            cursor = next;
+        if let Err(e) = delete_redis_prefix(&self.url, &self.name) {
+            eprintln!("test keys under {} not deleted: {e}", self.name);
         }
+    }
+}
+
+/// Delete every key under `prefix:` with SCAN + UNLINK (never a flush, never blocking Redis).
+/// Returns how many keys went.
+pub fn delete_redis_prefix(redis_url: &str, prefix: &str) -> redis::RedisResult<usize> {
+    let mut conn = redis::Client::open(redis_url)?.get_connection()?;
+    let pattern = format!("{prefix}:*");
+    let mut cursor: u64 = 0;
+    let mut deleted = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query(&mut conn)?;
+        if !keys.is_empty() {
+            deleted += redis::cmd("UNLINK").arg(&keys).query::<usize>(&mut conn)?;
+        }
+        if next == 0 {
+            return Ok(deleted);
+        }
+        cursor = next;
     }
 }
 
@@ -256,16 +259,22 @@ pub struct PrivateRedis {
 }
 
 impl PrivateRedis {
-    /// Start a server (append-only file on, so a restart keeps the data).
-    pub async fn start() -> std::io::Result<Self> {
+    /// A port and data directory, with no server running yet (for tests that start a worker
+    /// before Redis); [`restart`](Self::restart) starts it.
+    pub fn new() -> std::io::Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        let mut r = PrivateRedis {
+        Ok(PrivateRedis {
             port,
             dir: tempfile::tempdir()?,
             child: None,
-        };
+        })
+    }
+
+    /// Start a server (append-only file on, so a restart keeps the data).
+    pub async fn start() -> std::io::Result<Self> {
+        let mut r = Self::new()?;
         r.restart().await?;
         Ok(r)
     }

@@ -6,81 +6,13 @@ mod queue_support;
 
 use queue_support::*;
 use slipway_core::JobKind;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use slipway_shared::testing::PrivateRedis;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-/// A private Redis with an append-only file, so a restart keeps the queues (like production).
-struct PrivateRedis {
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl PrivateRedis {
-    fn new() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        PrivateRedis {
-            port,
-            dir: tempfile::tempdir().unwrap(),
-            child: None,
-        }
-    }
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-    async fn start(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server installed");
-        self.child = Some(child);
-        let url = self.url();
-        wait_until(Duration::from_secs(10), "private redis up", || {
-            let url = url.clone();
-            async move {
-                redis::Client::open(url.as_str())
-                    .and_then(|c| c.get_connection())
-                    .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
-                    .is_ok()
-            }
-        })
-        .await;
-    }
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 #[tokio::test]
 async fn workers_wait_for_redis_and_survive_its_restart() {
-    let mut redis = PrivateRedis::new();
+    let mut redis = PrivateRedis::new().unwrap();
     let p = Prefix::on(&redis.url());
     let rec = Recorder::new("a");
     let mut cfg = test_config(&p, JobKind::Build);
@@ -92,7 +24,7 @@ async fn workers_wait_for_redis_and_survive_its_restart() {
         !w.task.is_finished(),
         "the worker gave up while Redis was down"
     );
-    redis.start().await;
+    redis.restart().await.unwrap();
     let q = p.client().await;
     wait_workers(&q, JobKind::Build, 1).await;
     let first = Uuid::new_v4();
@@ -107,7 +39,7 @@ async fn workers_wait_for_redis_and_survive_its_restart() {
 
     // Redis dies and comes back (twice). Jobs pushed afterwards are still run.
     for round in 0..2 {
-        redis.kill();
+        redis.stop();
         assert!(
             q.push(JobKind::Build, Uuid::new_v4(), 3).await.is_err(),
             "Redis is down"
@@ -117,7 +49,7 @@ async fn workers_wait_for_redis_and_survive_its_restart() {
             !w.task.is_finished(),
             "the worker died with Redis (round {round})"
         );
-        redis.start().await;
+        redis.restart().await.unwrap();
         let id = Uuid::new_v4();
         wait_until(Duration::from_secs(20), "push after restart", || async {
             q.push(JobKind::Build, id, 3).await.is_ok()

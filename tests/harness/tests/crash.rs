@@ -6,9 +6,9 @@
 use serde_json::json;
 use slipway_core::JobKind;
 use slipway_core::JobState;
-use slipway_harness::redis_keys::{delete_prefix, random_prefix};
 use slipway_shared::queue::{QueueClient, QueueState};
 use slipway_shared::store::NewJob;
+use slipway_shared::testing::RedisPrefix;
 use slipway_shared::testing::TestDb;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -83,13 +83,6 @@ impl Drop for WorkerProc {
     }
 }
 
-struct Keys(String);
-impl Drop for Keys {
-    fn drop(&mut self) {
-        let _ = delete_prefix(REDIS, &self.0);
-    }
-}
-
 async fn wait_workers(q: &QueueClient, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while q.workers(JobKind::Build).await.unwrap().len() != n {
@@ -115,8 +108,8 @@ async fn wait_state(q: &QueueClient, id: &str, state: QueueState) {
 
 #[tokio::test]
 async fn a_sigkilled_workers_job_is_resumed_by_another_process_within_the_rescue_time() {
-    let prefix = random_prefix("crash");
-    let _keys = Keys(prefix.clone());
+    let keys = RedisPrefix::on(REDIS);
+    let prefix = keys.name.clone();
     let db = TestDb::new().await.unwrap();
     let store = db.store();
     let q = QueueClient::connect(REDIS, &prefix).await.unwrap();
@@ -179,8 +172,8 @@ async fn a_sigkilled_workers_job_is_resumed_by_another_process_within_the_rescue
 
 #[tokio::test]
 async fn a_death_on_the_last_attempt_sends_the_job_to_the_dead_set() {
-    let prefix = random_prefix("crash");
-    let _keys = Keys(prefix.clone());
+    let keys = RedisPrefix::on(REDIS);
+    let prefix = keys.name.clone();
     let q = QueueClient::connect(REDIS, &prefix).await.unwrap();
     let mut a = WorkerProc::spawn(&prefix, "a", &[]);
     wait_workers(&q, 1).await;
@@ -206,8 +199,8 @@ async fn a_death_on_the_last_attempt_sends_the_job_to_the_dead_set() {
 
 #[tokio::test]
 async fn sigterm_hands_running_jobs_back_for_another_process_at_once() {
-    let prefix = random_prefix("crash");
-    let _keys = Keys(prefix.clone());
+    let keys = RedisPrefix::on(REDIS);
+    let prefix = keys.name.clone();
     let q = QueueClient::connect(REDIS, &prefix).await.unwrap();
     let mut a = WorkerProc::spawn(&prefix, "a", &["--grace-period-secs", "1"]);
     wait_workers(&q, 1).await;

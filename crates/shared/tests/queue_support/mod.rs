@@ -3,11 +3,11 @@
 //! that records what it saw, and a runtime started in the background with its own shutdown.
 #![allow(dead_code)]
 
-use rand::Rng;
 use serde_json::{Value, json};
 use slipway_core::{BackoffPolicy, JobKind};
 use slipway_shared::queue::QueueClient;
 use slipway_shared::runtime::{self, Handler, JobContext, JobError, RuntimeConfig};
+use slipway_shared::testing::RedisPrefix;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,10 +18,12 @@ use tokio::task::JoinHandle;
 
 pub const REDIS: &str = "redis://127.0.0.1:6379";
 
-/// A test's own key prefix; its keys are deleted when it drops.
+/// A test's own key prefix (deleted when it drops, via `testing::RedisPrefix`) with queue
+/// conveniences.
 pub struct Prefix {
     pub name: String,
     pub url: String,
+    _keys: RedisPrefix,
 }
 
 impl Prefix {
@@ -29,9 +31,11 @@ impl Prefix {
         Self::on(REDIS)
     }
     pub fn on(url: &str) -> Self {
+        let keys = RedisPrefix::on(url);
         Prefix {
-            name: format!("sw-test-{:08x}", rand::rng().random::<u32>()),
+            name: keys.name.clone(),
             url: url.to_owned(),
+            _keys: keys,
         }
     }
     pub async fn client(&self) -> QueueClient {
@@ -45,38 +49,6 @@ impl Prefix {
             .unwrap()
             .get_connection()
             .unwrap()
-    }
-}
-
-impl Drop for Prefix {
-    fn drop(&mut self) {
-        let Ok(client) = redis::Client::open(self.url.as_str()) else {
-            return;
-        };
-        let Ok(mut conn) = client.get_connection() else {
-            return;
-        };
-        let pattern = format!("{}:*", self.name);
-        let mut cursor: u64 = 0;
-        loop {
-            let Ok((next, keys)) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query::<(u64, Vec<String>)>(&mut conn)
-            else {
-                return;
-            };
-            if !keys.is_empty() {
-                let _: redis::RedisResult<i64> = redis::cmd("UNLINK").arg(&keys).query(&mut conn);
-            }
-            if next == 0 {
-                return;
-            }
-            cursor = next;
-        }
     }
 }
 

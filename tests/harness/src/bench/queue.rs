@@ -4,11 +4,11 @@
 
 use super::{BenchEnv, Report};
 use crate::procs::WorkerProc;
-use crate::redis_keys::{delete_prefix, random_prefix};
 use crate::scripted::now_us;
 use serde_json::json;
 use slipway_core::JobKind;
 use slipway_shared::queue::QueueClient;
+use slipway_shared::testing::RedisPrefix;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -51,12 +51,9 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 pub async fn run(env: &BenchEnv, report: &mut Report) -> anyhow::Result<()> {
-    let prefix = random_prefix("bench");
-    let result = measure(env, &prefix, report).await;
-    if let Err(e) = delete_prefix(&env.redis_url, &prefix) {
-        eprintln!("cleanup of {prefix} failed: {e}");
-    }
-    result
+    // Keys under the prefix are deleted when it drops.
+    let prefix = RedisPrefix::on(&env.redis_url);
+    measure(env, &prefix.name, report).await
 }
 
 async fn measure(env: &BenchEnv, prefix: &str, report: &mut Report) -> anyhow::Result<()> {

@@ -31,15 +31,11 @@ async fn bench(env: &BenchEnv, cmd: &[&str]) -> anyhow::Result<f64> {
 }
 
 pub async fn run(env: &BenchEnv, report: &mut Report) -> anyhow::Result<()> {
-    let key = format!("{}:ceiling-list", crate::redis_keys::random_prefix("bench"));
+    let prefix = slipway_shared::testing::RedisPrefix::on(&env.redis_url);
+    let key = format!("{}:ceiling-list", prefix.name);
     let lpush = bench(env, &["LPUSH", &key, "x"]).await;
     let rpop = bench(env, &["RPOP", &key]).await;
-    // Whatever is left (RPOP drains it; a failed run may not).
-    if let Ok(client) = redis::Client::open(env.redis_url.as_str())
-        && let Ok(mut conn) = client.get_connection()
-    {
-        let _: redis::RedisResult<i64> = redis::cmd("UNLINK").arg(&key).query(&mut conn);
-    }
+    // Whatever is left (RPOP drains it; a failed run may not) goes when `prefix` drops.
     report.figure(
         "redis",
         "redis_lpush_per_s",
