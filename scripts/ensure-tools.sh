@@ -16,5 +16,5 @@ fi
 KV_VERSION=1.33.1
 if ! python3 -c "import kubernetes_validate" >/dev/null 2>&1; then
   log "installing kubernetes-validate $KV_VERSION (PyPI)"
-  python3 -m pip install -q "kubernetes-validate==$KV_VERSION"
+  python3 -m pip install -q --root-user-action=ignore "kubernetes-validate==$KV_VERSION"
 fi
