@@ -132,6 +132,11 @@ impl KubeSimBuilder {
         let router = server::router(core.clone());
         let token = core.shutdown.clone();
         let srv = tokio::spawn(async move {
+            use axum::serve::ListenerExt as _;
+            // Streams (watch events, followed logs) are many small writes: no Nagle delays.
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             let _ = axum::serve(listener, router)
                 .with_graceful_shutdown(token.cancelled_owned())
                 .await;
