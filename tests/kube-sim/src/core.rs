@@ -253,14 +253,31 @@ impl Core {
                 let wait = self.delays.scaled(grace as f64);
                 let core = self.clone();
                 tokio::spawn(async move {
-                    tokio::time::sleep(wait).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = core.shutdown.cancelled() => return,
+                    }
                     core.logs.finish_pod(&uid);
-                    if core
-                        .store
-                        .get(idx::pods(), &ns, &name)
-                        .is_ok_and(|p| s(&p, "/metadata/uid") == uid)
-                    {
-                        core.store.remove(idx::pods(), &ns, &name);
+                    // The containers are gone; the object goes once its finalizers are removed.
+                    let mut changes = core.store.subscribe();
+                    loop {
+                        match core.store.get(idx::pods(), &ns, &name) {
+                            Ok(p) if s(&p, "/metadata/uid") == uid => {
+                                let held = p
+                                    .pointer("/metadata/finalizers")
+                                    .and_then(Value::as_array)
+                                    .is_some_and(|a| !a.is_empty());
+                                if !held {
+                                    core.store.remove(idx::pods(), &ns, &name);
+                                    return;
+                                }
+                            }
+                            _ => return,
+                        }
+                        tokio::select! {
+                            r = changes.changed() => if r.is_err() { return },
+                            () = core.shutdown.cancelled() => return,
+                        }
                     }
                 });
                 return;

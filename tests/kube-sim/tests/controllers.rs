@@ -755,6 +755,41 @@ async fn kubelet_failure_modes_and_graceful_deletion() {
     sim.wait_for_gone("pods", "default", "web", T)
         .await
         .unwrap();
+    // A finalizer holds a pod past its grace period until it is removed.
+    let p: Pod = serde_json::from_value(
+        json!({"metadata": {"name": "held", "finalizers": ["test/hold"]},
+        "spec": {"containers": [{"name": "c", "image": "img:1"}]}}),
+    )
+    .unwrap();
+    pods.create(&PostParams::default(), &p).await.unwrap();
+    w("held", |p| p["status"]["phase"] == "Running")
+        .await
+        .unwrap();
+    pods.delete(
+        "held",
+        &DeleteParams {
+            grace_period_seconds: Some(1),
+            ..DeleteParams::default()
+        },
+    )
+    .await
+    .unwrap();
+    tokio::time::timeout(
+        Duration::from_millis(500),
+        sim.wait_for_gone("pods", "default", "held", T),
+    )
+    .await
+    .expect_err("still held by its finalizer");
+    pods.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    sim.wait_for_gone("pods", "default", "held", T)
+        .await
+        .unwrap();
     // A terminated pod goes at once.
     assert!(
         pods.delete("oom", &DeleteParams::default())
