@@ -765,3 +765,48 @@ async fn delete_collection_and_logs_of_a_waiting_container() {
         "container \"c\" in pod \"slow\" is waiting to start: ContainerCreating"
     );
 }
+
+#[tokio::test]
+async fn dry_run_validates_without_storing() {
+    let sim = sim().await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(sim.client().unwrap());
+    let dry = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let out = cms.create(&dry, &cm("ghost", json!({}))).await.unwrap();
+    assert_eq!(out.metadata.name.as_deref(), Some("ghost"));
+    assert!(cms.get_opt("ghost").await.unwrap().is_none());
+    let e = api_err(cms.create(&dry, &cm("Bad!", json!({}))).await.unwrap_err());
+    assert_eq!(e.code, 422, "dry runs still validate");
+
+    cms.create(&PostParams::default(), &cm("real", json!({"a": "1"})))
+        .await
+        .unwrap();
+    let before = cms.get("real").await.unwrap();
+    let patched = cms
+        .patch(
+            "real",
+            &PatchParams::default().dry_run(),
+            &Patch::Merge(json!({"metadata": {"labels": {"a": "2"}}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched.metadata.labels.unwrap()["a"], "2");
+    let after = cms.get("real").await.unwrap();
+    assert_eq!(
+        after.metadata.resource_version,
+        before.metadata.resource_version
+    );
+    assert_eq!(after.metadata.labels.unwrap()["a"], "1");
+    cms.delete(
+        "real",
+        &DeleteParams {
+            dry_run: true,
+            ..DeleteParams::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(cms.get_opt("real").await.unwrap().is_some());
+}
