@@ -173,7 +173,19 @@ impl Core {
                 Ok(events) => {
                     for ev in events {
                         cursor = ev.rv;
-                        self.on_event(&mut st, ev.kind, ev.etype, &ev.object, ev.old.as_deref());
+                        // A bug in one reconcile must not stop every controller: log and go on.
+                        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            self.on_event(
+                                &mut st,
+                                ev.kind,
+                                ev.etype,
+                                &ev.object,
+                                ev.old.as_deref(),
+                            );
+                        }));
+                        if r.is_err() {
+                            tracing::error!(rv = ev.rv, "kube-sim controller panicked on an event");
+                        }
                     }
                 }
                 Err(_) => {
@@ -184,7 +196,12 @@ impl Core {
             }
             tokio::select! {
                 r = rx.changed() => if r.is_err() { return },
-                _ = tick.tick() => self.on_tick(&mut st),
+                _ = tick.tick() => {
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.on_tick(&mut st)));
+                    if r.is_err() {
+                        tracing::error!("kube-sim controller panicked on a tick");
+                    }
+                }
                 () = self.shutdown.cancelled() => return,
             }
         }

@@ -658,9 +658,7 @@ fn patch_object(
         let applied: Value = serde_json::from_slice(&ctx.body)
             .or_else(|_| serde_norway::from_slice(&ctx.body))
             .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
-        if !applied.is_object() {
-            return Err(ApiError::bad_request("apply patch must be an object"));
-        }
+        crate::defaults::check_shape(&applied)?;
         if applied
             .get("kind")
             .and_then(Value::as_str)
@@ -749,6 +747,7 @@ fn patch_object(
     // A patch carries a resourceVersion precondition only if it sets one explicitly.
     let explicit_rv = body.pointer("/metadata/resourceVersion").is_some();
     if !explicit_rv {
+        crate::defaults::check_shape(&new)?;
         new["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"].clone();
     }
     Ok(json_response(

@@ -467,11 +467,7 @@ impl Store {
         dry_run: bool,
     ) -> Result<Arc<Value>, ApiError> {
         let k = &KINDS[kind];
-        if !obj.is_object() {
-            return Err(ApiError::bad_request(
-                "the body of the request must be a JSON object",
-            ));
-        }
+        defaults::check_shape(&obj)?;
         obj["apiVersion"] = json!(k.api_version());
         obj["kind"] = json!(k.kind);
         let ns = if k.namespaced {
@@ -611,11 +607,7 @@ impl Store {
         let Some(cur) = g.objects.get(&key).cloned() else {
             return Err(ApiError::not_found(k, name));
         };
-        if !obj.is_object() {
-            return Err(ApiError::bad_request(
-                "the body of the request must be a JSON object",
-            ));
-        }
+        defaults::check_shape(&obj)?;
         if let Some(body_name) = meta_str(&obj, "name")
             && body_name != name
         {
