@@ -53,6 +53,7 @@ pub struct KubeSimBuilder {
     history_limit: usize,
     port: u16,
     kubeconfig: Option<PathBuf>,
+    namespaces: Vec<String>,
 }
 
 impl KubeSimBuilder {
@@ -84,6 +85,13 @@ impl KubeSimBuilder {
         self
     }
 
+    /// Creates this namespace at start (besides `default`, `kube-system`, `kube-public`).
+    #[must_use]
+    pub fn namespace(mut self, name: impl Into<String>) -> Self {
+        self.namespaces.push(name.into());
+        self
+    }
+
     /// Where to write the kubeconfig (default: a temporary file removed on drop).
     #[must_use]
     pub fn kubeconfig_path(mut self, p: impl Into<PathBuf>) -> Self {
@@ -106,13 +114,17 @@ impl KubeSimBuilder {
             recorder: Recorder::default(),
             shutdown: CancellationToken::new(),
         });
-        for ns in ["default", "kube-system", "kube-public"] {
-            core.store.create(
-                kinds::idx::namespaces(),
-                "",
-                json!({"metadata": {"name": ns}}),
-                None,
-            )?;
+        let extra = self.namespaces.iter().map(String::as_str);
+        for ns in ["default", "kube-system", "kube-public"]
+            .into_iter()
+            .chain(extra)
+        {
+            let obj = json!({"metadata": {"name": ns}});
+            match core.store.create(kinds::idx::namespaces(), "", obj, None) {
+                Ok(_) => {}
+                Err(e) if e.code == 409 => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         core.store.create(
             kinds::by_plural("nodes"),
@@ -230,6 +242,7 @@ impl KubeSim {
             history_limit: 20_000,
             port: 0,
             kubeconfig: None,
+            namespaces: Vec::new(),
         }
     }
 
