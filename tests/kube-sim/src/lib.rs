@@ -54,6 +54,7 @@ pub struct KubeSimBuilder {
     port: u16,
     kubeconfig: Option<PathBuf>,
     namespaces: Vec<String>,
+    events: bool,
 }
 
 impl KubeSimBuilder {
@@ -92,6 +93,13 @@ impl KubeSimBuilder {
         self
     }
 
+    /// Whether the kubelet and controllers record core/v1 Events (default true).
+    #[must_use]
+    pub fn events(mut self, on: bool) -> Self {
+        self.events = on;
+        self
+    }
+
     /// Where to write the kubeconfig (default: a temporary file removed on drop).
     #[must_use]
     pub fn kubeconfig_path(mut self, p: impl Into<PathBuf>) -> Self {
@@ -112,6 +120,7 @@ impl KubeSimBuilder {
             overrides: Mutex::new(Vec::new()),
             faults: Faults::default(),
             recorder: Recorder::default(),
+            events: self.events,
             shutdown: CancellationToken::new(),
         });
         let extra = self.namespaces.iter().map(String::as_str);
@@ -243,6 +252,7 @@ impl KubeSim {
             port: 0,
             kubeconfig: None,
             namespaces: Vec::new(),
+            events: true,
         }
     }
 

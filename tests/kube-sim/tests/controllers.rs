@@ -224,6 +224,27 @@ async fn job_runs_pod_to_success_with_logs_and_termination_message() {
         .await
         .unwrap_err();
     assert!(matches!(e, kube::Error::Api(s) if s.code == 400));
+
+    // Events as the controllers and kubelet record them, readable through the API.
+    let events: Api<k8s_openapi::api::core::v1::Event> =
+        Api::default_namespaced(sim.client().unwrap());
+    let evs = events.list(&ListParams::default()).await.unwrap().items;
+    let reasons = |kind: &str, name: &str| -> Vec<String> {
+        evs.iter()
+            .filter(|e| {
+                e.involved_object.kind.as_deref() == Some(kind)
+                    && e.involved_object.name.as_deref() == Some(name)
+            })
+            .filter_map(|e| e.reason.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    };
+    assert_eq!(reasons("Job", "build-1"), ["Completed", "SuccessfulCreate"]);
+    assert_eq!(
+        reasons("Pod", &pod_name),
+        ["Created", "Pulled", "Scheduled", "Started"]
+    );
 }
 
 fn jiff_now_plus_hour() -> k8s_openapi::jiff::Timestamp {
