@@ -33,6 +33,8 @@ pub struct Core {
     pub faults: Faults,
     /// Request log.
     pub recorder: Recorder,
+    /// Whether controllers and the kubelet record core/v1 Events.
+    pub events: bool,
     /// Cancelled when the simulator shuts down; ends streams and background tasks.
     pub shutdown: tokio_util::sync::CancellationToken,
 }
@@ -135,6 +137,38 @@ struct CtlState {
 }
 
 impl Core {
+    /// Records a core/v1 Event about `obj` (best effort, like the real recorders).
+    fn event(&self, obj: &Value, etype: &str, reason: &str, message: &str, component: &str) {
+        let ns = s(obj, "/metadata/namespace");
+        if !self.events || ns.is_empty() {
+            return;
+        }
+        let name = s(obj, "/metadata/name");
+        let now = now_rfc3339();
+        let suffix: String = uuid::Uuid::new_v4()
+            .simple()
+            .to_string()
+            .chars()
+            .take(16)
+            .collect();
+        let kubelet = component == "kubelet";
+        let ev = json!({
+            "metadata": {"name": format!("{name}.{suffix}")},
+            "involvedObject": {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": name, "namespace": ns,
+                "uid": s(obj, "/metadata/uid"), "resourceVersion": s(obj, "/metadata/resourceVersion")},
+            "reason": reason,
+            "message": message,
+            "type": etype,
+            "source": if kubelet { json!({"component": component, "host": "kube-sim-node"}) } else { json!({"component": component}) },
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+            "reportingComponent": component,
+            "reportingInstance": if kubelet { "kube-sim-node" } else { "" },
+        });
+        let _ = self.store.create(idx::events(), ns, ev, None);
+    }
+
     /// The script for a new pod: queued override, else the test's script, else the default.
     fn script_for(&self, info: &PodInfo) -> PodScript {
         {
@@ -173,7 +207,19 @@ impl Core {
                 Ok(events) => {
                     for ev in events {
                         cursor = ev.rv;
-                        self.on_event(&mut st, ev.kind, ev.etype, &ev.object, ev.old.as_deref());
+                        // A bug in one reconcile must not stop every controller: log and go on.
+                        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            self.on_event(
+                                &mut st,
+                                ev.kind,
+                                ev.etype,
+                                &ev.object,
+                                ev.old.as_deref(),
+                            );
+                        }));
+                        if r.is_err() {
+                            tracing::error!(rv = ev.rv, "kube-sim controller panicked on an event");
+                        }
                     }
                 }
                 Err(_) => {
@@ -184,7 +230,12 @@ impl Core {
             }
             tokio::select! {
                 r = rx.changed() => if r.is_err() { return },
-                _ = tick.tick() => self.on_tick(&mut st),
+                _ = tick.tick() => {
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.on_tick(&mut st)));
+                    if r.is_err() {
+                        tracing::error!("kube-sim controller panicked on a tick");
+                    }
+                }
                 () = self.shutdown.cancelled() => return,
             }
         }
@@ -253,14 +304,31 @@ impl Core {
                 let wait = self.delays.scaled(grace as f64);
                 let core = self.clone();
                 tokio::spawn(async move {
-                    tokio::time::sleep(wait).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = core.shutdown.cancelled() => return,
+                    }
                     core.logs.finish_pod(&uid);
-                    if core
-                        .store
-                        .get(idx::pods(), &ns, &name)
-                        .is_ok_and(|p| s(&p, "/metadata/uid") == uid)
-                    {
-                        core.store.remove(idx::pods(), &ns, &name);
+                    // The containers are gone; the object goes once its finalizers are removed.
+                    let mut changes = core.store.subscribe();
+                    loop {
+                        match core.store.get(idx::pods(), &ns, &name) {
+                            Ok(p) if s(&p, "/metadata/uid") == uid => {
+                                let held = p
+                                    .pointer("/metadata/finalizers")
+                                    .and_then(Value::as_array)
+                                    .is_some_and(|a| !a.is_empty());
+                                if !held {
+                                    core.store.remove(idx::pods(), &ns, &name);
+                                    return;
+                                }
+                            }
+                            _ => return,
+                        }
+                        tokio::select! {
+                            r = changes.changed() => if r.is_err() { return },
+                            () = core.shutdown.cancelled() => return,
+                        }
                     }
                 });
                 return;
@@ -457,11 +525,21 @@ impl Core {
                 set_condition(p, condition("PodScheduled", false, "Unschedulable",
                     "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."), true);
             });
+            self.event(&pod, "Warning", "FailedScheduling",
+                "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.",
+                "default-scheduler");
             return;
         }
         let _ = self.store.mutate(idx::pods(), &ns, &name, Part::Main, |p| {
             p["spec"]["nodeName"] = json!("kube-sim-node");
         });
+        self.event(
+            &pod,
+            "Normal",
+            "Scheduled",
+            &format!("Successfully assigned {ns}/{name} to kube-sim-node"),
+            "default-scheduler",
+        );
         let status = |state: Value, ready: bool, started: bool, extra: Option<(&str, Value)>| {
             let cs: Vec<Value> = containers
                 .iter()
@@ -533,6 +611,13 @@ impl Core {
             self.set_pod_status(&ns, &name, &uid, |p| {
                 p["status"]["containerStatuses"] = json!(pulling)
             });
+            self.event(
+                &pod,
+                "Warning",
+                "Failed",
+                &format!("Failed to pull image \"{image}\": not found"),
+                "kubelet",
+            );
             tokio::time::sleep(self.delays.pod_start).await;
             let backoff = status(
                 json!({"waiting": {"reason": "ImagePullBackOff",
@@ -544,7 +629,37 @@ impl Core {
             self.set_pod_status(&ns, &name, &uid, |p| {
                 p["status"]["containerStatuses"] = json!(backoff)
             });
+            self.event(
+                &pod,
+                "Normal",
+                "BackOff",
+                &format!("Back-off pulling image \"{image}\""),
+                "kubelet",
+            );
             return;
+        }
+        for (c, img) in &containers {
+            self.event(
+                &pod,
+                "Normal",
+                "Pulled",
+                &format!("Container image \"{img}\" already present on machine"),
+                "kubelet",
+            );
+            self.event(
+                &pod,
+                "Normal",
+                "Created",
+                &format!("Created container: {c}"),
+                "kubelet",
+            );
+            self.event(
+                &pod,
+                "Normal",
+                "Started",
+                &format!("Started container {c}"),
+                "kubelet",
+            );
         }
         let started_at = now_rfc3339();
         let running = status(
@@ -596,6 +711,13 @@ impl Core {
         // back-off rather than ending the pod.
         let always = s(&pod, "/spec/restartPolicy") == "Always";
         if script.outcome == Outcome::CrashLoopBackOff || always {
+            self.event(
+                &pod,
+                "Warning",
+                "BackOff",
+                &format!("Back-off restarting failed container {main} in pod {name}_{ns}({uid})"),
+                "kubelet",
+            );
             let waiting = status(
                 json!({"waiting": {"reason": "CrashLoopBackOff", "message": format!("back-off 10s restarting failed container={main} pod={name}")}}),
                 false,
@@ -849,6 +971,22 @@ impl Core {
             st.timed_jobs.remove(&uid);
         }
         if end {
+            let (ty, reason, msg) = if succeeded >= completions {
+                ("Normal", "Completed", "Job completed")
+            } else if failed > backoff_limit {
+                (
+                    "Warning",
+                    "BackoffLimitExceeded",
+                    "Job has reached the specified backoff limit",
+                )
+            } else {
+                (
+                    "Warning",
+                    "DeadlineExceeded",
+                    "Job was active longer than specified deadline",
+                )
+            };
+            self.event(&job, ty, reason, msg, "job-controller");
             st.job_started.remove(&uid);
             if ttl {
                 st.job_finished.insert(uid.clone(), now);
@@ -872,7 +1010,15 @@ impl Core {
             "apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": s(job, "/metadata/uid"),
             "controller": true, "blockOwnerDeletion": true,
         }]);
-        self.store.create(idx::pods(), ns, pod, None).map(|_| ())
+        let created = self.store.create(idx::pods(), ns, pod, None)?;
+        self.event(
+            job,
+            "Normal",
+            "SuccessfulCreate",
+            &format!("Created pod: {}", s(&created, "/metadata/name")),
+            "job-controller",
+        );
+        Ok(())
     }
 
     // ---- ReplicaSet controller ----
@@ -912,7 +1058,15 @@ impl Core {
                     "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": name, "uid": uid,
                     "controller": true, "blockOwnerDeletion": true,
                 }]);
-                let _ = self.store.create(idx::pods(), ns, pod, None);
+                if let Ok(p) = self.store.create(idx::pods(), ns, pod, None) {
+                    self.event(
+                        &rs,
+                        "Normal",
+                        "SuccessfulCreate",
+                        &format!("Created pod: {}", s(&p, "/metadata/name")),
+                        "replicaset-controller",
+                    );
+                }
             }
         } else if have > want {
             let mut victims = pods.clone();
@@ -1037,6 +1191,13 @@ impl Core {
             });
             new_rs = self.store.create(idx::replicasets(), ns, rs, None).ok();
             created = true;
+            self.event(
+                &d,
+                "Normal",
+                "ScalingReplicaSet",
+                &format!("Scaled up replica set {rs_name} from 0 to {replicas}"),
+                "deployment-controller",
+            );
         }
         let Some(new_rs) = new_rs else { return };
         let new_name = s(&new_rs, "/metadata/name").to_string();

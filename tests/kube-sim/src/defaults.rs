@@ -31,6 +31,60 @@ fn invalid_value(v: &str, msg: &str) -> String {
     format!("Invalid value: \"{v}\": {msg}")
 }
 
+/// Paths that must hold JSON objects when present; the simulator (like the apiserver's typed
+/// decoding) refuses other shapes there instead of tripping over them later.
+const OBJECT_PATHS: &[&str] = &[
+    "/metadata",
+    "/metadata/labels",
+    "/metadata/annotations",
+    "/spec",
+    "/status",
+    "/spec/selector",
+    "/spec/template",
+    "/spec/template/metadata",
+    "/spec/template/metadata/labels",
+    "/spec/template/spec",
+];
+
+/// Rejects objects whose well-known fields have the wrong JSON type (400 BadRequest).
+pub fn check_shape(obj: &Value) -> Result<(), ApiError> {
+    if !obj.is_object() {
+        return Err(ApiError::bad_request(
+            "the body of the request must be a JSON object",
+        ));
+    }
+    for p in OBJECT_PATHS {
+        if let Some(v) = obj.pointer(p).filter(|v| !v.is_object() && !v.is_null()) {
+            let field = p.trim_start_matches('/').replace('/', ".");
+            return Err(ApiError::bad_request(format!(
+                "json: cannot unmarshal {} into Go struct field of type object: {field}",
+                match v {
+                    Value::String(_) => "string",
+                    Value::Array(_) => "array",
+                    Value::Number(_) => "number",
+                    _ => "bool",
+                }
+            )));
+        }
+    }
+    for list in [
+        "/spec/containers",
+        "/spec/template/spec/containers",
+        "/spec/ports",
+    ] {
+        if let Some(v) = obj.pointer(list).filter(|v| !v.is_null()) {
+            let ok = v.as_array().is_some_and(|a| a.iter().all(Value::is_object));
+            if !ok {
+                let field = list.trim_start_matches('/').replace('/', ".");
+                return Err(ApiError::bad_request(format!(
+                    "json: cannot unmarshal {field}: expected a list of objects"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Applies create-time validation and defaults (uid and name are already set).
 pub fn on_create(kind: usize, obj: &mut Value) -> Result<(), ApiError> {
     let k = &KINDS[kind];
@@ -218,7 +272,7 @@ pub fn on_create(kind: usize, obj: &mut Value) -> Result<(), ApiError> {
                 }
             }
             if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
-                for p in ports {
+                for p in ports.iter_mut().filter(|p| p.is_object()) {
                     if p.get("protocol").is_none() {
                         p["protocol"] = json!("TCP");
                     }
@@ -410,7 +464,7 @@ pub fn default_pod_spec(spec: &mut Value) {
                     }
                 }
                 if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
-                    for p in ports {
+                    for p in ports.iter_mut().filter(|p| p.is_object()) {
                         if p.get("protocol").is_none() {
                             p["protocol"] = json!("TCP");
                         }

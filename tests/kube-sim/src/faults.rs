@@ -205,27 +205,37 @@ impl RecordedRequest {
     }
 }
 
+/// Most requests the recorder keeps (the oldest are dropped), so a long-running `kube-sim`
+/// does not grow without bound.
+pub const RECORDER_LIMIT: usize = 50_000;
+
 /// The request log.
 #[derive(Debug, Default)]
 pub struct Recorder {
-    reqs: Mutex<Vec<RecordedRequest>>,
+    reqs: Mutex<std::collections::VecDeque<RecordedRequest>>,
 }
 
 impl Recorder {
     /// Appends a request.
     pub fn push(&self, r: RecordedRequest) {
-        self.reqs
+        let mut g = self
+            .reqs
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(r);
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if g.len() >= RECORDER_LIMIT {
+            g.pop_front();
+        }
+        g.push_back(r);
     }
-    /// A copy of every recorded request.
+    /// A copy of every recorded request, oldest first.
     #[must_use]
     pub fn all(&self) -> Vec<RecordedRequest> {
         self.reqs
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+            .iter()
+            .cloned()
+            .collect()
     }
     /// Forgets the recorded requests.
     pub fn clear(&self) {

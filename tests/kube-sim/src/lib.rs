@@ -53,6 +53,8 @@ pub struct KubeSimBuilder {
     history_limit: usize,
     port: u16,
     kubeconfig: Option<PathBuf>,
+    namespaces: Vec<String>,
+    events: bool,
 }
 
 impl KubeSimBuilder {
@@ -84,6 +86,20 @@ impl KubeSimBuilder {
         self
     }
 
+    /// Creates this namespace at start (besides `default`, `kube-system`, `kube-public`).
+    #[must_use]
+    pub fn namespace(mut self, name: impl Into<String>) -> Self {
+        self.namespaces.push(name.into());
+        self
+    }
+
+    /// Whether the kubelet and controllers record core/v1 Events (default true).
+    #[must_use]
+    pub fn events(mut self, on: bool) -> Self {
+        self.events = on;
+        self
+    }
+
     /// Where to write the kubeconfig (default: a temporary file removed on drop).
     #[must_use]
     pub fn kubeconfig_path(mut self, p: impl Into<PathBuf>) -> Self {
@@ -104,15 +120,20 @@ impl KubeSimBuilder {
             overrides: Mutex::new(Vec::new()),
             faults: Faults::default(),
             recorder: Recorder::default(),
+            events: self.events,
             shutdown: CancellationToken::new(),
         });
-        for ns in ["default", "kube-system", "kube-public"] {
-            core.store.create(
-                kinds::idx::namespaces(),
-                "",
-                json!({"metadata": {"name": ns}}),
-                None,
-            )?;
+        let extra = self.namespaces.iter().map(String::as_str);
+        for ns in ["default", "kube-system", "kube-public"]
+            .into_iter()
+            .chain(extra)
+        {
+            let obj = json!({"metadata": {"name": ns}});
+            match core.store.create(kinds::idx::namespaces(), "", obj, None) {
+                Ok(_) => {}
+                Err(e) if e.code == 409 => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         core.store.create(
             kinds::by_plural("nodes"),
@@ -132,6 +153,11 @@ impl KubeSimBuilder {
         let router = server::router(core.clone());
         let token = core.shutdown.clone();
         let srv = tokio::spawn(async move {
+            use axum::serve::ListenerExt as _;
+            // Streams (watch events, followed logs) are many small writes: no Nagle delays.
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             let _ = axum::serve(listener, router)
                 .with_graceful_shutdown(token.cancelled_owned())
                 .await;
@@ -225,6 +251,8 @@ impl KubeSim {
             history_limit: 20_000,
             port: 0,
             kubeconfig: None,
+            namespaces: Vec::new(),
+            events: true,
         }
     }
 

@@ -232,6 +232,11 @@ struct Ctx {
 }
 
 impl Ctx {
+    /// `dryRun=All`: validate and answer, store nothing.
+    fn dry_run(&self) -> bool {
+        self.param("dryRun") == Some("All")
+    }
+
     fn param(&self, k: &str) -> Option<&str> {
         self.q.get(k).map(String::as_str).filter(|s| !s.is_empty())
     }
@@ -326,10 +331,13 @@ async fn dispatch(ctx: &Ctx, route: &Route) -> Result<Response, ApiError> {
                 }
                 (&Method::POST, None, None) => {
                     let obj = ctx.body_json()?;
-                    let created = ctx
-                        .core
-                        .store
-                        .create(kind, &ns_s, obj, Some(&ctx.manager()))?;
+                    let created = ctx.core.store.create_opts(
+                        kind,
+                        &ns_s,
+                        obj,
+                        Some(&ctx.manager()),
+                        ctx.dry_run(),
+                    )?;
                     Ok(json_response(201, &*created))
                 }
                 (&Method::DELETE, None, None) => delete_collection(ctx, kind, ns.as_deref()),
@@ -349,24 +357,26 @@ async fn dispatch(ctx: &Ctx, route: &Route) -> Result<Response, ApiError> {
                 }
                 (&Method::PUT, Some(n), None) => Ok(json_response(
                     200,
-                    &*ctx.core.store.update(
+                    &*ctx.core.store.update_opts(
                         kind,
                         &ns_s,
                         n,
                         ctx.body_json()?,
                         Part::Main,
                         Some(&ctx.manager()),
+                        ctx.dry_run(),
                     )?,
                 )),
                 (&Method::PUT, Some(n), Some("status")) if k.has_status => Ok(json_response(
                     200,
-                    &*ctx.core.store.update(
+                    &*ctx.core.store.update_opts(
                         kind,
                         &ns_s,
                         n,
                         ctx.body_json()?,
                         Part::Status,
                         Some(&ctx.manager()),
+                        ctx.dry_run(),
                     )?,
                 )),
                 (&Method::PUT, Some(n), Some("finalize")) if kind == idx::namespaces() => {
@@ -574,6 +584,11 @@ fn delete_opts(ctx: &Ctx) -> Result<DeleteOpts, ApiError> {
             .pointer("/preconditions/resourceVersion")
             .and_then(Value::as_str)
             .map(String::from),
+        dry_run: ctx.dry_run()
+            || body
+                .get("dryRun")
+                .and_then(Value::as_array)
+                .is_some_and(|a| a.iter().any(|v| v == "All")),
     })
 }
 
@@ -643,9 +658,7 @@ fn patch_object(
         let applied: Value = serde_json::from_slice(&ctx.body)
             .or_else(|_| serde_norway::from_slice(&ctx.body))
             .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
-        if !applied.is_object() {
-            return Err(ApiError::bad_request("apply patch must be an object"));
-        }
+        crate::defaults::check_shape(&applied)?;
         if applied
             .get("kind")
             .and_then(Value::as_str)
@@ -693,7 +706,7 @@ fn patch_object(
             }
             return Ok(json_response(
                 200,
-                &*store.update(kind, ns, name, new, part, Some(manager))?,
+                &*store.update_opts(kind, ns, name, new, part, Some(manager), ctx.dry_run())?,
             ));
         }
         let merged = patch::server_side_apply(
@@ -709,11 +722,14 @@ fn patch_object(
             None => {
                 let mut obj = merged;
                 obj["metadata"]["name"] = json!(name);
-                Ok(json_response(201, &*store.create(kind, ns, obj, None)?))
+                Ok(json_response(
+                    201,
+                    &*store.create_opts(kind, ns, obj, None, ctx.dry_run())?,
+                ))
             }
             Some(_) => Ok(json_response(
                 200,
-                &*store.update(kind, ns, name, merged, part, None)?,
+                &*store.update_opts(kind, ns, name, merged, part, None, ctx.dry_run())?,
             )),
         };
     }
@@ -731,11 +747,20 @@ fn patch_object(
     // A patch carries a resourceVersion precondition only if it sets one explicitly.
     let explicit_rv = body.pointer("/metadata/resourceVersion").is_some();
     if !explicit_rv {
+        crate::defaults::check_shape(&new)?;
         new["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"].clone();
     }
     Ok(json_response(
         200,
-        &*store.update(kind, ns, name, new, part, Some(&ctx.manager()))?,
+        &*store.update_opts(
+            kind,
+            ns,
+            name,
+            new,
+            part,
+            Some(&ctx.manager()),
+            ctx.dry_run(),
+        )?,
     ))
 }
 
@@ -810,7 +835,15 @@ fn scale(ctx: &Ctx, m: &Method, kind: usize, ns: &str, name: &str) -> Result<Res
     // The writer takes ownership of spec.replicas, so a later apply of another value conflicts.
     let mut new = (*cur).clone();
     new["spec"]["replicas"] = json!(replicas);
-    let updated = store.update(kind, ns, name, new, Part::Main, Some(&ctx.manager()))?;
+    let updated = store.update_opts(
+        kind,
+        ns,
+        name,
+        new,
+        Part::Main,
+        Some(&ctx.manager()),
+        ctx.dry_run(),
+    )?;
     Ok(json_response(200, &to_scale(&updated)))
 }
 

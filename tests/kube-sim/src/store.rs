@@ -89,6 +89,8 @@ pub struct DeleteOpts {
     pub uid: Option<String>,
     /// `preconditions.resourceVersion`.
     pub resource_version: Option<String>,
+    /// `dryRun=All`: report what would happen, change nothing.
+    pub dry_run: bool,
 }
 
 /// Which part of an object an update writes.
@@ -449,15 +451,23 @@ impl Store {
         &self,
         kind: usize,
         ns: &str,
-        mut obj: Value,
+        obj: Value,
         manager: Option<&str>,
     ) -> Result<Arc<Value>, ApiError> {
+        self.create_opts(kind, ns, obj, manager, false)
+    }
+
+    /// Create, optionally as a dry run (`dryRun=All`: validated and defaulted, not stored).
+    pub fn create_opts(
+        &self,
+        kind: usize,
+        ns: &str,
+        mut obj: Value,
+        manager: Option<&str>,
+        dry_run: bool,
+    ) -> Result<Arc<Value>, ApiError> {
         let k = &KINDS[kind];
-        if !obj.is_object() {
-            return Err(ApiError::bad_request(
-                "the body of the request must be a JSON object",
-            ));
-        }
+        defaults::check_shape(&obj)?;
         obj["apiVersion"] = json!(k.api_version());
         obj["kind"] = json!(k.kind);
         let ns = if k.namespaced {
@@ -548,6 +558,9 @@ impl Store {
         if let Some(m) = manager {
             patch::record_update(None, &mut obj, m, &k.api_version(), &now, None);
         }
+        if dry_run {
+            return Ok(Arc::new(obj));
+        }
         g.rv += 1;
         let rv = g.rv;
         meta_mut(&mut obj).insert("resourceVersion".into(), json!(rv.to_string()));
@@ -564,9 +577,24 @@ impl Store {
         kind: usize,
         ns: &str,
         name: &str,
+        obj: Value,
+        part: Part,
+        manager: Option<&str>,
+    ) -> Result<Arc<Value>, ApiError> {
+        self.update_opts(kind, ns, name, obj, part, manager, false)
+    }
+
+    /// Update, optionally as a dry run (`dryRun=All`: the result is returned, not stored).
+    #[allow(clippy::too_many_arguments)] // mirrors the request's parameters one to one
+    pub fn update_opts(
+        &self,
+        kind: usize,
+        ns: &str,
+        name: &str,
         mut obj: Value,
         part: Part,
         manager: Option<&str>,
+        dry_run: bool,
     ) -> Result<Arc<Value>, ApiError> {
         let k = &KINDS[kind];
         let ns = if k.namespaced {
@@ -579,11 +607,7 @@ impl Store {
         let Some(cur) = g.objects.get(&key).cloned() else {
             return Err(ApiError::not_found(k, name));
         };
-        if !obj.is_object() {
-            return Err(ApiError::bad_request(
-                "the body of the request must be a JSON object",
-            ));
-        }
+        defaults::check_shape(&obj)?;
         if let Some(body_name) = meta_str(&obj, "name")
             && body_name != name
         {
@@ -670,6 +694,9 @@ impl Store {
                 .and_then(Value::as_i64)
                 .unwrap_or(1);
             meta_mut(&mut new).insert("generation".into(), json!(gen_now + 1));
+        }
+        if dry_run {
+            return Ok(Arc::new(new));
         }
         g.rv += 1;
         let rv = g.rv;
@@ -762,7 +789,7 @@ impl Store {
             Propagation::Background
         };
         let policy = opts.propagation.unwrap_or(default);
-        if policy == Propagation::Orphan {
+        if policy == Propagation::Orphan && !opts.dry_run {
             Self::orphan_dependents(&mut g, &uid);
         }
         let already = cur.pointer("/metadata/deletionTimestamp").is_some();
@@ -822,6 +849,9 @@ impl Store {
             }
         } else {
             keep = true;
+        }
+        if opts.dry_run {
+            return Ok((if keep { Arc::new(new) } else { cur }, !keep));
         }
         g.rv += 1;
         let rv = g.rv;

@@ -765,3 +765,120 @@ async fn delete_collection_and_logs_of_a_waiting_container() {
         "container \"c\" in pod \"slow\" is waiting to start: ContainerCreating"
     );
 }
+
+#[tokio::test]
+async fn dry_run_validates_without_storing() {
+    let sim = sim().await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(sim.client().unwrap());
+    let dry = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let out = cms.create(&dry, &cm("ghost", json!({}))).await.unwrap();
+    assert_eq!(out.metadata.name.as_deref(), Some("ghost"));
+    assert!(cms.get_opt("ghost").await.unwrap().is_none());
+    let e = api_err(cms.create(&dry, &cm("Bad!", json!({}))).await.unwrap_err());
+    assert_eq!(e.code, 422, "dry runs still validate");
+
+    cms.create(&PostParams::default(), &cm("real", json!({"a": "1"})))
+        .await
+        .unwrap();
+    let before = cms.get("real").await.unwrap();
+    let patched = cms
+        .patch(
+            "real",
+            &PatchParams::default().dry_run(),
+            &Patch::Merge(json!({"metadata": {"labels": {"a": "2"}}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched.metadata.labels.unwrap()["a"], "2");
+    let after = cms.get("real").await.unwrap();
+    assert_eq!(
+        after.metadata.resource_version,
+        before.metadata.resource_version
+    );
+    assert_eq!(after.metadata.labels.unwrap()["a"], "1");
+    cms.delete(
+        "real",
+        &DeleteParams {
+            dry_run: true,
+            ..DeleteParams::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(cms.get_opt("real").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn malformed_shapes_are_rejected_not_fatal() {
+    let sim = sim().await;
+    let client = sim.client().unwrap();
+    let send = |method: &str, path: &str, ct: &str, body: serde_json::Value| {
+        let req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", ct)
+            .body(kube::client::Body::from(body.to_string().into_bytes()))
+            .unwrap();
+        let client = client.clone();
+        async move { client.send(req).await.unwrap().status().as_u16() }
+    };
+    let jobs = "/apis/batch/v1/namespaces/default/jobs";
+    assert_eq!(
+        send("POST", jobs, "application/json", json!({"metadata": "x"})).await,
+        400
+    );
+    let bad_tpl = json!({"metadata": {"name": "j"}, "spec": {"template": {"metadata": "x", "spec": {"restartPolicy": "Never",
+        "containers": [{"name": "c", "image": "i"}]}}}});
+    assert_eq!(send("POST", jobs, "application/json", bad_tpl).await, 400);
+    let svc = json!({"metadata": {"name": "s"}, "spec": {"ports": [80]}});
+    assert_eq!(
+        send(
+            "POST",
+            "/api/v1/namespaces/default/services",
+            "application/json",
+            svc
+        )
+        .await,
+        400
+    );
+    let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    cms.create(&PostParams::default(), &cm("c", json!({})))
+        .await
+        .unwrap();
+    let path = "/api/v1/namespaces/default/configmaps/c";
+    assert_eq!(
+        send(
+            "PATCH",
+            path,
+            "application/merge-patch+json",
+            json!({"metadata": "x"})
+        )
+        .await,
+        400
+    );
+    assert_eq!(
+        send(
+            "PATCH",
+            "/api/v1/namespaces/default/configmaps/c?fieldManager=t",
+            "application/apply-patch+yaml",
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": ["x"]})
+        )
+        .await,
+        400
+    );
+    // Still serving, controllers still running.
+    let pods: Api<Pod> = Api::default_namespaced(client);
+    let p: Pod = serde_json::from_value(
+        json!({"metadata": {"name": "ok"}, "spec": {"containers": [{"name": "c", "image": "x"}]}}),
+    )
+    .unwrap();
+    pods.create(&PostParams::default(), &p).await.unwrap();
+    sim.wait_for_object("pods", "default", "ok", T, |p| {
+        p["status"]["phase"] == "Running"
+    })
+    .await
+    .unwrap();
+}

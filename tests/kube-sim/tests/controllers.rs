@@ -224,6 +224,27 @@ async fn job_runs_pod_to_success_with_logs_and_termination_message() {
         .await
         .unwrap_err();
     assert!(matches!(e, kube::Error::Api(s) if s.code == 400));
+
+    // Events as the controllers and kubelet record them, readable through the API.
+    let events: Api<k8s_openapi::api::core::v1::Event> =
+        Api::default_namespaced(sim.client().unwrap());
+    let evs = events.list(&ListParams::default()).await.unwrap().items;
+    let reasons = |kind: &str, name: &str| -> Vec<String> {
+        evs.iter()
+            .filter(|e| {
+                e.involved_object.kind.as_deref() == Some(kind)
+                    && e.involved_object.name.as_deref() == Some(name)
+            })
+            .filter_map(|e| e.reason.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    };
+    assert_eq!(reasons("Job", "build-1"), ["Completed", "SuccessfulCreate"]);
+    assert_eq!(
+        reasons("Pod", &pod_name),
+        ["Created", "Pulled", "Scheduled", "Started"]
+    );
 }
 
 fn jiff_now_plus_hour() -> k8s_openapi::jiff::Timestamp {
@@ -753,6 +774,41 @@ async fn kubelet_failure_modes_and_graceful_deletion() {
     assert!(pending.metadata.deletion_timestamp.is_some());
     assert_eq!(pending.metadata.deletion_grace_period_seconds, Some(30));
     sim.wait_for_gone("pods", "default", "web", T)
+        .await
+        .unwrap();
+    // A finalizer holds a pod past its grace period until it is removed.
+    let p: Pod = serde_json::from_value(
+        json!({"metadata": {"name": "held", "finalizers": ["test/hold"]},
+        "spec": {"containers": [{"name": "c", "image": "img:1"}]}}),
+    )
+    .unwrap();
+    pods.create(&PostParams::default(), &p).await.unwrap();
+    w("held", |p| p["status"]["phase"] == "Running")
+        .await
+        .unwrap();
+    pods.delete(
+        "held",
+        &DeleteParams {
+            grace_period_seconds: Some(1),
+            ..DeleteParams::default()
+        },
+    )
+    .await
+    .unwrap();
+    tokio::time::timeout(
+        Duration::from_millis(500),
+        sim.wait_for_gone("pods", "default", "held", T),
+    )
+    .await
+    .expect_err("still held by its finalizer");
+    pods.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    sim.wait_for_gone("pods", "default", "held", T)
         .await
         .unwrap();
     // A terminated pod goes at once.

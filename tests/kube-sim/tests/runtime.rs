@@ -71,12 +71,13 @@ async fn watcher_streaming_lists_and_list_watch() {
 async fn await_condition_and_applied_objects_stream() {
     let sim = KubeSim::builder()
         .delays(Delays::zero())
+        .namespace("slipway-builds")
         .script(|_| PodScript::succeed().log("ok"))
         .start()
         .await
         .unwrap();
     let client = sim.client().unwrap();
-    let jobs: Api<Job> = Api::default_namespaced(client.clone());
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "slipway-builds");
     let j: Job = serde_json::from_value(
         json!({"metadata": {"name": "j"}, "spec": {"template": {"spec": {"restartPolicy": "Never",
         "containers": [{"name": "c", "image": "x"}]}}}}),
@@ -92,7 +93,7 @@ async fn await_condition_and_applied_objects_stream() {
     .unwrap();
     assert!(done.is_some());
 
-    let pods: Api<Pod> = Api::default_namespaced(client);
+    let pods: Api<Pod> = Api::namespaced(client, "slipway-builds");
     let mut applied = watcher(
         pods,
         watcher::Config::default().labels("batch.kubernetes.io/job-name=j"),

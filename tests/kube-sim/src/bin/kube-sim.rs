@@ -44,6 +44,9 @@ struct Args {
     /// '{"imageContains":"app","count":1,"script":{"outcome":{"type":"oomKilled"}}}'.
     #[arg(long = "override")]
     overrides: Vec<String>,
+    /// A namespace to create at start (repeatable).
+    #[arg(long)]
+    namespace: Vec<String>,
 }
 
 #[tokio::main]
@@ -62,7 +65,11 @@ async fn main() -> anyhow::Result<()> {
             bookmark_interval: Duration::from_millis(args.bookmark_ms.max(50)),
         }
     };
-    let sim = KubeSim::builder()
+    let mut builder = KubeSim::builder();
+    for ns in &args.namespace {
+        builder = builder.namespace(ns);
+    }
+    let sim = builder
         .port(args.port)
         .delays(delays)
         .history_limit(args.history)
