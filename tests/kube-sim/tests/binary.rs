@@ -4,7 +4,8 @@
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::{Api, PostParams};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::json;
 
@@ -39,12 +40,21 @@ async fn binary_serves_kubeconfig_and_fails_next_build() {
     .unwrap();
     assert_eq!(config.default_namespace, "default");
     let client = kube::Client::try_from(config).unwrap();
-    let jobs: Api<Job> = Api::default_namespaced(client);
+    let jobs: Api<Job> = Api::default_namespaced(client.clone());
+    let pods: Api<Pod> = Api::default_namespaced(client);
     for name in ["b1", "b2"] {
         let j: Job = serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"backoffLimit": 0, "template": {"spec": {
             "restartPolicy": "Never", "containers": [{"name": "build", "image": "moby/buildkit:v0.23", "args": ["build", name]}]}}}}))
         .unwrap();
         jobs.create(&PostParams::default(), &j).await.unwrap();
+        // "The next build" is the next build pod: b2's Job waits until b1's pod exists, so the
+        // failure lands on b1 whatever order the Job controller would pick.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let selector = ListParams::default().labels(&format!("job-name={name}"));
+        while pods.list(&selector).await.unwrap().items.is_empty() {
+            assert!(Instant::now() < deadline, "no pod for job {name}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
     let outcome = |j: &Job| {
         j.status
