@@ -43,6 +43,9 @@ pub enum ApiError {
     Conflict(String),
     #[error("missing or invalid bearer token")]
     Unauthorized,
+    /// A webhook delivery whose signature is missing or wrong.
+    #[error("{0}")]
+    BadSignature(String),
     #[error("this token lacks the `{0}` scope")]
     Forbidden(&'static str),
     #[error("request body is larger than {0} bytes")]
@@ -91,6 +94,7 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", None),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", None),
+            ApiError::BadSignature(_) => (StatusCode::UNAUTHORIZED, "invalid_signature", None),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", None),
             ApiError::PayloadTooLarge(_) => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", None)
@@ -129,7 +133,7 @@ impl IntoResponse for ApiError {
             },
         };
         let mut resp = (status, Json(body)).into_response();
-        if status == StatusCode::UNAUTHORIZED {
+        if matches!(self, ApiError::Unauthorized) {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }

@@ -55,6 +55,9 @@ pub struct Config {
         default_value = ""
     )]
     pub api_tokens: String,
+    /// Secret of the GitHub webhook (`X-Hub-Signature-256`); unset turns the webhook off.
+    #[arg(long, env = "SLIPWAY_GITHUB_WEBHOOK_SECRET", hide_env_values = true)]
+    pub github_webhook_secret: Option<String>,
     /// Attempts a job gets in all (the first run plus retries).
     #[arg(long, env = "SLIPWAY_MAX_ATTEMPTS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
     pub max_attempts: u32,
@@ -147,12 +150,18 @@ pub async fn start(
     .with_context(|| format!("connecting to Redis at {}", config.common.redis_url))?;
 
     let cancel = tokio_util::sync::CancellationToken::new();
+    let webhook_secret = config
+        .github_webhook_secret
+        .as_ref()
+        .filter(|s| !s.is_empty())
+        .map(|s| s.as_bytes().to_vec());
     let state = AppState::new(
         store.clone(),
         queue,
         tokens,
         limits,
         config.max_attempts,
+        webhook_secret,
         cancel.clone(),
     );
     let relay = relay::spawn(

@@ -30,6 +30,8 @@ pub struct AppState {
     pub tokens: TokenSet,
     pub limits: Limits,
     pub max_attempts: u32,
+    /// `SLIPWAY_GITHUB_WEBHOOK_SECRET`; `None` turns the GitHub webhook off.
+    pub webhook_secret: Option<Vec<u8>>,
     /// Wakes the relay at once when a push failed.
     pub relay_wake: Notify,
     pub logs: LogHub,
@@ -44,6 +46,7 @@ impl AppState {
         tokens: TokenSet,
         limits: Limits,
         max_attempts: u32,
+        webhook_secret: Option<Vec<u8>>,
         shutdown: CancellationToken,
     ) -> Arc<Self> {
         Arc::new(AppState {
@@ -52,6 +55,7 @@ impl AppState {
             tokens,
             limits,
             max_attempts,
+            webhook_secret,
             relay_wake: Notify::new(),
             logs: LogHub::new(shutdown.clone()),
             shutdown,

@@ -161,6 +161,15 @@ pub async fn create_pipeline(
     ApiJson(req): ApiJson<PipelineRequest>,
 ) -> Result<Created, ApiError> {
     let valid = req.validate(&state.limits)?;
+    pipeline(&state, &valid).await
+}
+
+/// Record a pipeline's build (carrying the launch options); it supersedes the preview's older
+/// unfinished builds and launches.
+pub(crate) async fn pipeline(
+    state: &AppState,
+    valid: &slipway_core::validate::ValidPipeline,
+) -> Result<Created, ApiError> {
     let mut payload = serde_json::to_value(&valid.build).map_err(ApiError::internal)?;
     payload["then_launch"] = serde_json::to_value(&valid.launch).map_err(ApiError::internal)?;
     let mut job = NewJob::new(JobKind::Build, payload);
@@ -177,5 +186,5 @@ pub async fn create_pipeline(
             )
             .await?;
     }
-    respond(&state, created).await
+    respond(state, created).await
 }

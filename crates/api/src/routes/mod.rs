@@ -2,6 +2,7 @@
 //! through `utoipa_axum::routes!`, so the served routes and `/openapi.json` cannot diverge.
 
 mod enqueue;
+mod github;
 mod jobs;
 mod logs;
 mod previews;
@@ -29,7 +30,19 @@ pub fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(queues::list_queues))
         .routes(routes!(queues::pause_queue))
         .routes(routes!(queues::resume_queue))
+        .routes(routes!(github::list_repositories))
+        .routes(routes!(github::get_repository, github::put_repository))
+        .merge(
+            // GitHub sends pull request payloads of up to 25 MB; the rest of the API keeps the
+            // small default limit.
+            OpenApiRouter::new()
+                .routes(routes!(github::github_webhook))
+                .layer(axum::extract::DefaultBodyLimit::max(WEBHOOK_MAX_BODY_BYTES)),
+        )
 }
+
+/// Largest webhook delivery accepted (GitHub caps payloads at 25 MB).
+pub const WEBHOOK_MAX_BODY_BYTES: usize = 25 * 1024 * 1024;
 
 /// The `Idempotency-Key` header, bounded and printable.
 pub(crate) fn idempotency_key(

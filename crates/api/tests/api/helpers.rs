@@ -17,6 +17,7 @@ pub const READ: &str = "reader-token-0123456789";
 pub const ENQUEUE: &str = "enqueue-token-0123456789";
 pub const ADMIN: &str = "admin-token-0123456789";
 pub const ALL: &str = "operator-token-0123456789";
+pub const WEBHOOK_SECRET: &str = "webhook-secret-for-tests";
 
 /// Tokens of the test API: one per scope, and one with every scope.
 pub fn tokens() -> String {
@@ -48,6 +49,7 @@ pub fn config(db: &TestDb, redis_url: &str, prefix: &str) -> Config {
             log_format: LogFormat::Text,
         },
         api_tokens: tokens(),
+        github_webhook_secret: Some(WEBHOOK_SECRET.into()),
         max_attempts: 3,
         max_cpu: "2".into(),
         max_memory: "2Gi".into(),

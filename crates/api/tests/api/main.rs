@@ -4,6 +4,7 @@
 mod auth;
 mod cli;
 mod enqueue;
+mod github;
 mod helpers;
 mod logs;
 mod openapi;

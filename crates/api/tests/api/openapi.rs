@@ -25,6 +25,8 @@ async fn the_document_matches_the_routes() {
         "GET /v1/previews",
         "GET /v1/previews/{key}",
         "GET /v1/queues",
+        "GET /v1/repositories",
+        "GET /v1/repositories/{owner}/{repo}",
         "POST /v1/builds",
         "POST /v1/cleanups",
         "POST /v1/jobs/{id}/cancel",
@@ -33,6 +35,8 @@ async fn the_document_matches_the_routes() {
         "POST /v1/pipelines",
         "POST /v1/queues/{queue}/pause",
         "POST /v1/queues/{queue}/resume",
+        "POST /v1/webhooks/github",
+        "PUT /v1/repositories/{owner}/{repo}",
     ];
     assert_eq!(ops, expected);
     for op in &ops {
@@ -40,7 +44,9 @@ async fn the_document_matches_the_routes() {
         let path = path
             .replace("{id}", &uuid::Uuid::now_v7().to_string())
             .replace("{key}", "k")
-            .replace("{queue}", "build");
+            .replace("{queue}", "build")
+            .replace("{owner}", "o")
+            .replace("{repo}", "r");
         let (status, v) = app.call(method.parse().unwrap(), &path, None, None).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{op} is served: {v}");
     }

@@ -9,6 +9,7 @@ mod cursor;
 mod jobs;
 mod logs;
 mod previews;
+mod repositories;
 mod types;
 
 use std::time::Duration;
@@ -17,6 +18,7 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 pub use logs::{LogListener, LogWake};
+pub use repositories::{RepositoryRecord, RepositoryUpsert};
 pub use types::{
     AttemptOutcome, AttemptRecord, Inserted, JobFilter, JobPage, JobRecord, LogLine, NewJob,
     PreviewPage, PreviewRecord, PreviewUpsert, StoredLogLine,

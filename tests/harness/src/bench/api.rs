@@ -55,6 +55,7 @@ async fn measure(redis_url: String) -> anyhow::Result<(Vec<Duration>, f64)> {
             log_format: LogFormat::Text,
         },
         api_tokens: format!("bench:enqueue+read:{TOKEN}"),
+        github_webhook_secret: None,
         max_attempts: 3,
         max_cpu: "2".into(),
         max_memory: "2Gi".into(),
