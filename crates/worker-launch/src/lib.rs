@@ -98,14 +98,22 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), LaunchError> {
     let client = client_from_env().await?;
-    run_with_client(config, client, shutdown).await
+    run_with_client(
+        config,
+        client,
+        |addr| tracing::info!(%addr, "probes and metrics listening"),
+        shutdown,
+    )
+    .await
 }
 
 /// Run the worker with the given Kubernetes client: migrations, probes (`/healthz`,
 /// `/readyz` including the Kubernetes API, `/metrics`) and the job runtime, until `shutdown`.
+/// The probe server's address goes to `on_listen` (tests listen on port 0).
 pub async fn run_with_client(
     config: Config,
     client: kube::Client,
+    on_listen: impl FnOnce(std::net::SocketAddr),
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), LaunchError> {
     let settings = config.launch.settings()?;
@@ -123,14 +131,7 @@ pub async fn run_with_client(
         worker: config.worker,
         extra_checks: vec![Box::new(KubeCheck(client))],
     };
-    worker::serve(
-        opts,
-        connected,
-        launcher,
-        |addr| tracing::info!(%addr, "probes and metrics listening"),
-        shutdown,
-    )
-    .await?;
+    worker::serve(opts, connected, launcher, on_listen, shutdown).await?;
     Ok(())
 }
 
