@@ -332,3 +332,65 @@ async fn a_cancelled_launch_stops_waiting_and_leaves_the_objects() {
     );
     w.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relaunch_waits_for_a_namespace_still_terminating_from_a_teardown() {
+    use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+    use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+
+    let h = Harness::new(sim()).await;
+    let w = h.worker(&[]).await;
+    let key = "org/app#12";
+    let ns = preview_namespace(key);
+    let first = h.launch(body(key, "ghcr.io/org/app:v1")).await;
+    assert_eq!(h.finished(first).await.state, JobState::Succeeded);
+    let old_uid = h.sim.object("namespaces", "", &ns).unwrap()["metadata"]["uid"].clone();
+
+    // A teardown whose namespace is held in Terminating by a finalizer.
+    let client = h.sim.client().unwrap();
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let hold: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "hold",
+        "finalizers": ["test.slipway.dev/hold"]}}))
+    .unwrap();
+    maps.create(&PostParams::default(), &hold).await.unwrap();
+    let namespaces: Api<Namespace> = Api::all(client);
+    namespaces
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .unwrap();
+    h.store.mark_preview_deleted(key).await.unwrap();
+
+    let second = h
+        .launch_with_budget(valid(body(key, "ghcr.io/org/app:v2")), None, 20)
+        .await;
+    let waiting = eventually(LONG, "the relaunch to retry", || async {
+        let j = h.job(second).await;
+        (j.state == JobState::Retrying).then_some(j)
+    })
+    .await;
+    assert!(
+        waiting
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("terminating"),
+        "{waiting:?}"
+    );
+    // The teardown completes; the next attempt builds the preview afresh.
+    maps.patch(
+        "hold",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    let job = h.finished(second).await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    let fresh = h.sim.object("namespaces", "", &ns).unwrap();
+    assert_ne!(fresh["metadata"]["uid"], old_uid, "a new namespace");
+    assert!(fresh["metadata"]["deletionTimestamp"].is_null());
+    let p = h.preview(key).await;
+    assert_eq!((p.status.as_str(), p.deleted_at), ("ready", None));
+    assert_eq!(p.image.as_deref(), Some("ghcr.io/org/app:v2"));
+    w.stop().await;
+}

@@ -1,6 +1,7 @@
 //! Many previews at once: 50 launches enqueued together all become Available, each in its own
 //! namespace; and preview keys of every hostile shape (very long, unicode, uppercase, dots,
-//! slashes, leading digits, empty) give names, hosts and labels the API server accepts.
+//! slashes, leading digits, empty) give names, hosts and labels the API server accepts, and
+//! objects that pass strict validation against the Kubernetes 1.33 schemas.
 
 mod common;
 
@@ -46,6 +47,45 @@ async fn fifty_previews_launched_at_once_all_become_available() {
         .collect();
     assert_eq!(urls.len(), 50, "one host each");
     w.stop().await;
+}
+
+/// Strict validation against the Kubernetes 1.33 JSON schemas with `kubernetes-validate`
+/// (`make tools`). Like the simulator's own schema test, it runs when the tool is installed and
+/// `KUBE_SIM_REQUIRE_VALIDATE=1` makes its absence a failure.
+fn validate_strict(objects: &[Value]) {
+    let installed = std::process::Command::new("kubernetes-validate")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !installed {
+        assert!(
+            std::env::var("KUBE_SIM_REQUIRE_VALIDATE").is_err(),
+            "kubernetes-validate is required (make tools)"
+        );
+        eprintln!("kubernetes-validate not installed; skipping schema validation");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let files: Vec<_> = objects
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            let path = dir.path().join(format!("object-{i}.json"));
+            std::fs::write(&path, serde_json::to_vec_pretty(o).unwrap()).unwrap();
+            path
+        })
+        .collect();
+    let out = std::process::Command::new("kubernetes-validate")
+        .args(["--strict", "--kubernetes-version", "1.33.0", "--quiet"])
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Every label key and value on a stored object is valid.
@@ -95,6 +135,7 @@ async fn hostile_preview_keys_give_names_the_api_server_accepts() {
     }))
     .await;
     let mut namespaces = HashSet::new();
+    let mut applied: Vec<Value> = Vec::new();
     for (key, id) in keys.iter().zip(&ids) {
         let job = h.finished(*id).await;
         assert_eq!(job.state, JobState::Succeeded, "{key:?}: {:?}", job.error);
@@ -108,6 +149,22 @@ async fn hostile_preview_keys_give_names_the_api_server_accepts() {
             "the key kept verbatim"
         );
         assert_labels_valid(&namespace, &ns);
+        applied.push((*namespace).clone());
+        for plural in [
+            "resourcequotas",
+            "limitranges",
+            "networkpolicies",
+            "deployments",
+            "services",
+            "ingresses",
+        ] {
+            applied.extend(
+                h.sim
+                    .objects(plural, Some(&ns))
+                    .iter()
+                    .map(|o| (**o).clone()),
+            );
+        }
         for plural in [
             "deployments",
             "services",
@@ -128,5 +185,8 @@ async fn hostile_preview_keys_give_names_the_api_server_accepts() {
         assert_eq!(p.url.as_deref(), Some(format!("http://{host}").as_str()));
     }
     assert_eq!(h.preview_namespaces().len(), keys.len());
+    // Everything the worker applied, as the API server stored it.
+    assert_eq!(applied.len(), keys.len() * 9);
+    validate_strict(&applied);
     w.stop().await;
 }
