@@ -13,6 +13,7 @@ use crate::telemetry::{self, Outcome};
 use crate::wait::{self, WaitLimits};
 use chrono::Utc;
 use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::Api;
 use kube::{Resource, ResourceExt};
@@ -23,10 +24,10 @@ use slipway_core::naming::{label_value, preview_host, preview_namespace};
 use slipway_core::quantity::{format_cpu, format_memory};
 use slipway_core::validate::{ImageSource, ValidLaunch};
 use slipway_core::{ErrorClass, JobId, JobKind, JobState};
-use slipway_k8s::client::{K8sError, apply, namespaced};
-use slipway_k8s::labels::standard_labels;
+use slipway_k8s::client::{K8sError, apply, get_opt, namespaced};
+use slipway_k8s::labels::{self, standard_labels};
 use slipway_k8s::preview::{
-    CpuMemory, PreviewObjects, PreviewParams, preview_objects, preview_url,
+    APP, CpuMemory, PreviewObjects, PreviewParams, preview_objects, preview_url,
 };
 use slipway_shared::runtime::{Handler, JobContext, JobError};
 use slipway_shared::store::{JobRecord, PreviewUpsert, Store};
@@ -93,6 +94,22 @@ impl Launcher {
         ))
         .await;
 
+        // A newer launch of this preview may already have deployed it: never undo that.
+        let deployments: Api<Deployment> = namespaced(&self.client, &params.namespace);
+        let current = retrying(|| get_opt(&deployments, APP)).await?;
+        wait::check_owner(
+            current
+                .as_ref()
+                .and_then(|d| d.labels().get(labels::JOB_ID))
+                .map(String::as_str),
+            job.id,
+        )
+        .or_else(|e| match e {
+            // An older launch's objects are simply replaced.
+            LaunchError::NotYet(_) => Ok(()),
+            other => Err(other),
+        })?;
+
         // The registry first: whatever gets created from here on is known to cleanup.
         let row = |status: &str, pods: Vec<String>| PreviewUpsert {
             key: launch.preview.clone(),
@@ -119,7 +136,7 @@ impl Launcher {
                 "applied {} objects; waiting up to {} s for Deployment {} to become available",
                 objects.to_values().len(),
                 self.settings.deadline.as_secs(),
-                slipway_k8s::preview::APP
+                APP
             ))
             .await;
             let limits = WaitLimits {
@@ -127,14 +144,15 @@ impl Launcher {
                 trouble_grace: self.settings.trouble_grace,
                 poll: self.settings.poll,
             };
-            wait::until_available(&self.client, &params.namespace, limits, log).await
+            wait::until_available(&self.client, &params.namespace, job.id, limits, log).await
         };
         let pods = match rollout.await {
             Ok(pods) => pods,
             Err(e) => {
                 // A preview that will not come up says so in the registry; one that may still
-                // come up on a retry stays `deploying`.
-                let settled = e.class() == ErrorClass::Permanent || job.is_last_attempt;
+                // come up on a retry stays `deploying`; one a newer launch took over is its.
+                let settled = (e.class() == ErrorClass::Permanent || job.is_last_attempt)
+                    && !matches!(e, LaunchError::Superseded(_));
                 if settled
                     && let Err(se) = self
                         .store

@@ -60,6 +60,9 @@ pub enum LaunchError {
     /// The rollout did not complete in time, for no clear reason.
     #[error("{0}")]
     RolloutTimedOut(String),
+    /// A newer launch of the same preview has deployed it; this one must not undo that.
+    #[error("{0}")]
+    Superseded(String),
     /// The job was cancelled (operator cancel, supersede, lease lost, shutdown).
     #[error("launch stopped: the job was cancelled")]
     Cancelled,
@@ -70,9 +73,10 @@ impl LaunchError {
     pub fn class(&self) -> ErrorClass {
         match self {
             LaunchError::Kube(e) => e.class(),
-            LaunchError::Config(_) | LaunchError::Invalid(_) | LaunchError::RolloutFailed(_) => {
-                ErrorClass::Permanent
-            }
+            LaunchError::Config(_)
+            | LaunchError::Invalid(_)
+            | LaunchError::RolloutFailed(_)
+            | LaunchError::Superseded(_) => ErrorClass::Permanent,
             LaunchError::Worker(_)
             | LaunchError::Store(_)
             | LaunchError::NotYet(_)
@@ -145,6 +149,7 @@ mod tests {
             LaunchError::Invalid("x".into()),
             LaunchError::RolloutFailed("x".into()),
             LaunchError::Config("x".into()),
+            LaunchError::Superseded("x".into()),
         ] {
             assert_eq!(e.class(), ErrorClass::Permanent, "{e}");
             assert_eq!(JobError::from(e).class, ErrorClass::Permanent);

@@ -19,7 +19,9 @@ use kube::api::{Api, ListParams, LogParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
+use slipway_core::JobId;
 use slipway_k8s::client::{K8sError, namespaced, wrap};
+use slipway_k8s::labels;
 use slipway_k8s::preview::APP;
 use slipway_k8s::rollout::{
     PodTrouble, RolloutStatus, TroubleKind, current_replica_set, pod_ready, pod_trouble, pods_of,
@@ -51,6 +53,8 @@ struct Observation {
     /// Ready pods of the current ReplicaSet, sorted.
     ready: Vec<String>,
     trouble: Vec<PodTrouble>,
+    /// The job whose apply the Deployment carries (its `slipway.dev/job-id` label).
+    applied_by: Option<String>,
 }
 
 async fn observe(client: &kube::Client, ns: &str) -> Result<Observation, K8sError> {
@@ -89,6 +93,7 @@ async fn observe(client: &kube::Client, ns: &str) -> Result<Observation, K8sErro
         status: rollout_status(&d),
         ready,
         trouble,
+        applied_by: d.labels().get(labels::JOB_ID).cloned(),
     })
 }
 
@@ -184,11 +189,33 @@ fn fatal_message(t: &PodTrouble, last_line: Option<&str>) -> String {
     m
 }
 
-/// Waits for the Deployment `app` in `ns` to be Available for its latest spec; returns the
-/// ready pods of its current ReplicaSet.
+/// Whether the Deployment last applied by `applied_by` still carries job `ours`'s apply. A
+/// newer launch of the preview (job ids are time-ordered UUIDv7) means this one is
+/// superseded; an older one that overwrote ours is undone by retrying (which re-applies).
+pub fn check_owner(applied_by: Option<&str>, ours: JobId) -> Result<(), LaunchError> {
+    let Some(other) = applied_by.and_then(|s| s.parse::<JobId>().ok()) else {
+        return Ok(());
+    };
+    if other == ours {
+        Ok(())
+    } else if other > ours {
+        Err(LaunchError::Superseded(format!(
+            "a newer launch of this preview (job {other}) has deployed it"
+        )))
+    } else {
+        Err(LaunchError::NotYet(format!(
+            "an older launch of this preview (job {other}) overwrote the Deployment; \
+             applying again"
+        )))
+    }
+}
+
+/// Waits for the Deployment `app` in `ns`, as applied by job `job`, to be Available for its
+/// latest spec; returns the ready pods of its current ReplicaSet.
 pub async fn until_available(
     client: &kube::Client,
     ns: &str,
+    job: JobId,
     limits: WaitLimits,
     log: &mut JobLog,
 ) -> Result<Vec<String>, LaunchError> {
@@ -207,6 +234,8 @@ pub async fn until_available(
         let now = Instant::now();
         match observe(client, ns).await {
             Ok(obs) => {
+                // Whatever the rollout shows, it must be of this launch's spec.
+                check_owner(obs.applied_by.as_deref(), job)?;
                 if obs.status == RolloutStatus::Complete {
                     return Ok(obs.ready);
                 }
@@ -364,6 +393,7 @@ mod tests {
             status: RolloutStatus::Progressing("0 of 1 updated replicas are available".into()),
             ready: vec![],
             trouble,
+            applied_by: None,
         };
         let d = Duration::from_secs(60);
         let e = timed_out(
@@ -388,5 +418,20 @@ mod tests {
         assert!(e.to_string().contains("Unschedulable"), "{e}");
         assert!(e.to_string().contains("within 60 s"), "{e}");
         assert_eq!(timed_out(d, None).class(), ErrorClass::Transient);
+    }
+
+    #[test]
+    fn a_newer_launch_wins_and_an_older_one_is_undone() {
+        let older = uuid::Uuid::now_v7();
+        let ours = uuid::Uuid::now_v7();
+        let newer = uuid::Uuid::now_v7();
+        assert!(check_owner(None, ours).is_ok());
+        assert!(check_owner(Some("not-a-uuid"), ours).is_ok());
+        assert!(check_owner(Some(&ours.to_string()), ours).is_ok());
+        let e = check_owner(Some(&newer.to_string()), ours).unwrap_err();
+        assert_eq!(e.class(), ErrorClass::Permanent);
+        assert!(e.to_string().contains(&newer.to_string()), "{e}");
+        let e = check_owner(Some(&older.to_string()), ours).unwrap_err();
+        assert_eq!(e.class(), ErrorClass::Transient);
     }
 }

@@ -394,3 +394,71 @@ async fn a_relaunch_waits_for_a_namespace_still_terminating_from_a_teardown() {
     assert_eq!(p.image.as_deref(), Some("ghcr.io/org/app:v2"));
     w.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_launch_superseded_by_a_newer_commit_gives_way_to_it() {
+    // The older image's pods never get scheduled; the newer one's run.
+    let h = Harness::new(sim().script(|pod| {
+        if pod.image.ends_with(":old") {
+            PodScript::outcome(Outcome::Unschedulable)
+        } else {
+            PodScript::run_forever()
+        }
+    }))
+    .await;
+    let w = h.worker(&[]).await;
+    let key = "org/app#13";
+    let ns = preview_namespace(key);
+    let old = h
+        .launch_valid(
+            valid(body(key, "ghcr.io/org/app:old")),
+            Some(&"a".repeat(40)),
+        )
+        .await;
+    eventually(LONG, "the older launch to wait", || async {
+        h.log_text(old)
+            .await
+            .contains("Unschedulable")
+            .then_some(())
+    })
+    .await;
+    // What the API does for a newer commit: record it, supersede the older, signal it.
+    let new = h
+        .launch_valid(
+            valid(body(key, "ghcr.io/org/app:new")),
+            Some(&"b".repeat(40)),
+        )
+        .await;
+    let superseded = h
+        .store
+        .supersede_older(key, new, &[JobKind::Launch])
+        .await
+        .unwrap();
+    assert_eq!(superseded, [old]);
+    let _ = h
+        .queue
+        .cancel(JobKind::Launch, &old.to_string(), "superseded")
+        .await;
+
+    let job = h.finished(new).await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    assert_eq!(h.finished(old).await.state, JobState::Superseded);
+    // The older launch stopped: it never takes the preview back.
+    eventually(LONG, "the older launch to let go", || async {
+        let c = h.queue.counts(JobKind::Launch).await.ok()?;
+        (c.active == 0).then_some(())
+    })
+    .await;
+    let p = h.preview(key).await;
+    assert_eq!(p.status, "ready");
+    assert_eq!(p.image.as_deref(), Some("ghcr.io/org/app:new"));
+    assert_eq!(p.commit_sha.as_deref(), Some("b".repeat(40).as_str()));
+    assert_eq!(p.last_job_id, Some(new));
+    assert_eq!(h.preview_namespaces(), std::slice::from_ref(&ns));
+    let d = h.sim.object("deployments", &ns, "app").unwrap();
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["image"],
+        "ghcr.io/org/app:new"
+    );
+    w.stop().await;
+}
