@@ -8,7 +8,9 @@
 //!   policies, Deployment, Service, Ingress);
 //! - [`client`]: idempotent operations (create-or-adopt, server-side apply, background delete)
 //!   and the transient/permanent classification of Kubernetes errors;
-//! - [`logs`]: decoding a container's log stream into ordered, bounded, valid UTF-8 lines.
+//! - [`logs`]: decoding a container's log stream into ordered, bounded, valid UTF-8 lines;
+//! - [`rollout`]: reading a Deployment's rollout status, its current ReplicaSet and pods, and the
+//!   pod states that explain a stuck rollout.
 //!
 //! Builders are pure functions from plain parameter structs to `k8s-openapi` objects: no client,
 //! no clock, no randomness, so unit tests pin their output exactly.
@@ -18,5 +20,6 @@ pub mod client;
 pub mod labels;
 pub mod logs;
 pub mod preview;
+pub mod rollout;
 #[cfg(test)]
 mod schema_tests;

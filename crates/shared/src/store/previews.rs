@@ -82,6 +82,14 @@ impl Store {
         Ok(PreviewPage { items, next_cursor })
     }
 
+    /// How many previews are not deleted (the active previews gauge).
+    pub async fn count_active_previews(&self) -> Result<i64, StoreError> {
+        let n = sqlx::query_scalar("SELECT count(*) FROM previews WHERE deleted_at IS NULL")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n)
+    }
+
     /// Marks a preview deleted (its namespace is gone). `false` if absent or already deleted.
     pub async fn mark_preview_deleted(&self, key: &str) -> Result<bool, StoreError> {
         let done = sqlx::query(

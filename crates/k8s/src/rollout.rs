@@ -1,0 +1,404 @@
+//! Reading a Deployment's rollout from the objects the API returns: whether the latest spec is
+//! rolled out (as `kubectl rollout status` decides it), which ReplicaSet and pods belong to it,
+//! and which pod states explain a rollout that does not progress (an image that cannot be
+//! pulled, a container that keeps crashing, a pod that cannot be scheduled).
+//!
+//! Pure functions over `k8s-openapi` objects: the launch worker fetches, these decide.
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use kube::ResourceExt;
+
+/// The annotation the Deployment controller puts on each ReplicaSet with its revision.
+pub const REVISION_ANNOTATION: &str = "deployment.kubernetes.io/revision";
+
+/// Where a Deployment's rollout stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RolloutStatus {
+    /// The controller has not observed the latest spec yet.
+    NotObserved,
+    /// The rollout is under way; the message says what it waits for.
+    Progressing(String),
+    /// Every replica runs the latest spec and is available; no old replica is left.
+    Complete,
+    /// The controller gave up waiting for progress (`ProgressDeadlineExceeded`).
+    DeadlineExceeded(String),
+}
+
+/// The rollout status of `d`, by the rules of `kubectl rollout status`.
+pub fn rollout_status(d: &Deployment) -> RolloutStatus {
+    let generation = d.metadata.generation.unwrap_or(0);
+    let Some(status) = d.status.as_ref() else {
+        return RolloutStatus::NotObserved;
+    };
+    if status.observed_generation.unwrap_or(0) < generation {
+        return RolloutStatus::NotObserved;
+    }
+    let stalled = status.conditions.iter().flatten().find(|c| {
+        c.type_ == "Progressing" && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+    });
+    if let Some(c) = stalled {
+        return RolloutStatus::DeadlineExceeded(c.message.clone().unwrap_or_default());
+    }
+    let wanted = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let updated = status.updated_replicas.unwrap_or(0);
+    let total = status.replicas.unwrap_or(0);
+    let available = status.available_replicas.unwrap_or(0);
+    if updated < wanted {
+        RolloutStatus::Progressing(format!(
+            "{updated} of {wanted} new replicas have been updated"
+        ))
+    } else if total > updated {
+        RolloutStatus::Progressing(format!(
+            "{} old replicas are pending termination",
+            total - updated
+        ))
+    } else if available < updated {
+        RolloutStatus::Progressing(format!(
+            "{available} of {updated} updated replicas are available"
+        ))
+    } else {
+        RolloutStatus::Complete
+    }
+}
+
+fn controller_uid<K: kube::Resource>(obj: &K) -> Option<&str> {
+    obj.meta()
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true))
+        .map(|o| o.uid.as_str())
+}
+
+fn revision(rs: &ReplicaSet) -> i64 {
+    rs.annotations()
+        .get(REVISION_ANNOTATION)
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The ReplicaSet of `d`'s latest spec: the one it controls with the highest revision. `None`
+/// until the controller has observed the latest spec (the newest ReplicaSet may still be the
+/// previous rollout's).
+pub fn current_replica_set<'a>(d: &Deployment, sets: &'a [ReplicaSet]) -> Option<&'a ReplicaSet> {
+    if rollout_status(d) == RolloutStatus::NotObserved {
+        return None;
+    }
+    let uid = d.metadata.uid.as_deref()?;
+    sets.iter()
+        .filter(|rs| controller_uid(*rs) == Some(uid))
+        .max_by_key(|rs| revision(rs))
+}
+
+/// The pods `rs` controls.
+pub fn pods_of<'a>(rs: &ReplicaSet, pods: &'a [Pod]) -> Vec<&'a Pod> {
+    let Some(uid) = rs.metadata.uid.as_deref() else {
+        return Vec::new();
+    };
+    pods.iter()
+        .filter(|p| controller_uid(*p) == Some(uid))
+        .collect()
+}
+
+/// Whether the pod's `Ready` condition is true (and it is not being deleted).
+pub fn pod_ready(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_none()
+        && pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// What kind of trouble keeps a pod from becoming ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TroubleKind {
+    /// The image cannot be pulled (`ErrImagePull`, `ImagePullBackOff`, `InvalidImageName`...).
+    ImagePull,
+    /// The container starts and exits, again and again (`CrashLoopBackOff`).
+    CrashLoop,
+    /// No node can take the pod.
+    Unschedulable,
+    /// The container cannot be created from its spec (a missing Secret or key, a bad command).
+    Config,
+}
+
+impl TroubleKind {
+    /// Trouble that, when it persists, will not go away by waiting or retrying: the launch
+    /// fails permanently with its reason.
+    pub fn is_fatal_when_persistent(self) -> bool {
+        matches!(self, TroubleKind::ImagePull | TroubleKind::CrashLoop)
+    }
+}
+
+/// One reason one pod is not ready.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodTrouble {
+    pub pod: String,
+    /// The container, for container states; `None` for pod conditions.
+    pub container: Option<String>,
+    pub kind: TroubleKind,
+    /// Kubernetes' reason, e.g. `ImagePullBackOff`.
+    pub reason: String,
+    pub message: String,
+    /// Restarts of the container so far.
+    pub restarts: i32,
+}
+
+impl PodTrouble {
+    /// One line for the job's log, e.g. `pod app-x container app: ImagePullBackOff: Back-off
+    /// pulling image "..."`.
+    pub fn describe(&self) -> String {
+        let mut s = format!("pod {}", self.pod);
+        if let Some(c) = &self.container {
+            s.push_str(&format!(" container {c}"));
+        }
+        s.push_str(&format!(": {}", self.reason));
+        if !self.message.is_empty() {
+            s.push_str(&format!(": {}", self.message));
+        }
+        s
+    }
+}
+
+fn waiting_kind(reason: &str) -> Option<TroubleKind> {
+    match reason {
+        "ErrImagePull"
+        | "ImagePullBackOff"
+        | "InvalidImageName"
+        | "ErrImageNeverPull"
+        | "RegistryUnavailable"
+        | "ImageInspectError" => Some(TroubleKind::ImagePull),
+        "CrashLoopBackOff" => Some(TroubleKind::CrashLoop),
+        "CreateContainerConfigError" | "CreateContainerError" | "RunContainerError" => {
+            Some(TroubleKind::Config)
+        }
+        _ => None,
+    }
+}
+
+fn container_trouble(pod: &str, c: &ContainerStatus) -> Option<PodTrouble> {
+    let waiting = c.state.as_ref()?.waiting.as_ref()?;
+    let reason = waiting.reason.clone().unwrap_or_default();
+    let kind = waiting_kind(&reason)?;
+    Some(PodTrouble {
+        pod: pod.to_owned(),
+        container: Some(c.name.clone()),
+        kind,
+        reason,
+        message: waiting.message.clone().unwrap_or_default(),
+        restarts: c.restart_count,
+    })
+}
+
+/// Every reason `pod` gives for not running: waiting containers (init containers included)
+/// with a known trouble reason, and an `Unschedulable` scheduling condition.
+pub fn pod_trouble(pod: &Pod) -> Vec<PodTrouble> {
+    let name = pod.name_any();
+    let Some(status) = pod.status.as_ref() else {
+        return Vec::new();
+    };
+    let mut out: Vec<PodTrouble> = status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten())
+        .filter_map(|c| container_trouble(&name, c))
+        .collect();
+    let unschedulable = status.conditions.iter().flatten().find(|c| {
+        c.type_ == "PodScheduled"
+            && c.status == "False"
+            && c.reason.as_deref() == Some("Unschedulable")
+    });
+    if let Some(c) = unschedulable {
+        out.push(PodTrouble {
+            pod: name,
+            container: None,
+            kind: TroubleKind::Unschedulable,
+            reason: "Unschedulable".into(),
+            message: c.message.clone().unwrap_or_default(),
+            restarts: 0,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn deployment(v: serde_json::Value) -> Deployment {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn rollout_status_follows_kubectl() {
+        let d = |generation: i64, status: serde_json::Value| {
+            deployment(
+                json!({"metadata": {"name": "app", "generation": generation},
+                "spec": {"replicas": 2, "selector": {}, "template": {}}, "status": status}),
+            )
+        };
+        assert_eq!(
+            rollout_status(&deployment(
+                json!({"metadata": {"name": "app", "generation": 1}})
+            )),
+            RolloutStatus::NotObserved
+        );
+        assert_eq!(
+            rollout_status(&d(
+                2,
+                json!({"observedGeneration": 1, "replicas": 2,
+                "updatedReplicas": 2, "availableReplicas": 2})
+            )),
+            RolloutStatus::NotObserved
+        );
+        assert_eq!(
+            rollout_status(&d(
+                2,
+                json!({"observedGeneration": 2, "replicas": 2,
+                "updatedReplicas": 1, "availableReplicas": 2})
+            )),
+            RolloutStatus::Progressing("1 of 2 new replicas have been updated".into())
+        );
+        assert_eq!(
+            rollout_status(&d(
+                2,
+                json!({"observedGeneration": 2, "replicas": 3,
+                "updatedReplicas": 2, "availableReplicas": 3})
+            )),
+            RolloutStatus::Progressing("1 old replicas are pending termination".into())
+        );
+        assert_eq!(
+            rollout_status(&d(
+                2,
+                json!({"observedGeneration": 2, "replicas": 2,
+                "updatedReplicas": 2, "availableReplicas": 1})
+            )),
+            RolloutStatus::Progressing("1 of 2 updated replicas are available".into())
+        );
+        assert_eq!(
+            rollout_status(&d(
+                2,
+                json!({"observedGeneration": 2, "replicas": 2,
+                "updatedReplicas": 2, "availableReplicas": 2})
+            )),
+            RolloutStatus::Complete
+        );
+        assert_eq!(
+            rollout_status(&d(
+                2,
+                json!({"observedGeneration": 2, "replicas": 2,
+                "updatedReplicas": 2, "conditions": [{"type": "Progressing", "status": "False",
+                "reason": "ProgressDeadlineExceeded", "message": "timed out"}]})
+            )),
+            RolloutStatus::DeadlineExceeded("timed out".into())
+        );
+    }
+
+    fn rs(name: &str, uid: &str, owner: &str, revision: &str) -> ReplicaSet {
+        serde_json::from_value(json!({"metadata": {"name": name, "uid": uid,
+            "annotations": {REVISION_ANNOTATION: revision},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "app",
+                "uid": owner, "controller": true}]}}))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_current_replica_set_is_the_newest_one_the_deployment_controls() {
+        let d = deployment(
+            json!({"metadata": {"name": "app", "uid": "d1", "generation": 2},
+            "spec": {"selector": {}, "template": {}}, "status": {"observedGeneration": 2}}),
+        );
+        let sets = vec![
+            rs("app-a", "r1", "d1", "1"),
+            rs("app-c", "r3", "other", "9"),
+            rs("app-b", "r2", "d1", "2"),
+        ];
+        assert_eq!(
+            current_replica_set(&d, &sets).and_then(|r| r.metadata.name.as_deref()),
+            Some("app-b")
+        );
+        let unobserved = deployment(json!({"metadata": {"name": "app", "uid": "d1",
+            "generation": 3}, "status": {"observedGeneration": 2}}));
+        assert!(current_replica_set(&unobserved, &sets).is_none());
+
+        let pod = |name: &str, owner: &str| -> Pod {
+            serde_json::from_value(json!({"metadata": {"name": name, "ownerReferences": [
+                {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "x", "uid": owner,
+                 "controller": true}]}}))
+            .unwrap()
+        };
+        let pods = vec![pod("p1", "r1"), pod("p2", "r2"), pod("p3", "r2")];
+        let names: Vec<_> = pods_of(&sets[2], &pods)
+            .iter()
+            .map(|p| p.name_any())
+            .collect();
+        assert_eq!(names, ["p2", "p3"]);
+    }
+
+    fn pod(status: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({"metadata": {"name": "app-1"}, "status": status})).unwrap()
+    }
+
+    #[test]
+    fn trouble_is_read_from_waiting_containers_and_scheduling() {
+        let pulling = pod(json!({"containerStatuses": [{"name": "app", "image": "x",
+            "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image \"x\""}}}]}));
+        let t = pod_trouble(&pulling);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].kind, TroubleKind::ImagePull);
+        assert!(t[0].kind.is_fatal_when_persistent());
+        assert_eq!(
+            t[0].describe(),
+            "pod app-1 container app: ImagePullBackOff: Back-off pulling image \"x\""
+        );
+
+        let crashing = pod(json!({"containerStatuses": [{"name": "app", "image": "x",
+            "imageID": "", "ready": false, "restartCount": 3,
+            "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}));
+        let t = pod_trouble(&crashing);
+        assert_eq!((t[0].kind, t[0].restarts), (TroubleKind::CrashLoop, 3));
+        assert_eq!(t[0].describe(), "pod app-1 container app: CrashLoopBackOff");
+
+        let config = pod(
+            json!({"initContainerStatuses": [{"name": "init", "image": "x",
+            "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": "CreateContainerConfigError", "message": "secret \"db\" not found"}}}]}),
+        );
+        let t = pod_trouble(&config);
+        assert_eq!(t[0].kind, TroubleKind::Config);
+        assert!(!t[0].kind.is_fatal_when_persistent());
+
+        let pending = pod(
+            json!({"conditions": [{"type": "PodScheduled", "status": "False",
+            "reason": "Unschedulable", "message": "0/1 nodes are available"}]}),
+        );
+        let t = pod_trouble(&pending);
+        assert_eq!(t[0].kind, TroubleKind::Unschedulable);
+        assert_eq!(
+            t[0].describe(),
+            "pod app-1: Unschedulable: 0/1 nodes are available"
+        );
+
+        let creating = pod(json!({"containerStatuses": [{"name": "app", "image": "x",
+            "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": "ContainerCreating"}}}]}));
+        assert!(pod_trouble(&creating).is_empty());
+        assert!(pod_trouble(&pod(json!(null))).is_empty());
+    }
+
+    #[test]
+    fn readiness_is_the_ready_condition() {
+        assert!(pod_ready(&pod(
+            json!({"conditions": [{"type": "Ready", "status": "True"}]})
+        )));
+        assert!(!pod_ready(&pod(
+            json!({"conditions": [{"type": "Ready", "status": "False"}]})
+        )));
+        assert!(!pod_ready(&pod(json!({}))));
+    }
+}

@@ -1,0 +1,659 @@
+//! The launch job handler: from a validated launch to a ready, recorded preview.
+//!
+//! Order matters for crash safety: the preview row is written (`deploying`) and the object
+//! names recorded on the attempt *before* anything is applied, so the registry always knows of
+//! a namespace that may exist; then the objects are applied namespace first; then the rollout
+//! is awaited; then the row becomes `ready`. Every step is idempotent, so a retry or the
+//! successor of a dead worker runs the same steps again and adopts what is there.
+
+use crate::LaunchError;
+use crate::config::Settings;
+use crate::joblog::JobLog;
+use crate::telemetry::{self, Outcome};
+use crate::wait::{self, WaitLimits};
+use chrono::Utc;
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::Api;
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use slipway_core::naming::{label_value, preview_host, preview_namespace};
+use slipway_core::quantity::{format_cpu, format_memory};
+use slipway_core::validate::{ImageSource, ValidLaunch};
+use slipway_core::{ErrorClass, JobId, JobKind, JobState};
+use slipway_k8s::client::{K8sError, apply, get_opt, namespaced};
+use slipway_k8s::labels::{self, standard_labels};
+use slipway_k8s::preview::{
+    APP, CpuMemory, PreviewObjects, PreviewParams, preview_objects, preview_url,
+};
+use slipway_shared::runtime::{Handler, JobContext, JobError};
+use slipway_shared::store::{JobRecord, PreviewUpsert, Store};
+use std::fmt::Debug;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Preview row states this worker writes.
+pub const STATUS_DEPLOYING: &str = "deploying";
+pub const STATUS_READY: &str = "ready";
+pub const STATUS_FAILED: &str = "failed";
+
+/// Tries of one Kubernetes request within an attempt before the attempt itself fails (and the
+/// runtime retries it with backoff).
+const API_TRIES: u32 = 4;
+
+/// The launch worker's [`Handler`].
+pub struct Launcher {
+    client: kube::Client,
+    store: Store,
+    settings: Arc<Settings>,
+}
+
+/// The image to run and the commit it was built from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedImage {
+    pub image: String,
+    pub commit: Option<String>,
+}
+
+impl Launcher {
+    pub fn new(client: kube::Client, store: Store, settings: Settings) -> Launcher {
+        Launcher {
+            client,
+            store,
+            settings: Arc::new(settings),
+        }
+    }
+
+    /// Sets the active previews gauge from the registry (best effort).
+    pub async fn refresh_active_previews(&self) {
+        match self.store.count_active_previews().await {
+            Ok(n) => telemetry::active_previews(u64::try_from(n).unwrap_or(0)),
+            Err(e) => tracing::debug!(error = %e, "active previews not counted"),
+        }
+    }
+
+    async fn launch(&self, job: &JobContext, log: &mut JobLog) -> Result<Value, LaunchError> {
+        let started = Instant::now();
+        let record = job.record.as_ref().ok_or_else(|| {
+            LaunchError::Invalid("the job row was not passed to the handler".into())
+        })?;
+        let launch: ValidLaunch = serde_json::from_value(record.payload.clone()).map_err(|e| {
+            LaunchError::Invalid(format!("the job's payload is not a valid launch: {e}"))
+        })?;
+        let resolved = resolve_image(&self.store, &self.settings, &launch, record).await?;
+        let params = preview_params(&self.settings, job.id, &launch, &resolved)?;
+        let objects = preview_objects(&params);
+        let url = preview_url(&params.host, self.settings.tls.is_some());
+        log.line(format!(
+            "launching {} as preview {:?} in namespace {} (attempt {})",
+            resolved.image, launch.preview, params.namespace, job.attempt
+        ))
+        .await;
+
+        // A newer launch of this preview may already have deployed it: never undo that.
+        let deployments: Api<Deployment> = namespaced(&self.client, &params.namespace);
+        let current = retrying(|| get_opt(&deployments, APP)).await?;
+        wait::check_owner(
+            current
+                .as_ref()
+                .and_then(|d| d.labels().get(labels::JOB_ID))
+                .map(String::as_str),
+            job.id,
+        )
+        .or_else(|e| match e {
+            // An older launch's objects are simply replaced.
+            LaunchError::NotYet(_) => Ok(()),
+            other => Err(other),
+        })?;
+
+        // The registry first: whatever gets created from here on is known to cleanup.
+        let row = |status: &str, pods: Vec<String>| PreviewUpsert {
+            key: launch.preview.clone(),
+            namespace: params.namespace.clone(),
+            url: None,
+            image: Some(resolved.image.clone()),
+            commit_sha: resolved.commit.clone(),
+            status: status.to_owned(),
+            pods,
+            expires_at: None,
+            last_job_id: Some(job.id),
+        };
+        self.store
+            .upsert_preview(&row(STATUS_DEPLOYING, Vec::new()))
+            .await?;
+        let attempt = i32::try_from(job.attempt).unwrap_or(i32::MAX);
+        self.store
+            .record_attempt_objects(job.id, attempt, &object_names(&objects))
+            .await?;
+
+        let rollout = async {
+            self.apply_all(&objects).await?;
+            log.line(format!(
+                "applied {} objects; waiting up to {} s for Deployment {} to become available",
+                objects.to_values().len(),
+                self.settings.deadline.as_secs(),
+                APP
+            ))
+            .await;
+            let limits = WaitLimits {
+                deadline: self.settings.deadline,
+                trouble_grace: self.settings.trouble_grace,
+                poll: self.settings.poll,
+            };
+            wait::until_available(&self.client, &params.namespace, job.id, limits, log).await
+        };
+        let pods = match rollout.await {
+            Ok(pods) => pods,
+            Err(e) => {
+                // A preview that will not come up says so in the registry; one that may still
+                // come up on a retry stays `deploying`; one a newer launch took over is its.
+                let settled = (e.class() == ErrorClass::Permanent || job.is_last_attempt)
+                    && !matches!(e, LaunchError::Superseded(_));
+                if settled
+                    && let Err(se) = self
+                        .store
+                        .upsert_preview(&row(STATUS_FAILED, Vec::new()))
+                        .await
+                {
+                    tracing::warn!(error = %se, "preview not marked failed");
+                }
+                return Err(e);
+            }
+        };
+        telemetry::available_after(started.elapsed());
+        let ttl = chrono::Duration::hours(i64::from(launch.options.ttl_hours));
+        self.store
+            .upsert_preview(&PreviewUpsert {
+                url: Some(url.clone()),
+                expires_at: Some(Utc::now() + ttl),
+                ..row(STATUS_READY, pods.clone())
+            })
+            .await?;
+        log.line(format!(
+            "available: {}; preview ready at {url}",
+            pods.join(", ")
+        ))
+        .await;
+        Ok(json!({
+            "url": url,
+            "namespace": params.namespace,
+            "pods": pods,
+            "image": resolved.image,
+        }))
+    }
+
+    /// Applies every object, namespace first. A namespace still terminating from an earlier
+    /// teardown cannot take new objects yet: transient.
+    async fn apply_all(&self, o: &PreviewObjects) -> Result<(), LaunchError> {
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        let ns = retrying(|| apply(&namespaces, &o.namespace)).await?;
+        let terminating = ns.metadata.deletion_timestamp.is_some()
+            || ns.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Terminating");
+        if terminating {
+            return Err(LaunchError::NotYet(format!(
+                "namespace {} is still terminating from an earlier teardown",
+                ns.name_any()
+            )));
+        }
+        let name = ns.name_any();
+        self.apply_in(&name, &o.quota).await?;
+        self.apply_in(&name, &o.limits).await?;
+        for p in &o.network_policies {
+            self.apply_in(&name, p).await?;
+        }
+        self.apply_in(&name, &o.deployment).await?;
+        self.apply_in(&name, &o.service).await?;
+        self.apply_in(&name, &o.ingress).await?;
+        Ok(())
+    }
+
+    async fn apply_in<K>(&self, ns: &str, obj: &K) -> Result<(), LaunchError>
+    where
+        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + Serialize
+            + Debug,
+    {
+        let api: Api<K> = namespaced(&self.client, ns);
+        retrying(|| apply(&api, obj)).await?;
+        Ok(())
+    }
+}
+
+/// Runs a Kubernetes request, again after a short pause when it fails transiently, so an API
+/// blip does not cost a whole attempt.
+async fn retrying<T, F, Fut>(mut op: F) -> Result<T, K8sError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, K8sError>>,
+{
+    let mut pause = Duration::from_millis(100);
+    let mut tries = 1;
+    loop {
+        match op().await {
+            Err(e) if e.class() == ErrorClass::Transient && tries < API_TRIES => {
+                tracing::debug!(error = %e, ?pause, "Kubernetes request failed; trying again");
+                tokio::time::sleep(pause).await;
+                pause *= 4;
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// `Kind/namespace/name` of every object, as recorded on the attempt.
+pub fn object_names(o: &PreviewObjects) -> Vec<String> {
+    o.to_values()
+        .iter()
+        .map(|v| {
+            let kind = v["kind"].as_str().unwrap_or("Object");
+            let name = v["metadata"]["name"].as_str().unwrap_or("");
+            match v["metadata"]["namespace"].as_str() {
+                Some(ns) => format!("{kind}/{ns}/{name}"),
+                None => format!("{kind}/{name}"),
+            }
+        })
+        .collect()
+}
+
+/// The image of a launch: given, or what a build job pushed. A build that has not finished
+/// yet makes the launch wait (transient); one that ended without an image fails it.
+pub async fn resolve_image(
+    store: &Store,
+    settings: &Settings,
+    launch: &ValidLaunch,
+    record: &JobRecord,
+) -> Result<ResolvedImage, LaunchError> {
+    match &launch.source {
+        ImageSource::Image(image) => Ok(ResolvedImage {
+            image: image.to_string(),
+            commit: record.commit_sha.clone(),
+        }),
+        ImageSource::FromBuild(id) => {
+            let build = store
+                .get_job(*id)
+                .await?
+                .ok_or_else(|| LaunchError::Invalid(format!("build job {id} does not exist")))?;
+            let image = built_image(&build, settings)?;
+            Ok(ResolvedImage {
+                image,
+                commit: record.commit_sha.clone().or(build.commit_sha.clone()),
+            })
+        }
+    }
+}
+
+/// The pull reference of a build job's result: `pull` when the build worker gave one, else
+/// `image@digest` with the push registry prefix swapped for the pull prefix.
+pub fn built_image(build: &JobRecord, settings: &Settings) -> Result<String, LaunchError> {
+    let id: JobId = build.id;
+    if build.kind != JobKind::Build {
+        return Err(LaunchError::Invalid(format!(
+            "job {id} is a {} job, not a build",
+            build.kind
+        )));
+    }
+    match build.state {
+        JobState::Succeeded => {}
+        JobState::Failed | JobState::Cancelled | JobState::Superseded => {
+            let why = build.error.as_deref().unwrap_or("no image");
+            return Err(LaunchError::Invalid(format!(
+                "build job {id} ended {} and produced no image: {why}",
+                build.state
+            )));
+        }
+        other => {
+            return Err(LaunchError::NotYet(format!(
+                "build job {id} has not finished yet ({other})"
+            )));
+        }
+    }
+    let result = build.result.as_ref().unwrap_or(&Value::Null);
+    let text = |k: &str| {
+        result
+            .get(k)
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+    };
+    let reference = match (text("pull"), text("image"), text("digest")) {
+        (Some(pull), _, _) => pull.to_owned(),
+        (None, Some(image), digest) => {
+            let image = match (&settings.registry_push, &settings.registry_pull) {
+                (Some(push), Some(pull)) => match image.strip_prefix(push.trim_end_matches('/')) {
+                    Some(rest) if rest.starts_with('/') => {
+                        format!("{}{rest}", pull.trim_end_matches('/'))
+                    }
+                    _ => image.to_owned(),
+                },
+                _ => image.to_owned(),
+            };
+            match digest {
+                Some(d) => format!("{image}@{d}"),
+                None => image,
+            }
+        }
+        (None, None, _) => {
+            return Err(LaunchError::Invalid(format!(
+                "build job {id} succeeded but its result names no image"
+            )));
+        }
+    };
+    slipway_core::image::parse(&reference)
+        .map(|r| r.to_string())
+        .map_err(|e| {
+            LaunchError::Invalid(format!(
+                "build job {id} produced an unusable image reference: {e}"
+            ))
+        })
+}
+
+/// The rolling update's extra pods: maxSurge 25 %, rounded up.
+fn surge(replicas: u64) -> u64 {
+    replicas.div_ceil(4)
+}
+
+/// Everything that decides the preview's objects, with the operator's defaults and ceilings
+/// applied: a launch may ask for less than the maximum, never more.
+pub fn preview_params(
+    s: &Settings,
+    job: JobId,
+    launch: &ValidLaunch,
+    image: &ResolvedImage,
+) -> Result<PreviewParams, LaunchError> {
+    let o = &launch.options;
+    let cpu = o.resources.cpu_millis.unwrap_or(s.default_cpu_millis);
+    let memory = o.resources.memory_bytes.unwrap_or(s.default_memory_bytes);
+    if cpu > s.max_cpu_millis {
+        return Err(LaunchError::Invalid(format!(
+            "resources.cpu {} is above this cluster's limit of {} per container",
+            format_cpu(cpu),
+            format_cpu(s.max_cpu_millis)
+        )));
+    }
+    if memory > s.max_memory_bytes {
+        return Err(LaunchError::Invalid(format!(
+            "resources.memory {} is above this cluster's limit of {} per container",
+            format_memory(memory),
+            format_memory(s.max_memory_bytes)
+        )));
+    }
+    let replicas = u64::from(o.replicas);
+    let pods = replicas + surge(replicas);
+    // Containers get the LimitRange's default CPU limit (the per-container maximum), which
+    // the quota counts too.
+    let fits = pods <= u64::from(s.quota.max_pods)
+        && pods * cpu.max(s.max_cpu_millis) <= s.quota_cpu_millis
+        && pods * memory <= s.quota_memory_bytes;
+    if !fits {
+        return Err(LaunchError::Invalid(format!(
+            "{replicas} replicas (with {} more during a rollout) of {} CPU and {} memory do \
+             not fit the preview quota of {} pods, {} CPU and {} memory",
+            surge(replicas),
+            format_cpu(cpu),
+            format_memory(memory),
+            s.quota.max_pods,
+            s.quota.total.cpu,
+            s.quota.total.memory
+        )));
+    }
+    let key = &launch.preview;
+    Ok(PreviewParams {
+        key: key.clone(),
+        namespace: preview_namespace(key),
+        host: preview_host(key, &s.domain),
+        labels: standard_labels(Some(job), Some(JobKind::Launch), Some(key)),
+        preview_label: label_value(key),
+        image: image.image.clone(),
+        commit: image.commit.clone(),
+        port: o.port,
+        env: o.env.clone(),
+        secret_env: o
+            .secret_env
+            .iter()
+            .map(|(k, r)| (k.clone(), (r.secret.clone(), r.key.clone())))
+            .collect(),
+        replicas: i32::try_from(o.replicas).unwrap_or(i32::MAX),
+        resources: CpuMemory {
+            cpu: format_cpu(cpu),
+            memory: format_memory(memory),
+        },
+        health_path: o.health_path.clone(),
+        run_as_non_root: s.run_as_non_root,
+        progress_deadline_seconds: i32::try_from(s.deadline.as_secs()).unwrap_or(i32::MAX),
+        ingress_class: s.ingress_class.clone(),
+        tls: s.tls.clone(),
+        image_pull_secret: s.image_pull_secret.clone(),
+        ingress_controller_namespace: s.ingress_namespace.clone(),
+        allowed_egress_cidrs: s.egress_cidrs.clone(),
+        pod_security_level: s.pod_security_level.clone(),
+        quota: s.quota.clone(),
+    })
+}
+
+#[async_trait::async_trait]
+impl Handler for Launcher {
+    async fn handle(&self, job: JobContext) -> Result<Value, JobError> {
+        let mut log = JobLog::new(self.store.clone(), job.id, job.attempt);
+        let cancel = job.cancel.clone();
+        let result = tokio::select! {
+            r = self.launch(&job, &mut log) => r,
+            () = cancel.cancelled() => Err(LaunchError::Cancelled),
+        };
+        let outcome = match &result {
+            Ok(_) => Outcome::Succeeded,
+            Err(LaunchError::Cancelled) => Outcome::Cancelled,
+            Err(e) if e.class() == ErrorClass::Permanent => Outcome::Failed,
+            Err(_) => Outcome::Transient,
+        };
+        telemetry::launch_finished(outcome);
+        match result {
+            Ok(v) => {
+                self.refresh_active_previews().await;
+                Ok(v)
+            }
+            Err(e) => {
+                let retry = if e.class() == ErrorClass::Transient && !job.is_last_attempt {
+                    " (will retry)"
+                } else {
+                    ""
+                };
+                log.line(format!("launch failed{retry}: {e}")).await;
+                Err(e.into())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use clap::Parser;
+    use slipway_core::LaunchRequest;
+    use slipway_core::validate::{Limits, Validate};
+
+    fn settings(extra: &[&str]) -> Settings {
+        let mut args = vec!["w", "--database-url", "postgres://h/d"];
+        args.extend_from_slice(extra);
+        Config::try_parse_from(args)
+            .unwrap()
+            .launch
+            .settings()
+            .unwrap()
+    }
+
+    fn launch(body: Value) -> ValidLaunch {
+        let req: LaunchRequest = serde_json::from_value(body).unwrap();
+        req.validate(&Limits::default()).unwrap()
+    }
+
+    fn build(state: JobState, result: Option<Value>) -> JobRecord {
+        let now = Utc::now();
+        JobRecord {
+            id: uuid::Uuid::now_v7(),
+            kind: JobKind::Build,
+            state,
+            preview: None,
+            commit_sha: Some("a".repeat(40)),
+            payload: json!({}),
+            result,
+            error: Some("Dockerfile: no such file".into()),
+            error_class: None,
+            attempts: 1,
+            max_attempts: 3,
+            attempt_base: 0,
+            idempotency_key: None,
+            trace_context: None,
+            retry_at: None,
+            created_at: now,
+            enqueued_at: None,
+            started_at: None,
+            finished_at: None,
+            updated_at: now,
+        }
+    }
+
+    #[test]
+    fn built_images_come_from_the_build_result() {
+        let s = settings(&[]);
+        let digest = format!("sha256:{}", "b".repeat(64));
+        let pull = build(
+            JobState::Succeeded,
+            Some(
+                json!({"image": "registry:5000/org/app:abc", "digest": digest,
+                "pull": "localhost:5000/org/app@".to_owned() + &digest}),
+            ),
+        );
+        assert_eq!(
+            built_image(&pull, &s).unwrap(),
+            format!("localhost:5000/org/app@{digest}")
+        );
+        let no_pull = build(
+            JobState::Succeeded,
+            Some(json!({"image": "registry:5000/org/app:abc", "digest": digest})),
+        );
+        assert_eq!(
+            built_image(&no_pull, &s).unwrap(),
+            format!("registry:5000/org/app:abc@{digest}")
+        );
+        let mapped = settings(&[
+            "--registry-push",
+            "registry:5000",
+            "--registry-pull",
+            "localhost:5000/",
+        ]);
+        assert_eq!(
+            built_image(&no_pull, &mapped).unwrap(),
+            format!("localhost:5000/org/app:abc@{digest}")
+        );
+        let running = build(JobState::Running, None);
+        assert_eq!(
+            built_image(&running, &s).unwrap_err().class(),
+            ErrorClass::Transient
+        );
+        let failed = build(JobState::Failed, None);
+        let e = built_image(&failed, &s).unwrap_err();
+        assert_eq!(e.class(), ErrorClass::Permanent);
+        assert!(e.to_string().contains("no such file"), "{e}");
+        let empty = build(JobState::Succeeded, Some(json!({})));
+        assert_eq!(
+            built_image(&empty, &s).unwrap_err().class(),
+            ErrorClass::Permanent
+        );
+        let bad = build(JobState::Succeeded, Some(json!({"pull": "Not An Image"})));
+        assert_eq!(
+            built_image(&bad, &s).unwrap_err().class(),
+            ErrorClass::Permanent
+        );
+        let mut launch_job = build(JobState::Succeeded, Some(json!({"pull": "x/y:1"})));
+        launch_job.kind = JobKind::Launch;
+        assert!(built_image(&launch_job, &s).is_err());
+    }
+
+    #[test]
+    fn params_apply_defaults_and_ceilings() {
+        let s = settings(&["--preview-domain", "192.168.49.2.nip.io"]);
+        let image = ResolvedImage {
+            image: "ghcr.io/org/app:1".into(),
+            commit: None,
+        };
+        let id = uuid::Uuid::now_v7();
+        let l = launch(
+            json!({"preview": "org/app#42", "image": "ghcr.io/org/app:1",
+            "secret_env": {"DB": "db/password"}}),
+        );
+        let p = preview_params(&s, id, &l, &image).unwrap();
+        assert_eq!(p.host, "pr-42-app.192.168.49.2.nip.io");
+        assert!(p.namespace.starts_with("slipway-pv-org-app-42-"));
+        assert_eq!(
+            p.resources,
+            CpuMemory {
+                cpu: "100m".into(),
+                memory: "128Mi".into()
+            }
+        );
+        assert_eq!(p.secret_env["DB"], ("db".into(), "password".into()));
+        assert_eq!(p.labels["slipway.dev/kind"], "launch");
+        assert_eq!(p.labels["slipway.dev/job-id"], id.to_string());
+        assert_eq!(p.progress_deadline_seconds, 300);
+        assert_eq!(p.ingress_class.as_deref(), Some("traefik"));
+
+        let asked = launch(
+            json!({"preview": "org/app#42", "image": "ghcr.io/org/app:1",
+            "resources": {"cpu": "250m", "memory": "256Mi"}, "replicas": 2}),
+        );
+        let p = preview_params(&s, id, &asked, &image).unwrap();
+        assert_eq!(
+            p.resources,
+            CpuMemory {
+                cpu: "250m".into(),
+                memory: "256Mi".into()
+            }
+        );
+        assert_eq!(p.replicas, 2);
+
+        for too_much in [
+            json!({"preview": "k", "image": "a:1", "resources": {"cpu": "2"}}),
+            json!({"preview": "k", "image": "a:1", "resources": {"memory": "2Gi"}}),
+        ] {
+            let e = preview_params(&s, id, &launch(too_much), &image).unwrap_err();
+            assert_eq!(e.class(), ErrorClass::Permanent);
+        }
+        let small = settings(&["--quota-cpu", "2", "--quota-pods", "3"]);
+        let e = preview_params(
+            &small,
+            id,
+            &launch(json!({"preview": "k", "image": "a:1", "replicas": 3})),
+            &image,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("do not fit the preview quota"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn every_object_is_named_for_the_attempt_record() {
+        let s = settings(&[]);
+        let l = launch(json!({"preview": "org/app#1", "image": "a:1"}));
+        let image = ResolvedImage {
+            image: "a:1".into(),
+            commit: None,
+        };
+        let p = preview_params(&s, uuid::Uuid::now_v7(), &l, &image).unwrap();
+        let names = object_names(&preview_objects(&p));
+        let ns = &p.namespace;
+        assert_eq!(names[0], format!("Namespace/{ns}"));
+        assert!(names.contains(&format!("Deployment/{ns}/app")));
+        assert!(names.contains(&format!("Ingress/{ns}/app")));
+        assert_eq!(names.len(), 9);
+    }
+}
