@@ -8,7 +8,8 @@
 //!   policies, Deployment, Service, Ingress);
 //! - [`client`]: idempotent operations (create-or-adopt, server-side apply, background delete)
 //!   and the transient/permanent classification of Kubernetes errors;
-//! - [`logs`]: decoding a container's log stream into ordered, bounded, valid UTF-8 lines.
+//! - [`logs`]: decoding a container's log stream into ordered, bounded, valid UTF-8 lines;
+//! - [`outcome`]: where a build pod is and how it ended (build failure versus infrastructure).
 //!
 //! Builders are pure functions from plain parameter structs to `k8s-openapi` objects: no client,
 //! no clock, no randomness, so unit tests pin their output exactly.
@@ -17,6 +18,7 @@ pub mod build;
 pub mod client;
 pub mod labels;
 pub mod logs;
+pub mod outcome;
 pub mod preview;
 #[cfg(test)]
 mod schema_tests;
