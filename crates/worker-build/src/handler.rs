@@ -353,7 +353,10 @@ impl BuildHandler {
         let stream = watcher(self.pods(), watcher::Config::default().labels(&selector))
             .default_backoff();
         let mut stream = std::pin::pin!(stream);
-        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        let mut tick = tokio::time::interval_at(
+            tokio::time::Instant::now() + Duration::from_secs(2),
+            Duration::from_secs(2),
+        );
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let jobs = self.jobs();
         let mut errors = 0u32;
@@ -388,6 +391,13 @@ impl BuildHandler {
                     Ok(None) => return Ok(Waited::Ended(Ended::Vanished)),
                     Ok(Some(job)) => {
                         if let Some((reason, message)) = job_failure(&job) {
+                            // A pod that ran tells more (and has the log): prefer it.
+                            let listed = self.pods().list(&ListParams::default().labels(&selector)).await;
+                            if let Some(pod) = listed.ok().and_then(|l| l.items.into_iter().find(|p| {
+                                pod_progress(p, CONTAINER) != PodProgress::Pending
+                            })) {
+                                return Ok(Waited::Pod(Box::new(pod)));
+                            }
                             return Ok(Waited::Ended(Ended::JobFailed { reason, message }));
                         }
                     }

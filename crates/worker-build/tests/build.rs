@@ -157,7 +157,11 @@ async fn three_transient_failures_end_in_the_dead_set_with_every_attempt_recorde
         vec![Some("retrying"), Some("retrying"), Some("failed")]
     );
     for a in &attempts {
-        assert!(a.error.as_deref().unwrap().contains("ImagePullBackOff"), "{a:?}");
+        let error = a.error.as_deref().unwrap();
+        assert!(
+            error.contains("could not start") && error.contains("ImagePull"),
+            "{a:?}"
+        );
     }
     let q = eventually(T, "the job in the dead set", || async {
         h.queue
@@ -360,7 +364,7 @@ async fn a_pipeline_build_enqueues_its_launch_once() {
 #[tokio::test]
 async fn the_global_cap_holds_builds_back_until_a_slot_frees() {
     let h = Harness::new(Some(Box::new(|pod| {
-        if pod.labels.get("slipway.dev/preview").is_some_and(|p| p.contains("10")) {
+        if pod.labels.get("slipway.dev/preview").is_some_and(|p| p.starts_with("org-app-10")) {
             PodScript::run_forever().log("long build")
         } else {
             default_build(pod)
