@@ -154,7 +154,13 @@ pub enum BuildVerdict {
 pub fn classify_end(end: &PodEnd) -> BuildVerdict {
     let reason = end.reason.as_deref().unwrap_or("");
     let pod_reason = end.pod_reason.as_deref().unwrap_or("");
-    for infra in ["OOMKilled", "Evicted", "DeadlineExceeded", "Shutdown", "NodeLost"] {
+    for infra in [
+        "OOMKilled",
+        "Evicted",
+        "DeadlineExceeded",
+        "Shutdown",
+        "NodeLost",
+    ] {
         if reason == infra || pod_reason == infra {
             let detail = end
                 .pod_message
@@ -218,7 +224,11 @@ pub fn failing_step(log_tail: &[String], max: usize) -> Vec<String> {
         })
         .collect();
     let skip = picked.len().saturating_sub(max);
-    picked.into_iter().skip(skip).map(|l| l.trim().to_owned()).collect()
+    picked
+        .into_iter()
+        .skip(skip)
+        .map(|l| l.trim().to_owned())
+        .collect()
 }
 
 #[cfg(test)]
@@ -242,7 +252,10 @@ mod tests {
 
     #[test]
     fn progress_follows_the_container_state() {
-        assert_eq!(pod_progress(&pod(json!({"phase": "Pending"})), "buildkit"), PodProgress::Pending);
+        assert_eq!(
+            pod_progress(&pod(json!({"phase": "Pending"})), "buildkit"),
+            PodProgress::Pending
+        );
         let creating = pod(json!({"phase": "Pending", "containerStatuses":
             container(json!({"waiting": {"reason": "ContainerCreating"}}))}));
         assert_eq!(pod_progress(&creating, "buildkit"), PodProgress::Pending);
@@ -255,9 +268,13 @@ mod tests {
                 message: "Back-off pulling image".into()
             }
         );
-        let unsched = pod(json!({"phase": "Pending", "conditions": [{"type": "PodScheduled",
-            "status": "False", "reason": "Unschedulable", "message": "0/1 nodes"}]}));
-        assert!(matches!(pod_progress(&unsched, "buildkit"), PodProgress::Stuck { reason, .. } if reason == "Unschedulable"));
+        let unsched = pod(
+            json!({"phase": "Pending", "conditions": [{"type": "PodScheduled",
+            "status": "False", "reason": "Unschedulable", "message": "0/1 nodes"}]}),
+        );
+        assert!(
+            matches!(pod_progress(&unsched, "buildkit"), PodProgress::Stuck { reason, .. } if reason == "Unschedulable")
+        );
         let running = pod(json!({"phase": "Running", "containerStatuses":
             container(json!({"running": {"startedAt": "2026-01-01T00:00:00Z"}}))}));
         assert_eq!(pod_progress(&running, "buildkit"), PodProgress::Running);
@@ -273,7 +290,8 @@ mod tests {
                 pod_message: None,
             })
         );
-        let evicted = pod(json!({"phase": "Failed", "reason": "Evicted", "message": "low on memory"}));
+        let evicted =
+            pod(json!({"phase": "Failed", "reason": "Evicted", "message": "low on memory"}));
         assert_eq!(
             pod_progress(&evicted, "buildkit"),
             PodProgress::Ended(PodEnd {
@@ -300,7 +318,9 @@ mod tests {
     fn build_errors_are_permanent_and_infrastructure_is_transient() {
         assert_eq!(
             classify_end(&end(Some(0), "Completed", None)),
-            BuildVerdict::Succeeded { message: "m".into() }
+            BuildVerdict::Succeeded {
+                message: "m".into()
+            }
         );
         assert_eq!(
             classify_end(&end(Some(1), "Error", None)),
@@ -322,7 +342,9 @@ mod tests {
                 "{code:?} {reason} {pod_reason:?}"
             );
         }
-        let BuildVerdict::Infrastructure { reason } = classify_end(&end(Some(137), "OOMKilled", None)) else {
+        let BuildVerdict::Infrastructure { reason } =
+            classify_end(&end(Some(137), "OOMKilled", None))
+        else {
             unreachable!()
         };
         assert!(reason.contains("OOMKilled"), "{reason}");
@@ -371,7 +393,9 @@ mod tests {
             ))
         );
         assert!(job_finished(&job));
-        let running: Job = serde_json::from_value(json!({"metadata": {"name": "j"}, "status": {"active": 1}})).unwrap();
+        let running: Job =
+            serde_json::from_value(json!({"metadata": {"name": "j"}, "status": {"active": 1}}))
+                .unwrap();
         assert_eq!(job_failure(&running), None);
         assert!(!job_finished(&running));
     }

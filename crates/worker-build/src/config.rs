@@ -31,7 +31,11 @@ pub struct Config {
 pub struct BuildArgs {
     /// Namespace the build Jobs run in. It must allow seccomp and AppArmor `Unconfined`
     /// (label it `pod-security.kubernetes.io/enforce=privileged`; see docs/worker-build.md).
-    #[arg(long, env = "SLIPWAY_BUILD_NAMESPACE", default_value = "slipway-builds")]
+    #[arg(
+        long,
+        env = "SLIPWAY_BUILD_NAMESPACE",
+        default_value = "slipway-builds"
+    )]
     pub build_namespace: String,
     /// The rootless BuildKit image (pin a version).
     #[arg(long, env = "SLIPWAY_BUILDKIT_IMAGE", default_value = DEFAULT_BUILDKIT_IMAGE)]

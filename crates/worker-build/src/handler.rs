@@ -142,6 +142,48 @@ pub(crate) fn build_failure_message(
     }
 }
 
+/// The Job parameters of this build.
+pub(crate) fn job_params(
+    s: &Settings,
+    build: &ValidBuild,
+    name: &str,
+    job_id: JobId,
+) -> BuildJobParams {
+    let context = build.git_context();
+    let remote = context
+        .split_once('#')
+        .map_or(context.as_str(), |(r, _)| r)
+        .to_owned();
+    let registry = s.registry_push.trim_end_matches('/');
+    let cache_ref = s.cache_tag.as_ref().map(|tag| {
+        if registry.is_empty() {
+            format!("{}:{tag}", build.image)
+        } else {
+            format!("{registry}/{}:{tag}", build.image)
+        }
+    });
+    BuildJobParams {
+        name: name.to_owned(),
+        namespace: s.namespace.clone(),
+        labels: standard_labels(Some(job_id), Some(JobKind::Build), build.preview.as_deref()),
+        buildkit_image: s.buildkit_image.clone(),
+        repository: remote,
+        git_ref: build.commit.clone(),
+        context_subdir: build.context.clone(),
+        dockerfile: build.dockerfile.clone(),
+        build_args: build.build_args.clone(),
+        target: build.target.clone(),
+        push_ref: build.image_reference(&s.registry_push),
+        cache_ref,
+        insecure_registry: s.registry_insecure,
+        git_secret: build.secrets.git.clone(),
+        registry_secret: build.secrets.registry.clone(),
+        resources: s.resources.clone(),
+        active_deadline_seconds: s.deadline_secs,
+        ttl_seconds_after_finished: s.ttl_secs,
+    }
+}
+
 impl BuildHandler {
     pub fn new(client: kube::Client, store: Store, queue: QueueClient, settings: Settings) -> Self {
         BuildHandler {
@@ -160,46 +202,12 @@ impl BuildHandler {
         namespaced(&self.client, &self.settings.namespace)
     }
 
-    /// The Job parameters of this build.
-    pub(crate) fn params(&self, build: &ValidBuild, name: &str, job_id: JobId) -> BuildJobParams {
-        let s = &self.settings;
-        let context = build.git_context();
-        let remote = context
-            .split_once('#')
-            .map_or(context.as_str(), |(r, _)| r)
-            .to_owned();
-        let registry = s.registry_push.trim_end_matches('/');
-        let cache_ref = s.cache_tag.as_ref().map(|tag| {
-            if registry.is_empty() {
-                format!("{}:{tag}", build.image)
-            } else {
-                format!("{registry}/{}:{tag}", build.image)
-            }
-        });
-        BuildJobParams {
-            name: name.to_owned(),
-            namespace: s.namespace.clone(),
-            labels: standard_labels(Some(job_id), Some(JobKind::Build), build.preview.as_deref()),
-            buildkit_image: s.buildkit_image.clone(),
-            repository: remote,
-            git_ref: build.commit.clone(),
-            context_subdir: build.context.clone(),
-            dockerfile: build.dockerfile.clone(),
-            build_args: build.build_args.clone(),
-            target: build.target.clone(),
-            push_ref: build.image_reference(&s.registry_push),
-            cache_ref,
-            insecure_registry: s.registry_insecure,
-            git_secret: build.secrets.git.clone(),
-            registry_secret: build.secrets.registry.clone(),
-            resources: s.resources.clone(),
-            active_deadline_seconds: s.deadline_secs,
-            ttl_seconds_after_finished: s.ttl_secs,
-        }
-    }
-
     /// Retry a Kubernetes call while its errors are transient, a few times, with backoff.
-    async fn k8s_retry<T, F, Fut>(&self, cancel: &CancellationToken, mut op: F) -> Result<T, JobError>
+    async fn k8s_retry<T, F, Fut>(
+        &self,
+        cancel: &CancellationToken,
+        mut op: F,
+    ) -> Result<T, JobError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, K8sError>>,
@@ -265,7 +273,9 @@ impl BuildHandler {
         }) else {
             return Ok(own);
         };
-        let existing = self.k8s_retry(&job.cancel, || get_opt(&jobs, &name)).await?;
+        let existing = self
+            .k8s_retry(&job.cancel, || get_opt(&jobs, &name))
+            .await?;
         let ours = |j: &Job| {
             j.labels().get(labels::JOB_ID).map(String::as_str)
                 == Some(job.id.hyphenated().to_string().as_str())
@@ -350,8 +360,8 @@ impl BuildHandler {
     /// watch and backs off on errors) and checks the Job every two seconds.
     async fn wait_for_pod(&self, name: &str) -> Result<Waited, FollowError> {
         let selector = format!("batch.kubernetes.io/job-name={name}");
-        let stream = watcher(self.pods(), watcher::Config::default().labels(&selector))
-            .default_backoff();
+        let stream =
+            watcher(self.pods(), watcher::Config::default().labels(&selector)).default_backoff();
         let mut stream = std::pin::pin!(stream);
         let mut tick = tokio::time::interval_at(
             tokio::time::Instant::now() + Duration::from_secs(2),
@@ -499,7 +509,8 @@ impl BuildHandler {
                 return Err(FollowError::Kube(last_error));
             }
             warn!(error = %last_error, errors, "re-following the build log from the start");
-            let wait = Duration::from_millis(100 * 2u64.pow(errors.min(5))).min(Duration::from_secs(3));
+            let wait =
+                Duration::from_millis(100 * 2u64.pow(errors.min(5))).min(Duration::from_secs(3));
             tokio::time::sleep(wait).await;
         }
     }
@@ -533,7 +544,7 @@ impl BuildHandler {
         let name = target.name.clone();
         if !target.exists {
             self.wait_for_slot(&job.cancel).await?;
-            let object = build_job(&self.params(build, &name, job.id));
+            let object = build_job(&job_params(&self.settings, build, &name, job.id));
             let jobs = self.jobs();
             let (_, existed) = self
                 .k8s_retry(&job.cancel, || create_or_adopt(&jobs, &object))
@@ -626,7 +637,9 @@ impl BuildHandler {
     ) -> Result<Value, JobError> {
         let pull = result["pull"].as_str().unwrap_or_default();
         let image: ImageRef = pull.parse().map_err(|e| {
-            JobError::permanent(format!("the built image {pull:?} is not a valid reference: {e}"))
+            JobError::permanent(format!(
+                "the built image {pull:?} is not a valid reference: {e}"
+            ))
         })?;
         let preview = build
             .preview
@@ -675,7 +688,11 @@ impl BuildHandler {
         }
         if launch_job.enqueued_at.is_none() && !launch_job.state.is_terminal() {
             let budget = u32::try_from(launch_job.max_attempts).unwrap_or(3);
-            match self.queue.push(JobKind::Launch, launch_job.id, budget).await {
+            match self
+                .queue
+                .push(JobKind::Launch, launch_job.id, budget)
+                .await
+            {
                 Ok(()) => {
                     if let Err(e) = self.store.mark_enqueued(launch_job.id).await {
                         warn!(error = %e, "could not mark the launch enqueued; the relay will");
@@ -724,6 +741,74 @@ impl Handler for BuildHandler {
 mod tests {
     use super::*;
 
+    fn settings() -> Settings {
+        use clap::Parser;
+        crate::Config::try_parse_from(["w", "--database-url", "postgres://x@localhost/db"])
+            .unwrap()
+            .build
+            .settings()
+    }
+
+    #[test]
+    fn a_valid_build_maps_to_the_job_parameters() {
+        use slipway_core::payload::BuildRequest;
+        use slipway_core::validate::{Limits, Validate};
+        let req: BuildRequest = serde_json::from_value(json!({
+            "repository": "https://github.com/org/app",
+            "commit": "0123456789abcdef0123456789abcdef01234567",
+            "context": "web",
+            "dockerfile": "docker/Dockerfile",
+            "image": "org/app",
+            "tag": "v1",
+            "build_args": {"A": "1"},
+            "target": "Runtime",
+            "secrets": {"git": "git-token", "registry": "push-creds"},
+            "preview": "org/app#1",
+        }))
+        .unwrap();
+        let build = req.validate(&Limits::default()).unwrap();
+        let id: JobId = "0190a5b2-c3d4-7e8f-9a0b-1c2d3e4f5a6b".parse().unwrap();
+        let name = build_job_name(id, 2);
+        let p = job_params(&settings(), &build, &name, id);
+        assert_eq!(p.name, "slipway-build-0190a5b2c3d47e8f9a0b1c2d3e4f5a6b-a2");
+        assert_eq!(p.namespace, "slipway-builds");
+        assert_eq!(p.repository, "https://github.com/org/app.git");
+        assert_eq!(
+            p.git_context(),
+            "https://github.com/org/app.git#0123456789abcdef0123456789abcdef01234567:web"
+        );
+        assert_eq!(p.dockerfile, "docker/Dockerfile");
+        assert_eq!(p.target.as_deref(), Some("runtime"));
+        assert_eq!(
+            p.push_ref,
+            "registry.kube-system.svc.cluster.local:80/org/app:v1"
+        );
+        assert_eq!(
+            p.cache_ref.as_deref(),
+            Some("registry.kube-system.svc.cluster.local:80/org/app:buildcache")
+        );
+        assert!(p.insecure_registry);
+        assert_eq!(p.git_secret.as_deref(), Some("git-token"));
+        assert_eq!(p.registry_secret.as_deref(), Some("push-creds"));
+        assert_eq!(p.active_deadline_seconds, 1800);
+        assert_eq!(p.ttl_seconds_after_finished, 3600);
+        assert_eq!(p.labels[labels::JOB_ID], id.hyphenated().to_string());
+        assert_eq!(p.labels[labels::KIND], "build");
+        assert_eq!(p.labels[labels::MANAGED_BY], "slipway");
+        assert!(p.labels.contains_key(labels::PREVIEW));
+        let job = build_job(&p);
+        let spec = job.spec.unwrap();
+        assert_eq!(spec.backoff_limit, Some(0));
+        let pod = spec.template.spec.unwrap();
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        let args = pod.containers[0].args.clone().unwrap();
+        assert!(args.contains(&"build-arg:A=1".to_owned()), "{args:?}");
+        assert!(
+            args.contains(&"--metadata-file=/dev/termination-log".to_owned()),
+            "{args:?}"
+        );
+    }
+
     #[test]
     fn a_build_failure_names_the_failing_step() {
         let tail: Vec<String> = [
@@ -734,17 +819,20 @@ mod tests {
         .map(String::from)
         .to_vec();
         let m = build_failure_message(1, &tail, None);
-        assert!(m.starts_with("the build failed (exit code 1): #7 ERROR"), "{m}");
+        assert!(
+            m.starts_with("the build failed (exit code 1): #7 ERROR"),
+            "{m}"
+        );
         assert!(m.contains("failed to solve"), "{m}");
         // No BuildKit error lines: the termination message's last lines, then the last line.
         let m = build_failure_message(1, &["plain".into()], Some("a\nb\nfailed to solve\n"));
-        assert_eq!(
-            m,
-            "the build failed (exit code 1): a | b | failed to solve"
-        );
+        assert_eq!(m, "the build failed (exit code 1): a | b | failed to solve");
         let m = build_failure_message(2, &["last words".into()], None);
         assert_eq!(m, "the build failed (exit code 2): last words");
-        assert_eq!(build_failure_message(3, &[], None), "the build failed (exit code 3)");
+        assert_eq!(
+            build_failure_message(3, &[], None),
+            "the build failed (exit code 3)"
+        );
     }
 
     #[test]

@@ -22,7 +22,10 @@ async fn a_build_succeeds_with_its_digest_and_complete_ordered_logs() {
     let job = h.wait_state(id, JobState::Succeeded, 30).await;
     let result = job.result.unwrap();
     let digest = result["digest"].as_str().unwrap();
-    assert!(digest.starts_with("sha256:") && digest.len() == 71, "{result}");
+    assert!(
+        digest.starts_with("sha256:") && digest.len() == 71,
+        "{result}"
+    );
     assert_eq!(
         result["image"],
         format!("registry.kube-system.svc.cluster.local:80/org/app:{COMMIT}")
@@ -42,18 +45,28 @@ async fn a_build_succeeds_with_its_digest_and_complete_ordered_logs() {
         .find(|r| r.resource == "jobs" && r.verb == "create")
         .unwrap();
     let body: serde_json::Value = serde_json::from_str(&create.body).unwrap();
-    let args: Vec<String> = serde_json::from_value(
-        body["spec"]["template"]["spec"]["containers"][0]["args"].clone(),
-    )
-    .unwrap();
+    let args: Vec<String> =
+        serde_json::from_value(body["spec"]["template"]["spec"]["containers"][0]["args"].clone())
+            .unwrap();
     assert_eq!(digest, kube_sim::build_digest(&args));
-    assert!(args.iter().any(|a| a == &format!("context=https://github.com/org/app.git#{COMMIT}")), "{args:?}");
+    assert!(
+        args.iter()
+            .any(|a| a == &format!("context=https://github.com/org/app.git#{COMMIT}")),
+        "{args:?}"
+    );
 
     // Every line, in order, numbered from 0, with the kubelet's timestamps.
     let logs = h.logs(id).await;
     assert_eq!(logs.len(), 24, "{logs:?}");
-    assert!(logs.iter().enumerate().all(|(i, l)| l.seq == i as i64 && l.attempt == 1));
-    assert_eq!(logs[0].text, "#1 [internal] load build definition from Dockerfile");
+    assert!(
+        logs.iter()
+            .enumerate()
+            .all(|(i, l)| l.seq == i as i64 && l.attempt == 1)
+    );
+    assert_eq!(
+        logs[0].text,
+        "#1 [internal] load build definition from Dockerfile"
+    );
     assert_eq!(logs[23].text, "#8 DONE 1.7s");
     assert!(logs.windows(2).all(|w| w[0].ts <= w[1].ts));
 
@@ -94,7 +107,10 @@ async fn a_dockerfile_failure_is_not_retried_and_names_the_failing_step() {
     let job = h.wait_state(id, JobState::Failed, 30).await;
     let error = job.error.unwrap();
     assert!(error.contains("exit code 1"), "{error}");
-    assert!(error.contains("RUN make") || error.contains("/bin/sh -c make"), "{error}");
+    assert!(
+        error.contains("RUN make") || error.contains("/bin/sh -c make"),
+        "{error}"
+    );
     assert!(error.contains("failed to solve"), "{error}");
     assert_eq!(job.attempts, 1);
     assert_eq!(h.job_creates(), 1);
@@ -103,7 +119,12 @@ async fn a_dockerfile_failure_is_not_retried_and_names_the_failing_step() {
         .wait_for_gone("jobs", NS, &build_job_name(id, 1), T)
         .await
         .unwrap();
-    let q = h.queue.get(JobKind::Build, &id.to_string()).await.unwrap().unwrap();
+    let q = h
+        .queue
+        .get(JobKind::Build, &id.to_string())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(q.state, Some(QueueState::Dead));
     worker.stop().await;
 }
@@ -124,7 +145,10 @@ async fn an_oomkilled_build_is_retried_and_then_succeeds() {
     assert_eq!(job.attempts, 2);
     let attempts = h.store.attempts(id).await.unwrap();
     assert_eq!(attempts[0].outcome.as_deref(), Some("retrying"));
-    assert!(attempts[0].error.as_deref().unwrap().contains("OOMKilled"), "{attempts:?}");
+    assert!(
+        attempts[0].error.as_deref().unwrap().contains("OOMKilled"),
+        "{attempts:?}"
+    );
     assert_eq!(attempts[1].outcome.as_deref(), Some("succeeded"));
     assert_eq!(attempts[1].k8s_objects, vec![build_job_name(id, 2)]);
     // Each attempt keeps its own log.
@@ -318,7 +342,9 @@ async fn the_log_cap_ends_with_a_truncation_marker() {
         s
     })))
     .await;
-    let worker = h.start_worker(&["--log-max-lines", "4", "--log-batch-lines", "3"]).await;
+    let worker = h
+        .start_worker(&["--log-max-lines", "4", "--log-batch-lines", "3"])
+        .await;
     let id = h.enqueue_build("org/app#8", json!({})).await;
     h.wait_state(id, JobState::Succeeded, 30).await;
     let logs = h.logs(id).await;
@@ -344,8 +370,7 @@ async fn a_pipeline_build_enqueues_its_launch_once() {
     assert_eq!(launch.kind, JobKind::Launch);
     assert_eq!(launch.preview.as_deref(), Some("org/app#9"));
     assert_eq!(
-        launch.payload["source"]["image"],
-        result["pull"],
+        launch.payload["source"]["image"], result["pull"],
         "{}",
         launch.payload
     );
@@ -364,7 +389,11 @@ async fn a_pipeline_build_enqueues_its_launch_once() {
 #[tokio::test]
 async fn the_global_cap_holds_builds_back_until_a_slot_frees() {
     let h = Harness::new(Some(Box::new(|pod| {
-        if pod.labels.get("slipway.dev/preview").is_some_and(|p| p.starts_with("org-app-10")) {
+        if pod
+            .labels
+            .get("slipway.dev/preview")
+            .is_some_and(|p| p.starts_with("org-app-10"))
+        {
             PodScript::run_forever().log("long build")
         } else {
             default_build(pod)
@@ -379,7 +408,11 @@ async fn the_global_cap_holds_builds_back_until_a_slot_frees() {
         .unwrap();
     let short = h.enqueue_build("org/app#11", json!({})).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(h.sim.object("jobs", NS, &build_job_name(short, 1)).is_none());
+    assert!(
+        h.sim
+            .object("jobs", NS, &build_job_name(short, 1))
+            .is_none()
+    );
     assert_eq!(
         h.store.get_job(short).await.unwrap().unwrap().state,
         JobState::Running

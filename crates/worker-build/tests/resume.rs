@@ -61,7 +61,11 @@ async fn a_killed_workers_build_is_adopted_and_its_log_stored_exactly_once() {
     let texts: Vec<String> = logs.iter().map(|l| l.text.clone()).collect();
     let expected: Vec<String> = (0..LINES).map(|i| format!("#{i} step {i}")).collect();
     assert_eq!(texts, expected);
-    assert!(logs.iter().enumerate().all(|(i, l)| l.attempt == 1 && l.seq == i as i64));
+    assert!(
+        logs.iter()
+            .enumerate()
+            .all(|(i, l)| l.attempt == 1 && l.seq == i as i64)
+    );
     h.sim
         .wait_for_gone("jobs", NS, &first, Duration::from_secs(30))
         .await

@@ -13,7 +13,7 @@ use slipway_core::payload::BuildRequest;
 use slipway_core::validate::{Limits, Validate};
 use slipway_core::{JobId, JobKind, JobState};
 use slipway_shared::queue::QueueClient;
-use slipway_shared::store::{JobRecord, NewJob, StoredLogLine, Store};
+use slipway_shared::store::{JobRecord, NewJob, Store, StoredLogLine};
 use slipway_shared::testing::{RedisPrefix, TestDb, eventually, redis_url};
 use slipway_worker_build::Config;
 use std::time::Duration;
