@@ -120,17 +120,17 @@ pub(crate) fn build_failure_message(
     message: Option<&str>,
 ) -> String {
     let mut step = failing_step(tail, 3);
-    if step.is_empty() {
-        if let Some(m) = message {
-            let lines: Vec<&str> = m.lines().filter(|l| !l.trim().is_empty()).collect();
-            let skip = lines.len().saturating_sub(3);
-            step = lines[skip..].iter().map(|l| l.trim().to_owned()).collect();
-        }
+    if step.is_empty()
+        && let Some(m) = message
+    {
+        let lines: Vec<&str> = m.lines().filter(|l| !l.trim().is_empty()).collect();
+        let skip = lines.len().saturating_sub(3);
+        step = lines[skip..].iter().map(|l| l.trim().to_owned()).collect();
     }
-    if step.is_empty() {
-        if let Some(last) = tail.iter().rev().find(|l| !l.trim().is_empty()) {
-            step.push(last.trim().to_owned());
-        }
+    if step.is_empty()
+        && let Some(last) = tail.iter().rev().find(|l| !l.trim().is_empty())
+    {
+        step.push(last.trim().to_owned());
     }
     if step.is_empty() {
         format!("the build failed (exit code {exit_code})")

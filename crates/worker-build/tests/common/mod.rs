@@ -23,6 +23,9 @@ use tokio::task::JoinHandle;
 pub const NS: &str = "slipway-builds";
 pub const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 
+/// What each pod of a test does.
+pub type Script = Box<dyn Fn(&PodInfo) -> PodScript + Send + Sync + 'static>;
+
 pub struct Harness {
     pub db: TestDb,
     pub prefix: RedisPrefix,
@@ -46,9 +49,7 @@ impl Worker {
 }
 
 impl Harness {
-    pub async fn new(
-        script: Option<Box<dyn Fn(&PodInfo) -> PodScript + Send + Sync + 'static>>,
-    ) -> Harness {
+    pub async fn new(script: Option<Script>) -> Harness {
         let mut builder = KubeSim::builder().delays(Delays::zero());
         if let Some(script) = script {
             builder = builder.script(script);
