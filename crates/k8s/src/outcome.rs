@@ -12,7 +12,7 @@ pub enum PodProgress {
     /// Not started yet (scheduling, pulling, creating the container).
     Pending,
     /// The container cannot start for a reason that will not fix itself soon (the builder
-    /// image cannot be pulled, the pod cannot be scheduled, the container config is broken).
+    /// image cannot be pulled, the container config is broken, it crash-loops).
     Stuck { reason: String, message: String },
     /// The container runs: its log can be followed.
     Running,
@@ -94,21 +94,8 @@ pub fn pod_progress(pod: &Pod, container: &str) -> PodProgress {
             };
         }
     }
-    let unschedulable = status
-        .and_then(|s| s.conditions.as_ref())
-        .into_iter()
-        .flatten()
-        .find(|c| {
-            c.type_ == "PodScheduled"
-                && c.status == "False"
-                && c.reason.as_deref() == Some("Unschedulable")
-        });
-    if let Some(c) = unschedulable {
-        return PodProgress::Stuck {
-            reason: "Unschedulable".into(),
-            message: c.message.clone().unwrap_or_default(),
-        };
-    }
+    // Unschedulable stays Pending: capacity may come (autoscaler, other builds ending); the
+    // Job's activeDeadlineSeconds bounds the wait.
     PodProgress::Pending
 }
 
@@ -272,9 +259,8 @@ mod tests {
             json!({"phase": "Pending", "conditions": [{"type": "PodScheduled",
             "status": "False", "reason": "Unschedulable", "message": "0/1 nodes"}]}),
         );
-        assert!(
-            matches!(pod_progress(&unsched, "buildkit"), PodProgress::Stuck { reason, .. } if reason == "Unschedulable")
-        );
+        // Capacity may come: waited for (the Job's deadline bounds it).
+        assert_eq!(pod_progress(&unsched, "buildkit"), PodProgress::Pending);
         let running = pod(json!({"phase": "Running", "containerStatuses":
             container(json!({"running": {"startedAt": "2026-01-01T00:00:00Z"}}))}));
         assert_eq!(pod_progress(&running, "buildkit"), PodProgress::Running);
