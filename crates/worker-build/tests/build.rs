@@ -428,3 +428,28 @@ async fn the_global_cap_holds_builds_back_until_a_slot_frees() {
     h.wait_state(short, JobState::Succeeded, 30).await;
     worker.stop().await;
 }
+
+#[tokio::test]
+async fn a_build_over_its_deadline_is_retried_as_an_infrastructure_failure() {
+    let h = Harness::new(Some(Box::new(|pod| {
+        if common::job_attempt(pod) == 1 {
+            PodScript::run_forever().log("#7 [builder 3/4] RUN sleep infinity")
+        } else {
+            default_build(pod)
+        }
+    })))
+    .await;
+    // 100 s of deadline are 1 s in the simulator (time scale 0.01).
+    let worker = h.start_worker(&["--build-deadline-secs", "100"]).await;
+    let id = h.enqueue_build("org/app#12", json!({})).await;
+    let job = h.wait_state(id, JobState::Succeeded, 60).await;
+    assert_eq!(job.attempts, 2);
+    let attempts = h.store.attempts(id).await.unwrap();
+    let error = attempts[0].error.as_deref().unwrap();
+    assert!(
+        error.contains("DeadlineExceeded") || error.contains("signal"),
+        "{error}"
+    );
+    assert_eq!(attempts[0].outcome.as_deref(), Some("retrying"));
+    worker.stop().await;
+}
