@@ -86,6 +86,27 @@ async fn a_build_succeeds_with_its_digest_and_complete_ordered_logs() {
     assert_eq!(attempts.len(), 1);
     assert_eq!(attempts[0].k8s_objects, vec![name]);
     assert_eq!(attempts[0].outcome.as_deref(), Some("succeeded"));
+
+    // Probes answer (Kubernetes included) and the build metrics are exported.
+    let ready = reqwest::get(format!("http://{}/readyz", worker.addr))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200, "{}", ready.text().await.unwrap());
+    let metrics = reqwest::get(format!("http://{}/metrics", worker.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "slipway_builds_started_total",
+        "slipway_builds_finished_total{outcome=\"succeeded\"}",
+        "slipway_build_duration_seconds",
+        "slipway_build_log_lines_total",
+        "slipway_build_log_bytes_total",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
+    }
     worker.stop().await;
 }
 
@@ -331,6 +352,16 @@ async fn kubernetes_api_faults_are_survived() {
         .filter(|r| r.status >= 429)
         .collect();
     assert!(faulted.len() >= 4, "{faulted:?}");
+    let metrics = reqwest::get(format!("http://{}/metrics", worker.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("slipway_k8s_api_errors_total{worker=\"build\",code=\"500\"}"),
+        "{metrics}"
+    );
     worker.stop().await;
 }
 

@@ -35,6 +35,8 @@ pub struct Harness {
 }
 
 pub struct Worker {
+    /// Where the worker serves its probes and metrics.
+    pub addr: std::net::SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), slipway_worker_build::Error>>,
 }
@@ -120,16 +122,20 @@ impl Harness {
             .await
             .unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
+        let (addr_tx, addr_rx) = oneshot::channel();
         let task = tokio::spawn(slipway_worker_build::serve(
             config,
             connected,
             client,
-            |_| {},
+            move |addr| {
+                let _ = addr_tx.send(addr);
+            },
             async {
                 let _ = stopped.await;
             },
         ));
         Worker {
+            addr: addr_rx.await.expect("the worker's probe address"),
             stop: Some(stop),
             task,
         }
