@@ -515,9 +515,20 @@ impl BuildHandler {
         }
     }
 
-    /// Whether the job was stopped for good (cancelled or superseded) in the job store.
+    /// Whether the job was stopped for good (cancelled or superseded) in the job store. The
+    /// store is written before the queue is told, so a cancel is already visible here.
     async fn stopped_for_good(&self, id: JobId) -> bool {
-        matches!(self.store.get_job(id).await, Ok(Some(j)) if j.state.is_terminal())
+        for _ in 0..3 {
+            match self.store.get_job(id).await {
+                Ok(Some(j)) => return j.state.is_terminal(),
+                Ok(None) => return true,
+                Err(e) => {
+                    warn!(error = %e, "cannot read the job's state; retrying");
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+            }
+        }
+        false
     }
 
     async fn delete_job(&self, name: &str) {
@@ -635,6 +646,18 @@ impl BuildHandler {
         result: &Value,
         options: ValidLaunchOptions,
     ) -> Result<Value, JobError> {
+        // A build superseded (or cancelled) meanwhile must not launch its image over the newer
+        // one's: the job store refuses its result anyway.
+        match self.store.get_job(job.id).await {
+            Ok(Some(j)) if j.state.is_terminal() => {
+                return Err(JobError::permanent(format!(
+                    "the build ended {} before its launch was enqueued",
+                    j.state
+                )));
+            }
+            Ok(_) => {}
+            Err(e) => return Err(store_error("cannot read the build job", &e)),
+        }
         let pull = result["pull"].as_str().unwrap_or_default();
         let image: ImageRef = pull.parse().map_err(|e| {
             JobError::permanent(format!(
