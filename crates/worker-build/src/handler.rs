@@ -461,6 +461,7 @@ impl BuildHandler {
     /// start whenever the stream ends while the container still runs.
     async fn follow(&self, name: &str, sink: &mut LogSink) -> Result<Ended, FollowError> {
         let mut errors = 0u32;
+        let mut furthest = 0i64;
         loop {
             let pod = match self.wait_for_pod(name).await? {
                 Waited::Pod(pod) => pod,
@@ -503,6 +504,11 @@ impl BuildHandler {
                 },
                 Err(FollowError::Store(e)) => return Err(FollowError::Store(e)),
                 Err(FollowError::Kube(e)) => last_error = e,
+            }
+            // A stream that got further than any before is progress, not a failure streak.
+            if sink.lines_read() > furthest {
+                furthest = sink.lines_read();
+                errors = 0;
             }
             errors += 1;
             if errors >= MAX_FOLLOW_ERRORS {

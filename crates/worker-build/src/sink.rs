@@ -67,6 +67,11 @@ impl LogSink {
         self.oldest.map(|t| t + self.limits.batch_wait)
     }
 
+    /// Lines read since the last restart (stored, or dropped past the cap).
+    pub fn lines_read(&self) -> i64 {
+        self.next_seq
+    }
+
     /// The last lines seen (for the failure message), capped or not.
     pub fn tail(&self) -> Vec<String> {
         self.tail.iter().cloned().collect()
