@@ -288,7 +288,11 @@ async fn cancel_and_supersede_delete_the_running_job_and_keep_its_logs() {
 
 #[tokio::test]
 async fn kubernetes_api_faults_are_survived() {
-    let h = Harness::new(None).await;
+    // The pod takes a while to start, so the worker watches for it through the faults.
+    let h = Harness::new(Some(Box::new(|pod| {
+        default_build(pod).start_after(Duration::from_secs(5))
+    })))
+    .await;
     let faults = h.sim.faults();
     faults.add(
         FaultRule::new(FaultAction::Status {
@@ -324,6 +328,12 @@ async fn kubernetes_api_faults_are_survived() {
             .times(1),
     );
     faults.add(
+        FaultRule::new(FaultAction::TruncateWatch { after_events: 0 })
+            .verb("watch")
+            .resource("pods")
+            .times(1),
+    );
+    faults.add(
         FaultRule::new(FaultAction::Expire)
             .verb("watch")
             .resource("pods")
@@ -352,6 +362,13 @@ async fn kubernetes_api_faults_are_survived() {
         .filter(|r| r.status >= 429)
         .collect();
     assert!(faulted.len() >= 4, "{faulted:?}");
+    let watches = h
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.resource == "pods" && r.verb == "watch")
+        .count();
+    assert!(watches >= 1, "the pod was never watched");
     let metrics = reqwest::get(format!("http://{}/metrics", worker.addr))
         .await
         .unwrap()
