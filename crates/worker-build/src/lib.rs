@@ -76,6 +76,7 @@ pub async fn serve(
     on_listen: impl FnOnce(SocketAddr),
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
+    ensure_build_namespace(&client, &config.build.build_namespace).await;
     let handler = Arc::new(BuildHandler::new(
         client.clone(),
         connected.store.clone(),
@@ -90,4 +91,20 @@ pub async fn serve(
     };
     worker::serve(opts, connected, handler, on_listen, shutdown).await?;
     Ok(())
+}
+
+/// Create the build namespace when it is missing (the demo and tests; in production the
+/// deployment creates it with its Pod Security label, and the worker may lack the right to).
+/// An existing namespace is left as it is; failures are only logged.
+async fn ensure_build_namespace(client: &kube::Client, name: &str) {
+    use k8s_openapi::api::core::v1::Namespace;
+    let api: kube::Api<Namespace> = kube::Api::all(client.clone());
+    let ns = slipway_k8s::build::build_namespace(name);
+    match api.create(&kube::api::PostParams::default(), &ns).await {
+        Ok(_) => tracing::info!(namespace = name, "created the build namespace"),
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => {
+            tracing::warn!(namespace = name, error = %e, "cannot create the build namespace; it must exist")
+        }
+    }
 }

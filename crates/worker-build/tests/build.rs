@@ -86,6 +86,14 @@ async fn a_build_succeeds_with_its_digest_and_complete_ordered_logs() {
     assert_eq!(attempts.len(), 1);
     assert_eq!(attempts[0].k8s_objects, vec![name]);
     assert_eq!(attempts[0].outcome.as_deref(), Some("succeeded"));
+    let ns = h
+        .sim
+        .object("namespaces", "", NS)
+        .expect("the build namespace");
+    assert_eq!(
+        ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
+        "privileged"
+    );
 
     // Probes answer (Kubernetes included) and the build metrics are exported.
     let ready = reqwest::get(format!("http://{}/readyz", worker.addr))

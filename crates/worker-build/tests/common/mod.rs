@@ -5,8 +5,6 @@
 #![allow(dead_code)]
 
 use clap::Parser;
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, PostParams};
 use kube_sim::{Delays, KubeSim, PodInfo, PodScript};
 use serde_json::{Value, json};
 use slipway_core::payload::BuildRequest;
@@ -57,12 +55,7 @@ impl Harness {
             builder = builder.script(script);
         }
         let sim = builder.start().await.expect("simulator");
-        let client = sim.client().unwrap();
-        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": NS}})).unwrap();
-        Api::<Namespace>::all(client)
-            .create(&PostParams::default(), &ns)
-            .await
-            .unwrap();
+        // No namespace: the worker creates its build namespace when it is missing.
         let db = TestDb::new().await.unwrap();
         let store = db.store();
         let prefix = RedisPrefix::new();
