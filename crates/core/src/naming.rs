@@ -135,10 +135,11 @@ pub fn preview_host(key: &str, domain: &str) -> String {
     }
 }
 
-/// The name of the Kubernetes Job for one attempt of a build.
+/// The name of the Kubernetes Job for one attempt of a build: the whole job id (a UUIDv7's
+/// leading hex digits are its timestamp, so any prefix of it is shared by every job created
+/// in the same minute), at most 58 characters (a Job name becomes a label value: 63 at most).
 pub fn build_job_name(job_id: JobId, attempt: u32) -> String {
-    let id = job_id.simple().to_string();
-    format!("{BUILD_JOB_PREFIX}{}-a{attempt}", &id[..8])
+    format!("{BUILD_JOB_PREFIX}{}-a{attempt}", job_id.simple())
 }
 
 /// A Kubernetes label value for `s`: `s` itself when valid, else its characters outside
@@ -396,11 +397,18 @@ mod tests {
     #[test]
     fn build_job_names() {
         let id = JobId::parse_str("0190a5b2-c3d4-7e8f-9a0b-1c2d3e4f5a6b").unwrap();
-        assert_eq!(build_job_name(id, 1), "slipway-build-0190a5b2-a1");
+        assert_eq!(
+            build_job_name(id, 1),
+            "slipway-build-0190a5b2c3d47e8f9a0b1c2d3e4f5a6b-a1"
+        );
         assert_eq!(
             build_job_name(id, u32::MAX),
-            "slipway-build-0190a5b2-a4294967295"
+            "slipway-build-0190a5b2c3d47e8f9a0b1c2d3e4f5a6b-a4294967295"
         );
+        assert!(build_job_name(JobId::max(), u32::MAX).len() <= 63);
+        // Jobs created in the same minute (same UUIDv7 timestamp prefix) get distinct names.
+        let same_minute = JobId::parse_str("0190a5b2-c3d4-7e8f-9a0b-ffffffffffff").unwrap();
+        assert_ne!(build_job_name(id, 1), build_job_name(same_minute, 1));
         assert!(is_dns1123_label(&build_job_name(JobId::max(), u32::MAX)));
         assert!(is_dns1123_label(&build_job_name(JobId::nil(), 0)));
     }

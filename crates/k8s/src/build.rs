@@ -295,6 +295,34 @@ fn secret_volume(name: &str, secret: &str, key: &str, path: &str) -> Volume {
     }
 }
 
+/// The Pod Security label that lets rootless BuildKit's pods (seccomp and AppArmor
+/// `Unconfined`) in: the `privileged` level.
+pub const POD_SECURITY_ENFORCE: (&str, &str) = ("pod-security.kubernetes.io/enforce", "privileged");
+
+/// The build namespace, for a worker that may create it when it is missing (the demo; in
+/// production the deployment creates it): Slipway's managed-by label and the Pod Security
+/// level rootless BuildKit needs.
+pub fn build_namespace(name: &str) -> k8s_openapi::api::core::v1::Namespace {
+    let labels = BTreeMap::from([
+        (
+            crate::labels::MANAGED_BY.to_owned(),
+            crate::labels::MANAGED_BY_VALUE.to_owned(),
+        ),
+        (
+            POD_SECURITY_ENFORCE.0.to_owned(),
+            POD_SECURITY_ENFORCE.1.to_owned(),
+        ),
+    ]);
+    k8s_openapi::api::core::v1::Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            labels: Some(labels),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
 /// What BuildKit reports about a pushed image (`buildctl --metadata-file`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct BuildMetadata {
@@ -329,6 +357,16 @@ pub fn parse_build_metadata(message: &str) -> Result<BuildMetadata, MetadataErro
 pub(crate) mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_build_namespace_allows_unconfined_pods() {
+        assert_eq!(
+            serde_json::to_value(build_namespace("slipway-builds")).unwrap(),
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "slipway-builds",
+                "labels": {"app.kubernetes.io/managed-by": "slipway",
+                    "pod-security.kubernetes.io/enforce": "privileged"}}})
+        );
+    }
 
     pub(crate) fn params() -> BuildJobParams {
         BuildJobParams {

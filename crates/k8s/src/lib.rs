@@ -10,7 +10,8 @@
 //!   and the transient/permanent classification of Kubernetes errors;
 //! - [`logs`]: decoding a container's log stream into ordered, bounded, valid UTF-8 lines;
 //! - [`rollout`]: reading a Deployment's rollout status, its current ReplicaSet and pods, and the
-//!   pod states that explain a stuck rollout.
+//!   pod states that explain a stuck rollout;
+//! - [`outcome`]: where a build pod is and how it ended (build failure versus infrastructure).
 //!
 //! Builders are pure functions from plain parameter structs to `k8s-openapi` objects: no client,
 //! no clock, no randomness, so unit tests pin their output exactly.
@@ -19,6 +20,7 @@ pub mod build;
 pub mod client;
 pub mod labels;
 pub mod logs;
+pub mod outcome;
 pub mod preview;
 pub mod rollout;
 #[cfg(test)]

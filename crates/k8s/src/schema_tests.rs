@@ -50,10 +50,11 @@ fn build_jobs_pass_strict_schema_validation() {
         resources: BuildResources::default(),
         ..full.clone()
     };
-    let objects: Vec<_> = [full, minimal]
+    let mut objects: Vec<_> = [full, minimal]
         .iter()
         .map(|p| serde_json::to_value(build_job(p)).unwrap())
         .collect();
+    objects.push(serde_json::to_value(crate::build::build_namespace("slipway-builds")).unwrap());
     validate_strict(&objects).unwrap();
 }
 

@@ -1,0 +1,194 @@
+//! Configuration: clap flags with `SLIPWAY_*` environment variables. The defaults work for
+//! `make demo` (the simulator, or minikube with its registry addon: push to the in-cluster
+//! registry service over plain HTTP, pull through `localhost:5000`).
+
+use slipway_k8s::build::BuildResources;
+use slipway_shared::config::CommonArgs;
+use slipway_shared::runtime::WorkerArgs;
+use std::time::Duration;
+
+/// The pinned rootless BuildKit image.
+pub const DEFAULT_BUILDKIT_IMAGE: &str = "moby/buildkit:v0.23.2-rootless";
+
+/// Everything `slipway-worker-build` is configured with.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "slipway-worker-build",
+    version,
+    about = "Slipway's build worker: image builds as Kubernetes Jobs running rootless BuildKit"
+)]
+pub struct Config {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub worker: WorkerArgs,
+    #[command(flatten)]
+    pub build: BuildArgs,
+}
+
+/// The build worker's own settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BuildArgs {
+    /// Namespace the build Jobs run in. It must allow seccomp and AppArmor `Unconfined`
+    /// (label it `pod-security.kubernetes.io/enforce=privileged`; see docs/worker-build.md).
+    #[arg(
+        long,
+        env = "SLIPWAY_BUILD_NAMESPACE",
+        default_value = "slipway-builds"
+    )]
+    pub build_namespace: String,
+    /// The rootless BuildKit image (pin a version).
+    #[arg(long, env = "SLIPWAY_BUILDKIT_IMAGE", default_value = DEFAULT_BUILDKIT_IMAGE)]
+    pub buildkit_image: String,
+    /// Registry the builder pushes to (as seen from the build pod).
+    #[arg(
+        long,
+        env = "SLIPWAY_REGISTRY_PUSH",
+        default_value = "registry.kube-system.svc.cluster.local:80"
+    )]
+    pub registry_push: String,
+    /// Registry prefix the cluster pulls built images from (as seen by the kubelet).
+    #[arg(long, env = "SLIPWAY_REGISTRY_PULL", default_value = "localhost:5000")]
+    pub registry_pull: String,
+    /// Push over plain HTTP (minikube's in-cluster registry).
+    #[arg(long, env = "SLIPWAY_REGISTRY_INSECURE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub registry_insecure: bool,
+    /// Registry cache import and export (`mode=max`) under `<image>:<cache tag>`.
+    #[arg(long, env = "SLIPWAY_BUILD_CACHE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub build_cache: bool,
+    /// Tag of the registry cache image next to each built image.
+    #[arg(long, env = "SLIPWAY_BUILD_CACHE_TAG", default_value = "buildcache")]
+    pub build_cache_tag: String,
+    /// CPU request of the build container.
+    #[arg(long, env = "SLIPWAY_BUILD_CPU_REQUEST", default_value = "500m")]
+    pub build_cpu_request: String,
+    /// Memory request of the build container.
+    #[arg(long, env = "SLIPWAY_BUILD_MEMORY_REQUEST", default_value = "1Gi")]
+    pub build_memory_request: String,
+    /// CPU limit of the build container (empty: none).
+    #[arg(long, env = "SLIPWAY_BUILD_CPU_LIMIT", default_value = "")]
+    pub build_cpu_limit: String,
+    /// Memory limit of the build container (empty: none).
+    #[arg(long, env = "SLIPWAY_BUILD_MEMORY_LIMIT", default_value = "4Gi")]
+    pub build_memory_limit: String,
+    /// `activeDeadlineSeconds` of a build Job.
+    #[arg(long, env = "SLIPWAY_BUILD_DEADLINE_SECS", default_value_t = 1800)]
+    pub build_deadline_secs: i64,
+    /// `ttlSecondsAfterFinished` of a build Job (a safety net: the worker deletes Jobs itself).
+    #[arg(long, env = "SLIPWAY_BUILD_TTL_SECS", default_value_t = 3600)]
+    pub build_ttl_secs: i32,
+    /// Lines stored per build attempt; the rest is dropped after a truncation marker.
+    #[arg(long, env = "SLIPWAY_LOG_MAX_LINES", default_value_t = 100_000)]
+    pub log_max_lines: u64,
+    /// Longest stored line in bytes; longer lines are split.
+    #[arg(long, env = "SLIPWAY_LOG_MAX_LINE_BYTES", default_value_t = 8192)]
+    pub log_max_line_bytes: usize,
+    /// A log batch is written when it holds this many lines...
+    #[arg(long, env = "SLIPWAY_LOG_BATCH_LINES", default_value_t = 500)]
+    pub log_batch_lines: usize,
+    /// ...or when its oldest line is this old.
+    #[arg(long, env = "SLIPWAY_LOG_BATCH_MS", default_value_t = 200)]
+    pub log_batch_ms: u64,
+    /// Build Jobs running at once in the build namespace, across all workers (0: no cap).
+    /// Counted from the cluster before a Job is created; over the cap, the job waits.
+    #[arg(long, env = "SLIPWAY_MAX_CONCURRENT_BUILDS", default_value_t = 20)]
+    pub max_concurrent_builds: usize,
+}
+
+/// [`BuildArgs`] in the form the handler uses.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub namespace: String,
+    pub buildkit_image: String,
+    pub registry_push: String,
+    pub registry_pull: String,
+    pub registry_insecure: bool,
+    pub cache_tag: Option<String>,
+    pub resources: BuildResources,
+    pub deadline_secs: i64,
+    pub ttl_secs: i32,
+    pub log_max_lines: u64,
+    pub log_max_line_bytes: usize,
+    pub log_batch_lines: usize,
+    pub log_batch_wait: Duration,
+    pub max_concurrent_builds: usize,
+    /// How often the global build cap is re-checked while waiting for a slot.
+    pub slot_poll: Duration,
+}
+
+fn non_empty(s: &str) -> Option<String> {
+    let s = s.trim();
+    (!s.is_empty()).then(|| s.to_owned())
+}
+
+impl BuildArgs {
+    pub fn settings(&self) -> Settings {
+        Settings {
+            namespace: self.build_namespace.clone(),
+            buildkit_image: self.buildkit_image.clone(),
+            registry_push: self.registry_push.clone(),
+            registry_pull: self.registry_pull.clone(),
+            registry_insecure: self.registry_insecure,
+            cache_tag: self
+                .build_cache
+                .then(|| non_empty(&self.build_cache_tag))
+                .flatten(),
+            resources: BuildResources {
+                cpu_request: non_empty(&self.build_cpu_request),
+                memory_request: non_empty(&self.build_memory_request),
+                cpu_limit: non_empty(&self.build_cpu_limit),
+                memory_limit: non_empty(&self.build_memory_limit),
+            },
+            deadline_secs: self.build_deadline_secs.max(1),
+            ttl_secs: self.build_ttl_secs.max(0),
+            log_max_lines: self.log_max_lines.max(1),
+            log_max_line_bytes: self.log_max_line_bytes.max(16),
+            log_batch_lines: self.log_batch_lines.max(1),
+            log_batch_wait: Duration::from_millis(self.log_batch_ms),
+            max_concurrent_builds: self.max_concurrent_builds,
+            slot_poll: Duration::from_secs(1),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn defaults_parse_and_flags_override() {
+        let c = Config::try_parse_from([
+            "slipway-worker-build",
+            "--database-url",
+            "postgres://x@localhost/db",
+        ])
+        .unwrap();
+        let s = c.build.settings();
+        assert_eq!(s.namespace, "slipway-builds");
+        assert_eq!(s.buildkit_image, DEFAULT_BUILDKIT_IMAGE);
+        assert!(s.buildkit_image.ends_with("-rootless"));
+        assert_eq!(s.cache_tag.as_deref(), Some("buildcache"));
+        assert!(s.registry_insecure);
+        assert_eq!(s.resources.cpu_limit, None);
+        assert_eq!(s.resources.memory_limit.as_deref(), Some("4Gi"));
+        assert_eq!(s.log_batch_lines, 500);
+
+        let c = Config::try_parse_from([
+            "slipway-worker-build",
+            "--database-url",
+            "postgres://x@localhost/db",
+            "--build-cache",
+            "false",
+            "--registry-insecure",
+            "false",
+            "--max-concurrent-builds",
+            "3",
+        ])
+        .unwrap();
+        let s = c.build.settings();
+        assert_eq!(s.cache_tag, None);
+        assert!(!s.registry_insecure);
+        assert_eq!(s.max_concurrent_builds, 3);
+    }
+}

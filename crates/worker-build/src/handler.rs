@@ -1,0 +1,892 @@
+//! The build handler: one attempt of one build job (see the crate documentation).
+
+use crate::config::Settings;
+use crate::sink::{LogSink, SinkLimits};
+use futures::{AsyncReadExt, StreamExt};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
+use kube::api::{Api, ListParams, LogParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use serde_json::{Value, json};
+use slipway_core::naming::{build_job_name, standard_labels};
+use slipway_core::validate::{ImageSource, ValidBuild, ValidLaunch, ValidLaunchOptions};
+use slipway_core::{ErrorClass, ImageRef, JobId, JobKind};
+use slipway_k8s::build::{BuildJobParams, CONTAINER, build_job, parse_build_metadata};
+use slipway_k8s::client::{K8sError, create_or_adopt, delete_background, get_opt, namespaced};
+use slipway_k8s::labels;
+use slipway_k8s::logs::LogDecoder;
+use slipway_k8s::outcome::{
+    BuildVerdict, PodEnd, PodProgress, classify_end, failing_step, job_failure, job_finished,
+    pod_progress,
+};
+use slipway_shared::queue::QueueClient;
+use slipway_shared::runtime::{Handler, JobContext, JobError};
+use slipway_shared::store::{JobRecord, NewJob, Store, StoreError};
+use std::future::Future;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// Consecutive Kubernetes API failures (or log streams that end while the build runs) that a
+/// follower survives before it gives the attempt up as transient.
+const MAX_FOLLOW_ERRORS: u32 = 20;
+
+/// The build worker's [`Handler`].
+pub struct BuildHandler {
+    client: kube::Client,
+    store: Store,
+    queue: QueueClient,
+    settings: Settings,
+}
+
+/// The Job an attempt works with.
+#[derive(Debug, Clone)]
+struct Target {
+    name: String,
+    /// The attempt the logs are stored under: the Job's own attempt, which is an earlier one
+    /// when this attempt adopted a dead worker's Job.
+    log_attempt: u32,
+    /// The Job already exists (a dead worker's attempt, or this very attempt run before).
+    exists: bool,
+}
+
+/// How the build ended, as seen from the cluster.
+#[derive(Debug)]
+enum Ended {
+    Pod(PodEnd),
+    Stuck { reason: String, message: String },
+    JobFailed { reason: String, message: String },
+    Vanished,
+}
+
+#[derive(Debug)]
+enum FollowError {
+    Kube(String),
+    Store(StoreError),
+}
+
+enum Waited {
+    Pod(Box<Pod>),
+    Ended(Ended),
+}
+
+fn note_k8s_error(code: Option<u16>) {
+    let code = code.map_or_else(|| "transport".to_owned(), |c| c.to_string());
+    metrics::counter!("slipway_k8s_api_errors_total", "worker" => "build", "code" => code)
+        .increment(1);
+}
+
+fn kube_code(e: &kube::Error) -> Option<u16> {
+    match e {
+        kube::Error::Api(s) => Some(s.code),
+        _ => None,
+    }
+}
+
+fn job_error(e: &K8sError) -> JobError {
+    JobError {
+        class: e.class(),
+        message: e.to_string(),
+    }
+}
+
+fn store_error(what: &str, e: &StoreError) -> JobError {
+    JobError::transient(format!("{what}: {e}"))
+}
+
+/// Parse a build job's payload: the `ValidBuild`, and `then_launch` for a pipeline's build.
+pub(crate) fn parse_payload(
+    payload: &Value,
+) -> Result<(ValidBuild, Option<ValidLaunchOptions>), JobError> {
+    let mut payload = payload.clone();
+    let then_launch = payload
+        .as_object_mut()
+        .and_then(|o| o.remove("then_launch"))
+        .filter(|v| !v.is_null())
+        .map(serde_json::from_value::<ValidLaunchOptions>)
+        .transpose()
+        .map_err(|e| JobError::permanent(format!("invalid pipeline launch options: {e}")))?;
+    let build: ValidBuild = serde_json::from_value(payload)
+        .map_err(|e| JobError::permanent(format!("invalid build payload: {e}")))?;
+    Ok((build, then_launch))
+}
+
+/// The error of a build that failed on its own: the failing step from the log, else the
+/// termination message's last lines (`FallbackToLogsOnError`), and the exit code.
+pub(crate) fn build_failure_message(
+    exit_code: i32,
+    tail: &[String],
+    message: Option<&str>,
+) -> String {
+    let mut step = failing_step(tail, 3);
+    if step.is_empty()
+        && let Some(m) = message
+    {
+        let lines: Vec<&str> = m.lines().filter(|l| !l.trim().is_empty()).collect();
+        let skip = lines.len().saturating_sub(3);
+        step = lines[skip..].iter().map(|l| l.trim().to_owned()).collect();
+    }
+    if step.is_empty()
+        && let Some(last) = tail.iter().rev().find(|l| !l.trim().is_empty())
+    {
+        step.push(last.trim().to_owned());
+    }
+    if step.is_empty() {
+        format!("the build failed (exit code {exit_code})")
+    } else {
+        format!(
+            "the build failed (exit code {exit_code}): {}",
+            step.join(" | ")
+        )
+    }
+}
+
+/// The Job parameters of this build.
+pub(crate) fn job_params(
+    s: &Settings,
+    build: &ValidBuild,
+    name: &str,
+    job_id: JobId,
+) -> BuildJobParams {
+    let context = build.git_context();
+    let remote = context
+        .split_once('#')
+        .map_or(context.as_str(), |(r, _)| r)
+        .to_owned();
+    let registry = s.registry_push.trim_end_matches('/');
+    let cache_ref = s.cache_tag.as_ref().map(|tag| {
+        if registry.is_empty() {
+            format!("{}:{tag}", build.image)
+        } else {
+            format!("{registry}/{}:{tag}", build.image)
+        }
+    });
+    BuildJobParams {
+        name: name.to_owned(),
+        namespace: s.namespace.clone(),
+        labels: standard_labels(Some(job_id), Some(JobKind::Build), build.preview.as_deref()),
+        buildkit_image: s.buildkit_image.clone(),
+        repository: remote,
+        git_ref: build.commit.clone(),
+        context_subdir: build.context.clone(),
+        dockerfile: build.dockerfile.clone(),
+        build_args: build.build_args.clone(),
+        target: build.target.clone(),
+        push_ref: build.image_reference(&s.registry_push),
+        cache_ref,
+        insecure_registry: s.registry_insecure,
+        git_secret: build.secrets.git.clone(),
+        registry_secret: build.secrets.registry.clone(),
+        resources: s.resources.clone(),
+        active_deadline_seconds: s.deadline_secs,
+        ttl_seconds_after_finished: s.ttl_secs,
+    }
+}
+
+impl BuildHandler {
+    pub fn new(client: kube::Client, store: Store, queue: QueueClient, settings: Settings) -> Self {
+        BuildHandler {
+            client,
+            store,
+            queue,
+            settings,
+        }
+    }
+
+    fn jobs(&self) -> Api<Job> {
+        namespaced(&self.client, &self.settings.namespace)
+    }
+
+    fn pods(&self) -> Api<Pod> {
+        namespaced(&self.client, &self.settings.namespace)
+    }
+
+    /// Retry a Kubernetes call while its errors are transient, a few times, with backoff.
+    async fn k8s_retry<T, F, Fut>(
+        &self,
+        cancel: &CancellationToken,
+        mut op: F,
+    ) -> Result<T, JobError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, K8sError>>,
+    {
+        let mut wait = Duration::from_millis(200);
+        let mut tries = 0;
+        loop {
+            match op().await {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    note_k8s_error(e.code());
+                    if e.class() == ErrorClass::Permanent || tries >= 6 {
+                        return Err(job_error(&e));
+                    }
+                    warn!(error = %e, ?wait, "Kubernetes API call failed; retrying");
+                    tokio::select! {
+                        () = cancel.cancelled() => return Err(job_error(&e)),
+                        () = tokio::time::sleep(wait) => {}
+                    }
+                    wait = (wait * 2).min(Duration::from_secs(3));
+                    tries += 1;
+                }
+            }
+        }
+    }
+
+    /// Which Job this attempt works with: the Job of the previous attempt when that attempt's
+    /// worker died and its Job still runs (adopt it, store its log under its attempt), else
+    /// this attempt's own.
+    async fn pick_target(&self, job: &JobContext, record: &JobRecord) -> Result<Target, JobError> {
+        let own_name = build_job_name(job.id, job.attempt);
+        let jobs = self.jobs();
+        let own = self
+            .k8s_retry(&job.cancel, || get_opt(&jobs, &own_name))
+            .await?;
+        let own = Target {
+            exists: own.is_some(),
+            name: own_name,
+            log_attempt: job.attempt,
+        };
+        if own.exists || job.attempt <= 1 {
+            return Ok(own);
+        }
+        let attempts = self
+            .store
+            .attempts(job.id)
+            .await
+            .map_err(|e| store_error("cannot read the job's attempts", &e))?;
+        let Some(prev) = attempts
+            .iter()
+            .filter(|a| a.attempt > record.attempt_base && (a.attempt as u32) < job.attempt)
+            .max_by_key(|a| a.attempt)
+        else {
+            return Ok(own);
+        };
+        if prev.outcome.as_deref() != Some("abandoned") {
+            return Ok(own);
+        }
+        // The previous attempt may itself have adopted an earlier attempt's Job.
+        let Some((name, log_attempt)) = (1..=prev.attempt as u32).rev().find_map(|k| {
+            let name = build_job_name(job.id, k);
+            prev.k8s_objects.contains(&name).then_some((name, k))
+        }) else {
+            return Ok(own);
+        };
+        let existing = self
+            .k8s_retry(&job.cancel, || get_opt(&jobs, &name))
+            .await?;
+        let ours = |j: &Job| {
+            j.labels().get(labels::JOB_ID).map(String::as_str)
+                == Some(job.id.hyphenated().to_string().as_str())
+        };
+        match existing {
+            Some(j)
+                if ours(&j)
+                    && j.metadata.deletion_timestamp.is_none()
+                    && job_failure(&j).is_none() =>
+            {
+                info!(job = %name, from_attempt = log_attempt, "adopting the build Job of a worker that died");
+                Ok(Target {
+                    name,
+                    log_attempt,
+                    exists: true,
+                })
+            }
+            Some(j) if ours(&j) => {
+                // It failed (or is going away) meanwhile: the dead attempt's failure is its own.
+                let _ = delete_background(&jobs, &name).await;
+                Ok(own)
+            }
+            _ => Ok(own),
+        }
+    }
+
+    /// Wait until the build namespace runs fewer unfinished Slipway build Jobs than the global
+    /// cap. The cluster itself is the count, so a worker that dies holds no slot; two workers
+    /// checking at the same instant may overshoot the cap by one Job each, which is acceptable
+    /// for a flood guard.
+    async fn wait_for_slot(&self, cancel: &CancellationToken) -> Result<(), JobError> {
+        let max = self.settings.max_concurrent_builds;
+        if max == 0 {
+            return Ok(());
+        }
+        let selector = format!(
+            "{}={},{}={}",
+            labels::MANAGED_BY,
+            labels::MANAGED_BY_VALUE,
+            labels::KIND,
+            JobKind::Build.as_str()
+        );
+        let jobs = self.jobs();
+        let mut waiting_since: Option<Instant> = None;
+        loop {
+            match jobs.list(&ListParams::default().labels(&selector)).await {
+                Ok(list) => {
+                    let active = list
+                        .items
+                        .iter()
+                        .filter(|j| j.metadata.deletion_timestamp.is_none() && !job_finished(j))
+                        .count();
+                    if active < max {
+                        if let Some(since) = waiting_since {
+                            metrics::histogram!("slipway_build_slot_wait_seconds")
+                                .record(since.elapsed().as_secs_f64());
+                        }
+                        return Ok(());
+                    }
+                    if waiting_since.is_none() {
+                        info!(active, max, "build cap reached; waiting for a slot");
+                        waiting_since = Some(Instant::now());
+                    }
+                }
+                Err(e) => {
+                    note_k8s_error(kube_code(&e));
+                    warn!(error = %e, "cannot count running builds; retrying");
+                }
+            }
+            let jitter = Duration::from_millis(rand::random_range(0..250));
+            tokio::select! {
+                () = cancel.cancelled() => {
+                    return Err(JobError::transient("stopped while waiting for a build slot"));
+                }
+                () = tokio::time::sleep(self.settings.slot_poll + jitter) => {}
+            }
+        }
+    }
+
+    /// Wait for the Job's pod to start (or end, or get stuck), or for the Job to fail or
+    /// vanish without one. Watches the pods (the watcher re-lists after a 410 or a dropped
+    /// watch and backs off on errors) and checks the Job every two seconds.
+    async fn wait_for_pod(&self, name: &str) -> Result<Waited, FollowError> {
+        let selector = format!("batch.kubernetes.io/job-name={name}");
+        let stream =
+            watcher(self.pods(), watcher::Config::default().labels(&selector)).default_backoff();
+        let mut stream = std::pin::pin!(stream);
+        let mut tick = tokio::time::interval_at(
+            tokio::time::Instant::now() + Duration::from_secs(2),
+            Duration::from_secs(2),
+        );
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let jobs = self.jobs();
+        let mut errors = 0u32;
+        loop {
+            tokio::select! {
+                event = stream.next() => match event {
+                    None => return Err(FollowError::Kube("the pod watch ended".into())),
+                    Some(Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod))) => {
+                        errors = 0;
+                        if pod_progress(&pod, CONTAINER) != PodProgress::Pending {
+                            return Ok(Waited::Pod(Box::new(pod)));
+                        }
+                    }
+                    Some(Ok(_)) => errors = 0,
+                    Some(Err(e)) => {
+                        let code = match &e {
+                            watcher::Error::InitialListFailed(k)
+                            | watcher::Error::WatchStartFailed(k)
+                            | watcher::Error::WatchFailed(k) => kube_code(k),
+                            watcher::Error::WatchError(s) => Some(s.code),
+                            _ => None,
+                        };
+                        note_k8s_error(code);
+                        errors += 1;
+                        warn!(error = %e, errors, "watching the build pod failed; retrying");
+                        if errors >= MAX_FOLLOW_ERRORS {
+                            return Err(FollowError::Kube(format!("watching the build pod: {e}")));
+                        }
+                    }
+                },
+                _ = tick.tick() => match get_opt(&jobs, name).await {
+                    Ok(None) => return Ok(Waited::Ended(Ended::Vanished)),
+                    Ok(Some(job)) => {
+                        if let Some((reason, message)) = job_failure(&job) {
+                            // A pod that ran tells more (and has the log): prefer it.
+                            let listed = self.pods().list(&ListParams::default().labels(&selector)).await;
+                            if let Some(pod) = listed.ok().and_then(|l| l.items.into_iter().find(|p| {
+                                pod_progress(p, CONTAINER) != PodProgress::Pending
+                            })) {
+                                return Ok(Waited::Pod(Box::new(pod)));
+                            }
+                            return Ok(Waited::Ended(Ended::JobFailed { reason, message }));
+                        }
+                    }
+                    Err(e) => note_k8s_error(e.code()),
+                },
+            }
+        }
+    }
+
+    /// Follow the container log from its start into the sink until the stream ends. Returns
+    /// the decoder, whose last partial line is only delivered once the container has ended
+    /// (a stream cut mid-line is re-read instead).
+    async fn stream_log(&self, pod: &str, sink: &mut LogSink) -> Result<LogDecoder, FollowError> {
+        let params = LogParams {
+            container: Some(CONTAINER.to_owned()),
+            follow: true,
+            timestamps: true,
+            ..Default::default()
+        };
+        let reader = self.pods().log_stream(pod, &params).await.map_err(|e| {
+            note_k8s_error(kube_code(&e));
+            FollowError::Kube(format!("following the log of pod {pod}: {e}"))
+        })?;
+        let mut reader = std::pin::pin!(reader);
+        let mut decoder = LogDecoder::new(true, self.settings.log_max_line_bytes);
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let deadline = sink.deadline();
+            let far = tokio::time::Instant::now() + Duration::from_secs(3600);
+            tokio::select! {
+                read = reader.read(&mut buf) => match read {
+                    Ok(0) => return Ok(decoder),
+                    Ok(n) => {
+                        for line in decoder.feed(&buf[..n]) {
+                            sink.push(line).await.map_err(FollowError::Store)?;
+                        }
+                    }
+                    Err(e) => {
+                        note_k8s_error(None);
+                        return Err(FollowError::Kube(format!("reading the log of pod {pod}: {e}")));
+                    }
+                },
+                () = tokio::time::sleep_until(deadline.unwrap_or(far)), if deadline.is_some() => {
+                    sink.flush().await.map_err(FollowError::Store)?;
+                }
+            }
+        }
+    }
+
+    /// Follow the build to its end: wait for the pod, stream its log, and re-follow from the
+    /// start whenever the stream ends while the container still runs.
+    async fn follow(&self, name: &str, sink: &mut LogSink) -> Result<Ended, FollowError> {
+        let mut errors = 0u32;
+        let mut furthest = 0i64;
+        loop {
+            let pod = match self.wait_for_pod(name).await? {
+                Waited::Pod(pod) => pod,
+                Waited::Ended(ended) => return Ok(ended),
+            };
+            let pod_name = pod.name_any();
+            match pod_progress(&pod, CONTAINER) {
+                PodProgress::Stuck { reason, message } => {
+                    return Ok(Ended::Stuck { reason, message });
+                }
+                PodProgress::Pending => continue,
+                PodProgress::Running | PodProgress::Ended(_) => {}
+            }
+            sink.restart();
+            let last_error: String;
+            match self.stream_log(&pod_name, sink).await {
+                Ok(decoder) => match get_opt(&self.pods(), &pod_name).await {
+                    Ok(Some(pod)) => {
+                        if let PodProgress::Ended(end) = pod_progress(&pod, CONTAINER) {
+                            for line in decoder.finish() {
+                                sink.push(line).await.map_err(FollowError::Store)?;
+                            }
+                            return Ok(Ended::Pod(end));
+                        }
+                        last_error = format!("the log stream of pod {pod_name} ended early");
+                    }
+                    Ok(None) => {
+                        return Ok(match get_opt(&self.jobs(), name).await {
+                            Ok(Some(job)) => match job_failure(&job) {
+                                Some((reason, message)) => Ended::JobFailed { reason, message },
+                                None => Ended::Vanished,
+                            },
+                            _ => Ended::Vanished,
+                        });
+                    }
+                    Err(e) => {
+                        note_k8s_error(e.code());
+                        last_error = e.to_string();
+                    }
+                },
+                Err(FollowError::Store(e)) => return Err(FollowError::Store(e)),
+                Err(FollowError::Kube(e)) => last_error = e,
+            }
+            // A stream that got further than any before is progress, not a failure streak.
+            if sink.lines_read() > furthest {
+                furthest = sink.lines_read();
+                errors = 0;
+            }
+            errors += 1;
+            if errors >= MAX_FOLLOW_ERRORS {
+                return Err(FollowError::Kube(last_error));
+            }
+            warn!(error = %last_error, errors, "re-following the build log from the start");
+            let wait =
+                Duration::from_millis(100 * 2u64.pow(errors.min(5))).min(Duration::from_secs(3));
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Whether the job was stopped for good (cancelled or superseded) in the job store. The
+    /// store is written before the queue is told, so a cancel is already visible here.
+    async fn stopped_for_good(&self, id: JobId) -> bool {
+        for _ in 0..3 {
+            match self.store.get_job(id).await {
+                Ok(Some(j)) => return j.state.is_terminal(),
+                Ok(None) => return true,
+                Err(e) => {
+                    warn!(error = %e, "cannot read the job's state; retrying");
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+            }
+        }
+        false
+    }
+
+    async fn delete_job(&self, name: &str) {
+        let jobs = self.jobs();
+        let never = CancellationToken::new();
+        match self
+            .k8s_retry(&never, || delete_background(&jobs, name))
+            .await
+        {
+            Ok(_) => info!(job = %name, "build Job deleted"),
+            // ttlSecondsAfterFinished and the cleanup worker are the safety net.
+            Err(e) => warn!(job = %name, error = %e.message, "cannot delete the build Job"),
+        }
+    }
+
+    /// One attempt of a build, up to its result (without the pipeline's launch).
+    async fn build(
+        &self,
+        job: &JobContext,
+        record: &JobRecord,
+        build: &ValidBuild,
+    ) -> Result<Value, JobError> {
+        let target = self.pick_target(job, record).await?;
+        let name = target.name.clone();
+        if !target.exists {
+            self.wait_for_slot(&job.cancel).await?;
+            let object = build_job(&job_params(&self.settings, build, &name, job.id));
+            let jobs = self.jobs();
+            let (_, existed) = self
+                .k8s_retry(&job.cancel, || create_or_adopt(&jobs, &object))
+                .await?;
+            info!(job = %name, adopted = existed, "build Job created");
+        }
+        self.store
+            .record_attempt_objects(job.id, job.attempt as i32, std::slice::from_ref(&name))
+            .await
+            .map_err(|e| store_error("cannot record the build Job", &e))?;
+
+        let limits = SinkLimits {
+            batch_lines: self.settings.log_batch_lines,
+            batch_wait: self.settings.log_batch_wait,
+            max_lines: self.settings.log_max_lines,
+        };
+        let mut sink = LogSink::new(
+            self.store.clone(),
+            job.id,
+            target.log_attempt as i32,
+            limits,
+        );
+        let followed = {
+            let follow = self.follow(&name, &mut sink);
+            tokio::select! {
+                r = follow => Some(r),
+                () = job.cancel.cancelled() => None,
+            }
+        };
+        let flushed = sink.flush().await;
+        let Some(followed) = followed else {
+            if self.stopped_for_good(job.id).await {
+                info!(job = %name, "build cancelled; deleting its Job");
+                self.delete_job(&name).await;
+            }
+            return Err(JobError::transient("the build was stopped before it ended"));
+        };
+        if let Err(e) = flushed {
+            // The Job stays (ttlSecondsAfterFinished): its log could not be saved.
+            return Err(store_error("cannot store the build log", &e));
+        }
+        let verdict = match followed {
+            Err(FollowError::Store(e)) => {
+                return Err(store_error("cannot store the build log", &e));
+            }
+            Err(FollowError::Kube(e)) => Err(JobError::transient(format!(
+                "lost track of the build on the Kubernetes API: {e}"
+            ))),
+            Ok(Ended::Pod(end)) => match classify_end(&end) {
+                BuildVerdict::Succeeded { message } => parse_build_metadata(&message)
+                    .map(|meta| {
+                        json!({
+                            "image": build.image_reference(&self.settings.registry_push),
+                            "digest": meta.digest,
+                            "pull": format!("{}@{}", build.image_reference(&self.settings.registry_pull), meta.digest),
+                            "build_job": name,
+                        })
+                    })
+                    .map_err(|e| JobError::permanent(format!("the build ended but {e}"))),
+                BuildVerdict::BuildFailed { exit_code } => Err(JobError::permanent(
+                    build_failure_message(exit_code, &sink.tail(), end.message.as_deref()),
+                )),
+                BuildVerdict::Infrastructure { reason } => Err(JobError::transient(reason)),
+            },
+            Ok(Ended::Stuck { reason, message }) => Err(JobError::transient(format!(
+                "the build pod could not start: {reason}: {message}"
+            ))),
+            Ok(Ended::JobFailed { reason, message }) => Err(JobError::transient(format!(
+                "the build Job failed: {reason}: {message}"
+            ))),
+            Ok(Ended::Vanished) => Err(JobError::transient(
+                "the build Job was deleted before the build ended",
+            )),
+        };
+        // The final batch is committed: the Job can go.
+        self.delete_job(&name).await;
+        verdict
+    }
+
+    /// Record and enqueue the launch that follows a pipeline's build: one per build job (the
+    /// idempotency key is derived from the build job's id, so a retried build does not enqueue
+    /// a second).
+    async fn enqueue_launch(
+        &self,
+        job: &JobContext,
+        record: &JobRecord,
+        build: &ValidBuild,
+        result: &Value,
+        options: ValidLaunchOptions,
+    ) -> Result<Value, JobError> {
+        // A build superseded (or cancelled) meanwhile must not launch its image over the newer
+        // one's: the job store refuses its result anyway.
+        match self.store.get_job(job.id).await {
+            Ok(Some(j)) if j.state.is_terminal() => {
+                return Err(JobError::permanent(format!(
+                    "the build ended {} before its launch was enqueued",
+                    j.state
+                )));
+            }
+            Ok(_) => {}
+            Err(e) => return Err(store_error("cannot read the build job", &e)),
+        }
+        let pull = result["pull"].as_str().unwrap_or_default();
+        let image: ImageRef = pull.parse().map_err(|e| {
+            JobError::permanent(format!(
+                "the built image {pull:?} is not a valid reference: {e}"
+            ))
+        })?;
+        let preview = build
+            .preview
+            .clone()
+            .or_else(|| record.preview.clone())
+            .ok_or_else(|| JobError::permanent("a pipeline's build has no preview"))?;
+        let launch = ValidLaunch {
+            preview: preview.clone(),
+            source: ImageSource::Image(image),
+            options,
+        };
+        let payload = serde_json::to_value(&launch)
+            .map_err(|e| JobError::permanent(format!("cannot encode the launch: {e}")))?;
+        let mut new = NewJob::new(JobKind::Launch, payload);
+        new.preview = Some(preview.clone());
+        new.commit_sha = Some(build.commit.clone());
+        new.max_attempts = record.max_attempts;
+        new.idempotency_key = Some(format!("pipeline-launch:{}", job.id));
+        new.trace_context = record.trace_context.clone();
+        let inserted = self
+            .store
+            .insert_job(new)
+            .await
+            .map_err(|e| store_error("cannot record the pipeline's launch", &e))?;
+        let launch_job = inserted.job;
+        if inserted.created {
+            match self
+                .store
+                .supersede_older(&preview, launch_job.id, &[JobKind::Launch])
+                .await
+            {
+                Ok(ids) => {
+                    for id in ids {
+                        let reason = format!("superseded by job {}", launch_job.id);
+                        if let Err(e) = self
+                            .queue
+                            .cancel(JobKind::Launch, &id.to_string(), &reason)
+                            .await
+                        {
+                            warn!(job.id = %id, error = %e, "could not signal supersede to the queue");
+                        }
+                    }
+                }
+                Err(e) => warn!(error = %e, "could not supersede older launches"),
+            }
+        }
+        if launch_job.enqueued_at.is_none() && !launch_job.state.is_terminal() {
+            let budget = u32::try_from(launch_job.max_attempts).unwrap_or(3);
+            match self
+                .queue
+                .push(JobKind::Launch, launch_job.id, budget)
+                .await
+            {
+                Ok(()) => {
+                    if let Err(e) = self.store.mark_enqueued(launch_job.id).await {
+                        warn!(error = %e, "could not mark the launch enqueued; the relay will");
+                    }
+                }
+                // The row stays un-enqueued: the API's relay pushes it when Redis is back.
+                Err(e) => warn!(error = %e, "could not push the launch; the relay will"),
+            }
+        }
+        info!(launch = %launch_job.id, "pipeline launch enqueued");
+        Ok(json!({"job": launch_job.id, "image": pull}))
+    }
+}
+
+#[async_trait::async_trait]
+impl Handler for BuildHandler {
+    async fn handle(&self, job: JobContext) -> Result<Value, JobError> {
+        let record = job
+            .record
+            .clone()
+            .ok_or_else(|| JobError::permanent("the build worker needs the job store's record"))?;
+        let (build, then_launch) = parse_payload(&record.payload)?;
+        metrics::counter!("slipway_builds_started_total").increment(1);
+        let started = Instant::now();
+        let result = self.build(&job, &record, &build).await;
+        let outcome = match &result {
+            Ok(_) => "succeeded",
+            Err(_) if job.cancel.is_cancelled() => "stopped",
+            Err(e) if e.class == ErrorClass::Permanent => "failed",
+            Err(_) => "transient_failure",
+        };
+        metrics::counter!("slipway_builds_finished_total", "outcome" => outcome).increment(1);
+        metrics::histogram!("slipway_build_duration_seconds", "outcome" => outcome)
+            .record(started.elapsed().as_secs_f64());
+        let mut value = result?;
+        if let Some(options) = then_launch {
+            value["launch"] = self
+                .enqueue_launch(&job, &record, &build, &value, options)
+                .await?;
+        }
+        Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Settings {
+        use clap::Parser;
+        crate::Config::try_parse_from(["w", "--database-url", "postgres://x@localhost/db"])
+            .unwrap()
+            .build
+            .settings()
+    }
+
+    #[test]
+    fn a_valid_build_maps_to_the_job_parameters() {
+        use slipway_core::payload::BuildRequest;
+        use slipway_core::validate::{Limits, Validate};
+        let req: BuildRequest = serde_json::from_value(json!({
+            "repository": "https://github.com/org/app",
+            "commit": "0123456789abcdef0123456789abcdef01234567",
+            "context": "web",
+            "dockerfile": "docker/Dockerfile",
+            "image": "org/app",
+            "tag": "v1",
+            "build_args": {"A": "1"},
+            "target": "Runtime",
+            "secrets": {"git": "git-token", "registry": "push-creds"},
+            "preview": "org/app#1",
+        }))
+        .unwrap();
+        let build = req.validate(&Limits::default()).unwrap();
+        let id: JobId = "0190a5b2-c3d4-7e8f-9a0b-1c2d3e4f5a6b".parse().unwrap();
+        let name = build_job_name(id, 2);
+        let p = job_params(&settings(), &build, &name, id);
+        assert_eq!(p.name, "slipway-build-0190a5b2c3d47e8f9a0b1c2d3e4f5a6b-a2");
+        assert_eq!(p.namespace, "slipway-builds");
+        assert_eq!(p.repository, "https://github.com/org/app.git");
+        assert_eq!(
+            p.git_context(),
+            "https://github.com/org/app.git#0123456789abcdef0123456789abcdef01234567:web"
+        );
+        assert_eq!(p.dockerfile, "docker/Dockerfile");
+        assert_eq!(p.target.as_deref(), Some("runtime"));
+        assert_eq!(
+            p.push_ref,
+            "registry.kube-system.svc.cluster.local:80/org/app:v1"
+        );
+        assert_eq!(
+            p.cache_ref.as_deref(),
+            Some("registry.kube-system.svc.cluster.local:80/org/app:buildcache")
+        );
+        assert!(p.insecure_registry);
+        assert_eq!(p.git_secret.as_deref(), Some("git-token"));
+        assert_eq!(p.registry_secret.as_deref(), Some("push-creds"));
+        assert_eq!(p.active_deadline_seconds, 1800);
+        assert_eq!(p.ttl_seconds_after_finished, 3600);
+        assert_eq!(p.labels[labels::JOB_ID], id.hyphenated().to_string());
+        assert_eq!(p.labels[labels::KIND], "build");
+        assert_eq!(p.labels[labels::MANAGED_BY], "slipway");
+        assert!(p.labels.contains_key(labels::PREVIEW));
+        let job = build_job(&p);
+        let spec = job.spec.unwrap();
+        assert_eq!(spec.backoff_limit, Some(0));
+        let pod = spec.template.spec.unwrap();
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        let args = pod.containers[0].args.clone().unwrap();
+        assert!(args.contains(&"build-arg:A=1".to_owned()), "{args:?}");
+        assert!(
+            args.contains(&"--metadata-file=/dev/termination-log".to_owned()),
+            "{args:?}"
+        );
+    }
+
+    #[test]
+    fn a_build_failure_names_the_failing_step() {
+        let tail: Vec<String> = [
+            "#7 [builder 3/4] RUN make",
+            "#7 ERROR: process \"/bin/sh -c make\" did not complete successfully: exit code: 2",
+            "ERROR: failed to solve: process \"/bin/sh -c make\" did not complete successfully: exit code: 2",
+        ]
+        .map(String::from)
+        .to_vec();
+        let m = build_failure_message(1, &tail, None);
+        assert!(
+            m.starts_with("the build failed (exit code 1): #7 ERROR"),
+            "{m}"
+        );
+        assert!(m.contains("failed to solve"), "{m}");
+        // No BuildKit error lines: the termination message's last lines, then the last line.
+        let m = build_failure_message(1, &["plain".into()], Some("a\nb\nfailed to solve\n"));
+        assert_eq!(m, "the build failed (exit code 1): a | b | failed to solve");
+        let m = build_failure_message(2, &["last words".into()], None);
+        assert_eq!(m, "the build failed (exit code 2): last words");
+        assert_eq!(
+            build_failure_message(3, &[], None),
+            "the build failed (exit code 3)"
+        );
+    }
+
+    #[test]
+    fn payloads_parse_with_and_without_a_following_launch() {
+        use slipway_core::payload::BuildRequest;
+        use slipway_core::validate::{Limits, Validate};
+        let req: BuildRequest = serde_json::from_value(json!({
+            "repository": "https://github.com/org/app",
+            "commit": "0123456789abcdef0123456789abcdef01234567",
+            "image": "org/app",
+            "preview": "org/app#1",
+        }))
+        .unwrap();
+        let valid = req.validate(&Limits::default()).unwrap();
+        let payload = serde_json::to_value(&valid).unwrap();
+        let (b, launch) = parse_payload(&payload).unwrap();
+        assert_eq!(b, valid);
+        assert!(launch.is_none());
+        let mut with_launch = payload.clone();
+        with_launch["then_launch"] = json!({"port": 8080, "env": {}, "secret_env": {},
+            "replicas": 1, "resources": {"cpu_millis": null, "memory_bytes": null},
+            "health_path": "/", "ttl_hours": 72});
+        let (_, launch) = parse_payload(&with_launch).unwrap();
+        assert_eq!(launch.unwrap().port, 8080);
+        let err = parse_payload(&json!({"nope": 1})).unwrap_err();
+        assert_eq!(err.class, ErrorClass::Permanent);
+    }
+}

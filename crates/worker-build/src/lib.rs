@@ -1,0 +1,110 @@
+//! `slipway-worker-build`: builds images as Kubernetes Jobs running rootless BuildKit and
+//! stores their logs in Postgres.
+//!
+//! One attempt of a build job:
+//! 1. parse the validated build (`ValidBuild`, plus `then_launch` for a pipeline's build) from
+//!    the job row;
+//! 2. adopt the previous attempt's Job when that attempt's worker died (its attempt is
+//!    `abandoned` and its Job still runs), else wait for a slot under the global build cap and
+//!    create (or adopt) the Job named `build_job_name(job, attempt)`;
+//! 3. watch for its pod, follow the container log from the start into `job_logs` (batched,
+//!    ordered, capped; re-read from the start after any interruption, the store drops lines it
+//!    already holds);
+//! 4. when the pod ends, classify: success gives the image digest from the termination message;
+//!    a build error is permanent (with the failing step); OOMKilled, eviction, deadline, a
+//!    builder image that cannot be pulled and API trouble are transient;
+//! 5. only after the last log batch is committed, delete the Job (background propagation);
+//! 6. for a pipeline's build, record and enqueue the launch of the built image.
+//!
+//! Cancellation (operator cancel, supersede) deletes the Job, keeping the logs already stored.
+//! A worker that stops for another reason (shutdown, lost lease) leaves the Job running for the
+//! next attempt to adopt.
+
+mod config;
+mod handler;
+mod sink;
+
+pub use config::{BuildArgs, Config, DEFAULT_BUILDKIT_IMAGE, Settings};
+pub use handler::BuildHandler;
+
+use slipway_core::JobKind;
+use slipway_k8s::client::{K8sError, KubeCheck, client_from_env};
+use slipway_shared::worker::{self, WorkerError, WorkerOptions};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Why the worker could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Worker(#[from] WorkerError),
+    #[error(transparent)]
+    Kubernetes(#[from] K8sError),
+}
+
+/// Run the build worker until `shutdown` resolves, with a Kubernetes client from the
+/// environment (`KUBECONFIG` or in-cluster).
+pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> Result<(), Error> {
+    let client = client_from_env().await?;
+    run_with_client(
+        config,
+        client,
+        |addr| tracing::info!(%addr, "probes and metrics listening"),
+        shutdown,
+    )
+    .await
+}
+
+/// Run the build worker with the given Kubernetes client (tests pass the simulator's).
+pub async fn run_with_client(
+    config: Config,
+    client: kube::Client,
+    on_listen: impl FnOnce(SocketAddr),
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Error> {
+    let connected = worker::connect(&config.common).await?;
+    serve(config, connected, client, on_listen, shutdown).await
+}
+
+/// Run the build worker over dependencies already connected (and migrated) with
+/// `slipway_shared::worker::connect`.
+pub async fn serve(
+    config: Config,
+    connected: worker::Connected,
+    client: kube::Client,
+    on_listen: impl FnOnce(SocketAddr),
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Error> {
+    ensure_build_namespace(&client, &config.build.build_namespace).await;
+    let handler = Arc::new(BuildHandler::new(
+        client.clone(),
+        connected.store.clone(),
+        connected.queue.clone(),
+        config.build.settings(),
+    ));
+    let opts = WorkerOptions {
+        kind: JobKind::Build,
+        common: config.common,
+        worker: config.worker,
+        extra_checks: vec![Box::new(KubeCheck(client))],
+    };
+    worker::serve(opts, connected, handler, on_listen, shutdown).await?;
+    Ok(())
+}
+
+/// Create the build namespace when it is missing (the demo and tests; in production the
+/// deployment creates it with its Pod Security label, and the worker may lack the right to).
+/// An existing namespace is left as it is; failures are only logged.
+async fn ensure_build_namespace(client: &kube::Client, name: &str) {
+    use k8s_openapi::api::core::v1::Namespace;
+    let api: kube::Api<Namespace> = kube::Api::all(client.clone());
+    let ns = slipway_k8s::build::build_namespace(name);
+    match api.create(&kube::api::PostParams::default(), &ns).await {
+        Ok(_) => tracing::info!(namespace = name, "created the build namespace"),
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => {
+            tracing::warn!(namespace = name, error = %e, "cannot create the build namespace; it must exist")
+        }
+    }
+}
