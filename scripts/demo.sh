@@ -100,6 +100,8 @@ Slipway keeps running. Try:
   $SLIPWAY jobs list
   $SLIPWAY logs $build_id
   $SLIPWAY previews
-  $SLIPWAY cleanup --preview 'slipway-demo/hello#1'     # tear the preview down
 Logs are in $STATE/. Stop everything with: make demo-down
 EOT
+if [ -x "$BIN/slipway-worker-cleanup" ]; then
+  echo "Tear the preview down: $SLIPWAY cleanup --preview 'slipway-demo/hello#1'"
+fi

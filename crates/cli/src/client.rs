@@ -81,11 +81,12 @@ impl ApiClient {
         Ok(self.call(Method::POST, path, body, &[]).await?.1)
     }
 
-    /// Follow a Server-Sent Events stream, calling `on_data` with each event's data.
+    /// Follow a Server-Sent Events stream, calling `on_event` with each event's type (`None`
+    /// for plain messages) and data.
     pub async fn sse(
         &self,
         path: &str,
-        mut on_data: impl FnMut(&str) -> Result<(), CliError>,
+        mut on_event: impl FnMut(Option<&str>, &str) -> Result<(), CliError>,
     ) -> Result<(), CliError> {
         let resp = self
             .request(Method::GET, path)?
@@ -102,6 +103,7 @@ impl ApiClient {
         let mut stream = resp.bytes_stream();
         let mut buf: Vec<u8> = Vec::new();
         let mut data = String::new();
+        let mut event: Option<String> = None;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| CliError::Http(e.to_string()))?;
             buf.extend_from_slice(&chunk);
@@ -112,9 +114,12 @@ impl ApiClient {
                 if line.is_empty() {
                     // A blank line ends an event.
                     if !data.is_empty() {
-                        on_data(&data)?;
+                        on_event(event.as_deref(), &data)?;
                         data.clear();
                     }
+                    event = None;
+                } else if let Some(e) = line.strip_prefix("event:") {
+                    event = Some(e.trim().to_owned());
                 } else if let Some(d) = line.strip_prefix("data:") {
                     if !data.is_empty() {
                         data.push('\n');
@@ -124,7 +129,7 @@ impl ApiClient {
             }
         }
         if !data.is_empty() {
-            on_data(&data)?;
+            on_event(event.as_deref(), &data)?;
         }
         Ok(())
     }

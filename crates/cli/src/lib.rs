@@ -342,13 +342,20 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         Command::Logs { id, follow } => {
             let path = format!("v1/jobs/{}/logs", enc(&id));
             if follow {
-                api.sse(&format!("{path}?follow=true"), |data| {
-                    if json_out {
+                api.sse(&format!("{path}?follow=true"), |event, data| {
+                    let value: Value =
+                        serde_json::from_str(data).unwrap_or(Value::String(data.to_owned()));
+                    if event == Some("end") {
+                        // The job ended and every line was sent.
+                        if json_out {
+                            writeln!(out, "{data}")?;
+                        } else {
+                            eprintln!("job {id}: {}", output::cell(&value["state"]));
+                        }
+                    } else if json_out {
                         writeln!(out, "{data}")?;
                     } else {
-                        let line: Value =
-                            serde_json::from_str(data).unwrap_or(Value::String(data.to_owned()));
-                        writeln!(out, "{}", line["text"].as_str().unwrap_or(data))?;
+                        writeln!(out, "{}", value["text"].as_str().unwrap_or(data))?;
                     }
                     Ok(out.flush()?)
                 })
