@@ -1,0 +1,107 @@
+//! A whole pipeline on the simulator: the build worker builds the commit, records the launch
+//! its request carries, and the launch worker brings the preview up with the built image (the
+//! pull reference pinned to the digest).
+
+mod common;
+
+use clap::Parser;
+use common::*;
+use serde_json::json;
+use slipway_core::payload::PipelineRequest;
+use slipway_core::validate::Validate;
+use slipway_core::{JobKind, JobState, Limits};
+use slipway_shared::store::NewJob;
+use slipway_shared::testing::eventually;
+
+#[tokio::test]
+async fn a_pipeline_builds_then_launches_the_built_image() {
+    let h = Harness::new(sim()).await;
+    let launch_worker = h.worker(&[]).await;
+
+    // The build worker, on its own thread and runtime like a process.
+    let build_config = slipway_worker_build::Config::try_parse_from([
+        "slipway-worker-build",
+        "--database-url",
+        h.db.url(),
+        "--redis-url",
+        &h.prefix.url,
+        "--queue-prefix",
+        &h.prefix.name,
+        "--listen",
+        "127.0.0.1:0",
+    ])
+    .expect("build worker flags");
+    let kube_config = h.sim.config().expect("sim config");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let build_worker = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            let client = kube::Client::try_from(kube_config).expect("sim client");
+            slipway_worker_build::run_with_client(build_config, client, |_| {}, async {
+                let _ = stopped.await;
+            })
+            .await
+        })
+    });
+
+    // Record the pipeline as the API does: the build job carries the launch options.
+    let sha = "0123456789abcdef0123456789abcdef01234567";
+    let request: PipelineRequest = serde_json::from_value(json!({
+        "preview": "acme/shop#9", "repository": "https://github.com/acme/shop.git", "commit": sha,
+        "launch": {"port": 3000}
+    }))
+    .unwrap();
+    let valid = request.validate(&Limits::default()).unwrap();
+    let mut payload = serde_json::to_value(&valid.build).unwrap();
+    payload["then_launch"] = serde_json::to_value(&valid.launch).unwrap();
+    let mut new = NewJob::new(JobKind::Build, payload);
+    new.preview = Some(valid.preview.clone());
+    new.commit_sha = Some(sha.into());
+    let build = h.store.insert_job(new).await.unwrap().job;
+    h.queue.push(JobKind::Build, build.id, 3).await.unwrap();
+
+    let built = h.finished(build.id).await;
+    assert_eq!(built.state, JobState::Succeeded, "{:?}", built.error);
+    let result = built.result.expect("build result");
+    let pull = result["pull"].as_str().expect("pull reference").to_owned();
+    assert!(
+        pull.contains("@sha256:"),
+        "the launch pins the digest: {pull}"
+    );
+    let launch_id = result["launch"]["job"]
+        .as_str()
+        .expect("the launch the build recorded")
+        .parse()
+        .unwrap();
+
+    let launched = h.finished(launch_id).await;
+    assert_eq!(launched.state, JobState::Succeeded, "{:?}", launched.error);
+    let preview = eventually(LONG, "the preview to be ready", || async {
+        h.store
+            .get_preview("acme/shop#9")
+            .await
+            .unwrap()
+            .filter(|p| p.status == "ready")
+    })
+    .await;
+    assert_eq!(preview.image.as_deref(), Some(pull.as_str()));
+    assert_eq!(preview.commit_sha.as_deref(), Some(sha));
+    assert!(
+        preview
+            .url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("http://")),
+        "{preview:?}"
+    );
+
+    let _ = stop.send(());
+    build_worker
+        .join()
+        .expect("build worker thread")
+        .expect("build worker");
+    launch_worker.stop().await;
+}
