@@ -3,6 +3,7 @@
 //! line in [`SECTIONS`]; keys are merged into the same object.
 
 pub mod api;
+pub mod launch;
 pub mod queue;
 pub mod redis_ceiling;
 pub mod sim;
@@ -93,4 +94,5 @@ pub const SECTIONS: &[(&str, Section)] = &[
     }),
     ("api", |env, report| Box::pin(api::run(env, report))),
     ("sim", |env, report| Box::pin(sim::run(env, report))),
+    ("launch", |env, report| Box::pin(launch::run(env, report))),
 ];
