@@ -1,7 +1,7 @@
 //! The launch figure (issue 6): 50 previews enqueued at once until every one is Available in
 //! the simulator with its own delays at zero, i.e. Slipway's own overhead per rollout.
 
-use super::{BenchEnv, Report};
+use super::{BenchEnv, Report, WorkerThread};
 use clap::Parser;
 use slipway_core::payload::LaunchRequest;
 use slipway_core::validate::Validate;
@@ -38,28 +38,13 @@ pub async fn run(env: &BenchEnv, report: &mut Report) -> anyhow::Result<()> {
         "--poll-ms",
         "100",
     ])?;
-    let kube_config = sim.config()?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    // Its own thread and runtime, as a worker process would have.
-    let worker = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()?;
-        runtime.block_on(async move {
-            let client = kube::Client::try_from(kube_config)?;
-            let on_listen = move |_| {
-                let _ = ready_tx.send(());
-            };
-            slipway_worker_launch::run_with_client(config, client, on_listen, async {
-                let _ = stopped.await;
-            })
-            .await?;
-            anyhow::Ok(())
-        })
-    });
-    ready_rx.await?;
+    let worker = WorkerThread::start(
+        sim.config()?,
+        move |client, on_listen, shutdown| async move {
+            Ok(slipway_worker_launch::run_with_client(config, client, on_listen, shutdown).await?)
+        },
+    )
+    .await?;
 
     let mut ids = Vec::with_capacity(PREVIEWS);
     for n in 0..PREVIEWS {
@@ -105,10 +90,5 @@ pub async fn run(env: &BenchEnv, report: &mut Report) -> anyhow::Result<()> {
         elapsed,
         "s",
     );
-    let _ = stop.send(());
-    match worker.join() {
-        Ok(result) => result?,
-        Err(_) => anyhow::bail!("launch worker thread panicked"),
-    }
-    Ok(())
+    worker.stop()
 }

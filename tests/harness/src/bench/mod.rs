@@ -3,6 +3,7 @@
 //! line in [`SECTIONS`]; keys are merged into the same object.
 
 pub mod api;
+pub mod build;
 pub mod launch;
 pub mod queue;
 pub mod redis_ceiling;
@@ -95,4 +96,63 @@ pub const SECTIONS: &[(&str, Section)] = &[
     ("api", |env, report| Box::pin(api::run(env, report))),
     ("sim", |env, report| Box::pin(sim::run(env, report))),
     ("launch", |env, report| Box::pin(launch::run(env, report))),
+    ("build", |env, report| Box::pin(build::run(env, report))),
 ];
+
+/// A worker running on its own thread and Tokio runtime, as a worker process would, until
+/// [`WorkerThread::stop`].
+pub struct WorkerThread {
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<anyhow::Result<()>>,
+}
+
+impl WorkerThread {
+    /// Start `run(client, on_listen, shutdown)` with a client for `kube_config`; returns once
+    /// the worker's probe server listens.
+    pub async fn start<F, Fut>(kube_config: kube::Config, run: F) -> anyhow::Result<Self>
+    where
+        F: FnOnce(
+                kube::Client,
+                Box<dyn FnOnce(std::net::SocketAddr) + Send>,
+                BoxFuture<'static, ()>,
+            ) -> Fut
+            + Send
+            + 'static,
+        Fut: std::future::Future<Output = anyhow::Result<()>>,
+    {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            runtime.block_on(async move {
+                let client = kube::Client::try_from(kube_config)?;
+                let on_listen = Box::new(move |_| {
+                    let _ = ready_tx.send(());
+                });
+                run(
+                    client,
+                    on_listen,
+                    Box::pin(async {
+                        let _ = stopped.await;
+                    }),
+                )
+                .await
+            })
+        });
+        ready_rx
+            .await
+            .map_err(|_| anyhow::anyhow!("the worker stopped before it listened"))?;
+        Ok(WorkerThread { stop, thread })
+    }
+
+    /// Shut the worker down and wait for it.
+    pub fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("worker thread panicked"))?
+    }
+}
