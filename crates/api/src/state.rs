@@ -134,6 +134,14 @@ impl AppState {
         Ok(())
     }
 
+    /// A job by id, or a 404.
+    pub async fn job(&self, id: JobId) -> Result<JobRecord, ApiError> {
+        self.store
+            .get_job(id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("job {id} not found")))
+    }
+
     /// A job with its attempts, as the API shows it.
     pub async fn job_view(&self, job: JobRecord) -> Result<JobView, ApiError> {
         let attempts = self.store.attempts(job.id).await?;

@@ -57,14 +57,7 @@ pub async fn list_jobs(
     _auth: Auth<Read>,
     ApiQuery(q): ApiQuery<JobQuery>,
 ) -> Result<Json<List<JobView>>, ApiError> {
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            "limit must be 1 to 1000",
-            Some("limit".into()),
-        ));
-    }
+    let limit = super::page_limit(q.limit, 50, 1000)?;
     for (field, v) in [("preview", &q.preview), ("q", &q.q), ("cursor", &q.cursor)] {
         if v.as_ref().is_some_and(|s| s.len() > 1024) {
             return Err(ApiError::bad_request(
@@ -112,11 +105,7 @@ pub async fn get_job(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<JobView>, ApiError> {
     let id = super::job_id(&id)?;
-    let job = state
-        .store
-        .get_job(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("job {id} not found")))?;
+    let job = state.job(id).await?;
     Ok(Json(state.job_view(job).await?))
 }
 
@@ -139,11 +128,7 @@ pub async fn retry_job(
             )),
         });
     }
-    let job = state
-        .store
-        .get_job(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("job {id} not found")))?;
+    let job = state.job(id).await?;
     tracing::info!(job.id = %id, by = %auth.name, "operator retry");
     state.push(&job).await;
     Ok((
@@ -173,11 +158,7 @@ pub async fn cancel_job(
             Some(j) => ApiError::Conflict(format!("job {id} already ended {}", j.state)),
         });
     }
-    let job = state
-        .store
-        .get_job(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("job {id} not found")))?;
+    let job = state.job(id).await?;
     // Postgres already says cancelled, which fences the worker; the queue signal stops it now.
     if let Err(e) = state.queue.cancel(job.kind, &id.to_string(), &reason).await {
         tracing::warn!(job.id = %id, error = %e, "could not signal the cancel to the queue");

@@ -16,7 +16,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use slipway_core::JobId;
-use slipway_shared::store::{JobRecord, LogWake};
+use slipway_shared::store::LogWake;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,7 +62,7 @@ pub async fn get_logs(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = super::job_id(&id)?;
-    let job = load(&state, id).await?;
+    let job = state.job(id).await?;
     // Last-Event-ID (an SSE reconnect) wins over `after`.
     let resume = headers
         .get("last-event-id")
@@ -72,14 +72,7 @@ pub async fn get_logs(
     if q.follow.unwrap_or(false) {
         return Ok(follow(state, id, after).into_response());
     }
-    let limit = q.limit.unwrap_or(1000);
-    if !(1..=10_000).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            "limit must be 1 to 10000",
-            Some("limit".into()),
-        ));
-    }
+    let limit = super::page_limit(q.limit, 1000, 10_000)?;
     let lines: Vec<LogLineView> = state
         .store
         .read_logs(id, after, limit)
@@ -113,14 +106,6 @@ pub async fn get_logs(
         lines,
     };
     Ok(Json(view).into_response())
-}
-
-async fn load(state: &AppState, id: JobId) -> Result<JobRecord, ApiError> {
-    state
-        .store
-        .get_job(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("job {id} not found")))
 }
 
 const BATCH: u32 = 500;

@@ -71,3 +71,21 @@ pub(crate) fn job_id(s: &str) -> Result<uuid::Uuid, crate::error::ApiError> {
         crate::error::ApiError::NotFound(format!("job {s:?} not found (not a job id)"))
     })
 }
+
+/// A page size from the query: `default` when absent, else 1 to `max`.
+pub(crate) fn page_limit(
+    limit: Option<u32>,
+    default: u32,
+    max: u32,
+) -> Result<u32, crate::error::ApiError> {
+    let limit = limit.unwrap_or(default);
+    if (1..=max).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(crate::error::ApiError::bad_request(
+            "invalid_query",
+            format!("limit must be 1 to {max}"),
+            Some("limit".into()),
+        ))
+    }
+}

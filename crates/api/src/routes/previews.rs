@@ -33,14 +33,7 @@ pub async fn list_previews(
     _auth: Auth<Read>,
     ApiQuery(q): ApiQuery<PreviewQuery>,
 ) -> Result<Json<List<PreviewView>>, ApiError> {
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            "limit must be 1 to 1000",
-            Some("limit".into()),
-        ));
-    }
+    let limit = super::page_limit(q.limit, 50, 1000)?;
     let page = state
         .store
         .list_previews(

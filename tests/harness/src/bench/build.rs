@@ -174,19 +174,20 @@ pub async fn run(env: &BenchEnv, report: &mut Report) -> anyhow::Result<()> {
     }
     let mut latencies: Vec<Duration> = seen.into_iter().flatten().collect();
     latencies.sort();
-    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    let ms: Vec<f64> = latencies.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+    let pct = |p: f64| super::percentile(&ms, p * 100.0);
     report.figure(
         "build",
         "submit_p50_ms",
         "enqueue -> build Job created, p50 (50 at once)",
-        pct(0.5).as_secs_f64() * 1e3,
+        pct(0.5),
         "ms",
     );
     report.figure(
         "build",
         "submit_p99_ms",
         "enqueue -> build Job created, p99",
-        pct(0.99).as_secs_f64() * 1e3,
+        pct(0.99),
         "ms",
     );
     for id in &ids {

@@ -84,6 +84,15 @@ impl Report {
     }
 }
 
+/// The `p`-th percentile (0-100, nearest rank) of ascending `sorted`; NaN when empty.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
 /// A benchmark section.
 pub type Section = for<'a> fn(&'a BenchEnv, &'a mut Report) -> BoxFuture<'a, anyhow::Result<()>>;
 

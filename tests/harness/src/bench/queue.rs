@@ -2,7 +2,7 @@
 //! over 50k pre-queued jobs, pickup latency of an idle worker at a paced 1,000 jobs/s, and the
 //! rescue time of a SIGKILLed worker's job.
 
-use super::{BenchEnv, Report};
+use super::{BenchEnv, Report, percentile};
 use crate::procs::WorkerProc;
 use crate::scripted::now_us;
 use serde_json::json;
@@ -40,14 +40,6 @@ async fn wait_workers(q: &QueueClient, kind: JobKind, n: usize) -> anyhow::Resul
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     Ok(())
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 pub async fn run(env: &BenchEnv, report: &mut Report) -> anyhow::Result<()> {
