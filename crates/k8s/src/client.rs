@@ -158,6 +158,27 @@ where
     }
 }
 
+/// Every object matching the label `selector`, read in pages of 500 so a large cluster is
+/// never one huge response.
+pub async fn list<K>(api: &Api<K>, selector: &str) -> Result<Vec<K>, K8sError>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+{
+    let mut params = kube::api::ListParams::default().labels(selector).limit(500);
+    let mut out = Vec::new();
+    loop {
+        let page = api
+            .list(&params)
+            .await
+            .map_err(|e| K8sError::from_kube("list", describe::<K>(None, selector), e))?;
+        out.extend(page.items);
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(out),
+        }
+    }
+}
+
 /// Get an object, `None` when it does not exist.
 pub async fn get_opt<K>(api: &Api<K>, name: &str) -> Result<Option<K>, K8sError>
 where

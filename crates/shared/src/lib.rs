@@ -3,7 +3,10 @@
 //! signal. The domain itself (kinds, states, payloads, validation) lives in `slipway-core`.
 
 pub mod config;
+pub mod enqueue;
 pub mod health;
+pub mod joblog;
+pub mod leader;
 pub mod queue;
 pub mod runtime;
 mod signal;

@@ -30,7 +30,7 @@ async fn upsert_get_and_soft_delete() {
     p.commit_sha = Some("abc".into());
     p.expires_at = Some(expires);
     p.last_job_id = Some(job.id);
-    let created = store.upsert_preview(&p).await.unwrap();
+    let created = store.upsert_preview(&p).await.unwrap().expect("written");
     assert_eq!(created.status, "launching");
     assert!(created.url.is_none());
 
@@ -39,7 +39,11 @@ async fn upsert_get_and_soft_delete() {
     ready.status = "ready".into();
     ready.url = Some("http://pr-42-app.example".into());
     ready.pods = vec!["app-1".into(), "app-2".into()];
-    let updated = store.upsert_preview(&ready).await.unwrap();
+    let updated = store
+        .upsert_preview(&ready)
+        .await
+        .unwrap()
+        .expect("written");
     assert_eq!(updated.status, "ready");
     assert_eq!(updated.url.as_deref(), Some("http://pr-42-app.example"));
     assert_eq!(updated.image.as_deref(), Some("registry/org/app@sha256:1"));
@@ -86,7 +90,11 @@ async fn upsert_get_and_soft_delete() {
     );
 
     // Launching it again revives it.
-    let revived = store.upsert_preview(&preview("org/app#42")).await.unwrap();
+    let revived = store
+        .upsert_preview(&preview("org/app#42"))
+        .await
+        .unwrap()
+        .expect("written");
     assert!(revived.deleted_at.is_none());
 }
 
@@ -128,4 +136,47 @@ async fn listing_pages_through_every_preview_once() {
         store.list_previews(true, Some("x"), 5).await,
         Err(StoreError::InvalidCursor)
     ));
+}
+
+#[tokio::test]
+async fn a_superseded_or_cancelled_launch_cannot_write_the_preview() {
+    let db = test_db().await;
+    let store = db.store();
+    let key = "org/app#7";
+    let old = insert(&store, JobKind::Launch, Some(key)).await;
+    let mut write = preview(key);
+    write.last_job_id = Some(old.id);
+    write.status = "deploying".into();
+    assert!(store.upsert_preview(&write).await.unwrap().is_some());
+
+    // A teardown supersedes the launch and deletes the preview...
+    let cleanup = insert(&store, JobKind::Cleanup, Some(key)).await;
+    let superseded = store
+        .supersede_older(key, cleanup.id, &[JobKind::Launch])
+        .await
+        .unwrap();
+    assert_eq!(superseded, vec![old.id]);
+    assert!(store.mark_preview_deleted(key).await.unwrap());
+    // ...so the old launch's late `ready` does not bring it back.
+    write.status = "ready".into();
+    assert!(store.upsert_preview(&write).await.unwrap().is_none());
+    let row = store.get_preview(key).await.unwrap().unwrap();
+    assert_eq!(row.status, "deleted");
+    assert!(row.deleted_at.is_some());
+
+    // A cancelled launch is refused too; a live one writes.
+    let cancelled = insert(&store, JobKind::Launch, Some(key)).await;
+    assert!(
+        store
+            .cancel_job(cancelled.id, slipway_core::JobState::Cancelled, "operator")
+            .await
+            .unwrap()
+    );
+    write.last_job_id = Some(cancelled.id);
+    assert!(store.upsert_preview(&write).await.unwrap().is_none());
+    let live = insert(&store, JobKind::Launch, Some(key)).await;
+    write.last_job_id = Some(live.id);
+    let row = store.upsert_preview(&write).await.unwrap().expect("written");
+    assert_eq!(row.status, "ready");
+    assert!(row.deleted_at.is_none());
 }

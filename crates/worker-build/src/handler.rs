@@ -20,6 +20,7 @@ use slipway_k8s::outcome::{
     BuildVerdict, PodEnd, PodProgress, classify_end, failing_step, job_failure, job_finished,
     pod_progress,
 };
+use slipway_shared::enqueue::Submitter;
 use slipway_shared::queue::QueueClient;
 use slipway_shared::runtime::{Handler, JobContext, JobError};
 use slipway_shared::store::{JobRecord, NewJob, Store, StoreError};
@@ -688,49 +689,11 @@ impl BuildHandler {
         new.max_attempts = record.max_attempts;
         new.idempotency_key = Some(format!("pipeline-launch:{}", job.id));
         new.trace_context = record.trace_context.clone();
-        let inserted = self
-            .store
-            .insert_job(new)
+        let launch_job = Submitter::new(self.store.clone(), self.queue.clone())
+            .submit(new, &[JobKind::Launch])
             .await
-            .map_err(|e| store_error("cannot record the pipeline's launch", &e))?;
-        let launch_job = inserted.job;
-        if inserted.created {
-            match self
-                .store
-                .supersede_older(&preview, launch_job.id, &[JobKind::Launch])
-                .await
-            {
-                Ok(ids) => {
-                    for id in ids {
-                        let reason = format!("superseded by job {}", launch_job.id);
-                        if let Err(e) = self
-                            .queue
-                            .cancel(JobKind::Launch, &id.to_string(), &reason)
-                            .await
-                        {
-                            warn!(job.id = %id, error = %e, "could not signal supersede to the queue");
-                        }
-                    }
-                }
-                Err(e) => warn!(error = %e, "could not supersede older launches"),
-            }
-        }
-        if launch_job.enqueued_at.is_none() && !launch_job.state.is_terminal() {
-            let budget = u32::try_from(launch_job.max_attempts).unwrap_or(3);
-            match self
-                .queue
-                .push(JobKind::Launch, launch_job.id, budget)
-                .await
-            {
-                Ok(()) => {
-                    if let Err(e) = self.store.mark_enqueued(launch_job.id).await {
-                        warn!(error = %e, "could not mark the launch enqueued; the relay will");
-                    }
-                }
-                // The row stays un-enqueued: the API's relay pushes it when Redis is back.
-                Err(e) => warn!(error = %e, "could not push the launch; the relay will"),
-            }
-        }
+            .map_err(|e| store_error("cannot record the pipeline's launch", &e))?
+            .job;
         info!(launch = %launch_job.id, "pipeline launch enqueued");
         Ok(json!({"job": launch_job.id, "image": pull}))
     }

@@ -8,7 +8,6 @@
 
 use crate::LaunchError;
 use crate::config::Settings;
-use crate::joblog::JobLog;
 use crate::telemetry::{self, Outcome};
 use crate::wait::{self, WaitLimits};
 use chrono::Utc;
@@ -29,6 +28,7 @@ use slipway_k8s::labels::{self, standard_labels};
 use slipway_k8s::preview::{
     APP, CpuMemory, PreviewObjects, PreviewParams, preview_objects, preview_url,
 };
+use slipway_shared::joblog::JobLog;
 use slipway_shared::runtime::{Handler, JobContext, JobError};
 use slipway_shared::store::{JobRecord, PreviewUpsert, Store};
 use std::fmt::Debug;
@@ -122,9 +122,14 @@ impl Launcher {
             expires_at: None,
             last_job_id: Some(job.id),
         };
-        self.store
+        if self
+            .store
             .upsert_preview(&row(STATUS_DEPLOYING, Vec::new()))
-            .await?;
+            .await?
+            .is_none()
+        {
+            return Err(taken_over(job.id));
+        }
         let attempt = i32::try_from(job.attempt).unwrap_or(i32::MAX);
         self.store
             .record_attempt_objects(job.id, attempt, &object_names(&objects))
@@ -166,13 +171,18 @@ impl Launcher {
         };
         telemetry::available_after(started.elapsed());
         let ttl = chrono::Duration::hours(i64::from(launch.options.ttl_hours));
-        self.store
+        if self
+            .store
             .upsert_preview(&PreviewUpsert {
                 url: Some(url.clone()),
                 expires_at: Some(Utc::now() + ttl),
                 ..row(STATUS_READY, pods.clone())
             })
-            .await?;
+            .await?
+            .is_none()
+        {
+            return Err(taken_over(job.id));
+        }
         log.line(format!(
             "available: {}; preview ready at {url}",
             pods.join(", ")
@@ -471,6 +481,14 @@ impl Handler for Launcher {
     }
 }
 
+/// The preview row refused this launch's write: the job was superseded (by a newer launch or
+/// a teardown) or cancelled while it ran.
+fn taken_over(id: slipway_core::JobId) -> LaunchError {
+    LaunchError::Superseded(format!(
+        "launch {id} was superseded or cancelled; the preview is no longer its to write"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -657,3 +675,4 @@ mod tests {
         assert_eq!(names.len(), 9);
     }
 }
+

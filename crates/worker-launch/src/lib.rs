@@ -11,13 +11,11 @@
 //! - [`config`]: flags and settings;
 //! - [`launch`]: the job handler;
 //! - [`wait`]: waiting for the rollout (watch with a fallback poll) and explaining trouble;
-//! - [`joblog`]: the job's `system` log lines;
 //! - [`telemetry`]: the worker's metrics.
 //!
 //! [`run`] is what the binary calls; tests call [`run_with_client`] with a simulator's client.
 
 pub mod config;
-pub mod joblog;
 pub mod launch;
 pub mod telemetry;
 pub mod wait;

@@ -11,7 +11,6 @@
 //! failure naming the reason; a deadline reached without such a cause is transient.
 
 use crate::LaunchError;
-use crate::joblog::JobLog;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
@@ -27,6 +26,7 @@ use slipway_k8s::rollout::{
     PodTrouble, RolloutStatus, TroubleKind, current_replica_set, pod_ready, pod_trouble, pods_of,
     rollout_status,
 };
+use slipway_shared::joblog::JobLog;
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::sync::Arc;

@@ -595,6 +595,70 @@ impl QueueClient {
         Ok(None)
     }
 
+    /// The ones among `ids` Redis does not hold at all (no job hash): lost with Redis's data,
+    /// or trimmed. One pipelined round trip.
+    pub async fn missing(&self, kind: JobKind, ids: &[JobId]) -> Result<Vec<JobId>, QueueError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = self.queue(kind).keys();
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.cmd("EXISTS").arg(keys.job_key(&id.to_string()));
+        }
+        let found: Vec<i64> = pipe.query_async(&mut self.conn(kind)).await?;
+        Ok(ids
+            .iter()
+            .zip(found)
+            .filter(|(_, n)| *n == 0)
+            .map(|(id, _)| *id)
+            .collect())
+    }
+
+    /// Put back a job Redis lost, keeping its attempt numbering: `attempts_started` attempts
+    /// (of which `base` before the latest operator retry) were already started, so its next
+    /// delivery is attempt `attempts_started + 1` with `budget` attempts for the run, and its
+    /// results stay fenced in Postgres. The job becomes due after a short delay, so the
+    /// bookkeeping is written before any worker can fetch it.
+    pub async fn restore(
+        &self,
+        kind: JobKind,
+        job_id: JobId,
+        budget: u32,
+        attempts_started: u32,
+        base: u32,
+    ) -> Result<(), QueueError> {
+        if attempts_started == 0 {
+            return self.push(kind, job_id, budget).await;
+        }
+        let id = job_id.to_string();
+        self.queue(kind)
+            .add(kind.as_str(), serde_json::json!({}))
+            .options(Self::job_options(&id, budget).delay(Duration::from_millis(500)))
+            .await?;
+        let _: () = redis::cmd("HSET")
+            .arg(self.queue(kind).keys().job_key(&id))
+            .arg("ats")
+            .arg(attempts_started)
+            .arg("sw_base")
+            .arg(base)
+            .query_async(&mut self.conn(kind))
+            .await?;
+        Ok(())
+    }
+
+    /// Trim the transport's copies of finished jobs beyond their retention (completed: a
+    /// day; dead: two weeks; Postgres keeps the record) and the event stream. BullMQ trims
+    /// on each completion; this covers queues that went quiet. Returns how many jobs went.
+    pub async fn trim_finished(&self, kind: JobKind) -> Result<usize, QueueError> {
+        const LIMIT: u32 = 1_000;
+        let q = self.queue(kind);
+        let completed = q.clean(24 * 3600 * 1000, LIMIT, "completed").await?;
+        let dead = q.clean(14 * 24 * 3600 * 1000, LIMIT, "failed").await?;
+        q.trim_events(10_000).await?;
+        Ok(completed.len() + dead.len())
+    }
+
     /// Check Redis is reachable (for readiness probes).
     pub async fn ping(&self) -> Result<(), QueueError> {
         let mut conn = self.conn(JobKind::Build);

@@ -5,6 +5,7 @@
 //! loser's statement matches no row once the winner has committed. Queries are checked at run
 //! time (`sqlx::query` + `.bind`), so building never needs a live database.
 
+mod cleanup;
 mod cursor;
 mod jobs;
 mod logs;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
+pub use cleanup::{LogRetention, SweepRecord};
 pub use logs::{LogListener, LogWake};
 pub use repositories::{RepositoryRecord, RepositoryUpsert};
 pub use types::{

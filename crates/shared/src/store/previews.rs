@@ -6,12 +6,19 @@ use super::cursor;
 use super::jobs::page_cursor;
 use super::{PreviewPage, PreviewRecord, PreviewUpsert, Store, StoreError};
 
-const PREVIEW_COLUMNS: &str = "key, namespace, url, image, commit_sha, status, pods, created_at, \
+pub(super) const PREVIEW_COLUMNS: &str = "key, namespace, url, image, commit_sha, status, pods, created_at, \
      updated_at, expires_at, deleted_at, last_job_id";
 
 impl Store {
     /// Creates or updates a preview (see [`PreviewUpsert`] for which fields are kept).
-    pub async fn upsert_preview(&self, p: &PreviewUpsert) -> Result<PreviewRecord, StoreError> {
+    ///
+    /// `None` when refused: the writing job (`last_job_id`) has been cancelled or superseded
+    /// (by a newer launch or a teardown), so a late write of a stale launch cannot bring back
+    /// a torn-down preview or overwrite a newer one.
+    pub async fn upsert_preview(
+        &self,
+        p: &PreviewUpsert,
+    ) -> Result<Option<PreviewRecord>, StoreError> {
         let sql = format!(
             "INSERT INTO previews (key, namespace, url, image, commit_sha, status, pods, \
                                    expires_at, last_job_id) \
@@ -27,6 +34,8 @@ impl Store {
                last_job_id = COALESCE(EXCLUDED.last_job_id, previews.last_job_id), \
                deleted_at = NULL, \
                updated_at = now() \
+             WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE id = EXCLUDED.last_job_id \
+                               AND state IN ('cancelled', 'superseded')) \
              RETURNING {PREVIEW_COLUMNS}"
         );
         let record = sqlx::query_as(&sql)
@@ -39,7 +48,7 @@ impl Store {
             .bind(&p.pods)
             .bind(p.expires_at)
             .bind(p.last_job_id)
-            .fetch_one(&self.pool)
+            .fetch_optional(&self.pool)
             .await?;
         Ok(record)
     }

@@ -1,12 +1,13 @@
-//! The job's log as the launch worker writes it: `system` lines numbered within the attempt.
+//! A job attempt's `system` lines (what a worker says about its own work, beside the
+//! container output), numbered within the attempt.
 //!
-//! Lines are best effort: a store error never fails a launch. Lines that could not be stored
+//! Lines are best effort: a store error never fails the job. Lines that could not be stored
 //! stay pending and go with the next write (appends are idempotent on `(job, attempt, seq)`),
 //! and [`JobLog::note_once`] drops repeats so a pod stuck in the same state is reported once.
 
+use crate::store::{LogLine, Store};
 use chrono::Utc;
 use slipway_core::JobId;
-use slipway_shared::store::{LogLine, Store};
 use std::collections::HashSet;
 
 /// The longest line stored; container output can be arbitrarily long.

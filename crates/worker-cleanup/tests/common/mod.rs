@@ -1,0 +1,333 @@
+//! The cleanup worker's test harness: a fresh Postgres database, a fresh Redis prefix, a
+//! Kubernetes simulator, and workers (cleanup, and launch where a test needs a real preview)
+//! run in-process through their `run_with_client`, each on its own thread and runtime like a
+//! process of its own. Sweeps can also be run one at a time through [`Harness::sweeper`].
+
+#![allow(dead_code)]
+
+use clap::Parser;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, PostParams};
+use kube_sim::{Delays, KubeSim};
+use serde_json::{Value, json};
+use slipway_core::validate::Validate;
+use slipway_core::{JobId, JobKind, LaunchRequest, Limits};
+use slipway_shared::enqueue::Submitter;
+use slipway_shared::queue::QueueClient;
+use slipway_shared::store::{JobRecord, NewJob, Store};
+use slipway_shared::testing::{RedisPrefix, TestDb, eventually};
+use slipway_worker_cleanup::{Config, Sweeper};
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// Generous: the machine is small and shared.
+pub const LONG: Duration = Duration::from_secs(90);
+pub const BUILD_NAMESPACE: &str = "slipway-builds";
+
+pub struct Harness {
+    pub db: TestDb,
+    pub store: Store,
+    pub prefix: RedisPrefix,
+    pub queue: QueueClient,
+    pub sim: KubeSim,
+}
+
+type Shutdown = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A worker running on its own thread; stopped (gracefully) on [`Worker::stop`] or drop.
+pub struct Worker {
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<(), String>>>,
+}
+
+impl Worker {
+    /// Start `run(client, on_listen, shutdown)` with a client for the simulator; returns once
+    /// the worker's probe server listens.
+    pub async fn start<F, Fut, E>(kube_config: kube::Config, run: F) -> Worker
+    where
+        F: FnOnce(kube::Client, Box<dyn FnOnce(std::net::SocketAddr) + Send>, Shutdown) -> Fut
+            + Send
+            + 'static,
+        Fut: Future<Output = Result<(), E>>,
+        E: std::fmt::Display,
+    {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime.block_on(async move {
+                let client = kube::Client::try_from(kube_config).map_err(|e| e.to_string())?;
+                let on_listen = Box::new(move |_| {
+                    let _ = ready_tx.send(());
+                });
+                run(
+                    client,
+                    on_listen,
+                    Box::pin(async {
+                        let _ = stopped.await;
+                    }),
+                )
+                .await
+                .map_err(|e| e.to_string())
+            })
+        });
+        tokio::time::timeout(LONG, ready_rx)
+            .await
+            .expect("worker listening in time")
+            .expect("worker started");
+        Worker {
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// Graceful shutdown, waited for.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let thread = self.thread.take().expect("running");
+        let joined = tokio::time::timeout(
+            Duration::from_secs(60),
+            tokio::task::spawn_blocking(move || thread.join()),
+        )
+        .await
+        .expect("worker did not stop in time")
+        .expect("join");
+        joined.expect("worker panicked").expect("worker failed");
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Flags shared by every worker in these tests: this harness's database and Redis, probes on
+/// port 0, short retry timings.
+fn common_args(h: &Harness, bin: &str) -> Vec<String> {
+    [
+        bin,
+        "--database-url",
+        h.db.url(),
+        "--redis-url",
+        &h.prefix.url,
+        "--queue-prefix",
+        &h.prefix.name,
+        "--listen",
+        "127.0.0.1:0",
+        "--concurrency",
+        "8",
+        "--rescue-time-secs",
+        "3",
+        "--grace-period-secs",
+        "2",
+        "--backoff-base-ms",
+        "100",
+        "--backoff-factor",
+        "2",
+        "--backoff-cap-ms",
+        "500",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect()
+}
+
+/// `defaults` then `extra` (flag/value pairs); a flag given in `extra` replaces the default.
+fn merge(mut args: Vec<String>, extra: &[&str]) -> Vec<String> {
+    for pair in extra.chunks(2) {
+        if let Some(i) = args.iter().position(|a| a == pair[0]) {
+            args.drain(i..i + 2);
+        }
+        args.extend(pair.iter().map(|s| (*s).to_owned()));
+    }
+    args
+}
+
+impl Harness {
+    pub async fn new() -> Harness {
+        let db = TestDb::new().await.expect("test database");
+        let prefix = RedisPrefix::new();
+        let queue = QueueClient::connect(&prefix.url, &prefix.name)
+            .await
+            .expect("redis");
+        let sim = KubeSim::builder()
+            .delays(Delays::zero())
+            .namespace(BUILD_NAMESPACE)
+            .start()
+            .await
+            .expect("simulator");
+        Harness {
+            store: db.store(),
+            db,
+            prefix,
+            queue,
+            sim,
+        }
+    }
+
+    /// The cleanup worker's configuration: sweeps off unless `extra` turns them on.
+    pub fn cleanup_config(&self, extra: &[&str]) -> Config {
+        let mut args = common_args(self, "slipway-worker-cleanup");
+        args.extend(
+            [
+                "--build-namespace",
+                BUILD_NAMESPACE,
+                "--namespace-delete-deadline-secs",
+                "30",
+                "--sweep-interval-secs",
+                "0",
+            ]
+            .map(str::to_owned),
+        );
+        Config::try_parse_from(merge(args, extra)).expect("cleanup flags")
+    }
+
+    pub async fn cleanup_worker(&self, extra: &[&str]) -> Worker {
+        let config = self.cleanup_config(extra);
+        Worker::start(
+            self.sim.config().unwrap(),
+            move |client, on_listen, stop| {
+                slipway_worker_cleanup::run_with_client(config, client, on_listen, stop)
+            },
+        )
+        .await
+    }
+
+    pub async fn launch_worker(&self) -> Worker {
+        let mut args = common_args(self, "slipway-worker-launch");
+        args.extend(
+            [
+                "--preview-domain",
+                "preview.test",
+                "--deadline-secs",
+                "60",
+                "--trouble-grace-secs",
+                "1",
+                "--poll-ms",
+                "100",
+            ]
+            .map(str::to_owned),
+        );
+        let config = slipway_worker_launch::Config::try_parse_from(args).expect("launch flags");
+        Worker::start(
+            self.sim.config().unwrap(),
+            move |client, on_listen, stop| {
+                slipway_worker_launch::run_with_client(config, client, on_listen, stop)
+            },
+        )
+        .await
+    }
+
+    /// A sweeper to run one sweep at a time (`sweep_once`), with these cleanup flags.
+    pub fn sweeper(&self, extra: &[&str]) -> Sweeper {
+        let settings = self.cleanup_config(extra).cleanup.settings().unwrap();
+        Sweeper::new(
+            self.sim.client().unwrap(),
+            self.submitter(),
+            settings,
+            "test-sweeper".into(),
+        )
+    }
+
+    pub fn submitter(&self) -> Submitter {
+        Submitter::new(self.store.clone(), self.queue.clone())
+    }
+
+    /// Record and queue a job as the API does.
+    pub async fn enqueue(&self, kind: JobKind, preview: &str, payload: Value) -> JobId {
+        let mut job = NewJob::new(kind, payload);
+        job.preview = Some(preview.to_owned());
+        self.submitter()
+            .submit(job, &[])
+            .await
+            .expect("job recorded")
+            .job
+            .id
+    }
+
+    /// Launch `image` as preview `key` (the launch worker must be running).
+    pub async fn launch(&self, key: &str) -> JobId {
+        let req: LaunchRequest = serde_json::from_value(
+            json!({"preview": key, "image": "registry.test/app:1", "port": 8080}),
+        )
+        .unwrap();
+        let valid = req.validate(&Limits::default()).unwrap();
+        self.enqueue(JobKind::Launch, key, serde_json::to_value(&valid).unwrap())
+            .await
+    }
+
+    pub async fn cleanup(&self, key: &str) -> JobId {
+        self.enqueue(JobKind::Cleanup, key, json!({ "preview": key }))
+            .await
+    }
+
+    pub async fn job(&self, id: JobId) -> JobRecord {
+        self.store.get_job(id).await.unwrap().expect("job row")
+    }
+
+    /// Wait until the job is in a terminal state.
+    pub async fn finished(&self, id: JobId) -> JobRecord {
+        eventually(LONG, "the job to finish", || async {
+            self.store
+                .get_job(id)
+                .await
+                .ok()
+                .flatten()
+                .filter(|j| j.state.is_terminal())
+        })
+        .await
+    }
+
+    pub async fn log_text(&self, id: JobId) -> String {
+        self.store
+            .read_logs(id, None, 10_000)
+            .await
+            .unwrap()
+            .iter()
+            .map(|l| l.text.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Whether the simulator has the namespace (terminating or not).
+    pub fn has_namespace(&self, name: &str) -> bool {
+        self.sim.object("namespaces", "", name).is_some()
+    }
+
+    /// Create a namespace with these labels and annotations.
+    pub async fn create_namespace(&self, name: &str, labels: Value, annotations: Value) {
+        let api: Api<Namespace> = Api::all(self.sim.client().unwrap());
+        let ns: Namespace = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": name, "labels": labels, "annotations": annotations}
+        }))
+        .unwrap();
+        api.create(&PostParams::default(), &ns).await.unwrap();
+    }
+
+    /// Make a row look untouched for `secs` (sweeps act on age).
+    pub async fn age_job(&self, id: JobId, secs: i64) {
+        sqlx::query("UPDATE jobs SET updated_at = now() - make_interval(secs => $2) WHERE id = $1")
+            .bind(id)
+            .bind(secs as f64)
+            .execute(self.store.pool())
+            .await
+            .unwrap();
+    }
+}
+
+/// The labels Slipway puts on its namespaces.
+pub fn managed() -> Value {
+    json!({"app.kubernetes.io/managed-by": "slipway"})
+}
