@@ -54,12 +54,8 @@ say "starting slipway-api on :$API_PORT and the workers"
 SLIPWAY_LISTEN=127.0.0.1:$API_PORT start api "$BIN/slipway-api"
 port=9091
 for w in build launch cleanup; do
-  if [ -x "$BIN/slipway-worker-$w" ]; then
-    SLIPWAY_LISTEN=127.0.0.1:$port start "worker-$w" "$BIN/slipway-worker-$w"
-    port=$((port + 1))
-  else
-    echo "(slipway-worker-$w is not built yet: its issue is still open)"
-  fi
+  SLIPWAY_LISTEN=127.0.0.1:$port start "worker-$w" "$BIN/slipway-worker-$w"
+  port=$((port + 1))
 done
 for _ in $(seq 1 100); do curl -fs "$SLIPWAY_API_URL/readyz" >/dev/null && break; sleep 0.2; done
 curl -fs "$SLIPWAY_API_URL/readyz" >/dev/null || { echo "the API did not become ready; see $STATE/api.log"; exit 1; }
@@ -100,8 +96,6 @@ Slipway keeps running. Try:
   $SLIPWAY jobs list
   $SLIPWAY logs $build_id
   $SLIPWAY previews
+  $SLIPWAY cleanup --preview 'slipway-demo/hello#1'    # tear the preview down
 Logs are in $STATE/. Stop everything with: make demo-down
 EOT
-if [ -x "$BIN/slipway-worker-cleanup" ]; then
-  echo "Tear the preview down: $SLIPWAY cleanup --preview 'slipway-demo/hello#1'"
-fi

@@ -4,7 +4,8 @@
 //! them onto the Redis queues, and serves inspection (jobs, attempts, logs with live tails,
 //! previews, queues) and operator control (retry, cancel, pause, resume). It makes no
 //! Kubernetes calls. A relay task re-pushes jobs whose push failed, so a Redis outage delays
-//! jobs but loses none.
+//! jobs but loses none. With GitHub credentials, the status feed (`status_feed`) shows each
+//! pull request's preview state on the PR (one replica at a time).
 //!
 //! `main.rs` parses [`Config`] and calls [`run`]; tests call [`run`] in-process with their own
 //! shutdown future, or build the router with [`router`].
@@ -17,6 +18,7 @@ pub mod openapi;
 mod relay;
 mod routes;
 mod state;
+mod status_feed;
 pub mod views;
 
 pub use state::AppState;
@@ -58,6 +60,8 @@ pub struct Config {
     /// Secret of the GitHub webhook (`X-Hub-Signature-256`); unset turns the webhook off.
     #[arg(long, env = "SLIPWAY_GITHUB_WEBHOOK_SECRET", hide_env_values = true)]
     pub github_webhook_secret: Option<String>,
+    #[command(flatten)]
+    pub github: GithubArgs,
     /// Attempts a job gets in all (the first run plus retries).
     #[arg(long, env = "SLIPWAY_MAX_ATTEMPTS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
     pub max_attempts: u32,
@@ -84,6 +88,74 @@ pub struct Config {
     /// How often the relay looks for jobs whose push to Redis failed.
     #[arg(long, env = "SLIPWAY_RELAY_INTERVAL_MS", default_value_t = 1000)]
     pub relay_interval_ms: u64,
+}
+
+/// Where pull-request status goes: GitHub's API and how to authenticate. With neither an App
+/// nor a token, nothing is reported (webhooks still work).
+#[derive(Debug, Clone, clap::Args)]
+pub struct GithubArgs {
+    /// GitHub's REST API (GitHub Enterprise Server: `https://<host>/api/v3`).
+    #[arg(
+        long,
+        env = "SLIPWAY_GITHUB_API_URL",
+        default_value = "https://api.github.com"
+    )]
+    pub github_api_url: String,
+    /// The GitHub App's id (with `SLIPWAY_GITHUB_PRIVATE_KEY_FILE`).
+    #[arg(long, env = "SLIPWAY_GITHUB_APP_ID")]
+    pub github_app_id: Option<u64>,
+    /// Path of the GitHub App's PEM private key.
+    #[arg(long, env = "SLIPWAY_GITHUB_PRIVATE_KEY_FILE")]
+    pub github_private_key_file: Option<std::path::PathBuf>,
+    /// A plain token, used when no App is configured.
+    #[arg(long, env = "SLIPWAY_GITHUB_TOKEN", hide_env_values = true)]
+    pub github_token: Option<String>,
+    /// Public base URL of this API, for log links on pull requests.
+    #[arg(long, env = "SLIPWAY_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// How often the status feed looks for changed previews (milliseconds).
+    #[arg(long, env = "SLIPWAY_GITHUB_STATUS_POLL_MS", default_value_t = 1000)]
+    pub github_status_poll_ms: u64,
+}
+
+impl Default for GithubArgs {
+    /// No credentials: nothing is reported.
+    fn default() -> Self {
+        GithubArgs {
+            github_api_url: "https://api.github.com".into(),
+            github_app_id: None,
+            github_private_key_file: None,
+            github_token: None,
+            public_url: None,
+            github_status_poll_ms: 1000,
+        }
+    }
+}
+
+impl GithubArgs {
+    /// The status reporter, when credentials are configured.
+    fn reporter(&self) -> anyhow::Result<Option<slipway_github::StatusReporter>> {
+        use slipway_github::{
+            ClientConfig, Credentials, GithubClient, ReporterConfig, StatusReporter, StatusWriter,
+            WriterConfig,
+        };
+        let Some(credentials) = Credentials::from_settings(
+            self.github_app_id,
+            self.github_private_key_file.as_deref(),
+            self.github_token.as_deref(),
+        )
+        .context("GitHub credentials")?
+        else {
+            return Ok(None);
+        };
+        let client = GithubClient::new(ClientConfig::new(self.github_api_url.clone(), credentials))
+            .context("GitHub client")?;
+        let writer = StatusWriter::new(Arc::new(client), WriterConfig::default());
+        Ok(Some(StatusReporter::start(
+            Arc::new(writer),
+            ReporterConfig::default(),
+        )))
+    }
 }
 
 impl Config {
@@ -168,6 +240,26 @@ pub async fn start(
         state.clone(),
         Duration::from_millis(config.relay_interval_ms.max(50)),
     );
+    let status = match config.github.reporter()? {
+        Some(reporter) => {
+            let feed = status_feed::spawn(
+                store.clone(),
+                reporter.clone(),
+                status_feed::FeedConfig {
+                    public_url: config.github.public_url.clone(),
+                    poll: Duration::from_millis(config.github.github_status_poll_ms.max(50)),
+                },
+                cancel.clone(),
+            );
+            Some((reporter, feed))
+        }
+        None => {
+            tracing::info!(
+                "no GitHub App or token configured: pull requests get no status from Slipway"
+            );
+            None
+        }
+    };
     state.logs.spawn_listener(&store);
 
     let readiness: Vec<Box<dyn ReadinessCheck>> = vec![
@@ -192,6 +284,11 @@ pub async fn start(
         serve.await.context("serving HTTP")?;
         cancel.cancel();
         let _ = relay.await;
+        if let Some((reporter, feed)) = status {
+            let _ = feed.await;
+            // What is pending still reaches GitHub, within a bound.
+            reporter.shutdown(Duration::from_secs(5)).await;
+        }
         Ok(())
     });
     Ok(Running { addr, task })

@@ -2,6 +2,7 @@
 //! - [`webhook`]: `X-Hub-Signature-256` verification and `ping` / `pull_request` parsing;
 //! - [`decide`]: what an event means for a repository's settings (pipeline, cleanup, ignore);
 //! - [`client`]: a GitHub REST client (plain token or GitHub App), honouring rate limits;
+//! - [`progress`]: what a PR should show, derived from its preview's jobs;
 //! - [`status`]: the pull-request status reporter (one comment per PR, a Deployment and its
 //!   statuses), running in the background;
 //! - [`sanitize`]: what may reach GitHub (no tokens, internal hosts, stack traces).
@@ -9,6 +10,7 @@
 pub mod client;
 pub mod clock;
 pub mod decide;
+pub mod progress;
 pub mod sanitize;
 pub mod status;
 pub mod webhook;
@@ -19,6 +21,7 @@ use std::fmt;
 
 pub use client::{ClientConfig, ClientError, Credentials, GithubClient, RetryPolicy, Secret};
 pub use decide::{Action, PreviewMode, RepoSettings, decide};
+pub use progress::{JobFacts, Progress, progress};
 pub use status::{
     Applied, PreviewState, PreviewUpdate, ReporterConfig, ReporterStats, StatusReporter,
     StatusWriter, WriterConfig,

@@ -176,7 +176,11 @@ async fn a_superseded_or_cancelled_launch_cannot_write_the_preview() {
     assert!(store.upsert_preview(&write).await.unwrap().is_none());
     let live = insert(&store, JobKind::Launch, Some(key)).await;
     write.last_job_id = Some(live.id);
-    let row = store.upsert_preview(&write).await.unwrap().expect("written");
+    let row = store
+        .upsert_preview(&write)
+        .await
+        .unwrap()
+        .expect("written");
     assert_eq!(row.status, "ready");
     assert!(row.deleted_at.is_none());
 }

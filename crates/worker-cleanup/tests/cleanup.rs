@@ -486,6 +486,19 @@ async fn of_two_replicas_exactly_one_sweeps_and_the_other_takes_over() {
     let holders: HashSet<&str> = sweeps.iter().map(|s| s.holder.as_str()).collect();
     assert_eq!(holders.len(), 1, "only one replica sweeps: {holders:?}");
     let leader = holders.into_iter().next().unwrap().to_owned();
+    let metrics = reqwest::get(format!("http://{}/metrics", a.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "slipway_cleanup_sweeps_total",
+        "slipway_cleanup_sweep_duration_seconds",
+        "slipway_cleanup_leader",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
 
     // The leader stops; the other replica takes over.
     let (stopped, other) = if leader == "replica-a" {

@@ -675,4 +675,3 @@ mod tests {
         assert_eq!(names.len(), 9);
     }
 }
-

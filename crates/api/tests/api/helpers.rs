@@ -57,6 +57,7 @@ pub fn config(db: &TestDb, redis_url: &str, prefix: &str) -> Config {
         max_ttl_hours: 720,
         allowed_repository_hosts: vec![],
         relay_interval_ms: 100,
+        github: slipway_api::GithubArgs::default(),
     }
 }
 

@@ -406,6 +406,25 @@ impl Store {
         Ok(ids)
     }
 
+    /// Previews whose jobs changed at or after `since`, with the latest change of each,
+    /// oldest change first, at most `limit` (the GitHub status feed's work list).
+    pub async fn previews_changed_since(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<(String, chrono::DateTime<chrono::Utc>)>, StoreError> {
+        let rows = sqlx::query_as(
+            "SELECT preview, max(updated_at) AS changed FROM jobs \
+             WHERE updated_at >= $1 AND preview IS NOT NULL \
+             GROUP BY preview ORDER BY changed LIMIT $2",
+        )
+        .bind(since)
+        .bind(limit.max(1))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+
     /// Operator retry: a `failed` or `cancelled` job goes back to `queued`, not enqueued, with
     /// a fresh run of `max_attempts` attempts numbered after the ones already used.
     pub async fn retry_job(&self, id: JobId) -> Result<bool, StoreError> {

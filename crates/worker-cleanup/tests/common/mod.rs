@@ -40,6 +40,8 @@ type Shutdown = Pin<Box<dyn Future<Output = ()> + Send>>;
 pub struct Worker {
     stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<Result<(), String>>>,
+    /// Where its probes and metrics are served.
+    pub addr: std::net::SocketAddr,
 }
 
 impl Worker {
@@ -63,8 +65,8 @@ impl Worker {
                 .map_err(|e| e.to_string())?;
             runtime.block_on(async move {
                 let client = kube::Client::try_from(kube_config).map_err(|e| e.to_string())?;
-                let on_listen = Box::new(move |_| {
-                    let _ = ready_tx.send(());
+                let on_listen = Box::new(move |addr| {
+                    let _ = ready_tx.send(addr);
                 });
                 run(
                     client,
@@ -77,13 +79,14 @@ impl Worker {
                 .map_err(|e| e.to_string())
             })
         });
-        tokio::time::timeout(LONG, ready_rx)
+        let addr = tokio::time::timeout(LONG, ready_rx)
             .await
             .expect("worker listening in time")
             .expect("worker started");
         Worker {
             stop: Some(stop),
             thread: Some(thread),
+            addr,
         }
     }
 

@@ -64,6 +64,7 @@ async fn measure(redis_url: String) -> anyhow::Result<(Vec<Duration>, f64)> {
         max_ttl_hours: 720,
         allowed_repository_hosts: vec![],
         relay_interval_ms: 1000,
+        github: slipway_api::GithubArgs::default(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = slipway_api::start(config, async {

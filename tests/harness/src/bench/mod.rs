@@ -8,6 +8,7 @@ pub mod launch;
 pub mod queue;
 pub mod redis_ceiling;
 pub mod sim;
+pub mod teardown;
 
 use futures_like::BoxFuture;
 use std::collections::BTreeMap;
@@ -106,6 +107,9 @@ pub const SECTIONS: &[(&str, Section)] = &[
     ("sim", |env, report| Box::pin(sim::run(env, report))),
     ("launch", |env, report| Box::pin(launch::run(env, report))),
     ("build", |env, report| Box::pin(build::run(env, report))),
+    ("teardown", |env, report| {
+        Box::pin(teardown::run(env, report))
+    }),
 ];
 
 /// A worker running on its own thread and Tokio runtime, as a worker process would, until

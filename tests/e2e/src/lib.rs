@@ -1,0 +1,189 @@
+//! The whole of Slipway in one test process: the API (with the GitHub webhook and status feed),
+//! the build, launch and cleanup workers, each on its own thread and runtime as if a process,
+//! against real Postgres and Redis, the Kubernetes simulator and a fake GitHub.
+//!
+//! [`Stack::start`] brings everything up on fresh resources (a new database, a new Redis key
+//! prefix, a new simulator and fake GitHub); dropping the stack stops it.
+
+use anyhow::Context;
+use clap::Parser;
+use fake_github::FakeGithub;
+use kube_sim::{Delays, KubeSim};
+use slipway_harness::bench::WorkerThread;
+use slipway_shared::testing::{RedisPrefix, TestDb};
+use std::net::SocketAddr;
+
+/// The API token the tests use (every scope).
+pub const TOKEN: &str = "e2e-operator-token-0123456789";
+/// The GitHub webhook secret.
+pub const WEBHOOK_SECRET: &str = "e2e-webhook-secret";
+/// The token Slipway presents to (fake) GitHub.
+pub const GITHUB_TOKEN: &str = "ghs_e2e_token_0123456789";
+/// Domain of preview hosts (public-looking, so the PR comment shows the URL).
+pub const PREVIEW_DOMAIN: &str = "preview.example.com";
+/// Where log links on the PR point.
+pub const PUBLIC_URL: &str = "https://slipway.example.com";
+pub const BUILD_NAMESPACE: &str = "slipway-builds";
+
+/// Everything, running.
+pub struct Stack {
+    pub db: TestDb,
+    pub prefix: RedisPrefix,
+    pub sim: KubeSim,
+    pub github: FakeGithub,
+    pub api: SocketAddr,
+    pub http: reqwest::Client,
+    api_stop: Option<tokio::sync::oneshot::Sender<()>>,
+    api_task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    workers: Vec<WorkerThread>,
+}
+
+/// The flags every binary takes, for this stack's database and Redis.
+fn common(bin: &str, db: &TestDb, prefix: &RedisPrefix) -> Vec<String> {
+    [
+        bin,
+        "--database-url",
+        db.url(),
+        "--redis-url",
+        &prefix.url,
+        "--queue-prefix",
+        &prefix.name,
+        "--listen",
+        "127.0.0.1:0",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect()
+}
+
+fn with(mut args: Vec<String>, extra: &[&str]) -> Vec<String> {
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    args
+}
+
+/// Flags of the workers: quick retries, so a test does not wait out production backoff.
+const WORKER_FLAGS: &[&str] = &[
+    "--rescue-time-secs",
+    "3",
+    "--grace-period-secs",
+    "2",
+    "--backoff-base-ms",
+    "100",
+    "--backoff-cap-ms",
+    "500",
+];
+
+impl Stack {
+    pub async fn start() -> anyhow::Result<Stack> {
+        let db = TestDb::new().await?;
+        let prefix = RedisPrefix::new();
+        let sim = KubeSim::builder()
+            .delays(Delays::zero())
+            .namespace(BUILD_NAMESPACE)
+            .start()
+            .await?;
+        let github = FakeGithub::start().await?;
+        github.add_token(GITHUB_TOKEN);
+
+        let api_config = slipway_api::Config::try_parse_from(with(
+            common("slipway-api", &db, &prefix),
+            &[
+                "--api-tokens",
+                &format!("e2e:enqueue+read+admin:{TOKEN}"),
+                "--github-webhook-secret",
+                WEBHOOK_SECRET,
+                "--github-api-url",
+                &github.url(),
+                "--github-token",
+                GITHUB_TOKEN,
+                "--public-url",
+                PUBLIC_URL,
+                "--github-status-poll-ms",
+                "100",
+                "--relay-interval-ms",
+                "100",
+            ],
+        ))?;
+        let (api_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = slipway_api::start(api_config, async {
+            let _ = stopped.await;
+        })
+        .await?;
+
+        let mut workers = Vec::new();
+        let build = slipway_worker_build::Config::try_parse_from(with(
+            with(common("slipway-worker-build", &db, &prefix), WORKER_FLAGS),
+            &["--build-namespace", BUILD_NAMESPACE],
+        ))?;
+        workers.push(
+            WorkerThread::start(sim.config()?, move |client, on_listen, stop| async move {
+                Ok(slipway_worker_build::run_with_client(build, client, on_listen, stop).await?)
+            })
+            .await
+            .context("build worker")?,
+        );
+        let launch = slipway_worker_launch::Config::try_parse_from(with(
+            with(common("slipway-worker-launch", &db, &prefix), WORKER_FLAGS),
+            &["--preview-domain", PREVIEW_DOMAIN, "--poll-ms", "100"],
+        ))?;
+        workers.push(
+            WorkerThread::start(sim.config()?, move |client, on_listen, stop| async move {
+                Ok(slipway_worker_launch::run_with_client(launch, client, on_listen, stop).await?)
+            })
+            .await
+            .context("launch worker")?,
+        );
+        let cleanup = slipway_worker_cleanup::Config::try_parse_from(with(
+            with(common("slipway-worker-cleanup", &db, &prefix), WORKER_FLAGS),
+            &["--build-namespace", BUILD_NAMESPACE],
+        ))?;
+        workers.push(
+            WorkerThread::start(sim.config()?, move |client, on_listen, stop| async move {
+                Ok(
+                    slipway_worker_cleanup::run_with_client(cleanup, client, on_listen, stop)
+                        .await?,
+                )
+            })
+            .await
+            .context("cleanup worker")?,
+        );
+
+        Ok(Stack {
+            db,
+            prefix,
+            sim,
+            github,
+            api: running.addr,
+            http: reqwest::Client::new(),
+            api_stop: Some(api_stop),
+            api_task: Some(running.task),
+            workers,
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.api)
+    }
+
+    /// Stop the workers and the API, and say if any of them failed.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        for w in self.workers.drain(..) {
+            tokio::task::spawn_blocking(move || w.stop()).await??;
+        }
+        if let Some(tx) = self.api_stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.api_task.take() {
+            task.await??;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if let Some(tx) = self.api_stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
