@@ -8,6 +8,7 @@ pub mod launch;
 pub mod queue;
 pub mod redis_ceiling;
 pub mod sim;
+pub mod webhook;
 
 use futures_like::BoxFuture;
 use std::collections::BTreeMap;
@@ -106,6 +107,7 @@ pub const SECTIONS: &[(&str, Section)] = &[
     ("sim", |env, report| Box::pin(sim::run(env, report))),
     ("launch", |env, report| Box::pin(launch::run(env, report))),
     ("build", |env, report| Box::pin(build::run(env, report))),
+    ("webhook", |env, report| Box::pin(webhook::run(env, report))),
 ];
 
 /// A worker running on its own thread and Tokio runtime, as a worker process would, until
