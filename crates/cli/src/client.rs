@@ -81,6 +81,10 @@ impl ApiClient {
         Ok(self.call(Method::POST, path, body, &[]).await?.1)
     }
 
+    pub async fn put(&self, path: &str, body: &Value) -> Result<Value, CliError> {
+        Ok(self.call(Method::PUT, path, Some(body), &[]).await?.1)
+    }
+
     /// Follow a Server-Sent Events stream, calling `on_event` with each event's type (`None`
     /// for plain messages) and data.
     pub async fn sse(

@@ -1,12 +1,14 @@
 //! `slipway`, the operator CLI. It talks only to Slipway's HTTP API: inspect queues, jobs,
 //! logs and previews; retry, cancel, pause and resume; enqueue builds, launches, cleanups and
-//! pipelines. Human tables by default, `-o json` for scripts; errors go to stderr with a
+//! pipelines; configure the GitHub repositories that get previews. Human tables by default, `-o json` for scripts; errors go to stderr with a
 //! non-zero exit code.
 
 mod client;
 mod output;
+mod repos;
 
 pub use client::ApiClient;
+pub use repos::{Mode as RepoMode, ReposAction, SetArgs as RepoSetArgs};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::{Map, Value, json};
@@ -107,6 +109,11 @@ pub enum Command {
     },
     /// Enqueue a pipeline: build a commit, then launch it as a preview.
     Pipeline(PipelineArgs),
+    /// GitHub repositories whose pull requests get previews: list, show, set, enable, disable.
+    Repos {
+        #[command(subcommand)]
+        action: ReposAction,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -145,16 +152,19 @@ pub struct BuildOpts {
     /// Sub-directory of the repository to build.
     #[arg(long)]
     pub context: Option<String>,
+    /// Dockerfile path within the context (default `Dockerfile`).
     #[arg(long)]
     pub dockerfile: Option<String>,
     /// Image name, e.g. `org/app`.
     #[arg(long)]
     pub image: Option<String>,
+    /// Image tag (default: the commit).
     #[arg(long)]
     pub tag: Option<String>,
     /// Build argument `KEY=VALUE` (repeatable).
     #[arg(long = "build-arg", value_name = "KEY=VALUE")]
     pub build_args: Vec<String>,
+    /// Stage of a multi-stage Dockerfile to build.
     #[arg(long)]
     pub target: Option<String>,
     /// Name of the Secret holding a git token.
@@ -182,6 +192,7 @@ pub struct BuildArgs {
 
 #[derive(Debug, Args)]
 pub struct LaunchOpts {
+    /// Port the application listens on.
     #[arg(long)]
     pub port: Option<u16>,
     /// Environment variable `KEY=VALUE` (repeatable).
@@ -200,6 +211,7 @@ pub struct LaunchOpts {
     pub memory: Option<String>,
     #[arg(long)]
     pub health_path: Option<String>,
+    /// Hours until the preview is torn down (default 72).
     #[arg(long)]
     pub ttl_hours: Option<u32>,
 }
@@ -243,6 +255,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
     let api = ApiClient::new(&cli.api_url, cli.token.clone())?;
     let json_out = cli.output == Output::Json;
     match cli.command {
+        Command::Repos { action } => repos::run(&api, out, action, json_out).await,
         Command::Queues { action: None } => {
             let v = api.get("v1/queues").await?;
             if json_out {

@@ -1,12 +1,17 @@
-//! The `slipway` CLI against a running API: enqueue, list, show, logs, operate; errors go out
-//! as `CliError`s with the API's message.
+//! The `slipway` CLI against a running API: enqueue, list, show, logs, operate, repository
+//! settings; errors go out as `CliError`s with the API's message and the documented exit code.
 
 use crate::helpers::*;
 use clap::Parser;
+use serde_json::json;
 use slipway_cli::{Cli, CliError};
 
 async fn slipway(app: &TestApp, args: &[&str]) -> Result<String, CliError> {
-    let mut argv = vec!["slipway", "--api-url", &app.base, "--token", ALL];
+    slipway_as(app, ALL, args).await
+}
+
+async fn slipway_as(app: &TestApp, token: &str, args: &[&str]) -> Result<String, CliError> {
+    let mut argv = vec!["slipway", "--api-url", &app.base, "--token", token];
     argv.extend_from_slice(args);
     let cli = Cli::try_parse_from(argv).expect("valid command line");
     let mut out = Vec::new();
@@ -102,4 +107,303 @@ async fn the_cli_drives_the_api() {
     );
     let err = slipway(&app, &["jobs", "show", "nope"]).await.unwrap_err();
     assert!(err.to_string().contains("not found"), "{err}");
+}
+
+fn exit_code(code: std::process::ExitCode) -> String {
+    format!("{code:?}")
+}
+
+fn exits_with(err: &CliError, code: u8) {
+    assert_eq!(
+        exit_code(err.exit_code()),
+        exit_code(std::process::ExitCode::from(code)),
+        "{err:?}"
+    );
+}
+
+async fn repo_json(app: &TestApp, repo: &str) -> serde_json::Value {
+    let out = slipway(app, &["-o", "json", "repos", "show", repo])
+        .await
+        .unwrap();
+    serde_json::from_str(&out).unwrap()
+}
+
+#[tokio::test]
+async fn repos_set_merges_into_what_is_stored() {
+    let app = spawn_app().await;
+    let out = slipway(
+        &app,
+        &[
+            "repos",
+            "set",
+            "acme/shop",
+            "--context",
+            "web",
+            "--dockerfile",
+            "web.Dockerfile",
+            "--build-arg",
+            "NODE_ENV=production",
+            "--target",
+            "runtime",
+            "--port",
+            "3000",
+            "--env",
+            "LOG=debug",
+            "--secret-env",
+            "DATABASE_URL=shop-db/url",
+            "--cpu",
+            "250m",
+            "--memory",
+            "256Mi",
+            "--ttl-hours",
+            "48",
+        ],
+    )
+    .await
+    .unwrap();
+    assert!(out.starts_with("repository:  acme/shop\n"), "{out}");
+    assert!(out.contains("\nenabled:     true\n"), "{out}");
+    let v = repo_json(&app, "acme/shop").await;
+    assert_eq!(v["mode"], "automatic");
+    assert_eq!(v["build_forks"], false);
+    assert_eq!(
+        v["build"],
+        json!({"context": "web", "dockerfile": "web.Dockerfile",
+               "build_args": {"NODE_ENV": "production"}, "target": "runtime"})
+    );
+    assert_eq!(
+        v["launch"],
+        json!({"port": 3000, "env": {"LOG": "debug"}, "secret_env": {"DATABASE_URL": "shop-db/url"},
+               "resources": {"cpu": "250m", "memory": "256Mi"}, "ttl_hours": 48})
+    );
+
+    // Switching to label mode keeps the build and launch options.
+    slipway(
+        &app,
+        &[
+            "repos",
+            "set",
+            "acme/shop",
+            "--mode",
+            "label",
+            "--label",
+            "preview",
+        ],
+    )
+    .await
+    .unwrap();
+    let after = repo_json(&app, "acme/shop").await;
+    assert_eq!(
+        (&after["mode"], &after["label"]),
+        (&json!("label"), &json!("preview"))
+    );
+    assert_eq!(
+        (&after["build"], &after["launch"]),
+        (&v["build"], &v["launch"])
+    );
+
+    // Maps merge by key, `--unset` removes, `--allow-forks` flips the fork policy.
+    slipway(
+        &app,
+        &[
+            "repos",
+            "set",
+            "acme/shop",
+            "--build-arg",
+            "GREETING=a=b",
+            "--unset",
+            "launch.env.LOG",
+            "--unset",
+            "build.target",
+            "--memory",
+            "512Mi",
+            "--allow-forks",
+            "true",
+        ],
+    )
+    .await
+    .unwrap();
+    let v = repo_json(&app, "acme/shop").await;
+    assert_eq!(
+        v["build"]["build_args"],
+        json!({"NODE_ENV": "production", "GREETING": "a=b"})
+    );
+    assert_eq!(v["build"]["target"], serde_json::Value::Null);
+    assert_eq!(v["launch"]["env"], serde_json::Value::Null, "{v}");
+    assert_eq!(
+        v["launch"]["resources"],
+        json!({"cpu": "250m", "memory": "512Mi"})
+    );
+    assert_eq!(
+        (&v["build_forks"], &v["label"]),
+        (&json!(true), &json!("preview"))
+    );
+
+    // `--replace` starts over from the defaults.
+    slipway(
+        &app,
+        &["repos", "set", "acme/shop", "--replace", "--port", "8080"],
+    )
+    .await
+    .unwrap();
+    let v = repo_json(&app, "acme/shop").await;
+    assert_eq!(
+        (&v["mode"], &v["build_forks"], &v["build"], &v["launch"]),
+        (
+            &json!("automatic"),
+            &json!(false),
+            &json!({}),
+            &json!({"port": 8080})
+        )
+    );
+}
+
+#[tokio::test]
+async fn repos_list_enable_and_disable_drive_the_webhook() {
+    let app = spawn_app().await;
+    assert_eq!(
+        slipway(&app, &["repos", "list"]).await.unwrap().trim(),
+        "REPOSITORY  ENABLED  MODE  LABEL  FORKS  UPDATED"
+    );
+    slipway(
+        &app,
+        &[
+            "repos",
+            "set",
+            "acme/shop",
+            "--dockerfile",
+            "web.Dockerfile",
+        ],
+    )
+    .await
+    .unwrap();
+    let out = slipway(&app, &["repos", "enable", "acme/api"])
+        .await
+        .unwrap();
+    assert_eq!(out.trim(), "repository acme/api: enabled");
+    let out = slipway(&app, &["repos", "disable", "acme/shop"])
+        .await
+        .unwrap();
+    assert_eq!(out.trim(), "repository acme/shop: disabled");
+
+    let table = slipway(&app, &["repos", "list"]).await.unwrap();
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().take(5).collect())
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ["acme/api", "true", "automatic", "-", "false"],
+            ["acme/shop", "false", "automatic", "-", "false"]
+        ],
+        "{table}"
+    );
+    let list: serde_json::Value = serde_json::from_str(
+        &slipway(&app, &["-o", "json", "repos", "list"])
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 2);
+
+    // Disabled: deliveries are ignored. Enabled again: the settings set earlier are used.
+    let body = |n| fake_github::payloads::PullRequest::new("opened", "acme", "shop", n, SHA).body();
+    let (_, v) = crate::github::send(&app, "pull_request", &body(1)).await;
+    assert_eq!(v["status"], "ignored", "{v}");
+    assert_eq!(
+        repo_json(&app, "acme/shop").await["build"]["dockerfile"],
+        "web.Dockerfile"
+    );
+    slipway(&app, &["repos", "enable", "acme/shop"])
+        .await
+        .unwrap();
+    let (_, v) = crate::github::send(&app, "pull_request", &body(2)).await;
+    assert_eq!(v["status"], "pipeline", "{v}");
+    assert_eq!(v["job"]["request"]["dockerfile"], "web.Dockerfile");
+
+    // Disabling a repository that was never configured is a mistake worth reporting.
+    let err = slipway(&app, &["repos", "disable", "acme/typo"])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CliError::Api { status: 404, .. }), "{err:?}");
+    exits_with(&err, 1);
+}
+
+#[tokio::test]
+async fn repos_bad_input_and_missing_scope_are_clear_errors() {
+    let app = spawn_app().await;
+    for args in [
+        &["repos", "show", "acme"][..],
+        &["repos", "set", "acme/", "--port", "1"],
+        &["repos", "set", "acme/shop/x"],
+        &["repos", "set", "acme/shop", "--build-arg", "NOVALUE"],
+        &["repos", "set", "acme/shop", "--env", "NOVALUE"],
+        &["repos", "set", "acme/shop", "--unset", "launch.evn"],
+    ] {
+        let err = slipway(&app, args).await.unwrap_err();
+        assert!(matches!(err, CliError::Usage(_)), "{args:?}: {err:?}");
+        exits_with(&err, 2);
+    }
+    let err = slipway(
+        &app,
+        &["repos", "set", "acme/shop", "--build-arg", "NOVALUE"],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "--build-arg expects KEY=VALUE, got \"NOVALUE\""
+    );
+    // Values clap checks are refused with its usage exit code.
+    for args in [
+        &["slipway", "repos", "set", "acme/shop", "--enabled", "maybe"][..],
+        &[
+            "slipway",
+            "repos",
+            "set",
+            "acme/shop",
+            "--mode",
+            "sometimes",
+        ],
+        &["slipway", "repos", "set", "acme/shop", "--port", "http"],
+        &["slipway", "repos", "set"],
+    ] {
+        let err = Cli::try_parse_from(args).unwrap_err();
+        assert_eq!(err.exit_code(), 2, "{args:?}");
+    }
+    // The API's own checks come back with the field.
+    let err = slipway(&app, &["repos", "set", "acme/shop", "--mode", "label"])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, CliError::Api { status: 422, field: Some(f), .. } if f == "label"),
+        "{err:?}"
+    );
+    exits_with(&err, 1);
+    let (_, list) = app.get("/v1/repositories").await;
+    assert_eq!(list["items"], json!([]), "nothing was written");
+
+    // Reading needs `read`, changing needs `admin`.
+    let err = slipway_as(&app, ADMIN, &["repos", "set", "acme/shop"])
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("needs the `read` scope as well"),
+        "{err}"
+    );
+    let out = slipway_as(&app, ADMIN, &["repos", "set", "acme/shop", "--replace"])
+        .await
+        .unwrap();
+    assert!(out.starts_with("repository:  acme/shop"), "{out}");
+    slipway_as(&app, READ, &["repos", "show", "acme/shop"])
+        .await
+        .unwrap();
+    let err = slipway_as(&app, READ, &["repos", "set", "acme/shop", "--port", "1"])
+        .await
+        .unwrap_err();
+    assert!(matches!(&err, CliError::Api { status: 403, .. }), "{err:?}");
+    assert!(err.to_string().contains("lacks the `admin` scope"), "{err}");
+    exits_with(&err, 1);
 }

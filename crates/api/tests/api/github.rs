@@ -24,7 +24,7 @@ async fn deliver(
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
-async fn send(app: &TestApp, event: &str, body: &str) -> (StatusCode, Value) {
+pub(crate) async fn send(app: &TestApp, event: &str, body: &str) -> (StatusCode, Value) {
     deliver(
         app,
         body,

@@ -1,5 +1,6 @@
 //! The API figures (issue 4): build jobs enqueued over HTTP by 32 concurrent clients, each
-//! request committing its row in Postgres and pushing the job to Redis before it answers.
+//! request committing its row in Postgres and pushing the job to Redis before it answers. Also
+//! [`BenchApi`], the in-process API every section that measures it starts.
 
 use super::{BenchEnv, Report};
 use slipway_shared::config::{CommonArgs, LogFormat, SecretUrl};
@@ -43,35 +44,77 @@ pub async fn run(env: &BenchEnv, report: &mut Report) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The API in-process on port 0 with real Postgres (a throw-away database) and Redis (a
+/// throw-away key prefix), as the `api` and `webhook` sections measure it. Both are removed when
+/// it is stopped or dropped.
+pub struct BenchApi {
+    pub addr: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    // Declared last: fields drop in order, so the database and keys go after the API.
+    _prefix: RedisPrefix,
+    _db: TestDb,
+}
+
+impl BenchApi {
+    /// Start with `api_tokens` (`name:scope+scope:token,...`) and, to accept GitHub
+    /// webhooks, their secret.
+    pub async fn start(
+        redis_url: &str,
+        api_tokens: String,
+        github_webhook_secret: Option<String>,
+    ) -> anyhow::Result<Self> {
+        let db = TestDb::new().await?;
+        let prefix = RedisPrefix::on(redis_url);
+        let config = slipway_api::Config {
+            common: CommonArgs {
+                database_url: SecretUrl::new(db.url()),
+                redis_url: SecretUrl::new(redis_url),
+                queue_prefix: prefix.name.clone(),
+                listen: Some("127.0.0.1:0".parse()?),
+                log_format: LogFormat::Text,
+            },
+            api_tokens,
+            github_webhook_secret,
+            max_attempts: 3,
+            max_cpu: "2".into(),
+            max_memory: "2Gi".into(),
+            max_replicas: 5,
+            max_ttl_hours: 720,
+            allowed_repository_hosts: vec![],
+            relay_interval_ms: 1000,
+            github: slipway_api::GithubArgs::default(),
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = slipway_api::start(config, async {
+            let _ = stopped.await;
+        })
+        .await?;
+        Ok(BenchApi {
+            addr: running.addr,
+            stop,
+            task: running.task,
+            _prefix: prefix,
+            _db: db,
+        })
+    }
+
+    /// `http://<addr><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Shut the API down and wait for it, then remove its database and keys.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
 /// Sorted request latencies and the wall time of the measured phase.
 async fn measure(redis_url: String) -> anyhow::Result<(Vec<Duration>, f64)> {
-    let db = TestDb::new().await?;
-    let prefix = RedisPrefix::on(&redis_url);
-    let config = slipway_api::Config {
-        common: CommonArgs {
-            database_url: SecretUrl::new(db.url()),
-            redis_url: SecretUrl::new(&redis_url),
-            queue_prefix: prefix.name.clone(),
-            listen: Some("127.0.0.1:0".parse()?),
-            log_format: LogFormat::Text,
-        },
-        api_tokens: format!("bench:enqueue+read:{TOKEN}"),
-        github_webhook_secret: None,
-        max_attempts: 3,
-        max_cpu: "2".into(),
-        max_memory: "2Gi".into(),
-        max_replicas: 5,
-        max_ttl_hours: 720,
-        allowed_repository_hosts: vec![],
-        relay_interval_ms: 1000,
-        github: slipway_api::GithubArgs::default(),
-    };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = slipway_api::start(config, async {
-        let _ = stopped.await;
-    })
-    .await?;
-    let url = format!("http://{}/v1/builds", running.addr);
+    let api = BenchApi::start(&redis_url, format!("bench:enqueue+read:{TOKEN}"), None).await?;
+    let url = api.url("/v1/builds");
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(CLIENTS)
         .build()?;
@@ -100,8 +143,7 @@ async fn measure(redis_url: String) -> anyhow::Result<(Vec<Duration>, f64)> {
     }
     let elapsed = start.elapsed().as_secs_f64();
     latencies.sort();
-    let _ = stop.send(());
-    let _ = running.task.await;
+    api.stop().await;
     anyhow::ensure!(!latencies.is_empty(), "no requests measured");
     Ok((latencies, elapsed))
 }

@@ -9,6 +9,7 @@ pub mod queue;
 pub mod redis_ceiling;
 pub mod sim;
 pub mod teardown;
+pub mod webhook;
 
 use futures_like::BoxFuture;
 use std::collections::BTreeMap;
@@ -110,6 +111,7 @@ pub const SECTIONS: &[(&str, Section)] = &[
     ("teardown", |env, report| {
         Box::pin(teardown::run(env, report))
     }),
+    ("webhook", |env, report| Box::pin(webhook::run(env, report))),
 ];
 
 /// A worker running on its own thread and Tokio runtime, as a worker process would, until
