@@ -7,7 +7,8 @@
 # Needs TARGETARCH and BUILDARCH (BuildKit's automatic build args). Installs the Rust target
 # and, when cross-compiling, Debian's cross gcc; writes /usr/local/cargo/target.env, which
 # later steps source: CARGO_BUILD_TARGET (cargo's own variable, so `cargo build` and
-# `cargo chef cook` need no extra flag), the linker and the C compiler for ring.
+# `cargo chef cook` need no extra flag), the linker and the C compiler for ring. For the
+# build stage only: it installs packages (TARGET_ENV_FILE moves its output elsewhere).
 set -eu
 
 case "$TARGETARCH" in
@@ -17,12 +18,11 @@ case "$TARGETARCH" in
 esac
 
 rustup target add "$triple"
-env_file=/usr/local/cargo/target.env
+env_file=${TARGET_ENV_FILE:-/usr/local/cargo/target.env}
 echo "export CARGO_BUILD_TARGET=$triple" >"$env_file"
 if [ "$TARGETARCH" != "${BUILDARCH:-$TARGETARCH}" ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $cross_pkgs >/dev/null
-  rm -rf /var/lib/apt/lists/*
   upper=$(echo "$triple" | tr 'a-z-' 'A-Z_')
   lower=$(echo "$triple" | tr '-' '_')
   cat >>"$env_file" <<ENV
