@@ -77,20 +77,31 @@ fn value_args(install: &Install<'_>) -> Vec<String> {
     args
 }
 
-/// `helm template` of the chart; the documents, or helm's error output.
-pub fn render(helm: &Path, install: &Install<'_>) -> Result<Vec<Value>, String> {
-    let chart = crate::repo_root().join(CHART);
+/// Runs `helm <verb> [release] <chart> --namespace <ns> <values>`: stdout, or helm's output.
+fn run_helm(helm: &Path, verb: &[&str], install: &Install<'_>) -> Result<String, String> {
     let out = Command::new(helm)
-        .args(["template", RELEASE])
-        .arg(&chart)
+        .args(verb)
+        .arg(crate::repo_root().join(CHART))
         .args(["--namespace", NAMESPACE])
         .args(value_args(install))
         .output()
         .map_err(|e| format!("running helm: {e}"))?;
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if out.status.success() {
+        Ok(stdout)
+    } else {
+        Err(format!("{stdout}{}", String::from_utf8_lossy(&out.stderr)))
     }
-    Ok(parse_documents(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// The YAML `helm template` prints, or helm's error output.
+pub fn render_text(helm: &Path, install: &Install<'_>) -> Result<String, String> {
+    run_helm(helm, &["template", RELEASE], install)
+}
+
+/// `helm template` of the chart: the documents, or helm's error output.
+pub fn render(helm: &Path, install: &Install<'_>) -> Result<Vec<Value>, String> {
+    render_text(helm, install).map(|yaml| parse_documents(&yaml))
 }
 
 /// Like [`render`], panicking with helm's message (and the install's name) on failure.
@@ -98,44 +109,9 @@ pub fn render_ok(helm: &Path, install: &Install<'_>) -> Vec<Value> {
     render(helm, install).unwrap_or_else(|e| panic!("helm template ({}): {e}", install.name))
 }
 
-/// The YAML text `helm template` prints, unparsed (for `kubectl apply`).
-pub fn render_text(helm: &Path, install: &Install<'_>) -> String {
-    let chart = crate::repo_root().join(CHART);
-    let out = Command::new(helm)
-        .args(["template", RELEASE])
-        .arg(&chart)
-        .args(["--namespace", NAMESPACE])
-        .args(value_args(install))
-        .output()
-        .expect("running helm");
-    assert!(
-        out.status.success(),
-        "helm template ({}): {}",
-        install.name,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// `helm lint --strict` with `install`'s values: Ok, or its output.
 pub fn lint_strict(helm: &Path, install: &Install<'_>) -> Result<(), String> {
-    let chart = crate::repo_root().join(CHART);
-    let out = Command::new(helm)
-        .args(["lint", "--strict"])
-        .arg(&chart)
-        .args(["--namespace", NAMESPACE])
-        .args(value_args(install))
-        .output()
-        .map_err(|e| format!("running helm: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
+    run_helm(helm, &["lint", "--strict"], install).map(|_| ())
 }
 
 /// Every non-empty document of a multi-document YAML stream, as JSON values.

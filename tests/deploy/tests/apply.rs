@@ -29,7 +29,8 @@ fn plural(kind: &str) -> String {
 async fn apply_and_wait(install: Install<'_>) {
     let Some(helm) = helm() else { return };
     let kubectl = kubectl();
-    let manifests = chart::render_text(&helm, &install);
+    let manifests = chart::render_text(&helm, &install)
+        .unwrap_or_else(|e| panic!("helm template ({}): {e}", install.name));
     let docs = chart::parse_documents(&manifests);
     assert!(
         !docs.iter().any(chart::is_keda),
