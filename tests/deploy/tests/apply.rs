@@ -9,7 +9,7 @@
 
 use kube_sim::{Delays, KubeSim};
 use serde_json::Value;
-use slipway_deploy_tests::chart::{self, DEFAULT, Install, NAMESPACE, PRODUCTION};
+use slipway_deploy_tests::chart::{self, DEFAULT, EVERYTHING, Install, NAMESPACE, PRODUCTION};
 use slipway_deploy_tests::{helm, kubectl};
 use std::time::Duration;
 use tokio::process::Command;
@@ -121,6 +121,24 @@ async fn production_values_apply_and_every_deployment_becomes_available() {
         name: "values-production.yaml without KEDA",
         set: &["workerBuild.keda.enabled=false"],
         ..PRODUCTION
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_option_applies_and_every_deployment_becomes_available() {
+    // Ingress with TLS, HPA, GitHub key volume, push secret in the build namespace, ...: all of
+    // EVERYTHING but KEDA.
+    let set: Vec<&str> = EVERYTHING
+        .set
+        .iter()
+        .copied()
+        .filter(|s| !s.contains("keda"))
+        .collect();
+    apply_and_wait(Install {
+        name: "every option on but KEDA",
+        set: &set,
+        ..EVERYTHING
     })
     .await;
 }
