@@ -18,6 +18,8 @@ pub struct Install<'a> {
     pub name: &'a str,
     pub files: &'a [&'a str],
     pub set: &'a [&'a str],
+    /// The Secrets it reads without rendering them (its `existingSecret`s).
+    pub existing_secrets: &'a [&'a str],
 }
 
 /// The defaults (minikube).
@@ -25,6 +27,7 @@ pub const DEFAULT: Install<'static> = Install {
     name: "default values",
     files: &[],
     set: &[],
+    existing_secrets: &[],
 };
 
 /// The production example.
@@ -32,6 +35,7 @@ pub const PRODUCTION: Install<'static> = Install {
     name: "values-production.yaml",
     files: &["values-production.yaml"],
     set: &[],
+    existing_secrets: &["slipway-secrets", "slipway-github-app"],
 };
 
 /// Every optional object on: the API ingress with TLS, HPAs, KEDA on every worker with a Redis
@@ -60,6 +64,7 @@ pub const EVERYTHING: Install<'static> = Install {
         r#"preview.imagePullSecret="registry-pull""#,
         r#"image.pullSecrets=["slipway-pull"]"#,
     ],
+    existing_secrets: &["github", "redis-auth"],
 };
 
 /// The `helm` arguments that select `install`'s values.

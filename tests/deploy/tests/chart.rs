@@ -31,15 +31,6 @@ const SECRET_VARS: [&str; 6] = [
     "SLIPWAY_TOKEN",
 ];
 
-/// Secrets an install reads without rendering them (its `existingSecret`s).
-fn external_secrets(install: &Install<'_>) -> &'static [&'static str] {
-    match install.name {
-        n if n == PRODUCTION.name => &["slipway-secrets", "slipway-github-app"],
-        n if n == EVERYTHING.name => &["github", "redis-auth"],
-        _ => &[],
-    }
-}
-
 fn deployment<'a>(docs: &'a [Value], component: &str) -> &'a Value {
     find(docs, "Deployment", &format!("slipway-{component}"))
         .unwrap_or_else(|| panic!("no Deployment slipway-{component}"))
@@ -328,7 +319,7 @@ fn references_line_up() {
     for install in INSTALLS {
         let docs = chart::render_ok(&helm, &install);
         let ctx = install.name;
-        let externals = external_secrets(&install);
+        let externals = install.existing_secrets;
         let namespaces: BTreeSet<String> = of_kind(&docs, "Namespace")
             .map(|n| {
                 n["metadata"]["name"]
@@ -603,6 +594,7 @@ fn secrets_never_reach_configmaps_or_default_values() {
             name: "token in settings",
             files: &[],
             set: &[r#"api.settings.SLIPWAY_API_TOKENS="a:read:0123456789abcdef""#],
+            existing_secrets: &[],
         },
     )
     .expect_err("a secret in a ConfigMap setting must fail the render");
@@ -616,6 +608,7 @@ fn secrets_never_reach_configmaps_or_default_values() {
             name: "no database",
             files: &[],
             set: &["postgresql.enabled=false"],
+            existing_secrets: &[],
         },
     )
     .expect_err("no database URL must fail the render");
@@ -629,6 +622,7 @@ fn secrets_never_reach_configmaps_or_default_values() {
             name: "owned setting",
             files: &[],
             set: &[r#"workerBuild.settings.SLIPWAY_BUILD_NAMESPACE="x""#],
+            existing_secrets: &[],
         },
     )
     .expect_err("a chart-owned setting in settings must fail the render");
@@ -693,6 +687,7 @@ fn keda_scales_each_worker_on_its_queue() {
                 "workerLaunch.keda.enabled=true",
                 r#"config.queuePrefix="team-a""#,
             ],
+            existing_secrets: &[],
         },
     );
     let so = find(&prefixed, "ScaledObject", "slipway-worker-launch").expect("ScaledObject");
@@ -714,6 +709,7 @@ fn keda_scales_each_worker_on_its_queue() {
                 "workerBuild.keda.enabled=true",
                 "workerBuild.autoscaling.enabled=true",
             ],
+            existing_secrets: &[],
         },
     )
     .expect_err("an HPA and a ScaledObject on one Deployment must fail the render");
@@ -728,6 +724,7 @@ fn keda_scales_each_worker_on_its_queue() {
                 "redis.enabled=false",
                 r#"secrets.redisUrl.value="redis://r:6379""#,
             ],
+            existing_secrets: &[],
         },
     )
     .expect_err("KEDA needs a Redis address");
