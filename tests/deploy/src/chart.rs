@@ -22,13 +22,20 @@ pub struct Install<'a> {
     pub existing_secrets: &'a [&'a str],
 }
 
+impl<'a> Install<'a> {
+    /// The default values with `set` on top.
+    pub const fn defaults_with(name: &'a str, set: &'a [&'a str]) -> Install<'a> {
+        Install {
+            name,
+            files: &[],
+            set,
+            existing_secrets: &[],
+        }
+    }
+}
+
 /// The defaults (minikube).
-pub const DEFAULT: Install<'static> = Install {
-    name: "default values",
-    files: &[],
-    set: &[],
-    existing_secrets: &[],
-};
+pub const DEFAULT: Install<'static> = Install::defaults_with("default values", &[]);
 
 /// The production example.
 pub const PRODUCTION: Install<'static> = Install {

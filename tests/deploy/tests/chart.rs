@@ -590,12 +590,10 @@ fn secrets_never_reach_configmaps_or_default_values() {
     // A secret put among plain settings is refused, and the required URLs are required.
     let refused = chart::render(
         &helm,
-        &Install {
-            name: "token in settings",
-            files: &[],
-            set: &[r#"api.settings.SLIPWAY_API_TOKENS="a:read:0123456789abcdef""#],
-            existing_secrets: &[],
-        },
+        &Install::defaults_with(
+            "token in settings",
+            &[r#"api.settings.SLIPWAY_API_TOKENS="a:read:0123456789abcdef""#],
+        ),
     )
     .expect_err("a secret in a ConfigMap setting must fail the render");
     assert!(
@@ -604,12 +602,7 @@ fn secrets_never_reach_configmaps_or_default_values() {
     );
     let missing = chart::render(
         &helm,
-        &Install {
-            name: "no database",
-            files: &[],
-            set: &["postgresql.enabled=false"],
-            existing_secrets: &[],
-        },
+        &Install::defaults_with("no database", &["postgresql.enabled=false"]),
     )
     .expect_err("no database URL must fail the render");
     assert!(
@@ -618,12 +611,10 @@ fn secrets_never_reach_configmaps_or_default_values() {
     );
     let owned = chart::render(
         &helm,
-        &Install {
-            name: "owned setting",
-            files: &[],
-            set: &[r#"workerBuild.settings.SLIPWAY_BUILD_NAMESPACE="x""#],
-            existing_secrets: &[],
-        },
+        &Install::defaults_with(
+            "owned setting",
+            &[r#"workerBuild.settings.SLIPWAY_BUILD_NAMESPACE="x""#],
+        ),
     )
     .expect_err("a chart-owned setting in settings must fail the render");
     assert!(
@@ -680,15 +671,13 @@ fn keda_scales_each_worker_on_its_queue() {
 
     let prefixed = chart::render_ok(
         &helm,
-        &Install {
-            name: "queue prefix",
-            files: &[],
-            set: &[
+        &Install::defaults_with(
+            "queue prefix",
+            &[
                 "workerLaunch.keda.enabled=true",
                 r#"config.queuePrefix="team-a""#,
             ],
-            existing_secrets: &[],
-        },
+        ),
     );
     let so = find(&prefixed, "ScaledObject", "slipway-worker-launch").expect("ScaledObject");
     assert_eq!(
@@ -702,30 +691,26 @@ fn keda_scales_each_worker_on_its_queue() {
 
     let both = chart::render(
         &helm,
-        &Install {
-            name: "hpa and keda",
-            files: &[],
-            set: &[
+        &Install::defaults_with(
+            "hpa and keda",
+            &[
                 "workerBuild.keda.enabled=true",
                 "workerBuild.autoscaling.enabled=true",
             ],
-            existing_secrets: &[],
-        },
+        ),
     )
     .expect_err("an HPA and a ScaledObject on one Deployment must fail the render");
     assert!(both.contains("choose one"), "{both}");
     let nowhere = chart::render(
         &helm,
-        &Install {
-            name: "keda without redis",
-            files: &[],
-            set: &[
+        &Install::defaults_with(
+            "keda without redis",
+            &[
                 "workerBuild.keda.enabled=true",
                 "redis.enabled=false",
                 r#"secrets.redisUrl.value="redis://r:6379""#,
             ],
-            existing_secrets: &[],
-        },
+        ),
     )
     .expect_err("KEDA needs a Redis address");
     assert!(
