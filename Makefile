@@ -5,11 +5,20 @@ CARGO ?= cargo
 # nextest runs every test in its own process (global metric recorders, signal tests); fall back
 # to cargo test where it is not installed.
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
-# The schema-validation test fails rather than skips when kubernetes-validate is missing
-# (`make tools` installs it).
+# The schema-validation tests fail rather than skip when kubernetes-validate is missing, and the
+# chart tests when Helm is (`make tools` installs both).
 export KUBE_SIM_REQUIRE_VALIDATE := 1
+export SLIPWAY_REQUIRE_HELM := 1
 
-.PHONY: help build services tools fmt fmt-check clippy lint test test-only bench demo demo-down ci
+# Images (`make images`): slipway-<target>:$(IMAGE_TAG) under $(REGISTRY) when set, e.g.
+# REGISTRY=localhost:5000 or REGISTRY=ghcr.io/acme; BAKE_FLAGS=--push or --load (one platform).
+IMAGE_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
+REGISTRY ?=
+PLATFORMS ?= linux/amd64,linux/arm64
+BAKE_FLAGS ?=
+
+.PHONY: help build services tools fmt fmt-check clippy lint test test-only bench demo demo-down ci \
+	images images-check release-check chart
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -20,7 +29,7 @@ build: ## compile the whole workspace (debug)
 services: ## install (Debian packages) and start PostgreSQL and Redis if they are not running
 	bash scripts/ensure-services.sh
 
-tools: ## install the command-line tools the tests use (kubectl, kubernetes-validate)
+tools: ## install the command-line tools the tests use (kubectl, kubernetes-validate, helm)
 	bash scripts/ensure-tools.sh
 
 fmt: ## format the code
@@ -41,7 +50,7 @@ else
 	$(CARGO) test --workspace --all-features --locked --no-fail-fast
 endif
 
-test: services tools lint test-only ## everything CI checks: services, lint, all tests
+test: services tools lint test-only release-check ## everything CI checks: services, lint, all tests, the images' release build
 
 bench: services ## benchmarks; the last line printed is one JSON object of figures
 	$(CARGO) build --release --locked -p slipway-harness -p kube-sim
@@ -54,3 +63,19 @@ demo-down: ## stop what `make demo` started
 	bash scripts/demo-down.sh
 
 ci: test ## what .ci/run runs
+
+images: ## build and tag every image with docker buildx bake (needs a Docker engine)
+	@docker info >/dev/null 2>&1 || { echo "make images needs a running Docker engine (docker info failed)." \
+	  "Without one, 'make images-check release-check' checks the Dockerfile and its build." >&2; exit 1; }
+	@docker buildx version >/dev/null 2>&1 || { echo "make images needs docker buildx (the buildx plugin)." >&2; exit 1; }
+	REGISTRY='$(REGISTRY)' TAG='$(IMAGE_TAG)' PLATFORMS='$(PLATFORMS)' \
+	  docker buildx bake -f deploy/docker/docker-bake.hcl $(BAKE_FLAGS) all
+
+images-check: ## the Dockerfile and bake file agree with the workspace (no Docker engine needed)
+	$(CARGO) test -p slipway-deploy-tests --locked --test images
+
+release-check: ## the Dockerfile's release build (cargo build --release --locked ...), run here
+	deploy/docker/cargo-release.sh build
+
+chart: tools ## Helm chart: lint --strict, template, strict 1.33 schemas, RBAC, apply to the simulator
+	$(CARGO) test -p slipway-deploy-tests --locked --test chart --test apply

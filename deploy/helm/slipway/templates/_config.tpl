@@ -1,0 +1,45 @@
+{{/*
+The settings the chart derives from typed values for one component, as a YAML map of
+environment variables: (dict "root" $ "component" "worker-build" "values" .Values.workerBuild).
+A component's `settings` may not set these (the ConfigMap template refuses it), so each has
+exactly one place in the values.
+*/}}
+{{- define "slipway.ownedSettings" -}}
+{{- $v := .root.Values -}}
+SLIPWAY_LISTEN: {{ printf "0.0.0.0:%v" .values.port | quote }}
+SLIPWAY_QUEUE_PREFIX: {{ $v.config.queuePrefix | quote }}
+SLIPWAY_LOG_FORMAT: {{ $v.config.logFormat | quote }}
+RUST_LOG: {{ $v.config.rustLog | quote }}
+OTEL_EXPORTER_OTLP_ENDPOINT: {{ $v.config.otlpEndpoint | quote }}
+{{- if eq .component "api" }}
+SLIPWAY_GITHUB_API_URL: {{ .values.github.apiUrl | quote }}
+SLIPWAY_GITHUB_APP_ID: {{ .values.github.appId | toString | quote }}
+{{- if include "slipway.secretName" (dict "root" .root "entry" "githubPrivateKey") }}
+SLIPWAY_GITHUB_PRIVATE_KEY_FILE: {{ include "slipway.githubKeyPath" . | quote }}
+{{- end }}
+{{- end }}
+{{- if eq .component "worker-build" }}
+SLIPWAY_BUILD_NAMESPACE: {{ $v.buildNamespace.name | quote }}
+SLIPWAY_REGISTRY_PUSH: {{ $v.registry.push | quote }}
+SLIPWAY_REGISTRY_PULL: {{ $v.registry.pull | quote }}
+SLIPWAY_REGISTRY_INSECURE: {{ $v.registry.insecure | toString | quote }}
+{{- end }}
+{{- if eq .component "worker-launch" }}
+SLIPWAY_PREVIEW_DOMAIN: {{ $v.preview.domain | quote }}
+SLIPWAY_INGRESS_CLASS: {{ $v.preview.ingressClass | quote }}
+SLIPWAY_INGRESS_NAMESPACE: {{ $v.preview.ingressNamespace | quote }}
+SLIPWAY_PREVIEW_TLS_SECRET: {{ $v.preview.tlsSecret | quote }}
+SLIPWAY_PREVIEW_CLUSTER_ISSUER: {{ $v.preview.clusterIssuer | quote }}
+SLIPWAY_IMAGE_PULL_SECRET: {{ $v.preview.imagePullSecret | quote }}
+SLIPWAY_REGISTRY_PUSH: {{ $v.registry.push | quote }}
+SLIPWAY_REGISTRY_PULL: {{ $v.registry.pull | quote }}
+{{- end }}
+{{- if eq .component "worker-cleanup" }}
+SLIPWAY_BUILD_NAMESPACE: {{ $v.buildNamespace.name | quote }}
+{{- end }}
+{{- end }}
+
+{{/* Where the API finds the GitHub App's private key. */}}
+{{- define "slipway.githubKeyPath" -}}
+/var/run/secrets/slipway/github/private-key.pem
+{{- end }}
