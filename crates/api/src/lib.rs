@@ -246,7 +246,11 @@ pub async fn start(
                 store.clone(),
                 reporter.clone(),
                 status_feed::FeedConfig {
-                    public_url: config.github.public_url.clone(),
+                    public_url: config
+                        .github
+                        .public_url
+                        .clone()
+                        .filter(|u| !u.trim().is_empty()),
                     poll: Duration::from_millis(config.github.github_status_poll_ms.max(50)),
                 },
                 cancel.clone(),

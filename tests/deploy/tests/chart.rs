@@ -133,14 +133,9 @@ fn expected_grants(component: &str) -> BTreeSet<Grant> {
             ("cluster", "", &["pods/log"], &["get"]),
         ]),
         "worker-cleanup" => grants(&[
-            (
-                "cluster",
-                "",
-                &["namespaces"],
-                &["get", "list", "watch", "delete"],
-            ),
-            (b, "batch", &["jobs"], &["get", "list", "watch", "delete"]),
-            (b, "", &["pods"], &["get", "list", "watch", "delete"]),
+            ("cluster", "", &["namespaces"], &["get", "list", "delete"]),
+            (b, "batch", &["jobs"], &["get", "list", "delete"]),
+            (b, "", &["pods"], &["get", "list", "delete"]),
         ]),
         _ => BTreeSet::new(),
     }
