@@ -73,3 +73,26 @@ async fn test_database_is_dropped_with_its_handle() {
         .unwrap();
     assert_eq!(left, 0, "database {name} still exists");
 }
+
+#[tokio::test]
+async fn an_older_release_starts_on_a_newer_schema() {
+    // A newer release applied a migration this binary does not know (a rolling upgrade, or a
+    // rollback): this binary still starts, and applies nothing twice.
+    let db = TestDb::new().await.unwrap();
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (29991231000000, 'from a newer release', true, '\\x00'::bytea, 1)",
+    )
+    .execute(db.store().pool())
+    .await
+    .unwrap();
+    db.store()
+        .migrate()
+        .await
+        .expect("starts on a newer schema");
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
+        .fetch_one(db.store().pool())
+        .await
+        .unwrap();
+    assert_eq!(n, MIGRATOR.iter().count() as i64 + 1);
+}

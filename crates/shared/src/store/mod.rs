@@ -34,7 +34,16 @@ pub const LOG_CHANNEL: &str = "slipway_logs";
 const MIGRATION_LOCK_KEY: i64 = 0x0073_6c69_7077_6179;
 
 /// The migrations embedded in every binary.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+///
+/// A database may hold migrations this binary does not know: during a rolling upgrade, or after
+/// a rollback, an older release runs against a newer schema. Migrations are additive (each one
+/// keeps the previous release working), so that is allowed rather than refused.
+pub static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> =
+    std::sync::LazyLock::new(|| {
+        let mut migrator = sqlx::migrate!("./migrations");
+        migrator.set_ignore_missing(true);
+        migrator
+    });
 
 /// Everything that can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
