@@ -92,6 +92,9 @@ impl Feed {
                     Utc::now() - RESYNC
                 }
             };
+            // What was shown long ago is only needed again if it changes, which re-reads it.
+            let horizon = Utc::now() - RESYNC;
+            self.shown.retain(|_, s| s.changed >= horizon);
             match self.poll(since).await {
                 Ok(next) => cursor = Some(next.max(since)),
                 Err(e) => {
