@@ -1,5 +1,6 @@
 //! Test support (feature `test-support`): a throw-away Postgres database, Redis key prefix or
-//! private Redis server per test, and [`eventually`] to wait for conditions.
+//! private Redis server per test, [`eventually`] to wait for conditions, and [`WorkerThread`]
+//! to run a worker in-process as if it were a process of its own.
 //!
 //! [`TestDb::new`] creates a uniquely named database on the server of
 //! `SLIPWAY_TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`),
@@ -332,5 +333,90 @@ impl PrivateRedis {
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Where a worker started by [`WorkerThread::start`] reports its probe server's address.
+pub type OnListen = Box<dyn FnOnce(std::net::SocketAddr) + Send>;
+/// The shutdown signal a [`WorkerThread`] passes to its worker.
+pub type Shutdown = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// A worker running on its own thread and Tokio runtime, as a worker process would: tests and
+/// benchmarks drive a binary's `run_with_client(config, client, on_listen, shutdown)` this way
+/// (the worker's future need not be `Send`, as in `main`). Dropping it asks the worker to stop
+/// without waiting; [`WorkerThread::stop`] waits and reports how the worker ended.
+pub struct WorkerThread {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<(), String>>>,
+    /// Where the worker serves its probes and metrics.
+    pub addr: std::net::SocketAddr,
+}
+
+impl WorkerThread {
+    /// Start `run(on_listen, shutdown)` on a new thread with a two-thread runtime; returns once
+    /// the worker called `on_listen`, or its error if it ended before.
+    pub async fn start<F, Fut, E>(run: F) -> Result<WorkerThread, String>
+    where
+        F: FnOnce(OnListen, Shutdown) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<(), E>>,
+        E: std::fmt::Display,
+    {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(|e| format!("worker runtime: {e}"))?;
+            runtime.block_on(async move {
+                let on_listen: OnListen = Box::new(move |addr| {
+                    let _ = ready_tx.send(addr);
+                });
+                let shutdown: Shutdown = Box::pin(async {
+                    let _ = stopped.await;
+                });
+                run(on_listen, shutdown).await.map_err(|e| e.to_string())
+            })
+        });
+        match ready_rx.await {
+            Ok(addr) => Ok(WorkerThread {
+                stop: Some(stop),
+                thread: Some(thread),
+                addr,
+            }),
+            Err(_) => Err(match thread.join() {
+                Ok(Err(e)) => format!("the worker stopped before it listened: {e}"),
+                Ok(Ok(())) => "the worker stopped before it listened".into(),
+                Err(_) => "the worker panicked before it listened".into(),
+            }),
+        }
+    }
+
+    /// Shut the worker down gracefully and wait for it (at most a minute).
+    pub async fn stop(mut self) -> Result<(), String> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let Some(thread) = self.thread.take() else {
+            return Ok(());
+        };
+        let joined = tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            tokio::task::spawn_blocking(move || thread.join()),
+        )
+        .await
+        .map_err(|_| "the worker did not stop within a minute".to_owned())?
+        .map_err(|e| format!("joining the worker thread: {e}"))?;
+        joined.map_err(|_| "the worker panicked".to_owned())?
+    }
+}
+
+impl Drop for WorkerThread {
+    fn drop(&mut self) {
+        // A test that failed early still stops its worker.
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
     }
 }

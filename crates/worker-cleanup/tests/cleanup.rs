@@ -49,8 +49,8 @@ async fn a_launched_preview_is_torn_down() {
     let again = h.finished(h.cleanup(key).await).await;
     assert_eq!(again.state, JobState::Succeeded);
     assert_eq!(again.result.unwrap()["deleted"], json!([]));
-    cleaner.stop().await;
-    launcher.stop().await;
+    cleaner.stop().await.unwrap();
+    launcher.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -80,7 +80,7 @@ async fn a_teardown_is_retried_when_the_api_fails() {
         attempts[0].error.as_deref().unwrap_or("").contains("500"),
         "{attempts:?}"
     );
-    cleaner.stop().await;
+    cleaner.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -131,7 +131,7 @@ async fn a_namespace_stuck_terminating_is_reported_and_retried() {
     .await;
     assert_eq!(retried.attempts, 4, "attempt numbers keep counting");
     assert!(!h.has_namespace(&ns));
-    cleaner.stop().await;
+    cleaner.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -150,7 +150,7 @@ async fn a_namespace_slipway_did_not_create_is_never_torn_down() {
         "says why"
     );
     assert!(h.has_namespace(&ns));
-    cleaner.stop().await;
+    cleaner.stop().await.unwrap();
 }
 
 /// A build Job as the build worker creates it, for job `id` attempt 1.
@@ -281,8 +281,8 @@ async fn an_expired_preview_is_collected_and_a_redeployed_one_kept() {
     // A second sweep does not enqueue the same teardown again.
     let report = h.sweeper(&[]).sweep_once().await;
     assert_eq!(report.previews_expired, 0, "{report:?}");
-    cleaner.stop().await;
-    launcher.stop().await;
+    cleaner.stop().await.unwrap();
+    launcher.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -413,7 +413,7 @@ async fn a_job_redis_lost_is_queued_again_and_completes_once() {
         Some("abandoned"),
         "{outcomes:?}"
     );
-    cleaner.stop().await;
+    cleaner.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -506,7 +506,7 @@ async fn of_two_replicas_exactly_one_sweeps_and_the_other_takes_over() {
     } else {
         (b, "replica-a")
     };
-    stopped.stop().await;
+    stopped.stop().await.unwrap();
     eventually(LONG, "the other replica sweeping", || async {
         let s = h.store.recent_sweeps(1).await.ok()?;
         (s.first()?.holder == other).then_some(())

@@ -55,7 +55,7 @@ async fn failing_applies_are_retried_until_the_launch_succeeds() {
         .filter(|r| r.verb == "patch" && r.resource == "deployments")
         .count();
     assert!(patches >= 6, "applied again after the faults: {patches}");
-    w.stop().await;
+    w.stop().await.expect("worker stopped cleanly");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,5 +104,5 @@ async fn broken_watches_and_failing_reads_do_not_stop_the_wait() {
         h.sim.requests().iter().any(|r| r.verb == "watch"),
         "the wait watched"
     );
-    w.stop().await;
+    w.stop().await.expect("worker stopped cleanly");
 }

@@ -128,7 +128,7 @@ async fn a_launch_becomes_available_and_its_url_is_recorded() {
         .await
         .unwrap();
     assert_eq!(ready.status(), 200, "{}", ready.text().await.unwrap());
-    w.stop().await;
+    w.stop().await.expect("worker stopped cleanly");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -186,7 +186,7 @@ async fn a_redeploy_rolls_out_in_the_same_namespace() {
         d["spec"]["template"]["metadata"]["annotations"]["slipway.dev/commit"],
         commit2.as_str()
     );
-    w.stop().await;
+    w.stop().await.expect("worker stopped cleanly");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -289,7 +289,7 @@ async fn a_launch_from_a_build_waits_for_it_and_runs_the_built_image() {
             .contains("Dockerfile not found"),
         "{job:?}"
     );
-    w.stop().await;
+    w.stop().await.expect("worker stopped cleanly");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -330,7 +330,7 @@ async fn a_cancelled_launch_stops_waiting_and_leaves_the_objects() {
         ["app"],
         "objects left for cleanup"
     );
-    w.stop().await;
+    w.stop().await.expect("worker stopped cleanly");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -392,7 +392,7 @@ async fn a_relaunch_waits_for_a_namespace_still_terminating_from_a_teardown() {
     let p = h.preview(key).await;
     assert_eq!((p.status.as_str(), p.deleted_at), ("ready", None));
     assert_eq!(p.image.as_deref(), Some("ghcr.io/org/app:v2"));
-    w.stop().await;
+    w.stop().await.expect("worker stopped cleanly");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -460,5 +460,5 @@ async fn a_launch_superseded_by_a_newer_commit_gives_way_to_it() {
         d["spec"]["template"]["spec"]["containers"][0]["image"],
         "ghcr.io/org/app:new"
     );
-    w.stop().await;
+    w.stop().await.expect("worker stopped cleanly");
 }

@@ -11,7 +11,7 @@ use slipway_core::payload::PipelineRequest;
 use slipway_core::validate::Validate;
 use slipway_core::{JobKind, JobState, Limits};
 use slipway_shared::store::NewJob;
-use slipway_shared::testing::eventually;
+use slipway_shared::testing::{WorkerThread, eventually};
 
 #[tokio::test]
 async fn a_pipeline_builds_then_launches_the_built_image() {
@@ -32,21 +32,14 @@ async fn a_pipeline_builds_then_launches_the_built_image() {
     ])
     .expect("build worker flags");
     let kube_config = h.sim.config().expect("sim config");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let build_worker = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async move {
-            let client = kube::Client::try_from(kube_config).expect("sim client");
-            slipway_worker_build::run_with_client(build_config, client, |_| {}, async {
-                let _ = stopped.await;
-            })
+    let build_worker = WorkerThread::start(move |on_listen, stop| async move {
+        let client = kube::Client::try_from(kube_config).map_err(|e| e.to_string())?;
+        slipway_worker_build::run_with_client(build_config, client, on_listen, stop)
             .await
-        })
-    });
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .expect("build worker started");
 
     // Record the pipeline as the API does: the build job carries the launch options.
     let sha = "0123456789abcdef0123456789abcdef01234567";
@@ -98,10 +91,9 @@ async fn a_pipeline_builds_then_launches_the_built_image() {
         "{preview:?}"
     );
 
-    let _ = stop.send(());
     build_worker
-        .join()
-        .expect("build worker thread")
-        .expect("build worker");
-    launch_worker.stop().await;
+        .stop()
+        .await
+        .expect("build worker stopped cleanly");
+    launch_worker.stop().await.expect("worker stopped cleanly");
 }

@@ -82,5 +82,5 @@ async fn a_worker_killed_mid_launch_is_succeeded_without_duplicates() {
         logs.iter()
             .any(|l| l.attempt == 2 && l.text.contains("ready at"))
     );
-    w.stop().await;
+    w.stop().await.expect("worker stopped cleanly");
 }

@@ -46,7 +46,7 @@ async fn fifty_previews_launched_at_once_all_become_available() {
         })
         .collect();
     assert_eq!(urls.len(), 50, "one host each");
-    w.stop().await;
+    w.stop().await.expect("worker stopped cleanly");
 }
 
 /// Strict validation against the Kubernetes 1.33 JSON schemas with `kubernetes-validate`
@@ -188,5 +188,5 @@ async fn hostile_preview_keys_give_names_the_api_server_accepts() {
     // Everything the worker applied, as the API server stored it.
     assert_eq!(applied.len(), keys.len() * 9);
     validate_strict(&applied);
-    w.stop().await;
+    w.stop().await.expect("worker stopped cleanly");
 }

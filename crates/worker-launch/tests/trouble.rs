@@ -49,7 +49,7 @@ async fn an_image_that_cannot_be_pulled_fails_the_launch_for_good() {
     let p = h.preview(key).await;
     assert_eq!(p.status, "failed");
     assert_eq!(p.namespace, preview_namespace(key));
-    w.stop().await;
+    w.stop().await.expect("worker stopped cleanly");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,7 +82,7 @@ async fn a_crash_looping_container_fails_the_launch_with_its_last_log_lines() {
         .count();
     assert_eq!(crash_notes, 1, "{text}");
     assert_eq!(h.preview("org/app#2").await.status, "failed");
-    w.stop().await;
+    w.stop().await.expect("worker stopped cleanly");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -113,5 +113,5 @@ async fn a_rollout_stuck_without_a_clear_cause_times_out_and_is_retried() {
     assert_eq!(h.names("deployments", Some(&ns)), ["app"]);
     assert_eq!(h.names("pods", Some(&ns)).len(), 1);
     assert_eq!(h.preview("org/app#3").await.status, "failed");
-    w.stop().await;
+    w.stop().await.expect("worker stopped cleanly");
 }

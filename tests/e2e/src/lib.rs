@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Parser;
 use fake_github::FakeGithub;
 use kube_sim::{Delays, KubeSim};
-use slipway_harness::bench::WorkerThread;
+use slipway_harness::bench::{WorkerThread, start_worker};
 use slipway_shared::testing::{RedisPrefix, TestDb};
 use std::net::SocketAddr;
 
@@ -116,7 +116,7 @@ impl Stack {
             &["--build-namespace", BUILD_NAMESPACE],
         ))?;
         workers.push(
-            WorkerThread::start(sim.config()?, move |client, on_listen, stop| async move {
+            start_worker(sim.config()?, move |client, on_listen, stop| async move {
                 Ok(slipway_worker_build::run_with_client(build, client, on_listen, stop).await?)
             })
             .await
@@ -127,7 +127,7 @@ impl Stack {
             &["--preview-domain", PREVIEW_DOMAIN, "--poll-ms", "100"],
         ))?;
         workers.push(
-            WorkerThread::start(sim.config()?, move |client, on_listen, stop| async move {
+            start_worker(sim.config()?, move |client, on_listen, stop| async move {
                 Ok(slipway_worker_launch::run_with_client(launch, client, on_listen, stop).await?)
             })
             .await
@@ -138,7 +138,7 @@ impl Stack {
             &["--build-namespace", BUILD_NAMESPACE],
         ))?;
         workers.push(
-            WorkerThread::start(sim.config()?, move |client, on_listen, stop| async move {
+            start_worker(sim.config()?, move |client, on_listen, stop| async move {
                 Ok(
                     slipway_worker_cleanup::run_with_client(cleanup, client, on_listen, stop)
                         .await?,
@@ -168,7 +168,7 @@ impl Stack {
     /// Stop the workers and the API, and say if any of them failed.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         for w in self.workers.drain(..) {
-            tokio::task::spawn_blocking(move || w.stop()).await??;
+            w.stop().await.map_err(anyhow::Error::msg)?;
         }
         if let Some(tx) = self.api_stop.take() {
             let _ = tx.send(());

@@ -1,7 +1,7 @@
 //! The cleanup worker's test harness: a fresh Postgres database, a fresh Redis prefix, a
 //! Kubernetes simulator, and workers (cleanup, and launch where a test needs a real preview)
 //! run in-process through their `run_with_client`, each on its own thread and runtime like a
-//! process of its own. Sweeps can also be run one at a time through [`Harness::sweeper`].
+//! process of its own (`WorkerThread`). Sweeps can also be run one at a time through [`Harness::sweeper`].
 
 #![allow(dead_code)]
 
@@ -15,12 +15,9 @@ use slipway_core::{JobId, JobKind, LaunchRequest, Limits};
 use slipway_shared::enqueue::Submitter;
 use slipway_shared::queue::QueueClient;
 use slipway_shared::store::{JobRecord, NewJob, Store};
-use slipway_shared::testing::{RedisPrefix, TestDb, eventually};
+use slipway_shared::testing::{RedisPrefix, TestDb, WorkerThread, eventually};
 use slipway_worker_cleanup::{Config, Sweeper};
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
-use tokio::sync::oneshot;
 
 /// Generous: the machine is small and shared.
 pub const LONG: Duration = Duration::from_secs(90);
@@ -32,87 +29,6 @@ pub struct Harness {
     pub prefix: RedisPrefix,
     pub queue: QueueClient,
     pub sim: KubeSim,
-}
-
-type Shutdown = Pin<Box<dyn Future<Output = ()> + Send>>;
-
-/// A worker running on its own thread; stopped (gracefully) on [`Worker::stop`] or drop.
-pub struct Worker {
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<Result<(), String>>>,
-    /// Where its probes and metrics are served.
-    pub addr: std::net::SocketAddr,
-}
-
-impl Worker {
-    /// Start `run(client, on_listen, shutdown)` with a client for the simulator; returns once
-    /// the worker's probe server listens.
-    pub async fn start<F, Fut, E>(kube_config: kube::Config, run: F) -> Worker
-    where
-        F: FnOnce(kube::Client, Box<dyn FnOnce(std::net::SocketAddr) + Send>, Shutdown) -> Fut
-            + Send
-            + 'static,
-        Fut: Future<Output = Result<(), E>>,
-        E: std::fmt::Display,
-    {
-        let (stop, stopped) = oneshot::channel::<()>();
-        let (ready_tx, ready_rx) = oneshot::channel();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
-            runtime.block_on(async move {
-                let client = kube::Client::try_from(kube_config).map_err(|e| e.to_string())?;
-                let on_listen = Box::new(move |addr| {
-                    let _ = ready_tx.send(addr);
-                });
-                run(
-                    client,
-                    on_listen,
-                    Box::pin(async {
-                        let _ = stopped.await;
-                    }),
-                )
-                .await
-                .map_err(|e| e.to_string())
-            })
-        });
-        let addr = tokio::time::timeout(LONG, ready_rx)
-            .await
-            .expect("worker listening in time")
-            .expect("worker started");
-        Worker {
-            stop: Some(stop),
-            thread: Some(thread),
-            addr,
-        }
-    }
-
-    /// Graceful shutdown, waited for.
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        let thread = self.thread.take().expect("running");
-        let joined = tokio::time::timeout(
-            Duration::from_secs(60),
-            tokio::task::spawn_blocking(move || thread.join()),
-        )
-        .await
-        .expect("worker did not stop in time")
-        .expect("join");
-        joined.expect("worker panicked").expect("worker failed");
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-    }
 }
 
 /// Flags shared by every worker in these tests: this harness's database and Redis, probes on
@@ -196,18 +112,20 @@ impl Harness {
         Config::try_parse_from(merge(args, extra)).expect("cleanup flags")
     }
 
-    pub async fn cleanup_worker(&self, extra: &[&str]) -> Worker {
+    pub async fn cleanup_worker(&self, extra: &[&str]) -> WorkerThread {
         let config = self.cleanup_config(extra);
-        Worker::start(
-            self.sim.config().unwrap(),
-            move |client, on_listen, stop| {
-                slipway_worker_cleanup::run_with_client(config, client, on_listen, stop)
-            },
-        )
+        let kube = self.sim.config().unwrap();
+        WorkerThread::start(move |on_listen, stop| async move {
+            let client = kube::Client::try_from(kube).map_err(|e| e.to_string())?;
+            slipway_worker_cleanup::run_with_client(config, client, on_listen, stop)
+                .await
+                .map_err(|e| e.to_string())
+        })
         .await
+        .expect("cleanup worker started")
     }
 
-    pub async fn launch_worker(&self) -> Worker {
+    pub async fn launch_worker(&self) -> WorkerThread {
         let mut args = common_args(self, "slipway-worker-launch");
         args.extend(
             [
@@ -223,13 +141,15 @@ impl Harness {
             .map(str::to_owned),
         );
         let config = slipway_worker_launch::Config::try_parse_from(args).expect("launch flags");
-        Worker::start(
-            self.sim.config().unwrap(),
-            move |client, on_listen, stop| {
-                slipway_worker_launch::run_with_client(config, client, on_listen, stop)
-            },
-        )
+        let kube = self.sim.config().unwrap();
+        WorkerThread::start(move |on_listen, stop| async move {
+            let client = kube::Client::try_from(kube).map_err(|e| e.to_string())?;
+            slipway_worker_launch::run_with_client(config, client, on_listen, stop)
+                .await
+                .map_err(|e| e.to_string())
+        })
         .await
+        .expect("launch worker started")
     }
 
     /// A sweeper to run one sweep at a time (`sweep_once`), with these cleanup flags.

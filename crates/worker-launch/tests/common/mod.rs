@@ -11,11 +11,9 @@ use slipway_core::validate::Validate;
 use slipway_core::{JobId, JobKind, LaunchRequest, Limits};
 use slipway_shared::queue::QueueClient;
 use slipway_shared::store::{JobRecord, NewJob, PreviewRecord, Store, StoredLogLine};
-use slipway_shared::testing::{RedisPrefix, TestDb, eventually};
-use slipway_worker_launch::{Config, LaunchError};
-use std::net::SocketAddr;
+use slipway_shared::testing::{RedisPrefix, TestDb, WorkerThread, eventually};
+use slipway_worker_launch::Config;
 use std::time::Duration;
-use tokio::sync::oneshot;
 
 /// Generous: the machine is small and shared.
 pub const LONG: Duration = Duration::from_secs(90);
@@ -26,41 +24,6 @@ pub struct Harness {
     pub prefix: RedisPrefix,
     pub queue: QueueClient,
     pub sim: KubeSim,
-}
-
-/// A worker running in the background, on its own thread and runtime like a process of its
-/// own (the worker's future need not be `Send`, as in `main`).
-pub struct Worker {
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<Result<(), LaunchError>>>,
-    pub addr: SocketAddr,
-}
-
-impl Worker {
-    /// Graceful shutdown, waited for.
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        let thread = self.thread.take().expect("running");
-        let joined = tokio::time::timeout(
-            Duration::from_secs(60),
-            tokio::task::spawn_blocking(move || thread.join()),
-        )
-        .await
-        .expect("worker did not stop in time")
-        .expect("join");
-        joined.expect("worker panicked").expect("worker failed");
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        // A test that failed early still stops its worker.
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-    }
 }
 
 /// A simulator with no delays and the default pod behaviour (pods become Ready).
@@ -136,42 +99,19 @@ impl Harness {
         Config::try_parse_from(self.args(extra)).expect("worker flags")
     }
 
-    /// Start a worker in-process against the simulator.
-    pub async fn worker(&self, extra: &[&str]) -> Worker {
+    /// Start a worker in-process against the simulator (on its own thread and runtime, like
+    /// a process of its own).
+    pub async fn worker(&self, extra: &[&str]) -> WorkerThread {
         let config = self.config(extra);
         let kube_config = self.sim.config().expect("sim config");
-        let (addr_tx, addr_rx) = oneshot::channel();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("worker runtime");
-            runtime.block_on(async move {
-                let client = kube::Client::try_from(kube_config).expect("sim client");
-                slipway_worker_launch::run_with_client(
-                    config,
-                    client,
-                    move |a| {
-                        let _ = addr_tx.send(a);
-                    },
-                    async {
-                        let _ = stopped.await;
-                    },
-                )
+        WorkerThread::start(move |on_listen, stop| async move {
+            let client = kube::Client::try_from(kube_config).map_err(|e| e.to_string())?;
+            slipway_worker_launch::run_with_client(config, client, on_listen, stop)
                 .await
-            })
-        });
-        let addr = tokio::time::timeout(LONG, addr_rx)
-            .await
-            .expect("worker listening")
-            .expect("worker started");
-        Worker {
-            stop: Some(stop),
-            thread: Some(thread),
-            addr,
-        }
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .expect("worker started")
     }
 
     /// Record and queue a launch whose payload is the validated form of `body` (as the API

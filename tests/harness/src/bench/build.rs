@@ -2,7 +2,7 @@
 //! worker into Postgres, with raw `COPY` of the same lines into the same table as the ceiling;
 //! and submit latency, enqueue -> build Job created in the simulator, for 50 builds at once.
 
-use super::{BenchEnv, Report, WorkerThread};
+use super::{BenchEnv, Report, start_worker};
 use clap::Parser;
 use slipway_core::payload::BuildRequest;
 use slipway_core::validate::Validate;
@@ -98,7 +98,7 @@ pub async fn run(env: &BenchEnv, report: &mut Report) -> anyhow::Result<()> {
         "--build-namespace",
         NAMESPACE,
     ])?;
-    let worker = WorkerThread::start(
+    let worker = start_worker(
         sim.config()?,
         move |client, on_listen, shutdown| async move {
             Ok(slipway_worker_build::run_with_client(config, client, on_listen, shutdown).await?)
@@ -193,7 +193,7 @@ pub async fn run(env: &BenchEnv, report: &mut Report) -> anyhow::Result<()> {
     for id in &ids {
         wait_done(&store, *id).await?;
     }
-    worker.stop()
+    worker.stop().await.map_err(anyhow::Error::msg)
 }
 
 async fn wait_done(store: &Store, id: JobId) -> anyhow::Result<slipway_shared::store::JobRecord> {

@@ -1,7 +1,7 @@
 //! The launch figure (issue 6): 50 previews enqueued at once until every one is Available in
 //! the simulator with its own delays at zero, i.e. Slipway's own overhead per rollout.
 
-use super::{BenchEnv, Report, WorkerThread};
+use super::{BenchEnv, Report, start_worker};
 use clap::Parser;
 use slipway_core::payload::LaunchRequest;
 use slipway_core::validate::Validate;
@@ -38,7 +38,7 @@ pub async fn run(env: &BenchEnv, report: &mut Report) -> anyhow::Result<()> {
         "--poll-ms",
         "100",
     ])?;
-    let worker = WorkerThread::start(
+    let worker = start_worker(
         sim.config()?,
         move |client, on_listen, shutdown| async move {
             Ok(slipway_worker_launch::run_with_client(config, client, on_listen, shutdown).await?)
@@ -90,5 +90,5 @@ pub async fn run(env: &BenchEnv, report: &mut Report) -> anyhow::Result<()> {
         elapsed,
         "s",
     );
-    worker.stop()
+    worker.stop().await.map_err(anyhow::Error::msg)
 }

@@ -114,60 +114,25 @@ pub const SECTIONS: &[(&str, Section)] = &[
     ("webhook", |env, report| Box::pin(webhook::run(env, report))),
 ];
 
-/// A worker running on its own thread and Tokio runtime, as a worker process would, until
-/// [`WorkerThread::stop`].
-pub struct WorkerThread {
-    stop: tokio::sync::oneshot::Sender<()>,
-    thread: std::thread::JoinHandle<anyhow::Result<()>>,
-}
+pub use slipway_shared::testing::WorkerThread;
 
-impl WorkerThread {
-    /// Start `run(client, on_listen, shutdown)` with a client for `kube_config`; returns once
-    /// the worker's probe server listens.
-    pub async fn start<F, Fut>(kube_config: kube::Config, run: F) -> anyhow::Result<Self>
-    where
-        F: FnOnce(
-                kube::Client,
-                Box<dyn FnOnce(std::net::SocketAddr) + Send>,
-                BoxFuture<'static, ()>,
-            ) -> Fut
-            + Send
-            + 'static,
-        Fut: std::future::Future<Output = anyhow::Result<()>>,
-    {
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()?;
-            runtime.block_on(async move {
-                let client = kube::Client::try_from(kube_config)?;
-                let on_listen = Box::new(move |_| {
-                    let _ = ready_tx.send(());
-                });
-                run(
-                    client,
-                    on_listen,
-                    Box::pin(async {
-                        let _ = stopped.await;
-                    }),
-                )
-                .await
-            })
-        });
-        ready_rx
-            .await
-            .map_err(|_| anyhow::anyhow!("the worker stopped before it listened"))?;
-        Ok(WorkerThread { stop, thread })
-    }
-
-    /// Shut the worker down and wait for it.
-    pub fn stop(self) -> anyhow::Result<()> {
-        let _ = self.stop.send(());
-        self.thread
-            .join()
-            .map_err(|_| anyhow::anyhow!("worker thread panicked"))?
-    }
+/// Start a worker binary's `run_with_client(config, client, on_listen, shutdown)` on its own
+/// thread (see [`WorkerThread`]) with a client for the cluster `kube_config` describes.
+pub async fn start_worker<F, Fut>(kube_config: kube::Config, run: F) -> anyhow::Result<WorkerThread>
+where
+    F: FnOnce(
+            kube::Client,
+            slipway_shared::testing::OnListen,
+            slipway_shared::testing::Shutdown,
+        ) -> Fut
+        + Send
+        + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    WorkerThread::start(move |on_listen, shutdown| async move {
+        let client = kube::Client::try_from(kube_config)?;
+        run(client, on_listen, shutdown).await
+    })
+    .await
+    .map_err(anyhow::Error::msg)
 }

@@ -2,7 +2,7 @@
 //! gone from the simulator (delays at zero), i.e. Slipway's own overhead per teardown: the
 //! queue pickup, the delete, the wait for the namespace to go and the registry update.
 
-use super::{BenchEnv, Report, WorkerThread, percentile};
+use super::{BenchEnv, Report, percentile, start_worker};
 use clap::Parser;
 use slipway_core::naming::preview_namespace;
 use slipway_core::payload::LaunchRequest;
@@ -74,11 +74,11 @@ pub async fn run(env: &BenchEnv, report: &mut Report) -> anyhow::Result<()> {
         &prefix.name,
         &["--sweep-interval-secs", "0"],
     ))?;
-    let launcher = WorkerThread::start(sim.config()?, move |client, on_listen, stop| async move {
+    let launcher = start_worker(sim.config()?, move |client, on_listen, stop| async move {
         Ok(slipway_worker_launch::run_with_client(launch, client, on_listen, stop).await?)
     })
     .await?;
-    let cleaner = WorkerThread::start(sim.config()?, move |client, on_listen, stop| async move {
+    let cleaner = start_worker(sim.config()?, move |client, on_listen, stop| async move {
         Ok(slipway_worker_cleanup::run_with_client(cleanup, client, on_listen, stop).await?)
     })
     .await?;
@@ -133,6 +133,6 @@ pub async fn run(env: &BenchEnv, report: &mut Report) -> anyhow::Result<()> {
         percentile(&took, 100.0),
         "s",
     );
-    cleaner.stop()?;
-    launcher.stop()
+    cleaner.stop().await.map_err(anyhow::Error::msg)?;
+    launcher.stop().await.map_err(anyhow::Error::msg)
 }
