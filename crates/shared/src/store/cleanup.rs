@@ -106,15 +106,7 @@ impl Store {
     /// Marks a live preview whose namespace disappeared outside Slipway. `false` if it is
     /// already deleted or absent.
     pub async fn mark_preview_vanished(&self, key: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE previews SET deleted_at = now(), updated_at = now(), status = 'vanished', \
-                    pods = '{}' \
-             WHERE key = $1 AND deleted_at IS NULL",
-        )
-        .bind(key)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        self.end_preview(key, "vanished").await
     }
 
     /// Unfinished jobs already pushed to Redis whose row has not changed for `quiet` (and

@@ -101,12 +101,19 @@ impl Store {
 
     /// Marks a preview deleted (its namespace is gone). `false` if absent or already deleted.
     pub async fn mark_preview_deleted(&self, key: &str) -> Result<bool, StoreError> {
+        self.end_preview(key, "deleted").await
+    }
+
+    /// Ends a live preview with `status` (`deleted`, or `vanished` when its namespace went
+    /// outside Slipway). `false` if absent or already ended.
+    pub(super) async fn end_preview(&self, key: &str, status: &str) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE previews SET deleted_at = now(), updated_at = now(), status = 'deleted', \
+            "UPDATE previews SET deleted_at = now(), updated_at = now(), status = $2, \
                     pods = '{}' \
              WHERE key = $1 AND deleted_at IS NULL",
         )
         .bind(key)
+        .bind(status)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
