@@ -336,6 +336,23 @@ impl Drop for PrivateRedis {
     }
 }
 
+/// Waits (at most `timeout`, then panics) until job `id` is in a terminal state, and returns it.
+pub async fn wait_finished(
+    store: &Store,
+    id: slipway_core::JobId,
+    timeout: std::time::Duration,
+) -> crate::store::JobRecord {
+    eventually(timeout, &format!("job {id} to finish"), || async {
+        store
+            .get_job(id)
+            .await
+            .ok()
+            .flatten()
+            .filter(|j| j.state.is_terminal())
+    })
+    .await
+}
+
 /// Where a worker started by [`WorkerThread::start`] reports its probe server's address.
 pub type OnListen = Box<dyn FnOnce(std::net::SocketAddr) + Send>;
 /// The shutdown signal a [`WorkerThread`] passes to its worker.

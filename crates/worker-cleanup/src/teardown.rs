@@ -76,7 +76,7 @@ impl From<TeardownError> for JobError {
 
 /// What removing one namespace found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Removed {
+enum Removed {
     /// It was there and is gone now.
     Deleted,
     /// It was not there.
@@ -84,8 +84,8 @@ pub enum Removed {
 }
 
 /// Delete the namespace `name` of preview `preview` (when it is Slipway's) and wait until it is
-/// gone, at most `deadline`. Shared by teardowns and the orphan sweep.
-pub async fn remove_namespace(
+/// gone, at most `deadline`. (The orphan sweep deletes without waiting: the next sweep sees.)
+async fn remove_namespace(
     client: &kube::Client,
     name: &str,
     preview: Option<&str>,

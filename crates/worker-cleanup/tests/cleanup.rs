@@ -348,31 +348,9 @@ async fn orphan_namespaces_are_collected_after_the_grace_period_and_foreign_ones
 async fn a_job_redis_lost_is_queued_again_and_completes_once() {
     let h = Harness::new().await;
     // Recorded and marked enqueued, but Redis lost it (as after a restart without data).
-    let lost = h
-        .store
-        .insert_job({
-            let mut j = NewJob::new(JobKind::Cleanup, json!({"preview": "org/lost#1"}));
-            j.preview = Some("org/lost#1".into());
-            j
-        })
-        .await
-        .unwrap()
-        .job
-        .id;
-    h.store.mark_enqueued(lost).await.unwrap();
+    let lost = h.cleanup_lost_by_redis("org/lost#1").await;
     // And one whose worker died mid-attempt while Redis lost it: attempt 1 stays open.
-    let died = h
-        .store
-        .insert_job({
-            let mut j = NewJob::new(JobKind::Cleanup, json!({"preview": "org/lost#2"}));
-            j.preview = Some("org/lost#2".into());
-            j
-        })
-        .await
-        .unwrap()
-        .job
-        .id;
-    h.store.mark_enqueued(died).await.unwrap();
+    let died = h.cleanup_lost_by_redis("org/lost#2").await;
     h.store.start_attempt(died, 1, "dead-worker").await.unwrap();
     // A job Redis still holds is left alone.
     let held = h.cleanup("org/held#1").await;

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use slipway_core::{JobId, JobState};
 
+use super::jobs::{NON_TERMINAL, state_strs};
 use super::previews::PREVIEW_COLUMNS;
 use super::types::JOB_COLUMNS;
 use super::{JobRecord, PreviewRecord, Store, StoreError};
@@ -30,8 +31,6 @@ pub struct SweepRecord {
     pub finished_at: DateTime<Utc>,
     pub report: Value,
 }
-
-const UNFINISHED: [&str; 3] = ["queued", "running", "retrying"];
 
 fn interval(d: Duration) -> f64 {
     d.as_secs_f64()
@@ -60,7 +59,7 @@ impl Store {
         let keys: Vec<String> = sqlx::query_scalar(
             "SELECT DISTINCT preview FROM jobs WHERE state = ANY($1) AND preview IS NOT NULL",
         )
-        .bind(&UNFINISHED[..])
+        .bind(state_strs(&NON_TERMINAL))
         .fetch_all(&self.pool)
         .await?;
         Ok(keys.into_iter().collect())
@@ -96,7 +95,7 @@ impl Store {
         ))
         .bind(interval(default_ttl))
         .bind(idle.map(interval))
-        .bind(&UNFINISHED[..])
+        .bind(state_strs(&NON_TERMINAL))
         .bind(limit.max(1))
         .fetch_all(&self.pool)
         .await?;
@@ -124,7 +123,7 @@ impl Store {
                AND (retry_at IS NULL OR retry_at < now() - make_interval(secs => $2)) \
              ORDER BY updated_at LIMIT $3"
         ))
-        .bind(&UNFINISHED[..])
+        .bind(state_strs(&NON_TERMINAL))
         .bind(interval(quiet))
         .bind(limit.max(1))
         .fetch_all(&self.pool)

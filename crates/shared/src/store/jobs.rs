@@ -17,10 +17,11 @@ use super::{
     StoreError,
 };
 
-const NON_TERMINAL: [JobState; 3] = [JobState::Queued, JobState::Running, JobState::Retrying];
+pub(super) const NON_TERMINAL: [JobState; 3] =
+    [JobState::Queued, JobState::Running, JobState::Retrying];
 
 /// The `as_str()` forms of `states`, for `state = ANY($n)`.
-fn state_strs(states: &[JobState]) -> Vec<&'static str> {
+pub(super) fn state_strs(states: &[JobState]) -> Vec<&'static str> {
     states.iter().map(|s| s.as_str()).collect()
 }
 

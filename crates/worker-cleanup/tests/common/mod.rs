@@ -15,7 +15,7 @@ use slipway_core::{JobId, JobKind, LaunchRequest, Limits};
 use slipway_shared::enqueue::Submitter;
 use slipway_shared::queue::QueueClient;
 use slipway_shared::store::{JobRecord, NewJob, Store};
-use slipway_shared::testing::{RedisPrefix, TestDb, WorkerThread, eventually};
+use slipway_shared::testing::{RedisPrefix, TestDb, WorkerThread, wait_finished};
 use slipway_worker_cleanup::{Config, Sweeper};
 use std::time::Duration;
 
@@ -195,21 +195,23 @@ impl Harness {
             .await
     }
 
+    /// A cleanup recorded and marked enqueued whose Redis entry is gone (as after a Redis
+    /// restart without data): nothing but queue repair will run it.
+    pub async fn cleanup_lost_by_redis(&self, key: &str) -> JobId {
+        let mut job = NewJob::new(JobKind::Cleanup, json!({ "preview": key }));
+        job.preview = Some(key.to_owned());
+        let id = self.store.insert_job(job).await.unwrap().job.id;
+        self.store.mark_enqueued(id).await.unwrap();
+        id
+    }
+
     pub async fn job(&self, id: JobId) -> JobRecord {
         self.store.get_job(id).await.unwrap().expect("job row")
     }
 
     /// Wait until the job is in a terminal state.
     pub async fn finished(&self, id: JobId) -> JobRecord {
-        eventually(LONG, "the job to finish", || async {
-            self.store
-                .get_job(id)
-                .await
-                .ok()
-                .flatten()
-                .filter(|j| j.state.is_terminal())
-        })
-        .await
+        wait_finished(&self.store, id, LONG).await
     }
 
     pub async fn log_text(&self, id: JobId) -> String {

@@ -11,7 +11,7 @@ use slipway_core::validate::Validate;
 use slipway_core::{JobId, JobKind, LaunchRequest, Limits};
 use slipway_shared::queue::QueueClient;
 use slipway_shared::store::{JobRecord, NewJob, PreviewRecord, Store, StoredLogLine};
-use slipway_shared::testing::{RedisPrefix, TestDb, WorkerThread, eventually};
+use slipway_shared::testing::{RedisPrefix, TestDb, WorkerThread, wait_finished};
 use slipway_worker_launch::Config;
 use std::time::Duration;
 
@@ -151,15 +151,7 @@ impl Harness {
 
     /// Wait until the job is in a terminal state.
     pub async fn finished(&self, id: JobId) -> JobRecord {
-        eventually(LONG, "the launch to finish", || async {
-            self.store
-                .get_job(id)
-                .await
-                .ok()
-                .flatten()
-                .filter(|j| j.state.is_terminal())
-        })
-        .await
+        wait_finished(&self.store, id, LONG).await
     }
 
     pub async fn preview(&self, key: &str) -> PreviewRecord {
