@@ -18,7 +18,7 @@ PLATFORMS ?= linux/amd64,linux/arm64
 BAKE_FLAGS ?=
 
 .PHONY: help build services tools fmt fmt-check clippy lint test test-only bench demo demo-down ci \
-	images images-check release-check chart
+	images images-check release-check chart e2e-cluster e2e-check
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -50,7 +50,7 @@ else
 	$(CARGO) test --workspace --all-features --locked --no-fail-fast
 endif
 
-test: services tools lint test-only release-check ## everything CI checks: services, lint, all tests, the images' release build
+test: services tools lint e2e-check test-only release-check ## everything CI checks: services, lint, all tests, the images' release build
 
 bench: services ## benchmarks; the last line printed is one JSON object of figures
 	$(CARGO) build --release --locked -p slipway-harness -p kube-sim
@@ -79,3 +79,13 @@ release-check: ## the Dockerfile's release build (cargo build --release --locked
 
 chart: tools ## Helm chart: lint --strict, template, strict 1.33 schemas, RBAC, apply to the simulator
 	$(CARGO) test -p slipway-deploy-tests --locked --test chart --test apply
+
+e2e-cluster: ## Slipway end to end on the real cluster KUBECONFIG points at (docs/e2e-cluster.md; not in `make test`)
+	IMAGE_TAG='$(IMAGE_TAG)' bash scripts/e2e-cluster.sh
+
+# What can be checked of `make e2e-cluster` and its CI workflow without a cluster or a runner;
+# the script's refusal of the simulator is a test of slipway-deploy-tests (`make test-only`).
+e2e-check: tools ## static checks of scripts/e2e-cluster.sh (bash -n, shellcheck) and .github/workflows (actionlint)
+	bash -n scripts/e2e-cluster.sh
+	shellcheck scripts/e2e-cluster.sh scripts/ensure-tools.sh
+	$${SLIPWAY_TOOLS_DIR:-.tools}/bin/actionlint .github/workflows/*.yml

