@@ -177,6 +177,8 @@ pub struct BuildOpts {
 
 #[derive(Debug, Args)]
 pub struct BuildArgs {
+    /// Git repository as an `https://` URL (SSH addresses cannot be built; a private repository
+    /// needs `--git-secret`).
     #[arg(long)]
     pub repository: String,
     #[arg(long)]
@@ -240,6 +242,8 @@ pub struct LaunchArgs {
 pub struct PipelineArgs {
     #[arg(long)]
     pub preview: String,
+    /// Git repository as an `https://` URL (SSH addresses cannot be built; a private repository
+    /// needs `--git-secret`).
     #[arg(long)]
     pub repository: String,
     #[arg(long)]

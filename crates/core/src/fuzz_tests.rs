@@ -183,6 +183,98 @@ fn random_strings_never_panic_and_names_stay_valid() {
     }
 }
 
+/// Pieces of repository addresses, in the order an address has them, so that many random
+/// ones get past the validator.
+const REPO_SCHEMES: &[&str] = &[
+    "https://",
+    "HTTPS://",
+    "ssh://",
+    "git+ssh://",
+    "git://",
+    "http://",
+    "",
+    "git@",
+];
+const REPO_HOSTS: &[&str] = &["github.com", "10.0.0.1", "host", "git@host", "a-b.example"];
+const REPO_PORTS: &[&str] = &["", "", ":22", ":8443", ":"];
+const REPO_SEGMENTS: &[&str] = &[
+    "org",
+    "app",
+    "app.git",
+    "app.GIT",
+    "x%2egit",
+    "%2F",
+    "a%40b",
+    "u@v",
+    "~",
+    "a+b",
+    "-",
+    "_",
+    ".",
+    "",
+    "x.git.git",
+    "app#1",
+    "a?b",
+];
+
+fn random_repository(rng: &mut StdRng) -> String {
+    let pick = |rng: &mut StdRng, from: &[&str]| from[rng.random_range(0..from.len())].to_owned();
+    let mut url = pick(rng, REPO_SCHEMES) + &pick(rng, REPO_HOSTS) + &pick(rng, REPO_PORTS);
+    let separator = if rng.random_range(0..4) == 0 {
+        ":"
+    } else {
+        "/"
+    };
+    for i in 0..rng.random_range(0..4) {
+        url += if i == 0 { separator } else { "/" };
+        url += &pick(rng, REPO_SEGMENTS);
+    }
+    url
+}
+
+/// Issue #13, defect 3: whatever the validator accepts, BuildKit reads as an https git remote
+/// (never SSH, which needs an agent the build Job does not have, and never "not a git ref").
+#[test]
+fn accepted_repositories_are_https_git_remotes_for_buildkit() {
+    let mut rng = StdRng::seed_from_u64(0x0000_0bcd);
+    let limits = Limits::default();
+    let mut accepted = 0;
+    for _ in 0..20_000 {
+        let url = random_repository(&mut rng);
+        let Ok(repo) = validate::repository(&url, "repository", &limits) else {
+            continue;
+        };
+        accepted += 1;
+        assert_eq!(
+            validate::buildkit::git_scheme(&format!("{}#{}", repo.url, "0".repeat(40))),
+            if repo.url.ends_with(".git") {
+                Ok("https")
+            } else {
+                Err("not a git ref")
+            },
+            "{url}"
+        );
+        let build = BuildRequest {
+            repository: url.clone(),
+            commit: "0".repeat(40),
+            image: "org/app".into(),
+            ..Default::default()
+        }
+        .validate(&limits)
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert_eq!(
+            validate::buildkit::git_scheme(&build.git_context()),
+            Ok("https"),
+            "{url} -> {}",
+            build.git_context()
+        );
+    }
+    assert!(
+        accepted > 100,
+        "only {accepted} accepted: the generator needs work"
+    );
+}
+
 /// Fragments that assemble into bodies the decoder must survive: valid shapes with wrong
 /// types, unknown and repeated keys, deep nesting, truncation.
 const JSON_PARTS: &[&str] = &[

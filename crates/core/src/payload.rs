@@ -28,6 +28,10 @@ pub type StringMap = BTreeMap<String, String>;
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BuildRequest {
+    /// The git repository: an `https://host/path` URL (`.git` optional). SSH addresses
+    /// (`ssh://...`, `git@host:path`), `http://` and `git://` are refused with a 422: BuildKit
+    /// clones SSH addresses through an SSH agent that build Jobs do not have. For a private
+    /// repository name a Secret holding an access token in `secrets.git`.
     pub repository: String,
     pub commit: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -183,6 +187,10 @@ pub struct CleanupRequest {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PipelineRequest {
     pub preview: String,
+    /// The git repository: an `https://host/path` URL (`.git` optional). SSH addresses
+    /// (`ssh://...`, `git@host:path`), `http://` and `git://` are refused with a 422: BuildKit
+    /// clones SSH addresses through an SSH agent that build Jobs do not have. For a private
+    /// repository name a Secret holding an access token in `build.secrets.git`.
     pub repository: String,
     pub commit: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

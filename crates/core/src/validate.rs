@@ -3,13 +3,18 @@
 //! [`ValidationError`] (the API's `{"error": {"code", "message", "field"}}`).
 //!
 //! Grammar decisions (the contract; DESIGN.md leaves these open):
-//! - Repository: `https://host[:port]/path` (no userinfo, query or fragment), `ssh://[user@]host
-//!   [:port]/path` (a user name but never a password), or scp form `user@host:path`. Hosts are
-//!   DNS names or IPv4 (ASCII only: IDNs in punycode). Path characters `A-Za-z0-9._~+@-` and
-//!   `%XX`, no empty, `.` or `..` segments. Everything else (`http://`, `git://`, `file://`,
-//!   local paths, `ext::` transports, a leading `-`, whitespace, control characters) is
-//!   rejected. Operators may restrict hosts with [`Limits::allowed_repository_hosts`]. The
-//!   scheme is stored lowercased (BuildKit only recognises a lowercase one).
+//! - Repository: `https://host[:port]/path` only (no userinfo, query or fragment). Hosts are DNS
+//!   names or IPv4 (ASCII only: IDNs in punycode). Path characters `A-Za-z0-9._~+@-` and `%XX`,
+//!   no empty, `.` or `..` segments. SSH addresses (`ssh://`, `git+ssh://`, scp form
+//!   `user@host:path`) are refused because they can never build: BuildKit's git source
+//!   (moby/buildkit `client/llb/source.go`, `Git()`) mounts an SSH agent socket for every URL
+//!   `util/gitutil` parses as SSH, and the build Job forwards none (`no SSH key "default"
+//!   forwarded`); private repositories use an `https://` URL and a token Secret (`secrets.git`).
+//!   Also refused: `http://` and `git://` (unencrypted), `file://`, local paths, `ext::`
+//!   transports, a leading `-`, whitespace, control characters. Operators may restrict hosts
+//!   with [`Limits::allowed_repository_hosts`]. The scheme is stored lowercased, and the build
+//!   context gets a `.git` suffix (see [`ValidBuild::git_context`]), so BuildKit reads every
+//!   accepted repository as an https git remote.
 //! - Commit: 40 (SHA-1) or 64 (SHA-256) hex digits. Uppercase is accepted and lowercased, so
 //!   the same commit always yields the same idempotency key, tag and BuildKit context.
 //! - Context and Dockerfile paths: relative, `/`-separated, segments of `A-Za-z0-9._+@-` not
@@ -155,14 +160,12 @@ pub trait Validate {
     fn validate(&self, limits: &Limits) -> Result<Self::Valid, ValidationError>;
 }
 
-/// How a repository is reached.
+/// How a repository is reached: https only (SSH addresses cannot build; see the module docs).
+/// Kept as an enum so stored payloads keep their `"scheme": "https"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RepoScheme {
     Https,
-    Ssh,
-    /// `user@host:path`
-    Scp,
 }
 
 /// A validated repository URL.
@@ -197,11 +200,11 @@ pub struct ValidBuild {
 impl ValidBuild {
     /// BuildKit's git context: `<repository>#<commit>[:<context>]`. BuildKit's Dockerfile
     /// frontend takes an `https://` URL for a git repository only when its path ends in
-    /// `.git`, so the suffix is added when missing (GitHub, GitLab, Gitea and Bitbucket all
-    /// serve both forms).
+    /// `.git` (moby/buildkit `util/gitutil/git_ref.go`, `ParseGitRef`), so the suffix is added
+    /// when missing (GitHub, GitLab, Gitea and Bitbucket all serve both forms).
     pub fn git_context(&self) -> String {
         let url = &self.repository.url;
-        let remote = if self.repository.scheme == RepoScheme::Https && !url.ends_with(".git") {
+        let remote = if !url.ends_with(".git") {
             format!("{url}.git")
         } else {
             url.clone()
@@ -627,9 +630,13 @@ pub fn preview_key(s: &str, field: &str) -> Result<String, ValidationError> {
     Ok(s.to_owned())
 }
 
+/// What a refused repository should be instead.
+const USE_HTTPS: &str = "use the repository's https:// URL (such as https://github.com/org/app.git) \
+and, for a private repository, name a Secret holding an access token in `secrets.git` \
+(`build.secrets.git` in a pipeline)";
+
 /// A repository URL (see the module docs for the grammar).
 pub fn repository(s: &str, field: &str, limits: &Limits) -> Result<Repository, ValidationError> {
-    const ONLY: &str = "only https://host/path, ssh://[user@]host/path or user@host:path repositories are accepted";
     if s.is_empty() {
         return Err(ValidationError::new(
             codes::MISSING_FIELD,
@@ -662,23 +669,10 @@ pub fn repository(s: &str, field: &str, limits: &Limits) -> Result<Repository, V
         ));
     }
     let lower = s.to_ascii_lowercase();
-    let (scheme, host) = if lower.starts_with("https://") {
-        (RepoScheme::Https, url_repo(&s[8..], field, false)?)
-    } else if lower.starts_with("ssh://") {
-        (RepoScheme::Ssh, url_repo(&s[6..], field, true)?)
-    } else if let Some(scheme) = ["http://", "file://", "git://", "ftp://", "ftps://"]
-        .into_iter()
-        .find(|p| lower.starts_with(p))
-    {
-        return Err(ValidationError::invalid(
-            field,
-            format!("{scheme} repositories are not allowed; {ONLY}"),
-        ));
-    } else if s.contains("://") {
-        return Err(ValidationError::invalid(field, ONLY));
-    } else {
-        (RepoScheme::Scp, scp_repo(s, field, ONLY)?)
-    };
+    if !lower.starts_with("https://") {
+        return Err(ValidationError::invalid(field, not_https(&lower)));
+    }
+    let host = url_repo(&s[8..], field)?;
     if !limits.allowed_repository_hosts.is_empty()
         && !limits
             .allowed_repository_hosts
@@ -692,16 +686,43 @@ pub fn repository(s: &str, field: &str, limits: &Limits) -> Result<Repository, V
         ));
     }
     // BuildKit recognises git URLs by a lowercase scheme, so store it lowercased.
-    let url = match scheme {
-        RepoScheme::Https => format!("https://{}", &s[8..]),
-        RepoScheme::Ssh => format!("ssh://{}", &s[6..]),
-        RepoScheme::Scp => s.to_owned(),
-    };
-    Ok(Repository { scheme, host, url })
+    Ok(Repository {
+        scheme: RepoScheme::Https,
+        host,
+        url: format!("https://{}", &s[8..]),
+    })
 }
 
-/// The part of an `https://` or `ssh://` URL after the scheme; returns the lowercased host.
-fn url_repo(rest: &str, field: &str, ssh: bool) -> Result<String, ValidationError> {
+/// Why a (lowercased) repository that is not `https://` is refused, and what to use instead.
+fn not_https(lower: &str) -> String {
+    let scheme = lower.split_once("://").map(|(scheme, _)| scheme);
+    // git's scp form is `[user@]host:path` with no `/` before the first `:` (a `/` would make
+    // it a local path); BuildKit reads `user@host:path` as SSH (`util/sshutil/scpurl.go`).
+    let scp = scheme.is_none()
+        && lower.split_once(':').is_some_and(|(userhost, _)| {
+            !userhost.contains('/') && (userhost.contains('@') || userhost.contains('.'))
+        });
+    match scheme {
+        Some("ssh" | "git+ssh" | "ssh+git") => format!(
+            "SSH repositories cannot be built (BuildKit clones them through an SSH agent, and \
+             build Jobs have none); {USE_HTTPS}"
+        ),
+        _ if scp => format!(
+            "scp-style SSH addresses (user@host:path) cannot be built (BuildKit clones them \
+             through an SSH agent, and build Jobs have none); {USE_HTTPS}"
+        ),
+        Some(s @ ("http" | "git")) => {
+            format!("{s}:// repositories are not allowed (unencrypted); {USE_HTTPS}")
+        }
+        Some(s @ ("file" | "ftp" | "ftps")) => {
+            format!("{s}:// repositories are not allowed; {USE_HTTPS}")
+        }
+        _ => format!("only https://host/path repositories are accepted; {USE_HTTPS}"),
+    }
+}
+
+/// The part of an `https://` URL after the scheme; returns the lowercased host.
+fn url_repo(rest: &str, field: &str) -> Result<String, ValidationError> {
     if rest.contains('?') {
         return Err(ValidationError::invalid(
             field,
@@ -715,30 +736,15 @@ fn url_repo(rest: &str, field: &str, ssh: bool) -> Result<String, ValidationErro
         ));
     }
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let hostport = match authority.rsplit_once('@') {
-        None => authority,
-        Some(_) if !ssh => {
-            return Err(ValidationError::invalid(
-                field,
-                "must not contain credentials (user@ or user:password@); name a git secret instead",
-            ));
-        }
-        Some((user, _)) if user.contains(':') => {
-            return Err(ValidationError::invalid(
-                field,
-                "must not contain a password; name a git secret instead",
-            ));
-        }
-        Some((user, hostport)) => {
-            if !is_ssh_user(user) {
-                return Err(ValidationError::invalid(field, "has an invalid user name"));
-            }
-            hostport
-        }
-    };
-    let (host, port) = match hostport.split_once(':') {
+    if authority.contains('@') {
+        return Err(ValidationError::invalid(
+            field,
+            "must not contain credentials (user@ or user:password@); name a git secret instead",
+        ));
+    }
+    let (host, port) = match authority.split_once(':') {
         Some((h, p)) => (h, Some(p)),
-        None => (hostport, None),
+        None => (authority, None),
     };
     if !is_hostname(host) {
         return Err(ValidationError::invalid(
@@ -756,29 +762,6 @@ fn url_repo(rest: &str, field: &str, ssh: bool) -> Result<String, ValidationErro
     }
     repo_path(path, field)?;
     Ok(host.to_ascii_lowercase())
-}
-
-/// `user@host:path`, as git reads it: a `/` before the first `:` would make it a local path.
-fn scp_repo(s: &str, field: &str, only: &str) -> Result<String, ValidationError> {
-    let Some((userhost, path)) = s.split_once(':') else {
-        return Err(ValidationError::invalid(field, only));
-    };
-    let Some((user, host)) = userhost.split_once('@') else {
-        return Err(ValidationError::invalid(field, only));
-    };
-    if userhost.contains('/') || !is_ssh_user(user) || !is_hostname(host) {
-        return Err(ValidationError::invalid(field, only));
-    }
-    repo_path(path.strip_prefix('/').unwrap_or(path), field)?;
-    Ok(host.to_ascii_lowercase())
-}
-
-fn is_ssh_user(u: &str) -> bool {
-    !u.is_empty()
-        && u.len() <= 64
-        && !u.starts_with('-')
-        && u.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// A DNS name or dotted IPv4 address: labels of letters, digits and `-`, not at either end.
@@ -932,13 +915,8 @@ pub fn build_image(s: &str, field: &str) -> Result<String, ValidationError> {
 /// segments (`https://github.com/Org/My_App.git` -> `org/my_app`), lowercased and made to fit
 /// the distribution grammar. `None` when nothing usable remains.
 pub fn default_image_name(repo: &Repository) -> Option<String> {
-    let path = match repo.scheme {
-        RepoScheme::Scp => repo.url.split_once(':').map(|(_, p)| p)?,
-        _ => {
-            let after_scheme = repo.url.split_once("://")?.1;
-            after_scheme.split_once('/')?.1
-        }
-    };
+    let after_scheme = repo.url.split_once("://")?.1;
+    let path = after_scheme.split_once('/')?.1;
     let path = path.strip_suffix(".git").unwrap_or(path);
     let segs: Vec<String> = path
         .split('/')
@@ -1173,9 +1151,64 @@ impl fmt::Display for RepoScheme {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             RepoScheme::Https => "https",
-            RepoScheme::Ssh => "ssh",
-            RepoScheme::Scp => "scp",
         })
+    }
+}
+
+/// What BuildKit v0.23 (the pinned `moby/buildkit:v0.23.2-rootless`) makes of a Dockerfile
+/// frontend context, transcribed from moby/buildkit `util/gitutil/git_ref.go` (`ParseGitRef`),
+/// `util/gitutil/git_url.go` (`ParseURL`) and `util/sshutil/scpurl.go`: the git transport it
+/// picks (`ssh` means an SSH agent socket is mounted, `client/llb/source.go`), or why the
+/// context is not a git ref at all.
+#[cfg(test)]
+pub(crate) mod buildkit {
+    pub(crate) fn git_scheme(context: &str) -> Result<&'static str, &'static str> {
+        if context.starts_with("./") || context.starts_with("../") {
+            return Err("not a git ref");
+        }
+        if context.starts_with("github.com/") {
+            return Ok("https");
+        }
+        // protoRegexp `^[a-zA-Z0-9]+://`
+        let proto_len = context
+            .bytes()
+            .take_while(|b| b.is_ascii_alphanumeric())
+            .count();
+        if proto_len > 0 && context[proto_len..].starts_with("://") {
+            let scheme = match context[..proto_len].to_ascii_lowercase().as_str() {
+                "http" => "http",
+                "https" => "https",
+                "ssh" => "ssh",
+                "git" => "git",
+                _ => return Err("invalid protocol"),
+            };
+            // net/url: the path runs from the first '/' after the authority to '?' or '#'.
+            let rest = &context[proto_len + 3..];
+            let rest = rest.split(['?', '#']).next().unwrap_or_default();
+            let path = rest.find('/').map_or("", |i| &rest[i..]);
+            if matches!(scheme, "http" | "https") && !path.ends_with(".git") {
+                return Err("not a git ref");
+            }
+            return Ok(scheme);
+        }
+        // gitSSHRegex `^([a-zA-Z0-9-_]+)@([a-zA-Z0-9-.]+):(.*?)(?:#(.*))?$`
+        let scp = context.split_once('@').is_some_and(|(user, rest)| {
+            !user.is_empty()
+                && user
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+                && rest.split_once(':').is_some_and(|(host, _)| {
+                    !host.is_empty()
+                        && host
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.'))
+                })
+        });
+        if scp {
+            Ok("ssh")
+        } else {
+            Err("unknown protocol")
+        }
     }
 }
 
@@ -1265,13 +1298,6 @@ mod tests {
             bare.git_context(),
             format!("https://gitlab.example.com/group/app.git#{SHA}")
         );
-        let scp = BuildRequest {
-            repository: "git@github.com:org/app".into(),
-            ..build_req()
-        }
-        .validate(&limits())
-        .unwrap();
-        assert_eq!(scp.git_context(), format!("git@github.com:org/app#{SHA}"));
         let root = build_req().validate(&limits()).unwrap();
         assert_eq!(
             root.git_context(),
@@ -1289,59 +1315,94 @@ mod tests {
     #[test]
     fn repositories_accepted() {
         let ok = [
-            (
-                "https://github.com/org/app.git",
-                RepoScheme::Https,
-                "github.com",
-            ),
-            (
-                "https://github.com/org/app",
-                RepoScheme::Https,
-                "github.com",
-            ),
-            (
-                "HTTPS://GitHub.com/Org/App",
-                RepoScheme::Https,
-                "github.com",
-            ),
+            ("https://github.com/org/app.git", "github.com"),
+            ("https://github.com/org/app", "github.com"),
+            ("HTTPS://GitHub.com/Org/App", "github.com"),
             (
                 "https://gitlab.example.com:8443/group/sub/app.git",
-                RepoScheme::Https,
                 "gitlab.example.com",
             ),
-            ("https://10.0.0.1/x/y", RepoScheme::Https, "10.0.0.1"),
-            ("https://host/a%20b/c~d+e@f", RepoScheme::Https, "host"),
-            (
-                "ssh://git@github.com/org/app.git",
-                RepoScheme::Ssh,
-                "github.com",
-            ),
-            (
-                "ssh://github.com:22/org/app.git",
-                RepoScheme::Ssh,
-                "github.com",
-            ),
-            ("git@github.com:org/app.git", RepoScheme::Scp, "github.com"),
-            ("git@github.com:/srv/app.git", RepoScheme::Scp, "github.com"),
-            (
-                "deploy.bot@git.example.com:team/app",
-                RepoScheme::Scp,
-                "git.example.com",
-            ),
+            ("https://10.0.0.1/x/y", "10.0.0.1"),
+            ("https://host/a%20b/c~d+e@f", "host"),
         ];
-        for (url, scheme, host) in ok {
+        for (url, host) in ok {
             let r =
                 repository(url, "repository", &limits()).unwrap_or_else(|e| panic!("{url}: {e}"));
-            assert_eq!((r.scheme, r.host.as_str()), (scheme, host));
+            assert_eq!((r.scheme, r.host.as_str()), (RepoScheme::Https, host));
             assert!(r.url.eq_ignore_ascii_case(url), "{url} -> {}", r.url);
+            let b = BuildRequest {
+                repository: url.into(),
+                ..build_req()
+            }
+            .validate(&limits())
+            .unwrap();
+            assert_eq!(
+                buildkit::git_scheme(&b.git_context()),
+                Ok("https"),
+                "{url}: BuildKit must read the context as an https git remote"
+            );
         }
         let r = repository("HTTPS://GitHub.com/Org/App", "repository", &limits()).unwrap();
         assert_eq!(
             r.url, "https://GitHub.com/Org/App",
             "scheme lowercased, rest kept"
         );
-        let r = repository("SSH://git@host/x", "repository", &limits()).unwrap();
-        assert_eq!(r.url, "ssh://git@host/x");
+    }
+
+    /// Issue #13, defect 3: BuildKit clones SSH addresses through an SSH agent the build Job
+    /// does not have, so they are refused with what to use instead.
+    #[test]
+    fn ssh_repositories_are_refused_with_the_https_alternative() {
+        for url in [
+            "ssh://git@github.com/org/app.git",
+            "SSH://git@github.com/org/app.git",
+            "ssh://github.com:22/org/app.git",
+            "git+ssh://git@github.com/org/app.git",
+            "ssh+git://git@github.com/org/app.git",
+            "git@github.com:org/app.git",
+            "git@github.com:/srv/app.git",
+            "deploy.bot@git.example.com:team/app",
+            "github.com:org/app",
+        ] {
+            let e = repository(url, "repository", &limits()).expect_err(url);
+            assert_eq!(
+                (e.code, e.field.as_str()),
+                (codes::INVALID_FIELD, "repository"),
+                "{url}"
+            );
+            assert!(
+                e.message.contains("SSH") && e.message.contains("cannot be built"),
+                "{url}: {e}"
+            );
+            assert!(
+                e.message.contains("https://") && e.message.contains("secrets.git"),
+                "{url}: {e}"
+            );
+        }
+        // What BuildKit v0.23 makes of them: SSH (an agent socket is mounted), or nothing.
+        for (context, scheme) in [
+            ("ssh://git@github.com/org/app.git#abc", Ok("ssh")),
+            ("git@github.com:org/app.git#abc", Ok("ssh")),
+            (
+                "deploy.bot@git.example.com:team/app#abc",
+                Err("unknown protocol"),
+            ),
+            ("git://github.com/org/app.git#abc", Ok("git")),
+            ("https://github.com/org/app#abc", Err("not a git ref")),
+        ] {
+            assert_eq!(buildkit::git_scheme(context), scheme, "{context}");
+        }
+        for (url, says) in [
+            ("git://github.com/org/app.git", "git://"),
+            ("http://github.com/org/app.git", "http://"),
+        ] {
+            let e = repository(url, "repository", &limits()).expect_err(url);
+            assert!(
+                e.message.contains(says) && e.message.contains("unencrypted"),
+                "{url}: {e}"
+            );
+            assert!(e.message.contains("https://github.com/org/app.git"), "{e}");
+        }
     }
 
     #[test]
@@ -1371,6 +1432,7 @@ mod tests {
             "https://user:pass@github.com/org/app",
             "https://token@github.com/org/app",
             "https://:x@github.com/org/app",
+            "ssh://git@github.com/org/app",
             "ssh://git:pw@github.com/org/app",
             "ssh://-oProxyCommand=x/y",
             "ssh://-oProxyCommand=x@host/y",
@@ -1445,7 +1507,6 @@ mod tests {
             ..Limits::default()
         };
         assert!(repository("https://GitHub.com/o/a", "repository", &l).is_ok());
-        assert!(repository("git@github.com:o/a", "repository", &l).is_ok());
         let e = repository("https://gitlab.com/o/a", "repository", &l).unwrap_err();
         assert_eq!(e.code, codes::FORBIDDEN_VALUE);
         let e = repository("https://github.com.evil.io/o/a", "repository", &l).unwrap_err();
@@ -1990,11 +2051,6 @@ mod tests {
         assert_eq!(v.build.preview.as_deref(), Some("org/app#42"));
         assert_eq!(v.build.tag, SHA);
         assert_eq!(v.launch.port, 8080);
-        let scp = PipelineRequest {
-            repository: "git@github.com:team/svc.git".into(),
-            ..p.clone()
-        };
-        assert_eq!(scp.validate(&limits()).unwrap().build.image, "team/svc");
         let single = PipelineRequest {
             repository: "https://host/app".into(),
             ..p.clone()

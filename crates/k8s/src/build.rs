@@ -49,7 +49,8 @@ pub struct BuildJobParams {
     pub namespace: String,
     pub labels: BTreeMap<String, String>,
     pub buildkit_image: String,
-    /// `https://...` or `ssh://...` git URL.
+    /// `https://...` git URL ending in `.git` (the API refuses SSH addresses: BuildKit would
+    /// need an SSH agent the Job does not have).
     pub repository: String,
     /// The exact commit to build.
     pub git_ref: String,

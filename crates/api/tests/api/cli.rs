@@ -105,6 +105,28 @@ async fn the_cli_drives_the_api() {
         format!("{:?}", err.exit_code()),
         format!("{:?}", std::process::ExitCode::from(1))
     );
+    // An SSH address is refused, and the message says what to use instead.
+    let err = slipway(
+        &app,
+        &[
+            "pipeline",
+            "--preview",
+            "org/app#1",
+            "--repository",
+            "git@github.com:org/app.git",
+            "--commit",
+            SHA,
+        ],
+    )
+    .await
+    .unwrap_err();
+    let shown = err.to_string();
+    assert!(
+        shown.contains("cannot be built")
+            && shown.contains("https://")
+            && shown.contains("field `repository`"),
+        "{shown}"
+    );
     let err = slipway(&app, &["jobs", "show", "nope"]).await.unwrap_err();
     assert!(err.to_string().contains("not found"), "{err}");
 }

@@ -51,4 +51,11 @@ async fn the_document_matches_the_routes() {
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{op} is served: {v}");
     }
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    // The request bodies say which repository URLs build (issue #13: SSH addresses cannot).
+    for path in ["/v1/builds", "/v1/pipelines"] {
+        let d = doc["paths"][path]["post"]["requestBody"]["description"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{path} has no request body description"));
+        assert!(d.contains("https://") && d.contains("SSH"), "{path}: {d}");
+    }
 }

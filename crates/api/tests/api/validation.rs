@@ -203,6 +203,45 @@ async fn hostile_requests_are_refused_with_the_field_at_fault() {
     assert_eq!(list["items"].as_array().unwrap().len(), 0, "{list}");
 }
 
+/// Issue #13, defect 3: SSH addresses used to be accepted, and every such build failed in
+/// BuildKit with `no SSH key "default" forwarded`. Now a 422 names `repository` and says to
+/// use an https URL with a token Secret, for builds and pipelines alike.
+#[tokio::test]
+async fn ssh_repositories_are_refused_with_what_to_use_instead() {
+    let app = spawn_app().await;
+    for repo in [
+        "ssh://git@github.com/org/app.git",
+        "git@github.com:org/app.git",
+        "git://github.com/org/app.git",
+    ] {
+        let bodies = [
+            ("/v1/builds", with(build_body(), "repository", json!(repo))),
+            (
+                "/v1/pipelines",
+                json!({"preview": "org/app#1", "repository": repo, "commit": SHA}),
+            ),
+        ];
+        for (path, body) in bodies {
+            let (status, v) = app.post(path, &body).await;
+            assert_eq!(
+                status,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "{path} {repo}: {v}"
+            );
+            let err = &v["error"];
+            assert_eq!(err["code"], "invalid_field", "{v}");
+            assert_eq!(err["field"], "repository", "{v}");
+            let message = err["message"].as_str().unwrap();
+            assert!(
+                message.contains("https://") && message.contains("secrets.git"),
+                "{repo}: {message}"
+            );
+        }
+    }
+    let (_, list) = app.get("/v1/jobs").await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 0, "{list}");
+}
+
 #[tokio::test]
 async fn malformed_bodies_get_clear_errors() {
     let app = spawn_app().await;
