@@ -13,7 +13,9 @@ Writes tests/kube-sim/proto/:
   (an explicit zero is meaningful and kept) and `<proto message> <field> always` for non-pointer
   fields without `omitempty` (Go writes them even when zero). Every other scalar field is a
   non-pointer `omitempty` field whose zero value Go's JSON leaves out. `<message> <field>
-  json=<name>` where the JSON name differs from the proto field name (e.g. `aPIGroup`).
+  json=<name>` where the JSON name differs from the proto field name (e.g. `aPIGroup`);
+  `<message> <field> inline` for embedded structs (`json:",inline"`): a sub-message on the wire
+  whose fields Go's JSON writes into the enclosing object (e.g. `Volume.volumeSource`).
 """
 import pathlib
 import re
@@ -26,6 +28,7 @@ MACHINERY_PKGS = ["pkg/api/resource", "pkg/apis/meta/v1", "pkg/runtime", "pkg/ru
                   "pkg/util/intstr"]
 
 FIELD = re.compile(r'^\s+(\w+)\s+(\S+)\s+`(.*)`\s*$')
+EMBEDDED = re.compile(r'^\s+(\*?[\w.]+)\s+`(.*)`\s*$')
 TAG = re.compile(r'(\w+):"([^"]*)"')
 
 
@@ -59,7 +62,19 @@ def fields(repo, tag, pkg, proto_pkg):
             if line.startswith("}"):
                 struct = None
                 continue
-            m = FIELD.match(line) if struct else None
+            if not struct:
+                continue
+            m = EMBEDDED.match(line)
+            if m:
+                # An embedded struct: a sub-message on the wire, its fields inlined in JSON.
+                tags = dict(TAG.findall(m.group(2)))
+                if "protobuf" in tags and tags.get("json", "").split(",")[1:] == ["inline"]:
+                    name = re.search(r"name=(\w+)", tags["protobuf"])
+                    ty = m.group(1).lstrip("*").split(".")[-1]
+                    pname = name.group(1) if name else ty[0].lower() + ty[1:]
+                    rows.append(f"{proto_pkg}.{struct} {pname} inline")
+                continue
+            m = FIELD.match(line)
             if not m:
                 continue
             tags = dict(TAG.findall(m.group(3)))

@@ -265,6 +265,15 @@ pub fn on_create(kind: usize, obj: &mut Value) -> Result<(), ApiError> {
                 default_pod_spec(ps);
             }
         }
+        // SetDefaults_Secret (pkg/apis/core/v1/defaults.go).
+        "secrets"
+            if obj
+                .get("type")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty) =>
+        {
+            obj["type"] = json!("Opaque");
+        }
         "services" => {
             let spec = obj.get_mut("spec").filter(|s| s.is_object());
             let Some(spec) = spec else {

@@ -19,7 +19,10 @@
 //! cannot tell an explicit zero from an unset field; `proto/fields.txt` (from the Go struct tags)
 //! says which scalar fields are pointers (a present zero is kept, e.g. `backoffLimit: 0`,
 //! `allowPrivilegeEscalation: false`) or lack `omitempty` (kept); the zero value of every other
-//! scalar is left out, as Go's `omitempty` does. Empty lists and maps are left out.
+//! scalar is left out, as Go's `omitempty` does. Embedded structs (`json:",inline"`, e.g.
+//! `Volume.volumeSource`, `Probe.handler`, `SecretKeySelector.localObjectReference`) are
+//! sub-messages on the wire and their fields are written into the enclosing object. Empty lists
+//! and maps are left out.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
@@ -86,6 +89,8 @@ struct Schema {
     keep: HashSet<(String, String)>,
     /// `(message, proto field)` -> JSON name where they differ.
     json_names: HashMap<(String, String), String>,
+    /// `(message, proto field)` of embedded structs whose fields JSON inlines.
+    inline: HashSet<(String, String)>,
 }
 
 impl Schema {
@@ -98,6 +103,11 @@ impl Schema {
         } else {
             Presence::OmitZero
         }
+    }
+
+    fn is_inline(&self, message: &str, field: &str) -> bool {
+        self.inline
+            .contains(&(message.to_string(), field.to_string()))
     }
 
     fn json_name<'a>(&'a self, message: &str, field: &'a str) -> &'a str {
@@ -132,6 +142,7 @@ fn schema() -> &'static Schema {
         }
         let mut keep = HashSet::new();
         let mut json_names = HashMap::new();
+        let mut inline = HashSet::new();
         for line in FIELDS.lines().filter(|l| !l.starts_with('#')) {
             let mut parts = line.split_whitespace();
             let (Some(msg), Some(field), Some(flag)) = (parts.next(), parts.next(), parts.next())
@@ -139,11 +150,14 @@ fn schema() -> &'static Schema {
                 continue;
             };
             let key = (msg.to_string(), field.to_string());
-            match flag.strip_prefix("json=") {
-                Some(name) => {
+            match (flag, flag.strip_prefix("json=")) {
+                (_, Some(name)) => {
                     json_names.insert(key, name.to_string());
                 }
-                None => {
+                ("inline", None) => {
+                    inline.insert(key);
+                }
+                _ => {
                     keep.insert(key);
                 }
             }
@@ -152,6 +166,7 @@ fn schema() -> &'static Schema {
             pool: compiler.descriptor_pool(),
             keep,
             json_names,
+            inline,
         }
     })
 }
@@ -353,6 +368,12 @@ fn to_json(m: &DynamicMessage, s: &Schema) -> Result<Value, String> {
     let mut out = Map::new();
     for (f, v) in m.fields() {
         let value = match v {
+            Pv::Message(sub) if s.is_inline(name, f.name()) => {
+                if let Value::Object(fields) = to_json(sub, s)? {
+                    out.extend(fields);
+                }
+                continue;
+            }
             Pv::Message(sub) => to_json(sub, s)?,
             Pv::List(items) => {
                 let mut arr = Vec::with_capacity(items.len());
@@ -620,5 +641,45 @@ mod tests {
         );
         let e = decode(b"k8s\0", Expect::Object(ns)).unwrap_err();
         assert_eq!(e.code, 400);
+    }
+
+    #[test]
+    fn embedded_structs_are_inlined() {
+        let pod = decode_kind(
+            "pods",
+            &json!({"metadata": {"name": "p"}, "spec": {
+                "volumes": [{"name": "v", "volumeSource": {"secret": {"secretName": "s"}}}],
+                "containers": [{"name": "c", "image": "i",
+                    "env": [{"name": "E", "valueFrom": {"secretKeyRef": {
+                        "localObjectReference": {"name": "s"}, "key": "k"}}}],
+                    "readinessProbe": {"handler": {"httpGet": {"path": "/", "port": {"type": 0, "intVal": 80}}},
+                        "periodSeconds": 5}}]}}),
+        )
+        .unwrap();
+        assert_eq!(
+            pod["spec"]["volumes"],
+            json!([{"name": "v", "secret": {"secretName": "s"}}])
+        );
+        let c = &pod["spec"]["containers"][0];
+        assert_eq!(
+            c["env"][0]["valueFrom"],
+            json!({"secretKeyRef": {"name": "s", "key": "k"}})
+        );
+        assert_eq!(
+            c["readinessProbe"],
+            json!({"httpGet": {"path": "/", "port": 80}, "periodSeconds": 5})
+        );
+        let ing = decode_kind(
+            "ingresses",
+            &json!({"metadata": {"name": "i"}, "spec": {"rules": [{"host": "a.com",
+                "ingressRuleValue": {"http": {"paths": [{"path": "/", "pathType": "Prefix",
+                    "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}}]}}),
+        )
+        .unwrap();
+        assert_eq!(ing["spec"]["rules"][0]["host"], "a.com");
+        assert_eq!(
+            ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"],
+            "web"
+        );
     }
 }

@@ -308,6 +308,50 @@ async fn kubectl_imperative_commands_send_protobuf_and_work() {
     );
     assert_eq!(svc["spec"]["type"], "ClusterIP");
 
+    // Other `create` subcommands send protobuf too; embedded structs (IngressRule's
+    // ingressRuleValue) are inlined and []byte values stay base64.
+    ok(kubectl(
+        &sim,
+        &[
+            "-n",
+            "pb",
+            "create",
+            "ingress",
+            "ing",
+            "--rule=a.example/=web:8080",
+        ],
+    )
+    .await);
+    let ing = sim.object("ingresses", "pb", "ing").unwrap();
+    assert_eq!(
+        ing["spec"]["rules"],
+        json!([{"host": "a.example", "http": {"paths": [{"path": "/", "pathType": "Exact",
+            "backend": {"service": {"name": "web", "port": {"number": 8080}}}}]}}])
+    );
+    ok(kubectl(
+        &sim,
+        &[
+            "-n",
+            "pb",
+            "create",
+            "secret",
+            "generic",
+            "s",
+            "--from-literal=k=hi",
+        ],
+    )
+    .await);
+    let secret = sim.object("secrets", "pb", "s").unwrap();
+    assert_eq!(secret["data"], json!({"k": "aGk="}));
+    assert_eq!(secret["type"], "Opaque");
+    assert!(
+        sim.requests()
+            .iter()
+            .filter(|r| r.method == "POST")
+            .filter(|r| r.path.ends_with("/ingresses") || r.path.ends_with("/secrets"))
+            .all(|r| r.content_type.as_deref() == Some(PROTOBUF) && r.status == 201)
+    );
+
     // run
     let out = ok(kubectl(&sim, &["-n", "pb", "run", "solo", "--image=nginx:1.27"]).await);
     assert_eq!(out, "pod/solo created\n");
