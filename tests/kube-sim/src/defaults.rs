@@ -228,8 +228,29 @@ pub fn on_create(kind: usize, obj: &mut Value) -> Result<(), ApiError> {
                 spec["replicas"] = json!(1);
             }
             if k.plural == "deployments" {
-                if spec.get("strategy").is_none() {
-                    spec["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}});
+                // SetDefaults_Deployment (pkg/apis/apps/v1/defaults.go): an empty type is
+                // RollingUpdate (Go clients send `strategy: {}`), then each absent rollingUpdate
+                // field is 25%.
+                if !spec.get("strategy").is_some_and(Value::is_object) {
+                    spec["strategy"] = json!({});
+                }
+                let strategy = &mut spec["strategy"];
+                if strategy
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .is_none_or(str::is_empty)
+                {
+                    strategy["type"] = json!("RollingUpdate");
+                }
+                if strategy["type"] == "RollingUpdate" {
+                    if !strategy.get("rollingUpdate").is_some_and(Value::is_object) {
+                        strategy["rollingUpdate"] = json!({});
+                    }
+                    for f in ["maxUnavailable", "maxSurge"] {
+                        if strategy["rollingUpdate"].get(f).is_none_or(Value::is_null) {
+                            strategy["rollingUpdate"][f] = json!("25%");
+                        }
+                    }
                 }
                 for (f, v) in [
                     ("revisionHistoryLimit", 10),
@@ -243,6 +264,15 @@ pub fn on_create(kind: usize, obj: &mut Value) -> Result<(), ApiError> {
             if let Some(ps) = spec.pointer_mut("/template/spec") {
                 default_pod_spec(ps);
             }
+        }
+        // SetDefaults_Secret (pkg/apis/core/v1/defaults.go).
+        "secrets"
+            if obj
+                .get("type")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty) =>
+        {
+            obj["type"] = json!("Opaque");
         }
         "services" => {
             let spec = obj.get_mut("spec").filter(|s| s.is_object());
@@ -276,7 +306,11 @@ pub fn on_create(kind: usize, obj: &mut Value) -> Result<(), ApiError> {
                     if p.get("protocol").is_none() {
                         p["protocol"] = json!("TCP");
                     }
-                    if p.get("targetPort").is_none() {
+                    // SetDefaults_Service (pkg/apis/core/v1/defaults.go): a targetPort of 0 or
+                    // "" (what Go clients send for an unset one) is the port.
+                    if p.get("targetPort")
+                        .is_none_or(|t| t.is_null() || *t == json!(0) || *t == json!(""))
+                    {
                         p["targetPort"] = p.get("port").cloned().unwrap_or(json!(80));
                     }
                 }

@@ -25,6 +25,7 @@ pub mod faults;
 pub mod kinds;
 pub mod logs;
 pub mod patch;
+pub mod protobuf;
 pub mod script;
 pub mod selector;
 mod server;

@@ -19,6 +19,7 @@ use crate::error::ApiError;
 use crate::faults::{FaultAction, FaultRule, RecordedRequest};
 use crate::kinds::{KINDS, KindInfo, idx};
 use crate::patch;
+use crate::protobuf;
 use crate::script::Override;
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::store::{DeleteOpts, EventType, Part, Propagation, now_rfc3339};
@@ -121,6 +122,21 @@ fn classify(method: &Method, route: &Route, q: &HashMap<String, String>) -> (Str
     (verb.into(), resource)
 }
 
+/// What a protobuf body decodes to: the object of the endpoint's kind for a create, update or
+/// status update, `DeleteOptions` for a delete. Patches and `/scale` have no protobuf form here.
+fn body_expect(method: &Method, route: &Route) -> Option<protobuf::Expect> {
+    let Route::Object { kind, sub, .. } = route else {
+        return None;
+    };
+    match (method, sub.as_deref()) {
+        (&Method::DELETE, None) => Some(protobuf::Expect::DeleteOptions),
+        (&Method::POST | &Method::PUT, None | Some("status")) => {
+            Some(protobuf::Expect::Object(&KINDS[*kind]))
+        }
+        _ => None,
+    }
+}
+
 fn json_response(code: u16, v: &(impl serde::Serialize + ?Sized)) -> Response {
     let mut r = Response::new(Body::from(serde_json::to_vec(v).unwrap_or_default()));
     *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -194,6 +210,7 @@ async fn handle(State(core): State<Arc<Core>>, req: Request) -> Response {
         q,
         body: bytes.clone(),
         content_type: hdr(header::CONTENT_TYPE),
+        expect: body_expect(&parts.method, &route),
         user_agent: hdr(header::USER_AGENT),
         table: crate::table::wants_table(hdr(header::ACCEPT).as_deref()),
         watch_fault,
@@ -225,6 +242,8 @@ struct Ctx {
     q: HashMap<String, String>,
     body: Bytes,
     content_type: Option<String>,
+    /// What a protobuf body of this request decodes to (`None`: the simulator cannot decode one).
+    expect: Option<protobuf::Expect>,
     user_agent: Option<String>,
     /// `kubectl get` asked for a `meta.k8s.io/v1` Table.
     table: bool,
@@ -241,18 +260,27 @@ impl Ctx {
         self.q.get(k).map(String::as_str).filter(|s| !s.is_empty())
     }
 
+    /// The request body as JSON: JSON as sent, a Kubernetes protobuf body decoded to the JSON a
+    /// JSON client would have sent (see [`protobuf`]), anything else 415.
     fn body_json(&self) -> Result<Value, ApiError> {
-        // Only JSON is spoken; clients that try protobuf get 415 and retry with JSON.
-        if let Some(ct) = self
-            .content_type
-            .as_deref()
-            .filter(|c| c.contains("protobuf") || c.contains("cbor"))
-        {
+        let ct = self.content_type.as_deref().unwrap_or_default();
+        if protobuf::is_protobuf(ct) {
+            return match self.expect {
+                Some(expect) => protobuf::decode(&self.body, expect),
+                None => Err(ApiError::new(
+                    415,
+                    "UnsupportedMediaType",
+                    "kube-sim cannot decode a protobuf body for this request; send application/json (the simulator decodes protobuf bodies of the kinds it serves and DeleteOptions)",
+                )),
+            };
+        }
+        if ct.contains("cbor") {
             return Err(ApiError::new(
                 415,
                 "UnsupportedMediaType",
                 format!(
-                    "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml; got {ct}"
+                    "the body of the request was in an unknown format - accepted media types include: application/json, {}; got {ct}",
+                    protobuf::MEDIA_TYPE
                 ),
             ));
         }

@@ -882,3 +882,135 @@ async fn malformed_shapes_are_rejected_not_fatal() {
     .await
     .unwrap();
 }
+
+/// A length-delimited protobuf field (wire type 2); every length here is under 128.
+fn pb_field(tag: u8, bytes: &[u8]) -> Vec<u8> {
+    let len = u8::try_from(bytes.len()).unwrap();
+    assert!(len < 128);
+    [&[tag << 3 | 2, len][..], bytes].concat()
+}
+
+/// A Kubernetes protobuf body, written by hand from the upstream definitions
+/// (apimachinery runtime/generated.proto `Unknown` and `TypeMeta`).
+fn pb_body(api_version: &str, kind: &str, raw: &[u8]) -> Vec<u8> {
+    let type_meta = [
+        pb_field(1, api_version.as_bytes()),
+        pb_field(2, kind.as_bytes()),
+    ]
+    .concat();
+    [b"k8s\0".to_vec(), pb_field(1, &type_meta), pb_field(2, raw)].concat()
+}
+
+#[tokio::test]
+async fn protobuf_bodies_are_decoded_and_other_media_types_refused() {
+    let sim = sim().await;
+    let client = sim.client().unwrap();
+    let send = |method: &str, path: &str, ct: &str, body: Vec<u8>| {
+        let req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", ct)
+            .body(kube::client::Body::from(body))
+            .unwrap();
+        let client = client.clone();
+        async move {
+            let resp = client.send(req).await.unwrap();
+            let code = resp.status().as_u16();
+            let body = http_body_util::BodyExt::collect(resp.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            (
+                code,
+                serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+            )
+        }
+    };
+    const PB: &str = "application/vnd.kubernetes.protobuf";
+    // core/v1 ConfigMap: metadata = 1 (ObjectMeta: name = 1), data = 2 (map entries: key 1, value 2).
+    let configmap = [
+        pb_field(1, &pb_field(1, b"from-pb")),
+        pb_field(2, &[pb_field(1, b"k"), pb_field(2, b"v")].concat()),
+    ]
+    .concat();
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let (code, created) = send("POST", cms, PB, pb_body("v1", "ConfigMap", &configmap)).await;
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(created["data"], json!({"k": "v"}));
+    let stored = sim.object("configmaps", "default", "from-pb").unwrap();
+    assert_eq!(stored["data"], json!({"k": "v"}));
+    assert_eq!(stored["metadata"]["namespace"], "default");
+
+    // The apiserver's check of the body's apiVersion against the endpoint's.
+    let (code, status) = send("POST", cms, PB, pb_body("apps/v1", "ConfigMap", &configmap)).await;
+    assert_eq!(code, 400);
+    assert_eq!(
+        status["message"],
+        "the API version in the data (apps/v1) does not match the expected API version (v1)"
+    );
+    let (code, _) = send("POST", cms, PB, b"{\"kind\":\"ConfigMap\"}".to_vec()).await;
+    assert_eq!(
+        code, 400,
+        "a JSON body labelled protobuf is not decoded as JSON"
+    );
+
+    // Bodies the simulator has no protobuf form for: an honest 415 Status, nothing written.
+    let (code, status) = send(
+        "PATCH",
+        &format!("{cms}/from-pb"),
+        PB,
+        pb_body("v1", "ConfigMap", &configmap),
+    )
+    .await;
+    assert_eq!(code, 415);
+    assert_eq!(
+        (status["kind"].as_str(), status["reason"].as_str()),
+        (Some("Status"), Some("UnsupportedMediaType"))
+    );
+    let (code, status) = send("POST", cms, "application/cbor", vec![0xa0]).await;
+    assert_eq!((code, status["code"].as_i64()), (415, Some(415)));
+
+    // DeleteOptions in protobuf (meta/v1: propagationPolicy = 4): the policy is honoured.
+    let deploy: Api<Deployment> = Api::default_namespaced(client.clone());
+    let d: Deployment = serde_json::from_value(json!({"metadata": {"name": "d"}, "spec": {
+        "selector": {"matchLabels": {"a": "b"}},
+        "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}}))
+    .unwrap();
+    deploy.create(&PostParams::default(), &d).await.unwrap();
+    sim.wait_for("a replicaset", T, |_| {
+        !sim.objects("replicasets", Some("default")).is_empty()
+    })
+    .await
+    .unwrap();
+    let (code, _) = send(
+        "DELETE",
+        "/apis/apps/v1/namespaces/default/deployments/d",
+        PB,
+        pb_body("v1", "DeleteOptions", &pb_field(4, b"Orphan")),
+    )
+    .await;
+    assert_eq!(code, 200);
+    sim.wait_for_gone("deployments", "default", "d", T)
+        .await
+        .unwrap();
+    assert_eq!(
+        sim.objects("replicasets", Some("default")).len(),
+        1,
+        "orphaned, not collected"
+    );
+}
+
+#[tokio::test]
+async fn service_target_port_zero_defaults_to_the_port() {
+    // Go clients write an unset IntOrString as 0 (JSON and protobuf alike); the apiserver
+    // defaults 0 and "" to the port (pkg/apis/core/v1/defaults.go, SetDefaults_Service).
+    let sim = sim().await;
+    let svcs: Api<Service> = Api::default_namespaced(sim.client().unwrap());
+    let s: Service = serde_json::from_value(json!({"metadata": {"name": "s"},
+        "spec": {"ports": [{"port": 80, "targetPort": 0}, {"name": "b", "port": 81, "targetPort": ""}]}}))
+    .unwrap();
+    let s = svcs.create(&PostParams::default(), &s).await.unwrap();
+    let ports = s.spec.unwrap().ports.unwrap();
+    let target = |i: usize| serde_json::to_value(&ports[i].target_port).unwrap();
+    assert_eq!((target(0), target(1)), (json!(80), json!(81)));
+}
