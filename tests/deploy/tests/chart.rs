@@ -862,8 +862,9 @@ fn minikube_defaults_match_the_registry_and_ingress_addons() {
     // minikube has no `traefik` addon.
     assert_eq!(launch["SLIPWAY_INGRESS_CLASS"], "nginx");
     assert_eq!(launch["SLIPWAY_INGRESS_NAMESPACE"], "ingress-nginx");
-    assert_eq!(launch["SLIPWAY_INGRESS_CIDRS"], "");
-    assert_eq!(launch["SLIPWAY_DNS_EGRESS_CIDRS"], "");
+    // No CIDRs by default (an empty setting is left out: the binary's default, none).
+    assert!(!launch.contains_key("SLIPWAY_INGRESS_CIDRS"));
+    assert!(!launch.contains_key("SLIPWAY_DNS_EGRESS_CIDRS"));
     assert!(launch["SLIPWAY_PREVIEW_DOMAIN"].ends_with(".nip.io"));
     assert!(find(&docs, "Deployment", "slipway-postgresql").is_some());
     assert!(find(&docs, "Deployment", "slipway-redis").is_some());
