@@ -2,7 +2,10 @@
 //!
 //! [`KubeSim`] serves a faithful subset of the Kubernetes API over plain HTTP on loopback, with
 //! the controllers and kubelet behaviour Slipway depends on (Jobs, Deployments, ReplicaSets,
-//! namespaces, garbage collection, pod lifecycles and logs). Tests script pods, inject faults
+//! namespaces, garbage collection, pod lifecycles and logs), and refuses what a real cluster
+//! refuses: Pod Security admission ([`podsecurity`]), the kubelet's `runAsNonRoot` check against
+//! images' users, and optionally cert-manager's HTTP-01 issuance behind NetworkPolicies
+//! ([`model`], [`netpol`]). Tests script pods, inject faults
 //! and read recorded requests; `kube::Client` and `kubectl` talk to it like to a real cluster.
 //!
 //! ```no_run
