@@ -3,10 +3,14 @@
 //! server-side apply (field manager `slipway`), so a re-launch with a new image is a rollout in
 //! the same namespace and a retry simply re-applies.
 //!
-//! Network policy semantics (see docs): all ingress and egress of the preview's pods is denied,
-//! except (1) ingress to the app port from pods in the ingress controller's namespace, (2) DNS
-//! egress (UDP and TCP 53) to the cluster DNS pods in `kube-system`, and (3) egress to the
-//! operator's optional allow-list of CIDRs.
+//! Network policy semantics (see docs/network-policy.md): all ingress and egress of the
+//! preview's pods is denied, except (1) ingress to the app port from pods in the ingress
+//! controller's namespace and from the operator's ingress CIDRs (load balancers that target pod
+//! IPs), (2) DNS egress (UDP and TCP 53) to the cluster DNS pods in `kube-system` and to the
+//! operator's DNS CIDRs (NodeLocal DNSCache, a metadata-server resolver), (3) egress to the
+//! operator's optional allow-list of CIDRs, and (4) with a cert-manager issuer, ingress from the
+//! same sources to cert-manager's ACME HTTP-01 solver pods on TCP 8089, without which no
+//! certificate is ever issued.
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
@@ -35,6 +39,12 @@ pub use slipway_core::naming::ANNOTATION_PREVIEW_KEY as PREVIEW_KEY_ANNOTATION;
 /// The annotation recording the commit a preview runs.
 pub const COMMIT_ANNOTATION: &str = "slipway.dev/commit";
 const SELECTOR_LABEL: &str = "app.kubernetes.io/name";
+/// The label cert-manager puts on its ACME HTTP-01 solver pods (cert-manager
+/// `pkg/apis/acme/v1/types.go` `SolverIdentificationLabelKey`, value `"true"`).
+pub const ACME_SOLVER_LABEL: &str = "acme.cert-manager.io/http01-solver";
+/// The port the solver listens on (cert-manager `pkg/issuer/acme/http/http.go`
+/// `acmeSolverListenPort`).
+pub const ACME_SOLVER_PORT: i32 = 8089;
 
 /// CPU and memory as Kubernetes quantities.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +103,12 @@ pub struct PreviewParams {
     pub ingress_controller_namespace: String,
     /// Extra egress destinations (CIDRs) the preview may reach.
     pub allowed_egress_cidrs: Vec<String>,
+    /// DNS servers outside the cluster DNS pods (CIDRs) the preview may query on port 53:
+    /// NodeLocal DNSCache (`169.254.20.10/32`), GKE Cloud DNS (`169.254.169.254/32`).
+    pub dns_egress_cidrs: Vec<String>,
+    /// Sources (CIDRs) besides the ingress controller's namespace that may reach the app port:
+    /// load balancers that send to pod IPs directly.
+    pub ingress_cidrs: Vec<String>,
     /// Pod Security Standard enforced on the namespace (`baseline` by default).
     pub pod_security_level: String,
     pub quota: QuotaParams,
@@ -257,6 +273,32 @@ fn namespace_peer(namespace: &str, pods: Option<BTreeMap<String, String>>) -> Ne
     }
 }
 
+fn ip_peers(cidrs: &[String]) -> impl Iterator<Item = NetworkPolicyPeer> + '_ {
+    cidrs.iter().map(|cidr| NetworkPolicyPeer {
+        ip_block: Some(IPBlock {
+            cidr: cidr.clone(),
+            except: None,
+        }),
+        ..Default::default()
+    })
+}
+
+fn tcp_port(port: i32) -> NetworkPolicyPort {
+    NetworkPolicyPort {
+        port: Some(IntOrString::Int(port)),
+        protocol: Some("TCP".into()),
+        end_port: None,
+    }
+}
+
+/// Everything allowed to open connections to a preview: the ingress controller's pods, then
+/// the operator's ingress CIDRs.
+fn ingress_sources(p: &PreviewParams) -> Vec<NetworkPolicyPeer> {
+    std::iter::once(namespace_peer(&p.ingress_controller_namespace, None))
+        .chain(ip_peers(&p.ingress_cidrs))
+        .collect()
+}
+
 fn network_policies(p: &PreviewParams) -> Vec<NetworkPolicy> {
     let all_pods = LabelSelector::default();
     let mut out = vec![
@@ -279,12 +321,8 @@ fn network_policies(p: &PreviewParams) -> Vec<NetworkPolicy> {
                 }),
                 policy_types: Some(vec!["Ingress".into()]),
                 ingress: Some(vec![NetworkPolicyIngressRule {
-                    from: Some(vec![namespace_peer(&p.ingress_controller_namespace, None)]),
-                    ports: Some(vec![NetworkPolicyPort {
-                        port: Some(IntOrString::Int(i32::from(p.port))),
-                        protocol: Some("TCP".into()),
-                        end_port: None,
-                    }]),
+                    from: Some(ingress_sources(p)),
+                    ports: Some(vec![tcp_port(i32::from(p.port))]),
                 }]),
                 ..Default::default()
             },
@@ -296,13 +334,17 @@ fn network_policies(p: &PreviewParams) -> Vec<NetworkPolicy> {
                 pod_selector: Some(all_pods.clone()),
                 policy_types: Some(vec!["Egress".into()]),
                 egress: Some(vec![NetworkPolicyEgressRule {
-                    to: Some(vec![namespace_peer(
-                        "kube-system",
-                        Some(BTreeMap::from([(
-                            "k8s-app".to_owned(),
-                            "kube-dns".to_owned(),
-                        )])),
-                    )]),
+                    to: Some(
+                        std::iter::once(namespace_peer(
+                            "kube-system",
+                            Some(BTreeMap::from([(
+                                "k8s-app".to_owned(),
+                                "kube-dns".to_owned(),
+                            )])),
+                        ))
+                        .chain(ip_peers(&p.dns_egress_cidrs))
+                        .collect(),
+                    ),
                     ports: Some(
                         ["UDP", "TCP"]
                             .map(|proto| NetworkPolicyPort {
@@ -317,6 +359,30 @@ fn network_policies(p: &PreviewParams) -> Vec<NetworkPolicy> {
             },
         ),
     ];
+    // cert-manager's HTTP-01 solver pod runs in this namespace (the Challenge's); the ingress
+    // controller must reach it or the ACME server's validation (and cert-manager's own
+    // self-check) never succeeds.
+    if p.tls.as_ref().is_some_and(|t| t.cluster_issuer.is_some()) {
+        out.push(policy(
+            p,
+            "allow-acme-http01-solver",
+            NetworkPolicySpec {
+                pod_selector: Some(LabelSelector {
+                    match_labels: Some(BTreeMap::from([(
+                        ACME_SOLVER_LABEL.to_owned(),
+                        "true".to_owned(),
+                    )])),
+                    ..Default::default()
+                }),
+                policy_types: Some(vec!["Ingress".into()]),
+                ingress: Some(vec![NetworkPolicyIngressRule {
+                    from: Some(ingress_sources(p)),
+                    ports: Some(vec![tcp_port(ACME_SOLVER_PORT)]),
+                }]),
+                ..Default::default()
+            },
+        ));
+    }
     if !p.allowed_egress_cidrs.is_empty() {
         out.push(policy(
             p,
@@ -325,18 +391,7 @@ fn network_policies(p: &PreviewParams) -> Vec<NetworkPolicy> {
                 pod_selector: Some(all_pods),
                 policy_types: Some(vec!["Egress".into()]),
                 egress: Some(vec![NetworkPolicyEgressRule {
-                    to: Some(
-                        p.allowed_egress_cidrs
-                            .iter()
-                            .map(|cidr| NetworkPolicyPeer {
-                                ip_block: Some(IPBlock {
-                                    cidr: cidr.clone(),
-                                    except: None,
-                                }),
-                                ..Default::default()
-                            })
-                            .collect(),
-                    ),
+                    to: Some(ip_peers(&p.allowed_egress_cidrs).collect()),
                     ports: None,
                 }]),
                 ..Default::default()
@@ -517,6 +572,18 @@ fn ingress(p: &PreviewParams) -> Ingress {
     }
 }
 
+/// What the preview pod spec lacks to be admitted at Pod Security `level` ("privileged",
+/// "baseline", "restricted"), given whether containers run with `runAsNonRoot`. The spec always
+/// meets baseline and, but for `runAsNonRoot`, restricted: no privilege escalation, every
+/// capability dropped, the RuntimeDefault seccomp profile, no host namespaces, ports or paths
+/// (kubernetes/kubernetes `staging/src/k8s.io/pod-security-admission/policy`).
+pub fn pod_security_gaps(level: &str, run_as_non_root: bool) -> Vec<&'static str> {
+    match level {
+        "restricted" if !run_as_non_root => vec!["runAsNonRoot"],
+        _ => Vec::new(),
+    }
+}
+
 /// The URL a preview is reached at.
 pub fn preview_url(host: &str, tls: bool) -> String {
     format!("{}://{host}", if tls { "https" } else { "http" })
@@ -550,11 +617,13 @@ pub(crate) mod tests {
             health_path: "/healthz".into(),
             run_as_non_root: false,
             progress_deadline_seconds: 300,
-            ingress_class: Some("traefik".into()),
+            ingress_class: Some("nginx".into()),
             tls: None,
             image_pull_secret: None,
-            ingress_controller_namespace: "kube-system".into(),
+            ingress_controller_namespace: "ingress-nginx".into(),
             allowed_egress_cidrs: vec![],
+            dns_egress_cidrs: vec![],
+            ingress_cidrs: vec![],
             pod_security_level: "baseline".into(),
             quota: QuotaParams {
                 total: CpuMemory {
@@ -670,7 +739,7 @@ pub(crate) mod tests {
         );
         assert_eq!(
             v[1]["spec"]["ingress"],
-            json!([{"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}],
+            json!([{"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}],
                     "ports": [{"port": 8080, "protocol": "TCP"}]}])
         );
         assert_eq!(
@@ -701,7 +770,7 @@ pub(crate) mod tests {
             json!({"app.kubernetes.io/name": "app", "slipway.dev/preview": "org-app-42"})
         );
         let ing = serde_json::to_value(&o.ingress).unwrap();
-        assert_eq!(ing["spec"]["ingressClassName"], "traefik");
+        assert_eq!(ing["spec"]["ingressClassName"], "nginx");
         assert_eq!(
             ing["spec"]["rules"][0]["host"],
             "pr-42-app.192.168.49.2.nip.io"
@@ -743,6 +812,102 @@ pub(crate) mod tests {
             preview_url(&p.host, true),
             "https://pr-42-app.192.168.49.2.nip.io"
         );
+    }
+
+    #[test]
+    fn dns_and_ingress_cidrs_extend_the_allowed_peers() {
+        let mut p = params();
+        p.dns_egress_cidrs = vec!["169.254.20.10/32".into(), "169.254.169.254/32".into()];
+        p.ingress_cidrs = vec!["10.0.0.0/16".into()];
+        let o = preview_objects(&p);
+        let v: Vec<_> = o
+            .network_policies
+            .iter()
+            .map(|p| serde_json::to_value(p).unwrap())
+            .collect();
+        assert_eq!(
+            v[1]["spec"]["ingress"],
+            json!([{"from": [
+                {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}},
+                {"ipBlock": {"cidr": "10.0.0.0/16"}}],
+                "ports": [{"port": 8080, "protocol": "TCP"}]}])
+        );
+        assert_eq!(
+            v[2]["spec"]["egress"],
+            json!([{"to": [
+                {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                 "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}},
+                {"ipBlock": {"cidr": "169.254.20.10/32"}},
+                {"ipBlock": {"cidr": "169.254.169.254/32"}}],
+                "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}])
+        );
+    }
+
+    #[test]
+    fn an_issuer_admits_the_ingress_controller_to_the_acme_solver() {
+        let mut p = params();
+        p.tls = Some(TlsParams {
+            secret_name: "preview-tls".into(),
+            cluster_issuer: None,
+        });
+        let names = |o: &PreviewObjects| -> Vec<String> {
+            o.network_policies
+                .iter()
+                .map(|p| p.metadata.name.clone().unwrap())
+                .collect()
+        };
+        // A static certificate needs no solver.
+        assert!(!names(&preview_objects(&p)).contains(&"allow-acme-http01-solver".to_owned()));
+        p.tls = Some(TlsParams {
+            secret_name: "preview-tls".into(),
+            cluster_issuer: Some("letsencrypt".into()),
+        });
+        p.ingress_cidrs = vec!["35.191.0.0/16".into()];
+        let o = preview_objects(&p);
+        assert_eq!(
+            names(&o),
+            [
+                "default-deny",
+                "allow-ingress-controller",
+                "allow-dns-egress",
+                "allow-acme-http01-solver"
+            ]
+        );
+        let solver = serde_json::to_value(&o.network_policies[3]).unwrap();
+        assert_eq!(
+            solver["spec"],
+            json!({"podSelector": {"matchLabels": {"acme.cert-manager.io/http01-solver": "true"}},
+                "policyTypes": ["Ingress"],
+                "ingress": [{"from": [
+                    {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}},
+                    {"ipBlock": {"cidr": "35.191.0.0/16"}}],
+                    "ports": [{"port": 8089, "protocol": "TCP"}]}]})
+        );
+        assert_eq!(o.to_values().len(), 10);
+    }
+
+    #[test]
+    fn the_pod_spec_meets_restricted_only_with_run_as_non_root() {
+        assert!(pod_security_gaps("privileged", false).is_empty());
+        assert!(pod_security_gaps("baseline", false).is_empty());
+        assert_eq!(pod_security_gaps("restricted", false), ["runAsNonRoot"]);
+        assert!(pod_security_gaps("restricted", true).is_empty());
+        // What the claim rests on: the restricted fields are set in the spec.
+        let mut p = params();
+        p.run_as_non_root = true;
+        let d = serde_json::to_value(deployment(&p)).unwrap();
+        let spec = &d["spec"]["template"]["spec"];
+        assert_eq!(
+            spec["securityContext"]["seccompProfile"]["type"],
+            "RuntimeDefault"
+        );
+        let sc = &spec["containers"][0]["securityContext"];
+        assert_eq!(sc["allowPrivilegeEscalation"], false);
+        assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]));
+        assert_eq!(sc["runAsNonRoot"], true);
+        for host in ["hostNetwork", "hostPID", "hostIPC", "volumes"] {
+            assert!(spec.get(host).is_none(), "{host}");
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Reading a Deployment's rollout from the objects the API returns: whether the latest spec is
 //! rolled out (as `kubectl rollout status` decides it), which ReplicaSet and pods belong to it,
 //! and which pod states explain a rollout that does not progress (an image that cannot be
-//! pulled, a container that keeps crashing, a pod that cannot be scheduled).
+//! pulled, a container that keeps crashing, a pod that cannot be scheduled, an image that runs
+//! as root under `runAsNonRoot`, pods that Pod Security admission refuses).
 //!
 //! Pure functions over `k8s-openapi` objects: the launch worker fetches, these decide.
 
@@ -122,14 +123,74 @@ pub enum TroubleKind {
     Unschedulable,
     /// The container cannot be created from its spec (a missing Secret or key, a bad command).
     Config,
+    /// `runAsNonRoot` is in effect and the image runs as root, or as a user name the kubelet
+    /// cannot verify (kubernetes/kubernetes `pkg/kubelet/kuberuntime/security_context_others.go`
+    /// `verifyRunAsNonRoot`): the same image never starts, however long one waits.
+    RunAsRoot,
 }
 
 impl TroubleKind {
     /// Trouble that, when it persists, will not go away by waiting or retrying: the launch
     /// fails permanently with its reason.
     pub fn is_fatal_when_persistent(self) -> bool {
-        matches!(self, TroubleKind::ImagePull | TroubleKind::CrashLoop)
+        matches!(
+            self,
+            TroubleKind::ImagePull | TroubleKind::CrashLoop | TroubleKind::RunAsRoot
+        )
     }
+
+    /// Trouble that is certain at first sight: no grace period before failing.
+    pub fn is_certain(self) -> bool {
+        self == TroubleKind::RunAsRoot
+    }
+}
+
+/// A ReplicaSet's (or Deployment's) `ReplicaFailure` condition: the controller cannot create
+/// (or delete) pods (kubernetes/kubernetes `pkg/controller/replicaset/replica_set_utils.go`,
+/// copied to the Deployment by `pkg/controller/deployment/progress.go`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaFailure {
+    /// `FailedCreate` or `FailedDelete`.
+    pub reason: String,
+    /// The API's error, e.g. `pods "app-x-y" is forbidden: violates PodSecurity ...`.
+    pub message: String,
+}
+
+impl ReplicaFailure {
+    /// Pod Security admission refuses the pod spec itself (`violates PodSecurity`, from
+    /// `staging/src/k8s.io/pod-security-admission/admission`): every retry is refused alike.
+    /// Other create failures (an exhausted quota, a namespace being deleted) may pass.
+    pub fn is_permanent(&self) -> bool {
+        self.reason == "FailedCreate" && self.message.contains("violates PodSecurity")
+    }
+}
+
+/// The `ReplicaFailure` condition of the current ReplicaSet `rs`, else of the Deployment.
+pub fn replica_failure(d: &Deployment, rs: Option<&ReplicaSet>) -> Option<ReplicaFailure> {
+    let from_rs = rs
+        .and_then(|r| r.status.as_ref())
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| {
+            cs.iter()
+                .find(|c| c.type_ == "ReplicaFailure" && c.status == "True")
+                .map(|c| ReplicaFailure {
+                    reason: c.reason.clone().unwrap_or_default(),
+                    message: c.message.clone().unwrap_or_default(),
+                })
+        });
+    from_rs.or_else(|| {
+        d.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| {
+                cs.iter()
+                    .find(|c| c.type_ == "ReplicaFailure" && c.status == "True")
+                    .map(|c| ReplicaFailure {
+                        reason: c.reason.clone().unwrap_or_default(),
+                        message: c.message.clone().unwrap_or_default(),
+                    })
+            })
+    })
 }
 
 /// One reason one pod is not ready.
@@ -178,10 +239,19 @@ fn waiting_kind(reason: &str) -> Option<TroubleKind> {
     }
 }
 
+/// The kubelet's `verifyRunAsNonRoot` errors, which come as `CreateContainerConfigError`.
+fn runs_as_root(message: &str) -> bool {
+    message.contains("container has runAsNonRoot and image")
+        || message.contains("runAsUser breaks non-root policy")
+}
+
 fn container_trouble(pod: &str, c: &ContainerStatus) -> Option<PodTrouble> {
     let waiting = c.state.as_ref()?.waiting.as_ref()?;
     let reason = waiting.reason.clone().unwrap_or_default();
-    let kind = waiting_kind(&reason)?;
+    let mut kind = waiting_kind(&reason)?;
+    if kind == TroubleKind::Config && runs_as_root(waiting.message.as_deref().unwrap_or("")) {
+        kind = TroubleKind::RunAsRoot;
+    }
     Some(PodTrouble {
         pod: pod.to_owned(),
         container: Some(c.name.clone()),
@@ -373,6 +443,19 @@ mod tests {
         assert_eq!(t[0].kind, TroubleKind::Config);
         assert!(!t[0].kind.is_fatal_when_persistent());
 
+        let root = pod(json!({"containerStatuses": [{"name": "app", "image": "x",
+            "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": "CreateContainerConfigError", "message":
+                "container has runAsNonRoot and image will run as root (pod: \"app-1_ns(u)\", container: app)"}}}]}));
+        let t = pod_trouble(&root);
+        assert_eq!(t[0].kind, TroubleKind::RunAsRoot);
+        assert!(t[0].kind.is_fatal_when_persistent() && t[0].kind.is_certain());
+        let named = pod(json!({"containerStatuses": [{"name": "app", "image": "x",
+            "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": "CreateContainerConfigError", "message":
+                "container has runAsNonRoot and image has non-numeric user (node), cannot verify user is non-root (pod: \"p\", container: app)"}}}]}));
+        assert_eq!(pod_trouble(&named)[0].kind, TroubleKind::RunAsRoot);
+
         let pending = pod(
             json!({"conditions": [{"type": "PodScheduled", "status": "False",
             "reason": "Unschedulable", "message": "0/1 nodes are available"}]}),
@@ -389,6 +472,31 @@ mod tests {
             "state": {"waiting": {"reason": "ContainerCreating"}}}]}));
         assert!(pod_trouble(&creating).is_empty());
         assert!(pod_trouble(&pod(json!(null))).is_empty());
+    }
+
+    #[test]
+    fn replica_failures_come_from_the_replica_set_then_the_deployment() {
+        let forbidden = "pods \"app-5d-x\" is forbidden: violates PodSecurity \"restricted:latest\": \
+                         runAsNonRoot != true (pod or container \"app\" must set securityContext.runAsNonRoot=true)";
+        let rs: ReplicaSet = serde_json::from_value(json!({"metadata": {"name": "app-5d"},
+            "status": {"replicas": 0, "conditions": [{"type": "ReplicaFailure", "status": "True",
+                "reason": "FailedCreate", "message": forbidden}]}}))
+        .unwrap();
+        let d = deployment(json!({"metadata": {"name": "app"}}));
+        let f = replica_failure(&d, Some(&rs)).unwrap();
+        assert_eq!(f.reason, "FailedCreate");
+        assert!(f.is_permanent());
+        let d = deployment(
+            json!({"metadata": {"name": "app"}, "status": {"conditions": [
+            {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+             "message": "pods \"app-5d-x\" is forbidden: exceeded quota: slipway-quota"}]}}),
+        );
+        let f = replica_failure(&d, None).unwrap();
+        assert!(!f.is_permanent());
+        assert_eq!(
+            replica_failure(&deployment(json!({"metadata": {"name": "app"}})), None),
+            None
+        );
     }
 
     #[test]

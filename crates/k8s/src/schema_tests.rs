@@ -68,6 +68,8 @@ fn preview_objects_pass_strict_schema_validation() {
     });
     full.image_pull_secret = Some("pull".into());
     full.allowed_egress_cidrs = vec!["10.0.0.0/8".into(), "192.168.0.0/16".into()];
+    full.dns_egress_cidrs = vec!["169.254.20.10/32".into()];
+    full.ingress_cidrs = vec!["35.191.0.0/16".into()];
     full.run_as_non_root = true;
     let mut objects = preview_objects(&plain).to_values();
     objects.extend(preview_objects(&full).to_values());

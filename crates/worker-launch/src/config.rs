@@ -6,7 +6,7 @@
 use crate::LaunchError;
 use clap::{Args, Parser};
 use slipway_core::quantity::{self, Unit};
-use slipway_k8s::preview::{CpuMemory, QuotaParams, TlsParams};
+use slipway_k8s::preview::{self, CpuMemory, QuotaParams, TlsParams};
 use slipway_shared::config::CommonArgs;
 use slipway_shared::runtime::WorkerArgs;
 use std::time::Duration;
@@ -37,13 +37,30 @@ pub struct LaunchArgs {
     )]
     pub preview_domain: String,
 
-    /// Ingress class of the preview Ingress; empty leaves the cluster default.
-    #[arg(long, env = "SLIPWAY_INGRESS_CLASS", default_value = "traefik")]
+    /// Ingress class of the preview Ingress; empty leaves the cluster default. The default is
+    /// ingress-nginx's class (minikube's `ingress` addon).
+    #[arg(long, env = "SLIPWAY_INGRESS_CLASS", default_value = "nginx")]
     pub ingress_class: String,
 
-    /// Namespace of the ingress controller: the only source of traffic into a preview.
-    #[arg(long, env = "SLIPWAY_INGRESS_NAMESPACE", default_value = "kube-system")]
+    /// Namespace of the ingress controller, whose pods may reach a preview (and its ACME
+    /// solver).
+    #[arg(
+        long,
+        env = "SLIPWAY_INGRESS_NAMESPACE",
+        default_value = "ingress-nginx"
+    )]
     pub ingress_namespace: String,
+
+    /// CIDRs that may also reach a preview's app port (comma-separated): load balancers that
+    /// send straight to pod IPs (AWS ALB/NLB in IP mode, GKE container-native load balancing).
+    #[arg(long, env = "SLIPWAY_INGRESS_CIDRS", value_delimiter = ',')]
+    pub ingress_cidrs: Vec<String>,
+
+    /// DNS servers preview pods may query on port 53 besides the cluster DNS pods
+    /// (comma-separated CIDRs): NodeLocal DNSCache `169.254.20.10/32`, GKE Cloud DNS
+    /// `169.254.169.254/32`.
+    #[arg(long, env = "SLIPWAY_DNS_EGRESS_CIDRS", value_delimiter = ',')]
+    pub dns_egress_cidrs: Vec<String>,
 
     /// Name of the TLS Secret of preview hosts (in each preview namespace). With it, URLs
     /// are https.
@@ -109,7 +126,8 @@ pub struct LaunchArgs {
 
     /// Run preview containers with `runAsNonRoot` (images that run as root then fail to
     /// start).
-    #[arg(long, env = "SLIPWAY_RUN_AS_NON_ROOT", default_value_t = false)]
+    #[arg(long, env = "SLIPWAY_RUN_AS_NON_ROOT", default_value_t = false,
+          action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub run_as_non_root: bool,
 
     /// Seconds a rollout may take to become Available before the attempt fails (transient).
@@ -148,6 +166,8 @@ pub struct Settings {
     pub quota_memory_bytes: u64,
     pub pod_security_level: String,
     pub egress_cidrs: Vec<String>,
+    pub dns_egress_cidrs: Vec<String>,
+    pub ingress_cidrs: Vec<String>,
     pub run_as_non_root: bool,
     pub deadline: Duration,
     pub trouble_grace: Duration,
@@ -157,6 +177,30 @@ pub struct Settings {
 fn parse_quantity(value: &str, unit: Unit, flag: &str) -> Result<u64, LaunchError> {
     quantity::parse(value, unit)
         .map_err(|e| LaunchError::Config(format!("{flag}: {value:?} is not a quantity: {e}")))
+}
+
+/// Trimmed, non-empty CIDRs; anything that is not `a.b.c.d/n` or an IPv6 `.../n` is refused
+/// (the API server would refuse the NetworkPolicy at every launch).
+fn cidrs(values: &[String], flag: &str) -> Result<Vec<String>, LaunchError> {
+    values
+        .iter()
+        .map(|c| c.trim())
+        .filter(|c| !c.is_empty())
+        .map(|c| {
+            let ok = c.split_once('/').is_some_and(|(addr, bits)| {
+                let max = if addr.contains(':') { 128 } else { 32 };
+                addr.parse::<std::net::IpAddr>().is_ok()
+                    && bits.parse::<u8>().is_ok_and(|b| b <= max)
+            });
+            if ok {
+                Ok(c.to_owned())
+            } else {
+                Err(LaunchError::Config(format!(
+                    "{flag}: {c:?} is not a CIDR (e.g. 169.254.20.10/32)"
+                )))
+            }
+        })
+        .collect()
 }
 
 fn non_empty(s: &Option<String>) -> Option<String> {
@@ -191,6 +235,16 @@ impl LaunchArgs {
             return Err(LaunchError::Config(
                 "SLIPWAY_LAUNCH_DEADLINE_SECS must be at least 1".into(),
             ));
+        }
+        let gaps = preview::pod_security_gaps(&self.pod_security_level, self.run_as_non_root);
+        if !gaps.is_empty() {
+            return Err(LaunchError::Config(format!(
+                "SLIPWAY_POD_SECURITY_LEVEL={} cannot admit preview pods without {}: set \
+                 SLIPWAY_RUN_AS_NON_ROOT=true (and build images with a numeric non-root USER) or \
+                 choose baseline; otherwise Kubernetes refuses every preview's pods",
+                self.pod_security_level,
+                gaps.join(", ")
+            )));
         }
         let tls_secret = non_empty(&self.tls_secret);
         let issuer = non_empty(&self.cluster_issuer);
@@ -231,12 +285,9 @@ impl LaunchArgs {
             quota_cpu_millis: quota_cpu,
             quota_memory_bytes: quota_memory,
             pod_security_level: self.pod_security_level.clone(),
-            egress_cidrs: self
-                .egress_cidrs
-                .iter()
-                .map(|c| c.trim().to_owned())
-                .filter(|c| !c.is_empty())
-                .collect(),
+            egress_cidrs: cidrs(&self.egress_cidrs, "SLIPWAY_PREVIEW_EGRESS_CIDRS")?,
+            dns_egress_cidrs: cidrs(&self.dns_egress_cidrs, "SLIPWAY_DNS_EGRESS_CIDRS")?,
+            ingress_cidrs: cidrs(&self.ingress_cidrs, "SLIPWAY_INGRESS_CIDRS")?,
             run_as_non_root: self.run_as_non_root,
             deadline: Duration::from_secs(self.deadline_secs),
             trouble_grace: Duration::from_secs(self.trouble_grace_secs),
@@ -259,8 +310,9 @@ mod tests {
     fn defaults_give_working_settings() {
         let s = parse(&[]).unwrap().launch.settings().unwrap();
         assert_eq!(s.domain, "preview.localhost");
-        assert_eq!(s.ingress_class.as_deref(), Some("traefik"));
-        assert_eq!(s.ingress_namespace, "kube-system");
+        assert_eq!(s.ingress_class.as_deref(), Some("nginx"));
+        assert_eq!(s.ingress_namespace, "ingress-nginx");
+        assert!(s.dns_egress_cidrs.is_empty() && s.ingress_cidrs.is_empty());
         assert_eq!(s.tls, None);
         assert_eq!(s.pod_security_level, "baseline");
         assert_eq!(s.quota.total.cpu, "8");
@@ -282,6 +334,12 @@ mod tests {
             "10.0.0.0/8, 192.168.0.0/16",
             "--pod-security-level",
             "restricted",
+            "--run-as-non-root",
+            "true",
+            "--dns-egress-cidrs",
+            "169.254.20.10/32,169.254.169.254/32",
+            "--ingress-cidrs",
+            "10.0.0.0/16",
         ])
         .unwrap()
         .launch
@@ -297,7 +355,37 @@ mod tests {
         );
         assert_eq!(s.egress_cidrs, ["10.0.0.0/8", "192.168.0.0/16"]);
         assert_eq!(s.pod_security_level, "restricted");
+        assert_eq!(
+            s.dns_egress_cidrs,
+            ["169.254.20.10/32", "169.254.169.254/32"]
+        );
+        assert_eq!(s.ingress_cidrs, ["10.0.0.0/16"]);
         assert!(parse(&["--pod-security-level", "lax"]).is_err());
+    }
+
+    #[test]
+    fn a_pod_security_level_the_previews_cannot_meet_is_refused() {
+        // restricted refuses pods that may run as root: every launch would be refused.
+        let e = parse(&["--pod-security-level", "restricted"])
+            .unwrap()
+            .launch
+            .settings()
+            .unwrap_err();
+        let m = e.to_string();
+        assert!(m.contains("SLIPWAY_POD_SECURITY_LEVEL=restricted"), "{m}");
+        assert!(m.contains("SLIPWAY_RUN_AS_NON_ROOT=true"), "{m}");
+        for ok in [
+            vec!["--pod-security-level", "baseline"],
+            vec!["--pod-security-level", "privileged"],
+            vec![
+                "--pod-security-level",
+                "restricted",
+                "--run-as-non-root",
+                "true",
+            ],
+        ] {
+            assert!(parse(&ok).unwrap().launch.settings().is_ok(), "{ok:?}");
+        }
     }
 
     #[test]
@@ -307,6 +395,8 @@ mod tests {
             vec!["--default-cpu", "2", "--max-cpu", "1"],
             vec!["--max-memory", "8Gi", "--quota-memory", "4Gi"],
             vec!["--deadline-secs", "0"],
+            vec!["--dns-egress-cidrs", "169.254.20.10"],
+            vec!["--ingress-cidrs", "10.0.0.0/33"],
         ] {
             let cfg = parse(&bad).unwrap();
             assert!(cfg.launch.settings().is_err(), "{bad:?}");

@@ -149,7 +149,28 @@ impl Launcher {
                 trouble_grace: self.settings.trouble_grace,
                 poll: self.settings.poll,
             };
-            wait::until_available(&self.client, &params.namespace, job.id, limits, log).await
+            let started = tokio::time::Instant::now();
+            let pods =
+                wait::until_available(&self.client, &params.namespace, job.id, limits, log).await?;
+            // With cert-manager, the URL is https only once its certificate is issued; the
+            // launch deadline bounds both waits.
+            if let Some(tls) = self
+                .settings
+                .tls
+                .as_ref()
+                .filter(|t| t.cluster_issuer.is_some())
+            {
+                wait::until_certificate_ready(
+                    &self.client,
+                    &params.namespace,
+                    &tls.secret_name,
+                    started + self.settings.deadline,
+                    self.settings.poll,
+                    log,
+                )
+                .await?;
+            }
+            Ok::<_, LaunchError>(pods)
         };
         let pods = match rollout.await {
             Ok(pods) => pods,
@@ -364,6 +385,11 @@ pub fn built_image(build: &JobRecord, settings: &Settings) -> Result<String, Lau
         })
 }
 
+/// CPU and memory limits of cert-manager's ACME HTTP-01 solver pod (cert-manager
+/// `internal/apis/config/controller/v1alpha1/defaults.go`).
+const SOLVER_CPU_MILLIS: u64 = 100;
+const SOLVER_MEMORY_BYTES: u64 = 64 << 20;
+
 /// The rolling update's extra pods: maxSurge 25 %, rounded up.
 fn surge(replicas: u64) -> u64 {
     replicas.div_ceil(4)
@@ -396,11 +422,14 @@ pub fn preview_params(
     }
     let replicas = u64::from(o.replicas);
     let pods = replicas + surge(replicas);
+    // cert-manager's HTTP-01 solver pod runs in the preview namespace while a certificate is
+    // issued, with its own limits (cert-manager's defaults: 100m CPU, 64Mi memory).
+    let solver = u64::from(s.tls.as_ref().is_some_and(|t| t.cluster_issuer.is_some()));
     // Containers get the LimitRange's default CPU limit (the per-container maximum), which
     // the quota counts too.
-    let fits = pods <= u64::from(s.quota.max_pods)
-        && pods * cpu.max(s.max_cpu_millis) <= s.quota_cpu_millis
-        && pods * memory <= s.quota_memory_bytes;
+    let fits = pods + solver <= u64::from(s.quota.max_pods)
+        && pods * cpu.max(s.max_cpu_millis) + solver * SOLVER_CPU_MILLIS <= s.quota_cpu_millis
+        && pods * memory + solver * SOLVER_MEMORY_BYTES <= s.quota_memory_bytes;
     if !fits {
         return Err(LaunchError::Invalid(format!(
             "{replicas} replicas (with {} more during a rollout) of {} CPU and {} memory do \
@@ -442,6 +471,8 @@ pub fn preview_params(
         image_pull_secret: s.image_pull_secret.clone(),
         ingress_controller_namespace: s.ingress_namespace.clone(),
         allowed_egress_cidrs: s.egress_cidrs.clone(),
+        dns_egress_cidrs: s.dns_egress_cidrs.clone(),
+        ingress_cidrs: s.ingress_cidrs.clone(),
         pod_security_level: s.pod_security_level.clone(),
         quota: s.quota.clone(),
     })
@@ -621,7 +652,8 @@ mod tests {
         assert_eq!(p.labels["slipway.dev/kind"], "launch");
         assert_eq!(p.labels["slipway.dev/job-id"], id.to_string());
         assert_eq!(p.progress_deadline_seconds, 300);
-        assert_eq!(p.ingress_class.as_deref(), Some("traefik"));
+        assert_eq!(p.ingress_class.as_deref(), Some("nginx"));
+        assert_eq!(p.ingress_controller_namespace, "ingress-nginx");
 
         let asked = launch(
             json!({"preview": "org/app#42", "image": "ghcr.io/org/app:1",

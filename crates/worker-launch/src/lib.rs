@@ -3,8 +3,10 @@
 //! For each job the [`Launcher`] reads the validated launch from the job row, resolves the image
 //! (given, or the image a build job pushed), records the preview as `deploying` in the registry,
 //! applies the preview's objects server-side in order (namespace first), waits for the
-//! Deployment's rollout to become Available while copying pod trouble into the job's log, and
-//! records the preview `ready` with its URL and pods. Everything it does is idempotent: a retry
+//! Deployment's rollout to become Available while copying pod trouble into the job's log (and,
+//! with a cert-manager issuer, for the preview's Certificate to be Ready), and records the
+//! preview `ready` with its URL and pods. Pods that Kubernetes refuses (Pod Security) or that
+//! cannot start (a root image under `runAsNonRoot`) fail the launch at once. Everything it does is idempotent: a retry
 //! or a successor of a dead worker re-applies the same objects and waits again; a re-launch of
 //! the same preview is a rollout in the same namespace.
 //!

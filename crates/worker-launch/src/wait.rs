@@ -8,13 +8,19 @@
 //! While waiting, trouble of the current ReplicaSet's pods goes to the job's log once per pod,
 //! container and reason (a crash loop with the container's last log lines). An image pull
 //! failure or crash loop that lasts the trouble grace period ends the wait with a permanent
-//! failure naming the reason; a deadline reached without such a cause is transient.
+//! failure naming the reason; so do, at first sight, an image that runs as root under
+//! `runAsNonRoot` and pods that Pod Security admission refuses (the ReplicaSet's
+//! `ReplicaFailure`); a deadline reached without such a cause is transient.
+//!
+//! With a cert-manager issuer, [`until_certificate_ready`] then waits for the preview's
+//! `Certificate` (ingress-shim names it after the Ingress' TLS `secretName`) to be Ready, so
+//! that no preview is recorded ready on `https` without its certificate.
 
 use crate::LaunchError;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams, LogParams};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, LogParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -23,8 +29,8 @@ use slipway_k8s::client::{K8sError, namespaced, wrap};
 use slipway_k8s::labels;
 use slipway_k8s::preview::APP;
 use slipway_k8s::rollout::{
-    PodTrouble, RolloutStatus, TroubleKind, current_replica_set, pod_ready, pod_trouble, pods_of,
-    rollout_status,
+    PodTrouble, ReplicaFailure, RolloutStatus, TroubleKind, current_replica_set, pod_ready,
+    pod_trouble, pods_of, replica_failure, rollout_status,
 };
 use slipway_shared::joblog::JobLog;
 use std::collections::HashMap;
@@ -53,6 +59,8 @@ struct Observation {
     /// Ready pods of the current ReplicaSet, sorted.
     ready: Vec<String>,
     trouble: Vec<PodTrouble>,
+    /// The current ReplicaSet's (or the Deployment's) `ReplicaFailure`, if any.
+    replica_failure: Option<ReplicaFailure>,
     /// The job whose apply the Deployment carries (its `slipway.dev/job-id` label).
     applied_by: Option<String>,
 }
@@ -75,7 +83,9 @@ async fn observe(client: &kube::Client, ns: &str) -> Result<Observation, K8sErro
         .await
         .map_err(|e| wrap("list", format!("Pods in {ns}"), e))?
         .items;
-    let (mut ready, trouble) = match current_replica_set(&d, &sets) {
+    let current = current_replica_set(&d, &sets);
+    let replica_failure = replica_failure(&d, current);
+    let (mut ready, trouble) = match current {
         Some(rs) => {
             let mine = pods_of(rs, &pods);
             let ready: Vec<String> = mine
@@ -93,6 +103,7 @@ async fn observe(client: &kube::Client, ns: &str) -> Result<Observation, K8sErro
         status: rollout_status(&d),
         ready,
         trouble,
+        replica_failure,
         applied_by: d.labels().get(labels::JOB_ID).cloned(),
     })
 }
@@ -148,6 +159,11 @@ impl Persistence {
         now: Instant,
     ) -> Option<&'a PodTrouble> {
         trouble.iter().find(|t| {
+            let grace = if t.kind.is_certain() {
+                Duration::ZERO
+            } else {
+                grace
+            };
             t.kind.is_fatal_when_persistent()
                 && self
                     .0
@@ -181,6 +197,10 @@ fn fatal_message(t: &PodTrouble, last_line: Option<&str>) -> String {
         TroubleKind::CrashLoop => "the container keeps crashing",
         TroubleKind::Unschedulable => "the pod cannot be scheduled",
         TroubleKind::Config => "the container cannot be created",
+        TroubleKind::RunAsRoot => {
+            "the image runs as root but preview pods must run as non-root \
+             (SLIPWAY_RUN_AS_NON_ROOT); build it with a numeric non-root USER"
+        }
     };
     let mut m = format!("{what}: {}", t.describe());
     if let Some(line) = last_line {
@@ -246,6 +266,22 @@ pub async fn until_available(
                     )
                     .await;
                 }
+                if let Some(f) = &obs.replica_failure {
+                    if f.is_permanent() {
+                        return Err(LaunchError::RolloutFailed(format!(
+                            "Kubernetes refuses the preview's pods: {}",
+                            f.message
+                        )));
+                    }
+                    log.note_once(
+                        &format!("replica-failure/{}", f.message),
+                        [format!(
+                            "the ReplicaSet cannot create pods ({}): {}",
+                            f.reason, f.message
+                        )],
+                    )
+                    .await;
+                }
                 for t in &obs.trouble {
                     let key = format!(
                         "{}/{}/{}",
@@ -303,6 +339,75 @@ pub async fn until_available(
     }
 }
 
+/// cert-manager's Certificate kind (`cert-manager.io/v1`), read as a dynamic object.
+fn certificate_api(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("cert-manager.io", "v1", "Certificate");
+    Api::namespaced_with(client.clone(), ns, &ApiResource::from_gvk(&gvk))
+}
+
+/// `(status, reason, message)` of a Certificate's `Ready` condition.
+fn ready_condition(cert: &DynamicObject) -> Option<(String, String, String)> {
+    let conds = cert.data.pointer("/status/conditions")?.as_array()?;
+    let c = conds.iter().find(|c| c["type"] == "Ready")?;
+    let text = |k: &str| c[k].as_str().unwrap_or_default().to_owned();
+    Some((text("status"), text("reason"), text("message")))
+}
+
+/// Waits until cert-manager's Certificate `name` in `ns` is Ready, until `deadline`. What it
+/// waits for goes to the job's log when it changes. At the deadline: transient (issuance may
+/// be slow or rate-limited), naming the last condition seen.
+pub async fn until_certificate_ready(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    deadline: Instant,
+    poll: Duration,
+    log: &mut JobLog,
+) -> Result<(), LaunchError> {
+    let api = certificate_api(client, ns);
+    log.line(format!(
+        "waiting for cert-manager to issue Certificate {name} (the TLS Secret of the preview host)"
+    ))
+    .await;
+    let mut last = String::from("the Certificate does not exist (is cert-manager installed?)");
+    loop {
+        match api.get_opt(name).await {
+            Ok(Some(cert)) => match ready_condition(&cert) {
+                Some((status, _, _)) if status == "True" => {
+                    log.line(format!("Certificate {name} is ready")).await;
+                    return Ok(());
+                }
+                Some((status, reason, message)) => {
+                    last = format!("Ready={status} {reason}: {message}");
+                    log.note_once(
+                        &format!("certificate/{last}"),
+                        [format!("Certificate {name}: {last}")],
+                    )
+                    .await;
+                }
+                None => last = "the Certificate has no Ready condition yet".into(),
+            },
+            Ok(None) => {}
+            Err(e) => {
+                let e = wrap("get", format!("Certificate {ns}/{name}"), e);
+                if e.class() == slipway_core::ErrorClass::Permanent {
+                    return Err(e.into());
+                }
+                tracing::warn!(error = %e, "reading the Certificate failed; will look again");
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(LaunchError::RolloutTimedOut(format!(
+                "the preview runs but its certificate was not issued in time: Certificate {name}: {last}"
+            )));
+        }
+        tokio::select! {
+            () = tokio::time::sleep(poll) => {}
+            () = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}
+
 /// The error at the deadline: permanent if an image pull failure or crash loop is going on
 /// (it lasted until now), else transient with what was last seen.
 fn timed_out(deadline: Duration, last: Option<&Observation>) -> LaunchError {
@@ -325,6 +430,9 @@ fn timed_out(deadline: Duration, last: Option<&Observation>) -> LaunchError {
         RolloutStatus::Complete => "complete".into(),
     };
     let mut m = format!("the Deployment did not become Available within {secs} s ({status})");
+    if let Some(f) = &obs.replica_failure {
+        m.push_str(&format!("; {}: {}", f.reason, f.message));
+    }
     if !obs.trouble.is_empty() {
         let seen: Vec<String> = obs.trouble.iter().map(PodTrouble::describe).collect();
         m.push_str(&format!("; last seen: {}", seen.join("; ")));
@@ -388,11 +496,27 @@ mod tests {
     }
 
     #[test]
+    fn an_image_running_as_root_is_fatal_at_first_sight() {
+        let t0 = Instant::now();
+        let mut p = Persistence::default();
+        let root = vec![trouble(
+            "a",
+            TroubleKind::RunAsRoot,
+            "CreateContainerConfigError",
+        )];
+        p.update(&root, t0);
+        let found = p.persisting(&root, Duration::from_secs(30), t0);
+        assert_eq!(found.map(|t| t.kind), Some(TroubleKind::RunAsRoot));
+        assert!(fatal_message(found.unwrap(), None).contains("runs as root"));
+    }
+
+    #[test]
     fn the_deadline_is_permanent_only_with_a_clear_cause() {
         let obs = |trouble| Observation {
             status: RolloutStatus::Progressing("0 of 1 updated replicas are available".into()),
             ready: vec![],
             trouble,
+            replica_failure: None,
             applied_by: None,
         };
         let d = Duration::from_secs(60);

@@ -81,7 +81,7 @@ async fn a_launch_becomes_available_and_its_url_is_recorded() {
         key
     );
     let ingress = h.sim.object("ingresses", &ns, "app").unwrap();
-    assert_eq!(ingress["spec"]["ingressClassName"], "traefik");
+    assert_eq!(ingress["spec"]["ingressClassName"], "nginx");
     assert_eq!(
         ingress["spec"]["rules"][0]["host"],
         preview_host(key, "192.168.49.2.nip.io")

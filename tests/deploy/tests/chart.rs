@@ -131,6 +131,7 @@ fn expected_grants(component: &str) -> BTreeSet<Grant> {
             ("cluster", "apps", &["replicasets"], &["list"]),
             ("cluster", "", &["pods"], &["list", "watch"]),
             ("cluster", "", &["pods/log"], &["get"]),
+            ("cluster", "cert-manager.io", &["certificates"], &["get"]),
         ]),
         "worker-cleanup" => grants(&[
             ("cluster", "", &["namespaces"], &["get", "list", "delete"]),
@@ -845,7 +846,7 @@ fn the_build_namespace_admits_rootless_buildkit_and_is_never_cleanup_s() {
 }
 
 #[test]
-fn minikube_defaults_match_the_registry_addon_and_traefik() {
+fn minikube_defaults_match_the_registry_and_ingress_addons() {
     let Some(helm) = helm() else { return };
     let docs = chart::render_ok(&helm, &DEFAULT);
     let build = settings(&docs, "worker-build");
@@ -856,8 +857,14 @@ fn minikube_defaults_match_the_registry_addon_and_traefik() {
     assert_eq!(build["SLIPWAY_REGISTRY_PULL"], "localhost:5000");
     assert_eq!(build["SLIPWAY_REGISTRY_INSECURE"], "true");
     let launch = settings(&docs, "worker-launch");
-    assert_eq!(launch["SLIPWAY_INGRESS_CLASS"], "traefik");
-    assert_eq!(launch["SLIPWAY_INGRESS_NAMESPACE"], "kube-system");
+    // minikube's `ingress` addon (ingress-nginx): IngressClass `nginx`, controller in
+    // `ingress-nginx` (minikube deploy/addons/ingress/ingress-deploy.yaml.tmpl); released
+    // minikube has no `traefik` addon.
+    assert_eq!(launch["SLIPWAY_INGRESS_CLASS"], "nginx");
+    assert_eq!(launch["SLIPWAY_INGRESS_NAMESPACE"], "ingress-nginx");
+    // No CIDRs by default (an empty setting is left out: the binary's default, none).
+    assert!(!launch.contains_key("SLIPWAY_INGRESS_CIDRS"));
+    assert!(!launch.contains_key("SLIPWAY_DNS_EGRESS_CIDRS"));
     assert!(launch["SLIPWAY_PREVIEW_DOMAIN"].ends_with(".nip.io"));
     assert!(find(&docs, "Deployment", "slipway-postgresql").is_some());
     assert!(find(&docs, "Deployment", "slipway-redis").is_some());

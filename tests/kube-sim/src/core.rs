@@ -35,6 +35,8 @@ pub struct Core {
     pub recorder: Recorder,
     /// Whether controllers and the kubelet record core/v1 Events.
     pub events: bool,
+    /// Images' users and the optional cert-manager model.
+    pub model: crate::model::ClusterModel,
     /// Cancelled when the simulator shuts down; ends streams and background tasks.
     pub shutdown: tokio_util::sync::CancellationToken,
 }
@@ -134,6 +136,10 @@ struct CtlState {
     timed_jobs: HashMap<String, (String, String)>,
     /// Deployments still progressing: uid -> (ns, name).
     deploy_keys: HashMap<String, (String, String)>,
+    /// ReplicaSets whose pod creation failed, retried after a pause: uid -> (ns, name, when).
+    rs_retry: HashMap<String, (String, String, Instant)>,
+    /// Certificates of the cert-manager model still being issued: (ns, name).
+    pending_certs: HashSet<(String, String)>,
 }
 
 impl Core {
@@ -345,6 +351,8 @@ impl Core {
             self.reconcile_rs(st, &ns, &name);
         } else if kind == idx::deployments() && et != EventType::Deleted {
             self.reconcile_deployment(st, &ns, &name);
+        } else if kind == crate::kinds::by_plural("ingresses") && et != EventType::Deleted {
+            self.on_ingress(st, obj);
         } else if kind == idx::namespaces() && et != EventType::Deleted && deleting(obj) {
             st.terminating_ns.insert(name.clone());
             self.reconcile_namespace(st, &name);
@@ -377,6 +385,17 @@ impl Core {
         for (ns, name) in pending {
             self.reconcile_deployment(st, &ns, &name);
         }
+        let due: Vec<(String, String)> = st
+            .rs_retry
+            .values()
+            .filter(|(_, _, at)| *at <= now)
+            .map(|(n, m, _)| (n.clone(), m.clone()))
+            .collect();
+        for (ns, name) in due {
+            st.rs_retry.retain(|_, (n, m, _)| !(n == &ns && m == &name));
+            self.reconcile_rs(st, &ns, &name);
+        }
+        self.issue_certificates(st);
         for ns in st.terminating_ns.clone() {
             self.reconcile_namespace(st, &ns);
         }
@@ -387,6 +406,159 @@ impl Core {
                     st.foreground.remove(&(kind, ns, name));
                 }
             }
+        }
+    }
+
+    // ---- cert-manager model (crate::model) ----
+
+    /// ingress-shim: a Certificate per TLS secretName of an annotated Ingress, and the ACME
+    /// HTTP-01 solver pods for its hosts.
+    fn on_ingress(&self, st: &mut CtlState, ing: &Value) {
+        if self.model.cert_manager.is_none() || deleting(ing) {
+            return;
+        }
+        let (issuer, issuer_kind) = match (
+            ing.pointer("/metadata/annotations/cert-manager.io~1cluster-issuer")
+                .and_then(Value::as_str),
+            ing.pointer("/metadata/annotations/cert-manager.io~1issuer")
+                .and_then(Value::as_str),
+        ) {
+            (Some(i), _) => (i, "ClusterIssuer"),
+            (None, Some(i)) => (i, "Issuer"),
+            (None, None) => return,
+        };
+        let ns = s(ing, "/metadata/namespace");
+        let certs = crate::kinds::by_plural("certificates");
+        for tls in ing
+            .pointer("/spec/tls")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let secret = s(tls, "/secretName");
+            let hosts: Vec<String> = tls
+                .get("hosts")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|h| h.as_str().map(str::to_owned))
+                .collect();
+            if secret.is_empty() || hosts.is_empty() || self.store.get(certs, ns, secret).is_ok() {
+                continue;
+            }
+            let cert = json!({
+                "metadata": {"name": secret, "namespace": ns,
+                    "labels": ing.pointer("/metadata/labels").cloned().unwrap_or_else(|| json!({})),
+                    "ownerReferences": [{"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                        "name": s(ing, "/metadata/name"), "uid": s(ing, "/metadata/uid"),
+                        "controller": true, "blockOwnerDeletion": true}]},
+                "spec": {"dnsNames": hosts, "secretName": secret,
+                    "issuerRef": {"name": issuer, "kind": issuer_kind, "group": "cert-manager.io"},
+                    "usages": ["digital signature", "key encipherment"]},
+            });
+            let Ok(created) = self.store.create(certs, ns, cert, None) else {
+                continue;
+            };
+            let _ = self.store.mutate(certs, ns, secret, Part::Status, |c| {
+                let now = now_rfc3339();
+                c["status"] = json!({"conditions": [
+                    {"type": "Ready", "status": "False", "reason": "DoesNotExist",
+                     "message": "Issuing certificate as Secret does not exist",
+                     "lastTransitionTime": now, "observedGeneration": 1},
+                    {"type": "Issuing", "status": "True", "reason": "DoesNotExist",
+                     "message": "Issuing certificate as Secret does not exist",
+                     "lastTransitionTime": now, "observedGeneration": 1}]});
+            });
+            self.event(
+                ing,
+                "Normal",
+                "CreateCertificate",
+                &format!("Successfully created Certificate \"{secret}\""),
+                "cert-manager-ingress-shim",
+            );
+            for host in &hosts {
+                let pod = crate::model::solver_pod(ns, host, &created);
+                if let Err(e) = self.store.create(idx::pods(), ns, pod, None) {
+                    tracing::debug!(error = %e.message, "kube-sim: the ACME solver pod was refused");
+                }
+            }
+            st.pending_certs
+                .insert((ns.to_string(), secret.to_string()));
+        }
+    }
+
+    /// Issues each pending Certificate whose solver pods run and are reachable from the
+    /// ingress controller on TCP 8089 under the namespace's NetworkPolicies.
+    fn issue_certificates(&self, st: &mut CtlState) {
+        let Some(cm) = &self.model.cert_manager else {
+            return;
+        };
+        let certs = crate::kinds::by_plural("certificates");
+        let policies_kind = crate::kinds::by_plural("networkpolicies");
+        let src_ns_labels = self
+            .store
+            .get(idx::namespaces(), "", &cm.ingress_namespace)
+            .ok()
+            .and_then(|n| n.pointer("/metadata/labels").cloned())
+            .unwrap_or_else(|| json!({"kubernetes.io/metadata.name": cm.ingress_namespace}));
+        let src = crate::netpol::Source {
+            namespace: cm.ingress_namespace.clone(),
+            namespace_labels: src_ns_labels,
+            pod_labels: Some(Value::Object(
+                cm.ingress_pod_labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), json!(v)))
+                    .collect(),
+            )),
+            ip: Some(std::net::Ipv4Addr::new(10, 244, 0, 5)),
+        };
+        for (ns, name) in st.pending_certs.clone() {
+            let Ok(cert) = self.store.get(certs, &ns, &name) else {
+                st.pending_certs.remove(&(ns, name));
+                continue;
+            };
+            let solvers: Vec<Arc<Value>> = self
+                .store
+                .owned(s(&cert, "/metadata/uid"), idx::pods())
+                .into_iter()
+                .filter(|p| !deleting(p))
+                .collect();
+            let policies = self.store.all(policies_kind, Some(&ns));
+            let policy_refs: Vec<&Value> = policies.iter().map(AsRef::as_ref).collect();
+            let reachable = !solvers.is_empty()
+                && solvers.iter().all(|p| {
+                    s(p, "/status/phase") == "Running"
+                        && crate::netpol::ingress_allowed(&policy_refs, p, &src, 8089, "TCP")
+                });
+            if !reachable {
+                continue;
+            }
+            let secret = json!({"metadata": {"name": name, "namespace": ns,
+                    "annotations": {"cert-manager.io/certificate-name": name,
+                        "cert-manager.io/issuer-name": s(&cert, "/spec/issuerRef/name"),
+                        "cert-manager.io/issuer-kind": s(&cert, "/spec/issuerRef/kind")}},
+                "type": "kubernetes.io/tls",
+                "data": {"tls.crt": "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t", "tls.key": "LS0tLS1CRUdJTiBQUklWQVRFIEtFWS0tLS0t"}});
+            let _ = self
+                .store
+                .create(crate::kinds::by_plural("secrets"), &ns, secret, None);
+            let _ = self.store.mutate(certs, &ns, &name, Part::Status, |c| {
+                let now = now_rfc3339();
+                c["status"] = json!({"conditions": [
+                    {"type": "Ready", "status": "True", "reason": "Ready",
+                     "message": "Certificate is up to date and has not expired",
+                     "lastTransitionTime": now, "observedGeneration": 1}],
+                    "notBefore": now, "revision": 1});
+            });
+            for p in &solvers {
+                let _ = self.store.delete(
+                    idx::pods(),
+                    &ns,
+                    s(p, "/metadata/name"),
+                    &DeleteOpts::default(),
+                );
+            }
+            st.pending_certs.remove(&(ns, name));
         }
     }
 
@@ -634,6 +806,51 @@ impl Core {
                 "Normal",
                 "BackOff",
                 &format!("Back-off pulling image \"{image}\""),
+                "kubelet",
+            );
+            return;
+        }
+        // pkg/kubelet/kuberuntime: the container config is generated (and runAsNonRoot
+        // verified against the image's user) before the container is created; a failure
+        // leaves it waiting in CreateContainerConfigError with a Warning Failed Event.
+        let specs: Vec<Value> = pod
+            .pointer("/spec/containers")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let refusal = specs.iter().find_map(|c| {
+            let img = s(c, "/image");
+            crate::model::verify_run_as_non_root(&pod, c, &self.model.image_user(img))
+                .map(|e| (s(c, "/name").to_string(), img.to_string(), e))
+        });
+        if let Some((cname, img, err)) = refusal {
+            self.event(
+                &pod,
+                "Normal",
+                "Pulled",
+                &format!("Container image \"{img}\" already present on machine"),
+                "kubelet",
+            );
+            let waiting: Vec<Value> = containers
+                .iter()
+                .map(|(c, image)| {
+                    let state = if *c == cname {
+                        json!({"waiting": {"reason": "CreateContainerConfigError", "message": err}})
+                    } else {
+                        json!({"waiting": {"reason": "ContainerCreating"}})
+                    };
+                    json!({"name": c, "image": image, "imageID": "", "ready": false,
+                        "started": false, "restartCount": 0, "state": state})
+                })
+                .collect();
+            self.set_pod_status(&ns, &name, &uid, |p| {
+                p["status"]["containerStatuses"] = json!(waiting);
+            });
+            self.event(
+                &pod,
+                "Warning",
+                "Failed",
+                &format!("Error: {err}"),
                 "kubelet",
             );
             return;
@@ -1043,6 +1260,7 @@ impl Core {
             })
             .collect();
         let have = pods.len() as i64;
+        let mut create_err: Option<String> = None;
         if have < want {
             let tpl = rs
                 .pointer("/spec/template")
@@ -1058,14 +1276,35 @@ impl Core {
                     "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": name, "uid": uid,
                     "controller": true, "blockOwnerDeletion": true,
                 }]);
-                if let Ok(p) = self.store.create(idx::pods(), ns, pod, None) {
-                    self.event(
+                match self.store.create(idx::pods(), ns, pod, None) {
+                    Ok(p) => self.event(
                         &rs,
                         "Normal",
                         "SuccessfulCreate",
                         &format!("Created pod: {}", s(&p, "/metadata/name")),
                         "replicaset-controller",
-                    );
+                    ),
+                    Err(e) => {
+                        // pkg/controller/controller_utils.go: a Warning FailedCreate Event
+                        // "Error creating: <err>"; the sync fails and is retried later.
+                        self.event(
+                            &rs,
+                            "Warning",
+                            "FailedCreate",
+                            &format!("Error creating: {}", e.message),
+                            "replicaset-controller",
+                        );
+                        create_err = Some(e.message.clone());
+                        st.rs_retry.insert(
+                            uid.clone(),
+                            (
+                                ns.to_string(),
+                                name.to_string(),
+                                Instant::now() + self.delays.scaled(10.0),
+                            ),
+                        );
+                        break;
+                    }
                 }
             }
         } else if have > want {
@@ -1095,6 +1334,10 @@ impl Core {
             .collect();
         let ready = pods.iter().filter(|p| pod_ready(p)).count() as i64;
         let gen_ = i(&rs, "/metadata/generation");
+        let old_conds = rs.pointer("/status/conditions").cloned();
+        if create_err.is_none() {
+            st.rs_retry.remove(&uid);
+        }
         let _ = self
             .store
             .mutate(idx::replicasets(), ns, name, Part::Status, |r| {
@@ -1105,6 +1348,24 @@ impl Core {
                 {
                     m.remove("readyReplicas");
                     m.remove("availableReplicas");
+                }
+                // pkg/controller/replicaset/replica_set_utils.go calculateStatus: a failed
+                // create sets ReplicaFailure (reason FailedCreate, the error as message) unless
+                // one is there already; a clean sync removes it.
+                let failure = old_conds.as_ref().and_then(|c| {
+                    c.as_array()
+                        .and_then(|a| a.iter().find(|x| x["type"] == "ReplicaFailure").cloned())
+                });
+                match (&create_err, failure) {
+                    (Some(_), Some(existing)) => r["status"]["conditions"] = json!([existing]),
+                    (Some(msg), None) => {
+                        let mut c = condition("ReplicaFailure", true, "FailedCreate", msg);
+                        if let Some(m) = c.as_object_mut() {
+                            m.remove("lastProbeTime");
+                        }
+                        r["status"]["conditions"] = json!([c]);
+                    }
+                    (None, _) => {}
                 }
             });
         if let Some(d) = owner_of_kind(&rs, "Deployment") {
@@ -1308,6 +1569,14 @@ impl Core {
                 "Deployment does not have minimum availability.",
             )
         };
+        // pkg/controller/deployment/progress.go getReplicaFailures: the new ReplicaSet's
+        // ReplicaFailure condition (else an old one's) is copied onto the Deployment, and
+        // removed when no ReplicaSet has one.
+        let rs_failure = std::iter::once(&new_now).chain(all.iter()).find_map(|r| {
+            r.pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .and_then(|a| a.iter().find(|c| c["type"] == "ReplicaFailure").cloned())
+        });
         let gen_ = i(&d, "/metadata/generation");
         let _ = self.store.mutate(idx::deployments(), ns, name, Part::Status, |o| {
             let conds = o.pointer("/status/conditions").cloned();
@@ -1334,6 +1603,18 @@ impl Core {
                     m.remove("lastProbeTime");
                 }
                 set_condition(o, c, false);
+            }
+            match &rs_failure {
+                Some(f) => {
+                    let mut c = f.clone();
+                    c["lastUpdateTime"] = c["lastTransitionTime"].clone();
+                    set_condition(o, c, false);
+                }
+                None => {
+                    if let Some(a) = o.pointer_mut("/status/conditions").and_then(Value::as_array_mut) {
+                        a.retain(|c| c["type"] != "ReplicaFailure");
+                    }
+                }
             }
         });
     }

@@ -339,6 +339,19 @@ pub static KINDS: &[KindInfo] = &[
         true,
         false,
     ),
+    // cert-manager's CRD (cert-manager `deploy/crds/cert-manager.io_certificates.yaml`):
+    // served so clients can read Certificates; the optional cert-manager model writes them.
+    k(
+        "cert-manager.io",
+        "v1",
+        "certificates",
+        "certificate",
+        "Certificate",
+        true,
+        &["cert", "certs"],
+        true,
+        false,
+    ),
     k(
         "coordination.k8s.io",
         "v1",

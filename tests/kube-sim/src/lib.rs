@@ -2,7 +2,10 @@
 //!
 //! [`KubeSim`] serves a faithful subset of the Kubernetes API over plain HTTP on loopback, with
 //! the controllers and kubelet behaviour Slipway depends on (Jobs, Deployments, ReplicaSets,
-//! namespaces, garbage collection, pod lifecycles and logs). Tests script pods, inject faults
+//! namespaces, garbage collection, pod lifecycles and logs), and refuses what a real cluster
+//! refuses: Pod Security admission ([`podsecurity`]), the kubelet's `runAsNonRoot` check against
+//! images' users, and optionally cert-manager's HTTP-01 issuance behind NetworkPolicies
+//! ([`model`], [`netpol`]). Tests script pods, inject faults
 //! and read recorded requests; `kube::Client` and `kubectl` talk to it like to a real cluster.
 //!
 //! ```no_run
@@ -24,7 +27,10 @@ pub mod error;
 pub mod faults;
 pub mod kinds;
 pub mod logs;
+pub mod model;
+pub mod netpol;
 pub mod patch;
+pub mod podsecurity;
 pub mod protobuf;
 pub mod script;
 pub mod selector;
@@ -42,6 +48,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use crate::error::{ApiError, SimError};
 pub use crate::faults::{FaultAction, FaultRule, Faults, RecordedRequest, Recorder};
+pub use crate::model::{CertManagerModel, ClusterModel};
 pub use crate::script::{Delays, LogLine, Outcome, Override, PodInfo, PodScript, build_digest};
 pub use crate::store::{EventType, Store};
 
@@ -56,6 +63,8 @@ pub struct KubeSimBuilder {
     kubeconfig: Option<PathBuf>,
     namespaces: Vec<String>,
     events: bool,
+    model: ClusterModel,
+    forced_ns_labels: Vec<(String, String)>,
 }
 
 impl KubeSimBuilder {
@@ -101,6 +110,34 @@ impl KubeSimBuilder {
         self
     }
 
+    /// Declares the `USER` of images whose reference contains `contains` (e.g. `"1000"`,
+    /// `"app"`). Without a rule an image runs as root, except `nonroot` images (65532).
+    #[must_use]
+    pub fn image_user(mut self, contains: impl Into<String>, user: impl Into<String>) -> Self {
+        self.model.image_users.push((contains.into(), user.into()));
+        self
+    }
+
+    /// Installs the cert-manager model (off by default): per-Ingress certificates issued
+    /// through ACME HTTP-01 when the ingress controller can reach the solver pod.
+    #[must_use]
+    pub fn cert_manager(mut self, m: CertManagerModel) -> Self {
+        self.model.cert_manager = Some(m);
+        self
+    }
+
+    /// A mutating admission policy that sets this label on every namespace (e.g.
+    /// `pod-security.kubernetes.io/enforce=restricted` enforced cluster-wide by Kyverno).
+    #[must_use]
+    pub fn force_namespace_label(
+        mut self,
+        key: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Self {
+        self.forced_ns_labels.push((key.into(), value.into()));
+        self
+    }
+
     /// Where to write the kubeconfig (default: a temporary file removed on drop).
     #[must_use]
     pub fn kubeconfig_path(mut self, p: impl Into<PathBuf>) -> Self {
@@ -122,8 +159,10 @@ impl KubeSimBuilder {
             faults: Faults::default(),
             recorder: Recorder::default(),
             events: self.events,
+            model: self.model,
             shutdown: CancellationToken::new(),
         });
+        core.store.force_namespace_labels(self.forced_ns_labels);
         let extra = self.namespaces.iter().map(String::as_str);
         for ns in ["default", "kube-system", "kube-public"]
             .into_iter()
@@ -254,6 +293,8 @@ impl KubeSim {
             kubeconfig: None,
             namespaces: Vec::new(),
             events: true,
+            model: ClusterModel::default(),
+            forced_ns_labels: Vec::new(),
         }
     }
 

@@ -180,6 +180,9 @@ impl Inner {
 pub struct Store {
     inner: Mutex<Inner>,
     notify: watch::Sender<u64>,
+    /// Labels a mutating admission policy sets on every namespace (see
+    /// [`Store::force_namespace_labels`]).
+    forced_ns_labels: Mutex<Vec<(String, String)>>,
 }
 
 /// RFC 3339 timestamp with second precision, as `metav1.Time` serializes.
@@ -230,6 +233,39 @@ impl Store {
                 compacted: 1,
             }),
             notify,
+            forced_ns_labels: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Models a mutating admission policy (a Kyverno `mutate` rule, a MutatingAdmissionPolicy)
+    /// that sets these labels on every namespace created or updated from now on, whatever the
+    /// request says: e.g. `pod-security.kubernetes.io/enforce=restricted` cluster-wide.
+    pub fn force_namespace_labels(&self, labels: Vec<(String, String)>) {
+        *self
+            .forced_ns_labels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = labels;
+    }
+
+    fn apply_forced_ns_labels(&self, kind: usize, obj: &mut Value) {
+        if kind != idx::namespaces() {
+            return;
+        }
+        let forced = self
+            .forced_ns_labels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if forced.is_empty() {
+            return;
+        }
+        let meta = meta_mut(obj);
+        let labels = meta.entry("labels").or_insert_with(|| json!({}));
+        if !labels.is_object() {
+            *labels = json!({});
+        }
+        for (k, v) in forced {
+            labels[k] = json!(v);
         }
     }
 
@@ -554,7 +590,20 @@ impl Store {
                 meta.remove("managedFields");
             }
         }
+        self.apply_forced_ns_labels(kind, &mut obj);
         defaults::on_create(kind, &mut obj)?;
+        // Pod Security admission, by the namespace's labels (validating admission runs after
+        // defaulting and name generation, so the refusal names the generated pod).
+        if kind == idx::pods() {
+            let ns_labels = g
+                .objects
+                .get(&(idx::namespaces(), String::new(), ns.clone()))
+                .and_then(|n| n.pointer("/metadata/labels").cloned());
+            let spec = obj.get("spec").cloned().unwrap_or_else(|| json!({}));
+            if let Some(why) = crate::podsecurity::refusal(ns_labels.as_ref(), &spec) {
+                return Err(ApiError::forbidden(k, &name, &why));
+            }
+        }
         if let Some(m) = manager {
             patch::record_update(None, &mut obj, m, &k.api_version(), &now, None);
         }
@@ -672,6 +721,7 @@ impl Store {
                 {
                     meta.insert("managedFields".into(), mf.clone());
                 }
+                self.apply_forced_ns_labels(kind, &mut obj);
                 defaults::on_update(kind, &cur, &mut obj)?;
                 obj
             }

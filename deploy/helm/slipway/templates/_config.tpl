@@ -28,6 +28,8 @@ SLIPWAY_REGISTRY_INSECURE: {{ $v.registry.insecure | toString | quote }}
 SLIPWAY_PREVIEW_DOMAIN: {{ $v.preview.domain | quote }}
 SLIPWAY_INGRESS_CLASS: {{ $v.preview.ingressClass | quote }}
 SLIPWAY_INGRESS_NAMESPACE: {{ $v.preview.ingressNamespace | quote }}
+SLIPWAY_INGRESS_CIDRS: {{ join "," $v.preview.ingressCidrs | quote }}
+SLIPWAY_DNS_EGRESS_CIDRS: {{ join "," $v.preview.dnsEgressCidrs | quote }}
 SLIPWAY_PREVIEW_TLS_SECRET: {{ $v.preview.tlsSecret | quote }}
 SLIPWAY_PREVIEW_CLUSTER_ISSUER: {{ $v.preview.clusterIssuer | quote }}
 SLIPWAY_IMAGE_PULL_SECRET: {{ $v.preview.imagePullSecret | quote }}

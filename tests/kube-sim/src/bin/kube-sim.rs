@@ -47,6 +47,18 @@ struct Args {
     /// A namespace to create at start (repeatable).
     #[arg(long)]
     namespace: Vec<String>,
+    /// The USER of images whose reference contains CONTAINS, as CONTAINS=USER (repeatable;
+    /// images run as root otherwise, `nonroot` images as 65532).
+    #[arg(long = "image-user", value_name = "CONTAINS=USER")]
+    image_users: Vec<String>,
+    /// Model cert-manager issuing per-Ingress certificates through ACME HTTP-01, with the
+    /// ingress controller (ingress-nginx) in this namespace. Off by default.
+    #[arg(long, value_name = "NAMESPACE")]
+    cert_manager_ingress_namespace: Option<String>,
+    /// A label a mutating admission policy sets on every namespace, as KEY=VALUE (repeatable),
+    /// e.g. pod-security.kubernetes.io/enforce=restricted.
+    #[arg(long = "force-namespace-label", value_name = "KEY=VALUE")]
+    forced_namespace_labels: Vec<String>,
 }
 
 #[tokio::main]
@@ -68,6 +80,21 @@ async fn main() -> anyhow::Result<()> {
     let mut builder = KubeSim::builder();
     for ns in &args.namespace {
         builder = builder.namespace(ns);
+    }
+    for rule in &args.image_users {
+        let (contains, user) = rule
+            .split_once('=')
+            .with_context(|| format!("--image-user {rule}: expected CONTAINS=USER"))?;
+        builder = builder.image_user(contains, user);
+    }
+    if let Some(ns) = &args.cert_manager_ingress_namespace {
+        builder = builder.cert_manager(kube_sim::CertManagerModel::with_ingress_nginx(ns));
+    }
+    for label in &args.forced_namespace_labels {
+        let (k, v) = label
+            .split_once('=')
+            .with_context(|| format!("--force-namespace-label {label}: expected KEY=VALUE"))?;
+        builder = builder.force_namespace_label(k, v);
     }
     let sim = builder
         .port(args.port)
