@@ -17,7 +17,9 @@
 //! # let _ = client; Ok(()) }
 //! ```
 
+pub mod apiversion;
 pub mod bench;
+pub mod buildkit;
 mod core;
 pub mod defaults;
 pub mod error;
@@ -41,6 +43,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use crate::error::{ApiError, SimError};
 pub use crate::faults::{FaultAction, FaultRule, Faults, RecordedRequest, Recorder};
+pub use crate::apiversion::KubeVersion;
+pub use crate::buildkit::BuildFault;
 pub use crate::script::{Delays, LogLine, Outcome, Override, PodInfo, PodScript, build_digest};
 pub use crate::store::{EventType, Store};
 
@@ -55,6 +59,7 @@ pub struct KubeSimBuilder {
     kubeconfig: Option<PathBuf>,
     namespaces: Vec<String>,
     events: bool,
+    kube_version: KubeVersion,
 }
 
 impl KubeSimBuilder {
@@ -93,6 +98,15 @@ impl KubeSimBuilder {
         self
     }
 
+    /// The Kubernetes version to play (default 1.33): `/version` reports it, and writes lose
+    /// the fields an apiserver of that version does not know, with a `Warning` header
+    /// ([`apiversion`]).
+    #[must_use]
+    pub fn kube_version(mut self, v: KubeVersion) -> Self {
+        self.kube_version = v;
+        self
+    }
+
     /// Whether the kubelet and controllers record core/v1 Events (default true).
     #[must_use]
     pub fn events(mut self, on: bool) -> Self {
@@ -122,6 +136,7 @@ impl KubeSimBuilder {
             recorder: Recorder::default(),
             events: self.events,
             shutdown: CancellationToken::new(),
+            kube_version: self.kube_version,
         });
         let extra = self.namespaces.iter().map(String::as_str);
         for ns in ["default", "kube-system", "kube-public"]
@@ -145,7 +160,7 @@ impl KubeSimBuilder {
             n["status"] = json!({"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
                 "message": "kubelet is posting ready status"}],
                 "addresses": [{"type": "InternalIP", "address": "10.0.0.10"}],
-                "nodeInfo": {"kubeletVersion": "v1.33.0-kube-sim", "architecture": "amd64", "operatingSystem": "linux",
+                "nodeInfo": {"kubeletVersion": format!("v{}.0-kube-sim", self.kube_version), "architecture": "amd64", "operatingSystem": "linux",
                     "bootID": "", "containerRuntimeVersion": "containerd://2.0.0", "kernelVersion": "6.1.0",
                     "kubeProxyVersion": "", "machineID": "", "osImage": "kube-sim", "systemUUID": ""}});
         });
@@ -253,6 +268,7 @@ impl KubeSim {
             kubeconfig: None,
             namespaces: Vec::new(),
             events: true,
+            kube_version: KubeVersion::default(),
         }
     }
 

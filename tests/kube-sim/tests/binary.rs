@@ -43,8 +43,11 @@ async fn binary_serves_kubeconfig_and_fails_next_build() {
     let jobs: Api<Job> = Api::default_namespaced(client.clone());
     let pods: Api<Pod> = Api::default_namespaced(client);
     for name in ["b1", "b2"] {
-        let j: Job = serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"backoffLimit": 0, "template": {"spec": {
-            "restartPolicy": "Never", "containers": [{"name": "build", "image": "moby/buildkit:v0.23", "args": ["build", name]}]}}}}))
+        let j: Job = serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"backoffLimit": 0, "template": {
+            "metadata": {"annotations": {"container.apparmor.security.beta.kubernetes.io/build": "unconfined"}},
+            "spec": {"restartPolicy": "Never", "containers": [{"name": "build", "image": "moby/buildkit:v0.23",
+                "command": ["buildctl-daemonless.sh"], "args": ["build", "--frontend=dockerfile.v0",
+                    "--opt", format!("context=https://github.com/org/{name}.git#main")]}]}}}}))
         .unwrap();
         jobs.create(&PostParams::default(), &j).await.unwrap();
         // "The next build" is the next build pod: b2's Job waits until b1's pod exists, so the

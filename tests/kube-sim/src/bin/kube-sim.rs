@@ -47,6 +47,10 @@ struct Args {
     /// A namespace to create at start (repeatable).
     #[arg(long)]
     namespace: Vec<String>,
+    /// The Kubernetes version to play, e.g. 1.29: `/version` reports it and writes lose the
+    /// fields that version does not know (with a `Warning` header).
+    #[arg(long, default_value = "1.33")]
+    kube_version: kube_sim::KubeVersion,
 }
 
 #[tokio::main]
@@ -73,6 +77,7 @@ async fn main() -> anyhow::Result<()> {
         .port(args.port)
         .delays(delays)
         .history_limit(args.history)
+        .kube_version(args.kube_version)
         .kubeconfig_path(&args.kubeconfig_out)
         .start()
         .await
