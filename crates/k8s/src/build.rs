@@ -582,7 +582,13 @@ pub(crate) mod tests {
         assert!(args.contains(&"build-arg:A=`id` $HOME \"q\"".to_owned()));
         // Pod and container AppArmor fields (1.30+) and the annotation (1.29) agree.
         assert_eq!(
-            c.security_context.as_ref().unwrap().app_armor_profile.as_ref().unwrap().type_,
+            c.security_context
+                .as_ref()
+                .unwrap()
+                .app_armor_profile
+                .as_ref()
+                .unwrap()
+                .type_,
             "Unconfined"
         );
     }

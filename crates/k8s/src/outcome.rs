@@ -233,9 +233,7 @@ pub fn infrastructure_failure(log_tail: &[String]) -> Option<String> {
         return Some(format!("BuildKit's daemon did not start: {cause}"));
     }
     // buildctl's `handleErr`: `error: <cause>`, possibly followed by more lines (git stderr).
-    let start = log_tail
-        .iter()
-        .rposition(|l| l.starts_with("error: "))?;
+    let start = log_tail.iter().rposition(|l| l.starts_with("error: "))?;
     let error = log_tail[start..].join("\n");
     let first = log_tail[start].trim_start_matches("error: ").trim();
     let lower = error.to_ascii_lowercase();
@@ -246,9 +244,8 @@ pub fn infrastructure_failure(log_tail: &[String]) -> Option<String> {
     }
     if let Some((method, status)) = unexpected_status(&error) {
         let pushing = lower.contains("failed to push");
-        let transient = status >= 500
-            || status == 429
-            || (pushing && (status == 401 || status == 403));
+        let transient =
+            status >= 500 || status == 429 || (pushing && (status == 401 || status == 403));
         return transient.then(|| {
             let what = match status {
                 429 => "the registry rate-limited the build".to_owned(),
@@ -505,10 +502,17 @@ mod tests {
             "",
         ];
         for tail in permanent {
-            assert_eq!(infrastructure_failure(&lines(tail)), None, "should be permanent: {tail}");
+            assert_eq!(
+                infrastructure_failure(&lines(tail)),
+                None,
+                "should be permanent: {tail}"
+            );
         }
         let reason = infrastructure_failure(&lines(transient[0])).unwrap();
-        assert!(reason.starts_with("a registry failed a PUT request: failed to solve: failed to push"), "{reason}");
+        assert!(
+            reason.starts_with("a registry failed a PUT request: failed to solve: failed to push"),
+            "{reason}"
+        );
         let reason = infrastructure_failure(&lines(transient[3])).unwrap();
         assert_eq!(
             reason,
@@ -518,15 +522,28 @@ mod tests {
 
     #[test]
     fn an_exit_1_is_classified_by_its_log_tail_or_termination_message() {
-        let push_503 = lines("error: failed to solve: failed to push r/app:1: unexpected status from PUT request to https://r/v2/app/manifests/1: 503 Service Unavailable");
+        let push_503 = lines(
+            "error: failed to solve: failed to push r/app:1: unexpected status from PUT request to https://r/v2/app/manifests/1: 503 Service Unavailable",
+        );
         let mut e = end(Some(1), "Error", None);
-        assert!(matches!(classify_end(&e, &push_503), BuildVerdict::Infrastructure { .. }));
+        assert!(matches!(
+            classify_end(&e, &push_503),
+            BuildVerdict::Infrastructure { .. }
+        ));
         // FallbackToLogsOnError: the termination message is the log tail.
         e.message = Some(push_503.join("\n"));
-        assert!(matches!(classify_end(&e, &[]), BuildVerdict::Infrastructure { .. }));
-        let run = lines("error: failed to solve: process \"/bin/sh -c make\" did not complete successfully: exit code: 2");
+        assert!(matches!(
+            classify_end(&e, &[]),
+            BuildVerdict::Infrastructure { .. }
+        ));
+        let run = lines(
+            "error: failed to solve: process \"/bin/sh -c make\" did not complete successfully: exit code: 2",
+        );
         e.message = None;
-        assert_eq!(classify_end(&e, &run), BuildVerdict::BuildFailed { exit_code: 1 });
+        assert_eq!(
+            classify_end(&e, &run),
+            BuildVerdict::BuildFailed { exit_code: 1 }
+        );
     }
 
     #[test]

@@ -188,10 +188,7 @@ mod tests {
         assert_eq!(s.resources.cpu_limit, None);
         assert_eq!(s.resources.memory_limit.as_deref(), Some("4Gi"));
         assert_eq!(s.log_batch_lines, 500);
-        assert_eq!(
-            s.resources.ephemeral_storage_limit.as_deref(),
-            Some("20Gi")
-        );
+        assert_eq!(s.resources.ephemeral_storage_limit.as_deref(), Some("20Gi"));
         assert_eq!(
             s.resources.ephemeral_storage_request.as_deref(),
             Some("2Gi")

@@ -60,7 +60,10 @@ async fn a_build_succeeds_with_its_digest_and_complete_ordered_logs() {
     let pod_spec = &body["spec"]["template"]["spec"];
     assert!(args.contains(&"--metadata-file=/tmp/meta/metadata.json".to_owned()));
     assert_eq!(pod_spec["containers"][0]["command"][0], "sh");
-    assert_eq!(pod_spec["volumes"][1], json!({"name": "meta", "emptyDir": {"sizeLimit": "1Mi"}}));
+    assert_eq!(
+        pod_spec["volumes"][1],
+        json!({"name": "meta", "emptyDir": {"sizeLimit": "1Mi"}})
+    );
 
     // Every line, in order, numbered from 0, with the kubelet's timestamps.
     let logs = h.logs(id).await;
@@ -558,15 +561,20 @@ async fn infrastructure_failures_are_retried_and_a_failing_run_step_is_not() {
         // The faulted attempt was retried (a loaded machine may add an abandoned attempt).
         let attempts = h.store.attempts(id).await.unwrap();
         assert!(
-            attempts.iter().any(|a| a.outcome.as_deref() == Some("retrying")
-                && a.error.as_deref().is_some_and(|e| e.contains(cause))),
+            attempts
+                .iter()
+                .any(|a| a.outcome.as_deref() == Some("retrying")
+                    && a.error.as_deref().is_some_and(|e| e.contains(cause))),
             "{cause}: {attempts:?}"
         );
     }
     let job = h.wait_state(run, JobState::Failed, 30).await;
     assert_eq!(job.attempts, 1);
     let error = job.error.unwrap();
-    assert!(error.contains("did not complete successfully: exit code: 101"), "{error}");
+    assert!(
+        error.contains("did not complete successfully: exit code: 101"),
+        "{error}"
+    );
     worker.stop().await;
 }
 
@@ -580,10 +588,16 @@ async fn a_cache_export_failure_does_not_fail_a_pushed_build() {
     let id = h.enqueue_build("org/app#cache", json!({})).await;
     let job = h.wait_state(id, JobState::Succeeded, 30).await;
     assert_eq!(job.attempts, 1);
-    assert!(job.result.unwrap()["digest"].as_str().unwrap().starts_with("sha256:"));
+    assert!(
+        job.result.unwrap()["digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
     let logs = h.logs(id).await;
     assert!(
-        logs.iter().any(|l| l.text.contains("ERROR: unexpected status from PUT request")),
+        logs.iter()
+            .any(|l| l.text.contains("ERROR: unexpected status from PUT request")),
         "the cache export failed, visibly: {logs:?}"
     );
     worker.stop().await;
@@ -620,7 +634,12 @@ async fn a_build_succeeds_on_kubernetes_1_29_through_the_apparmor_annotation() {
     let worker = h.start_worker(&[]).await;
     let id = h.enqueue_build("org/app#129", json!({})).await;
     let job = h.wait_state(id, JobState::Succeeded, 30).await;
-    assert!(job.result.unwrap()["digest"].as_str().unwrap().starts_with("sha256:"));
+    assert!(
+        job.result.unwrap()["digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
     assert_eq!(job.attempts, 1);
     worker.stop().await;
 }

@@ -81,7 +81,11 @@ pub struct UnknownField {
 
 /// Removes from `obj` (a `plural` object or apply patch) the fields `version` does not know;
 /// returns them.
-pub fn drop_unknown_fields(plural: &str, obj: &mut Value, version: KubeVersion) -> Vec<UnknownField> {
+pub fn drop_unknown_fields(
+    plural: &str,
+    obj: &mut Value,
+    version: KubeVersion,
+) -> Vec<UnknownField> {
     let mut dropped = Vec::new();
     if version.minor >= 30 {
         return dropped;
@@ -97,7 +101,9 @@ pub fn drop_unknown_fields(plural: &str, obj: &mut Value, version: KubeVersion) 
         }
     }
     let base = path.join(".");
-    if let Some(sc) = spec.get_mut("securityContext").and_then(Value::as_object_mut)
+    if let Some(sc) = spec
+        .get_mut("securityContext")
+        .and_then(Value::as_object_mut)
         && sc.remove("appArmorProfile").is_some()
     {
         dropped.push(UnknownField {
@@ -158,7 +164,10 @@ mod tests {
         assert!(drop_unknown_fields("jobs", &mut job.clone(), KubeVersion::default()).is_empty());
         let dropped = drop_unknown_fields("jobs", &mut job, v129);
         assert_eq!(
-            dropped.iter().map(|d| d.json_path.as_str()).collect::<Vec<_>>(),
+            dropped
+                .iter()
+                .map(|d| d.json_path.as_str())
+                .collect::<Vec<_>>(),
             [
                 "spec.template.spec.securityContext.appArmorProfile",
                 "spec.template.spec.containers[0].securityContext.appArmorProfile"
@@ -168,7 +177,10 @@ mod tests {
             dropped[1].smd_path,
             ".spec.template.spec.containers[name=\"b\"].securityContext.appArmorProfile"
         );
-        assert_eq!(job["spec"]["template"]["spec"]["securityContext"], json!({"runAsUser": 1000}));
+        assert_eq!(
+            job["spec"]["template"]["spec"]["securityContext"],
+            json!({"runAsUser": 1000})
+        );
         assert_eq!(
             warning_header(&dropped[0]),
             r#"299 - "unknown field \"spec.template.spec.securityContext.appArmorProfile\"""#

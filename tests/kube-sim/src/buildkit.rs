@@ -110,7 +110,10 @@ struct Container {
 impl Container {
     fn of(pod: &PodInfo) -> Self {
         let o = &pod.object;
-        let c = o.pointer("/spec/containers/0").cloned().unwrap_or(Value::Null);
+        let c = o
+            .pointer("/spec/containers/0")
+            .cloned()
+            .unwrap_or(Value::Null);
         let name = c["name"].as_str().unwrap_or_default().to_string();
         let strs = |v: &Value| -> Option<Vec<String>> {
             v.as_array().map(|a| {
@@ -152,7 +155,11 @@ impl Container {
                             .cloned()
                             .unwrap_or_default();
                         (
-                            m["mountPath"].as_str().unwrap_or_default().trim_end_matches('/').to_string(),
+                            m["mountPath"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .trim_end_matches('/')
+                                .to_string(),
                             kind,
                             m["readOnly"].as_bool().unwrap_or(false),
                             m["subPath"].as_str().is_some_and(|s| !s.is_empty()),
@@ -164,12 +171,18 @@ impl Container {
         // The kubelet's order (KEP-24): container field, container annotation, pod field.
         let annotation = o
             .pointer("/metadata/annotations")
-            .and_then(|a| a.get(format!("container.apparmor.security.beta.kubernetes.io/{name}")))
+            .and_then(|a| {
+                a.get(format!(
+                    "container.apparmor.security.beta.kubernetes.io/{name}"
+                ))
+            })
             .and_then(Value::as_str);
         let unconfined = match (
-            c.pointer("/securityContext/appArmorProfile/type").and_then(Value::as_str),
+            c.pointer("/securityContext/appArmorProfile/type")
+                .and_then(Value::as_str),
             annotation,
-            o.pointer("/spec/securityContext/appArmorProfile/type").and_then(Value::as_str),
+            o.pointer("/spec/securityContext/appArmorProfile/type")
+                .and_then(Value::as_str),
         ) {
             (Some(t), _, _) => t == "Unconfined",
             (None, Some(a), _) => a == "unconfined",
@@ -199,26 +212,38 @@ impl Container {
 
     /// Whether `path` is a bind-mounted file: the termination log or a subPath mount.
     fn is_file_mount(&self, path: &str) -> bool {
-        path == self.termination_path
-            || self.mounts.iter().any(|(p, _, _, sub)| *sub && p == path)
+        path == self.termination_path || self.mounts.iter().any(|(p, _, _, sub)| *sub && p == path)
     }
 
     /// Whether the user can create files in directory `dir`: `Err(errno text)` if not.
     fn can_create_in(&self, dir: &str) -> Result<(), &'static str> {
         if let Some((p, kind, ro, _)) = self.mount_of(dir) {
-            if *ro || matches!(kind.as_str(), "secret" | "configMap" | "projected" | "downwardAPI") {
+            if *ro
+                || matches!(
+                    kind.as_str(),
+                    "secret" | "configMap" | "projected" | "downwardAPI"
+                )
+            {
                 return Err("read-only file system");
             }
             // An emptyDir is created 0777 (kubernetes pkg/volume/emptydir: `perm = 0777`); a
             // directory below its root exists only if something made it.
-            return if dir == p { Ok(()) } else { Err("no such file or directory") };
+            return if dir == p {
+                Ok(())
+            } else {
+                Err("no such file or directory")
+            };
         }
         // The image's own directories (moby/buildkit Dockerfile, stage `rootless`; Alpine).
         let root = self.uid == 0;
         match dir {
             "/tmp" => Ok(()),
             "/dev" | "/" | "/etc" | "/usr" | "/usr/bin" | "/bin" | "/var" | "/run" | "/home" => {
-                if root { Ok(()) } else { Err("permission denied") }
+                if root {
+                    Ok(())
+                } else {
+                    Err("permission denied")
+                }
             }
             d if d == "/home/user" || d.starts_with("/home/user/") || d == "/run/user/1000" => {
                 if d == "/home/user" || d == "/home/user/.local/tmp" || d == "/run/user/1000" {
@@ -262,7 +287,8 @@ impl Run<'_> {
     fn exec_container(&mut self) -> i32 {
         let argv = self.c.argv.clone();
         let Some(prog) = argv.first() else {
-            self.out.push("kube-sim: the BuildKit container has no command".into());
+            self.out
+                .push("kube-sim: the BuildKit container has no command".into());
             return 128;
         };
         match base(prog) {
@@ -351,11 +377,12 @@ impl Run<'_> {
             return 0;
         };
         // The redirection is opened first (O_WRONLY|O_CREAT|O_TRUNC), by the shell.
-        if let Some(target) = &cmd.redirect {
-            if let Err(e) = self.open_for_write(target, true) {
-                self.out.push(format!("{arg0}: can't create {target}: {}", capitalise(e)));
-                return 1;
-            }
+        if let Some(target) = &cmd.redirect
+            && let Err(e) = self.open_for_write(target, true)
+        {
+            self.out
+                .push(format!("{arg0}: can't create {target}: {}", capitalise(e)));
+            return 1;
         }
         let (code, stdout) = match base(&prog) {
             "buildctl-daemonless.sh" => (self.daemonless(&words[1..]), Vec::new()),
@@ -392,7 +419,11 @@ impl Run<'_> {
         // The kubelet creates the termination-log file 0666 before the container starts
         // (kubernetes pkg/kubelet/kuberuntime `makeMounts`).
         if path == self.c.termination_path || self.files.contains_key(path) {
-            return if exists_ok { Ok(()) } else { Err("file exists") };
+            return if exists_ok {
+                Ok(())
+            } else {
+                Err("file exists")
+            };
         }
         self.c.can_create_in(&parent(path))
     }
@@ -404,7 +435,8 @@ impl Run<'_> {
             match self.files.get(f) {
                 Some(text) => out.extend(text.lines().map(String::from)),
                 None => {
-                    self.out.push(format!("cat: can't open '{f}': No such file or directory"));
+                    self.out
+                        .push(format!("cat: can't open '{f}': No such file or directory"));
                     code = 1;
                 }
             }
@@ -415,11 +447,13 @@ impl Run<'_> {
     /// busybox `cp SRC DST` (libbb/copy_file.c with FEATURE_NON_POSIX_CP, Alpine's setting).
     fn cp(&mut self, args: &[String]) -> i32 {
         let [src, dst] = args else {
-            self.out.push("cp: kube-sim models only `cp SRC DST`".into());
+            self.out
+                .push("cp: kube-sim models only `cp SRC DST`".into());
             return 1;
         };
         let Some(text) = self.files.get(src).cloned() else {
-            self.out.push(format!("cp: can't stat '{src}': No such file or directory"));
+            self.out
+                .push(format!("cp: can't stat '{src}': No such file or directory"));
             return 1;
         };
         match self.open_for_write(dst, false) {
@@ -430,11 +464,13 @@ impl Run<'_> {
             // open(O_CREAT|O_EXCL) fails with EEXIST, the unlink that follows fails (a root-owned
             // directory, a mount point), and errno is restored to EEXIST for the message.
             Err("file exists") => {
-                self.out.push(format!("cp: can't create '{dst}': File exists"));
+                self.out
+                    .push(format!("cp: can't create '{dst}': File exists"));
                 1
             }
             Err(e) => {
-                self.out.push(format!("cp: can't create '{dst}': {}", capitalise(e)));
+                self.out
+                    .push(format!("cp: can't create '{dst}': {}", capitalise(e)));
                 1
             }
         }
@@ -459,10 +495,12 @@ impl Run<'_> {
             None
         };
         if let Some(log) = daemon_log {
-            self.out.push(format!("could not connect to {addr} after 10 trials"));
+            self.out
+                .push(format!("could not connect to {addr} after 10 trials"));
             self.out.push("========== log ==========".into());
             self.out.extend(log);
-            self.out.push("sh: can't kill pid 8: No such process".into());
+            self.out
+                .push("sh: can't kill pid 8: No such process".into());
             return 1;
         }
         self.buildctl(args)
@@ -489,7 +527,8 @@ impl Run<'_> {
                 self.out.push("   buildctl build - build".into());
                 self.out.push(String::new());
                 self.out.push("USAGE:".into());
-                self.out.push("   buildctl build [command options] [arguments...]".into());
+                self.out
+                    .push("   buildctl build [command options] [arguments...]".into());
                 self.out.push(format!("error: {e}"));
                 return 1;
             }
@@ -505,10 +544,10 @@ impl Run<'_> {
 
     /// The solve, its progress output, the push, and the metadata file.
     fn build(&mut self, f: &Flags) -> Result<(), String> {
-        if let Some(p) = f.single("progress") {
-            if !["auto", "plain", "tty", "quiet", "rawjson"].contains(&p) {
-                return Err(format!("kube-sim: progress mode {p:?} is not modelled"));
-            }
+        if let Some(p) = f.single("progress")
+            && !["auto", "plain", "tty", "quiet", "rawjson"].contains(&p)
+        {
+            return Err(format!("kube-sim: progress mode {p:?} is not modelled"));
         }
         let outputs: Vec<BTreeMap<String, String>> = f
             .multi("output")
@@ -541,11 +580,16 @@ impl Run<'_> {
             Some(other) => return Err(format!("kube-sim: frontend {other:?} is not modelled")),
         }
         let Some(context) = opts.get("context") else {
-            return Err("kube-sim: a build without a git context (--opt context=...) is not modelled".into());
+            return Err(
+                "kube-sim: a build without a git context (--opt context=...) is not modelled"
+                    .into(),
+            );
         };
         let remote = context.split('#').next().unwrap_or_default().to_string();
         let ssh = remote.starts_with("ssh://") || (remote.contains('@') && !remote.contains("://"));
-        let image = outputs.iter().find(|o| o["type"] == "image" || o["type"] == "registry");
+        let image = outputs
+            .iter()
+            .find(|o| o["type"] == "image" || o["type"] == "registry");
         let image_name = image
             .and_then(|o| o.get("name"))
             .cloned()
@@ -555,7 +599,11 @@ impl Run<'_> {
             .is_some_and(|v| v == "true");
         let args: Vec<String> = self.c.pod["spec"]["containers"][0]["args"]
             .as_array()
-            .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default();
         let digest = build_digest(&args);
         let out = &mut self.out;
@@ -566,11 +614,21 @@ impl Run<'_> {
             return Err("failed to solve: no SSH key \"default\" forwarded from the client".into());
         }
         if self.fault == BuildFault::GitUnreachable {
-            let host = remote.split("://").nth(1).unwrap_or(&remote).split('/').next().unwrap_or_default().to_string();
+            let host = remote
+                .split("://")
+                .nth(1)
+                .unwrap_or(&remote)
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .to_string();
             let e = format!(
                 "failed to fetch remote {remote}: git stderr:\nfatal: unable to access '{remote}/': Could not resolve host: {host}\n: exit status 128"
             );
-            out.push(format!("#1 ERROR: {}", e.lines().next().unwrap_or_default()));
+            out.push(format!(
+                "#1 ERROR: {}",
+                e.lines().next().unwrap_or_default()
+            ));
             return Err(format!("failed to solve: {e}"));
         }
         out.push("#1 DONE 0.9s".into());
@@ -594,11 +652,16 @@ impl Run<'_> {
         out.push("#6 12.41 Compiling app v0.1.0 (/src)".into());
         if self.fault == BuildFault::RunStepFails {
             let e = "process \"/bin/sh -c cargo build --release\" did not complete successfully: exit code: 101";
-            out.push("#6 13.02 error: could not compile `app` (bin \"app\") due to 1 previous error".into());
+            out.push(
+                "#6 13.02 error: could not compile `app` (bin \"app\") due to 1 previous error"
+                    .into(),
+            );
             out.push(format!("#6 ERROR: {e}"));
             out.push("------".into());
             out.push(" > [builder 3/4] RUN cargo build --release:".into());
-            out.push("13.02 error: could not compile `app` (bin \"app\") due to 1 previous error".into());
+            out.push(
+                "13.02 error: could not compile `app` (bin \"app\") due to 1 previous error".into(),
+            );
             out.push("------".into());
             out.push("Dockerfile:5".into());
             out.push("--------------------".into());
@@ -630,13 +693,19 @@ impl Run<'_> {
             if self.fault == BuildFault::CacheExportFails {
                 let err = unexpected_status(
                     "PUT",
-                    &manifest_url(&cache_ref, e.get("registry.insecure").is_some_and(|v| v == "true")),
+                    &manifest_url(
+                        &cache_ref,
+                        e.get("registry.insecure").is_some_and(|v| v == "true"),
+                    ),
                     503,
                 );
                 out.push(format!("#{n} ERROR: {err}"));
                 // solver/llbsolver/solver.go runCacheExporters: `if exp.IgnoreError { err = nil }`,
                 // with ignore-error read by strconv.ParseBool (control/control.go).
-                let ignore = e.get("ignore-error").and_then(|v| parse_go_bool(v)).unwrap_or(false);
+                let ignore = e
+                    .get("ignore-error")
+                    .and_then(|v| parse_go_bool(v))
+                    .unwrap_or(false);
                 if !ignore {
                     return Err(format!("failed to solve: {err}"));
                 }
@@ -656,7 +725,11 @@ impl Run<'_> {
                 "containerimage.digest": digest,
                 "image.name": image_name,
             });
-            self.atomic_write(path, serde_json::to_string_pretty(&meta).unwrap_or_default(), &digest)?;
+            self.atomic_write(
+                path,
+                serde_json::to_string_pretty(&meta).unwrap_or_default(),
+                &digest,
+            )?;
         }
         Ok(())
     }
@@ -710,7 +783,10 @@ fn unexpected_status(method: &str, url: &str, code: u16) -> String {
 }
 
 fn manifest_url(reference: &str, insecure: bool) -> String {
-    let (repo, tag) = reference.rsplit_once(':').filter(|(_, t)| !t.contains('/')).unwrap_or((reference, "latest"));
+    let (repo, tag) = reference
+        .rsplit_once(':')
+        .filter(|(_, t)| !t.contains('/'))
+        .unwrap_or((reference, "latest"));
     let (host, path) = repo.split_once('/').unwrap_or(("docker.io", repo));
     let scheme = if insecure { "http" } else { "https" };
     format!("{scheme}://{host}/v2/{path}/manifests/{tag}")
@@ -737,10 +813,12 @@ fn parse_csv_entry(s: &str, flag: &str) -> Result<BTreeMap<String, String>, Stri
     if m.get("type").is_none_or(String::is_empty) {
         return Err(format!("{flag} requires type=<type>"));
     }
-    if flag == "--output" {
-        if let Some(v) = m.get("output") {
-            return Err(format!("output={v} not supported for --output, you meant dest={v}?"));
-        }
+    if flag == "--output"
+        && let Some(v) = m.get("output")
+    {
+        return Err(format!(
+            "output={v} not supported for --output, you meant dest={v}?"
+        ));
     }
     Ok(m)
 }
@@ -775,9 +853,24 @@ fn parse_secret(s: &str) -> Result<(), String> {
 
 /// The flags of `buildctl build` at v0.23.2 (`cmd/buildctl/build.go`), plus urfave/cli's help.
 const STRING_FLAGS: &[&str] = &[
-    "output", "o", "progress", "trace", "local", "oci-layout", "frontend", "opt", "export-cache",
-    "import-cache", "secret", "allow", "ssh", "metadata-file", "source-policy-file", "ref-file",
-    "registry-auth-tlscontext", "debug-json-cache-metrics",
+    "output",
+    "o",
+    "progress",
+    "trace",
+    "local",
+    "oci-layout",
+    "frontend",
+    "opt",
+    "export-cache",
+    "import-cache",
+    "secret",
+    "allow",
+    "ssh",
+    "metadata-file",
+    "source-policy-file",
+    "ref-file",
+    "registry-auth-tlscontext",
+    "debug-json-cache-metrics",
 ];
 const BOOL_FLAGS: &[&str] = &["no-cache", "help", "h"];
 
@@ -816,7 +909,9 @@ fn parse_build_flags(args: &[String]) -> Result<Flags, String> {
         };
         let canonical = if name == "o" { "output" } else { name };
         if BOOL_FLAGS.contains(&name) {
-            m.entry(canonical.to_string()).or_default().push(inline.unwrap_or_else(|| "true".into()));
+            m.entry(canonical.to_string())
+                .or_default()
+                .push(inline.unwrap_or_else(|| "true".into()));
         } else if STRING_FLAGS.contains(&name) {
             let v = match inline {
                 Some(v) => v,
@@ -920,15 +1015,32 @@ fn parse_script(script: &str, positional: &[String]) -> Option<Vec<Vec<(String, 
     let mut lists = Vec::new();
     let mut list: Vec<(String, Command)> = Vec::new();
     let mut op = String::new();
-    let mut cmd = Command { words: Vec::new(), redirect: None };
-    let mut want_redirect = false;
-    let flush = |cmd: &mut Command, list: &mut Vec<(String, Command)>, op: &mut String| -> Option<()> {
-        if cmd.words.is_empty() {
-            return if op.is_empty() && cmd.redirect.is_none() { Some(()) } else { None };
-        }
-        list.push((std::mem::take(op), std::mem::replace(cmd, Command { words: Vec::new(), redirect: None })));
-        Some(())
+    let mut cmd = Command {
+        words: Vec::new(),
+        redirect: None,
     };
+    let mut want_redirect = false;
+    let flush =
+        |cmd: &mut Command, list: &mut Vec<(String, Command)>, op: &mut String| -> Option<()> {
+            if cmd.words.is_empty() {
+                return if op.is_empty() && cmd.redirect.is_none() {
+                    Some(())
+                } else {
+                    None
+                };
+            }
+            list.push((
+                std::mem::take(op),
+                std::mem::replace(
+                    cmd,
+                    Command {
+                        words: Vec::new(),
+                        redirect: None,
+                    },
+                ),
+            ));
+            Some(())
+        };
     for t in toks {
         match t {
             Tok::Word(w) if want_redirect => {
@@ -1026,14 +1138,22 @@ mod tests {
     }
 
     fn args(meta: &str) -> Value {
-        json!(["build", "--progress=plain", "--frontend=dockerfile.v0",
-            "--opt", "context=https://github.com/org/app.git#0123", "--output",
+        json!([
+            "build",
+            "--progress=plain",
+            "--frontend=dockerfile.v0",
+            "--opt",
+            "context=https://github.com/org/app.git#0123",
+            "--output",
             "type=image,name=r.local:5000/org/app:1,push=true",
-            "--export-cache", "type=registry,ref=r.local:5000/org/app:buildcache,mode=max,ignore-error=true",
-            format!("--metadata-file={meta}")])
+            "--export-cache",
+            "type=registry,ref=r.local:5000/org/app:buildcache,mode=max,ignore-error=true",
+            format!("--metadata-file={meta}")
+        ])
     }
 
-    const WRAPPER: &str = "buildctl-daemonless.sh \"$@\" && cat /tmp/meta/metadata.json > /dev/termination-log";
+    const WRAPPER: &str =
+        "buildctl-daemonless.sh \"$@\" && cat /tmp/meta/metadata.json > /dev/termination-log";
 
     fn go(p: &PodInfo, fault: BuildFault) -> (i32, Vec<String>, Option<String>) {
         let s = run(p, &Delays::zero(), fault);
@@ -1041,46 +1161,96 @@ mod tests {
             Outcome::Exit { code } => code,
             other => panic!("{other:?}"),
         };
-        (code, s.logs.into_iter().map(|l| l.text).collect(), s.termination_message)
+        (
+            code,
+            s.logs.into_iter().map(|l| l.text).collect(),
+            s.termination_message,
+        )
     }
 
     #[test]
     fn the_wrapper_writes_the_metadata_through_an_emptydir() {
-        let p = pod(json!(["sh", "-c", WRAPPER, "slipway-build"]), args("/tmp/meta/metadata.json"), json!({}));
+        let p = pod(
+            json!(["sh", "-c", WRAPPER, "slipway-build"]),
+            args("/tmp/meta/metadata.json"),
+            json!({}),
+        );
         let (code, log, msg) = go(&p, BuildFault::None);
         assert_eq!(code, 0, "{log:?}");
         let meta: Value = serde_json::from_str(&msg.unwrap()).unwrap();
-        assert!(meta["containerimage.digest"].as_str().unwrap().starts_with("sha256:"));
+        assert!(
+            meta["containerimage.digest"]
+                .as_str()
+                .unwrap()
+                .starts_with("sha256:")
+        );
         assert_eq!(meta["image.name"], "r.local:5000/org/app:1");
     }
 
     #[test]
     fn metadata_straight_to_the_termination_log_fails_after_the_push() {
-        let p = pod(json!(["buildctl-daemonless.sh"]), args("/dev/termination-log"), json!({}));
+        let p = pod(
+            json!(["buildctl-daemonless.sh"]),
+            args("/dev/termination-log"),
+            json!({}),
+        );
         let (code, log, msg) = go(&p, BuildFault::None);
         assert_eq!(code, 1);
-        assert!(log.iter().any(|l| l == "#7 pushing layers 1.2s done"), "{log:?}");
+        assert!(
+            log.iter().any(|l| l == "#7 pushing layers 1.2s done"),
+            "{log:?}"
+        );
         let last = log.last().unwrap();
-        assert!(last.starts_with("error: open /dev/.tmp-termination-log") && last.ends_with(": permission denied"), "{last}");
+        assert!(
+            last.starts_with("error: open /dev/.tmp-termination-log")
+                && last.ends_with(": permission denied"),
+            "{last}"
+        );
         assert_eq!(msg, None);
         // As root, the temp file is created but the rename over the bind mount fails.
-        let root = pod(json!(["buildctl-daemonless.sh"]), args("/dev/termination-log"),
-            json!({"spec": {"securityContext": {"runAsUser": 0}}}));
+        let root = pod(
+            json!(["buildctl-daemonless.sh"]),
+            args("/dev/termination-log"),
+            json!({"spec": {"securityContext": {"runAsUser": 0}}}),
+        );
         let (code, log, _) = go(&root, BuildFault::None);
         assert_eq!(code, 1);
-        assert!(log.last().unwrap().ends_with("/dev/termination-log: device or resource busy"), "{log:?}");
+        assert!(
+            log.last()
+                .unwrap()
+                .ends_with("/dev/termination-log: device or resource busy"),
+            "{log:?}"
+        );
         // A read-only secret mount.
-        let p = pod(json!(["buildctl-daemonless.sh"]), args("/home/user/.docker/m.json"), json!({}));
-        assert!(go(&p, BuildFault::None).1.last().unwrap().ends_with("read-only file system"));
+        let p = pod(
+            json!(["buildctl-daemonless.sh"]),
+            args("/home/user/.docker/m.json"),
+            json!({}),
+        );
+        assert!(
+            go(&p, BuildFault::None)
+                .1
+                .last()
+                .unwrap()
+                .ends_with("read-only file system")
+        );
     }
 
     #[test]
     fn busybox_cp_cannot_overwrite_the_termination_log() {
-        let script = "buildctl-daemonless.sh \"$@\" && cp /tmp/meta/metadata.json /dev/termination-log";
-        let p = pod(json!(["sh", "-c", script, "x"]), args("/tmp/meta/metadata.json"), json!({}));
+        let script =
+            "buildctl-daemonless.sh \"$@\" && cp /tmp/meta/metadata.json /dev/termination-log";
+        let p = pod(
+            json!(["sh", "-c", script, "x"]),
+            args("/tmp/meta/metadata.json"),
+            json!({}),
+        );
         let (code, log, msg) = go(&p, BuildFault::None);
         assert_eq!(code, 1);
-        assert_eq!(log.last().unwrap(), "cp: can't create '/dev/termination-log': File exists");
+        assert_eq!(
+            log.last().unwrap(),
+            "cp: can't create '/dev/termination-log': File exists"
+        );
         assert_eq!(msg, None);
     }
 
@@ -1091,23 +1261,49 @@ mod tests {
         let p = pod(json!(["buildctl-daemonless.sh"]), a, json!({}));
         let (code, log, _) = go(&p, BuildFault::None);
         assert_eq!(code, 1);
-        assert_eq!(log[0], "Incorrect Usage: flag provided but not defined: -bogus");
-        assert_eq!(log.last().unwrap(), "error: flag provided but not defined: -bogus");
-        for script in ["buildctl-daemonless.sh $@", "buildctl-daemonless.sh \"$@\" | tee x", "x=$(id)", "cat a >> b"] {
-            let p = pod(json!(["sh", "-c", script, "x"]), args("/tmp/meta/metadata.json"), json!({}));
+        assert_eq!(
+            log[0],
+            "Incorrect Usage: flag provided but not defined: -bogus"
+        );
+        assert_eq!(
+            log.last().unwrap(),
+            "error: flag provided but not defined: -bogus"
+        );
+        for script in [
+            "buildctl-daemonless.sh $@",
+            "buildctl-daemonless.sh \"$@\" | tee x",
+            "x=$(id)",
+            "cat a >> b",
+        ] {
+            let p = pod(
+                json!(["sh", "-c", script, "x"]),
+                args("/tmp/meta/metadata.json"),
+                json!({}),
+            );
             assert_eq!(go(&p, BuildFault::None).0, 2, "{script}");
         }
-        let p = pod(json!(["sh", "-c", "nosuch \"$@\"", "x"]), args("/tmp/meta/metadata.json"), json!({}));
+        let p = pod(
+            json!(["sh", "-c", "nosuch \"$@\"", "x"]),
+            args("/tmp/meta/metadata.json"),
+            json!({}),
+        );
         let (code, log, _) = go(&p, BuildFault::None);
         assert_eq!((code, log[0].as_str()), (127, "x: nosuch: not found"));
     }
 
     #[test]
     fn cache_export_errors_fail_the_build_unless_ignored() {
-        let p = pod(json!(["sh", "-c", WRAPPER, "x"]), args("/tmp/meta/metadata.json"), json!({}));
+        let p = pod(
+            json!(["sh", "-c", WRAPPER, "x"]),
+            args("/tmp/meta/metadata.json"),
+            json!({}),
+        );
         let (code, log, msg) = go(&p, BuildFault::CacheExportFails);
         assert_eq!(code, 0, "{log:?}");
-        assert!(log.iter().any(|l| l.contains("ERROR: unexpected status from PUT request")));
+        assert!(
+            log.iter()
+                .any(|l| l.contains("ERROR: unexpected status from PUT request"))
+        );
         assert!(msg.is_some());
         let mut a = args("/tmp/meta/metadata.json");
         a[8] = json!("type=registry,ref=r.local:5000/org/app:buildcache,mode=max");
@@ -1120,29 +1316,57 @@ mod tests {
 
     #[test]
     fn a_confined_container_cannot_start_buildkitd() {
-        let p = pod(json!(["sh", "-c", WRAPPER, "x"]), args("/tmp/meta/metadata.json"),
-            json!({"metadata": {"annotations": null}}));
+        let p = pod(
+            json!(["sh", "-c", WRAPPER, "x"]),
+            args("/tmp/meta/metadata.json"),
+            json!({"metadata": {"annotations": null}}),
+        );
         let (code, log, _) = go(&p, BuildFault::None);
         assert_eq!(code, 1);
-        assert_eq!(log[0], "could not connect to unix:///run/user/1000/buildkit/buildkitd.sock after 10 trials");
+        assert_eq!(
+            log[0],
+            "could not connect to unix:///run/user/1000/buildkit/buildkitd.sock after 10 trials"
+        );
         assert!(log[2].contains("failed to share mount point: /: permission denied"));
         // The 1.30 field alone does it too.
-        let p = pod(json!(["sh", "-c", WRAPPER, "x"]), args("/tmp/meta/metadata.json"),
+        let p = pod(
+            json!(["sh", "-c", WRAPPER, "x"]),
+            args("/tmp/meta/metadata.json"),
             json!({"metadata": {"annotations": null},
-                "spec": {"securityContext": {"appArmorProfile": {"type": "Unconfined"}}}}));
+                "spec": {"securityContext": {"appArmorProfile": {"type": "Unconfined"}}}}),
+        );
         assert_eq!(go(&p, BuildFault::None).0, 0);
     }
 
     #[test]
     fn the_kubelet_falls_back_to_the_log_tail_only_on_failure() {
         let log: Vec<String> = (0..100).map(|i| format!("line {i}")).collect();
-        assert_eq!(termination_message(Some("m"), "FallbackToLogsOnError", 1, &log).as_deref(), Some("m"));
-        assert_eq!(termination_message(None, "FallbackToLogsOnError", 0, &log), None);
+        assert_eq!(
+            termination_message(Some("m"), "FallbackToLogsOnError", 1, &log).as_deref(),
+            Some("m")
+        );
+        assert_eq!(
+            termination_message(None, "FallbackToLogsOnError", 0, &log),
+            None
+        );
         assert_eq!(termination_message(None, "File", 1, &log), None);
         let m = termination_message(Some(""), "FallbackToLogsOnError", 1, &log).unwrap();
-        assert!(m.starts_with("line 20\n") && m.ends_with("line 99\n"), "{m}");
+        assert!(
+            m.starts_with("line 20\n") && m.ends_with("line 99\n"),
+            "{m}"
+        );
         let long: Vec<String> = (0..80).map(|i| format!("{i:0>50}")).collect();
-        assert_eq!(termination_message(None, "FallbackToLogsOnError", 1, &long).unwrap().len(), 2048);
-        assert_eq!(termination_message(Some(&"x".repeat(5000)), "File", 0, &[]).unwrap().len(), 4096);
+        assert_eq!(
+            termination_message(None, "FallbackToLogsOnError", 1, &long)
+                .unwrap()
+                .len(),
+            2048
+        );
+        assert_eq!(
+            termination_message(Some(&"x".repeat(5000)), "File", 0, &[])
+                .unwrap()
+                .len(),
+            4096
+        );
     }
 }

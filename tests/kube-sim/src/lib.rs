@@ -41,10 +41,10 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-pub use crate::error::{ApiError, SimError};
-pub use crate::faults::{FaultAction, FaultRule, Faults, RecordedRequest, Recorder};
 pub use crate::apiversion::KubeVersion;
 pub use crate::buildkit::BuildFault;
+pub use crate::error::{ApiError, SimError};
+pub use crate::faults::{FaultAction, FaultRule, Faults, RecordedRequest, Recorder};
 pub use crate::script::{Delays, LogLine, Outcome, Override, PodInfo, PodScript, build_digest};
 pub use crate::store::{EventType, Store};
 

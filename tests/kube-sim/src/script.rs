@@ -265,7 +265,8 @@ impl PodScript {
         self
     }
 
-    /// The simulator's default script for a pod (see DESIGN.md).
+    /// The simulator's default script for a pod: the BuildKit image's contract for a `buildkit`
+    /// image ([`crate::buildkit::run`]), else Ready until deleted.
     #[must_use]
     pub fn default_for(pod: &PodInfo, delays: &Delays) -> Self {
         if pod.image.contains("buildkit") {

@@ -164,7 +164,14 @@ async fn handle(State(core): State<Arc<Core>>, req: Request) -> Response {
     let route = parse_route(&path);
     let (verb, resource) = classify(&parts.method, &route, &q);
     // An older apiserver's decoder drops the fields it does not know (crate::apiversion).
-    let (bytes, warnings, refused) = drop_unknown_fields(&core, &parts.method, &route, &q, hdr(header::CONTENT_TYPE).as_deref(), bytes);
+    let (bytes, warnings, refused) = drop_unknown_fields(
+        &core,
+        &parts.method,
+        &route,
+        &q,
+        hdr(header::CONTENT_TYPE).as_deref(),
+        bytes,
+    );
     let mut watch_fault = None;
     let mut early = None;
     for action in core.faults.take(&verb, &resource, &path) {
@@ -291,10 +298,17 @@ fn drop_unknown_fields(
             ));
             (bytes, Vec::new(), Some(e))
         }
-        Some("Ignore") => (Bytes::from(serde_json::to_vec(&body).unwrap_or_default()), Vec::new(), None),
+        Some("Ignore") => (
+            Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
+            Vec::new(),
+            None,
+        ),
         _ => (
             Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
-            dropped.iter().map(crate::apiversion::warning_header).collect(),
+            dropped
+                .iter()
+                .map(crate::apiversion::warning_header)
+                .collect(),
             None,
         ),
     }

@@ -1,5 +1,5 @@
 //! The `kube-sim` binary: serves on loopback, writes a kubeconfig that kube loads like any
-//! other, and applies its override flags (here: fail the next build).
+//! other, and applies its flags (here: fail the next build, play Kubernetes 1.29).
 
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,8 @@ async fn binary_serves_kubeconfig_and_fails_next_build() {
             "--zero-delays",
             "--fail-next-builds",
             "1",
+            "--kube-version",
+            "1.29",
             "--kubeconfig-out",
         ])
         .arg(&kc)
@@ -40,6 +42,7 @@ async fn binary_serves_kubeconfig_and_fails_next_build() {
     .unwrap();
     assert_eq!(config.default_namespace, "default");
     let client = kube::Client::try_from(config).unwrap();
+    assert_eq!(client.apiserver_version().await.unwrap().minor, "29");
     let jobs: Api<Job> = Api::default_namespaced(client.clone());
     let pods: Api<Pod> = Api::default_namespaced(client);
     for name in ["b1", "b2"] {
