@@ -50,6 +50,17 @@ const WRAPPER_NAME: &str = "slipway-build";
 /// The pre-1.30 AppArmor annotation prefix (the container name follows the slash).
 pub const APPARMOR_ANNOTATION_PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";
 
+/// Escapes a container argument from the kubelet's `$(VAR)` expansion: it reduces `$$` to `$`
+/// and replaces `$(NAME)` with the container's variable, so a build arg holding `$$` or
+/// `$(DOCKER_CONFIG)` would otherwise reach buildctl changed.
+fn kubelet_literal(arg: String) -> String {
+    if arg.contains('$') {
+        arg.replace('$', "$$")
+    } else {
+        arg
+    }
+}
+
 /// The build container's shell wrapper. Fixed text: the buildctl arguments are `"$@"`.
 pub fn wrapper_script() -> String {
     format!("buildctl-daemonless.sh \"$@\" && cat {META_FILE} > {TERMINATION_LOG}")
@@ -267,7 +278,7 @@ pub fn build_job(p: &BuildJobParams) -> Job {
             wrapper_script(),
             WRAPPER_NAME.into(),
         ]),
-        args: Some(p.buildctl_args()),
+        args: Some(p.buildctl_args().into_iter().map(kubelet_literal).collect()),
         env: Some(env),
         volume_mounts: Some(mounts),
         resources: Some(ResourceRequirements {
@@ -577,9 +588,11 @@ pub(crate) mod tests {
         let command = c.command.clone().unwrap();
         assert_eq!(command[..3], ["sh", "-c", wrapper_script().as_str()]);
         assert_eq!(command.len(), 4, "$0 only; the buildctl arguments are $@");
+        // The kubelet's `$(VAR)` expansion is escaped: buildctl gets the arguments verbatim.
         let args = c.args.clone().unwrap();
-        assert_eq!(args, p.buildctl_args());
-        assert!(args.contains(&"build-arg:A=`id` $HOME \"q\"".to_owned()));
+        assert_eq!(args.len(), p.buildctl_args().len());
+        assert!(args.contains(&"build-arg:A=`id` $$HOME \"q\"".to_owned()));
+        assert!(args.contains(&"context=https://example.com/a'b\";$$(touch x).git#0123456789abcdef0123456789abcdef01234567:web".to_owned()), "{args:?}");
         // Pod and container AppArmor fields (1.30+) and the annotation (1.29) agree.
         assert_eq!(
             c.security_context

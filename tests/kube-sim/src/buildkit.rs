@@ -125,6 +125,20 @@ impl Container {
         // `command` replaces the image's ENTRYPOINT; `args` its CMD (the image has none).
         let mut argv = strs(&c["command"]).unwrap_or_else(|| image_entrypoint(&pod.image));
         argv.extend(strs(&c["args"]).unwrap_or_default());
+        let env: BTreeMap<String, String> = c["env"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| {
+                        Some((
+                            e["name"].as_str()?.to_string(),
+                            e["value"].as_str()?.to_string(),
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let argv = argv.iter().map(|a| kubelet_expand(a, &env)).collect();
         let uid = c
             .pointer("/securityContext/runAsUser")
             .or_else(|| o.pointer("/spec/securityContext/runAsUser"))
@@ -255,6 +269,55 @@ impl Container {
             _ => Err("no such file or directory"),
         }
     }
+}
+
+/// The kubelet's `$(VAR)` expansion of command and args (kubernetes
+/// `third_party/forked/golang/expansion/expand.go`): `$$` is `$`, a defined `$(NAME)` its value,
+/// anything else unchanged.
+fn kubelet_expand(input: &str, env: &BTreeMap<String, String>) -> String {
+    let b = input.as_bytes();
+    let mut out = String::new();
+    let mut checkpoint = 0;
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'$' && i + 1 < b.len() {
+            out.push_str(&input[checkpoint..i]);
+            let rest = &input[i + 1..];
+            let advance = match b[i + 1] {
+                b'$' => {
+                    out.push('$');
+                    1
+                }
+                b'(' => match rest.find(')') {
+                    Some(end) => {
+                        let name = &rest[1..end];
+                        match env.get(name) {
+                            Some(v) => out.push_str(v),
+                            None => out.push_str(&format!("$({name})")),
+                        }
+                        end + 1
+                    }
+                    None => {
+                        out.push_str("$(");
+                        1
+                    }
+                },
+                _ => {
+                    // `$` and the next character, unchanged.
+                    let ch = rest.chars().next().unwrap_or_default();
+                    out.push('$');
+                    out.push(ch);
+                    ch.len_utf8()
+                }
+            };
+            i += advance + 1;
+            checkpoint = i;
+        } else {
+            i += 1;
+        }
+    }
+    out.push_str(&input[checkpoint.min(input.len())..]);
+    out
 }
 
 fn parent(path: &str) -> String {
@@ -1336,6 +1399,21 @@ mod tests {
                 "spec": {"securityContext": {"appArmorProfile": {"type": "Unconfined"}}}}),
         );
         assert_eq!(go(&p, BuildFault::None).0, 0);
+    }
+
+    #[test]
+    fn the_kubelet_expands_variables_in_args() {
+        let env = BTreeMap::from([("HOME".to_string(), "/home/user".to_string())]);
+        for (input, expanded) in [
+            ("$(HOME)/x", "/home/user/x"),
+            ("$$(HOME)", "$(HOME)"),
+            ("pa$$word", "pa$word"),
+            ("$(NOPE) $x $", "$(NOPE) $x $"),
+            ("$(HOME", "$(HOME"),
+            ("\"$@\"", "\"$@\""),
+        ] {
+            assert_eq!(kubelet_expand(input, &env), expanded, "{input}");
+        }
     }
 
     #[test]
