@@ -4,6 +4,19 @@
 //! (image digest) written to the container's termination message so the worker reads it from the
 //! pod status without another API.
 //!
+//! The metadata cannot go to `/dev/termination-log` directly: buildctl writes its
+//! `--metadata-file` atomically (a temp file in the same directory, then a rename), and `/dev`
+//! is root-owned while the termination log is a bind mount. So buildctl writes to an emptyDir
+//! and a small `sh -c` wrapper copies the file into the termination log with a shell
+//! redirection after buildctl succeeds (busybox `cp` refuses to overwrite an existing file it
+//! cannot unlink). The buildctl arguments reach the wrapper as positional parameters (`"$@"`),
+//! never inside the script text, so user input (repository URLs, build args) is never parsed
+//! by the shell.
+//!
+//! Kubernetes before 1.30 has no `appArmorProfile` field (an older apiserver drops it), so the
+//! pod template also carries the equivalent AppArmor annotation; 1.30+ accepts both as long as
+//! they agree.
+//!
 //! Slipway owns retries, so the Job never retries itself (`backoffLimit: 0`); its
 //! `ttlSecondsAfterFinished` is only a safety net: the worker deletes the Job once the log is
 //! stored.
@@ -29,6 +42,29 @@ const GIT_SECRET_DIR: &str = "/run/secrets/slipway-git";
 /// The key the named git secret must hold the token under.
 pub const GIT_SECRET_KEY: &str = "token";
 const TERMINATION_LOG: &str = "/dev/termination-log";
+/// The emptyDir buildctl writes its metadata file to (see the module docs).
+const META_DIR: &str = "/tmp/meta";
+const META_FILE: &str = "/tmp/meta/metadata.json";
+/// `$0` of the wrapper script: what `ps` and shell errors call it.
+const WRAPPER_NAME: &str = "slipway-build";
+/// The pre-1.30 AppArmor annotation prefix (the container name follows the slash).
+pub const APPARMOR_ANNOTATION_PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";
+
+/// Escapes a container argument from the kubelet's `$(VAR)` expansion: it reduces `$$` to `$`
+/// and replaces `$(NAME)` with the container's variable, so a build arg holding `$$` or
+/// `$(DOCKER_CONFIG)` would otherwise reach buildctl changed.
+fn kubelet_literal(arg: String) -> String {
+    if arg.contains('$') {
+        arg.replace('$', "$$")
+    } else {
+        arg
+    }
+}
+
+/// The build container's shell wrapper. Fixed text: the buildctl arguments are `"$@"`.
+pub fn wrapper_script() -> String {
+    format!("buildctl-daemonless.sh \"$@\" && cat {META_FILE} > {TERMINATION_LOG}")
+}
 
 /// Requests and limits of the build container (Kubernetes quantities, e.g. `500m`, `2Gi`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -37,6 +73,11 @@ pub struct BuildResources {
     pub memory_request: Option<String>,
     pub cpu_limit: Option<String>,
     pub memory_limit: Option<String>,
+    /// Ephemeral-storage request of the build container.
+    pub ephemeral_storage_request: Option<String>,
+    /// Ephemeral-storage limit of the build container, also the `sizeLimit` of BuildKit's
+    /// state emptyDir: a build that fills it is evicted instead of filling the node's disk.
+    pub ephemeral_storage_limit: Option<String>,
 }
 
 /// Everything that decides the build Job. Values are expected to be validated already
@@ -126,16 +167,19 @@ impl BuildJobParams {
         ));
         if let Some(cache) = &self.cache_ref {
             args.push("--export-cache".into());
-            args.push(format!("type=registry,ref={cache},mode=max{insecure}"));
+            // A cache that cannot be exported must not fail a build that pushed its image.
+            args.push(format!(
+                "type=registry,ref={cache},mode=max,ignore-error=true{insecure}"
+            ));
             args.push("--import-cache".into());
             args.push(format!("type=registry,ref={cache}{insecure}"));
         }
-        args.push(format!("--metadata-file={TERMINATION_LOG}"));
+        args.push(format!("--metadata-file={META_FILE}"));
         args
     }
 }
 
-fn quantities(pairs: [(&str, &Option<String>); 2]) -> Option<BTreeMap<String, Quantity>> {
+fn quantities(pairs: [(&str, &Option<String>); 3]) -> Option<BTreeMap<String, Quantity>> {
     let map: BTreeMap<_, _> = pairs
         .into_iter()
         .filter_map(|(k, v)| v.as_ref().map(|v| (k.to_owned(), Quantity(v.clone()))))
@@ -169,11 +213,29 @@ pub fn build_job(p: &BuildJobParams) -> Job {
         mount_path: STATE_DIR.into(),
         ..Default::default()
     }];
-    let mut volumes = vec![Volume {
-        name: "buildkitd".into(),
-        empty_dir: Some(EmptyDirVolumeSource::default()),
+    mounts.push(VolumeMount {
+        name: "meta".into(),
+        mount_path: META_DIR.into(),
         ..Default::default()
-    }];
+    });
+    let mut volumes = vec![
+        Volume {
+            name: "buildkitd".into(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                size_limit: p.resources.ephemeral_storage_limit.clone().map(Quantity),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        Volume {
+            name: "meta".into(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                size_limit: Some(Quantity("1Mi".into())),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    ];
     if let Some(secret) = &p.registry_secret {
         env.push(EnvVar {
             name: "DOCKER_CONFIG".into(),
@@ -211,18 +273,25 @@ pub fn build_job(p: &BuildJobParams) -> Job {
     let container = Container {
         name: CONTAINER.into(),
         image: Some(p.buildkit_image.clone()),
-        command: Some(vec!["buildctl-daemonless.sh".into()]),
-        args: Some(p.buildctl_args()),
+        command: Some(vec![
+            "sh".into(),
+            "-c".into(),
+            wrapper_script(),
+            WRAPPER_NAME.into(),
+        ]),
+        args: Some(p.buildctl_args().into_iter().map(kubelet_literal).collect()),
         env: Some(env),
         volume_mounts: Some(mounts),
         resources: Some(ResourceRequirements {
             requests: quantities([
                 ("cpu", &p.resources.cpu_request),
                 ("memory", &p.resources.memory_request),
+                ("ephemeral-storage", &p.resources.ephemeral_storage_request),
             ]),
             limits: quantities([
                 ("cpu", &p.resources.cpu_limit),
                 ("memory", &p.resources.memory_limit),
+                ("ephemeral-storage", &p.resources.ephemeral_storage_limit),
             ]),
             ..Default::default()
         }),
@@ -255,6 +324,11 @@ pub fn build_job(p: &BuildJobParams) -> Job {
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(p.labels.clone()),
+                    // Kubernetes 1.29 knows only the annotation (it drops the fields).
+                    annotations: Some(BTreeMap::from([(
+                        format!("{APPARMOR_ANNOTATION_PREFIX}{CONTAINER}"),
+                        "unconfined".to_owned(),
+                    )])),
                     ..Default::default()
                 }),
                 spec: Some(PodSpec {
@@ -391,6 +465,8 @@ pub(crate) mod tests {
                 memory_request: Some("1Gi".into()),
                 cpu_limit: None,
                 memory_limit: Some("4Gi".into()),
+                ephemeral_storage_request: Some("2Gi".into()),
+                ephemeral_storage_limit: Some("20Gi".into()),
             },
             active_deadline_seconds: 1800,
             ttl_seconds_after_finished: 3600,
@@ -407,14 +483,17 @@ pub(crate) mod tests {
           "spec": {
             "backoffLimit": 0, "activeDeadlineSeconds": 1800, "ttlSecondsAfterFinished": 3600,
             "template": {
-              "metadata": {"labels": {"app.kubernetes.io/managed-by": "slipway"}},
+              "metadata": {"labels": {"app.kubernetes.io/managed-by": "slipway"},
+                "annotations": {"container.apparmor.security.beta.kubernetes.io/buildkit": "unconfined"}},
               "spec": {
                 "restartPolicy": "Never", "automountServiceAccountToken": false, "enableServiceLinks": false,
                 "securityContext": {"runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000,
                   "seccompProfile": {"type": "Unconfined"}, "appArmorProfile": {"type": "Unconfined"}},
                 "containers": [{
                   "name": "buildkit", "image": "moby/buildkit:v0.23.2-rootless",
-                  "command": ["buildctl-daemonless.sh"],
+                  "command": ["sh", "-c",
+                    "buildctl-daemonless.sh \"$@\" && cat /tmp/meta/metadata.json > /dev/termination-log",
+                    "slipway-build"],
                   "args": [
                     "build", "--progress=plain", "--frontend=dockerfile.v0",
                     "--opt", "context=https://github.com/org/app.git#0123456789abcdef0123456789abcdef01234567:web",
@@ -423,9 +502,9 @@ pub(crate) mod tests {
                     "--opt", "target=runtime",
                     "--secret", "id=GIT_AUTH_TOKEN,src=/run/secrets/slipway-git/token",
                     "--output", "type=image,name=registry.local:5000/org/app:0123456,push=true,registry.insecure=true",
-                    "--export-cache", "type=registry,ref=registry.local:5000/org/app:buildcache,mode=max,registry.insecure=true",
+                    "--export-cache", "type=registry,ref=registry.local:5000/org/app:buildcache,mode=max,ignore-error=true,registry.insecure=true",
                     "--import-cache", "type=registry,ref=registry.local:5000/org/app:buildcache,registry.insecure=true",
-                    "--metadata-file=/dev/termination-log"
+                    "--metadata-file=/tmp/meta/metadata.json"
                   ],
                   "env": [
                     {"name": "BUILDKITD_FLAGS", "value": "--oci-worker-no-process-sandbox"},
@@ -433,17 +512,20 @@ pub(crate) mod tests {
                   ],
                   "volumeMounts": [
                     {"name": "buildkitd", "mountPath": "/home/user/.local/share/buildkit"},
+                    {"name": "meta", "mountPath": "/tmp/meta"},
                     {"name": "docker-config", "mountPath": "/home/user/.docker", "readOnly": true},
                     {"name": "git-auth", "mountPath": "/run/secrets/slipway-git", "readOnly": true}
                   ],
-                  "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "4Gi"}},
+                  "resources": {"requests": {"cpu": "500m", "memory": "1Gi", "ephemeral-storage": "2Gi"},
+                    "limits": {"memory": "4Gi", "ephemeral-storage": "20Gi"}},
                   "securityContext": {"runAsUser": 1000, "runAsGroup": 1000, "privileged": false,
                     "seccompProfile": {"type": "Unconfined"}, "appArmorProfile": {"type": "Unconfined"}},
                   "terminationMessagePath": "/dev/termination-log",
                   "terminationMessagePolicy": "FallbackToLogsOnError"
                 }],
                 "volumes": [
-                  {"name": "buildkitd", "emptyDir": {}},
+                  {"name": "buildkitd", "emptyDir": {"sizeLimit": "20Gi"}},
+                  {"name": "meta", "emptyDir": {"sizeLimit": "1Mi"}},
                   {"name": "docker-config", "secret": {"secretName": "push-creds",
                     "items": [{"key": ".dockerconfigjson", "path": "config.json"}]}},
                   {"name": "git-auth", "secret": {"secretName": "git-token",
@@ -486,11 +568,43 @@ pub(crate) mod tests {
         );
         let job = build_job(&p);
         let pod = job.spec.unwrap().template.spec.unwrap();
-        assert_eq!(pod.volumes.unwrap().len(), 1);
+        assert_eq!(pod.volumes.as_ref().unwrap().len(), 2);
+        assert_eq!(
+            pod.volumes.unwrap()[0].empty_dir,
+            Some(EmptyDirVolumeSource::default())
+        );
         let c = &pod.containers[0];
         assert_eq!(c.env.as_ref().unwrap().len(), 1);
         let res = c.resources.as_ref().unwrap();
         assert!(res.requests.is_none() && res.limits.is_none());
+    }
+
+    #[test]
+    fn user_input_reaches_buildctl_as_arguments_never_as_script_text() {
+        let mut p = params();
+        p.repository = "https://example.com/a'b\";$(touch x).git".into();
+        p.build_args = BTreeMap::from([("A".into(), "`id` $HOME \"q\"".into())]);
+        let job = build_job(&p);
+        let c = &job.spec.unwrap().template.spec.unwrap().containers[0];
+        let command = c.command.clone().unwrap();
+        assert_eq!(command[..3], ["sh", "-c", wrapper_script().as_str()]);
+        assert_eq!(command.len(), 4, "$0 only; the buildctl arguments are $@");
+        // The kubelet's `$(VAR)` expansion is escaped: buildctl gets the arguments verbatim.
+        let args = c.args.clone().unwrap();
+        assert_eq!(args.len(), p.buildctl_args().len());
+        assert!(args.contains(&"build-arg:A=`id` $$HOME \"q\"".to_owned()));
+        assert!(args.contains(&"context=https://example.com/a'b\";$$(touch x).git#0123456789abcdef0123456789abcdef01234567:web".to_owned()), "{args:?}");
+        // Pod and container AppArmor fields (1.30+) and the annotation (1.29) agree.
+        assert_eq!(
+            c.security_context
+                .as_ref()
+                .unwrap()
+                .app_armor_profile
+                .as_ref()
+                .unwrap()
+                .type_,
+            "Unconfined"
+        );
     }
 
     #[test]

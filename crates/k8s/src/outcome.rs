@@ -2,6 +2,12 @@
 //! ended: a build that failed on its own (the user's Dockerfile: permanent) versus an
 //! infrastructure failure (OOMKilled, Evicted, deadline, the builder image not pulled, killed
 //! by a signal: transient). Pure functions over `k8s-openapi` objects, pinned by unit tests.
+//!
+//! buildctl exits 1 for every error (`cmd/buildctl/main.go` `handleErr`), so an exit code says
+//! nothing about who failed: the log tail does. buildctl's last words are `error: <cause>`;
+//! [`infrastructure_failure`] reads them (and `buildctl-daemonless.sh`'s "could not connect"
+//! when buildkitd never started) with strings taken from BuildKit v0.23 and the containerd and
+//! git code it wraps.
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
@@ -137,8 +143,9 @@ pub enum BuildVerdict {
     Infrastructure { reason: String },
 }
 
-/// Classify an ended pod.
-pub fn classify_end(end: &PodEnd) -> BuildVerdict {
+/// Classify an ended pod; `log_tail` is the end of the container's log (the termination
+/// message, which `FallbackToLogsOnError` fills with the log tail, is read too).
+pub fn classify_end(end: &PodEnd, log_tail: &[String]) -> BuildVerdict {
     let reason = end.reason.as_deref().unwrap_or("");
     let pod_reason = end.pod_reason.as_deref().unwrap_or("");
     for infra in [
@@ -182,7 +189,17 @@ pub fn classify_end(end: &PodEnd) -> BuildVerdict {
                 }
             ),
         },
-        Some(code) => BuildVerdict::BuildFailed { exit_code: code },
+        Some(code) => {
+            let message: Vec<String> = end
+                .message
+                .as_deref()
+                .map(|m| m.lines().map(str::to_owned).collect())
+                .unwrap_or_default();
+            match infrastructure_failure(log_tail).or_else(|| infrastructure_failure(&message)) {
+                Some(reason) => BuildVerdict::Infrastructure { reason },
+                None => BuildVerdict::BuildFailed { exit_code: code },
+            }
+        }
         None => BuildVerdict::Infrastructure {
             reason: format!(
                 "the build pod ended without a container exit status{}",
@@ -194,6 +211,111 @@ pub fn classify_end(end: &PodEnd) -> BuildVerdict {
             ),
         },
     }
+}
+
+/// Whether a failed build's log blames the infrastructure (a registry's 5xx or 429, a push
+/// refused for credentials that may have expired, the network, a git host that did not answer,
+/// buildkitd not starting), and how to say so. `None` means the build failed on its own: the
+/// user's `RUN` step, a missing base image or commit, a Dockerfile error, or anything this
+/// does not recognise (retrying a build that fails the same way every time only wastes the
+/// cluster).
+pub fn infrastructure_failure(log_tail: &[String]) -> Option<String> {
+    // `buildctl-daemonless.sh` when buildkitd never answered on its socket.
+    if let Some(i) = log_tail
+        .iter()
+        .position(|l| l.starts_with("could not connect to ") && l.contains(" trials"))
+    {
+        let cause = log_tail[i + 1..]
+            .iter()
+            .map(|l| l.trim())
+            .find(|l| !l.is_empty() && !l.starts_with("=========="))
+            .unwrap_or("no daemon log");
+        return Some(format!("BuildKit's daemon did not start: {cause}"));
+    }
+    // buildctl's `handleErr`: `error: <cause>`, possibly followed by more lines (git stderr).
+    let start = log_tail.iter().rposition(|l| l.starts_with("error: "))?;
+    let error = log_tail[start..].join("\n");
+    let first = log_tail[start].trim_start_matches("error: ").trim();
+    let lower = error.to_ascii_lowercase();
+    // The user's own step failed (a RUN exiting non-zero): never the infrastructure's fault,
+    // whatever the step printed.
+    if lower.contains("did not complete successfully") {
+        return None;
+    }
+    if let Some((method, status)) = unexpected_status(&error) {
+        let pushing = lower.contains("failed to push");
+        let transient =
+            status >= 500 || status == 429 || (pushing && (status == 401 || status == 403));
+        return transient.then(|| {
+            let what = match status {
+                429 => "the registry rate-limited the build".to_owned(),
+                401 | 403 => {
+                    "the registry refused the push credentials (expired token?)".to_owned()
+                }
+                _ => format!("a registry failed a {method} request"),
+            };
+            format!("{what}: {first}")
+        });
+    }
+    if lower.contains("toomanyrequests") || lower.contains("429 too many requests") {
+        return Some(format!("the registry rate-limited the build: {first}"));
+    }
+    if lower.contains("failed to fetch remote") {
+        // git's own words (`fatal: unable to access '<url>': <curl error>`): the host did not
+        // answer, or answered 5xx/429. A missing commit, a missing repository or refused
+        // credentials stay permanent.
+        const GIT_TRANSIENT: &[&str] = &[
+            "could not resolve host",
+            "failed to connect to",
+            "connection timed out",
+            "operation timed out",
+            "connection reset",
+            "the requested url returned error: 5",
+            "the requested url returned error: 429",
+            "rpc failed",
+            "early eof",
+            "gnutls_handshake() failed",
+            "ssl_read",
+            "ssl_connect",
+        ];
+        return GIT_TRANSIENT
+            .iter()
+            .any(|p| lower.contains(p))
+            .then(|| format!("fetching the git repository failed: {first}"));
+    }
+    const NETWORK: &[&str] = &[
+        "i/o timeout",
+        "connection refused",
+        "connection reset by peer",
+        "tls handshake timeout",
+        "context deadline exceeded",
+        "server misbehaving",
+        "network is unreachable",
+        "no route to host",
+        "temporary failure in name resolution",
+        "unexpected eof",
+        "broken pipe",
+    ];
+    if NETWORK.iter().any(|p| lower.contains(p)) {
+        return Some(format!("the network failed the build: {first}"));
+    }
+    None
+}
+
+/// `unexpected status from <METHOD> request to <url>: <code> <text>` (containerd's
+/// `remotes/errors.ErrUnexpectedStatus`): the method and the status code.
+fn unexpected_status(error: &str) -> Option<(String, u16)> {
+    let rest = &error[error.find("unexpected status from ")? + "unexpected status from ".len()..];
+    let method = rest.split_whitespace().next()?.to_owned();
+    let after_url = &rest[rest.find(" request to ")? + " request to ".len()..];
+    let code = after_url
+        .split(": ")
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some((method, code))
 }
 
 /// The lines of a failed build's log that name the failing step: BuildKit's `ERROR:` summary
@@ -303,13 +425,13 @@ mod tests {
     #[test]
     fn build_errors_are_permanent_and_infrastructure_is_transient() {
         assert_eq!(
-            classify_end(&end(Some(0), "Completed", None)),
+            classify_end(&end(Some(0), "Completed", None), &[]),
             BuildVerdict::Succeeded {
                 message: "m".into()
             }
         );
         assert_eq!(
-            classify_end(&end(Some(1), "Error", None)),
+            classify_end(&end(Some(1), "Error", None), &[]),
             BuildVerdict::BuildFailed { exit_code: 1 }
         );
         for (code, reason, pod_reason) in [
@@ -322,18 +444,106 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    classify_end(&end(code, reason, pod_reason)),
+                    classify_end(&end(code, reason, pod_reason), &[]),
                     BuildVerdict::Infrastructure { .. }
                 ),
                 "{code:?} {reason} {pod_reason:?}"
             );
         }
         let BuildVerdict::Infrastructure { reason } =
-            classify_end(&end(Some(137), "OOMKilled", None))
+            classify_end(&end(Some(137), "OOMKilled", None), &[])
         else {
             unreachable!()
         };
         assert!(reason.contains("OOMKilled"), "{reason}");
+    }
+
+    fn lines(text: &str) -> Vec<String> {
+        text.lines().map(str::to_owned).collect()
+    }
+
+    /// Log tails as buildctl v0.23 prints them (`--progress=plain`, then `handleErr`).
+    #[test]
+    fn infrastructure_failures_are_told_from_the_users_build() {
+        let transient = [
+            // A registry 5xx on push (containerd `ErrUnexpectedStatus`, wrapped by the image
+            // exporter's "failed to push").
+            "#8 exporting to image\n#8 pushing layers 1.2s done\n#8 ERROR: failed to push r.local:5000/org/app:1: unexpected status from PUT request to http://r.local:5000/v2/org/app/manifests/1: 503 Service Unavailable\nerror: failed to solve: failed to push r.local:5000/org/app:1: unexpected status from PUT request to http://r.local:5000/v2/org/app/manifests/1: 503 Service Unavailable",
+            // Docker Hub's pull rate limit on the base image.
+            "#2 [internal] load metadata for docker.io/library/rust:1.95-slim\n#2 ERROR: unexpected status from HEAD request to https://registry-1.docker.io/v2/library/rust/manifests/1.95-slim: 429 Too Many Requests\nerror: failed to solve: rust:1.95-slim: failed to resolve source metadata for docker.io/library/rust:1.95-slim: unexpected status from HEAD request to https://registry-1.docker.io/v2/library/rust/manifests/1.95-slim: 429 Too Many Requests",
+            // An expired short-lived push token (ECR, GAR).
+            "error: failed to solve: failed to push 1234.dkr.ecr.eu-west-1.amazonaws.com/app:1: unexpected status from POST request to https://1234.dkr.ecr.eu-west-1.amazonaws.com/v2/app/blobs/uploads/: 403 Forbidden",
+            // buildkitd never came up (buildctl-daemonless.sh).
+            "could not connect to unix:///run/user/1000/buildkit/buildkitd.sock after 10 trials\n========== log ==========\n[rootlesskit:child ] error: failed to share mount point: /: permission denied\n[rootlesskit:parent] error: child exited: exit status 1",
+            // The network on a pull.
+            "error: failed to solve: node:22: failed to resolve source metadata for docker.io/library/node:22: failed to do request: Head \"https://registry-1.docker.io/v2/library/node/manifests/22\": dial tcp: lookup registry-1.docker.io: i/o timeout",
+            // A git host that did not answer (git's stderr follows on its own lines).
+            "error: failed to solve: failed to fetch remote https://github.com/org/app.git: git stderr:\nfatal: unable to access 'https://github.com/org/app.git/': Could not resolve host: github.com\n: exit status 128",
+        ];
+        for tail in transient {
+            assert!(
+                infrastructure_failure(&lines(tail)).is_some(),
+                "should be transient: {tail}"
+            );
+        }
+        let permanent = [
+            // The user's RUN step, even when what it printed looks like a network error.
+            "#7 [builder 3/4] RUN npm ci\n#7 12.1 npm ERR! network i/o timeout\n#7 ERROR: process \"/bin/sh -c npm ci\" did not complete successfully: exit code: 1\nerror: failed to solve: process \"/bin/sh -c npm ci\" did not complete successfully: exit code: 1",
+            // A base image that does not exist.
+            "error: failed to solve: nope:1: failed to resolve source metadata for docker.io/library/nope:1: docker.io/library/nope:1: not found",
+            // A commit the repository does not have.
+            "error: failed to solve: failed to fetch remote https://github.com/org/app.git: git stderr:\nfatal: remote error: upload-pack: not our ref 0123456789abcdef0123456789abcdef01234567\n: exit status 128",
+            // A private repository without credentials.
+            "error: failed to solve: failed to fetch remote https://github.com/org/app.git: git stderr:\nfatal: could not read Username for 'https://github.com': terminal prompts disabled\n: exit status 128",
+            // A Dockerfile syntax error, and buildctl refusing its arguments.
+            "error: failed to solve: dockerfile parse error on line 3: unknown instruction: RUNN",
+            "Incorrect Usage: flag provided but not defined: -bogus\nerror: flag provided but not defined: -bogus",
+            // No buildctl error at all.
+            "",
+        ];
+        for tail in permanent {
+            assert_eq!(
+                infrastructure_failure(&lines(tail)),
+                None,
+                "should be permanent: {tail}"
+            );
+        }
+        let reason = infrastructure_failure(&lines(transient[0])).unwrap();
+        assert!(
+            reason.starts_with("a registry failed a PUT request: failed to solve: failed to push"),
+            "{reason}"
+        );
+        let reason = infrastructure_failure(&lines(transient[3])).unwrap();
+        assert_eq!(
+            reason,
+            "BuildKit's daemon did not start: [rootlesskit:child ] error: failed to share mount point: /: permission denied"
+        );
+    }
+
+    #[test]
+    fn an_exit_1_is_classified_by_its_log_tail_or_termination_message() {
+        let push_503 = lines(
+            "error: failed to solve: failed to push r/app:1: unexpected status from PUT request to https://r/v2/app/manifests/1: 503 Service Unavailable",
+        );
+        let mut e = end(Some(1), "Error", None);
+        assert!(matches!(
+            classify_end(&e, &push_503),
+            BuildVerdict::Infrastructure { .. }
+        ));
+        // FallbackToLogsOnError: the termination message is the log tail.
+        e.message = Some(push_503.join("\n"));
+        assert!(matches!(
+            classify_end(&e, &[]),
+            BuildVerdict::Infrastructure { .. }
+        ));
+        let run = lines(
+            "error: failed to solve: process \"/bin/sh -c make\" did not complete successfully: exit code: 2",
+        );
+        e.message = None;
+        assert_eq!(
+            classify_end(&e, &run),
+            BuildVerdict::BuildFailed { exit_code: 1 }
+        );
     }
 
     #[test]

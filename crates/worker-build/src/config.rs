@@ -71,6 +71,19 @@ pub struct BuildArgs {
     /// Memory limit of the build container (empty: none).
     #[arg(long, env = "SLIPWAY_BUILD_MEMORY_LIMIT", default_value = "4Gi")]
     pub build_memory_limit: String,
+    /// Ephemeral-storage limit of the build container, also the `sizeLimit` of BuildKit's state
+    /// emptyDir: a build that outgrows it is evicted rather than filling the node's disk and
+    /// evicting its neighbours (empty: neither).
+    #[arg(long, env = "SLIPWAY_BUILD_EPHEMERAL_STORAGE", default_value = "20Gi")]
+    pub build_ephemeral_storage: String,
+    /// Ephemeral-storage request of the build container: what the scheduler reserves on the
+    /// node (empty: none).
+    #[arg(
+        long,
+        env = "SLIPWAY_BUILD_EPHEMERAL_STORAGE_REQUEST",
+        default_value = "2Gi"
+    )]
+    pub build_ephemeral_storage_request: String,
     /// `activeDeadlineSeconds` of a build Job.
     #[arg(long, env = "SLIPWAY_BUILD_DEADLINE_SECS", default_value_t = 1800)]
     pub build_deadline_secs: i64,
@@ -138,6 +151,8 @@ impl BuildArgs {
                 memory_request: non_empty(&self.build_memory_request),
                 cpu_limit: non_empty(&self.build_cpu_limit),
                 memory_limit: non_empty(&self.build_memory_limit),
+                ephemeral_storage_request: non_empty(&self.build_ephemeral_storage_request),
+                ephemeral_storage_limit: non_empty(&self.build_ephemeral_storage),
             },
             deadline_secs: self.build_deadline_secs.max(1),
             ttl_secs: self.build_ttl_secs.max(0),
@@ -173,6 +188,11 @@ mod tests {
         assert_eq!(s.resources.cpu_limit, None);
         assert_eq!(s.resources.memory_limit.as_deref(), Some("4Gi"));
         assert_eq!(s.log_batch_lines, 500);
+        assert_eq!(s.resources.ephemeral_storage_limit.as_deref(), Some("20Gi"));
+        assert_eq!(
+            s.resources.ephemeral_storage_request.as_deref(),
+            Some("2Gi")
+        );
 
         let c = Config::try_parse_from([
             "slipway-worker-build",
@@ -184,11 +204,14 @@ mod tests {
             "false",
             "--max-concurrent-builds",
             "3",
+            "--build-ephemeral-storage",
+            "",
         ])
         .unwrap();
         let s = c.build.settings();
         assert_eq!(s.cache_tag, None);
         assert!(!s.registry_insecure);
         assert_eq!(s.max_concurrent_builds, 3);
+        assert_eq!(s.resources.ephemeral_storage_limit, None);
     }
 }

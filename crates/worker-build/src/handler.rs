@@ -611,7 +611,7 @@ impl BuildHandler {
             Err(FollowError::Kube(e)) => Err(JobError::transient(format!(
                 "lost track of the build on the Kubernetes API: {e}"
             ))),
-            Ok(Ended::Pod(end)) => match classify_end(&end) {
+            Ok(Ended::Pod(end)) => match classify_end(&end, &sink.tail()) {
                 BuildVerdict::Succeeded { message } => parse_build_metadata(&message)
                     .map(|meta| {
                         json!({
@@ -796,7 +796,7 @@ mod tests {
         let args = pod.containers[0].args.clone().unwrap();
         assert!(args.contains(&"build-arg:A=1".to_owned()), "{args:?}");
         assert!(
-            args.contains(&"--metadata-file=/dev/termination-log".to_owned()),
+            args.contains(&"--metadata-file=/tmp/meta/metadata.json".to_owned()),
             "{args:?}"
         );
     }

@@ -12,7 +12,8 @@
 //!    already holds);
 //! 4. when the pod ends, classify: success gives the image digest from the termination message;
 //!    a build error is permanent (with the failing step); OOMKilled, eviction, deadline, a
-//!    builder image that cannot be pulled and API trouble are transient;
+//!    builder image that cannot be pulled, API trouble, and a buildctl error that the log tail
+//!    blames on a registry, the network, a git host or buildkitd are transient;
 //! 5. only after the last log batch is committed, delete the Job (background propagation);
 //! 6. for a pipeline's build, record and enqueue the launch of the built image.
 //!

@@ -3,8 +3,8 @@
 
 mod common;
 
-use common::{COMMIT, Harness, NS, default_build, job_attempt};
-use kube_sim::{FaultAction, FaultRule, Outcome, PodScript};
+use common::{COMMIT, Harness, NS, default_build, faulty_build, job_attempt};
+use kube_sim::{BuildFault, FaultAction, FaultRule, KubeVersion, Outcome, PodInfo, PodScript};
 use serde_json::json;
 use slipway_core::naming::build_job_name;
 use slipway_core::{JobKind, JobState};
@@ -55,9 +55,19 @@ async fn a_build_succeeds_with_its_digest_and_complete_ordered_logs() {
         "{args:?}"
     );
 
+    // The digest travelled buildctl -> the metadata emptyDir -> the wrapper's redirection ->
+    // the termination log: the only way the simulated BuildKit image lets it through.
+    let pod_spec = &body["spec"]["template"]["spec"];
+    assert!(args.contains(&"--metadata-file=/tmp/meta/metadata.json".to_owned()));
+    assert_eq!(pod_spec["containers"][0]["command"][0], "sh");
+    assert_eq!(
+        pod_spec["volumes"][1],
+        json!({"name": "meta", "emptyDir": {"sizeLimit": "1Mi"}})
+    );
+
     // Every line, in order, numbered from 0, with the kubelet's timestamps.
     let logs = h.logs(id).await;
-    assert_eq!(logs.len(), 24, "{logs:?}");
+    assert_eq!(logs.len(), 25, "{logs:?}");
     assert!(
         logs.iter()
             .enumerate()
@@ -65,9 +75,9 @@ async fn a_build_succeeds_with_its_digest_and_complete_ordered_logs() {
     );
     assert_eq!(
         logs[0].text,
-        "#1 [internal] load build definition from Dockerfile"
+        format!("#1 [internal] load git source https://github.com/org/app.git#{COMMIT}")
     );
-    assert_eq!(logs[23].text, "#8 DONE 1.7s");
+    assert_eq!(logs[24].text, "#8 DONE 0.6s");
     assert!(logs.windows(2).all(|w| w[0].ts <= w[1].ts));
 
     // The Job is gone (background propagation) and the attempt names it.
@@ -183,7 +193,7 @@ async fn an_oomkilled_build_is_retried_and_then_succeeds() {
     // Each attempt keeps its own log.
     let logs = h.logs(id).await;
     assert_eq!(logs.iter().filter(|l| l.attempt == 1).count(), 1);
-    assert_eq!(logs.iter().filter(|l| l.attempt == 2).count(), 24);
+    assert_eq!(logs.iter().filter(|l| l.attempt == 2).count(), 25);
     for a in [1, 2] {
         h.sim
             .wait_for_gone("jobs", NS, &build_job_name(id, a), T)
@@ -360,7 +370,7 @@ async fn kubernetes_api_faults_are_survived() {
     let job = h.wait_state(id, JobState::Succeeded, 60).await;
     assert_eq!(job.attempts, 1, "{:?}", h.store.attempts(id).await.unwrap());
     let logs = h.logs(id).await;
-    assert_eq!(logs.len(), 24);
+    assert_eq!(logs.len(), 25);
     assert!(logs.iter().enumerate().all(|(i, l)| l.seq == i as i64));
     assert_eq!(h.job_creates(), 1);
     let faulted: Vec<_> = h
@@ -507,5 +517,129 @@ async fn a_build_over_its_deadline_is_retried_as_an_infrastructure_failure() {
         "{error}"
     );
     assert_eq!(attempts[0].outcome.as_deref(), Some("retrying"));
+    worker.stop().await;
+}
+
+/// The preview a build pod belongs to (its `slipway.dev/preview` label).
+fn preview_of(pod: &PodInfo) -> String {
+    pod.labels
+        .get("slipway.dev/preview")
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn infrastructure_failures_are_retried_and_a_failing_run_step_is_not() {
+    // Each build's first attempt meets one fault of the BuildKit contract; later ones succeed.
+    let h = Harness::new(Some(Box::new(|pod| {
+        let preview = preview_of(pod);
+        let fault = match preview.as_str() {
+            p if p.contains("push") => BuildFault::PushStatus { code: 503 },
+            p if p.contains("pull") => BuildFault::PullRateLimited,
+            p if p.contains("daemon") => BuildFault::DaemonFails,
+            _ => BuildFault::RunStepFails,
+        };
+        if job_attempt(pod) == 1 || fault == BuildFault::RunStepFails {
+            faulty_build(pod, fault)
+        } else {
+            default_build(pod)
+        }
+    })))
+    .await;
+    let worker = h.start_worker(&[]).await;
+    let mut transient = Vec::new();
+    for (preview, cause) in [
+        ("org/push#1", "a registry failed a PUT request"),
+        ("org/pull#1", "the registry rate-limited the build"),
+        ("org/daemon#1", "BuildKit's daemon did not start"),
+    ] {
+        transient.push((h.enqueue_build(preview, json!({})).await, cause));
+    }
+    let run = h.enqueue_build("org/run#1", json!({})).await;
+    for (id, cause) in transient {
+        h.wait_state(id, JobState::Succeeded, 30).await;
+        // The faulted attempt was retried (a loaded machine may add an abandoned attempt).
+        let attempts = h.store.attempts(id).await.unwrap();
+        assert!(
+            attempts
+                .iter()
+                .any(|a| a.outcome.as_deref() == Some("retrying")
+                    && a.error.as_deref().is_some_and(|e| e.contains(cause))),
+            "{cause}: {attempts:?}"
+        );
+    }
+    let job = h.wait_state(run, JobState::Failed, 30).await;
+    assert_eq!(job.attempts, 1);
+    let error = job.error.unwrap();
+    assert!(
+        error.contains("did not complete successfully: exit code: 101"),
+        "{error}"
+    );
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn a_cache_export_failure_does_not_fail_a_pushed_build() {
+    let h = Harness::new(Some(Box::new(|pod| {
+        faulty_build(pod, BuildFault::CacheExportFails)
+    })))
+    .await;
+    let worker = h.start_worker(&[]).await;
+    let id = h.enqueue_build("org/app#cache", json!({})).await;
+    let job = h.wait_state(id, JobState::Succeeded, 30).await;
+    assert_eq!(job.attempts, 1);
+    assert!(
+        job.result.unwrap()["digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    let logs = h.logs(id).await;
+    assert!(
+        logs.iter()
+            .any(|l| l.text.contains("ERROR: unexpected status from PUT request")),
+        "the cache export failed, visibly: {logs:?}"
+    );
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn an_unknown_buildctl_flag_fails_the_build_permanently() {
+    // As if the pinned image's buildctl did not know a flag Slipway passes.
+    let h = Harness::new(Some(Box::new(|pod| {
+        let mut pod = pod.clone();
+        pod.object["spec"]["containers"][0]["args"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("--no-such-flag"));
+        default_build(&pod)
+    })))
+    .await;
+    let worker = h.start_worker(&[]).await;
+    let id = h.enqueue_build("org/app#flag", json!({})).await;
+    let job = h.wait_state(id, JobState::Failed, 30).await;
+    assert_eq!(job.attempts, 1);
+    let error = job.error.unwrap();
+    assert!(
+        error.contains("flag provided but not defined: -no-such-flag"),
+        "{error}"
+    );
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn a_build_succeeds_on_kubernetes_1_29_through_the_apparmor_annotation() {
+    // A 1.29 apiserver drops `appArmorProfile`; only the annotation keeps BuildKit unconfined.
+    let h = Harness::on_version(None, "1.29".parse::<KubeVersion>().unwrap()).await;
+    let worker = h.start_worker(&[]).await;
+    let id = h.enqueue_build("org/app#129", json!({})).await;
+    let job = h.wait_state(id, JobState::Succeeded, 30).await;
+    assert!(
+        job.result.unwrap()["digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    assert_eq!(job.attempts, 1);
     worker.stop().await;
 }

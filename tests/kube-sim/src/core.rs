@@ -39,6 +39,8 @@ pub struct Core {
     pub model: crate::model::ClusterModel,
     /// Cancelled when the simulator shuts down; ends streams and background tasks.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// The Kubernetes version played (`/version`, fields an older apiserver drops).
+    pub kube_version: crate::apiversion::KubeVersion,
 }
 
 fn s<'a>(v: &'a Value, ptr: &str) -> &'a str {
@@ -175,8 +177,23 @@ impl Core {
         let _ = self.store.create(idx::events(), ns, ev, None);
     }
 
-    /// The script for a new pod: queued override, else the test's script, else the default.
+    /// The script for a new pod: queued override, else the test's script, else the default; a
+    /// BuildKit contract script is run against the pod's command here.
     fn script_for(&self, info: &PodInfo) -> PodScript {
+        let s = self.chosen_script(info);
+        match s.buildkit {
+            Some(fault) => {
+                let run = crate::buildkit::run(info, &self.delays, fault);
+                PodScript {
+                    start_delay: s.start_delay.max(run.start_delay),
+                    ..run
+                }
+            }
+            None => s,
+        }
+    }
+
+    fn chosen_script(&self, info: &PodInfo) -> PodScript {
         {
             let mut g = self
                 .overrides
@@ -918,7 +935,13 @@ impl Core {
         let finished_at = now_rfc3339();
         let mut term = json!({"exitCode": code, "reason": reason, "startedAt": started_at, "finishedAt": finished_at,
             "containerID": format!("containerd://{}", hex::encode(Sha256::digest(format!("{uid}{main}").as_bytes())))});
-        if let Some(m) = &script.termination_message {
+        let log_lines: Vec<String> = script.logs.iter().map(|l| l.text.clone()).collect();
+        if let Some(m) = crate::buildkit::termination_message(
+            script.termination_message.as_deref(),
+            s(&pod, "/spec/containers/0/terminationMessagePolicy"),
+            code,
+            &log_lines,
+        ) {
             term["message"] = json!(m);
         }
         for (c, _) in &containers {

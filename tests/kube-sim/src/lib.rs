@@ -20,7 +20,9 @@
 //! # let _ = client; Ok(()) }
 //! ```
 
+pub mod apiversion;
 pub mod bench;
+pub mod buildkit;
 mod core;
 pub mod defaults;
 pub mod error;
@@ -46,6 +48,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+pub use crate::apiversion::KubeVersion;
+pub use crate::buildkit::BuildFault;
 pub use crate::error::{ApiError, SimError};
 pub use crate::faults::{FaultAction, FaultRule, Faults, RecordedRequest, Recorder};
 pub use crate::model::{CertManagerModel, ClusterModel};
@@ -65,6 +69,7 @@ pub struct KubeSimBuilder {
     events: bool,
     model: ClusterModel,
     forced_ns_labels: Vec<(String, String)>,
+    kube_version: KubeVersion,
 }
 
 impl KubeSimBuilder {
@@ -100,6 +105,15 @@ impl KubeSimBuilder {
     #[must_use]
     pub fn namespace(mut self, name: impl Into<String>) -> Self {
         self.namespaces.push(name.into());
+        self
+    }
+
+    /// The Kubernetes version to play (default 1.33): `/version` reports it, and writes lose
+    /// the fields an apiserver of that version does not know, with a `Warning` header
+    /// ([`apiversion`]).
+    #[must_use]
+    pub fn kube_version(mut self, v: KubeVersion) -> Self {
+        self.kube_version = v;
         self
     }
 
@@ -161,6 +175,7 @@ impl KubeSimBuilder {
             events: self.events,
             model: self.model,
             shutdown: CancellationToken::new(),
+            kube_version: self.kube_version,
         });
         core.store.force_namespace_labels(self.forced_ns_labels);
         let extra = self.namespaces.iter().map(String::as_str);
@@ -185,7 +200,7 @@ impl KubeSimBuilder {
             n["status"] = json!({"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
                 "message": "kubelet is posting ready status"}],
                 "addresses": [{"type": "InternalIP", "address": "10.0.0.10"}],
-                "nodeInfo": {"kubeletVersion": "v1.33.0-kube-sim", "architecture": "amd64", "operatingSystem": "linux",
+                "nodeInfo": {"kubeletVersion": format!("v{}.0-kube-sim", self.kube_version), "architecture": "amd64", "operatingSystem": "linux",
                     "bootID": "", "containerRuntimeVersion": "containerd://2.0.0", "kernelVersion": "6.1.0",
                     "kubeProxyVersion": "", "machineID": "", "osImage": "kube-sim", "systemUUID": ""}});
         });
@@ -295,6 +310,7 @@ impl KubeSim {
             events: true,
             model: ClusterModel::default(),
             forced_ns_labels: Vec::new(),
+            kube_version: KubeVersion::default(),
         }
     }
 

@@ -1,5 +1,6 @@
 //! What simulated pods do: the scripting types, the simulator's delays, and the default
-//! behaviour (BuildKit pods build and exit 0 with buildctl metadata; other pods run until deleted).
+//! behaviour (BuildKit pods run their command as the BuildKit image would, see
+//! [`crate::buildkit`]; other pods run until deleted).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -179,9 +180,15 @@ pub struct PodScript {
     pub logs: Vec<LogLine>,
     /// How it ends.
     pub outcome: Outcome,
-    /// The container's termination message.
+    /// What the container wrote to its `terminationMessagePath`. The kubelet makes the
+    /// termination message of it (or of the log tail, see
+    /// [`crate::buildkit::termination_message`]).
     #[serde(default)]
     pub termination_message: Option<String>,
+    /// Run the BuildKit container contract with this fault instead of the fields above: the
+    /// pod's command decides what happens ([`crate::buildkit::run`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buildkit: Option<crate::buildkit::BuildFault>,
 }
 
 impl PodScript {
@@ -199,6 +206,17 @@ impl PodScript {
             logs: Vec::new(),
             outcome: Outcome::Exit { code },
             termination_message: None,
+            buildkit: None,
+        }
+    }
+
+    /// Runs the pod's command as the BuildKit image would, with `fault` (resolved when the pod
+    /// starts; for a script built from a [`PodInfo`], [`crate::buildkit::run`] does it at once).
+    #[must_use]
+    pub fn buildkit(fault: crate::buildkit::BuildFault) -> Self {
+        Self {
+            buildkit: Some(fault),
+            ..Self::succeed()
         }
     }
 
@@ -233,7 +251,7 @@ impl PodScript {
         self
     }
 
-    /// Sets the termination message.
+    /// Sets what the container writes to its termination-message file.
     #[must_use]
     pub fn message(mut self, m: impl Into<String>) -> Self {
         self.termination_message = Some(m.into());
@@ -247,11 +265,12 @@ impl PodScript {
         self
     }
 
-    /// The simulator's default script for a pod (see DESIGN.md).
+    /// The simulator's default script for a pod: the BuildKit image's contract for a `buildkit`
+    /// image ([`crate::buildkit::run`]), else Ready until deleted.
     #[must_use]
     pub fn default_for(pod: &PodInfo, delays: &Delays) -> Self {
         if pod.image.contains("buildkit") {
-            buildkit_script(pod, delays)
+            crate::buildkit::run(pod, delays, crate::buildkit::BuildFault::None)
         } else {
             Self::run_forever()
                 .start_after(delays.pod_start)
@@ -272,59 +291,6 @@ pub fn build_digest(args: &[String]) -> String {
         h.update(b"\n");
     }
     format!("sha256:{}", hex::encode(h.finalize()))
-}
-
-fn buildkit_script(pod: &PodInfo, delays: &Delays) -> PodScript {
-    let digest = build_digest(&pod.args);
-    let image_name = pod
-        .args
-        .iter()
-        .find_map(|a| {
-            a.split(',')
-                .find_map(|kv| kv.strip_prefix("name=").map(String::from))
-        })
-        .unwrap_or_else(|| "registry.local/app:latest".into());
-    let lines = [
-        "#1 [internal] load build definition from Dockerfile".to_string(),
-        "#1 transferring dockerfile: 412B done".into(),
-        "#1 DONE 0.0s".into(),
-        "#2 [internal] load metadata for docker.io/library/rust:1.95-slim".into(),
-        "#2 DONE 0.8s".into(),
-        "#3 [internal] load .dockerignore".into(),
-        "#3 DONE 0.0s".into(),
-        "#4 [builder 1/4] FROM docker.io/library/rust:1.95-slim".into(),
-        "#4 CACHED".into(),
-        "#5 [internal] load build context".into(),
-        "#5 transferring context: 1.21MB 0.1s done".into(),
-        "#5 DONE 0.1s".into(),
-        "#6 [builder 2/4] COPY . /src".into(),
-        "#6 DONE 0.2s".into(),
-        "#7 [builder 3/4] RUN cargo build --release".into(),
-        "#7 12.41 Compiling app v0.1.0 (/src)".into(),
-        "#7 41.87 Finished `release` profile [optimized] target(s)".into(),
-        "#7 DONE 42.1s".into(),
-        "#8 exporting to image".into(),
-        "#8 exporting layers 0.4s done".into(),
-        format!("#8 exporting manifest {digest} done"),
-        format!("#8 naming to {image_name} done"),
-        "#8 pushing layers 1.2s done".to_string(),
-        "#8 DONE 1.7s".into(),
-    ];
-    let per_line = delays.build / u32::try_from(lines.len()).unwrap_or(1);
-    let mut s = PodScript::succeed().start_after(delays.pod_start);
-    for l in lines {
-        s = s.log_after(per_line, l);
-    }
-    let meta = serde_json::json!({
-        "containerimage.digest": digest,
-        "containerimage.descriptor": {
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": digest,
-            "size": 1024,
-        },
-        "image.name": image_name,
-    });
-    s.message(meta.to_string())
 }
 
 /// A one-off override queued through the admin endpoint or [`crate::KubeSim::push_override`]:

@@ -179,6 +179,15 @@ async fn handle(State(core): State<Arc<Core>>, req: Request) -> Response {
     }
     let route = parse_route(&path);
     let (verb, resource) = classify(&parts.method, &route, &q);
+    // An older apiserver's decoder drops the fields it does not know (crate::apiversion).
+    let (bytes, warnings, refused) = drop_unknown_fields(
+        &core,
+        &parts.method,
+        &route,
+        &q,
+        hdr(header::CONTENT_TYPE).as_deref(),
+        bytes,
+    );
     let mut watch_fault = None;
     let mut early = None;
     for action in core.faults.take(&verb, &resource, &path) {
@@ -215,13 +224,21 @@ async fn handle(State(core): State<Arc<Core>>, req: Request) -> Response {
         table: crate::table::wants_table(hdr(header::ACCEPT).as_deref()),
         watch_fault,
     };
-    let resp = match early {
+    let early = early.or(refused);
+    let mut resp = match early {
         Some(e) => error_response(&e),
         None => match dispatch(&ctx, &route).await {
             Ok(r) => r,
             Err(e) => error_response(&e),
         },
     };
+    if resp.status().is_success() {
+        for w in warnings {
+            if let Ok(v) = HeaderValue::from_str(&w) {
+                resp.headers_mut().append(header::WARNING, v);
+            }
+        }
+    }
     core.recorder.push(RecordedRequest {
         method: parts.method.to_string(),
         path,
@@ -234,6 +251,84 @@ async fn handle(State(core): State<Arc<Core>>, req: Request) -> Response {
         status: resp.status().as_u16(),
     });
     resp
+}
+
+/// Drops from a write's JSON body the fields the simulated version does not know; returns the
+/// body, the `Warning` headers to send, and the error for `fieldValidation=Strict` or an
+/// apply patch (which always checks its schema).
+fn drop_unknown_fields(
+    core: &Core,
+    method: &Method,
+    route: &Route,
+    q: &HashMap<String, String>,
+    content_type: Option<&str>,
+    bytes: Bytes,
+) -> (Bytes, Vec<String>, Option<ApiError>) {
+    let Route::Object { kind, ns, name, .. } = route else {
+        return (bytes, Vec::new(), None);
+    };
+    let ct = content_type.unwrap_or("application/json");
+    if !(*method == Method::POST || *method == Method::PUT || *method == Method::PATCH)
+        || ct.contains("json-patch")
+        || ct.contains("protobuf")
+    {
+        return (bytes, Vec::new(), None);
+    }
+    let Ok(mut body) = serde_json::from_slice::<Value>(&bytes) else {
+        return (bytes, Vec::new(), None);
+    };
+    let k = &KINDS[*kind];
+    let dropped = crate::apiversion::drop_unknown_fields(k.plural, &mut body, core.kube_version);
+    if dropped.is_empty() {
+        return (bytes, Vec::new(), None);
+    }
+    let api_version = if k.group.is_empty() {
+        k.version.to_string()
+    } else {
+        format!("{}/{}", k.group, k.version)
+    };
+    if ct.contains("apply-patch") {
+        let name = name.clone().unwrap_or_default();
+        let paths: Vec<String> = dropped
+            .iter()
+            .map(|d| format!("{}: field not declared in schema", d.smd_path))
+            .collect();
+        let e = ApiError::bad_request(format!(
+            "failed to create typed patch object ({}/{name}; {api_version}, Kind={}): {}",
+            ns.clone().unwrap_or_default(),
+            k.kind,
+            paths.join(", ")
+        ));
+        return (bytes, Vec::new(), Some(e));
+    }
+    match q.get("fieldValidation").map(String::as_str) {
+        Some("Strict") => {
+            let fields: Vec<String> = dropped
+                .iter()
+                .map(|d| format!("unknown field \"{}\"", d.json_path))
+                .collect();
+            let e = ApiError::bad_request(format!(
+                "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
+                fields.join(", "),
+                kind = k.kind,
+                version = k.version,
+            ));
+            (bytes, Vec::new(), Some(e))
+        }
+        Some("Ignore") => (
+            Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
+            Vec::new(),
+            None,
+        ),
+        _ => (
+            Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
+            dropped
+                .iter()
+                .map(crate::apiversion::warning_header)
+                .collect(),
+            None,
+        ),
+    }
 }
 
 struct Ctx {
@@ -311,7 +406,7 @@ async fn dispatch(ctx: &Ctx, route: &Route) -> Result<Response, ApiError> {
         )
     };
     match route {
-        Route::Version => Ok(json_response(200, &version())),
+        Route::Version => Ok(json_response(200, &version(ctx.core.kube_version))),
         Route::ApiVersions => Ok(json_response(
             200,
             &json!({"kind": "APIVersions", "versions": ["v1"],
@@ -425,8 +520,8 @@ async fn dispatch(ctx: &Ctx, route: &Route) -> Result<Response, ApiError> {
     }
 }
 
-fn version() -> Value {
-    json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0-kube-sim", "gitCommit": "0000000000000000000000000000000000000000",
+fn version(v: crate::apiversion::KubeVersion) -> Value {
+    json!({"major": v.major.to_string(), "minor": v.minor.to_string(), "gitVersion": format!("v{v}.0-kube-sim"), "gitCommit": "0000000000000000000000000000000000000000",
         "gitTreeState": "clean", "buildDate": "2025-04-23T00:00:00Z", "goVersion": "go1.24.2", "compiler": "gc",
         "platform": "linux/amd64"})
 }

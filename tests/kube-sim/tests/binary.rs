@@ -1,5 +1,5 @@
 //! The `kube-sim` binary: serves on loopback, writes a kubeconfig that kube loads like any
-//! other, and applies its override flags (here: fail the next build).
+//! other, and applies its flags (here: fail the next build, play Kubernetes 1.29).
 
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,8 @@ async fn binary_serves_kubeconfig_and_fails_next_build() {
             "--zero-delays",
             "--fail-next-builds",
             "1",
+            "--kube-version",
+            "1.29",
             "--kubeconfig-out",
         ])
         .arg(&kc)
@@ -40,11 +42,15 @@ async fn binary_serves_kubeconfig_and_fails_next_build() {
     .unwrap();
     assert_eq!(config.default_namespace, "default");
     let client = kube::Client::try_from(config).unwrap();
+    assert_eq!(client.apiserver_version().await.unwrap().minor, "29");
     let jobs: Api<Job> = Api::default_namespaced(client.clone());
     let pods: Api<Pod> = Api::default_namespaced(client);
     for name in ["b1", "b2"] {
-        let j: Job = serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"backoffLimit": 0, "template": {"spec": {
-            "restartPolicy": "Never", "containers": [{"name": "build", "image": "moby/buildkit:v0.23", "args": ["build", name]}]}}}}))
+        let j: Job = serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"backoffLimit": 0, "template": {
+            "metadata": {"annotations": {"container.apparmor.security.beta.kubernetes.io/build": "unconfined"}},
+            "spec": {"restartPolicy": "Never", "containers": [{"name": "build", "image": "moby/buildkit:v0.23",
+                "command": ["buildctl-daemonless.sh"], "args": ["build", "--frontend=dockerfile.v0",
+                    "--opt", format!("context=https://github.com/org/{name}.git#main")]}]}}}}))
         .unwrap();
         jobs.create(&PostParams::default(), &j).await.unwrap();
         // "The next build" is the next build pod: b2's Job waits until b1's pod exists, so the

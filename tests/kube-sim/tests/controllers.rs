@@ -834,21 +834,22 @@ async fn default_behaviour_buildkit_builds_other_pods_serve() {
     let args = [
         "build",
         "--frontend=dockerfile.v0",
+        "--opt",
+        "context=https://github.com/org/app.git#0123",
         "--output",
         "type=image,name=registry.local/app:abc,push=true",
+        "--metadata-file=/tmp/meta/metadata.json",
     ];
-    let mut j = job("build", json!({"backoffLimit": 0}));
-    let c = &mut j
-        .spec
-        .as_mut()
-        .unwrap()
-        .template
-        .spec
-        .as_mut()
-        .unwrap()
-        .containers[0];
-    c.image = Some("moby/buildkit:v0.23.0-rootless".into());
-    c.args = Some(args.iter().map(|s| (*s).to_string()).collect());
+    // The BuildKit image's contract (kube_sim::buildkit): buildctl writes its metadata to an
+    // emptyDir, the wrapper copies it into the termination log; AppArmor unconfined.
+    let j: Job = serde_json::from_value(json!({"metadata": {"name": "build"}, "spec": {"backoffLimit": 0,
+        "template": {"metadata": {"annotations": {"container.apparmor.security.beta.kubernetes.io/c": "unconfined"}},
+        "spec": {"restartPolicy": "Never", "securityContext": {"runAsUser": 1000},
+            "containers": [{"name": "c", "image": "moby/buildkit:v0.23.0-rootless",
+                "command": ["sh", "-c", "buildctl-daemonless.sh \"$@\" && cat /tmp/meta/metadata.json > /dev/termination-log", "b"],
+                "args": args, "volumeMounts": [{"name": "meta", "mountPath": "/tmp/meta"}]}],
+            "volumes": [{"name": "meta", "emptyDir": {}}]}}}}))
+    .unwrap();
     jobs.create(&PostParams::default(), &j).await.unwrap();
     sim.wait_for_object("jobs", "default", "build", T, |j| {
         cond(j, "Complete").is_some()

@@ -310,7 +310,9 @@ async fn admin_endpoints_faults_and_script_overrides() {
     for name in ["b1", "b2"] {
         let p: Pod = serde_json::from_value(
             json!({"metadata": {"name": name}, "spec": {"restartPolicy": "Never",
-            "containers": [{"name": "c", "image": "moby/buildkit:v0.23.0", "args": ["build"]}]}}),
+            "containers": [{"name": "c", "image": "moby/buildkit:v0.23.0", "command": ["buildctl-daemonless.sh"],
+                "args": ["build", "--frontend=dockerfile.v0", "--opt", "context=https://github.com/org/app.git#main"],
+                "securityContext": {"appArmorProfile": {"type": "Unconfined"}}}]}}),
         )
         .unwrap();
         pods.create(&PostParams::default(), &p).await.unwrap();

@@ -51,9 +51,14 @@ async fn stored_objects_pass_strict_1_33_schemas() {
     let ssa = PatchParams::apply("slipway").force();
     let jobs: Api<Job> = Api::default_namespaced(client.clone());
     for (name, image, limit) in [("build", "moby/buildkit:v0.23", 0), ("bad", "x:1", 1)] {
+        // A buildctl invocation the simulated BuildKit image accepts (kube_sim::buildkit).
         let j = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
-            "spec": {"backoffLimit": limit, "ttlSecondsAfterFinished": 3600, "template": {"spec": {"restartPolicy": "Never",
-                "containers": [{"name": "main", "image": image, "args": ["build"]}]}}}});
+            "spec": {"backoffLimit": limit, "ttlSecondsAfterFinished": 3600, "template": {
+                "metadata": {"annotations": {"container.apparmor.security.beta.kubernetes.io/main": "unconfined"}},
+                "spec": {"restartPolicy": "Never",
+                "containers": [{"name": "main", "image": image, "command": ["buildctl-daemonless.sh"],
+                    "args": ["build", "--frontend=dockerfile.v0", "--opt", "context=https://github.com/org/app.git#main",
+                        "--output", "type=image,name=r.local/app:1,push=true"]}]}}}});
         jobs.patch(name, &ssa, &Patch::Apply(j)).await.unwrap();
     }
     let deps: Api<Deployment> = Api::default_namespaced(client.clone());

@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use clap::Parser;
-use kube_sim::{Delays, KubeSim, PodInfo, PodScript};
+use kube_sim::{BuildFault, Delays, KubeSim, KubeVersion, PodInfo, PodScript};
 use serde_json::{Value, json};
 use slipway_core::payload::BuildRequest;
 use slipway_core::validate::{Limits, Validate};
@@ -50,7 +50,14 @@ impl Worker {
 
 impl Harness {
     pub async fn new(script: Option<Script>) -> Harness {
-        let mut builder = KubeSim::builder().delays(Delays::zero());
+        Self::on_version(script, KubeVersion::default()).await
+    }
+
+    /// A harness whose simulator plays Kubernetes `version`.
+    pub async fn on_version(script: Option<Script>, version: KubeVersion) -> Harness {
+        let mut builder = KubeSim::builder()
+            .delays(Delays::zero())
+            .kube_version(version);
         if let Some(script) = script {
             builder = builder.script(script);
         }
@@ -188,10 +195,16 @@ impl Harness {
     }
 }
 
-/// The default BuildKit-like script of the simulator (it prints the build and exits 0 with the
-/// buildctl metadata in its termination message).
+/// The simulator's default for a BuildKit pod: it runs the pod's command as the BuildKit image
+/// would (`kube_sim::buildkit`), so the digest reaches the termination message only the way
+/// the real image lets it.
 pub fn default_build(pod: &PodInfo) -> PodScript {
     PodScript::default_for(pod, &Delays::zero())
+}
+
+/// The BuildKit contract with `fault`.
+pub fn faulty_build(pod: &PodInfo, fault: BuildFault) -> PodScript {
+    kube_sim::buildkit::run(pod, &Delays::zero(), fault)
 }
 
 /// The attempt number of a build pod, from its Job's name (`...-a<attempt>`).

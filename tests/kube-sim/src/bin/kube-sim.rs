@@ -59,6 +59,10 @@ struct Args {
     /// e.g. pod-security.kubernetes.io/enforce=restricted.
     #[arg(long = "force-namespace-label", value_name = "KEY=VALUE")]
     forced_namespace_labels: Vec<String>,
+    /// The Kubernetes version to play, e.g. 1.29: `/version` reports it and writes lose the
+    /// fields that version does not know (with a `Warning` header).
+    #[arg(long, default_value = "1.33")]
+    kube_version: kube_sim::KubeVersion,
 }
 
 #[tokio::main]
@@ -100,6 +104,7 @@ async fn main() -> anyhow::Result<()> {
         .port(args.port)
         .delays(delays)
         .history_limit(args.history)
+        .kube_version(args.kube_version)
         .kubeconfig_path(&args.kubeconfig_out)
         .start()
         .await
