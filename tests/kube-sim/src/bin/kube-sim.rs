@@ -47,6 +47,10 @@ struct Args {
     /// A namespace to create at start (repeatable).
     #[arg(long)]
     namespace: Vec<String>,
+    /// Rotate a container's current log file at this size, as the kubelet does at
+    /// `containerLogMaxSize` (0: never). Later log requests see only the current file.
+    #[arg(long, default_value_t = kube_sim::logs::DEFAULT_ROTATE_BYTES)]
+    log_rotate_bytes: usize,
 }
 
 #[tokio::main]
@@ -73,6 +77,7 @@ async fn main() -> anyhow::Result<()> {
         .port(args.port)
         .delays(delays)
         .history_limit(args.history)
+        .log_rotate_bytes(args.log_rotate_bytes)
         .kubeconfig_path(&args.kubeconfig_out)
         .start()
         .await
