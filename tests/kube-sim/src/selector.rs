@@ -209,7 +209,8 @@ impl FieldSelector {
                 k,
                 "metadata.name" | "metadata.namespace" | "status.phase" | "spec.nodeName"
             );
-            if !common && !(kind == "Event" && EVENT_FIELDS.contains(&k)) {
+            let event_field = kind == "Event" && EVENT_FIELDS.contains(&k);
+            if !(common || event_field) {
                 return Err(format!("field label not supported: {k}"));
             }
             out.push((k.to_string(), eq, v.trim().to_string()));
