@@ -277,3 +277,117 @@ impl LogSink {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use serde_json::json;
+    use slipway_core::JobKind;
+    use slipway_shared::store::NewJob;
+    use slipway_shared::testing::TestDb;
+
+    const LIMITS: SinkLimits = SinkLimits {
+        batch_lines: 100,
+        batch_wait: Duration::from_secs(1),
+        max_lines: 1000,
+    };
+
+    /// Line `i` at 10:00:00 + i × 100 ms, with a nanosecond part Postgres cannot keep.
+    fn line(i: i64) -> DecodedLine {
+        let ts = Utc.timestamp_opt(1_796_637_600, 0).unwrap()
+            + chrono::TimeDelta::milliseconds(100 * i)
+            + chrono::TimeDelta::nanoseconds(789);
+        DecodedLine {
+            ts: Some(ts),
+            text: format!("line {i}"),
+        }
+    }
+
+    async fn read(sink: &mut LogSink, lines: impl IntoIterator<Item = i64>) {
+        sink.start_read();
+        for i in lines {
+            sink.push(line(i)).await.unwrap();
+        }
+        sink.flush().await.unwrap();
+    }
+
+    /// A dead worker stored lines 0..=24; its successor resumes the attempt's log.
+    async fn taken_over() -> (TestDb, Store, JobId, LogSink) {
+        let db = TestDb::new().await.unwrap();
+        let store = db.store();
+        let job = store
+            .insert_job(NewJob::new(JobKind::Build, json!({})))
+            .await
+            .unwrap()
+            .job;
+        let mut first = LogSink::resume(store.clone(), job.id, 1, LIMITS)
+            .await
+            .unwrap();
+        read(&mut first, 0..25).await;
+        let sink = LogSink::resume(store.clone(), job.id, 1, LIMITS)
+            .await
+            .unwrap();
+        (db, store, job.id, sink)
+    }
+
+    #[tokio::test]
+    async fn a_successor_resumes_after_the_stored_lines_without_duplicates() {
+        let (_db, store, id, mut sink) = taken_over().await;
+        // Resumes from line 24's second (10:00:02), which starts at line 20.
+        assert_eq!(
+            sink.since(),
+            Some(Utc.timestamp_opt(1_796_637_602, 0).unwrap())
+        );
+        // The kubelet re-sends lines 20..=24, then the new ones.
+        read(&mut sink, 20..40).await;
+        let stored = store.read_logs(id, None, 1000).await.unwrap();
+        let texts: Vec<String> = stored.iter().map(|l| l.text.clone()).collect();
+        assert_eq!(
+            texts,
+            (0..40).map(|i| format!("line {i}")).collect::<Vec<_>>()
+        );
+        assert!(stored.iter().enumerate().all(|(i, l)| l.seq == i as i64));
+        // A complete read that only repeats what is held adds nothing, and no marker.
+        read(&mut sink, 38..40).await;
+        sink.end_complete_read().await.unwrap();
+        sink.flush().await.unwrap();
+        assert_eq!(store.read_logs(id, None, 1000).await.unwrap().len(), 40);
+    }
+
+    #[tokio::test]
+    async fn a_successor_marks_the_lines_rotated_away_before_it_read_them() {
+        let (_db, store, id, mut sink) = taken_over().await;
+        // The file now starts at line 31: lines 25..=30 are gone.
+        read(&mut sink, 31..35).await;
+        let stored = store.read_logs(id, None, 1000).await.unwrap();
+        assert_eq!(stored.len(), 25 + 1 + 4);
+        let marker = &stored[25];
+        assert_eq!((marker.seq, marker.stream.as_str()), (25, "system"));
+        assert!(
+            marker.text.contains("may be missing")
+                && marker.text.contains("10:00:02.400")
+                && marker.text.contains("10:00:03.100"),
+            "{}",
+            marker.text
+        );
+        assert_eq!(stored[26].text, "line 31");
+        assert_eq!(stored[29].seq, 29);
+    }
+
+    #[tokio::test]
+    async fn a_last_read_that_never_reaches_back_says_what_may_be_missing() {
+        let (_db, store, id, mut sink) = taken_over().await;
+        read(&mut sink, []).await;
+        sink.end_complete_read().await.unwrap();
+        sink.flush().await.unwrap();
+        let stored = store.read_logs(id, None, 1000).await.unwrap();
+        assert_eq!(stored.len(), 26);
+        assert_eq!(stored[25].stream, "system");
+        assert!(
+            stored[25].text.contains("after 2026"),
+            "{}",
+            stored[25].text
+        );
+    }
+}
