@@ -61,7 +61,7 @@ async fn a_log_rotated_while_the_follower_reconnects_is_stored_once_with_a_marke
                 s = s.log(l.clone());
             }
             // The first stream is cut when the burst starts; the burst fills several files.
-            s = s.log_after(Duration::from_secs(1), burst[0].clone());
+            s = s.log_after(Duration::from_secs(2), burst[0].clone());
             for l in &burst[1..] {
                 s = s.log(l.clone());
             }
