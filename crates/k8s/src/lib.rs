@@ -11,7 +11,9 @@
 //! - [`logs`]: decoding a container's log stream into ordered, bounded, valid UTF-8 lines;
 //! - [`rollout`]: reading a Deployment's rollout status, its current ReplicaSet and pods, and the
 //!   pod states that explain a stuck rollout;
-//! - [`outcome`]: where a build pod is and how it ended (build failure versus infrastructure).
+//! - [`outcome`]: where a build pod is and how it ended (build failure versus infrastructure);
+//! - [`mounts`]: which Secret or ConfigMap a pod stuck in `ContainerCreating` is missing, from
+//!   its `FailedMount` Events.
 //!
 //! Builders are pure functions from plain parameter structs to `k8s-openapi` objects: no client,
 //! no clock, no randomness, so unit tests pin their output exactly.
@@ -20,6 +22,7 @@ pub mod build;
 pub mod client;
 pub mod labels;
 pub mod logs;
+pub mod mounts;
 pub mod outcome;
 pub mod preview;
 pub mod rollout;

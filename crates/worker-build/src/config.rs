@@ -106,6 +106,14 @@ pub struct BuildArgs {
     /// Counted from the cluster before a Job is created; over the cap, the job waits.
     #[arg(long, env = "SLIPWAY_MAX_CONCURRENT_BUILDS", default_value_t = 20)]
     pub max_concurrent_builds: usize,
+    /// A followed log stream that delivers nothing for this long is re-opened from the last
+    /// stored line (after checking the pod): a connection that died silently cannot hang a build.
+    #[arg(long, env = "SLIPWAY_LOG_IDLE_SECS", default_value_t = 30)]
+    pub log_idle_secs: u64,
+    /// A build pod whose Secret volume reports the Secret (or its key) missing for this long
+    /// (its `FailedMount` Events) fails the build permanently, naming the Secret.
+    #[arg(long, env = "SLIPWAY_BUILD_MOUNT_FAILURE_SECS", default_value_t = 60)]
+    pub mount_failure_secs: u64,
 }
 
 /// [`BuildArgs`] in the form the handler uses.
@@ -127,6 +135,10 @@ pub struct Settings {
     pub max_concurrent_builds: usize,
     /// How often the global build cap is re-checked while waiting for a slot.
     pub slot_poll: Duration,
+    /// Silence after which a followed log stream is re-opened.
+    pub log_idle: Duration,
+    /// How long a missing Secret may block the build pod's start before the build fails.
+    pub mount_failure_after: Duration,
 }
 
 fn non_empty(s: &str) -> Option<String> {
@@ -162,6 +174,8 @@ impl BuildArgs {
             log_batch_wait: Duration::from_millis(self.log_batch_ms),
             max_concurrent_builds: self.max_concurrent_builds,
             slot_poll: Duration::from_secs(1),
+            log_idle: Duration::from_secs(self.log_idle_secs.max(1)),
+            mount_failure_after: Duration::from_secs(self.mount_failure_secs),
         }
     }
 }
@@ -193,6 +207,8 @@ mod tests {
             s.resources.ephemeral_storage_request.as_deref(),
             Some("2Gi")
         );
+        assert_eq!(s.log_idle, Duration::from_secs(30));
+        assert_eq!(s.mount_failure_after, Duration::from_secs(60));
 
         let c = Config::try_parse_from([
             "slipway-worker-build",

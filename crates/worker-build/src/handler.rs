@@ -4,7 +4,7 @@ use crate::config::Settings;
 use crate::sink::{LogSink, SinkLimits};
 use futures::{AsyncReadExt, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, LogParams};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -16,6 +16,7 @@ use slipway_k8s::build::{BuildJobParams, CONTAINER, build_job, parse_build_metad
 use slipway_k8s::client::{K8sError, create_or_adopt, delete_background, get_opt, namespaced};
 use slipway_k8s::labels;
 use slipway_k8s::logs::LogDecoder;
+use slipway_k8s::mounts::{MountFailure, missing_objects};
 use slipway_k8s::outcome::{
     BuildVerdict, PodEnd, PodProgress, classify_end, failing_step, job_failure, job_finished,
     pod_progress,
@@ -24,6 +25,7 @@ use slipway_shared::enqueue::Submitter;
 use slipway_shared::queue::QueueClient;
 use slipway_shared::runtime::{Handler, JobContext, JobError};
 use slipway_shared::store::{JobRecord, NewJob, Store, StoreError};
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -56,9 +58,25 @@ struct Target {
 #[derive(Debug)]
 enum Ended {
     Pod(PodEnd),
-    Stuck { reason: String, message: String },
-    JobFailed { reason: String, message: String },
+    Stuck {
+        reason: String,
+        message: String,
+    },
+    /// The pod cannot start: a Secret (or ConfigMap) its volumes name is missing.
+    MountFailed(MountFailure),
+    JobFailed {
+        reason: String,
+        message: String,
+    },
     Vanished,
+}
+
+/// How one log stream ended.
+enum StreamEnd {
+    /// The server ended it; the decoder holds any last partial line.
+    Eof(LogDecoder),
+    /// Nothing arrived for the idle time: the connection may be dead.
+    Idle,
 }
 
 #[derive(Debug)]
@@ -358,7 +376,10 @@ impl BuildHandler {
 
     /// Wait for the Job's pod to start (or end, or get stuck), or for the Job to fail or
     /// vanish without one. Watches the pods (the watcher re-lists after a 410 or a dropped
-    /// watch and backs off on errors) and checks the Job every two seconds.
+    /// watch and backs off on errors) and checks the Job every two seconds, and the Events of a
+    /// pod still being created: a Secret volume whose Secret is missing keeps the pod in
+    /// `ContainerCreating` until the deadline, so after `mount_failure_after` of `FailedMount`
+    /// reports the build ends, naming the Secret.
     async fn wait_for_pod(&self, name: &str) -> Result<Waited, FollowError> {
         let selector = format!("batch.kubernetes.io/job-name={name}");
         let stream =
@@ -371,6 +392,9 @@ impl BuildHandler {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let jobs = self.jobs();
         let mut errors = 0u32;
+        // The pod being created, and when this worker first saw each of its missing objects.
+        let mut pending: Option<Pod> = None;
+        let mut first_seen: HashMap<String, Instant> = HashMap::new();
         loop {
             tokio::select! {
                 event = stream.next() => match event {
@@ -380,6 +404,11 @@ impl BuildHandler {
                         if pod_progress(&pod, CONTAINER) != PodProgress::Pending {
                             return Ok(Waited::Pod(Box::new(pod)));
                         }
+                        pending = Some(pod);
+                    }
+                    Some(Ok(watcher::Event::Delete(_))) => {
+                        errors = 0;
+                        pending = None;
                     }
                     Some(Ok(_)) => errors = 0,
                     Some(Err(e)) => {
@@ -398,34 +427,85 @@ impl BuildHandler {
                         }
                     }
                 },
-                _ = tick.tick() => match get_opt(&jobs, name).await {
-                    Ok(None) => return Ok(Waited::Ended(Ended::Vanished)),
-                    Ok(Some(job)) => {
-                        if let Some((reason, message)) = job_failure(&job) {
-                            // A pod that ran tells more (and has the log): prefer it.
-                            let listed = self.pods().list(&ListParams::default().labels(&selector)).await;
-                            if let Some(pod) = listed.ok().and_then(|l| l.items.into_iter().find(|p| {
-                                pod_progress(p, CONTAINER) != PodProgress::Pending
-                            })) {
-                                return Ok(Waited::Pod(Box::new(pod)));
+                _ = tick.tick() => {
+                    match get_opt(&jobs, name).await {
+                        Ok(None) => return Ok(Waited::Ended(Ended::Vanished)),
+                        Ok(Some(job)) => {
+                            if let Some((reason, message)) = job_failure(&job) {
+                                // A pod that ran tells more (and has the log): prefer it.
+                                let listed = self.pods().list(&ListParams::default().labels(&selector)).await;
+                                if let Some(pod) = listed.ok().and_then(|l| l.items.into_iter().find(|p| {
+                                    pod_progress(p, CONTAINER) != PodProgress::Pending
+                                })) {
+                                    return Ok(Waited::Pod(Box::new(pod)));
+                                }
+                                return Ok(Waited::Ended(Ended::JobFailed { reason, message }));
                             }
-                            return Ok(Waited::Ended(Ended::JobFailed { reason, message }));
                         }
+                        Err(e) => note_k8s_error(e.code()),
                     }
-                    Err(e) => note_k8s_error(e.code()),
-                },
+                    if let Some(pod) = &pending
+                        && let Some(failure) = self.missing_mount(pod, &mut first_seen).await
+                    {
+                        return Ok(Waited::Ended(Ended::MountFailed(failure)));
+                    }
+                }
             }
         }
     }
 
-    /// Follow the container log from its start into the sink until the stream ends. Returns
-    /// the decoder, whose last partial line is only delivered once the container has ended
-    /// (a stream cut mid-line is re-read instead).
-    async fn stream_log(&self, pod: &str, sink: &mut LogSink) -> Result<LogDecoder, FollowError> {
+    /// A missing Secret (or ConfigMap) that has kept `pod` from starting for at least
+    /// `mount_failure_after`: by this worker's clock since it first saw the report, or by the
+    /// kubelet's own reports (a Job adopted from a dead worker may have waited long already).
+    async fn missing_mount(
+        &self,
+        pod: &Pod,
+        first_seen: &mut HashMap<String, Instant>,
+    ) -> Option<MountFailure> {
+        let uid = pod.metadata.uid.as_deref()?;
+        let events: Api<Event> = namespaced(&self.client, &self.settings.namespace);
+        let params = ListParams::default().fields(&format!("involvedObject.uid={uid}"));
+        let listed = match events.list(&params).await {
+            Ok(l) => l.items,
+            Err(e) => {
+                note_k8s_error(kube_code(&e));
+                warn!(error = %e, "cannot read the build pod's events");
+                return None;
+            }
+        };
+        let limit = self.settings.mount_failure_after;
+        for failure in missing_objects(pod, &listed) {
+            let since = *first_seen
+                .entry(failure.volume.clone())
+                .or_insert_with(Instant::now);
+            let reported = Duration::from_secs(failure.reported_for_secs.unsigned_abs());
+            if since.elapsed().max(reported) >= limit {
+                return Some(failure);
+            }
+            info!(missing = %failure, "the build pod is waiting for a missing object");
+        }
+        None
+    }
+
+    /// Read the container log into the sink, from where the sink left off (`sinceTime`, with
+    /// `timestamps=true`), until the stream ends or stays silent for `log_idle`. `follow` is
+    /// false for a complete read of a container that has ended. A stream cut mid-line leaves
+    /// its partial line in the decoder: it is re-read, unless the read was complete.
+    async fn stream_log(
+        &self,
+        pod: &str,
+        sink: &mut LogSink,
+        follow: bool,
+    ) -> Result<StreamEnd, FollowError> {
+        let since_time = sink.since().map(|t| {
+            k8s_openapi::jiff::Timestamp::from_second(t.timestamp())
+                .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
+        });
         let params = LogParams {
             container: Some(CONTAINER.to_owned()),
-            follow: true,
+            follow,
             timestamps: true,
+            since_time,
             ..Default::default()
         };
         let reader = self.pods().log_stream(pod, &params).await.map_err(|e| {
@@ -435,13 +515,17 @@ impl BuildHandler {
         let mut reader = std::pin::pin!(reader);
         let mut decoder = LogDecoder::new(true, self.settings.log_max_line_bytes);
         let mut buf = vec![0u8; 64 * 1024];
+        sink.start_read();
+        let idle = self.settings.log_idle;
+        let mut silent_until = tokio::time::Instant::now() + idle;
         loop {
             let deadline = sink.deadline();
             let far = tokio::time::Instant::now() + Duration::from_secs(3600);
             tokio::select! {
                 read = reader.read(&mut buf) => match read {
-                    Ok(0) => return Ok(decoder),
+                    Ok(0) => return Ok(StreamEnd::Eof(decoder)),
                     Ok(n) => {
+                        silent_until = tokio::time::Instant::now() + idle;
                         for line in decoder.feed(&buf[..n]) {
                             sink.push(line).await.map_err(FollowError::Store)?;
                         }
@@ -451,6 +535,7 @@ impl BuildHandler {
                         return Err(FollowError::Kube(format!("reading the log of pod {pod}: {e}")));
                     }
                 },
+                () = tokio::time::sleep_until(silent_until) => return Ok(StreamEnd::Idle),
                 () = tokio::time::sleep_until(deadline.unwrap_or(far)), if deadline.is_some() => {
                     sink.flush().await.map_err(FollowError::Store)?;
                 }
@@ -458,37 +543,54 @@ impl BuildHandler {
         }
     }
 
-    /// Follow the build to its end: wait for the pod, stream its log, and re-follow from the
-    /// start whenever the stream ends while the container still runs.
+    /// Follow the build to its end: wait for the pod, follow its log, and whenever a stream
+    /// ends or goes silent while the container still runs, follow again from the last line
+    /// taken. Once the container has ended, one last complete read takes what the streams
+    /// before may have missed, and marks lines that are gone.
     async fn follow(&self, name: &str, sink: &mut LogSink) -> Result<Ended, FollowError> {
         let mut errors = 0u32;
-        let mut furthest = 0i64;
+        let mut taken = sink.taken();
         loop {
             let pod = match self.wait_for_pod(name).await? {
                 Waited::Pod(pod) => pod,
                 Waited::Ended(ended) => return Ok(ended),
             };
             let pod_name = pod.name_any();
-            match pod_progress(&pod, CONTAINER) {
+            let ended = match pod_progress(&pod, CONTAINER) {
                 PodProgress::Stuck { reason, message } => {
                     return Ok(Ended::Stuck { reason, message });
                 }
                 PodProgress::Pending => continue,
-                PodProgress::Running | PodProgress::Ended(_) => {}
-            }
-            sink.restart();
-            let last_error: String;
-            match self.stream_log(&pod_name, sink).await {
-                Ok(decoder) => match get_opt(&self.pods(), &pod_name).await {
-                    Ok(Some(pod)) => {
-                        if let PodProgress::Ended(end) = pod_progress(&pod, CONTAINER) {
-                            for line in decoder.finish() {
-                                sink.push(line).await.map_err(FollowError::Store)?;
-                            }
-                            return Ok(Ended::Pod(end));
-                        }
-                        last_error = format!("the log stream of pod {pod_name} ended early");
+                PodProgress::Running => None,
+                PodProgress::Ended(end) => Some(end),
+            };
+            let follow = ended.is_none();
+            let read = match (ended, self.stream_log(&pod_name, sink, follow).await) {
+                (Some(end), Ok(StreamEnd::Eof(decoder))) => {
+                    // A complete read: the container wrote its last line before it began.
+                    for line in decoder.finish() {
+                        sink.push(line).await.map_err(FollowError::Store)?;
                     }
+                    sink.end_complete_read().await.map_err(FollowError::Store)?;
+                    return Ok(Ended::Pod(end));
+                }
+                (_, read) => read,
+            };
+            let last_error = match read {
+                Ok(end) => match get_opt(&self.pods(), &pod_name).await {
+                    Ok(Some(pod)) => match (pod_progress(&pod, CONTAINER), end) {
+                        // It ended meanwhile: the next round reads the rest completely.
+                        (PodProgress::Ended(_), _) => continue,
+                        // Silence is not an error: builds have quiet steps. Re-open it, in
+                        // case the connection died.
+                        (_, StreamEnd::Idle) => {
+                            info!(pod = %pod_name, "the log stream was silent; following it again");
+                            continue;
+                        }
+                        (_, StreamEnd::Eof(_)) => {
+                            format!("the log stream of pod {pod_name} ended early")
+                        }
+                    },
                     Ok(None) => {
                         return Ok(match get_opt(&self.jobs(), name).await {
                             Ok(Some(job)) => match job_failure(&job) {
@@ -500,22 +602,22 @@ impl BuildHandler {
                     }
                     Err(e) => {
                         note_k8s_error(e.code());
-                        last_error = e.to_string();
+                        e.to_string()
                     }
                 },
                 Err(FollowError::Store(e)) => return Err(FollowError::Store(e)),
-                Err(FollowError::Kube(e)) => last_error = e,
-            }
-            // A stream that got further than any before is progress, not a failure streak.
-            if sink.lines_read() > furthest {
-                furthest = sink.lines_read();
+                Err(FollowError::Kube(e)) => e,
+            };
+            // A stream that delivered new lines is progress, not a failure streak.
+            if sink.taken() > taken {
+                taken = sink.taken();
                 errors = 0;
             }
             errors += 1;
             if errors >= MAX_FOLLOW_ERRORS {
                 return Err(FollowError::Kube(last_error));
             }
-            warn!(error = %last_error, errors, "re-following the build log from the start");
+            warn!(error = %last_error, errors, "following the build log again");
             let wait =
                 Duration::from_millis(100 * 2u64.pow(errors.min(5))).min(Duration::from_secs(3));
             tokio::time::sleep(wait).await;
@@ -579,12 +681,14 @@ impl BuildHandler {
             batch_wait: self.settings.log_batch_wait,
             max_lines: self.settings.log_max_lines,
         };
-        let mut sink = LogSink::new(
+        let mut sink = LogSink::resume(
             self.store.clone(),
             job.id,
             target.log_attempt as i32,
             limits,
-        );
+        )
+        .await
+        .map_err(|e| store_error("cannot read the stored build log", &e))?;
         let followed = {
             let follow = self.follow(&name, &mut sink);
             tokio::select! {
@@ -629,6 +733,11 @@ impl BuildHandler {
             },
             Ok(Ended::Stuck { reason, message }) => Err(JobError::transient(format!(
                 "the build pod could not start: {reason}: {message}"
+            ))),
+            Ok(Ended::MountFailed(failure)) => Err(JobError::permanent(format!(
+                "the build pod cannot start: {failure} (create it in namespace {}, or fix the \
+                 build's secrets)",
+                self.settings.namespace
             ))),
             Ok(Ended::JobFailed { reason, message }) => Err(JobError::transient(format!(
                 "the build Job failed: {reason}: {message}"

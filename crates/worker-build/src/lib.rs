@@ -7,9 +7,11 @@
 //! 2. adopt the previous attempt's Job when that attempt's worker died (its attempt is
 //!    `abandoned` and its Job still runs), else wait for a slot under the global build cap and
 //!    create (or adopt) the Job named `build_job_name(job, attempt)`;
-//! 3. watch for its pod, follow the container log from the start into `job_logs` (batched,
-//!    ordered, capped; re-read from the start after any interruption, the store drops lines it
-//!    already holds);
+//! 3. watch for its pod (failing for good when a missing Secret keeps it in `ContainerCreating`,
+//!    read from its `FailedMount` Events), follow the container log into `job_logs` (batched,
+//!    ordered, capped; after a drop, an error or a silent stream it is re-read from the last
+//!    line taken, skipping what is held; a gap left by a rotated log file gets a `system`
+//!    line);
 //! 4. when the pod ends, classify: success gives the image digest from the termination message;
 //!    a build error is permanent (with the failing step); OOMKilled, eviction, deadline, a
 //!    builder image that cannot be pulled, API trouble, and a buildctl error that the log tail

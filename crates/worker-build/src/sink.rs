@@ -2,11 +2,20 @@
 //! `job_logs`, capped with a truncation marker, and the last lines kept in memory to explain a
 //! failure.
 //!
-//! Re-following a log from its start ([`LogSink::restart`]) numbers the lines from 0 again: the
-//! store skips the ones it already holds, so a stream re-read after a drop or a worker's death
-//! leaves neither a gap nor a duplicate.
+//! A log is read in several streams when a stream drops, goes silent or a worker takes over a
+//! dead worker's Job. Each re-read resumes from the last line taken: the handler asks the
+//! kubelet for the lines since that line's second ([`LogSink::since`]; `sinceTime` is inclusive
+//! and whole seconds by the time it reaches the kubelet), and the sink skips what it already
+//! holds (earlier timestamps, and the lines of the last timestamp it took, by text), then
+//! numbers the rest after them. The store's seq key is therefore never relied on to drop
+//! duplicates, so a log file that rotated meanwhile cannot renumber lines into it.
+//!
+//! Without a rotation a re-read always starts at or before the last line taken. If its first
+//! line is later, the kubelet no longer has that line (its file was rotated; the log API serves
+//! only the current file) and lines between may be lost: a `system` line says so, with the two
+//! timestamps. Never a silent gap.
 
-use chrono::Utc;
+use chrono::{DateTime, SubsecRound, Utc};
 use slipway_core::JobId;
 use slipway_k8s::logs::DecodedLine;
 use slipway_shared::store::{LogLine, Store, StoreError};
@@ -17,12 +26,29 @@ use tokio::time::Instant;
 /// How many of the last lines are kept for the failure message.
 const TAIL_LINES: usize = 60;
 
+/// Stored lines read back when an attempt's log is taken over.
+const RESUME_LINES: u32 = 1000;
+
 /// Batching and cap settings.
 #[derive(Debug, Clone, Copy)]
 pub struct SinkLimits {
     pub batch_lines: usize,
     pub batch_wait: Duration,
     pub max_lines: u64,
+}
+
+/// Postgres keeps microseconds: compare timestamps at that precision.
+fn micros(ts: DateTime<Utc>) -> DateTime<Utc> {
+    ts.trunc_subsecs(6)
+}
+
+/// The progress of one re-read against what was taken before it.
+#[derive(Debug)]
+struct Reread {
+    /// The re-read delivered a line at or before the last line taken: it overlaps, no gap.
+    anchored: bool,
+    /// Texts of the lines taken at the last timestamp, not yet seen again.
+    unmatched: Vec<String>,
 }
 
 pub struct LogSink {
@@ -35,11 +61,28 @@ pub struct LogSink {
     next_seq: i64,
     truncated: bool,
     tail: VecDeque<String>,
+    /// The timestamp of the last container line taken (stored, pending, or dropped past the
+    /// cap), to the microsecond.
+    last_ts: Option<DateTime<Utc>>,
+    /// The texts of the container lines taken at `last_ts`, in order.
+    at_last: Vec<String>,
+    /// Set while a re-read is still delivering lines that were taken before.
+    reread: Option<Reread>,
+    /// New container lines taken, over every read (progress, for the follower).
+    taken: u64,
 }
 
 impl LogSink {
-    pub fn new(store: Store, job_id: JobId, attempt: i32, limits: SinkLimits) -> Self {
-        LogSink {
+    /// A sink that continues the attempt's stored log, if any: its lines are numbered after
+    /// the stored ones and a re-read skips what is stored.
+    pub async fn resume(
+        store: Store,
+        job_id: JobId,
+        attempt: i32,
+        limits: SinkLimits,
+    ) -> Result<Self, StoreError> {
+        let stored = store.log_tail(job_id, attempt, RESUME_LINES).await?;
+        let mut sink = LogSink {
             store,
             job_id,
             attempt,
@@ -49,17 +92,50 @@ impl LogSink {
             next_seq: 0,
             truncated: false,
             tail: VecDeque::new(),
+            last_ts: None,
+            at_last: Vec::new(),
+            reread: None,
+            taken: 0,
+        };
+        if let Some(last) = stored.last() {
+            sink.next_seq = last.seq + 1;
+            sink.truncated = u64::try_from(sink.next_seq).unwrap_or(0) > limits.max_lines;
         }
+        for line in stored.iter().filter(|l| l.stream != "system") {
+            sink.remember(micros(line.ts), &line.text);
+        }
+        Ok(sink)
     }
 
-    /// Start over from the first line (the log is re-read from its start). Unwritten lines
-    /// are dropped: the re-read delivers them again.
-    pub fn restart(&mut self) {
-        self.batch.clear();
-        self.oldest = None;
-        self.next_seq = 0;
-        self.truncated = false;
-        self.tail.clear();
+    /// Where the next read should start (`sinceTime`): the second of the last line taken,
+    /// rounded down, so the read includes that line. None: read from the start.
+    pub fn since(&self) -> Option<DateTime<Utc>> {
+        self.last_ts.map(|t| t.trunc_subsecs(0))
+    }
+
+    /// A new read of the log begins (from [`LogSink::since`]). Unwritten lines are kept: they
+    /// were taken, and the read skips them.
+    pub fn start_read(&mut self) {
+        self.reread = self.last_ts.map(|_| Reread {
+            anchored: false,
+            unmatched: self.at_last.clone(),
+        });
+    }
+
+    /// A complete read ended (the container had ended before it began). If it never reached
+    /// back to the last line taken, the lines after that line are gone: say so.
+    pub async fn end_complete_read(&mut self) -> Result<(), StoreError> {
+        if let (Some(r), Some(last)) = (self.reread.take(), self.last_ts)
+            && !r.anchored
+        {
+            let text = format!(
+                "[slipway] log lines after {} may be missing: the container's log file was \
+                 rotated before they were read",
+                last.to_rfc3339()
+            );
+            self.system_line(Utc::now(), text).await?;
+        }
+        Ok(())
     }
 
     /// When the pending batch must be written, if there is one.
@@ -67,9 +143,9 @@ impl LogSink {
         self.oldest.map(|t| t + self.limits.batch_wait)
     }
 
-    /// Lines read since the last restart (stored, or dropped past the cap).
-    pub fn lines_read(&self) -> i64 {
-        self.next_seq
+    /// New container lines taken so far (over every read).
+    pub fn taken(&self) -> u64 {
+        self.taken
     }
 
     /// The last lines seen (for the failure message), capped or not.
@@ -77,20 +153,69 @@ impl LogSink {
         self.tail.iter().cloned().collect()
     }
 
-    /// Add a line; writes the batch when it is full.
-    pub async fn push(&mut self, line: DecodedLine) -> Result<(), StoreError> {
+    fn remember(&mut self, ts: DateTime<Utc>, text: &str) {
+        if self.last_ts != Some(ts) {
+            self.last_ts = Some(ts);
+            self.at_last.clear();
+        }
+        self.at_last.push(text.to_owned());
         if self.tail.len() == TAIL_LINES {
             self.tail.pop_front();
         }
-        self.tail.push_back(line.text.clone());
+        self.tail.push_back(text.to_owned());
+    }
+
+    /// Add a line of the container's log; writes the batch when it is full. During a re-read,
+    /// lines taken before are skipped, and a gap before the first new line is marked.
+    pub async fn push(&mut self, line: DecodedLine) -> Result<(), StoreError> {
+        let ts = micros(line.ts.unwrap_or_else(Utc::now));
+        if let (Some(r), Some(last)) = (self.reread.as_mut(), self.last_ts) {
+            if ts < last {
+                r.anchored = true;
+                return Ok(());
+            }
+            if ts == last {
+                r.anchored = true;
+                if let Some(i) = r.unmatched.iter().position(|t| *t == line.text) {
+                    r.unmatched.remove(i);
+                    return Ok(());
+                }
+            }
+            let anchored = r.anchored;
+            self.reread = None;
+            if !anchored {
+                let text = format!(
+                    "[slipway] log lines between {} and {} may be missing: the container's log \
+                     file was rotated before they were read",
+                    last.to_rfc3339(),
+                    ts.to_rfc3339()
+                );
+                self.system_line(ts, text).await?;
+            }
+        }
+        self.remember(ts, &line.text);
+        self.taken += 1;
+        self.take(ts, "stdout", line.text).await
+    }
+
+    async fn system_line(&mut self, ts: DateTime<Utc>, text: String) -> Result<(), StoreError> {
+        self.take(ts, "system", text).await
+    }
+
+    /// Number and batch a line (or drop it past the cap, after one truncation marker).
+    async fn take(
+        &mut self,
+        ts: DateTime<Utc>,
+        stream: &str,
+        text: String,
+    ) -> Result<(), StoreError> {
         let cap = i64::try_from(self.limits.max_lines).unwrap_or(i64::MAX);
-        let ts = line.ts.unwrap_or_else(Utc::now);
         if self.next_seq < cap {
             self.batch.push(LogLine {
                 seq: self.next_seq,
                 ts,
-                stream: "stdout".into(),
-                text: line.text,
+                stream: stream.into(),
+                text,
             });
         } else if !self.truncated {
             self.truncated = true;
@@ -150,5 +275,119 @@ impl LogSink {
         self.batch.clear();
         self.oldest = None;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use serde_json::json;
+    use slipway_core::JobKind;
+    use slipway_shared::store::NewJob;
+    use slipway_shared::testing::TestDb;
+
+    const LIMITS: SinkLimits = SinkLimits {
+        batch_lines: 100,
+        batch_wait: Duration::from_secs(1),
+        max_lines: 1000,
+    };
+
+    /// Line `i` at 10:00:00 + i × 100 ms, with a nanosecond part Postgres cannot keep.
+    fn line(i: i64) -> DecodedLine {
+        let ts = Utc.timestamp_opt(1_796_637_600, 0).unwrap()
+            + chrono::TimeDelta::milliseconds(100 * i)
+            + chrono::TimeDelta::nanoseconds(789);
+        DecodedLine {
+            ts: Some(ts),
+            text: format!("line {i}"),
+        }
+    }
+
+    async fn read(sink: &mut LogSink, lines: impl IntoIterator<Item = i64>) {
+        sink.start_read();
+        for i in lines {
+            sink.push(line(i)).await.unwrap();
+        }
+        sink.flush().await.unwrap();
+    }
+
+    /// A dead worker stored lines 0..=24; its successor resumes the attempt's log.
+    async fn taken_over() -> (TestDb, Store, JobId, LogSink) {
+        let db = TestDb::new().await.unwrap();
+        let store = db.store();
+        let job = store
+            .insert_job(NewJob::new(JobKind::Build, json!({})))
+            .await
+            .unwrap()
+            .job;
+        let mut first = LogSink::resume(store.clone(), job.id, 1, LIMITS)
+            .await
+            .unwrap();
+        read(&mut first, 0..25).await;
+        let sink = LogSink::resume(store.clone(), job.id, 1, LIMITS)
+            .await
+            .unwrap();
+        (db, store, job.id, sink)
+    }
+
+    #[tokio::test]
+    async fn a_successor_resumes_after_the_stored_lines_without_duplicates() {
+        let (_db, store, id, mut sink) = taken_over().await;
+        // Resumes from line 24's second (10:00:02), which starts at line 20.
+        assert_eq!(
+            sink.since(),
+            Some(Utc.timestamp_opt(1_796_637_602, 0).unwrap())
+        );
+        // The kubelet re-sends lines 20..=24, then the new ones.
+        read(&mut sink, 20..40).await;
+        let stored = store.read_logs(id, None, 1000).await.unwrap();
+        let texts: Vec<String> = stored.iter().map(|l| l.text.clone()).collect();
+        assert_eq!(
+            texts,
+            (0..40).map(|i| format!("line {i}")).collect::<Vec<_>>()
+        );
+        assert!(stored.iter().enumerate().all(|(i, l)| l.seq == i as i64));
+        // A complete read that only repeats what is held adds nothing, and no marker.
+        read(&mut sink, 38..40).await;
+        sink.end_complete_read().await.unwrap();
+        sink.flush().await.unwrap();
+        assert_eq!(store.read_logs(id, None, 1000).await.unwrap().len(), 40);
+    }
+
+    #[tokio::test]
+    async fn a_successor_marks_the_lines_rotated_away_before_it_read_them() {
+        let (_db, store, id, mut sink) = taken_over().await;
+        // The file now starts at line 31: lines 25..=30 are gone.
+        read(&mut sink, 31..35).await;
+        let stored = store.read_logs(id, None, 1000).await.unwrap();
+        assert_eq!(stored.len(), 25 + 1 + 4);
+        let marker = &stored[25];
+        assert_eq!((marker.seq, marker.stream.as_str()), (25, "system"));
+        assert!(
+            marker.text.contains("may be missing")
+                && marker.text.contains("10:00:02.400")
+                && marker.text.contains("10:00:03.100"),
+            "{}",
+            marker.text
+        );
+        assert_eq!(stored[26].text, "line 31");
+        assert_eq!(stored[29].seq, 29);
+    }
+
+    #[tokio::test]
+    async fn a_last_read_that_never_reaches_back_says_what_may_be_missing() {
+        let (_db, store, id, mut sink) = taken_over().await;
+        read(&mut sink, []).await;
+        sink.end_complete_read().await.unwrap();
+        sink.flush().await.unwrap();
+        let stored = store.read_logs(id, None, 1000).await.unwrap();
+        assert_eq!(stored.len(), 26);
+        assert_eq!(stored[25].stream, "system");
+        assert!(
+            stored[25].text.contains("after 2026"),
+            "{}",
+            stored[25].text
+        );
     }
 }

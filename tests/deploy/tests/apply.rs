@@ -11,6 +11,7 @@ use kube_sim::{Delays, KubeSim};
 use serde_json::Value;
 use slipway_deploy_tests::chart::{self, DEFAULT, EVERYTHING, Install, NAMESPACE, PRODUCTION};
 use slipway_deploy_tests::{helm, kubectl};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use tokio::process::Command;
 
@@ -24,6 +25,41 @@ fn plural(kind: &str) -> String {
         "HorizontalPodAutoscaler" => "horizontalpodautoscalers".into(),
         other => format!("{}s", other.to_ascii_lowercase()),
     }
+}
+
+/// The Secrets the chart's pods mount or read that the chart does not render (its
+/// `existingSecret`s), each with the keys they use: the operator creates them before the
+/// install, and without them the kubelet keeps a pod that mounts one in `ContainerCreating`.
+fn external_secrets(docs: &[Value]) -> BTreeMap<(String, String), BTreeSet<String>> {
+    let mut out: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+    for d in chart::of_kind(docs, "Deployment") {
+        let (_, ns, _) = chart::id(d);
+        let spec = &d["spec"]["template"]["spec"];
+        let mut uses = |name: &str, key: Option<&str>| {
+            let rendered = chart::of_kind(docs, "Secret").any(|s| chart::id(s).2 == name);
+            if !rendered && !name.is_empty() {
+                let keys = out.entry((ns.clone(), name.to_owned())).or_default();
+                keys.extend(key.map(String::from));
+            }
+        };
+        for v in spec["volumes"].as_array().into_iter().flatten() {
+            if let Some(name) = v["secret"]["secretName"].as_str() {
+                uses(name, None);
+                for item in v["secret"]["items"].as_array().into_iter().flatten() {
+                    uses(name, item["key"].as_str());
+                }
+            }
+        }
+        for c in spec["containers"].as_array().into_iter().flatten() {
+            for env in c["env"].as_array().into_iter().flatten() {
+                let r = &env["valueFrom"]["secretKeyRef"];
+                if let Some(name) = r["name"].as_str() {
+                    uses(name, r["key"].as_str());
+                }
+            }
+        }
+    }
+    out
 }
 
 async fn apply_and_wait(install: Install<'_>) {
@@ -48,6 +84,17 @@ async fn apply_and_wait(install: Install<'_>) {
         .start()
         .await
         .expect("start the simulator");
+    for ((ns, name), keys) in external_secrets(&docs) {
+        let data: serde_json::Map<String, Value> = keys
+            .into_iter()
+            .map(|k| (k, Value::String("eA==".into())))
+            .collect();
+        let secret = serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name, "namespace": ns}, "data": data});
+        sim.store()
+            .create(kube_sim::kinds::by_plural("secrets"), &ns, secret, None)
+            .expect("create an existing Secret");
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("slipway.yaml");
     std::fs::write(&file, &manifests).expect("write manifests");

@@ -108,6 +108,7 @@ fn expected_grants(component: &str) -> BTreeSet<Grant> {
             (b, "batch", &["jobs"], &["create", "get", "list", "delete"]),
             (b, "", &["pods"], &["get", "list", "watch"]),
             (b, "", &["pods/log"], &["get"]),
+            (b, "", &["events"], &["list"]),
         ]),
         "worker-launch" => grants(&[
             (

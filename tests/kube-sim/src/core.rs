@@ -177,6 +177,147 @@ impl Core {
         let _ = self.store.create(idx::events(), ns, ev, None);
     }
 
+    /// Records a repeated core/v1 Event the way client-go's event correlator does
+    /// (`staging/src/k8s.io/client-go/tools/record/events_cache.go`, `eventLogger`): an Event
+    /// identical to an earlier one (same object, type, reason, message and source) bumps that
+    /// Event's `count` and `lastTimestamp` instead of creating another.
+    fn event_repeated(
+        &self,
+        obj: &Value,
+        etype: &str,
+        reason: &str,
+        message: &str,
+        component: &str,
+    ) {
+        let ns = s(obj, "/metadata/namespace");
+        if !self.events || ns.is_empty() {
+            return;
+        }
+        let uid = s(obj, "/metadata/uid");
+        let same = self
+            .store
+            .all(idx::events(), Some(ns))
+            .into_iter()
+            .find(|e| {
+                s(e, "/involvedObject/uid") == uid
+                    && s(e, "/type") == etype
+                    && s(e, "/reason") == reason
+                    && s(e, "/message") == message
+                    && s(e, "/source/component") == component
+            });
+        match same {
+            Some(e) => {
+                let _ = self.store.mutate(
+                    idx::events(),
+                    ns,
+                    s(&e, "/metadata/name"),
+                    Part::Main,
+                    |e| {
+                        let count = i(e, "/count").max(1) + 1;
+                        e["count"] = json!(count);
+                        e["lastTimestamp"] = json!(now_rfc3339());
+                    },
+                );
+            }
+            None => self.event(obj, etype, reason, message, component),
+        }
+    }
+
+    /// Why each Secret or ConfigMap volume of a pod cannot be set up, as `(volume, error)`:
+    /// the object is missing (`secret "x" not found`, from the kubelet's secret manager) or
+    /// lacks a key the volume lists (`references non-existent secret key: k`). Volumes marked
+    /// `optional: true` never fail (`pkg/volume/secret/secret.go` and
+    /// `pkg/volume/configmap/configmap.go`, `SetUpAt` and `MakePayload`).
+    fn mount_failures(&self, pod: &Value, ns: &str) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let volumes = pod.pointer("/spec/volumes").and_then(Value::as_array);
+        for v in volumes.into_iter().flatten() {
+            let (source, plural, what, key_error) = if let Some(src) = v.get("secret") {
+                (
+                    src,
+                    "secrets",
+                    "secret",
+                    "references non-existent secret key",
+                )
+            } else if let Some(src) = v.get("configMap") {
+                (
+                    src,
+                    "configmaps",
+                    "configmap",
+                    "configmap references non-existent config key",
+                )
+            } else {
+                continue;
+            };
+            if source.get("optional").and_then(Value::as_bool) == Some(true) {
+                continue;
+            }
+            let name = s(
+                source,
+                if what == "secret" {
+                    "/secretName"
+                } else {
+                    "/name"
+                },
+            );
+            let vol = s(v, "/name").to_string();
+            let Ok(obj) = self.store.get(crate::kinds::by_plural(plural), ns, name) else {
+                out.push((vol, format!("{what} \"{name}\" not found")));
+                continue;
+            };
+            let items = source.get("items").and_then(Value::as_array);
+            let has = |k: &str| {
+                ["/data", "/stringData", "/binaryData"]
+                    .iter()
+                    .any(|p| obj.pointer(p).and_then(|d| d.get(k)).is_some())
+            };
+            if let Some(key) = items
+                .into_iter()
+                .flatten()
+                .map(|it| s(it, "/key"))
+                .find(|k| !has(k))
+            {
+                out.push((vol, format!("{key_error}: {key}")));
+            }
+        }
+        out
+    }
+
+    /// The kubelet mounts a pod's volumes before it pulls images or starts containers
+    /// (`WaitForAttachAndMount`). A failed `MountVolume.SetUp` is recorded as a `FailedMount`
+    /// Warning (`pkg/volume/util/operationexecutor/operation_generator.go`, message built by
+    /// `generateVolumeMsg` in `operation_executor.go`) and retried with exponential back-off,
+    /// 0.5 s doubling up to 2 min 2 s (`pkg/util/goroutinemap/exponentialbackoff`), scaled by
+    /// `time_scale`; the pod stays Pending in ContainerCreating until every mount succeeds, and
+    /// starts once the missing object appears. Returns false when the pod went away (or the
+    /// simulator stopped) meanwhile.
+    async fn mount_volumes(&self, pod: &Value, ns: &str, name: &str, uid: &str) -> bool {
+        let mut backoff = 0.5f64;
+        loop {
+            let failures = self.mount_failures(pod, ns);
+            if failures.is_empty() {
+                return true;
+            }
+            for (vol, err) in &failures {
+                self.event_repeated(
+                    pod,
+                    "Warning",
+                    "FailedMount",
+                    &format!("MountVolume.SetUp failed for volume \"{vol}\" : {err}"),
+                    "kubelet",
+                );
+            }
+            tokio::select! {
+                () = tokio::time::sleep(self.delays.scaled(backoff)) => {}
+                () = self.shutdown.cancelled() => return false,
+            }
+            if !self.alive(ns, name, uid) {
+                return false;
+            }
+            backoff = (backoff * 2.0).min(122.0);
+        }
+    }
+
     /// The script for a new pod: queued override, else the test's script, else the default; a
     /// BuildKit contract script is run against the pod's command here.
     fn script_for(&self, info: &PodInfo) -> PodScript {
@@ -787,6 +928,9 @@ impl Core {
             set_condition(p, condition("PodScheduled", true, "", ""), false);
             clean_conditions(p);
         });
+        if !self.mount_volumes(&pod, &ns, &name, &uid).await {
+            return;
+        }
         tokio::time::sleep(script.start_delay).await;
         if script.outcome == Outcome::ImagePullBackOff {
             let image = containers.first().map(|c| c.1.clone()).unwrap_or_default();

@@ -34,6 +34,19 @@ pub enum FaultAction {
     },
     /// Answer a watch with HTTP 200 and an in-stream 410 Expired ERROR event.
     Expire,
+    /// Cut a log stream (`pods/log`) after this many lines: the connection breaks mid-body
+    /// and the client sees an incomplete response (a network cut, a proxy's timeout).
+    DropLogs {
+        /// Lines sent before the stream ends.
+        after_lines: usize,
+    },
+    /// Send this many lines of a log stream (`pods/log`), then hold the connection open and
+    /// send nothing more, whatever the container writes: a connection that died silently
+    /// (no FIN, no RST) as a client without a read timeout sees it.
+    StallLogs {
+        /// Lines sent before the stream goes silent.
+        after_lines: usize,
+    },
 }
 
 /// A fault rule: which requests, what happens, how often.
@@ -58,6 +71,10 @@ pub struct FaultRule {
     /// Apply only for this long from when the rule is added.
     #[serde(default)]
     pub for_ms: Option<u64>,
+    /// Let this many matching requests through untouched before the rule applies (they do
+    /// not count against `times`).
+    #[serde(default)]
+    pub skip: Option<u32>,
 }
 
 impl FaultRule {
@@ -71,6 +88,7 @@ impl FaultRule {
             action,
             times: None,
             for_ms: None,
+            skip: None,
         }
     }
     /// Only this verb.
@@ -95,6 +113,12 @@ impl FaultRule {
     #[must_use]
     pub fn times(mut self, n: u32) -> Self {
         self.times = Some(n);
+        self
+    }
+    /// Let the first `n` matching requests through first.
+    #[must_use]
+    pub fn skip(mut self, n: u32) -> Self {
+        self.skip = Some(n);
         self
     }
     /// Only during the next `d`.
@@ -160,6 +184,10 @@ impl Faults {
                 && r.resource.as_deref().is_none_or(|x| x == resource)
                 && r.path_contains.as_deref().is_none_or(|p| path.contains(p));
             if ok {
+                if let Some(s) = r.skip.as_mut().filter(|s| **s > 0) {
+                    *s -= 1;
+                    continue;
+                }
                 if let Some(t) = r.times.as_mut() {
                     *t -= 1;
                 }

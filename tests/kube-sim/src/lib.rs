@@ -70,6 +70,7 @@ pub struct KubeSimBuilder {
     model: ClusterModel,
     forced_ns_labels: Vec<(String, String)>,
     kube_version: KubeVersion,
+    log_rotate_bytes: usize,
 }
 
 impl KubeSimBuilder {
@@ -152,6 +153,15 @@ impl KubeSimBuilder {
         self
     }
 
+    /// Rotate a container's current log file once it holds this many bytes (default 10 MiB,
+    /// the kubelet's `containerLogMaxSize`; 0: never). Log requests made after a rotation see
+    /// only the current file; follows already open keep reading.
+    #[must_use]
+    pub fn log_rotate_bytes(mut self, bytes: usize) -> Self {
+        self.log_rotate_bytes = bytes;
+        self
+    }
+
     /// Where to write the kubeconfig (default: a temporary file removed on drop).
     #[must_use]
     pub fn kubeconfig_path(mut self, p: impl Into<PathBuf>) -> Self {
@@ -166,7 +176,7 @@ impl KubeSimBuilder {
         let addr = listener.local_addr()?;
         let core = Arc::new(Core {
             store: Store::new(self.history_limit),
-            logs: logs::Logs::default(),
+            logs: logs::Logs::new(Some(self.log_rotate_bytes)),
             delays: self.delays,
             script: self.script,
             overrides: Mutex::new(Vec::new()),
@@ -311,6 +321,7 @@ impl KubeSim {
             model: ClusterModel::default(),
             forced_ns_labels: Vec::new(),
             kube_version: KubeVersion::default(),
+            log_rotate_bytes: logs::DEFAULT_ROTATE_BYTES,
         }
     }
 
@@ -423,16 +434,27 @@ impl KubeSim {
             .unwrap_or_default()
     }
 
-    /// The log lines of a pod's container (first container when None).
+    /// Every log line a pod's container wrote (first container when None), rotated files
+    /// included.
     #[must_use]
     pub fn pod_logs(&self, ns: &str, pod: &str, container: Option<&str>) -> Vec<String> {
-        let Some(p) = self.object("pods", ns, pod) else {
-            return Vec::new();
-        };
-        let uid = p
-            .pointer("/metadata/uid")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        self.log_buf(ns, pod, container)
+            .map(|b| b.lines_from(0).into_iter().map(|(_, l)| l).collect())
+            .unwrap_or_default()
+    }
+
+    /// The lines of a pod container's current log file (first container when None): what a
+    /// log request sees now, after any rotation. [`KubeSim::pod_logs`] has every line.
+    #[must_use]
+    pub fn pod_log_file(&self, ns: &str, pod: &str, container: Option<&str>) -> Vec<String> {
+        self.log_buf(ns, pod, container)
+            .map(|b| b.current_file().1.into_iter().map(|(_, l)| l).collect())
+            .unwrap_or_default()
+    }
+
+    fn log_buf(&self, ns: &str, pod: &str, container: Option<&str>) -> Option<Arc<logs::LogBuf>> {
+        let p = self.object("pods", ns, pod)?;
+        let uid = p.pointer("/metadata/uid").and_then(Value::as_str)?;
         let c = container
             .map(String::from)
             .or_else(|| {
@@ -441,11 +463,7 @@ impl KubeSim {
                     .map(String::from)
             })
             .unwrap_or_default();
-        self.core
-            .logs
-            .get(uid, &c)
-            .map(|b| b.lines_from(0).into_iter().map(|(_, l)| l).collect())
-            .unwrap_or_default()
+        self.core.logs.get(uid, &c)
     }
 
     /// Waits until `cond` holds over the store, re-checking on every change.

@@ -1,5 +1,15 @@
-//! Container log buffers: lines with timestamps, a "finished" flag, and a change signal for
-//! followers.
+//! Container log buffers: lines with timestamps, a "finished" flag, a change signal for
+//! followers, and size-based rotation.
+//!
+//! Rotation follows the kubelet's container log manager
+//! (`pkg/kubelet/logs/container_log_manager.go`): once the current file of a running container
+//! reaches the size limit (`containerLogMaxSize`, 10 MiB by default) it is renamed and the
+//! runtime reopens an empty file. The log API reads only the current file
+//! (`pkg/kubelet/kuberuntime/logs/logs.go`, `ReadLogs`), so a request made after a rotation
+//! no longer sees the older lines, while a follow already open drains the old file and then
+//! reopens the new one (`waitLogs` reports the rename, `ReadLogs` reopens the path): it loses
+//! nothing. The kubelet checks sizes every `containerLogMonitorInterval` (10 s); the simulator
+//! checks on every write.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -7,33 +17,71 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
+/// The kubelet's default `containerLogMaxSize` (10 MiB).
+pub const DEFAULT_ROTATE_BYTES: usize = 10 << 20;
+
+/// The size a line takes in the runtime's CRI log file:
+/// `<RFC 3339 nanos> stdout F <text>\n` (`parseCRILog` in the kubelet's `logs.go`).
+fn cri_line_len(ts: &DateTime<Utc>, text: &str) -> usize {
+    let stamp = ts.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    stamp.len() + " stdout F ".len() + text.len() + 1
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    lines: Vec<(DateTime<Utc>, String)>,
+    /// Index of the first line of the current file (earlier lines are in rotated files).
+    file_start: usize,
+    /// Bytes in the current file.
+    file_bytes: usize,
+}
+
 /// One container's log.
 #[derive(Debug)]
 pub struct LogBuf {
-    lines: Mutex<Vec<(DateTime<Utc>, String)>>,
-    /// Number of lines, and `usize::MAX` bit flips are avoided: finished is separate.
+    inner: Mutex<Inner>,
+    /// Rotate the current file once it holds this many bytes (None: never).
+    rotate_bytes: Option<usize>,
+    /// Number of lines, and whether the container has ended.
     changed: watch::Sender<(usize, bool)>,
 }
 
 impl LogBuf {
-    fn new() -> Self {
+    fn new(rotate_bytes: Option<usize>) -> Self {
         Self {
-            lines: Mutex::new(Vec::new()),
+            inner: Mutex::new(Inner::default()),
+            rotate_bytes,
             changed: watch::channel((0, false)).0,
         }
     }
 
-    /// Appends a line.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Appends a line (rotating the current file when it reached the size limit).
     pub fn push(&self, line: String) {
         let n = {
-            let mut g = self
-                .lines
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            g.push((Utc::now(), line));
-            g.len()
+            let mut g = self.lock();
+            let ts = Utc::now();
+            g.file_bytes += cri_line_len(&ts, &line);
+            g.lines.push((ts, line));
+            if self.rotate_bytes.is_some_and(|max| g.file_bytes >= max) {
+                g.file_start = g.lines.len();
+                g.file_bytes = 0;
+            }
+            g.lines.len()
         };
         self.changed.send_modify(|s| s.0 = n);
+    }
+
+    /// Rotates the current file now (as the kubelet does once it is over the size limit).
+    pub fn rotate(&self) {
+        let mut g = self.lock();
+        g.file_start = g.lines.len();
+        g.file_bytes = 0;
     }
 
     /// Marks the container as ended; followers stop.
@@ -47,14 +95,18 @@ impl LogBuf {
         self.changed.borrow().1
     }
 
-    /// Lines from index `from`.
+    /// Lines from index `from` (over every file: what an open follow reads).
     #[must_use]
     pub fn lines_from(&self, from: usize) -> Vec<(DateTime<Utc>, String)> {
-        let g = self
-            .lines
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        g.get(from..).map(<[_]>::to_vec).unwrap_or_default()
+        let g = self.lock();
+        g.lines.get(from..).map(<[_]>::to_vec).unwrap_or_default()
+    }
+
+    /// The current file: the index of its first line and its lines (what a new request reads).
+    #[must_use]
+    pub fn current_file(&self) -> (usize, Vec<(DateTime<Utc>, String)>) {
+        let g = self.lock();
+        (g.file_start, g.lines[g.file_start..].to_vec())
     }
 
     /// A receiver for changes.
@@ -65,42 +117,55 @@ impl LogBuf {
 }
 
 /// All containers' logs, keyed by pod uid and container name.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Logs {
     map: Mutex<HashMap<(String, String), Arc<LogBuf>>>,
+    rotate_bytes: Option<usize>,
+}
+
+impl Default for Logs {
+    fn default() -> Self {
+        Self::new(Some(DEFAULT_ROTATE_BYTES))
+    }
 }
 
 impl Logs {
+    /// Logs whose files rotate at `rotate_bytes` (None: never).
+    #[must_use]
+    pub fn new(rotate_bytes: Option<usize>) -> Self {
+        Self {
+            map: Mutex::new(HashMap::new()),
+            rotate_bytes: rotate_bytes.filter(|b| *b > 0),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Arc<LogBuf>>> {
+        self.map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// The buffer of a container, created on first use.
     #[must_use]
     pub fn buf(&self, pod_uid: &str, container: &str) -> Arc<LogBuf> {
-        let mut g = self
-            .map
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        g.entry((pod_uid.to_string(), container.to_string()))
-            .or_insert_with(|| Arc::new(LogBuf::new()))
+        let rotate = self.rotate_bytes;
+        self.lock()
+            .entry((pod_uid.to_string(), container.to_string()))
+            .or_insert_with(|| Arc::new(LogBuf::new(rotate)))
             .clone()
     }
 
     /// The buffer if it exists.
     #[must_use]
     pub fn get(&self, pod_uid: &str, container: &str) -> Option<Arc<LogBuf>> {
-        let g = self
-            .map
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        g.get(&(pod_uid.to_string(), container.to_string()))
+        self.lock()
+            .get(&(pod_uid.to_string(), container.to_string()))
             .cloned()
     }
 
     /// Finishes and forgets every buffer of a pod.
     pub fn drop_pod(&self, pod_uid: &str) {
-        let mut g = self
-            .map
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        g.retain(|(uid, _), b| {
+        self.lock().retain(|(uid, _), b| {
             if uid == pod_uid {
                 b.finish();
                 false
@@ -112,14 +177,32 @@ impl Logs {
 
     /// Finishes every buffer of a pod (kept for reading).
     pub fn finish_pod(&self, pod_uid: &str) {
-        let g = self
-            .map
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for ((uid, _), b) in g.iter() {
+        for ((uid, _), b) in self.lock().iter() {
             if uid == pod_uid {
                 b.finish();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_current_file_starts_after_a_rotation_and_followers_keep_every_line() {
+        let b = LogBuf::new(Some(200));
+        for i in 0..10 {
+            b.push(format!("line {i} {}", "x".repeat(40)));
+        }
+        let (start, current) = b.current_file();
+        assert!(start > 0 && start < 10, "{start}");
+        assert_eq!(current.len(), 10 - start);
+        assert_eq!(b.lines_from(0).len(), 10);
+        let never = LogBuf::new(None);
+        for i in 0..100 {
+            never.push(format!("{i}"));
+        }
+        assert_eq!(never.current_file().0, 0);
     }
 }

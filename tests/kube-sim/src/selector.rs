@@ -165,13 +165,32 @@ impl LabelSelector {
 }
 
 /// A parsed field selector; supports `metadata.name`, `metadata.namespace`, `status.phase`
-/// and `spec.nodeName` with `=`, `==` and `!=`.
+/// and `spec.nodeName` (and Event's `involvedObject.*`, `reason`, `source`, `type`) with `=`,
+/// `==` and `!=`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FieldSelector(Vec<(String, bool, String)>);
 
 impl FieldSelector {
     /// Parses a field selector; unsupported fields are a 400 like the real server.
     pub fn parse(s: &str) -> Result<Self, String> {
+        Self::parse_for("", s)
+    }
+
+    /// Parses a field selector for a kind: the common fields, plus Event's own
+    /// (`pkg/apis/core/v1/conversion.go`, `addFieldLabelConversionsForEvent`).
+    pub fn parse_for(kind: &str, s: &str) -> Result<Self, String> {
+        const EVENT_FIELDS: [&str; 10] = [
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "source",
+            "type",
+        ];
         let mut out = Vec::new();
         for part in split_top(s) {
             let (k, eq, v) = if let Some((k, v)) = part.split_once("!=") {
@@ -186,10 +205,12 @@ impl FieldSelector {
                 ));
             };
             let k = k.trim();
-            if !matches!(
+            let common = matches!(
                 k,
                 "metadata.name" | "metadata.namespace" | "status.phase" | "spec.nodeName"
-            ) {
+            );
+            let event_field = kind == "Event" && EVENT_FIELDS.contains(&k);
+            if !(common || event_field) {
                 return Err(format!("field label not supported: {k}"));
             }
             out.push((k.to_string(), eq, v.trim().to_string()));
@@ -201,6 +222,8 @@ impl FieldSelector {
     #[must_use]
     pub fn matches(&self, obj: &Value) -> bool {
         self.0.iter().all(|(k, eq, v)| {
+            // An Event's `source` field is its source component.
+            let k = if k == "source" { "source.component" } else { k };
             let ptr = format!("/{}", k.replace('.', "/"));
             let actual = obj
                 .pointer(&ptr)

@@ -635,16 +635,19 @@ fn resources(group: &str, version: &str) -> Option<Value> {
     )
 }
 
-fn selectors(ctx: &Ctx) -> Result<(LabelSelector, FieldSelector), ApiError> {
+fn selectors(ctx: &Ctx, kind: usize) -> Result<(LabelSelector, FieldSelector), ApiError> {
     let l = LabelSelector::parse(ctx.param("labelSelector").unwrap_or_default())
         .map_err(ApiError::bad_request)?;
-    let f = FieldSelector::parse(ctx.param("fieldSelector").unwrap_or_default())
-        .map_err(ApiError::bad_request)?;
+    let f = FieldSelector::parse_for(
+        KINDS[kind].kind,
+        ctx.param("fieldSelector").unwrap_or_default(),
+    )
+    .map_err(ApiError::bad_request)?;
     Ok((l, f))
 }
 
 fn list(ctx: &Ctx, kind: usize, ns: Option<&str>) -> Result<Response, ApiError> {
-    let (l, f) = selectors(ctx)?;
+    let (l, f) = selectors(ctx, kind)?;
     let limit = ctx.param("limit").and_then(|s| s.parse::<usize>().ok());
     let r = ctx
         .core
@@ -734,7 +737,7 @@ fn delete_one(ctx: &Ctx, kind: usize, ns: &str, name: &str) -> Result<Response, 
 }
 
 fn delete_collection(ctx: &Ctx, kind: usize, ns: Option<&str>) -> Result<Response, ApiError> {
-    let (l, f) = selectors(ctx)?;
+    let (l, f) = selectors(ctx, kind)?;
     let opts = delete_opts(ctx)?;
     let r = ctx.core.store.list(kind, ns, &l, &f, None, None)?;
     let mut items = Vec::new();
@@ -1006,7 +1009,7 @@ impl WatchOut {
 }
 
 fn watch(ctx: &Ctx, kind: usize, ns: Option<String>) -> Result<Response, ApiError> {
-    let (labels, fields) = selectors(ctx)?;
+    let (labels, fields) = selectors(ctx, kind)?;
     let core = ctx.core.clone();
     let timeout = ctx
         .param("timeoutSeconds")
@@ -1141,12 +1144,10 @@ fn watch(ctx: &Ctx, kind: usize, ns: Option<String>) -> Result<Response, ApiErro
     Ok(r)
 }
 
-fn go_nano(ts: &chrono::DateTime<chrono::Utc>) -> String {
-    let s = ts.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-    // Go's RFC3339Nano drops trailing zeros of the fraction.
-    let (main, _) = s.split_at(s.len() - 1);
-    let trimmed = main.trim_end_matches('0').trim_end_matches('.');
-    format!("{trimmed}Z")
+/// The kubelet writes log timestamps as `RFC3339NanoFixed` (nine fraction digits;
+/// `pkg/kubelet/kuberuntime/logs/logs.go` `timeFormatOut`, `pkg/kubelet/types/constants.go`).
+fn kubelet_nano(ts: &chrono::DateTime<chrono::Utc>) -> String {
+    ts.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
 async fn logs(ctx: &Ctx, ns: &str, name: &str) -> Result<Response, ApiError> {
@@ -1204,11 +1205,15 @@ async fn logs(ctx: &Ctx, ns: &str, name: &str) -> Result<Response, ApiError> {
     let follow = ctx.param("follow") == Some("true");
     let timestamps = ctx.param("timestamps") == Some("true");
     let tail = ctx.param("tailLines").and_then(|s| s.parse::<usize>().ok());
+    // The API server parses sinceTime as RFC 3339 (fractions accepted) but passes it on to the
+    // kubelet re-formatted with `time.RFC3339`, whole seconds: the fraction is cut off
+    // (`pkg/registry/core/pod/strategy.go`, `LogLocation`).
     let since_time = ctx
         .param("sinceTime")
         .map(|s| chrono::DateTime::parse_from_rfc3339(s).map(|d| d.with_timezone(&chrono::Utc)))
         .transpose()
-        .map_err(|e| ApiError::bad_request(format!("invalid sinceTime: {e}")))?;
+        .map_err(|e| ApiError::bad_request(format!("invalid sinceTime: {e}")))?
+        .map(|t| chrono::Timelike::with_nanosecond(&t, 0).unwrap_or(t));
     let since_secs = ctx
         .param("sinceSeconds")
         .and_then(|s| s.parse::<i64>().ok());
@@ -1222,64 +1227,100 @@ async fn logs(ctx: &Ctx, ns: &str, name: &str) -> Result<Response, ApiError> {
         .and_then(|s| s.parse::<usize>().ok());
     let fmt = move |(ts, line): &(chrono::DateTime<chrono::Utc>, String)| {
         if timestamps {
-            format!("{} {line}\n", go_nano(ts))
+            format!("{} {line}\n", kubelet_nano(ts))
         } else {
             format!("{line}\n")
         }
     };
-    let mut initial: Vec<(chrono::DateTime<chrono::Utc>, String)> =
-        buf.as_ref().map(|b| b.lines_from(0)).unwrap_or_default();
-    let total = initial.len();
+    // A new request reads the current file only: rotated files are not served.
+    let (file_start, mut initial) = buf.as_ref().map(|b| b.current_file()).unwrap_or_default();
+    let next = file_start + initial.len();
     if let Some(s) = since {
+        // The kubelet skips a line only when its timestamp is before `since`: inclusive.
         initial.retain(|(t, _)| *t >= s);
     }
     if let Some(t) = tail {
         let skip = initial.len().saturating_sub(t);
         initial.drain(..skip);
     }
-    let mut text: String = initial.iter().map(fmt).collect();
-    if let Some(lb) = limit_bytes {
-        text.truncate(lb);
-    }
-    let plain = |t: String| {
-        let mut r = Response::new(Body::from(t));
+    let (line_limit, stall) = match &ctx.watch_fault {
+        Some(FaultAction::DropLogs { after_lines }) => (Some(*after_lines), false),
+        Some(FaultAction::StallLogs { after_lines }) => (Some(*after_lines), true),
+        _ => (None, false),
+    };
+    let plain = |body: Body| {
+        let mut r = Response::new(body);
         r.headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         r
     };
-    let Some(buf) = buf.filter(|_| follow) else {
-        return Ok(plain(text));
-    };
-    let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(256);
-    tokio::spawn(async move {
-        if !text.is_empty() && tx.send(Ok(Bytes::from(text))).await.is_err() {
-            return;
+    let buf = buf.filter(|_| follow);
+    if buf.is_none() && line_limit.is_none() {
+        let mut text: String = initial.iter().map(fmt).collect();
+        if let Some(lb) = limit_bytes {
+            text.truncate(lb);
         }
-        let mut next = total;
-        let mut changes = buf.subscribe();
-        loop {
-            let finished = buf.finished();
-            let new = buf.lines_from(next);
-            next += new.len();
-            for l in &new {
-                if tx.send(Ok(Bytes::from(fmt(l)))).await.is_err() {
-                    return;
+        return Ok(plain(Body::from(text)));
+    }
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(256);
+    tokio::spawn(async move {
+        let mut sent = 0usize;
+        // Sends a line; false once the stream must stop sending (client gone, or a fault).
+        let send = async |l: &(chrono::DateTime<chrono::Utc>, String), sent: &mut usize| {
+            if line_limit.is_some_and(|n| *sent >= n) {
+                return false;
+            }
+            *sent += 1;
+            tx.send(Ok(Bytes::from(fmt(l)))).await.is_ok()
+        };
+        'stream: {
+            for l in &initial {
+                if !send(l, &mut sent).await {
+                    break 'stream;
                 }
             }
-            if finished {
-                return;
-            }
-            tokio::select! {
-                r = changes.changed() => if r.is_err() { return },
-                () = tx.closed() => return,
-                () = core.shutdown.cancelled() => return,
+            let Some(buf) = buf else { break 'stream };
+            let mut next = next;
+            let mut changes = buf.subscribe();
+            loop {
+                let finished = buf.finished();
+                let new = buf.lines_from(next);
+                next += new.len();
+                for l in &new {
+                    if !send(l, &mut sent).await {
+                        break 'stream;
+                    }
+                }
+                if finished {
+                    break 'stream;
+                }
+                tokio::select! {
+                    r = changes.changed() => if r.is_err() { break 'stream },
+                    () = tx.closed() => return,
+                    () = core.shutdown.cancelled() => return,
+                }
             }
         }
+        if stall {
+            // Hold the connection open, silent, until the client gives up.
+            tokio::select! {
+                () = tx.closed() => {}
+                () = core.shutdown.cancelled() => {}
+            }
+        } else if line_limit.is_some_and(|n| sent >= n) {
+            // Cut the connection mid-body: the client sees an incomplete response, as when a
+            // connection breaks, never a clean end it could take for the whole log. The lines
+            // sent go out first: hyper drops what it has not flushed when a body fails.
+            while tx.capacity() < tx.max_capacity() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let _ = tx
+                .send(Err(std::io::Error::other("injected fault: log stream cut")))
+                .await;
+        }
     });
-    let mut r = Response::new(Body::from_stream(ReceiverStream::new(rx)));
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-    Ok(r)
+    Ok(plain(Body::from_stream(ReceiverStream::new(rx))))
 }
 
 fn admin(core: &Arc<Core>, method: &Method, path: &str, body: &Bytes) -> Response {
@@ -1386,6 +1427,6 @@ mod tests {
         let t = chrono::DateTime::parse_from_rfc3339("2026-01-02T03:04:05.120000000Z")
             .unwrap()
             .with_timezone(&chrono::Utc);
-        assert_eq!(go_nano(&t), "2026-01-02T03:04:05.12Z");
+        assert_eq!(kubelet_nano(&t), "2026-01-02T03:04:05.120000000Z");
     }
 }

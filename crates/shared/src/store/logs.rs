@@ -118,6 +118,27 @@ impl Store {
         Ok(lines)
     }
 
+    /// The last `limit` lines of one attempt, in (seq) order: where a follower that takes over
+    /// an attempt's log resumes.
+    pub async fn log_tail(
+        &self,
+        job_id: JobId,
+        attempt: i32,
+        limit: u32,
+    ) -> Result<Vec<StoredLogLine>, StoreError> {
+        let mut lines: Vec<StoredLogLine> = sqlx::query_as(
+            "SELECT attempt, seq, ts, stream, line FROM job_logs \
+             WHERE job_id = $1 AND attempt = $2 ORDER BY seq DESC LIMIT $3",
+        )
+        .bind(job_id)
+        .bind(attempt)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        lines.reverse();
+        Ok(lines)
+    }
+
     /// Opens a listener on `slipway_logs` (for live tails such as SSE).
     pub async fn log_listener(&self) -> Result<LogListener, StoreError> {
         let mut inner = PgListener::connect_with(&self.pool).await?;

@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use clap::Parser;
-use kube_sim::{BuildFault, Delays, KubeSim, KubeVersion, PodInfo, PodScript};
+use kube_sim::{BuildFault, Delays, KubeSim, KubeSimBuilder, KubeVersion, PodInfo, PodScript};
 use serde_json::{Value, json};
 use slipway_core::payload::BuildRequest;
 use slipway_core::validate::{Limits, Validate};
@@ -50,18 +50,24 @@ impl Worker {
 
 impl Harness {
     pub async fn new(script: Option<Script>) -> Harness {
-        Self::on_version(script, KubeVersion::default()).await
+        Harness::with_sim(script, |b| b).await
     }
 
     /// A harness whose simulator plays Kubernetes `version`.
     pub async fn on_version(script: Option<Script>, version: KubeVersion) -> Harness {
-        let mut builder = KubeSim::builder()
-            .delays(Delays::zero())
-            .kube_version(version);
+        Harness::with_sim(script, |b| b.kube_version(version)).await
+    }
+
+    /// A harness whose simulator `configure` adjusts (e.g. its log rotation size).
+    pub async fn with_sim(
+        script: Option<Script>,
+        configure: impl FnOnce(KubeSimBuilder) -> KubeSimBuilder,
+    ) -> Harness {
+        let mut builder = KubeSim::builder().delays(Delays::zero());
         if let Some(script) = script {
             builder = builder.script(script);
         }
-        let sim = builder.start().await.expect("simulator");
+        let sim = configure(builder).start().await.expect("simulator");
         // No namespace: the worker creates its build namespace when it is missing.
         let db = TestDb::new().await.unwrap();
         let store = db.store();

@@ -63,6 +63,10 @@ struct Args {
     /// fields that version does not know (with a `Warning` header).
     #[arg(long, default_value = "1.33")]
     kube_version: kube_sim::KubeVersion,
+    /// Rotate a container's current log file at this size, as the kubelet does at
+    /// `containerLogMaxSize` (0: never). Later log requests see only the current file.
+    #[arg(long, default_value_t = kube_sim::logs::DEFAULT_ROTATE_BYTES)]
+    log_rotate_bytes: usize,
 }
 
 #[tokio::main]
@@ -105,6 +109,7 @@ async fn main() -> anyhow::Result<()> {
         .delays(delays)
         .history_limit(args.history)
         .kube_version(args.kube_version)
+        .log_rotate_bytes(args.log_rotate_bytes)
         .kubeconfig_path(&args.kubeconfig_out)
         .start()
         .await
