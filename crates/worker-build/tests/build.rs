@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{COMMIT, Harness, NS, default_build, faulty_build, job_attempt};
+use common::{
+    BUILD_LINES, COMMIT, Harness, LAST_BUILD_LINE, NS, default_build, faulty_build, job_attempt,
+};
 use kube_sim::{BuildFault, FaultAction, FaultRule, KubeVersion, Outcome, PodInfo, PodScript};
 use serde_json::json;
 use slipway_core::naming::build_job_name;
@@ -67,7 +69,7 @@ async fn a_build_succeeds_with_its_digest_and_complete_ordered_logs() {
 
     // Every line, in order, numbered from 0, with the kubelet's timestamps.
     let logs = h.logs(id).await;
-    assert_eq!(logs.len(), 25, "{logs:?}");
+    assert_eq!(logs.len(), BUILD_LINES, "{logs:?}");
     assert!(
         logs.iter()
             .enumerate()
@@ -77,7 +79,7 @@ async fn a_build_succeeds_with_its_digest_and_complete_ordered_logs() {
         logs[0].text,
         format!("#1 [internal] load git source https://github.com/org/app.git#{COMMIT}")
     );
-    assert_eq!(logs[24].text, "#8 DONE 0.6s");
+    assert_eq!(logs[BUILD_LINES - 1].text, LAST_BUILD_LINE);
     assert!(logs.windows(2).all(|w| w[0].ts <= w[1].ts));
 
     // The Job is gone (background propagation) and the attempt names it.
@@ -370,7 +372,7 @@ async fn kubernetes_api_faults_are_survived() {
     let job = h.wait_state(id, JobState::Succeeded, 60).await;
     assert_eq!(job.attempts, 1, "{:?}", h.store.attempts(id).await.unwrap());
     let logs = h.logs(id).await;
-    assert_eq!(logs.len(), 25);
+    assert_eq!(logs.len(), BUILD_LINES);
     assert!(logs.iter().enumerate().all(|(i, l)| l.seq == i as i64));
     assert_eq!(h.job_creates(), 1);
     let faulted: Vec<_> = h

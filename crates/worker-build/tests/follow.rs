@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Harness, NS};
+use common::{BUILD_LINES, Harness, LAST_BUILD_LINE, NS};
 use kube_sim::{FaultAction, FaultRule, PodScript};
 use serde_json::json;
 use slipway_core::JobState;
@@ -170,10 +170,10 @@ async fn a_stalled_log_stream_does_not_hang_the_build() {
     let job = h.wait_state(id, JobState::Succeeded, 30).await;
     assert_eq!(job.attempts, 1);
     let logs = h.logs(id).await;
-    assert_eq!(logs.len(), 24, "{logs:?}");
+    assert_eq!(logs.len(), BUILD_LINES, "{logs:?}");
     assert!(numbered_from_zero(&logs));
     assert!(logs.iter().all(|l| l.stream == "stdout"));
-    assert_eq!(logs[23].text, "#8 DONE 1.7s");
+    assert_eq!(logs[BUILD_LINES - 1].text, LAST_BUILD_LINE);
     worker.stop().await;
 }
 
@@ -244,6 +244,6 @@ async fn a_secret_created_while_the_pod_waits_lets_the_build_run() {
         .unwrap();
     let job = h.wait_state(id, JobState::Succeeded, 30).await;
     assert_eq!(job.attempts, 1);
-    assert_eq!(h.logs(id).await.len(), 24);
+    assert_eq!(h.logs(id).await.len(), BUILD_LINES);
     worker.stop().await;
 }

@@ -171,7 +171,10 @@ async fn build_job(h: &Harness, id: slipway_core::JobId) -> String {
                 "slipway.dev/job-id": id.hyphenated().to_string(),
             }},
             "spec": {"restartPolicy": "Never",
-                     "containers": [{"name": "buildkit", "image": "moby/buildkit:rootless"}]}
+                     // Exits 0 at once: only a finished Job matters here (without a command
+                     // the image runs its daemon entrypoint until deleted).
+                     "containers": [{"name": "buildkit", "image": "moby/buildkit:rootless",
+                                     "command": ["sh", "-c", "true"]}]}
         }}
     }))
     .unwrap();

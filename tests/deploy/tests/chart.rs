@@ -857,6 +857,9 @@ fn minikube_defaults_match_the_registry_and_ingress_addons() {
     );
     assert_eq!(build["SLIPWAY_REGISTRY_PULL"], "localhost:5000");
     assert_eq!(build["SLIPWAY_REGISTRY_INSECURE"], "true");
+    // BuildKit's state is bounded, so a big build is evicted instead of its node's neighbours.
+    assert_eq!(build["SLIPWAY_BUILD_EPHEMERAL_STORAGE"], "20Gi");
+    assert_eq!(build["SLIPWAY_BUILD_EPHEMERAL_STORAGE_REQUEST"], "2Gi");
     let launch = settings(&docs, "worker-launch");
     // minikube's `ingress` addon (ingress-nginx): IngressClass `nginx`, controller in
     // `ingress-nginx` (minikube deploy/addons/ingress/ingress-deploy.yaml.tmpl); released

@@ -1040,9 +1040,17 @@ impl Core {
             );
         }
         let started_at = now_rfc3339();
+        // Without a readiness probe a running container is Ready at once; with one, only once a
+        // probe passes (kubelet `pkg/kubelet/prober/worker.go`: results start as Failure when a
+        // probe is set). The simulator cannot probe the app, so a scripted app that runs on
+        // passes its probes and one that exits (a crash at start) never does.
+        let probed = pod["spec"]["containers"]
+            .as_array()
+            .is_some_and(|cs| cs.iter().any(|c| c.get("readinessProbe").is_some()));
+        let ready = !probed || script.outcome == Outcome::RunForever;
         let running = status(
             json!({"running": {"startedAt": started_at}}),
-            true,
+            ready,
             true,
             None,
         );
@@ -1053,8 +1061,14 @@ impl Core {
             p["status"]["podIP"] = json!(pod_ip);
             p["status"]["podIPs"] = json!([{"ip": pod_ip}]);
             p["status"]["containerStatuses"] = json!(running);
-            for c in ["PodReadyToStartContainers", "Ready", "ContainersReady"] {
-                set_condition(p, condition(c, true, "", ""), false);
+            set_condition(
+                p,
+                condition("PodReadyToStartContainers", true, "", ""),
+                false,
+            );
+            for c in ["Ready", "ContainersReady"] {
+                let why = if ready { "" } else { "ContainersNotReady" };
+                set_condition(p, condition(c, ready, why, ""), false);
             }
             clean_conditions(p);
         }) {

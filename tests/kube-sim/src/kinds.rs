@@ -25,6 +25,14 @@ pub struct KindInfo {
 }
 
 impl KindInfo {
+    /// Whether the kind is a custom resource (served by the apiextensions apiserver, which
+    /// accepts no protobuf): built-in groups are the core group, the unqualified ones
+    /// (`apps`, `batch`, ...) and those under `k8s.io`.
+    #[must_use]
+    pub fn is_custom(&self) -> bool {
+        self.group.contains('.') && !self.group.ends_with(".k8s.io")
+    }
+
     /// `group/version`, or just `version` for the core group.
     #[must_use]
     pub fn api_version(&self) -> String {

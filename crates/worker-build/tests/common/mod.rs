@@ -48,6 +48,10 @@ impl Worker {
     }
 }
 
+/// Lines the simulator's default BuildKit run prints (with a registry cache), and its last.
+pub const BUILD_LINES: usize = 25;
+pub const LAST_BUILD_LINE: &str = "#8 DONE 0.6s";
+
 impl Harness {
     pub async fn new(script: Option<Script>) -> Harness {
         Harness::with_sim(script, |b| b).await
