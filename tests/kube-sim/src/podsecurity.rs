@@ -66,6 +66,35 @@ fn pluralize<'a>(one: &'a str, many: &'a str, n: usize) -> &'a str {
 
 /// Init containers then containers (upstream `visitContainers`; ephemeral ones cannot be in a
 /// create).
+/// `container "a"` / `containers "a", "b"`, as upstream's messages name them.
+fn containers_phrase(names: &[String]) -> String {
+    format!(
+        "{} {}",
+        pluralize("container", "containers", names.len()),
+        join_quote(names)
+    )
+}
+
+/// One violation naming every container for which `bad` holds: `<names> must <must>`.
+fn each_container(
+    spec: &Value,
+    bad: impl Fn(&Value) -> bool,
+    reason: &str,
+    must: &str,
+) -> Option<Violation> {
+    let names: Vec<String> = containers(spec)
+        .into_iter()
+        .filter(|c| bad(c))
+        .map(name)
+        .collect();
+    (!names.is_empty()).then(|| {
+        (
+            reason.into(),
+            format!("{} must {must}", containers_phrase(&names)),
+        )
+    })
+}
+
 fn containers(spec: &Value) -> Vec<&Value> {
     ["initContainers", "containers"]
         .iter()
@@ -88,21 +117,12 @@ fn sc<'a>(c: &'a Value, field: &str) -> Option<&'a Value> {
 
 /// `check_privileged.go`
 fn privileged(spec: &Value) -> Option<Violation> {
-    let bad: Vec<String> = containers(spec)
-        .into_iter()
-        .filter(|c| sc(c, "privileged").and_then(Value::as_bool) == Some(true))
-        .map(name)
-        .collect();
-    (!bad.is_empty()).then(|| {
-        (
-            "privileged".into(),
-            format!(
-                "{} {} must not set securityContext.privileged=true",
-                pluralize("container", "containers", bad.len()),
-                join_quote(&bad)
-            ),
-        )
-    })
+    each_container(
+        spec,
+        |c| sc(c, "privileged").and_then(Value::as_bool) == Some(true),
+        "privileged",
+        "not set securityContext.privileged=true",
+    )
 }
 
 /// `check_hostNamespaces.go`
@@ -145,9 +165,8 @@ fn host_ports(spec: &Value) -> Option<Violation> {
         (
             "hostPort".into(),
             format!(
-                "{} {} {} {} {}",
-                pluralize("container", "containers", bad.len()),
-                join_quote(&bad),
+                "{} {} {} {}",
+                containers_phrase(&bad),
                 pluralize("uses", "use", bad.len()),
                 pluralize("hostPort", "hostPorts", ports.len()),
                 ports.join(", ")
@@ -227,9 +246,8 @@ fn capabilities_baseline(spec: &Value) -> Option<Violation> {
         (
             "non-default capabilities".into(),
             format!(
-                "{} {} must not include {} in securityContext.capabilities.add",
-                pluralize("container", "containers", bad.len()),
-                join_quote(&bad),
+                "{} must not include {} in securityContext.capabilities.add",
+                containers_phrase(&bad),
                 join_quote(&caps)
             ),
         )
@@ -305,21 +323,12 @@ fn seccomp(spec: &Value, require: bool) -> Option<Violation> {
 
 /// `check_allowPrivilegeEscalation.go`
 fn allow_privilege_escalation(spec: &Value) -> Option<Violation> {
-    let bad: Vec<String> = containers(spec)
-        .into_iter()
-        .filter(|c| sc(c, "allowPrivilegeEscalation").and_then(Value::as_bool) != Some(false))
-        .map(name)
-        .collect();
-    (!bad.is_empty()).then(|| {
-        (
-            "allowPrivilegeEscalation != false".into(),
-            format!(
-                "{} {} must set securityContext.allowPrivilegeEscalation=false",
-                pluralize("container", "containers", bad.len()),
-                join_quote(&bad)
-            ),
-        )
-    })
+    each_container(
+        spec,
+        |c| sc(c, "allowPrivilegeEscalation").and_then(Value::as_bool) != Some(false),
+        "allowPrivilegeEscalation != false",
+        "set securityContext.allowPrivilegeEscalation=false",
+    )
 }
 
 /// `check_capabilities_restricted.go`
@@ -359,9 +368,8 @@ fn capabilities_restricted(spec: &Value) -> Option<Violation> {
     if !adding.is_empty() {
         let caps: Vec<String> = forbidden.into_iter().collect();
         details.push(format!(
-            "{} {} must not include {} in securityContext.capabilities.add",
-            pluralize("container", "containers", adding.len()),
-            join_quote(&adding),
+            "{} must not include {} in securityContext.capabilities.add",
+            containers_phrase(&adding),
             join_quote(&caps)
         ));
     }
