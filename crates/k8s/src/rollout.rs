@@ -167,30 +167,27 @@ impl ReplicaFailure {
 
 /// The `ReplicaFailure` condition of the current ReplicaSet `rs`, else of the Deployment.
 pub fn replica_failure(d: &Deployment, rs: Option<&ReplicaSet>) -> Option<ReplicaFailure> {
-    let from_rs = rs
+    // ReplicaSet and Deployment conditions are distinct types with the same fields.
+    let rs_conditions = rs
         .and_then(|r| r.status.as_ref())
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|cs| {
-            cs.iter()
-                .find(|c| c.type_ == "ReplicaFailure" && c.status == "True")
-                .map(|c| ReplicaFailure {
-                    reason: c.reason.clone().unwrap_or_default(),
-                    message: c.message.clone().unwrap_or_default(),
-                })
-        });
-    from_rs.or_else(|| {
-        d.status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .and_then(|cs| {
-                cs.iter()
-                    .find(|c| c.type_ == "ReplicaFailure" && c.status == "True")
-                    .map(|c| ReplicaFailure {
-                        reason: c.reason.clone().unwrap_or_default(),
-                        message: c.message.clone().unwrap_or_default(),
-                    })
-            })
-    })
+        .and_then(|s| s.conditions.as_deref())
+        .unwrap_or_default()
+        .iter()
+        .map(|c| (&c.type_, &c.status, &c.reason, &c.message));
+    let d_conditions = d
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_deref())
+        .unwrap_or_default()
+        .iter()
+        .map(|c| (&c.type_, &c.status, &c.reason, &c.message));
+    rs_conditions
+        .chain(d_conditions)
+        .find(|(ty, status, _, _)| *ty == "ReplicaFailure" && *status == "True")
+        .map(|(_, _, reason, message)| ReplicaFailure {
+            reason: reason.clone().unwrap_or_default(),
+            message: message.clone().unwrap_or_default(),
+        })
 }
 
 /// One reason one pod is not ready.
