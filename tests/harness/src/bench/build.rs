@@ -68,6 +68,10 @@ pub async fn run(env: &BenchEnv, report: &mut Report) -> anyhow::Result<()> {
     );
     let sim = kube_sim::KubeSim::builder()
         .delays(kube_sim::Delays::zero())
+        // The loud pod prints its lines at once, past the kubelet's 10 MiB rotation: a follow
+        // opened after that would see only the current file. This section measures storing a
+        // log, so nothing rotates.
+        .log_rotate_bytes(0)
         .script(move |pod| {
             let mut script = kube_sim::PodScript::succeed().message(metadata.clone());
             if pod.job_name.as_deref() == Some(loud_job.as_str()) {
