@@ -48,7 +48,7 @@ const META_FILE: &str = "/tmp/meta/metadata.json";
 /// `$0` of the wrapper script: what `ps` and shell errors call it.
 const WRAPPER_NAME: &str = "slipway-build";
 /// The pre-1.30 AppArmor annotation prefix (the container name follows the slash).
-pub const APPARMOR_ANNOTATION_PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";
+const APPARMOR_ANNOTATION_PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";
 
 /// Escapes a container argument from the kubelet's `$(VAR)` expansion: it reduces `$$` to `$`
 /// and replaces `$(NAME)` with the container's variable, so a build arg holding `$$` or
@@ -62,7 +62,7 @@ fn kubelet_literal(arg: String) -> String {
 }
 
 /// The build container's shell wrapper. Fixed text: the buildctl arguments are `"$@"`.
-pub fn wrapper_script() -> String {
+fn wrapper_script() -> String {
     format!("buildctl-daemonless.sh \"$@\" && cat {META_FILE} > {TERMINATION_LOG}")
 }
 

@@ -24,7 +24,7 @@ pub struct MountFailure {
     /// The kubelet's error (`secret "x" not found`, `references non-existent secret key: k`).
     pub error: String,
     /// Seconds between the first and the last report of this failure (the kubelet's clock).
-    pub reported_for_secs: i64,
+    pub reported_for_secs: u64,
 }
 
 impl std::fmt::Display for MountFailure {
@@ -86,7 +86,7 @@ pub fn missing_objects(pod: &Pod, events: &[Event]) -> Vec<MountFailure> {
         let first = e.first_timestamp.as_ref().map(|t| t.0.as_second());
         let last = e.last_timestamp.as_ref().map(|t| t.0.as_second());
         let span = match (first, last) {
-            (Some(f), Some(l)) => (l - f).max(0),
+            (Some(f), Some(l)) => u64::try_from(l - f).unwrap_or(0),
             _ => 0,
         };
         match out.iter_mut().find(|f| f.volume == volume) {

@@ -62,6 +62,15 @@ fn container_status<'a>(pod: &'a Pod, container: &str) -> Option<&'a ContainerSt
         .find(|c| c.name == container)
 }
 
+/// Whether the kubelet is still setting the pod up for the named container (mounting its
+/// volumes, pulling its image): the container waits with reason `ContainerCreating`.
+pub fn is_creating(pod: &Pod, container: &str) -> bool {
+    container_status(pod, container)
+        .and_then(|c| c.state.as_ref())
+        .and_then(|s| s.waiting.as_ref())
+        .is_some_and(|w| w.reason.as_deref() == Some("ContainerCreating"))
+}
+
 /// Where the pod is, judged by the named container and the pod phase.
 pub fn pod_progress(pod: &Pod, container: &str) -> PodProgress {
     let status = pod.status.as_ref();
@@ -219,7 +228,7 @@ pub fn classify_end(end: &PodEnd, log_tail: &[String]) -> BuildVerdict {
 /// user's `RUN` step, a missing base image or commit, a Dockerfile error, or anything this
 /// does not recognise (retrying a build that fails the same way every time only wastes the
 /// cluster).
-pub fn infrastructure_failure(log_tail: &[String]) -> Option<String> {
+fn infrastructure_failure(log_tail: &[String]) -> Option<String> {
     // `buildctl-daemonless.sh` when buildkitd never answered on its socket.
     if let Some(i) = log_tail
         .iter()

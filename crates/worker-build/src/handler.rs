@@ -18,8 +18,8 @@ use slipway_k8s::labels;
 use slipway_k8s::logs::LogDecoder;
 use slipway_k8s::mounts::{MountFailure, missing_objects};
 use slipway_k8s::outcome::{
-    BuildVerdict, PodEnd, PodProgress, classify_end, failing_step, job_failure, job_finished,
-    pod_progress,
+    BuildVerdict, PodEnd, PodProgress, classify_end, failing_step, is_creating, job_failure,
+    job_finished, pod_progress,
 };
 use slipway_shared::enqueue::Submitter;
 use slipway_shared::queue::QueueClient;
@@ -404,7 +404,9 @@ impl BuildHandler {
                         if pod_progress(&pod, CONTAINER) != PodProgress::Pending {
                             return Ok(Waited::Pod(Box::new(pod)));
                         }
-                        pending = Some(pod);
+                        // Only a pod on its node mounts volumes; an unscheduled one has no
+                        // mount Events to read.
+                        pending = is_creating(&pod, CONTAINER).then_some(pod);
                     }
                     Some(Ok(watcher::Event::Delete(_))) => {
                         errors = 0;
@@ -475,14 +477,14 @@ impl BuildHandler {
         };
         let limit = self.settings.mount_failure_after;
         for failure in missing_objects(pod, &listed) {
-            let since = *first_seen
-                .entry(failure.volume.clone())
-                .or_insert_with(Instant::now);
-            let reported = Duration::from_secs(failure.reported_for_secs.unsigned_abs());
+            let since = *first_seen.entry(failure.volume.clone()).or_insert_with(|| {
+                info!(missing = %failure, "the build pod is waiting for a missing object");
+                Instant::now()
+            });
+            let reported = Duration::from_secs(failure.reported_for_secs);
             if since.elapsed().max(reported) >= limit {
                 return Some(failure);
             }
-            info!(missing = %failure, "the build pod is waiting for a missing object");
         }
         None
     }
@@ -497,8 +499,8 @@ impl BuildHandler {
         sink: &mut LogSink,
         follow: bool,
     ) -> Result<StreamEnd, FollowError> {
-        let since_time = sink.since().map(|t| {
-            k8s_openapi::jiff::Timestamp::from_second(t.timestamp())
+        let since_time = sink.since().map(|secs| {
+            k8s_openapi::jiff::Timestamp::from_second(secs)
                 .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
         });
         let params = LogParams {
@@ -550,10 +552,15 @@ impl BuildHandler {
     async fn follow(&self, name: &str, sink: &mut LogSink) -> Result<Ended, FollowError> {
         let mut errors = 0u32;
         let mut taken = sink.taken();
+        // The pod as last read, when it is known to have started: no need to wait for it again.
+        let mut known: Option<Box<Pod>> = None;
         loop {
-            let pod = match self.wait_for_pod(name).await? {
-                Waited::Pod(pod) => pod,
-                Waited::Ended(ended) => return Ok(ended),
+            let pod = match known.take() {
+                Some(pod) => pod,
+                None => match self.wait_for_pod(name).await? {
+                    Waited::Pod(pod) => pod,
+                    Waited::Ended(ended) => return Ok(ended),
+                },
             };
             let pod_name = pod.name_any();
             let ended = match pod_progress(&pod, CONTAINER) {
@@ -580,11 +587,15 @@ impl BuildHandler {
                 Ok(end) => match get_opt(&self.pods(), &pod_name).await {
                     Ok(Some(pod)) => match (pod_progress(&pod, CONTAINER), end) {
                         // It ended meanwhile: the next round reads the rest completely.
-                        (PodProgress::Ended(_), _) => continue,
+                        (PodProgress::Ended(_), _) => {
+                            known = Some(Box::new(pod));
+                            continue;
+                        }
                         // Silence is not an error: builds have quiet steps. Re-open it, in
                         // case the connection died.
                         (_, StreamEnd::Idle) => {
                             info!(pod = %pod_name, "the log stream was silent; following it again");
+                            known = Some(Box::new(pod));
                             continue;
                         }
                         (_, StreamEnd::Eof(_)) => {
@@ -708,6 +719,7 @@ impl BuildHandler {
             // The Job stays (ttlSecondsAfterFinished): its log could not be saved.
             return Err(store_error("cannot store the build log", &e));
         }
+        let tail = sink.tail();
         let verdict = match followed {
             Err(FollowError::Store(e)) => {
                 return Err(store_error("cannot store the build log", &e));
@@ -715,7 +727,7 @@ impl BuildHandler {
             Err(FollowError::Kube(e)) => Err(JobError::transient(format!(
                 "lost track of the build on the Kubernetes API: {e}"
             ))),
-            Ok(Ended::Pod(end)) => match classify_end(&end, &sink.tail()) {
+            Ok(Ended::Pod(end)) => match classify_end(&end, &tail) {
                 BuildVerdict::Succeeded { message } => parse_build_metadata(&message)
                     .map(|meta| {
                         json!({
@@ -727,7 +739,7 @@ impl BuildHandler {
                     })
                     .map_err(|e| JobError::permanent(format!("the build ended but {e}"))),
                 BuildVerdict::BuildFailed { exit_code } => Err(JobError::permanent(
-                    build_failure_message(exit_code, &sink.tail(), end.message.as_deref()),
+                    build_failure_message(exit_code, &tail, end.message.as_deref()),
                 )),
                 BuildVerdict::Infrastructure { reason } => Err(JobError::transient(reason)),
             },

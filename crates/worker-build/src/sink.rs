@@ -42,6 +42,19 @@ fn micros(ts: DateTime<Utc>) -> DateTime<Utc> {
     ts.trunc_subsecs(6)
 }
 
+/// The `system` line marking lines the kubelet no longer has: after `last` (the last line
+/// taken) and before `next` (the first line of the re-read), if there is one.
+fn gap_text(last: DateTime<Utc>, next: Option<DateTime<Utc>>) -> String {
+    let span = match next {
+        Some(next) => format!("between {} and {}", last.to_rfc3339(), next.to_rfc3339()),
+        None => format!("after {}", last.to_rfc3339()),
+    };
+    format!(
+        "[slipway] log lines {span} may be missing: the container's log file was rotated \
+         before they were read"
+    )
+}
+
 /// The progress of one re-read against what was taken before it.
 #[derive(Debug)]
 struct Reread {
@@ -107,10 +120,10 @@ impl LogSink {
         Ok(sink)
     }
 
-    /// Where the next read should start (`sinceTime`): the second of the last line taken,
-    /// rounded down, so the read includes that line. None: read from the start.
-    pub fn since(&self) -> Option<DateTime<Utc>> {
-        self.last_ts.map(|t| t.trunc_subsecs(0))
+    /// Where the next read should start (`sinceTime`, in Unix seconds): the second of the last
+    /// line taken, rounded down, so the read includes that line. None: read from the start.
+    pub fn since(&self) -> Option<i64> {
+        self.last_ts.map(|t| t.timestamp())
     }
 
     /// A new read of the log begins (from [`LogSink::since`]). Unwritten lines are kept: they
@@ -128,12 +141,8 @@ impl LogSink {
         if let (Some(r), Some(last)) = (self.reread.take(), self.last_ts)
             && !r.anchored
         {
-            let text = format!(
-                "[slipway] log lines after {} may be missing: the container's log file was \
-                 rotated before they were read",
-                last.to_rfc3339()
-            );
-            self.system_line(Utc::now(), text).await?;
+            self.take(Utc::now(), "system", gap_text(last, None))
+                .await?;
         }
         Ok(())
     }
@@ -184,22 +193,12 @@ impl LogSink {
             let anchored = r.anchored;
             self.reread = None;
             if !anchored {
-                let text = format!(
-                    "[slipway] log lines between {} and {} may be missing: the container's log \
-                     file was rotated before they were read",
-                    last.to_rfc3339(),
-                    ts.to_rfc3339()
-                );
-                self.system_line(ts, text).await?;
+                self.take(ts, "system", gap_text(last, Some(ts))).await?;
             }
         }
         self.remember(ts, &line.text);
         self.taken += 1;
         self.take(ts, "stdout", line.text).await
-    }
-
-    async fn system_line(&mut self, ts: DateTime<Utc>, text: String) -> Result<(), StoreError> {
-        self.take(ts, "system", text).await
     }
 
     /// Number and batch a line (or drop it past the cap, after one truncation marker).
@@ -335,10 +334,7 @@ mod tests {
     async fn a_successor_resumes_after_the_stored_lines_without_duplicates() {
         let (_db, store, id, mut sink) = taken_over().await;
         // Resumes from line 24's second (10:00:02), which starts at line 20.
-        assert_eq!(
-            sink.since(),
-            Some(Utc.timestamp_opt(1_796_637_602, 0).unwrap())
-        );
+        assert_eq!(sink.since(), Some(1_796_637_602));
         // The kubelet re-sends lines 20..=24, then the new ones.
         read(&mut sink, 20..40).await;
         let stored = store.read_logs(id, None, 1000).await.unwrap();

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{BUILD_LINES, Harness, LAST_BUILD_LINE, NS};
+use common::{BUILD_LINES, Harness, LAST_BUILD_LINE, NS, digest_message, numbered_from_zero};
 use kube_sim::{FaultAction, FaultRule, PodScript};
 use serde_json::json;
 use slipway_core::JobState;
@@ -14,19 +14,11 @@ use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(30);
 
-fn digest_message() -> String {
-    json!({"containerimage.digest": format!("sha256:{}", "ab".repeat(32))}).to_string()
-}
-
 fn container_texts(logs: &[StoredLogLine]) -> Vec<String> {
     logs.iter()
         .filter(|l| l.stream != "system")
         .map(|l| l.text.clone())
         .collect()
-}
-
-fn numbered_from_zero(logs: &[StoredLogLine]) -> bool {
-    logs.iter().enumerate().all(|(i, l)| l.seq == i as i64)
 }
 
 /// The lines of the kubelet's current log file once every line is written, for the simulator's

@@ -1,9 +1,9 @@
-//! A worker process killed mid-build (SIGKILL): the next worker adopts its build Job, re-reads
-//! the log from the start and stores every line exactly once.
+//! A worker process killed mid-build (SIGKILL): the next worker adopts its build Job, resumes
+//! the log after the lines already stored (`LogSink::resume`) and stores every line exactly once.
 
 mod common;
 
-use common::{Harness, NS};
+use common::{Harness, NS, digest_message};
 use kube_sim::PodScript;
 use serde_json::json;
 use slipway_core::JobState;
@@ -20,9 +20,7 @@ async fn a_killed_workers_build_is_adopted_and_its_log_stored_exactly_once() {
         for i in 0..LINES {
             s = s.log_after(Duration::from_millis(100), format!("#{i} step {i}"));
         }
-        s.message(
-            json!({"containerimage.digest": format!("sha256:{}", "ab".repeat(32))}).to_string(),
-        )
+        s.message(digest_message())
     })))
     .await;
 

@@ -52,7 +52,7 @@ fn clean(text: &str) -> String {
 
 impl Store {
     /// Stores a batch of lines of one attempt in a single multi-row insert; lines already
-    /// stored (same attempt and seq, e.g. re-sent after a worker crash) are skipped. If any
+    /// stored (same attempt and seq, e.g. a batch retried after an error) are skipped. If any
     /// line is new, one notification with the job id goes out on `slipway_logs` when the
     /// batch commits. Returns how many lines were new.
     pub async fn append_logs(

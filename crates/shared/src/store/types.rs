@@ -209,7 +209,8 @@ pub struct AttemptRecord {
 }
 
 /// A log line as a worker sends it. `seq` numbers lines within one attempt from 0 or 1; a
-/// resumed stream re-sends from the start with the same numbers.
+/// worker taking a log over numbers its lines after the stored ones, and a retried batch
+/// re-sends the same numbers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogLine {
     pub seq: i64,

@@ -48,6 +48,16 @@ impl Worker {
     }
 }
 
+/// A successful build's termination message: buildctl metadata with a fixed digest.
+pub fn digest_message() -> String {
+    json!({"containerimage.digest": format!("sha256:{}", "ab".repeat(32))}).to_string()
+}
+
+/// Whether the lines are numbered 0, 1, 2, ... in order.
+pub fn numbered_from_zero(logs: &[slipway_shared::store::StoredLogLine]) -> bool {
+    logs.iter().enumerate().all(|(i, l)| l.seq == i as i64)
+}
+
 /// Lines the simulator's default BuildKit run prints (with a registry cache), and its last.
 pub const BUILD_LINES: usize = 25;
 pub const LAST_BUILD_LINE: &str = "#8 DONE 0.6s";
