@@ -165,28 +165,20 @@ impl ReplicaFailure {
     }
 }
 
-/// The `ReplicaFailure` condition of the current ReplicaSet `rs`, else of the Deployment.
-pub fn replica_failure(d: &Deployment, rs: Option<&ReplicaSet>) -> Option<ReplicaFailure> {
-    // ReplicaSet and Deployment conditions are distinct types with the same fields.
-    let rs_conditions = rs
-        .and_then(|r| r.status.as_ref())
-        .and_then(|s| s.conditions.as_deref())
-        .unwrap_or_default()
-        .iter()
-        .map(|c| (&c.type_, &c.status, &c.reason, &c.message));
-    let d_conditions = d
-        .status
+/// The `ReplicaFailure` condition of the current ReplicaSet. Only the current one: the
+/// Deployment's copy of the condition (`pkg/controller/deployment/progress.go`,
+/// `getReplicaFailures`) may be an old ReplicaSet's, or the last rollout's before the controller
+/// has observed this one, and must not fail a launch whose own pods are admitted.
+pub fn replica_failure(rs: &ReplicaSet) -> Option<ReplicaFailure> {
+    rs.status
         .as_ref()
         .and_then(|s| s.conditions.as_deref())
         .unwrap_or_default()
         .iter()
-        .map(|c| (&c.type_, &c.status, &c.reason, &c.message));
-    rs_conditions
-        .chain(d_conditions)
-        .find(|(ty, status, _, _)| *ty == "ReplicaFailure" && *status == "True")
-        .map(|(_, _, reason, message)| ReplicaFailure {
-            reason: reason.clone().unwrap_or_default(),
-            message: message.clone().unwrap_or_default(),
+        .find(|c| c.type_ == "ReplicaFailure" && c.status == "True")
+        .map(|c| ReplicaFailure {
+            reason: c.reason.clone().unwrap_or_default(),
+            message: c.message.clone().unwrap_or_default(),
         })
 }
 
@@ -472,28 +464,27 @@ mod tests {
     }
 
     #[test]
-    fn replica_failures_come_from_the_replica_set_then_the_deployment() {
+    fn replica_failures_come_from_the_current_replica_set_only() {
         let forbidden = "pods \"app-5d-x\" is forbidden: violates PodSecurity \"restricted:latest\": \
                          runAsNonRoot != true (pod or container \"app\" must set securityContext.runAsNonRoot=true)";
         let rs: ReplicaSet = serde_json::from_value(json!({"metadata": {"name": "app-5d"},
             "status": {"replicas": 0, "conditions": [{"type": "ReplicaFailure", "status": "True",
                 "reason": "FailedCreate", "message": forbidden}]}}))
         .unwrap();
-        let d = deployment(json!({"metadata": {"name": "app"}}));
-        let f = replica_failure(&d, Some(&rs)).unwrap();
+        let f = replica_failure(&rs).unwrap();
         assert_eq!(f.reason, "FailedCreate");
         assert!(f.is_permanent());
-        let d = deployment(
-            json!({"metadata": {"name": "app"}, "status": {"conditions": [
-            {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
-             "message": "pods \"app-5d-x\" is forbidden: exceeded quota: slipway-quota"}]}}),
-        );
-        let f = replica_failure(&d, None).unwrap();
-        assert!(!f.is_permanent());
-        assert_eq!(
-            replica_failure(&deployment(json!({"metadata": {"name": "app"}})), None),
-            None
-        );
+        let quota: ReplicaSet = serde_json::from_value(json!({"metadata": {"name": "app-6e"},
+            "status": {"replicas": 0, "conditions": [{"type": "ReplicaFailure", "status": "True",
+                "reason": "FailedCreate",
+                "message": "pods \"app-6e-x\" is forbidden: exceeded quota: slipway-quota"}]}}))
+        .unwrap();
+        assert!(!replica_failure(&quota).unwrap().is_permanent());
+        let fine: ReplicaSet = serde_json::from_value(
+            json!({"metadata": {"name": "app-7f"}, "status": {"replicas": 1}}),
+        )
+        .unwrap();
+        assert_eq!(replica_failure(&fine), None);
     }
 
     #[test]

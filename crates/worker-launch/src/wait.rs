@@ -84,7 +84,7 @@ async fn observe(client: &kube::Client, ns: &str) -> Result<Observation, K8sErro
         .map_err(|e| wrap("list", format!("Pods in {ns}"), e))?
         .items;
     let current = current_replica_set(&d, &sets);
-    let replica_failure = replica_failure(&d, current);
+    let replica_failure = current.and_then(replica_failure);
     let (mut ready, trouble) = match current {
         Some(rs) => {
             let mine = pods_of(rs, &pods);
