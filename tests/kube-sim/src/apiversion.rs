@@ -57,6 +57,13 @@ impl std::fmt::Display for KubeVersion {
 }
 
 /// Where a kind keeps its pod spec, as a path of object keys.
+/// Whether a write of `plural` can hold a field `version` does not know: callers skip parsing
+/// bodies that cannot (every write at 1.30+).
+#[must_use]
+pub fn may_drop(plural: &str, version: KubeVersion) -> bool {
+    version.minor < 30 && pod_spec_path(plural).is_some()
+}
+
 fn pod_spec_path(plural: &str) -> Option<&'static [&'static str]> {
     Some(match plural {
         "pods" => &["spec"],
@@ -87,7 +94,7 @@ pub fn drop_unknown_fields(
     version: KubeVersion,
 ) -> Vec<UnknownField> {
     let mut dropped = Vec::new();
-    if version.minor >= 30 {
+    if !may_drop(plural, version) {
         return dropped;
     }
     let Some(path) = pod_spec_path(plural) else {

@@ -651,6 +651,10 @@ impl Core {
         let Some(cm) = &self.model.cert_manager else {
             return;
         };
+        // Runs every controller tick: nothing to build while no certificate waits.
+        if st.pending_certs.is_empty() {
+            return;
+        }
         let certs = crate::kinds::by_plural("certificates");
         let policies_kind = crate::kinds::by_plural("networkpolicies");
         let src_ns_labels = self
@@ -1067,8 +1071,17 @@ impl Core {
                 false,
             );
             for c in ["Ready", "ContainersReady"] {
-                let why = if ready { "" } else { "ContainersNotReady" };
-                set_condition(p, condition(c, ready, why, ""), false);
+                let cond = if ready {
+                    condition(c, true, "", "")
+                } else {
+                    condition(
+                        c,
+                        false,
+                        "ContainersNotReady",
+                        &format!("containers with unready status: [{main}]"),
+                    )
+                };
+                set_condition(p, cond, false);
             }
             clean_conditions(p);
         }) {

@@ -21,10 +21,10 @@ use tokio::sync::watch;
 pub const DEFAULT_ROTATE_BYTES: usize = 10 << 20;
 
 /// The size a line takes in the runtime's CRI log file:
-/// `<RFC 3339 nanos> stdout F <text>\n` (`parseCRILog` in the kubelet's `logs.go`).
-fn cri_line_len(ts: &DateTime<Utc>, text: &str) -> usize {
-    let stamp = ts.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-    stamp.len() + " stdout F ".len() + text.len() + 1
+/// `<RFC 3339 nanos> stdout F <text>\n` (`parseCRILog` in the kubelet's `logs.go`); the
+/// timestamp is always 30 bytes (`2026-01-02T03:04:05.123456789Z`).
+fn cri_line_len(text: &str) -> usize {
+    30 + " stdout F ".len() + text.len() + 1
 }
 
 #[derive(Debug, Default)]
@@ -65,23 +65,18 @@ impl LogBuf {
     pub fn push(&self, line: String) {
         let n = {
             let mut g = self.lock();
-            let ts = Utc::now();
-            g.file_bytes += cri_line_len(&ts, &line);
-            g.lines.push((ts, line));
-            if self.rotate_bytes.is_some_and(|max| g.file_bytes >= max) {
-                g.file_start = g.lines.len();
-                g.file_bytes = 0;
+            if let Some(max) = self.rotate_bytes {
+                g.file_bytes += cri_line_len(&line);
+                if g.file_bytes >= max {
+                    // This line closes the file; the next one starts a new current file.
+                    g.file_start = g.lines.len() + 1;
+                    g.file_bytes = 0;
+                }
             }
+            g.lines.push((Utc::now(), line));
             g.lines.len()
         };
         self.changed.send_modify(|s| s.0 = n);
-    }
-
-    /// Rotates the current file now (as the kubelet does once it is over the size limit).
-    pub fn rotate(&self) {
-        let mut g = self.lock();
-        g.file_start = g.lines.len();
-        g.file_bytes = 0;
     }
 
     /// Marks the container as ended; followers stop.

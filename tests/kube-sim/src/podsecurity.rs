@@ -64,8 +64,6 @@ fn pluralize<'a>(one: &'a str, many: &'a str, n: usize) -> &'a str {
     if n == 1 { one } else { many }
 }
 
-/// Init containers then containers (upstream `visitContainers`; ephemeral ones cannot be in a
-/// create).
 /// `container "a"` / `containers "a", "b"`, as upstream's messages name them.
 fn containers_phrase(names: &[String]) -> String {
     format!(
@@ -95,6 +93,8 @@ fn each_container(
     })
 }
 
+/// Init containers then containers (upstream `visitContainers`; ephemeral ones cannot be in a
+/// create).
 fn containers(spec: &Value) -> Vec<&Value> {
     ["initContainers", "containers"]
         .iter()
@@ -506,26 +506,30 @@ pub fn violations(level: Level, spec: &Value) -> Vec<(String, String)> {
     if level == Level::Privileged {
         return Vec::new();
     }
-    // Non-overlapping baseline checks, in check-file order.
-    let mut out: Vec<Option<Violation>> =
-        vec![host_namespaces(spec), host_ports(spec), privileged(spec)];
-    if level == Level::Baseline {
-        // Overlapping baseline checks (replaced at restricted).
-        out.extend([
+    // Upstream orders the checks by ID, baseline first, then restricted; at restricted the
+    // baseline checks a restricted one overrides drop out (`policy/registry.go`, `populate`).
+    let out: Vec<Option<Violation>> = if level == Level::Baseline {
+        vec![
             capabilities_baseline(spec),
+            host_namespaces(spec),
             host_path_volumes(spec),
+            host_ports(spec),
+            privileged(spec),
             seccomp(spec, false),
-        ]);
+        ]
     } else {
-        out.extend([
+        vec![
+            host_namespaces(spec),
+            host_ports(spec),
+            privileged(spec),
             allow_privilege_escalation(spec),
             capabilities_restricted(spec),
             restricted_volumes(spec),
             run_as_non_root(spec),
             run_as_user(spec),
             seccomp(spec, true),
-        ]);
-    }
+        ]
+    };
     out.into_iter().flatten().collect()
 }
 
@@ -606,11 +610,11 @@ mod tests {
             "pod-security.kubernetes.io/enforce-version": "v1.29"});
         assert_eq!(
             refusal(Some(&labels), &spec).unwrap(),
-            "violates PodSecurity \"baseline:v1.29\": host namespaces (hostNetwork=true), \
-             hostPort (container \"a\" uses hostPort 80), privileged (container \"a\" must not \
-             set securityContext.privileged=true), non-default capabilities (container \"a\" \
-             must not include \"NET_ADMIN\" in securityContext.capabilities.add), hostPath \
-             volumes (volume \"host\")"
+            "violates PodSecurity \"baseline:v1.29\": non-default capabilities (container \"a\" \
+             must not include \"NET_ADMIN\" in securityContext.capabilities.add), host namespaces \
+             (hostNetwork=true), hostPath volumes (volume \"host\"), hostPort (container \"a\" \
+             uses hostPort 80), privileged (container \"a\" must not set \
+             securityContext.privileged=true)"
         );
     }
 

@@ -274,19 +274,19 @@ fn drop_unknown_fields(
     {
         return (bytes, Vec::new(), None);
     }
+    let k = &KINDS[*kind];
+    // Most writes cannot hold an unknown field: do not parse their bodies twice.
+    if !crate::apiversion::may_drop(k.plural, core.kube_version) {
+        return (bytes, Vec::new(), None);
+    }
     let Ok(mut body) = serde_json::from_slice::<Value>(&bytes) else {
         return (bytes, Vec::new(), None);
     };
-    let k = &KINDS[*kind];
     let dropped = crate::apiversion::drop_unknown_fields(k.plural, &mut body, core.kube_version);
     if dropped.is_empty() {
         return (bytes, Vec::new(), None);
     }
-    let api_version = if k.group.is_empty() {
-        k.version.to_string()
-    } else {
-        format!("{}/{}", k.group, k.version)
-    };
+    let api_version = k.api_version();
     if ct.contains("apply-patch") {
         let name = name.clone().unwrap_or_default();
         let paths: Vec<String> = dropped

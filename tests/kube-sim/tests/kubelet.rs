@@ -352,3 +352,64 @@ async fn a_missing_secret_volume_keeps_the_pod_creating_until_the_secret_appears
     .unwrap();
     assert_eq!(sim.pod_logs("default", "p", None), ["mounted"]);
 }
+
+/// The status of a pod's `Ready` condition ("True"/"False"), if set.
+fn ready(p: &Value) -> Option<String> {
+    p["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .and_then(|c| c["status"].as_str().map(String::from))
+}
+
+#[tokio::test]
+async fn a_probed_container_is_ready_only_if_it_keeps_running() {
+    // Each pod's name says whether its app keeps running or exits after a while.
+    let sim = KubeSim::builder()
+        .delays(Delays::zero())
+        .script(|pod| {
+            if pod.name.starts_with("serves") {
+                PodScript::run_forever().log("listening")
+            } else {
+                PodScript::exit(1).log_after(Duration::from_secs(2), "panic: no config")
+            }
+        })
+        .start()
+        .await
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(sim.client().unwrap(), "default");
+    let probe = json!({"httpGet": {"path": "/healthz", "port": 8080}});
+    for (name, probed) in [
+        ("serves-probed", true),
+        ("exits-probed", true),
+        ("exits-unprobed", false),
+    ] {
+        let mut c = json!({"name": "app", "image": "app:1"});
+        if probed {
+            c["readinessProbe"] = probe.clone();
+        }
+        let p: Pod = serde_json::from_value(json!({"metadata": {"name": name},
+            "spec": {"restartPolicy": "Never", "containers": [c]}}))
+        .unwrap();
+        pods.create(&PostParams::default(), &p).await.unwrap();
+    }
+    let running_with = |want: &'static str| {
+        move |p: &Value| p["status"]["phase"] == "Running" && ready(p).as_deref() == Some(want)
+    };
+    // An app that keeps running passes its probe; without a probe, running is ready.
+    sim.wait_for_object("pods", "default", "serves-probed", T, running_with("True"))
+        .await
+        .unwrap();
+    sim.wait_for_object("pods", "default", "exits-unprobed", T, running_with("True"))
+        .await
+        .unwrap();
+    // One that exits never passes its probe while it runs.
+    let p = sim
+        .wait_for_object("pods", "default", "exits-probed", T, |p| {
+            p["status"]["phase"] == "Running"
+        })
+        .await
+        .unwrap();
+    assert_eq!(ready(&p).as_deref(), Some("False"), "{p}");
+    assert_eq!(p["status"]["containerStatuses"][0]["ready"], false, "{p}");
+}
