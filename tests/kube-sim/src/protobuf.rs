@@ -135,7 +135,7 @@ fn schema() -> &'static Schema {
         let mut compiler = protox::Compiler::with_file_resolver(Resolver);
         compiler.include_imports(true);
         for (path, _) in PROTOS {
-            // The vendored files are fixed inputs; `tests::all_kinds_have_messages` compiles them.
+            // The vendored files are fixed inputs; `tests::every_served_kind_has_a_message` compiles them.
             compiler
                 .open_file(path)
                 .unwrap_or_else(|e| panic!("vendored {path} does not compile: {e}"));
