@@ -4,6 +4,8 @@
 //!   and never touches anything else;
 //! - [`build`]: the pure builder of a build Job (rootless BuildKit) and the parser of the
 //!   BuildKit metadata that comes back in the container's termination message;
+//! - [`buildnet`]: the pure builder of the build namespace's NetworkPolicy (DNS, the registry
+//!   and the internet but the cluster's ranges and the cloud metadata addresses) and CIDRs;
 //! - [`preview`]: the pure builder of a preview environment (namespace, quota, limits, network
 //!   policies, Deployment, Service, Ingress);
 //! - [`client`]: idempotent operations (create-or-adopt, server-side apply, background delete)
@@ -19,6 +21,7 @@
 //! no clock, no randomness, so unit tests pin their output exactly.
 
 pub mod build;
+pub mod buildnet;
 pub mod client;
 pub mod labels;
 pub mod logs;

@@ -256,7 +256,10 @@ fn policy(p: &PreviewParams, name: &str, spec: NetworkPolicySpec) -> NetworkPoli
     }
 }
 
-fn namespace_peer(namespace: &str, pods: Option<BTreeMap<String, String>>) -> NetworkPolicyPeer {
+pub(crate) fn namespace_peer(
+    namespace: &str,
+    pods: Option<BTreeMap<String, String>>,
+) -> NetworkPolicyPeer {
     NetworkPolicyPeer {
         namespace_selector: Some(LabelSelector {
             match_labels: Some(BTreeMap::from([(
@@ -273,7 +276,7 @@ fn namespace_peer(namespace: &str, pods: Option<BTreeMap<String, String>>) -> Ne
     }
 }
 
-fn ip_peers(cidrs: &[String]) -> impl Iterator<Item = NetworkPolicyPeer> + '_ {
+pub(crate) fn ip_peers(cidrs: &[String]) -> impl Iterator<Item = NetworkPolicyPeer> + '_ {
     cidrs.iter().map(|cidr| NetworkPolicyPeer {
         ip_block: Some(IPBlock {
             cidr: cidr.clone(),
@@ -288,6 +291,33 @@ fn tcp_port(port: i32) -> NetworkPolicyPort {
         port: Some(IntOrString::Int(port)),
         protocol: Some("TCP".into()),
         end_port: None,
+    }
+}
+
+/// Egress to DNS: UDP and TCP 53 to the cluster DNS pods (`k8s-app=kube-dns` in `kube-system`;
+/// CoreDNS keeps the label) and to the operator's DNS CIDRs.
+pub(crate) fn dns_egress_rule(dns_cidrs: &[String]) -> NetworkPolicyEgressRule {
+    NetworkPolicyEgressRule {
+        to: Some(
+            std::iter::once(namespace_peer(
+                "kube-system",
+                Some(BTreeMap::from([(
+                    "k8s-app".to_owned(),
+                    "kube-dns".to_owned(),
+                )])),
+            ))
+            .chain(ip_peers(dns_cidrs))
+            .collect(),
+        ),
+        ports: Some(
+            ["UDP", "TCP"]
+                .map(|proto| NetworkPolicyPort {
+                    port: Some(IntOrString::Int(53)),
+                    protocol: Some(proto.into()),
+                    end_port: None,
+                })
+                .into(),
+        ),
     }
 }
 
@@ -333,28 +363,7 @@ fn network_policies(p: &PreviewParams) -> Vec<NetworkPolicy> {
             NetworkPolicySpec {
                 pod_selector: Some(all_pods.clone()),
                 policy_types: Some(vec!["Egress".into()]),
-                egress: Some(vec![NetworkPolicyEgressRule {
-                    to: Some(
-                        std::iter::once(namespace_peer(
-                            "kube-system",
-                            Some(BTreeMap::from([(
-                                "k8s-app".to_owned(),
-                                "kube-dns".to_owned(),
-                            )])),
-                        ))
-                        .chain(ip_peers(&p.dns_egress_cidrs))
-                        .collect(),
-                    ),
-                    ports: Some(
-                        ["UDP", "TCP"]
-                            .map(|proto| NetworkPolicyPort {
-                                port: Some(IntOrString::Int(53)),
-                                protocol: Some(proto.into()),
-                                end_port: None,
-                            })
-                            .into(),
-                    ),
-                }]),
+                egress: Some(vec![dns_egress_rule(&p.dns_egress_cidrs)]),
                 ..Default::default()
             },
         ),

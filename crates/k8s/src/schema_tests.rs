@@ -55,6 +55,21 @@ fn build_jobs_pass_strict_schema_validation() {
         .map(|p| serde_json::to_value(build_job(p)).unwrap())
         .collect();
     objects.push(serde_json::to_value(crate::build::build_namespace("slipway-builds")).unwrap());
+    let mut net = crate::buildnet::tests::params();
+    objects.push(serde_json::to_value(crate::buildnet::build_network_policy(&net)).unwrap());
+    net.registry_cidrs = "10.1.2.3/32"
+        .parse::<crate::buildnet::CidrList>()
+        .unwrap()
+        .0;
+    net.dns_egress_cidrs = "169.254.20.10/32"
+        .parse::<crate::buildnet::CidrList>()
+        .unwrap()
+        .0;
+    net.deny_cidrs = "::/0,10.96.0.0/12"
+        .parse::<crate::buildnet::CidrList>()
+        .unwrap()
+        .0;
+    objects.push(serde_json::to_value(crate::buildnet::build_network_policy(&net)).unwrap());
     validate_strict(&objects).unwrap();
 }
 
