@@ -672,7 +672,7 @@ impl Core {
                     .map(|(k, v)| (k.clone(), json!(v)))
                     .collect(),
             )),
-            ip: Some(std::net::Ipv4Addr::new(10, 244, 0, 5)),
+            ip: Some(std::net::Ipv4Addr::new(10, 244, 0, 5).into()),
         };
         for (ns, name) in st.pending_certs.clone() {
             let Ok(cert) = self.store.get(certs, &ns, &name) else {
