@@ -3,8 +3,10 @@
 //! registry service over plain HTTP, pull through `localhost:5000`).
 
 use slipway_k8s::build::BuildResources;
+use slipway_k8s::buildnet::{BuildNetworkParams, CidrList, DEFAULT_DENY_CIDRS};
 use slipway_shared::config::CommonArgs;
 use slipway_shared::runtime::WorkerArgs;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// The pinned rootless BuildKit image.
@@ -110,6 +112,43 @@ pub struct BuildArgs {
     /// stored line (after checking the pod): a connection that died silently cannot hang a build.
     #[arg(long, env = "SLIPWAY_LOG_IDLE_SECS", default_value_t = 30)]
     pub log_idle_secs: u64,
+    /// Apply the build namespace's NetworkPolicy (`slipway-build-network`, server-side, at
+    /// start-up and before every build Job, so a deleted policy comes back): build pods get DNS,
+    /// the registry and the internet but the denied CIDRs and the cloud metadata addresses, and
+    /// no ingress (docs/network-policy.md). false: you manage the build network yourself.
+    #[arg(long, env = "SLIPWAY_BUILD_NETWORK_POLICY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub build_network_policy: bool,
+    /// CIDRs (comma-separated, IPv4 and IPv6) build pods may not reach: the cluster's pod,
+    /// Service and node ranges and the API server. The metadata addresses 169.254.169.254/32
+    /// and fd00:ec2::254/128 are denied whatever this says.
+    #[arg(long, env = "SLIPWAY_BUILD_DENY_CIDRS", default_value = DEFAULT_DENY_CIDRS)]
+    pub build_deny_cidrs: CidrList,
+    /// Namespace of an in-cluster registry build pods push to (every port to its pods; empty:
+    /// none). minikube's registry addon runs in kube-system.
+    #[arg(
+        long,
+        env = "SLIPWAY_BUILD_REGISTRY_NAMESPACE",
+        default_value = "kube-system"
+    )]
+    pub build_registry_namespace: String,
+    /// Labels (`k=v,k=v`) of the registry's pods in that namespace (empty: every pod of it);
+    /// the default is the selector of minikube's registry Service.
+    #[arg(
+        long,
+        env = "SLIPWAY_BUILD_REGISTRY_POD_LABELS",
+        default_value = "actual-registry=true,kubernetes.io/minikube-addons=registry",
+        value_parser = parse_labels
+    )]
+    pub build_registry_pod_labels: BTreeMap<String, String>,
+    /// The registry's addresses (CIDRs, comma-separated; every port) when it is on a denied
+    /// range outside the cluster's pods, e.g. `10.1.2.3/32`.
+    #[arg(long, env = "SLIPWAY_BUILD_REGISTRY_CIDRS", default_value = "")]
+    pub build_registry_cidrs: CidrList,
+    /// DNS servers besides the cluster DNS pods (CIDRs, port 53): NodeLocal DNSCache
+    /// `169.254.20.10/32`, GKE Cloud DNS `169.254.169.254/32` (the same setting as the launch
+    /// worker's).
+    #[arg(long, env = "SLIPWAY_DNS_EGRESS_CIDRS", default_value = "")]
+    pub dns_egress_cidrs: CidrList,
     /// A build pod whose Secret volume reports the Secret (or its key) missing for this long
     /// (its `FailedMount` Events) fails the build permanently, naming the Secret.
     #[arg(long, env = "SLIPWAY_BUILD_MOUNT_FAILURE_SECS", default_value_t = 60)]
@@ -139,6 +178,20 @@ pub struct Settings {
     pub log_idle: Duration,
     /// How long a missing Secret may block the build pod's start before the build fails.
     pub mount_failure_after: Duration,
+    /// The build namespace's NetworkPolicy, when the worker applies it.
+    pub network: Option<BuildNetworkParams>,
+}
+
+/// `k=v,k=v` labels (empty: none).
+fn parse_labels(s: &str) -> Result<BTreeMap<String, String>, String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
+            _ => Err(format!("{pair:?} is not a label (key=value)")),
+        })
+        .collect()
 }
 
 fn non_empty(s: &str) -> Option<String> {
@@ -176,6 +229,14 @@ impl BuildArgs {
             slot_poll: Duration::from_secs(1),
             log_idle: Duration::from_secs(self.log_idle_secs.max(1)),
             mount_failure_after: Duration::from_secs(self.mount_failure_secs),
+            network: self.build_network_policy.then(|| BuildNetworkParams {
+                namespace: self.build_namespace.clone(),
+                deny_cidrs: self.build_deny_cidrs.0.clone(),
+                dns_egress_cidrs: self.dns_egress_cidrs.0.clone(),
+                registry_namespace: non_empty(&self.build_registry_namespace),
+                registry_pod_labels: self.build_registry_pod_labels.clone(),
+                registry_cidrs: self.build_registry_cidrs.0.clone(),
+            }),
         }
     }
 }
@@ -209,6 +270,35 @@ mod tests {
         );
         assert_eq!(s.log_idle, Duration::from_secs(30));
         assert_eq!(s.mount_failure_after, Duration::from_secs(60));
+        let net = s
+            .network
+            .expect("the build network policy is on by default");
+        assert_eq!(net.namespace, "slipway-builds");
+        let denied: Vec<String> = net.deny_cidrs.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            denied,
+            [
+                "10.0.0.0/8",
+                "172.16.0.0/12",
+                "192.168.0.0/16",
+                "100.64.0.0/10",
+                "169.254.0.0/16",
+                "fc00::/7",
+                "fe80::/10"
+            ]
+        );
+        assert_eq!(net.registry_namespace.as_deref(), Some("kube-system"));
+        assert_eq!(
+            net.registry_pod_labels,
+            BTreeMap::from([
+                ("actual-registry".to_owned(), "true".to_owned()),
+                (
+                    "kubernetes.io/minikube-addons".to_owned(),
+                    "registry".to_owned()
+                )
+            ])
+        );
+        assert!(net.registry_cidrs.is_empty() && net.dns_egress_cidrs.is_empty());
 
         let c = Config::try_parse_from([
             "slipway-worker-build",
@@ -229,5 +319,49 @@ mod tests {
         assert!(!s.registry_insecure);
         assert_eq!(s.max_concurrent_builds, 3);
         assert_eq!(s.resources.ephemeral_storage_limit, None);
+    }
+
+    #[test]
+    fn network_settings_parse_and_refuse_what_the_api_would() {
+        let parse = |extra: &[&str]| {
+            let mut args = vec![
+                "slipway-worker-build",
+                "--database-url",
+                "postgres://x@localhost/db",
+            ];
+            args.extend_from_slice(extra);
+            Config::try_parse_from(args)
+        };
+        let s = parse(&[
+            "--build-deny-cidrs",
+            "10.96.0.0/12, 10.244.0.0/16,fd00::/8",
+            "--build-registry-namespace",
+            "",
+            "--build-registry-pod-labels",
+            "",
+            "--build-registry-cidrs",
+            "192.168.5.10/32",
+            "--dns-egress-cidrs",
+            "169.254.20.10/32",
+        ])
+        .unwrap()
+        .build
+        .settings();
+        let net = s.network.unwrap();
+        assert_eq!(net.deny_cidrs.len(), 3);
+        assert_eq!(net.registry_namespace, None);
+        assert!(net.registry_pod_labels.is_empty());
+        assert_eq!(net.registry_cidrs[0].to_string(), "192.168.5.10/32");
+        assert_eq!(net.dns_egress_cidrs[0].to_string(), "169.254.20.10/32");
+        for bad in [
+            ["--build-deny-cidrs", "10.0.0.1/8"],
+            ["--build-registry-cidrs", "registry.local"],
+            ["--dns-egress-cidrs", "169.254.20.10"],
+            ["--build-registry-pod-labels", "app"],
+        ] {
+            assert!(parse(&bad).is_err(), "{bad:?}");
+        }
+        let off = parse(&["--build-network-policy", "false"]).unwrap();
+        assert!(off.build.settings().network.is_none());
     }
 }

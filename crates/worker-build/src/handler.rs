@@ -5,6 +5,7 @@ use crate::sink::{LogSink, SinkLimits};
 use futures::{AsyncReadExt, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, LogParams};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -13,7 +14,10 @@ use slipway_core::naming::{build_job_name, standard_labels};
 use slipway_core::validate::{ImageSource, ValidBuild, ValidLaunch, ValidLaunchOptions};
 use slipway_core::{ErrorClass, ImageRef, JobId, JobKind};
 use slipway_k8s::build::{BuildJobParams, CONTAINER, build_job, parse_build_metadata};
-use slipway_k8s::client::{K8sError, create_or_adopt, delete_background, get_opt, namespaced};
+use slipway_k8s::buildnet::build_network_policy;
+use slipway_k8s::client::{
+    K8sError, apply, create_or_adopt, delete_background, get_opt, namespaced,
+};
 use slipway_k8s::labels;
 use slipway_k8s::logs::LogDecoder;
 use slipway_k8s::mounts::{MountFailure, missing_objects};
@@ -214,6 +218,10 @@ impl BuildHandler {
     }
 
     fn jobs(&self) -> Api<Job> {
+        namespaced(&self.client, &self.settings.namespace)
+    }
+
+    fn network_policies(&self) -> Api<NetworkPolicy> {
         namespaced(&self.client, &self.settings.namespace)
     }
 
@@ -675,6 +683,13 @@ impl BuildHandler {
         let name = target.name.clone();
         if !target.exists {
             self.wait_for_slot(&job.cancel).await?;
+            // Untrusted build steps never run without the namespace's network policy: it is
+            // applied (idempotently) before every new Job, so a deleted policy comes back.
+            if let Some(net) = &self.settings.network {
+                let policy = build_network_policy(net);
+                let api = self.network_policies();
+                self.k8s_retry(&job.cancel, || apply(&api, &policy)).await?;
+            }
             let object = build_job(&job_params(&self.settings, build, &name, job.id));
             let jobs = self.jobs();
             let (_, existed) = self

@@ -5,8 +5,9 @@
 //! 1. parse the validated build (`ValidBuild`, plus `then_launch` for a pipeline's build) from
 //!    the job row;
 //! 2. adopt the previous attempt's Job when that attempt's worker died (its attempt is
-//!    `abandoned` and its Job still runs), else wait for a slot under the global build cap and
-//!    create (or adopt) the Job named `build_job_name(job, attempt)`;
+//!    `abandoned` and its Job still runs), else wait for a slot under the global build cap,
+//!    apply the build namespace's NetworkPolicy (`SLIPWAY_BUILD_NETWORK_POLICY`; also applied
+//!    at start-up) and create (or adopt) the Job named `build_job_name(job, attempt)`;
 //! 3. watch for its pod (failing for good when a missing Secret keeps it in `ContainerCreating`,
 //!    read from its `FailedMount` Events), follow the container log into `job_logs` (batched,
 //!    ordered, capped; after a drop, an error or a silent stream it is re-read from the last
@@ -80,11 +81,15 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
     ensure_build_namespace(&client, &config.build.build_namespace).await;
+    let settings = config.build.settings();
+    if let Some(net) = &settings.network {
+        apply_build_network_policy(&client, net).await;
+    }
     let handler = Arc::new(BuildHandler::new(
         client.clone(),
         connected.store.clone(),
         connected.queue.clone(),
-        config.build.settings(),
+        settings,
     ));
     let opts = WorkerOptions {
         kind: JobKind::Build,
@@ -109,5 +114,23 @@ async fn ensure_build_namespace(client: &kube::Client, name: &str) {
         Err(e) => {
             tracing::warn!(namespace = name, error = %e, "cannot create the build namespace; it must exist")
         }
+    }
+}
+
+/// Apply the build namespace's NetworkPolicy at start-up. A failure is only logged here: every
+/// build applies it again before its Job is created, and fails if it cannot.
+async fn apply_build_network_policy(
+    client: &kube::Client,
+    net: &slipway_k8s::buildnet::BuildNetworkParams,
+) {
+    let policy = slipway_k8s::buildnet::build_network_policy(net);
+    let api = slipway_k8s::client::namespaced(client, &net.namespace);
+    match slipway_k8s::client::apply(&api, &policy).await {
+        Ok(_) => tracing::info!(
+            namespace = %net.namespace,
+            policy = slipway_k8s::buildnet::BUILD_NETWORK_POLICY,
+            "applied the build network policy"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot apply the build network policy yet"),
     }
 }

@@ -646,3 +646,63 @@ async fn a_build_succeeds_on_kubernetes_1_29_through_the_apparmor_annotation() {
     assert_eq!(job.attempts, 1);
     worker.stop().await;
 }
+
+#[tokio::test]
+async fn the_build_network_policy_is_applied_before_each_job_and_comes_back_when_deleted() {
+    use kube_sim::netpol::{Destination, Verdict, egress};
+    const POLICY: &str = slipway_k8s::buildnet::BUILD_NETWORK_POLICY;
+    let h = Harness::new(None).await;
+    let worker = h.start_worker(&[]).await;
+    // Applied at start-up, server-side with Slipway's field manager.
+    h.sim
+        .wait_for_object("networkpolicies", NS, POLICY, T, |_| true)
+        .await
+        .expect("the build network policy at start-up");
+    // Deleted (by an operator, a `kubectl delete -f`, ...): the next build brings it back
+    // before its Job exists.
+    h.sim
+        .store()
+        .remove(kube_sim::kinds::by_plural("networkpolicies"), NS, POLICY)
+        .expect("remove the policy");
+    h.sim.recorder().clear();
+    let id = h.enqueue_build("org/app#1", json!({})).await;
+    h.wait_state(id, JobState::Succeeded, 30).await;
+    let policy = h
+        .sim
+        .object("networkpolicies", NS, POLICY)
+        .expect("the policy is back");
+    let requests = h.sim.requests();
+    let applied = requests
+        .iter()
+        .position(|r| r.resource == "networkpolicies" && r.verb == "patch")
+        .expect("an apply of the policy");
+    let created = requests
+        .iter()
+        .position(|r| r.resource == "jobs" && r.verb == "create")
+        .expect("the Job's create");
+    assert!(applied < created, "the policy is applied before the Job");
+    assert!(
+        requests[applied].query.contains("fieldManager=slipway"),
+        "{:?}",
+        requests[applied]
+    );
+
+    // What it does to the build's own pod (its labels from the Job's template).
+    let create: serde_json::Value = serde_json::from_str(&requests[created].body).unwrap();
+    let pod = json!({"metadata": {"namespace": NS,
+        "labels": create["spec"]["template"]["metadata"]["labels"]}});
+    let policies = [policy.as_ref()];
+    for (addr, want) in [
+        ("169.254.169.254", Verdict::Denied),
+        ("fd00:ec2::254", Verdict::Denied),
+        ("10.96.0.1", Verdict::Denied),
+        ("140.82.112.3", Verdict::Allowed),
+    ] {
+        assert_eq!(
+            egress(&policies, &pod, &Destination::address(addr), 443, "TCP"),
+            want,
+            "{addr}"
+        );
+    }
+    worker.stop().await;
+}
