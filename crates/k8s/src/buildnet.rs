@@ -190,7 +190,9 @@ fn internet_block(p: &BuildNetworkParams, ipv4: bool) -> Option<NetworkPolicyPee
     }
     for m in METADATA_CIDRS {
         let m: Cidr = m.parse().expect("a constant CIDR");
-        if m.is_ipv4() == ipv4 && !except.iter().any(|c| c.contains(&m)) {
+        // Listed even where a denied range covers it (overlapping excepts are valid): the
+        // chart writes the same list without computing containment.
+        if m.is_ipv4() == ipv4 && !except.contains(&m) {
             except.push(m);
         }
     }
@@ -338,8 +340,8 @@ pub(crate) mod tests {
                              "podSelector": {"matchLabels": {"kubernetes.io/minikube-addons": "registry"}}}]},
                     {"to": [
                         {"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8", "172.16.0.0/12",
-                            "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16"]}},
-                        {"ipBlock": {"cidr": "::/0", "except": ["fc00::/7", "fe80::/10"]}}]}
+                            "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16", "169.254.169.254/32"]}},
+                        {"ipBlock": {"cidr": "::/0", "except": ["fc00::/7", "fe80::/10", "fd00:ec2::254/128"]}}]}
                 ]
             }
         });
@@ -361,7 +363,10 @@ pub(crate) mod tests {
             json!({"cidr": "::/0", "except": ["fd00:ec2::254/128"]})
         );
         // A denied /0 leaves its family out (an except must lie strictly inside its cidr).
-        p.deny_cidrs = "::/0,10.0.0.0/8,10.0.0.0/8".parse::<CidrList>().unwrap().0;
+        p.deny_cidrs = "::/0,10.0.0.0/8,10.0.0.0/8,169.254.169.254/32"
+            .parse::<CidrList>()
+            .unwrap()
+            .0;
         let v = serde_json::to_value(build_network_policy(&p)).unwrap();
         assert_eq!(
             v["spec"]["egress"][2]["to"],

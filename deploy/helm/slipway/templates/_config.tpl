@@ -23,6 +23,16 @@ SLIPWAY_BUILD_NAMESPACE: {{ $v.buildNamespace.name | quote }}
 SLIPWAY_REGISTRY_PUSH: {{ $v.registry.push | quote }}
 SLIPWAY_REGISTRY_PULL: {{ $v.registry.pull | quote }}
 SLIPWAY_REGISTRY_INSECURE: {{ $v.registry.insecure | toString | quote }}
+SLIPWAY_BUILD_NETWORK_POLICY: {{ $v.buildNamespace.networkPolicy.enabled | toString | quote }}
+SLIPWAY_BUILD_DENY_CIDRS: {{ join "," $v.buildNamespace.networkPolicy.denyCidrs | quote }}
+SLIPWAY_BUILD_REGISTRY_NAMESPACE: {{ $v.registry.networkPolicy.namespace | quote }}
+{{- $labels := list }}
+{{- range $k, $l := $v.registry.networkPolicy.podLabels }}
+{{- $labels = append $labels (printf "%s=%s" $k $l) }}
+{{- end }}
+SLIPWAY_BUILD_REGISTRY_POD_LABELS: {{ join "," $labels | quote }}
+SLIPWAY_BUILD_REGISTRY_CIDRS: {{ join "," $v.registry.networkPolicy.cidrs | quote }}
+SLIPWAY_DNS_EGRESS_CIDRS: {{ join "," $v.preview.dnsEgressCidrs | quote }}
 {{- end }}
 {{- if eq .component "worker-launch" }}
 SLIPWAY_PREVIEW_DOMAIN: {{ $v.preview.domain | quote }}
@@ -39,6 +49,17 @@ SLIPWAY_REGISTRY_PULL: {{ $v.registry.pull | quote }}
 {{- if eq .component "worker-cleanup" }}
 SLIPWAY_BUILD_NAMESPACE: {{ $v.buildNamespace.name | quote }}
 {{- end }}
+{{- end }}
+
+{{/*
+Settings whose empty value means "none" rather than "the binary's default": the ConfigMap keeps
+them even when empty, so the build worker re-applies the same build network policy the chart
+installs.
+*/}}
+{{- define "slipway.keepEmptySettings" -}}
+- SLIPWAY_BUILD_DENY_CIDRS
+- SLIPWAY_BUILD_REGISTRY_NAMESPACE
+- SLIPWAY_BUILD_REGISTRY_POD_LABELS
 {{- end }}
 
 {{/* Where the API finds the GitHub App's private key. */}}

@@ -98,10 +98,23 @@ and the database and Redis URLs of the in-chart Postgres and Redis.
 {{- end }}
 {{- end }}
 
-{{/* "true" when the chart itself supplies the entry (in-chart Postgres or Redis). */}}
+{{/* "true" when the chart's own Secret supplies the entry (the in-chart Postgres' URL). */}}
 {{- define "slipway.generatedSecret" -}}
 {{- if and (eq .entry "databaseUrl") .root.Values.postgresql.enabled }}true{{ end }}
-{{- if and (eq .entry "redisUrl") .root.Values.redis.enabled }}true{{ end }}
+{{- end }}
+
+{{/*
+"true" when Slipway's pods reach the in-chart Redis: its URL is composed in each pod from the
+Redis password (secret.yaml, or redis.auth.existingSecret), not stored in a Secret.
+*/}}
+{{- define "slipway.inChartRedisUrl" -}}
+{{- $e := .Values.secrets.redisUrl }}
+{{- if and .Values.redis.enabled (not $e.existingSecret) (not $e.value) }}true{{ end }}
+{{- end }}
+
+{{/* The Secret holding the in-chart Redis' password. */}}
+{{- define "slipway.redisSecretName" -}}
+{{- .Values.redis.auth.existingSecret | default (printf "%s-redis" (include "slipway.fullname" .)) }}
 {{- end }}
 
 {{/* The variables that hold secrets: never in a ConfigMap. */}}
