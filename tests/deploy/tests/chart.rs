@@ -109,6 +109,12 @@ fn expected_grants(component: &str) -> BTreeSet<Grant> {
             (b, "", &["pods"], &["get", "list", "watch"]),
             (b, "", &["pods/log"], &["get"]),
             (b, "", &["events"], &["list"]),
+            (
+                b,
+                "networking.k8s.io",
+                &["networkpolicies"],
+                &["create", "patch"],
+            ),
         ]),
         "worker-launch" => grants(&[
             (
@@ -571,11 +577,25 @@ fn secrets_never_reach_configmaps_or_default_values() {
                 .into_iter()
                 .flatten()
             {
-                for env in c["env"].as_array().into_iter().flatten() {
-                    let name = env["name"].as_str().unwrap_or_default();
-                    if SECRET_VARS.contains(&name) || name == "POSTGRES_PASSWORD" {
+                let env: Vec<&Value> = c["env"].as_array().into_iter().flatten().collect();
+                for (i, e) in env.iter().enumerate() {
+                    let name = e["name"].as_str().unwrap_or_default();
+                    // The in-chart Redis' URL is composed by the kubelet from REDIS_PASSWORD,
+                    // defined before it from a Secret (dependent environment variables).
+                    let composed = name == "SLIPWAY_REDIS_URL"
+                        && e["value"]
+                            .as_str()
+                            .is_some_and(|v| v.starts_with("redis://:$(REDIS_PASSWORD)@"))
+                        && env[..i].iter().any(|p| {
+                            p["name"] == "REDIS_PASSWORD"
+                                && p["valueFrom"]["secretKeyRef"]["name"].is_string()
+                        });
+                    if (SECRET_VARS.contains(&name)
+                        || ["POSTGRES_PASSWORD", "REDIS_PASSWORD", "REDISCLI_AUTH"].contains(&name))
+                        && !composed
+                    {
                         assert!(
-                            env.get("value").is_none(),
+                            e.get("value").is_none(),
                             "{}: {name} must come from a Secret",
                             install.name
                         );
@@ -681,8 +701,27 @@ fn keda_scales_each_worker_on_its_queue() {
         so["spec"]["triggers"][0]["metadata"]["listName"],
         "team-a:launch:wait"
     );
+    // The in-chart Redis has a password: KEDA reads it from the chart's Secret.
+    let auth = find(&prefixed, "TriggerAuthentication", "slipway-keda-redis")
+        .expect("KEDA authenticates to the in-chart Redis");
+    assert_eq!(
+        auth["spec"]["secretTargetRef"][0],
+        serde_json::json!({"parameter": "password", "name": "slipway-redis", "key": "password"})
+    );
+    let external = chart::render_ok(
+        &helm,
+        &Install::defaults_with(
+            "keda on an external Redis without a password",
+            &[
+                "workerLaunch.keda.enabled=true",
+                "redis.enabled=false",
+                r#"secrets.redisUrl.value="redis://r:6379""#,
+                r#"keda.redis.address="r:6379""#,
+            ],
+        ),
+    );
     assert!(
-        find(&prefixed, "TriggerAuthentication", "slipway-keda-redis").is_none(),
+        find(&external, "TriggerAuthentication", "slipway-keda-redis").is_none(),
         "no password, no TriggerAuthentication"
     );
 
@@ -890,5 +929,97 @@ fn minikube_defaults_match_the_registry_and_ingress_addons() {
     assert!(
         ing["spec"]["tls"][0]["secretName"].is_string(),
         "production serves the API over TLS"
+    );
+}
+
+#[test]
+fn the_in_chart_redis_requires_a_password_kept_off_command_lines() {
+    let Some(helm) = helm() else { return };
+    let docs = chart::render_ok(&helm, &DEFAULT);
+    // A generated password in its own Secret (kept across upgrades by `lookup`).
+    let secret = find(&docs, "Secret", "slipway-redis").expect("Secret slipway-redis");
+    let password = secret["data"]["password"].as_str().expect("a password");
+    assert!(
+        password.len() >= 40,
+        "32 random characters, base64: {password}"
+    );
+    let redis = deployment(&docs, "redis");
+    let c = &redis["spec"]["template"]["spec"]["containers"][0];
+    let from_secret = |name: &str| {
+        c["env"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["name"] == name)
+            .map(|e| e["valueFrom"]["secretKeyRef"].clone())
+    };
+    let r = serde_json::json!({"name": "slipway-redis", "key": "password"});
+    assert_eq!(from_secret("REDIS_PASSWORD"), Some(r.clone()));
+    assert_eq!(from_secret("REDISCLI_AUTH"), Some(r), "probes authenticate");
+    // redis-server reads `requirepass` from its standard input, filled by the shell from the
+    // environment: no argument carries the password.
+    let script = c["command"][2].as_str().expect("sh -c script");
+    assert_eq!(c["command"][0], "sh");
+    assert!(
+        script.contains("exec redis-server - ") && script.contains("requirepass $REDIS_PASSWORD"),
+        "{script}"
+    );
+    assert!(c.get("args").is_none());
+    // redis-cli exits 0 on NOAUTH: readiness must see the PONG.
+    assert_eq!(
+        c["readinessProbe"]["exec"]["command"],
+        serde_json::json!(["sh", "-c", "redis-cli ping | grep -qx PONG"])
+    );
+    // Slipway's pods connect with the password: the kubelet composes the URL from it.
+    for component in COMPONENTS {
+        let env = deployment(&docs, component)["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let names: Vec<&str> = env.iter().filter_map(|e| e["name"].as_str()).collect();
+        let pw = names.iter().position(|n| *n == "REDIS_PASSWORD");
+        let url = names.iter().position(|n| *n == "SLIPWAY_REDIS_URL");
+        assert!(
+            pw.is_some() && pw < url,
+            "{component}: REDIS_PASSWORD is defined before SLIPWAY_REDIS_URL: {names:?}"
+        );
+        assert_eq!(
+            env[url.unwrap()]["value"],
+            format!("redis://:$(REDIS_PASSWORD)@slipway-redis.{NAMESPACE}.svc:6379"),
+            "{component}"
+        );
+    }
+    // No Secret holds a password-less Redis URL any more.
+    for s in of_kind(&docs, "Secret") {
+        assert!(
+            s["data"].get("redis-url").is_none(),
+            "{:?} holds a Redis URL",
+            chart::id(s)
+        );
+    }
+
+    // Or the operator's Secret: the chart renders none and everything reads theirs.
+    let theirs = chart::render_ok(
+        &helm,
+        &Install {
+            existing_secrets: &["my-redis"],
+            ..Install::defaults_with(
+                "existing Redis secret",
+                &[
+                    r#"redis.auth.existingSecret="my-redis""#,
+                    r#"redis.auth.existingSecretKey="pw""#,
+                ],
+            )
+        },
+    );
+    assert!(find(&theirs, "Secret", "slipway-redis").is_none());
+    let c = &deployment(&theirs, "redis")["spec"]["template"]["spec"]["containers"][0];
+    assert!(
+        c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["valueFrom"]["secretKeyRef"]
+                == serde_json::json!({"name": "my-redis", "key": "pw"}))
     );
 }
