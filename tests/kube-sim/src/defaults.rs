@@ -317,9 +317,94 @@ pub fn on_create(kind: usize, obj: &mut Value) -> Result<(), ApiError> {
             }
             obj["status"] = json!({"loadBalancer": {}});
         }
+        "networkpolicies" => validate_network_policy(obj, &mut causes),
         _ => {}
     }
     finish(k, &name, causes)
+}
+
+/// A CIDR as (network, prefix length, family width), parsed like Go's `net.ParseCIDR`: the
+/// address may have host bits set (the legacy fields accept that).
+fn parse_cidr(s: &str) -> Option<(u128, u32, u32)> {
+    let (addr, bits) = s.split_once('/')?;
+    let addr: std::net::IpAddr = addr.parse().ok()?;
+    let bits: u32 = bits.parse().ok()?;
+    let (value, width) = match addr {
+        std::net::IpAddr::V4(a) => (u128::from(u32::from(a)), 32),
+        std::net::IpAddr::V6(a) => (u128::from(a), 128),
+    };
+    if bits > width {
+        return None;
+    }
+    let host = width - bits;
+    let net = if host >= 128 {
+        0
+    } else {
+        (value >> host) << host
+    };
+    Some((net, bits, width))
+}
+
+/// `ValidateIPBlock` (kubernetes/kubernetes `pkg/apis/networking/validation/validation.go`):
+/// `cidr` is required and a CIDR; every `except` is a CIDR and a strict subset of `cidr`
+/// ("must be a strict subset of `cidr`": inside it and with a longer prefix). Overlapping
+/// excepts are not checked upstream and are accepted here.
+fn validate_network_policy(obj: &Value, causes: &mut Vec<(String, String)>) {
+    for dir in ["ingress", "egress"] {
+        let peers = if dir == "ingress" { "from" } else { "to" };
+        let rules = obj
+            .pointer(&format!("/spec/{dir}"))
+            .and_then(Value::as_array);
+        for (r, rule) in rules.into_iter().flatten().enumerate() {
+            let list = rule.get(peers).and_then(Value::as_array);
+            for (i, peer) in list.into_iter().flatten().enumerate() {
+                let Some(block) = peer.get("ipBlock").filter(|b| b.is_object()) else {
+                    continue;
+                };
+                let at = format!("spec.{dir}[{r}].{peers}[{i}].ipBlock");
+                let cidr = block.get("cidr").and_then(Value::as_str).unwrap_or("");
+                if cidr.is_empty() {
+                    causes.push((format!("{at}.cidr"), "Required value".into()));
+                    continue;
+                }
+                let Some((net, bits, width)) = parse_cidr(cidr) else {
+                    causes.push((
+                        format!("{at}.cidr"),
+                        invalid_value(
+                            cidr,
+                            "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)",
+                        ),
+                    ));
+                    continue;
+                };
+                let excepts = block.get("except").and_then(Value::as_array);
+                for (j, e) in excepts.into_iter().flatten().enumerate() {
+                    let e = e.as_str().unwrap_or("");
+                    let path = format!("{at}.except[{j}]");
+                    match parse_cidr(e) {
+                        None => causes.push((
+                            path,
+                            invalid_value(
+                                e,
+                                "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)",
+                            ),
+                        )),
+                        Some((enet, ebits, ewidth)) => {
+                            let host = width - bits;
+                            let inside =
+                                ewidth == width && (host >= 128 || (enet >> host) << host == net);
+                            if !inside || bits >= ebits {
+                                causes.push((
+                                    path,
+                                    invalid_value(e, "must be a strict subset of `cidr`"),
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn finish(
@@ -357,6 +442,12 @@ pub fn on_update(kind: usize, cur: &Value, new: &mut Value) -> Result<(), ApiErr
     }
     if kind == idx::namespaces() {
         new["spec"] = cur.get("spec").cloned().unwrap_or_else(|| json!({}));
+    }
+    if k.plural == "networkpolicies" {
+        // ValidateNetworkPolicyUpdate validates the new spec as a create does.
+        let mut causes = Vec::new();
+        validate_network_policy(new, &mut causes);
+        finish(k, name, causes)?;
     }
     if kind == idx::pods()
         && let (Some(a), Some(b)) = (

@@ -1014,3 +1014,72 @@ async fn service_target_port_zero_defaults_to_the_port() {
     let target = |i: usize| serde_json::to_value(&ports[i].target_port).unwrap();
     assert_eq!((target(0), target(1)), (json!(80), json!(81)));
 }
+
+#[tokio::test]
+async fn network_policy_ip_blocks_are_validated_as_upstream() {
+    use k8s_openapi::api::networking::v1::NetworkPolicy;
+    let sim = KubeSim::builder().start().await.unwrap();
+    let client = sim.client().unwrap();
+    let api: Api<NetworkPolicy> = Api::default_namespaced(client);
+    let policy = |name: &str, block: serde_json::Value| -> NetworkPolicy {
+        serde_json::from_value(
+            json!({"metadata": {"name": name}, "spec": {"podSelector": {},
+            "policyTypes": ["Egress"], "egress": [{"to": [{"ipBlock": block}]}]}}),
+        )
+        .unwrap()
+    };
+    // Overlapping excepts are fine (upstream checks each against `cidr` only), both families.
+    let ok = policy(
+        "ok",
+        json!({"cidr": "0.0.0.0/0", "except": ["169.254.0.0/16", "169.254.169.254/32"]}),
+    );
+    api.create(&PostParams::default(), &ok).await.unwrap();
+    let v6 = policy(
+        "v6",
+        json!({"cidr": "::/0", "except": ["fc00::/7", "fd00:ec2::254/128"]}),
+    );
+    api.create(&PostParams::default(), &v6).await.unwrap();
+    for (name, block, field) in [
+        (
+            "outside",
+            json!({"cidr": "10.0.0.0/8", "except": ["192.168.0.0/16"]}),
+            "spec.egress[0].to[0].ipBlock.except[0]",
+        ),
+        (
+            "same",
+            json!({"cidr": "10.0.0.0/8", "except": ["10.0.0.0/8"]}),
+            "spec.egress[0].to[0].ipBlock.except[0]",
+        ),
+        (
+            "family",
+            json!({"cidr": "0.0.0.0/0", "except": ["fc00::/7"]}),
+            "spec.egress[0].to[0].ipBlock.except[0]",
+        ),
+        (
+            "bad-cidr",
+            json!({"cidr": "10.0.0.0/33"}),
+            "spec.egress[0].to[0].ipBlock.cidr",
+        ),
+    ] {
+        let e = api_err(
+            api.create(&PostParams::default(), &policy(name, block))
+                .await
+                .unwrap_err(),
+        );
+        assert_eq!((e.code, e.reason.as_str()), (422, "Invalid"), "{name}");
+        assert_eq!(e.details.unwrap().causes[0].field, field, "{name}");
+    }
+    // An update is validated too.
+    let bad = policy("ok", json!({"cidr": "0.0.0.0/0", "except": ["0.0.0.0/0"]}));
+    let e = api_err(
+        api.patch(
+            "ok",
+            &kube::api::PatchParams::apply("test").force(),
+            &kube::api::Patch::Apply(&bad),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(e.code, 422);
+    sim.shutdown().await;
+}
