@@ -77,8 +77,8 @@ images-check: ## the Dockerfile and bake file agree with the workspace (no Docke
 release-check: ## the Dockerfile's release build (cargo build --release --locked ...), run here
 	deploy/docker/cargo-release.sh build
 
-chart: tools ## Helm chart: lint --strict, template, strict 1.33 schemas, RBAC, apply to the simulator
-	$(CARGO) test -p slipway-deploy-tests --locked --test chart --test apply
+chart: tools ## Helm chart: lint --strict, template, strict 1.33 schemas, RBAC, network policies, apply to the simulator
+	$(CARGO) test -p slipway-deploy-tests --locked --test chart --test network --test apply
 
 e2e-cluster: ## Slipway end to end on the real cluster KUBECONFIG points at (docs/e2e-cluster.md; not in `make test`)
 	IMAGE_TAG='$(IMAGE_TAG)' bash scripts/e2e-cluster.sh
