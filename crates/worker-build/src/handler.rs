@@ -1024,6 +1024,44 @@ mod tests {
         );
     }
 
+    /// A fork's pipeline (as the webhook records it) builds with the registry credential
+    /// mounted for the push and no git token anywhere in the Job.
+    #[test]
+    fn a_fork_build_job_has_no_git_secret() {
+        use slipway_core::payload::PipelineRequest;
+        use slipway_core::validate::{Limits, Validate};
+        let req: PipelineRequest = serde_json::from_value(json!({
+            "preview": "org/app#7",
+            "repository": "https://github.com/org/app.git",
+            "commit": "0123456789abcdef0123456789abcdef01234567",
+            "build": {"secrets": {"git": "git-token", "registry": "push-creds"}},
+            "launch": {"secret_env": {"DB": "db/password"}},
+        }))
+        .unwrap();
+        let id: JobId = "0190a5b2-c3d4-7e8f-9a0b-1c2d3e4f5a6b".parse().unwrap();
+        let job_of = |req: PipelineRequest| {
+            let valid = req.validate(&Limits::default()).unwrap();
+            serde_json::to_value(build_job(&job_params(
+                &settings(),
+                &valid.build,
+                &build_job_name(id, 1),
+                id,
+            )))
+            .unwrap()
+            .to_string()
+        };
+        let trusted = job_of(req.clone());
+        assert!(trusted.contains("git-token") && trusted.contains("GIT_AUTH_TOKEN"));
+        let fork = job_of(req.for_untrusted_code());
+        assert!(!fork.contains("git-token"), "{fork}");
+        assert!(!fork.contains("GIT_AUTH_TOKEN"), "{fork}");
+        assert!(!fork.contains("git-auth"), "{fork}");
+        assert!(
+            fork.contains("push-creds") && fork.contains("docker-config"),
+            "{fork}"
+        );
+    }
+
     #[test]
     fn a_build_failure_names_the_failing_step() {
         let tail: Vec<String> = [

@@ -123,19 +123,6 @@ fn pipeline_request(
     })
 }
 
-/// A fork's pipeline runs code nobody with write access has reviewed: its build gets no git
-/// token (a `RUN` step could print or send it; the base repository's pull refs are public for
-/// a public repository) and its preview no secret env. The registry push credential stays:
-/// BuildKit uses it for the push only, never in a `RUN` step (docs/worker-build.md).
-fn untrusted(request: &mut PipelineRequest) {
-    if let Some(secrets) = request.build.as_mut().and_then(|b| b.secrets.as_mut()) {
-        secrets.git = None;
-    }
-    if let Some(launch) = request.launch.as_mut() {
-        launch.secret_env.clear();
-    }
-}
-
 /// Set how a repository's pull requests get previews.
 #[utoipa::path(put, path = "/v1/repositories/{owner}/{repo}", tag = "github", request_body = RepositoryRequest,
     params(("owner" = String, Path, description = "GitHub owner"), ("repo" = String, Path, description = "Repository name")),
@@ -366,16 +353,12 @@ async fn handle_event(
             let Some(record) = record else {
                 return ignored("repository is not configured".into());
             };
-            let mut request = match pipeline_request(&record, preview.to_string(), repository, sha)
-            {
+            // A fork's code is untrusted: no git token, no secret env (docs/github.md).
+            let request = match pipeline_request(&record, preview.to_string(), repository, sha) {
+                Ok(r) if fork => r.for_untrusted_code(),
                 Ok(r) => r,
-                Err(e) => {
-                    return ignored(format!("stored repository options are unusable: {e}"));
-                }
+                Err(e) => return ignored(format!("stored repository options are unusable: {e}")),
             };
-            if fork {
-                untrusted(&mut request);
-            }
             let valid = match request.validate(&state.limits) {
                 Ok(v) => v,
                 Err(e) => return ignored(format!("pipeline refused: {e}")),
