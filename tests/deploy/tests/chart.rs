@@ -109,6 +109,8 @@ fn expected_grants(component: &str) -> BTreeSet<Grant> {
             (b, "", &["pods"], &["get", "list", "watch"]),
             (b, "", &["pods/log"], &["get"]),
             (b, "", &["events"], &["list"]),
+            // Only to mask a build's secrets in its log; see build_secrets_are_one_list.
+            (b, "", &["secrets"], &["get"]),
         ]),
         "worker-launch" => grants(&[
             (
@@ -213,10 +215,6 @@ fn rbac_is_least_privilege() {
                     rule.get("nonResourceURLs").is_none(),
                     "{ctx}: {role_name}: no non-resource URLs"
                 );
-                assert!(
-                    rule.get("resourceNames").is_none(),
-                    "{ctx}: {role_name}: unexpected resourceNames"
-                );
                 let list = |k: &str| -> Vec<String> {
                     rule[k]
                         .as_array()
@@ -227,6 +225,16 @@ fn rbac_is_least_privilege() {
                 };
                 let (groups, resources, verbs) =
                     (list("apiGroups"), list("resources"), list("verbs"));
+                // The one exception to "no Secrets": the build worker's get of build Secrets
+                // in the build namespace, to mask them (the only rule with resourceNames).
+                let build_secrets = component == "worker-build"
+                    && scope == BUILD_NAMESPACE
+                    && resources == ["secrets"]
+                    && verbs == ["get"];
+                assert!(
+                    rule.get("resourceNames").is_none() || build_secrets,
+                    "{ctx}: {role_name}: unexpected resourceNames"
+                );
                 for x in groups.iter().chain(&resources).chain(&verbs) {
                     assert!(
                         !x.contains('*'),
@@ -239,7 +247,7 @@ fn rbac_is_least_privilege() {
                         "{ctx}: {role_name}: {verb}"
                     );
                 }
-                for res in &resources {
+                for res in resources.iter().filter(|_| !build_secrets) {
                     assert!(
                         !FORBIDDEN_RESOURCES.contains(&res.as_str()),
                         "{ctx}: {role_name} grants access to {res}"
@@ -890,5 +898,37 @@ fn minikube_defaults_match_the_registry_and_ingress_addons() {
     assert!(
         ing["spec"]["tls"][0]["secretName"].is_string(),
         "production serves the API over TLS"
+    );
+}
+
+/// The build Secrets are one list: the API refuses names outside it and the build worker's Role
+/// may read only those (so nothing is accepted that the worker could not mask); without a list,
+/// any name, and the Role reads Secrets of the build namespace only.
+#[test]
+fn build_secrets_are_one_list() {
+    let Some(helm) = helm() else { return };
+    let rule = |docs: &[Value]| -> Value {
+        docs.iter()
+            .filter(|d| d["kind"] == "Role" && d["metadata"]["name"] == "slipway-worker-build")
+            .flat_map(|r| r["rules"].as_array().cloned().unwrap_or_default())
+            .find(|r| r["resources"] == serde_json::json!(["secrets"]))
+            .expect("the build worker may get build Secrets")
+    };
+    let docs = chart::render_ok(&helm, &DEFAULT);
+    let r = rule(&docs);
+    assert_eq!(r["verbs"], serde_json::json!(["get"]));
+    assert!(r.get("resourceNames").is_none(), "{r}");
+    let role = find(&docs, "Role", "slipway-worker-build").unwrap();
+    assert_eq!(role["metadata"]["namespace"], BUILD_NAMESPACE);
+    // Empty values are left out: the binary's default (any name).
+    assert!(!settings(&docs, "api").contains_key("SLIPWAY_BUILD_SECRET_NAMES"));
+    let docs = chart::render_ok(&helm, &PRODUCTION);
+    assert_eq!(
+        rule(&docs)["resourceNames"],
+        serde_json::json!(["git-token", "registry-push"])
+    );
+    assert_eq!(
+        settings(&docs, "api")["SLIPWAY_BUILD_SECRET_NAMES"],
+        "git-token,registry-push"
     );
 }
