@@ -1830,6 +1830,50 @@ mod tests {
         }
     }
 
+    /// The IPv4 reading of a host agrees with the WHATWG URL parser (the `url` crate), which
+    /// reads hosts as inet_aton does: decimal, octal, hex, one to four parts.
+    #[test]
+    fn ipv4_spellings_are_read_as_the_url_standard_reads_them() {
+        for host in [
+            "2130706433",
+            "0x7f000001",
+            "0x7f.1",
+            "0177.0.0.1",
+            "127.1",
+            "127.0.1",
+            "017700000001",
+            "0x",
+            "0",
+            "10.0.0.1",
+            "8.8.8.8",
+            "0xA.0.0.1",
+            "4294967295",
+            "4294967296",
+            "09.0.0.1",
+            "1.2.3.4.5",
+            "256.0.0.1",
+            "1.2.65536",
+            "gitlab.123",
+            "github.com",
+            "1.2.3.com",
+        ] {
+            let ours = ipv4_spelling(host).map(|ip| ip.to_string());
+            let whatwg = url::Url::parse(&format!("https://{host}/"));
+            let theirs = match &whatwg {
+                Ok(u) => match u.host() {
+                    Some(url::Host::Ipv4(ip)) => Some(ip.to_string()),
+                    _ => None,
+                },
+                Err(_) => None,
+            };
+            assert_eq!(ours, theirs, "{host}: {whatwg:?}");
+            // What the URL standard refuses as an address is refused here too.
+            if whatwg.is_err() {
+                assert!(repository(&format!("https://{host}/o/a"), "r", &limits()).is_err());
+            }
+        }
+    }
+
     #[test]
     fn internal_hosts_pass_when_the_operator_allows_them() {
         let internal = Limits {
