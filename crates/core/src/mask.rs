@@ -186,14 +186,14 @@ impl Masker {
             let mut moved = false;
             for v in &self.values {
                 let from = cut.saturating_sub(v.len() - 1);
-                for p in from..cut {
+                // A whole value across the cut, or a beginning that reaches the end.
+                let straddles = |p: usize| {
                     let n = v.len().min(buf.len() - p);
-                    // A whole value across the cut, or a beginning that reaches the end.
-                    if (p + n > cut || n < v.len()) && buf[p..p + n] == v[..n] {
-                        cut = p;
-                        moved = true;
-                        break;
-                    }
+                    (p + n > cut || n < v.len()) && buf[p..p + n] == v[..n]
+                };
+                if let Some(p) = (from..cut).find(|&p| straddles(p)) {
+                    cut = p;
+                    moved = true;
                 }
             }
             if !moved || cut == 0 {

@@ -121,7 +121,7 @@ async fn a_build_printing_its_git_token_and_registry_credentials_stores_stars() 
     for t in &texts {
         assert!(secret_free(t), "a secret was stored: {t:?}");
     }
-    let has = |s: &str| texts.iter().any(|t| *t == s);
+    let has = |s: &str| texts.contains(&s);
     assert!(has("#6 12.50 GIT_AUTH_TOKEN=***"), "{texts:#?}");
     assert!(has("#6 12.51 *** ***"), "{texts:#?}");
     assert!(has("#6 12.52 > Authorization: basic ***"), "{texts:#?}");
