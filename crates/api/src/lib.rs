@@ -85,6 +85,24 @@ pub struct Config {
         default_value = ""
     )]
     pub allowed_repository_hosts: Vec<String>,
+    /// Internal hosts repositories may live on (comma-separated): cluster Services or private
+    /// addresses, refused otherwise. Unlike the allow list, it does not restrict public hosts.
+    #[arg(
+        long,
+        env = "SLIPWAY_INTERNAL_REPOSITORY_HOSTS",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub internal_repository_hosts: Vec<String>,
+    /// The Secrets builds may name in `secrets.git` / `secrets.registry` (comma-separated);
+    /// empty allows any. The chart sets it from the same list as the build worker's RBAC.
+    #[arg(
+        long,
+        env = "SLIPWAY_BUILD_SECRET_NAMES",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub build_secret_names: Vec<String>,
     /// How often the relay looks for jobs whose push to Redis failed.
     #[arg(long, env = "SLIPWAY_RELAY_INTERVAL_MS", default_value_t = 1000)]
     pub relay_interval_ms: u64,
@@ -158,6 +176,14 @@ impl GithubArgs {
     }
 }
 
+/// A host list setting: trimmed, lowercased, without empty entries.
+fn hosts(list: &[String]) -> Vec<String> {
+    list.iter()
+        .map(|h| h.trim().to_ascii_lowercase())
+        .filter(|h| !h.is_empty())
+        .collect()
+}
+
 impl Config {
     /// Operator limits on requests.
     pub fn limits(&self) -> anyhow::Result<Limits> {
@@ -167,11 +193,13 @@ impl Config {
             max_memory_bytes: parse(&self.max_memory, Unit::Bytes).context("--max-memory")?,
             max_replicas: self.max_replicas,
             max_ttl_hours: self.max_ttl_hours,
-            allowed_repository_hosts: self
-                .allowed_repository_hosts
+            allowed_repository_hosts: hosts(&self.allowed_repository_hosts),
+            internal_repository_hosts: hosts(&self.internal_repository_hosts),
+            build_secret_names: self
+                .build_secret_names
                 .iter()
-                .map(|h| h.trim().to_ascii_lowercase())
-                .filter(|h| !h.is_empty())
+                .map(|n| n.trim().to_owned())
+                .filter(|n| !n.is_empty())
                 .collect(),
             ..Limits::default()
         })

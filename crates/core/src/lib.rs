@@ -51,6 +51,7 @@ pub mod auth;
 pub mod backoff;
 pub mod image;
 pub mod job;
+pub mod mask;
 pub mod naming;
 pub mod payload;
 pub mod quantity;

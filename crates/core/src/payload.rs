@@ -199,6 +199,24 @@ pub struct PipelineRequest {
     pub launch: Option<LaunchOptions>,
 }
 
+impl PipelineRequest {
+    /// The pipeline for code nobody with write access has reviewed (a pull request from a
+    /// fork): no git token for its build (a `RUN` step can read it through BuildKit's
+    /// `GIT_AUTH_TOKEN` secret) and no secret env for its preview (the preview runs that code).
+    /// The registry push credential stays: BuildKit uses it for the push only and never
+    /// exposes it to a `RUN` step.
+    #[must_use]
+    pub fn for_untrusted_code(mut self) -> Self {
+        if let Some(secrets) = self.build.as_mut().and_then(|b| b.secrets.as_mut()) {
+            secrets.git = None;
+        }
+        if let Some(launch) = self.launch.as_mut() {
+            launch.secret_env.clear();
+        }
+        self
+    }
+}
+
 impl BuildRequest {
     /// The options part, as a pipeline would carry it.
     pub fn options(&self) -> BuildOptions {

@@ -4,7 +4,7 @@
 //!
 //! Grammar decisions (the contract; DESIGN.md leaves these open):
 //! - Repository: `https://host[:port]/path` only (no userinfo, query or fragment). Hosts are DNS
-//!   names or IPv4 (ASCII only: IDNs in punycode). Path characters `A-Za-z0-9._~+@-` and `%XX`,
+//!   names or dotted IPv4 (ASCII only: IDNs in punycode). Path characters `A-Za-z0-9._~+@-` and `%XX`,
 //!   no empty, `.` or `..` segments. SSH addresses (`ssh://`, `git+ssh://`, scp form
 //!   `user@host:path`) are refused because they can never build: BuildKit's git source
 //!   (moby/buildkit `client/llb/source.go`, `Git()`) mounts an SSH agent socket for every URL
@@ -12,7 +12,17 @@
 //!   forwarded`); private repositories use an `https://` URL and a token Secret (`secrets.git`).
 //!   Also refused: `http://` and `git://` (unencrypted), `file://`, local paths, `ext::`
 //!   transports, a leading `-`, whitespace, control characters. Operators may restrict hosts
-//!   with [`Limits::allowed_repository_hosts`]. The scheme is stored lowercased, and the build
+//!   with [`Limits::allowed_repository_hosts`].
+//!   Internal hosts are refused unless the operator names them (in
+//!   [`Limits::internal_repository_hosts`], or in the allow list): addresses in loopback,
+//!   private (RFC 1918), shared (100.64/10), link-local (cloud metadata), "this network",
+//!   multicast and reserved ranges, and names that resolve only inside a cluster or host
+//!   (single-label names, `*.svc`, `*.cluster.local`, `*.local`, `*.localhost`, `*.internal`,
+//!   `*.home.arpa`); see [`internal_host`]. IPv4 addresses must be canonical `a.b.c.d`: git
+//!   reads `2130706433`, `0x7f.1` or `0177.0.0.1` as 127.0.0.1 (inet_aton), so other spellings
+//!   are refused. IPv6 literals (`[::1]`, `[fd00::1]`, `[::ffff:127.0.0.1]`) are refused.
+//!   A public name that resolves to an internal address is not caught here (DNS can change
+//!   after the check): the build NetworkPolicy is the control for that. The scheme is stored lowercased, and the build
 //!   context gets a `.git` suffix (see [`ValidBuild::git_context`]), so BuildKit reads every
 //!   accepted repository as an https git remote.
 //! - Commit: 40 (SHA-1) or 64 (SHA-256) hex digits. Uppercase is accepted and lowercased, so
@@ -119,8 +129,16 @@ pub struct Limits {
     pub max_build_args: usize,
     /// Bytes of one env or build arg value.
     pub max_value_len: usize,
-    /// Lowercase hosts a repository may live on; empty allows any host.
+    /// Lowercase hosts a repository may live on; empty allows any public host. A host listed
+    /// here is allowed even when it is internal (see [`internal_host`]).
     pub allowed_repository_hosts: Vec<String>,
+    /// Lowercase internal hosts (cluster Services, private addresses) a repository may live on,
+    /// without restricting public hosts as a non-empty `allowed_repository_hosts` does.
+    pub internal_repository_hosts: Vec<String>,
+    /// The Secrets a build may name in `secrets.git` / `secrets.registry`; empty allows any
+    /// name. The chart feeds the same list to the build worker's RBAC (`resourceNames`), so a
+    /// name the worker could not read is refused here.
+    pub build_secret_names: Vec<String>,
 }
 
 impl Default for Limits {
@@ -134,6 +152,8 @@ impl Default for Limits {
             max_build_args: 100,
             max_value_len: 4096,
             allowed_repository_hosts: Vec::new(),
+            internal_repository_hosts: Vec::new(),
+            build_secret_names: Vec::new(),
         }
     }
 }
@@ -444,12 +464,12 @@ fn build(
             git: s
                 .git
                 .as_deref()
-                .map(|n| secret_name(n, &f("secrets.git")))
+                .map(|n| build_secret(n, &f("secrets.git"), limits))
                 .transpose()?,
             registry: s
                 .registry
                 .as_deref()
-                .map(|n| secret_name(n, &f("secrets.registry")))
+                .map(|n| build_secret(n, &f("secrets.registry"), limits))
                 .transpose()?,
         },
         None => BuildSecrets::default(),
@@ -662,6 +682,17 @@ pub fn repository(s: &str, field: &str, limits: &Limits) -> Result<Repository, V
     if s.starts_with('-') {
         return Err(ValidationError::invalid(field, "must not start with '-'"));
     }
+    if s.get(..9)
+        .is_some_and(|p| p.eq_ignore_ascii_case("https://["))
+    {
+        // Loopback (::1), unique-local (fc00::/7), link-local and IPv4-mapped (::ffff:a.b.c.d)
+        // forms would each need a rule; no git host is reached by a literal IPv6 address.
+        return Err(ValidationError::new(
+            codes::FORBIDDEN_VALUE,
+            field,
+            "IPv6 address literals ([...]) are not allowed; use the host's DNS name",
+        ));
+    }
     if s.contains("::") {
         return Err(ValidationError::invalid(
             field,
@@ -673,12 +704,34 @@ pub fn repository(s: &str, field: &str, limits: &Limits) -> Result<Repository, V
         return Err(ValidationError::invalid(field, not_https(&lower)));
     }
     let host = url_repo(&s[8..], field)?;
-    if !limits.allowed_repository_hosts.is_empty()
-        && !limits
-            .allowed_repository_hosts
-            .iter()
-            .any(|h| h.eq_ignore_ascii_case(&host))
-    {
+    let listed = |list: &[String]| list.iter().any(|h| h.eq_ignore_ascii_case(&host));
+    if let Some(ip) = ipv4_spelling(&host) {
+        let canonical = ip.to_string();
+        if canonical != host {
+            // git (curl, getaddrinfo) reads these as inet_aton does; never guess for it.
+            return Err(ValidationError::new(
+                codes::FORBIDDEN_VALUE,
+                field,
+                format!(
+                    "non-canonical IPv4 spelling (decimal, octal, hex or shortened; this one \
+                     means {canonical}) is not allowed; write the address as a.b.c.d"
+                ),
+            ));
+        }
+    }
+    let explicitly_allowed =
+        listed(&limits.allowed_repository_hosts) || listed(&limits.internal_repository_hosts);
+    if !explicitly_allowed && let Some(rule) = internal_host(&host) {
+        return Err(ValidationError::new(
+            codes::FORBIDDEN_VALUE,
+            field,
+            format!(
+                "{rule} is not allowed (builds must not reach internal services); an operator \
+                 can allow this host with SLIPWAY_INTERNAL_REPOSITORY_HOSTS"
+            ),
+        ));
+    }
+    if !limits.allowed_repository_hosts.is_empty() && !listed(&limits.allowed_repository_hosts) {
         return Err(ValidationError::new(
             codes::FORBIDDEN_VALUE,
             field,
@@ -691,6 +744,108 @@ pub fn repository(s: &str, field: &str, limits: &Limits) -> Result<Repository, V
         host,
         url: format!("https://{}", &s[8..]),
     })
+}
+
+/// A host that is an IPv4 address in any spelling `inet_aton` (and so git, through curl and
+/// `getaddrinfo`) or the WHATWG URL parser accepts: one to four parts, each decimal, octal
+/// (leading `0`) or hex (`0x`), the last filling the remaining bytes (`127.1`, `2130706433`,
+/// `0x7f.0.0.1`, `0177.0.0.1`). `None`: not an address (a DNS name). A host whose last label is
+/// numeric but does not parse is refused by the caller too ([`internal_host`] never sees it).
+fn ipv4_spelling(host: &str) -> Option<std::net::Ipv4Addr> {
+    let parts: Vec<&str> = host.split('.').collect();
+    let number = |p: &str| -> Option<u64> {
+        let (digits, radix) = if let Some(h) = p.strip_prefix("0x") {
+            (h, 16)
+        } else if p.len() > 1 && p.starts_with('0') {
+            (&p[1..], 8)
+        } else {
+            (p, 10)
+        };
+        if digits.is_empty() {
+            // `0x` alone is 0 for inet_aton and WHATWG alike.
+            return (radix == 16).then_some(0);
+        }
+        u64::from_str_radix(digits, radix).ok()
+    };
+    // WHATWG: a host "ends in a number" when its last label is numeric; that is the IPv4 test.
+    let last = parts.last()?;
+    let numeric = |p: &str| {
+        !p.is_empty()
+            && (p.bytes().all(|b| b.is_ascii_digit())
+                || p.strip_prefix("0x")
+                    .is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit())))
+    };
+    if !numeric(last) || parts.len() > 4 {
+        return None;
+    }
+    let nums: Vec<u64> = parts.iter().map(|p| number(p)).collect::<Option<_>>()?;
+    let (head, tail) = nums.split_at(nums.len() - 1);
+    if head.iter().any(|n| *n > 255) {
+        return None;
+    }
+    let rest_bits = 8 * (4 - head.len() as u32);
+    if tail[0] >= 1u64 << rest_bits {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for (i, n) in head.iter().enumerate() {
+        v |= n << (24 - 8 * i as u32);
+    }
+    Some(std::net::Ipv4Addr::from((v | tail[0]) as u32))
+}
+
+/// Why a (lowercased, grammatical) repository host is internal, if it is: an address in a
+/// loopback, private, link-local, shared or reserved range, or a name that only resolves
+/// inside a cluster or a host. Public names that a cluster's DNS search path also resolves
+/// (`redis.slipway` is tried as `redis.slipway.svc.cluster.local` first) cannot be told apart
+/// here: the build NetworkPolicy is what keeps those unreachable.
+pub fn internal_host(host: &str) -> Option<String> {
+    let last = host.rsplit('.').next().unwrap_or(host);
+    if last.bytes().all(|b| b.is_ascii_digit()) || last.starts_with("0x") {
+        let Some(ip) = ipv4_spelling(host) else {
+            return Some("a numeric host that is not an IPv4 address".into());
+        };
+        let o = ip.octets();
+        let range = match o {
+            [0, ..] => Some(("\"this network\" address", "0.0.0.0/8")),
+            [10, ..] => Some(("private address", "10.0.0.0/8")),
+            [100, b, ..] if (64..128).contains(&b) => {
+                Some(("shared (CGNAT) address", "100.64.0.0/10"))
+            }
+            [127, ..] => Some(("loopback address", "127.0.0.0/8")),
+            [169, 254, ..] => Some(("link-local address (cloud metadata)", "169.254.0.0/16")),
+            [172, b, ..] if (16..32).contains(&b) => Some(("private address", "172.16.0.0/12")),
+            [192, 0, 0, _] => Some(("IETF protocol address", "192.0.0.0/24")),
+            [192, 168, ..] => Some(("private address", "192.168.0.0/16")),
+            [198, b, ..] if b == 18 || b == 19 => Some(("benchmarking address", "198.18.0.0/15")),
+            [a, ..] if (224..240).contains(&a) => Some(("multicast address", "224.0.0.0/4")),
+            [a, ..] if a >= 240 => Some(("reserved address", "240.0.0.0/4")),
+            _ => None,
+        };
+        return range.map(|(what, cidr)| format!("{what} {cidr}"));
+    }
+    let suffix = |s: &str| host == s || host.ends_with(&format!(".{s}"));
+    if !host.contains('.') {
+        return Some(
+            "single-label name (the cluster's DNS search path resolves it, to a Service)".into(),
+        );
+    }
+    for (s, what) in [
+        ("localhost", "loopback name (*.localhost)"),
+        ("svc", "cluster-internal name (*.svc)"),
+        ("cluster.local", "cluster-internal name (*.cluster.local)"),
+        ("local", "link-local (mDNS) name (*.local)"),
+        (
+            "internal",
+            "internal name (*.internal, such as metadata.google.internal)",
+        ),
+        ("home.arpa", "home network name (*.home.arpa)"),
+    ] {
+        if suffix(s) {
+            return Some(what.into());
+        }
+    }
+    None
 }
 
 /// Why a (lowercased) repository that is not `https://` is refused, and what to use instead.
@@ -1045,6 +1200,21 @@ pub fn secret_name(s: &str, field: &str) -> Result<String, ValidationError> {
     }
 }
 
+/// A Secret a build mounts: a Secret name the operator's list (if any) holds. The build worker
+/// reads these Secrets to mask their values in the log and may read only the listed ones.
+pub fn build_secret(s: &str, field: &str, limits: &Limits) -> Result<String, ValidationError> {
+    let name = secret_name(s, field)?;
+    if !limits.build_secret_names.is_empty() && !limits.build_secret_names.contains(&name) {
+        return Err(ValidationError::new(
+            codes::FORBIDDEN_VALUE,
+            field,
+            "is not one of the Secrets builds may use (SLIPWAY_BUILD_SECRET_NAMES, the chart's \
+             buildNamespace.secretNames)",
+        ));
+    }
+    Ok(name)
+}
+
 /// `"<secret>/<key>"`.
 pub fn secret_key_ref(s: &str, field: &str) -> Result<SecretKeyRef, ValidationError> {
     let Some((secret, key)) = s.split_once('/') else {
@@ -1322,8 +1492,8 @@ mod tests {
                 "https://gitlab.example.com:8443/group/sub/app.git",
                 "gitlab.example.com",
             ),
-            ("https://10.0.0.1/x/y", "10.0.0.1"),
-            ("https://host/a%20b/c~d+e@f", "host"),
+            ("https://8.8.4.4/x/y", "8.8.4.4"),
+            ("https://git.host/a%20b/c~d+e@f", "git.host"),
         ];
         for (url, host) in ok {
             let r =
@@ -1450,7 +1620,6 @@ mod tests {
             "https://github.com:99999/x",
             "https://github.com:/x",
             "https://github.com:abc/x",
-            "https://[::1]/x",
             "https://github.com/org//app",
             "https://github.com/org/../app",
             "https://github.com/org/./app",
@@ -1511,6 +1680,269 @@ mod tests {
         assert_eq!(e.code, codes::FORBIDDEN_VALUE);
         let e = repository("https://github.com.evil.io/o/a", "repository", &l).unwrap_err();
         assert_eq!(e.code, codes::FORBIDDEN_VALUE);
+    }
+
+    /// Every internal range and name is refused with its rule, IPv6 literals and odd IPv4
+    /// spellings included; public hosts and addresses pass.
+    #[test]
+    fn internal_repository_hosts_are_refused_naming_the_rule() {
+        let refused = [
+            ("https://127.0.0.1/o/a", "loopback address 127.0.0.0/8"),
+            (
+                "https://127.255.0.9:8443/o/a",
+                "loopback address 127.0.0.0/8",
+            ),
+            ("https://10.1.2.3/o/a", "private address 10.0.0.0/8"),
+            ("https://172.16.0.1/o/a", "private address 172.16.0.0/12"),
+            (
+                "https://172.31.255.255/o/a",
+                "private address 172.16.0.0/12",
+            ),
+            ("https://192.168.49.2/o/a", "private address 192.168.0.0/16"),
+            (
+                "https://100.64.0.1/o/a",
+                "shared (CGNAT) address 100.64.0.0/10",
+            ),
+            (
+                "https://100.100.100.200/o/a",
+                "shared (CGNAT) address 100.64.0.0/10",
+            ),
+            (
+                "https://169.254.169.254/o/a",
+                "link-local address (cloud metadata) 169.254.0.0/16",
+            ),
+            ("https://0.0.0.0/o/a", "\"this network\" address 0.0.0.0/8"),
+            (
+                "https://192.0.0.192/o/a",
+                "IETF protocol address 192.0.0.0/24",
+            ),
+            (
+                "https://198.18.0.1/o/a",
+                "benchmarking address 198.18.0.0/15",
+            ),
+            ("https://224.0.0.1/o/a", "multicast address 224.0.0.0/4"),
+            (
+                "https://255.255.255.255/o/a",
+                "reserved address 240.0.0.0/4",
+            ),
+            ("https://localhost/o/a", "single-label name"),
+            ("https://gitea/o/a", "single-label name"),
+            ("https://api.localhost/o/a", "loopback name (*.localhost)"),
+            ("https://gitea.git.svc/o/a", "cluster-internal name (*.svc)"),
+            (
+                "https://gitea.git.svc.cluster.local/o/a",
+                "cluster-internal name (*.cluster.local)",
+            ),
+            (
+                "https://x.cluster.local:3000/o/a",
+                "cluster-internal name (*.cluster.local)",
+            ),
+            (
+                "https://printer.local/o/a",
+                "link-local (mDNS) name (*.local)",
+            ),
+            (
+                "https://metadata.google.internal/o/a",
+                "internal name (*.internal",
+            ),
+            (
+                "https://nas.home.arpa/o/a",
+                "home network name (*.home.arpa)",
+            ),
+            (
+                "https://1.2.3.4.5/o/a",
+                "a numeric host that is not an IPv4 address",
+            ),
+            (
+                "https://09.0.0.1/o/a",
+                "a numeric host that is not an IPv4 address",
+            ),
+        ];
+        for (url, rule) in refused {
+            let e = repository(url, "repository", &limits()).expect_err(url);
+            assert_eq!(
+                (e.code, e.field.as_str()),
+                (codes::FORBIDDEN_VALUE, "repository"),
+                "{url}"
+            );
+            assert!(e.message.contains(rule), "{url}: {}", e.message);
+            assert!(e.message.contains("is not allowed"), "{url}: {}", e.message);
+        }
+        // Spellings git reads as 127.0.0.1 (inet_aton): decimal, hex, octal, shortened.
+        for url in [
+            "https://2130706433/o/a",
+            "https://0x7f000001/o/a",
+            "https://0x7f.0.0.1/o/a",
+            "https://0177.0.0.1/o/a",
+            "https://127.1/o/a",
+            "https://127.0.1/o/a",
+            "https://017700000001/o/a",
+        ] {
+            let e = repository(url, "repository", &limits()).expect_err(url);
+            assert_eq!(e.code, codes::FORBIDDEN_VALUE, "{url}");
+            assert!(
+                e.message.contains("non-canonical IPv4") && e.message.contains("127.0.0.1"),
+                "{url}: {}",
+                e.message
+            );
+        }
+        // A private address spelled as one decimal number; a public one spelled oddly too.
+        let e = repository("https://167772161/o/a", "repository", &limits()).unwrap_err();
+        assert!(e.message.contains("10.0.0.1"), "{}", e.message);
+        let e = repository("https://0x08080808/o/a", "repository", &limits()).unwrap_err();
+        assert!(e.message.contains("8.8.8.8"), "{}", e.message);
+        for url in [
+            "https://[::1]/o/a",
+            "https://[fd00::1]/o/a",
+            "https://[fc00::1]:443/o/a",
+            "https://[fe80::1]/o/a",
+            "https://[::ffff:127.0.0.1]/o/a",
+            "https://[::ffff:7f00:1]/o/a",
+            "https://[fd00:ec2::254]/o/a",
+        ] {
+            let e = repository(url, "repository", &limits()).expect_err(url);
+            assert_eq!(e.code, codes::FORBIDDEN_VALUE, "{url}");
+            assert!(
+                e.message.contains("IPv6 address literals"),
+                "{url}: {}",
+                e.message
+            );
+        }
+        for (url, host) in [
+            ("https://8.8.8.8/o/a", "8.8.8.8"),
+            ("https://172.32.0.1/o/a", "172.32.0.1"),
+            ("https://100.128.0.1/o/a", "100.128.0.1"),
+            ("https://169.253.1.1/o/a", "169.253.1.1"),
+            ("https://git.example.com/o/a", "git.example.com"),
+            ("https://svc.example.com/o/a", "svc.example.com"),
+            ("https://localhost.example.com/o/a", "localhost.example.com"),
+            ("https://1password.com/o/a", "1password.com"),
+            ("https://gitlab.123/o/a", ""),
+        ] {
+            match repository(url, "repository", &limits()) {
+                Ok(r) => assert_eq!(r.host, host, "{url}"),
+                // A last label of digits is an address to git; this one is not a valid one.
+                Err(e) => assert!(
+                    host.is_empty() && e.message.contains("numeric"),
+                    "{url}: {e}"
+                ),
+            }
+        }
+    }
+
+    /// The IPv4 reading of a host agrees with the WHATWG URL parser (the `url` crate), which
+    /// reads hosts as inet_aton does: decimal, octal, hex, one to four parts.
+    #[test]
+    fn ipv4_spellings_are_read_as_the_url_standard_reads_them() {
+        for host in [
+            "2130706433",
+            "0x7f000001",
+            "0x7f.1",
+            "0177.0.0.1",
+            "127.1",
+            "127.0.1",
+            "017700000001",
+            "0x",
+            "0",
+            "10.0.0.1",
+            "8.8.8.8",
+            "0xA.0.0.1",
+            "4294967295",
+            "4294967296",
+            "09.0.0.1",
+            "1.2.3.4.5",
+            "256.0.0.1",
+            "1.2.65536",
+            "gitlab.123",
+            "github.com",
+            "1.2.3.com",
+        ] {
+            let ours = ipv4_spelling(host).map(|ip| ip.to_string());
+            let whatwg = url::Url::parse(&format!("https://{host}/"));
+            let theirs = match &whatwg {
+                Ok(u) => match u.host() {
+                    Some(url::Host::Ipv4(ip)) => Some(ip.to_string()),
+                    _ => None,
+                },
+                Err(_) => None,
+            };
+            assert_eq!(ours, theirs, "{host}: {whatwg:?}");
+            // What the URL standard refuses as an address is refused here too.
+            if whatwg.is_err() {
+                assert!(repository(&format!("https://{host}/o/a"), "r", &limits()).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn internal_hosts_pass_when_the_operator_allows_them() {
+        let internal = Limits {
+            internal_repository_hosts: vec![
+                "gitea.git.svc.cluster.local".into(),
+                "10.0.0.5".into(),
+            ],
+            ..Limits::default()
+        };
+        assert!(
+            repository(
+                "https://Gitea.git.svc.cluster.local/o/a",
+                "repository",
+                &internal
+            )
+            .is_ok()
+        );
+        assert!(repository("https://10.0.0.5:3000/o/a", "repository", &internal).is_ok());
+        // Other public hosts still pass; other internal ones still do not.
+        assert!(repository("https://github.com/o/a", "repository", &internal).is_ok());
+        assert!(repository("https://10.0.0.6/o/a", "repository", &internal).is_err());
+        // A non-canonical spelling of an allowed address is still refused.
+        assert!(repository("https://167772165/o/a", "repository", &internal).is_err());
+        // A host on the allow list is explicitly allowed, internal or not.
+        let listed = Limits {
+            allowed_repository_hosts: vec!["gitea".into()],
+            ..Limits::default()
+        };
+        assert!(repository("https://gitea/o/a", "repository", &listed).is_ok());
+        assert!(repository("https://github.com/o/a", "repository", &listed).is_err());
+    }
+
+    #[test]
+    fn build_secrets_must_be_on_the_operators_list_when_there_is_one() {
+        let l = Limits {
+            build_secret_names: vec!["git-token".into(), "push-creds".into()],
+            ..Limits::default()
+        };
+        let mut b = build_req();
+        b.secrets = Some(BuildSecrets {
+            git: Some("git-token".into()),
+            registry: Some("push-creds".into()),
+        });
+        assert!(b.validate(&l).is_ok());
+        b.secrets = Some(BuildSecrets {
+            git: Some("other".into()),
+            registry: None,
+        });
+        let e = b.validate(&l).unwrap_err();
+        assert_eq!(
+            (e.code, e.field.as_str()),
+            (codes::FORBIDDEN_VALUE, "secrets.git")
+        );
+        assert!(b.validate(&limits()).is_ok(), "no list: any name");
+        let p = PipelineRequest {
+            preview: "p".into(),
+            repository: "https://github.com/o/a".into(),
+            commit: SHA.into(),
+            build: Some(BuildOptions {
+                secrets: Some(BuildSecrets {
+                    git: None,
+                    registry: Some("nope".into()),
+                }),
+                ..BuildOptions::default()
+            }),
+            launch: None,
+        };
+        let e = p.validate(&l).unwrap_err();
+        assert_eq!(e.field, "build.secrets.registry");
     }
 
     #[test]
@@ -2052,12 +2484,12 @@ mod tests {
         assert_eq!(v.build.tag, SHA);
         assert_eq!(v.launch.port, 8080);
         let single = PipelineRequest {
-            repository: "https://host/app".into(),
+            repository: "https://git.host/app".into(),
             ..p.clone()
         };
         assert_eq!(single.validate(&limits()).unwrap().build.image, "app");
         let hopeless = PipelineRequest {
-            repository: "https://host/___.git".into(),
+            repository: "https://git.host/___.git".into(),
             ..p.clone()
         };
         let e = hopeless.validate(&limits()).unwrap_err();
@@ -2066,7 +2498,7 @@ mod tests {
             (codes::MISSING_FIELD, "build.image")
         );
         let named = PipelineRequest {
-            repository: "https://host/___.git".into(),
+            repository: "https://git.host/___.git".into(),
             build: Some(BuildOptions {
                 image: Some("x/y".into()),
                 ..Default::default()

@@ -40,6 +40,9 @@ pub enum Action {
         preview: PreviewKey,
         repository: String,
         sha: String,
+        /// The code comes from a fork: untrusted, so its build gets no git token and its
+        /// preview no secret env (the caller drops them).
+        fork: bool,
     },
     /// Tear `preview` down.
     Cleanup { preview: PreviewKey },
@@ -83,6 +86,7 @@ pub fn decide(event: &WebhookEvent, settings: Option<&RepoSettings>) -> Action {
         preview: preview.clone(),
         repository: pr.repo.clone_url.clone(),
         sha: pr.head_sha.clone(),
+        fork: pr.is_fork,
     };
     // A closed PR is always cleaned up: a cleanup of a preview that never existed is a no-op,
     // and the settings may have changed since the preview was built.

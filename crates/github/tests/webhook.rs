@@ -228,6 +228,24 @@ fn pipeline(sha: &str) -> Action {
         preview: slipway_github::PreviewKey::new("octo-org", "web-app", 42),
         repository: CLONE.into(),
         sha: sha.into(),
+        fork: false,
+    }
+}
+
+fn fork_pipeline(sha: &str) -> Action {
+    match pipeline(sha) {
+        Action::Pipeline {
+            preview,
+            repository,
+            sha,
+            ..
+        } => Action::Pipeline {
+            preview,
+            repository,
+            sha,
+            fork: true,
+        },
+        other => other,
     }
 }
 
@@ -287,8 +305,12 @@ fn decide_fork_policy() {
         build_forks: true,
         ..automatic()
     };
-    assert_eq!(decide(&event(FORK), Some(&on)), pipeline(HEAD));
-    assert_eq!(decide(&event(DELETED_FORK), Some(&on)), pipeline(NEW_HEAD));
+    // Built, but marked: the caller strips the git token and the preview's secret env.
+    assert_eq!(decide(&event(FORK), Some(&on)), fork_pipeline(HEAD));
+    assert_eq!(
+        decide(&event(DELETED_FORK), Some(&on)),
+        fork_pipeline(NEW_HEAD)
+    );
     // Closing a fork's PR still cleans up.
     let closed_fork = FORK.replacen("\"action\": \"opened\"", "\"action\": \"closed\"", 1);
     assert_eq!(decide(&event(&closed_fork), Some(&off)), cleanup());

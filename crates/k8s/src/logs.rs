@@ -7,6 +7,8 @@
 //! sequence numbers.
 
 use chrono::{DateTime, Utc};
+use slipway_core::mask::Masker;
+use std::sync::Arc;
 
 /// One decoded line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +28,8 @@ pub struct LogDecoder {
     current_ts: Option<DateTime<Utc>>,
     /// Whether `buf` starts in the middle of a line (after an over-long piece was cut off).
     mid_line: bool,
+    /// Secret values replaced by `***` in every line and piece.
+    masker: Option<Arc<Masker>>,
 }
 
 impl LogDecoder {
@@ -38,7 +42,18 @@ impl LogDecoder {
             timestamps,
             current_ts: None,
             mid_line: false,
+            masker: None,
         }
+    }
+
+    /// Mask these values in every line. A line is masked whole, before it is cut into pieces;
+    /// an over-long line still arriving is cut before any value (or a value's beginning) that
+    /// would straddle the cut, so a value is never split across two stored pieces (unless it
+    /// is longer than a piece).
+    #[must_use]
+    pub fn with_masker(mut self, masker: Arc<Masker>) -> Self {
+        self.masker = (!masker.is_empty()).then_some(masker);
+        self
     }
 
     /// Decode every complete line (and every over-long piece) in `chunk` and what came before.
@@ -56,7 +71,14 @@ impl LogDecoder {
             if self.buf.len() <= limit {
                 break;
             }
-            let cut = utf8_cut(&self.buf, limit);
+            let mut cut = utf8_cut(&self.buf, limit);
+            if let Some(m) = &self.masker {
+                if let std::borrow::Cow::Owned(masked) = m.mask(&self.buf) {
+                    self.buf = masked;
+                    continue;
+                }
+                cut = m.safe_cut(&self.buf, cut);
+            }
             let piece: Vec<u8> = self.buf.drain(..cut).collect();
             self.emit_piece(&piece, &mut out);
         }
@@ -106,7 +128,11 @@ impl LogDecoder {
     }
 
     fn push_text(&self, body: &[u8], out: &mut Vec<DecodedLine>) {
-        let text = String::from_utf8_lossy(body);
+        let body = match &self.masker {
+            Some(m) => m.mask(body),
+            None => std::borrow::Cow::Borrowed(body),
+        };
+        let text = String::from_utf8_lossy(&body);
         // A complete line may still exceed the limit (it arrived in one chunk): split it.
         let mut rest: &str = &text;
         loop {
@@ -228,6 +254,43 @@ mod tests {
                 .all(|l| l.ts == pieces[0].ts && l.ts.is_some())
         );
         assert_eq!(out.last().unwrap().text, "next");
+    }
+
+    /// A secret is masked however the stream's chunks and the line's pieces fall: fed byte by
+    /// byte, in an over-long line whose cut would fall inside it, twice on one line.
+    #[test]
+    fn secrets_are_masked_in_lines_and_never_split_across_pieces() {
+        const TOKEN: &str = "ghs_0123456789abcdefABCDEF";
+        let mut m = Masker::none();
+        m.add_git_token(TOKEN.as_bytes());
+        let m = Arc::new(m);
+        for offset in 0..40 {
+            let mut d = LogDecoder::new(true, 32).with_masker(m.clone());
+            let text = format!("{}{TOKEN} then {TOKEN} end", "x".repeat(offset));
+            let line = format!("2026-11-24T08:00:00Z {text}\nnext\n");
+            let mut out = Vec::new();
+            for b in line.as_bytes() {
+                out.extend(d.feed(std::slice::from_ref(b)));
+            }
+            out.extend(d.finish());
+            let joined: String = out[..out.len() - 1]
+                .iter()
+                .map(|l| l.text.as_str())
+                .collect();
+            assert_eq!(
+                joined,
+                format!("{}*** then *** end", "x".repeat(offset)),
+                "offset {offset}: {out:?}"
+            );
+            assert!(
+                out.iter()
+                    .all(|l| !l.text.contains("ghs_") && !l.text.contains("ABCDEF"))
+            );
+            assert_eq!(out.last().unwrap().text, "next");
+        }
+        // Without a masker nothing changes.
+        let mut d = LogDecoder::new(false, 1024);
+        assert_eq!(texts(&d.feed(format!("{TOKEN}\n").as_bytes())), [TOKEN]);
     }
 
     #[test]

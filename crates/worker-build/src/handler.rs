@@ -4,12 +4,13 @@ use crate::config::Settings;
 use crate::sink::{LogSink, SinkLimits};
 use futures::{AsyncReadExt, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::core::v1::{Event, Pod, Secret};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, LogParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
+use slipway_core::mask::Masker;
 use slipway_core::naming::{build_job_name, standard_labels};
 use slipway_core::validate::{ImageSource, ValidBuild, ValidLaunch, ValidLaunchOptions};
 use slipway_core::{ErrorClass, ImageRef, JobId, JobKind};
@@ -31,6 +32,7 @@ use slipway_shared::runtime::{Handler, JobContext, JobError};
 use slipway_shared::store::{JobRecord, NewJob, Store, StoreError};
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -87,6 +89,8 @@ enum StreamEnd {
 enum FollowError {
     Kube(String),
     Store(StoreError),
+    /// The build's Secrets could not be read to mask them: its log must not be stored.
+    Unmaskable(JobError),
 }
 
 enum Waited {
@@ -506,6 +510,7 @@ impl BuildHandler {
         pod: &str,
         sink: &mut LogSink,
         follow: bool,
+        masker: &Arc<Masker>,
     ) -> Result<StreamEnd, FollowError> {
         let since_time = sink.since().map(|secs| {
             k8s_openapi::jiff::Timestamp::from_second(secs)
@@ -523,7 +528,8 @@ impl BuildHandler {
             FollowError::Kube(format!("following the log of pod {pod}: {e}"))
         })?;
         let mut reader = std::pin::pin!(reader);
-        let mut decoder = LogDecoder::new(true, self.settings.log_max_line_bytes);
+        let mut decoder =
+            LogDecoder::new(true, self.settings.log_max_line_bytes).with_masker(masker.clone());
         let mut buf = vec![0u8; 64 * 1024];
         sink.start_read();
         let idle = self.settings.log_idle;
@@ -557,7 +563,13 @@ impl BuildHandler {
     /// ends or goes silent while the container still runs, follow again from the last line
     /// taken. Once the container has ended, one last complete read takes what the streams
     /// before may have missed, and marks lines that are gone.
-    async fn follow(&self, name: &str, sink: &mut LogSink) -> Result<Ended, FollowError> {
+    async fn follow(
+        &self,
+        name: &str,
+        sink: &mut LogSink,
+        build: &ValidBuild,
+        masker: &mut Option<Arc<Masker>>,
+    ) -> Result<Ended, FollowError> {
         let mut errors = 0u32;
         let mut taken = sink.taken();
         // The pod as last read, when it is known to have started: no need to wait for it again.
@@ -580,7 +592,17 @@ impl BuildHandler {
                 PodProgress::Ended(end) => Some(end),
             };
             let follow = ended.is_none();
-            let read = match (ended, self.stream_log(&pod_name, sink, follow).await) {
+            // The pod has started, so its Secret volumes were mounted: read their values
+            // once, before the first line is stored.
+            let mask = match masker {
+                Some(m) => m.clone(),
+                None => {
+                    let m = Arc::new(self.read_masker(build).await?);
+                    *masker = Some(m.clone());
+                    m
+                }
+            };
+            let read = match (ended, self.stream_log(&pod_name, sink, follow, &mask).await) {
                 (Some(end), Ok(StreamEnd::Eof(decoder))) => {
                     // A complete read: the container wrote its last line before it began.
                     for line in decoder.finish() {
@@ -624,7 +646,7 @@ impl BuildHandler {
                         e.to_string()
                     }
                 },
-                Err(FollowError::Store(e)) => return Err(FollowError::Store(e)),
+                Err(e @ (FollowError::Store(_) | FollowError::Unmaskable(_))) => return Err(e),
                 Err(FollowError::Kube(e)) => e,
             };
             // A stream that delivered new lines is progress, not a failure streak.
@@ -641,6 +663,78 @@ impl BuildHandler {
                 Duration::from_millis(100 * 2u64.pow(errors.min(5))).min(Duration::from_secs(3));
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// The values of the build's Secrets, to mask in its log: the git token and the registry
+    /// credentials (see `slipway_core::mask`). A Secret that cannot be read fails the build:
+    /// forbidden (RBAC does not list it) or gone (deleted after the pod mounted it) are
+    /// permanent; anything else is retried, then transient. The values stay in the masker,
+    /// whose `Debug` never shows them.
+    async fn read_masker(&self, build: &ValidBuild) -> Result<Masker, FollowError> {
+        let mut masker = Masker::none();
+        let secrets: Api<Secret> = namespaced(&self.client, &self.settings.namespace);
+        let named = [
+            (
+                build.secrets.git.as_deref(),
+                slipway_k8s::build::GIT_SECRET_KEY,
+            ),
+            (build.secrets.registry.as_deref(), ".dockerconfigjson"),
+        ];
+        for (name, key) in named {
+            let Some(name) = name else { continue };
+            let ns = &self.settings.namespace;
+            let gone = || {
+                FollowError::Unmaskable(JobError::permanent(format!(
+                    "Secret \"{name}\" in namespace {ns} was deleted while the build ran: its \
+                     values cannot be masked, so the build log is not stored"
+                )))
+            };
+            let secret = match get_opt(&secrets, name).await {
+                Ok(Some(s)) => s,
+                Ok(None) => return Err(gone()),
+                Err(e) if e.code() == Some(403) => {
+                    note_k8s_error(e.code());
+                    return Err(FollowError::Unmaskable(JobError::permanent(format!(
+                        "the build worker may not read Secret \"{name}\" in namespace {ns} \
+                         ({e}), so its values cannot be masked and the build log is not stored; \
+                         list it in the chart's buildNamespace.secretNames"
+                    ))));
+                }
+                Err(e) if e.class() == ErrorClass::Permanent => {
+                    note_k8s_error(e.code());
+                    return Err(FollowError::Unmaskable(job_error(&e)));
+                }
+                Err(e) => {
+                    note_k8s_error(e.code());
+                    let never = CancellationToken::new();
+                    match self.k8s_retry(&never, || get_opt(&secrets, name)).await {
+                        Ok(Some(s)) => s,
+                        Ok(None) => return Err(gone()),
+                        Err(e) => return Err(FollowError::Unmaskable(e)),
+                    }
+                }
+            };
+            let Some(value) = secret.data.as_ref().and_then(|d| d.get(key)) else {
+                warn!(secret = %name, key, "the build's Secret has no such key; nothing to mask");
+                continue;
+            };
+            if key == ".dockerconfigjson" {
+                if let Err(e) = masker.add_docker_config(&value.0) {
+                    warn!(secret = %name, error = %e, "the registry Secret is not a docker config; masking it whole");
+                    masker.add(&value.0);
+                }
+            } else {
+                masker.add_git_token(&value.0);
+            }
+        }
+        if masker.too_short() > 0 {
+            warn!(
+                values = masker.too_short(),
+                min_len = slipway_core::mask::MIN_MASKED_LEN,
+                "secret values shorter than the minimum are not masked in the build log"
+            );
+        }
+        Ok(masker)
     }
 
     /// Whether the job was stopped for good (cancelled or superseded) in the job store. The
@@ -715,8 +809,9 @@ impl BuildHandler {
         )
         .await
         .map_err(|e| store_error("cannot read the stored build log", &e))?;
+        let mut masker: Option<Arc<Masker>> = None;
         let followed = {
-            let follow = self.follow(&name, &mut sink);
+            let follow = self.follow(&name, &mut sink, build, &mut masker);
             tokio::select! {
                 r = follow => Some(r),
                 () = job.cancel.cancelled() => None,
@@ -742,6 +837,7 @@ impl BuildHandler {
             Err(FollowError::Kube(e)) => Err(JobError::transient(format!(
                 "lost track of the build on the Kubernetes API: {e}"
             ))),
+            Err(FollowError::Unmaskable(e)) => Err(e),
             Ok(Ended::Pod(end)) => match classify_end(&end, &tail) {
                 BuildVerdict::Succeeded { message } => parse_build_metadata(&message)
                     .map(|meta| {
@@ -775,7 +871,13 @@ impl BuildHandler {
         };
         // The final batch is committed: the Job can go.
         self.delete_job(&name).await;
-        verdict
+        // The termination message (the log's tail on failure) reaches the job's error.
+        verdict.map_err(|mut e| {
+            if let Some(m) = &masker {
+                e.message = m.mask_str(&e.message).into_owned();
+            }
+            e
+        })
     }
 
     /// Record and enqueue the launch that follows a pipeline's build: one per build job (the
@@ -934,6 +1036,44 @@ mod tests {
         assert!(
             args.contains(&"--metadata-file=/tmp/meta/metadata.json".to_owned()),
             "{args:?}"
+        );
+    }
+
+    /// A fork's pipeline (as the webhook records it) builds with the registry credential
+    /// mounted for the push and no git token anywhere in the Job.
+    #[test]
+    fn a_fork_build_job_has_no_git_secret() {
+        use slipway_core::payload::PipelineRequest;
+        use slipway_core::validate::{Limits, Validate};
+        let req: PipelineRequest = serde_json::from_value(json!({
+            "preview": "org/app#7",
+            "repository": "https://github.com/org/app.git",
+            "commit": "0123456789abcdef0123456789abcdef01234567",
+            "build": {"secrets": {"git": "git-token", "registry": "push-creds"}},
+            "launch": {"secret_env": {"DB": "db/password"}},
+        }))
+        .unwrap();
+        let id: JobId = "0190a5b2-c3d4-7e8f-9a0b-1c2d3e4f5a6b".parse().unwrap();
+        let job_of = |req: PipelineRequest| {
+            let valid = req.validate(&Limits::default()).unwrap();
+            serde_json::to_value(build_job(&job_params(
+                &settings(),
+                &valid.build,
+                &build_job_name(id, 1),
+                id,
+            )))
+            .unwrap()
+            .to_string()
+        };
+        let trusted = job_of(req.clone());
+        assert!(trusted.contains("git-token") && trusted.contains("GIT_AUTH_TOKEN"));
+        let fork = job_of(req.for_untrusted_code());
+        assert!(!fork.contains("git-token"), "{fork}");
+        assert!(!fork.contains("GIT_AUTH_TOKEN"), "{fork}");
+        assert!(!fork.contains("git-auth"), "{fork}");
+        assert!(
+            fork.contains("push-creds") && fork.contains("docker-config"),
+            "{fork}"
         );
     }
 

@@ -115,6 +115,8 @@ fn expected_grants(component: &str) -> BTreeSet<Grant> {
                 &["networkpolicies"],
                 &["create", "patch"],
             ),
+            // Only to mask a build's secrets in its log; see build_secrets_are_one_list.
+            (b, "", &["secrets"], &["get"]),
         ]),
         "worker-launch" => grants(&[
             (
@@ -219,10 +221,6 @@ fn rbac_is_least_privilege() {
                     rule.get("nonResourceURLs").is_none(),
                     "{ctx}: {role_name}: no non-resource URLs"
                 );
-                assert!(
-                    rule.get("resourceNames").is_none(),
-                    "{ctx}: {role_name}: unexpected resourceNames"
-                );
                 let list = |k: &str| -> Vec<String> {
                     rule[k]
                         .as_array()
@@ -233,6 +231,16 @@ fn rbac_is_least_privilege() {
                 };
                 let (groups, resources, verbs) =
                     (list("apiGroups"), list("resources"), list("verbs"));
+                // The one exception to "no Secrets": the build worker's get of build Secrets
+                // in the build namespace, to mask them (the only rule with resourceNames).
+                let build_secrets = component == "worker-build"
+                    && scope == BUILD_NAMESPACE
+                    && resources == ["secrets"]
+                    && verbs == ["get"];
+                assert!(
+                    rule.get("resourceNames").is_none() || build_secrets,
+                    "{ctx}: {role_name}: unexpected resourceNames"
+                );
                 for x in groups.iter().chain(&resources).chain(&verbs) {
                     assert!(
                         !x.contains('*'),
@@ -245,7 +253,7 @@ fn rbac_is_least_privilege() {
                         "{ctx}: {role_name}: {verb}"
                     );
                 }
-                for res in &resources {
+                for res in resources.iter().filter(|_| !build_secrets) {
                     assert!(
                         !FORBIDDEN_RESOURCES.contains(&res.as_str()),
                         "{ctx}: {role_name} grants access to {res}"
@@ -1021,5 +1029,37 @@ fn the_in_chart_redis_requires_a_password_kept_off_command_lines() {
             .iter()
             .all(|e| e["valueFrom"]["secretKeyRef"]
                 == serde_json::json!({"name": "my-redis", "key": "pw"}))
+    );
+}
+
+/// The build Secrets are one list: the API refuses names outside it and the build worker's Role
+/// may read only those (so nothing is accepted that the worker could not mask); without a list,
+/// any name, and the Role reads Secrets of the build namespace only.
+#[test]
+fn build_secrets_are_one_list() {
+    let Some(helm) = helm() else { return };
+    let rule = |docs: &[Value]| -> Value {
+        docs.iter()
+            .filter(|d| d["kind"] == "Role" && d["metadata"]["name"] == "slipway-worker-build")
+            .flat_map(|r| r["rules"].as_array().cloned().unwrap_or_default())
+            .find(|r| r["resources"] == serde_json::json!(["secrets"]))
+            .expect("the build worker may get build Secrets")
+    };
+    let docs = chart::render_ok(&helm, &DEFAULT);
+    let r = rule(&docs);
+    assert_eq!(r["verbs"], serde_json::json!(["get"]));
+    assert!(r.get("resourceNames").is_none(), "{r}");
+    let role = find(&docs, "Role", "slipway-worker-build").unwrap();
+    assert_eq!(role["metadata"]["namespace"], BUILD_NAMESPACE);
+    // Empty values are left out: the binary's default (any name).
+    assert!(!settings(&docs, "api").contains_key("SLIPWAY_BUILD_SECRET_NAMES"));
+    let docs = chart::render_ok(&helm, &PRODUCTION);
+    assert_eq!(
+        rule(&docs)["resourceNames"],
+        serde_json::json!(["git-token", "registry-push"])
+    );
+    assert_eq!(
+        settings(&docs, "api")["SLIPWAY_BUILD_SECRET_NAMES"],
+        "git-token,registry-push"
     );
 }

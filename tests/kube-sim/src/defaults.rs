@@ -265,14 +265,16 @@ pub fn on_create(kind: usize, obj: &mut Value) -> Result<(), ApiError> {
                 default_pod_spec(ps);
             }
         }
-        // SetDefaults_Secret (pkg/apis/core/v1/defaults.go).
-        "secrets"
+        "secrets" => {
+            merge_string_data(obj);
+            // SetDefaults_Secret (pkg/apis/core/v1/defaults.go).
             if obj
                 .get("type")
                 .and_then(Value::as_str)
-                .is_none_or(str::is_empty) =>
-        {
-            obj["type"] = json!("Opaque");
+                .is_none_or(str::is_empty)
+            {
+                obj["type"] = json!("Opaque");
+            }
         }
         "services" => {
             let spec = obj.get_mut("spec").filter(|s| s.is_object());
@@ -420,8 +422,30 @@ fn finish(
 }
 
 /// Update-time validation of immutable fields.
+/// A Secret's `stringData` is write-only: the API server merges it into `data` (base64 on the
+/// wire), overwriting keys of the same name, and never returns it
+/// (`Convert_v1_Secret_To_core_Secret` in `pkg/apis/core/v1/conversion.go`; the internal type
+/// has no StringData).
+fn merge_string_data(obj: &mut Value) {
+    use base64::Engine as _;
+    let Some(Value::Object(strings)) = obj.as_object_mut().and_then(|o| o.remove("stringData"))
+    else {
+        return;
+    };
+    if !obj.get("data").is_some_and(Value::is_object) {
+        obj["data"] = json!({});
+    }
+    for (k, v) in strings {
+        let text = v.as_str().unwrap_or_default();
+        obj["data"][k] = json!(base64::engine::general_purpose::STANDARD.encode(text));
+    }
+}
+
 pub fn on_update(kind: usize, cur: &Value, new: &mut Value) -> Result<(), ApiError> {
     let k = &KINDS[kind];
+    if k.plural == "secrets" {
+        merge_string_data(new);
+    }
     let name = cur
         .pointer("/metadata/name")
         .and_then(Value::as_str)

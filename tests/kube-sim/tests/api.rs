@@ -1083,3 +1083,24 @@ async fn network_policy_ip_blocks_are_validated_as_upstream() {
     assert_eq!(e.code, 422);
     sim.shutdown().await;
 }
+
+/// A Secret's `stringData` is merged into `data` (base64) on write and never read back
+/// (`Convert_v1_Secret_To_core_Secret`, pkg/apis/core/v1/conversion.go).
+#[tokio::test]
+async fn secret_string_data_is_merged_into_data_and_not_returned() {
+    let sim = sim().await;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(sim.client().unwrap(), "default");
+    let s: k8s_openapi::api::core::v1::Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "s"}, "data": {"a": "b2xk", "keep": "eA=="},
+        "stringData": {"a": "new", "token": "t0k"}
+    }))
+    .unwrap();
+    secrets.create(&PostParams::default(), &s).await.unwrap();
+    let got = secrets.get("s").await.unwrap();
+    assert!(got.string_data.is_none());
+    let data = got.data.unwrap();
+    assert_eq!(data["a"].0, b"new", "stringData overwrites data");
+    assert_eq!(data["keep"].0, b"x");
+    assert_eq!(data["token"].0, b"t0k");
+}

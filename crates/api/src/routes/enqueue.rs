@@ -45,7 +45,7 @@ fn new_job(
 
 /// Enqueue an image build.
 #[utoipa::path(post, path = "/v1/builds", tag = "enqueue",
-    request_body(content = Object, description = "A build (fields as in DESIGN.md). `repository` is an `https://host/path` URL (`.git` optional). SSH addresses (`ssh://...`, `git@host:path`), `http://` and `git://` are refused with a 422 naming `repository`: BuildKit clones SSH addresses through an SSH agent that build Jobs do not have. For a private repository, name a Secret holding an access token in `secrets.git`."),
+    request_body(content = Object, description = "A build (fields as in DESIGN.md). `repository` is an `https://host/path` URL (`.git` optional). SSH addresses (`ssh://...`, `git@host:path`), `http://` and `git://` are refused with a 422 naming `repository`: BuildKit clones SSH addresses through an SSH agent that build Jobs do not have. Internal hosts (loopback, private, link-local, CGNAT and reserved addresses in any spelling, IPv6 literals, `*.svc`, `*.cluster.local`, `*.local`, `*.internal`, single-label names) are refused with a 422 naming the rule unless the operator allows them (`SLIPWAY_INTERNAL_REPOSITORY_HOSTS`). For a private repository, name a Secret holding an access token in `secrets.git`."),
     params(("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe key")),
     responses((status = 202, body = JobView, description = "Created"), (status = 200, body = JobView, description = "Existing job for this Idempotency-Key"),
         (status = 422, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
@@ -154,7 +154,7 @@ pub(crate) async fn cleanup(
 /// Enqueue a pipeline: build the commit, then launch the built image as the preview. One
 /// pipeline per (preview, commit); a newer commit supersedes the preview's older pipeline.
 #[utoipa::path(post, path = "/v1/pipelines", tag = "enqueue",
-    request_body(content = Object, description = "A pipeline: `preview`, `repository`, `commit`, optional `build` and `launch` options. `repository` is an `https://host/path` URL (`.git` optional). SSH addresses (`ssh://...`, `git@host:path`), `http://` and `git://` are refused with a 422 naming `repository`: BuildKit clones SSH addresses through an SSH agent that build Jobs do not have. For a private repository, name a Secret holding an access token in `build.secrets.git`."),
+    request_body(content = Object, description = "A pipeline: `preview`, `repository`, `commit`, optional `build` and `launch` options. `repository` is an `https://host/path` URL (`.git` optional). SSH addresses (`ssh://...`, `git@host:path`), `http://` and `git://` are refused with a 422 naming `repository`: BuildKit clones SSH addresses through an SSH agent that build Jobs do not have. Internal hosts (loopback, private, link-local, CGNAT and reserved addresses in any spelling, IPv6 literals, `*.svc`, `*.cluster.local`, `*.local`, `*.internal`, single-label names) are refused with a 422 naming the rule unless the operator allows them (`SLIPWAY_INTERNAL_REPOSITORY_HOSTS`). For a private repository, name a Secret holding an access token in `build.secrets.git`."),
     responses((status = 202, body = JobView, description = "The pipeline's build job"), (status = 200, body = JobView), (status = 422, body = ErrorBody)),
     security(("bearer" = ["enqueue"])))]
 pub async fn create_pipeline(

@@ -348,11 +348,14 @@ async fn handle_event(
             preview,
             repository,
             sha,
+            fork,
         } => {
             let Some(record) = record else {
                 return ignored("repository is not configured".into());
             };
+            // A fork's code is untrusted: no git token, no secret env (docs/github.md).
             let request = match pipeline_request(&record, preview.to_string(), repository, sha) {
+                Ok(r) if fork => r.for_untrusted_code(),
                 Ok(r) => r,
                 Err(e) => return ignored(format!("stored repository options are unusable: {e}")),
             };

@@ -282,3 +282,57 @@ async fn repository_settings_are_validated_and_readable() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
 }
+
+/// A fork's code is untrusted: its pipeline keeps the registry push credential but loses the
+/// git token and the preview's secret env; the base repository's own pull requests keep both.
+#[tokio::test]
+async fn a_fork_pipeline_gets_no_git_token_and_no_secret_env() {
+    let app = spawn_app().await;
+    configure(
+        &app,
+        "acme/shop",
+        json!({
+            "build_forks": true,
+            "build": {"secrets": {"git": "git-token", "registry": "push-creds"}},
+            "launch": {"env": {"MODE": "preview"}, "secret_env": {"DB_PASSWORD": "db/password"}},
+        }),
+    )
+    .await;
+    let payload = |v: &Value| {
+        let id: slipway_core::JobId = v["job"]["id"].as_str().unwrap().parse().unwrap();
+        let store = app.store.clone();
+        async move { store.get_job(id).await.unwrap().unwrap().payload }
+    };
+    let (_, own) = send(&app, "pull_request", &pr("opened", 1, SHA).body()).await;
+    assert_eq!(own["status"], "pipeline", "{own}");
+    let own = payload(&own).await;
+    assert_eq!(own["secrets"]["git"], "git-token", "{own}");
+    assert_eq!(
+        own["then_launch"]["secret_env"]["DB_PASSWORD"],
+        json!({"secret": "db", "key": "password"}),
+        "{own}"
+    );
+
+    let mut fork = pr("opened", 2, SHA2);
+    fork.fork = Some("mallory/shop".into());
+    let (_, v) = send(&app, "pull_request", &fork.body()).await;
+    assert_eq!(v["status"], "pipeline", "{v}");
+    let p = payload(&v).await;
+    assert!(
+        p["secrets"]["git"].is_null(),
+        "no git token for a fork: {p}"
+    );
+    assert_eq!(
+        p["secrets"]["registry"], "push-creds",
+        "the push credential stays: {p}"
+    );
+    assert_eq!(
+        p["then_launch"]["secret_env"],
+        json!({}),
+        "no secret env for a fork: {p}"
+    );
+    assert_eq!(
+        p["then_launch"]["env"]["MODE"], "preview",
+        "plain env stays: {p}"
+    );
+}

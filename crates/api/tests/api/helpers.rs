@@ -56,6 +56,8 @@ pub fn config(db: &TestDb, redis_url: &str, prefix: &str) -> Config {
         max_replicas: 5,
         max_ttl_hours: 720,
         allowed_repository_hosts: vec![],
+        internal_repository_hosts: vec![],
+        build_secret_names: vec![],
         relay_interval_ms: 100,
         github: slipway_api::GithubArgs::default(),
     }
@@ -67,11 +69,18 @@ pub async fn spawn_app() -> TestApp {
 
 /// The API on a Redis of the test's choosing (the relay test runs its own).
 pub async fn spawn_app_with(redis_url: &str) -> TestApp {
+    spawn_app_configured(redis_url, |_| {}).await
+}
+
+/// The API with settings of the test's choosing.
+pub async fn spawn_app_configured(redis_url: &str, edit: impl FnOnce(&mut Config)) -> TestApp {
     let db = TestDb::new().await.expect("test database");
     let keys = RedisPrefix::on(redis_url);
     let prefix = keys.name.clone();
     let (tx, rx) = oneshot::channel::<()>();
-    let running = slipway_api::start(config(&db, redis_url, &prefix), async {
+    let mut config = config(&db, redis_url, &prefix);
+    edit(&mut config);
+    let running = slipway_api::start(config, async {
         let _ = rx.await;
     })
     .await

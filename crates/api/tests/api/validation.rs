@@ -302,3 +302,105 @@ async fn malformed_bodies_get_clear_errors() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(v["error"]["code"], "not_found");
 }
+
+/// A repository on an internal address or name is a 422 naming the field and the rule, on
+/// every path that takes one: builds, pipelines and a repository's stored settings.
+#[tokio::test]
+async fn internal_repository_hosts_are_refused_naming_the_rule() {
+    let app = spawn_app().await;
+    let cases = [
+        ("https://127.0.0.1/o/a.git", "loopback address 127.0.0.0/8"),
+        ("https://10.0.0.7/o/a.git", "private address 10.0.0.0/8"),
+        (
+            "https://172.20.1.1/o/a.git",
+            "private address 172.16.0.0/12",
+        ),
+        (
+            "https://192.168.1.1/o/a.git",
+            "private address 192.168.0.0/16",
+        ),
+        (
+            "https://100.64.0.1/o/a.git",
+            "shared (CGNAT) address 100.64.0.0/10",
+        ),
+        (
+            "https://169.254.169.254/o/a.git",
+            "link-local address (cloud metadata) 169.254.0.0/16",
+        ),
+        (
+            "https://0.0.0.0/o/a.git",
+            "\"this network\" address 0.0.0.0/8",
+        ),
+        ("https://[fd00::1]/o/a.git", "IPv6 address literals"),
+        ("https://[::ffff:10.0.0.1]/o/a.git", "IPv6 address literals"),
+        ("https://2130706433/o/a.git", "non-canonical IPv4"),
+        ("https://0x7f.0.0.1/o/a.git", "non-canonical IPv4"),
+        ("https://0177.0.0.1/o/a.git", "non-canonical IPv4"),
+        ("https://gitea/o/a.git", "single-label name"),
+        (
+            "https://gitea.git.svc/o/a.git",
+            "cluster-internal name (*.svc)",
+        ),
+        (
+            "https://gitea.git.svc.cluster.local/o/a.git",
+            "cluster-internal name (*.cluster.local)",
+        ),
+        (
+            "https://metadata.google.internal/o/a.git",
+            "internal name (*.internal",
+        ),
+    ];
+    for (url, rule) in cases {
+        let mut build = build_body();
+        build["repository"] = json!(url);
+        let pipeline =
+            json!({"preview": "org/app#1", "repository": url, "commit": build["commit"]});
+        for (path, body) in [("/v1/builds", build), ("/v1/pipelines", pipeline)] {
+            let (status, v) = app.post(path, &body).await;
+            assert_eq!(
+                status,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "{path} {url}: {v}"
+            );
+            assert_eq!(v["error"]["field"], "repository", "{path} {url}: {v}");
+            assert_eq!(v["error"]["code"], "forbidden_value", "{path} {url}: {v}");
+            let message = v["error"]["message"].as_str().unwrap_or_default();
+            assert!(message.contains(rule), "{path} {url}: {v}");
+        }
+    }
+}
+
+/// With an operator list of build Secrets (the chart feeds the same list to the build
+/// worker's RBAC), a build, pipeline or repository setting naming another Secret is a 422.
+#[tokio::test]
+async fn build_secrets_off_the_operators_list_are_refused() {
+    let app = spawn_app_configured(&slipway_shared::testing::redis_url(), |c| {
+        c.build_secret_names = vec!["git-token".into(), " push-creds ".into()];
+    })
+    .await;
+    let mut ok = build_body();
+    ok["secrets"] = json!({"git": "git-token", "registry": "push-creds"});
+    let (status, v) = app.post("/v1/builds", &ok).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+    let mut bad = build_body();
+    bad["secrets"] = json!({"git": "someone-elses-token"});
+    let (status, v) = app.post("/v1/builds", &bad).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["error"]["field"], "secrets.git", "{v}");
+    assert_eq!(v["error"]["code"], "forbidden_value", "{v}");
+    let pipeline = json!({"preview": "org/app#1", "repository": ok["repository"], "commit": SHA,
+        "build": {"secrets": {"registry": "other-creds"}}});
+    let (status, v) = app.post("/v1/pipelines", &pipeline).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["error"]["field"], "build.secrets.registry", "{v}");
+    let (status, v) = app
+        .call(
+            reqwest::Method::PUT,
+            "/v1/repositories/acme/shop",
+            Some(ADMIN),
+            Some(&json!({"build": {"secrets": {"git": "other"}}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["error"]["field"], "build.secrets.git", "{v}");
+}

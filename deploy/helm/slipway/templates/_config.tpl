@@ -12,6 +12,7 @@ SLIPWAY_LOG_FORMAT: {{ $v.config.logFormat | quote }}
 RUST_LOG: {{ $v.config.rustLog | quote }}
 OTEL_EXPORTER_OTLP_ENDPOINT: {{ $v.config.otlpEndpoint | quote }}
 {{- if eq .component "api" }}
+SLIPWAY_BUILD_SECRET_NAMES: {{ include "slipway.buildSecretNames" .root | quote }}
 SLIPWAY_GITHUB_API_URL: {{ .values.github.apiUrl | quote }}
 SLIPWAY_GITHUB_APP_ID: {{ .values.github.appId | toString | quote }}
 {{- if include "slipway.secretName" (dict "root" .root "entry" "githubPrivateKey") }}
@@ -65,4 +66,18 @@ installs.
 {{/* Where the API finds the GitHub App's private key. */}}
 {{- define "slipway.githubKeyPath" -}}
 /var/run/secrets/slipway/github/private-key.pem
+{{- end }}
+
+{{/*
+The Secrets builds may name, comma-separated (empty: any): buildNamespace.secretNames plus the
+registry push Secret. The API refuses other names (SLIPWAY_BUILD_SECRET_NAMES) and the build
+worker's Role may read only these (resourceNames), so a build the API accepts is one whose
+Secrets the worker can read to mask.
+*/}}
+{{- define "slipway.buildSecretNames" -}}
+{{- $names := default (list) .Values.buildNamespace.secretNames -}}
+{{- if and $names .Values.registry.pushSecret.name -}}
+{{- $names = append $names .Values.registry.pushSecret.name | uniq -}}
+{{- end -}}
+{{- join "," $names -}}
 {{- end }}

@@ -82,6 +82,8 @@ impl BenchApi {
             max_replicas: 5,
             max_ttl_hours: 720,
             allowed_repository_hosts: vec![],
+            internal_repository_hosts: vec![],
+            build_secret_names: vec![],
             relay_interval_ms: 1000,
             github: slipway_api::GithubArgs::default(),
         };
