@@ -830,7 +830,7 @@ impl BuildHandler {
 #[async_trait::async_trait]
 impl Handler for BuildHandler {
     fn keyed_cap(&self) -> Option<KeyedCap> {
-        (self.settings.max_per_repository > 0).then(|| KeyedCap {
+        (self.settings.max_per_repository > 0).then_some(KeyedCap {
             limit: self.settings.max_per_repository,
             key: repository_cap_key,
             what: "repository",

@@ -452,7 +452,7 @@ async fn start_capped(
         .start_attempt_capped(d.id, attempt, &d.worker_id, d.kind, &key, limit, &line)
         .await?;
     Ok(match started {
-        CappedStart::Started(record) => Ok(Some(record)),
+        CappedStart::Started(record) => Ok(Some(*record)),
         CappedStart::Refused => Ok(None),
         CappedStart::Waiting { running } => {
             tracing::debug!(%key, running, limit, "over the cap; deferred");

@@ -22,7 +22,7 @@ pub const WAITING_LINE_SEQ: i64 = -1;
 #[derive(Debug, Clone, PartialEq)]
 pub enum CappedStart {
     /// The attempt started (as [`Store::start_attempt`] would have) and holds a slot.
-    Started(JobRecord),
+    Started(Box<JobRecord>),
     /// Refused for the same reasons [`Store::start_attempt`] refuses (stale, over budget,
     /// terminal).
     Refused,
@@ -69,7 +69,9 @@ impl Store {
         if running < i64::from(limit) {
             let started = start_attempt_in(&mut *tx, id, attempt, worker_id, Some(key)).await?;
             tx.commit().await?;
-            return Ok(started.map_or(CappedStart::Refused, CappedStart::Started));
+            return Ok(started.map_or(CappedStart::Refused, |job| {
+                CappedStart::Started(Box::new(job))
+            }));
         }
         // Only a job that could start waits; anything else is refused as a start would be.
         let startable: bool = sqlx::query_scalar(

@@ -495,16 +495,6 @@ pub(crate) fn page_cursor<T>(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::like_pattern;
-
-    #[test]
-    fn like_patterns_match_literally() {
-        assert_eq!(like_pattern("50%_a\\b"), "%50\\%\\_a\\\\b%");
-    }
-}
-
 /// [`Store::start_attempt`] on any connection (the capped start runs it inside its
 /// transaction), recording `cap_key` on the job (`None` clears it: uncapped).
 pub(super) async fn start_attempt_in<'e, E: sqlx::PgExecutor<'e>>(
@@ -541,4 +531,14 @@ pub(super) async fn start_attempt_in<'e, E: sqlx::PgExecutor<'e>>(
         .fetch_optional(db)
         .await?;
     Ok(job)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::like_pattern;
+
+    #[test]
+    fn like_patterns_match_literally() {
+        assert_eq!(like_pattern("50%_a\\b"), "%50\\%\\_a\\\\b%");
+    }
 }
