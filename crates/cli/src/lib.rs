@@ -216,6 +216,10 @@ pub struct LaunchOpts {
     /// Hours until the preview is torn down (default 72).
     #[arg(long)]
     pub ttl_hours: Option<u32>,
+    /// Read-only root filesystem for the app container, with a writable `/tmp` (default
+    /// false).
+    #[arg(long, value_name = "true|false", num_args = 0..=1, default_missing_value = "true")]
+    pub read_only_root_filesystem: Option<bool>,
 }
 
 #[derive(Debug, Args)]
@@ -701,6 +705,11 @@ fn launch_body(o: &LaunchOpts) -> Result<Map<String, Value>, CliError> {
     }
     insert_opt(&mut m, "health_path", o.health_path.clone());
     insert_opt(&mut m, "ttl_hours", o.ttl_hours);
+    insert_opt(
+        &mut m,
+        "read_only_root_filesystem",
+        o.read_only_root_filesystem,
+    );
     Ok(m)
 }
 

@@ -101,7 +101,7 @@ const BUILD_FIELDS: [&str; 7] = [
     "target",
     "secrets",
 ];
-const LAUNCH_FIELDS: [&str; 7] = [
+const LAUNCH_FIELDS: [&str; 8] = [
     "port",
     "env",
     "secret_env",
@@ -109,6 +109,7 @@ const LAUNCH_FIELDS: [&str; 7] = [
     "resources",
     "health_path",
     "ttl_hours",
+    "read_only_root_filesystem",
 ];
 
 pub async fn run(
@@ -392,7 +393,13 @@ mod tests {
 
     #[test]
     fn unset_paths_name_settings() {
-        for ok in ["label", "build", "build.target", "launch.env.DEBUG"] {
+        for ok in [
+            "label",
+            "build",
+            "build.target",
+            "launch.env.DEBUG",
+            "launch.read_only_root_filesystem",
+        ] {
             assert!(unset_path(ok).is_ok(), "{ok}");
         }
         for bad in ["lable", "build.targte", "launch..x", "", "owner"] {

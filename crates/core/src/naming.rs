@@ -226,6 +226,17 @@ pub fn is_label_key(s: &str) -> bool {
     prefix.is_none_or(is_dns1123_subdomain) && !name.is_empty() && is_label_value(name)
 }
 
+/// What counts as "the same repository" for the per-repository build cap: host (with a port
+/// if given) and path, lowercased, without the scheme, a trailing `/` or `.git`, so
+/// `https://GitHub.com/Org/App.git` and `https://github.com/org/app` share one cap.
+pub fn repository_key(url: &str) -> String {
+    let lower = url.trim().to_ascii_lowercase();
+    let rest = lower.split_once("://").map_or(lower.as_str(), |(_, r)| r);
+    let rest = rest.trim_end_matches('/');
+    let rest = rest.strip_suffix(".git").unwrap_or(rest);
+    rest.trim_end_matches('/').to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -476,5 +487,25 @@ mod tests {
         for bad in ["", "/a", "a/", "A_/b", "a/b/c"] {
             assert!(!is_label_key(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn repository_keys_ignore_case_scheme_and_git_suffix() {
+        for url in [
+            "https://github.com/org/app",
+            "https://GitHub.com/Org/App.git",
+            "HTTPS://github.com/org/app/",
+            "https://github.com/org/app.git/",
+        ] {
+            assert_eq!(repository_key(url), "github.com/org/app", "{url}");
+        }
+        assert_eq!(
+            repository_key("https://git.example:8443/a/b/c.git"),
+            "git.example:8443/a/b/c"
+        );
+        assert_ne!(
+            repository_key("https://github.com/org/app"),
+            repository_key("https://github.com/org/app2")
+        );
     }
 }

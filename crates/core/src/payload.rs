@@ -130,6 +130,10 @@ pub struct LaunchRequest {
     pub health_path: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_hours: Option<i64>,
+    /// Run the container with a read-only root filesystem (`readOnlyRootFilesystem`) and a
+    /// writable, size-limited `/tmp` (an emptyDir). Default `false`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only_root_filesystem: Option<bool>,
 }
 
 /// The launch part of a pipeline: a launch request without `preview` (the pipeline's own) and
@@ -160,6 +164,10 @@ pub struct LaunchOptions {
     pub health_path: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_hours: Option<i64>,
+    /// Run the container with a read-only root filesystem (`readOnlyRootFilesystem`) and a
+    /// writable, size-limited `/tmp` (an emptyDir). Default `false`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only_root_filesystem: Option<bool>,
 }
 
 /// Requested CPU and memory per container, as Kubernetes quantity strings.
@@ -243,6 +251,7 @@ impl LaunchRequest {
             resources: self.resources.clone(),
             health_path: self.health_path.clone(),
             ttl_hours: self.ttl_hours,
+            read_only_root_filesystem: self.read_only_root_filesystem,
         }
     }
 }
@@ -711,6 +720,39 @@ mod tests {
             );
             assert!(!e.message.contains("hunter2"));
         }
+    }
+
+    #[test]
+    fn read_only_root_filesystem_is_a_boolean_named_on_a_wrong_type() {
+        let l: LaunchRequest =
+            decode(br#"{"preview": "k", "image": "i", "read_only_root_filesystem": true}"#)
+                .unwrap();
+        assert_eq!(l.read_only_root_filesystem, Some(true));
+        assert_eq!(l.options().read_only_root_filesystem, Some(true));
+        for (body, field) in [
+            (
+                r#"{"preview": "k", "read_only_root_filesystem": "yes"}"#,
+                "read_only_root_filesystem",
+            ),
+            (
+                r#"{"preview": "k", "read_only_root_filesystem": 1}"#,
+                "read_only_root_filesystem",
+            ),
+        ] {
+            let e = err::<LaunchRequest>(body);
+            assert_eq!(
+                (e.code, e.field.as_str()),
+                (codes::INVALID_FIELD, field),
+                "{body}"
+            );
+        }
+        let e = err::<PipelineRequest>(
+            r#"{"preview": "k", "repository": "r", "commit": "c", "launch": {"read_only_root_filesystem": "on"}}"#,
+        );
+        assert_eq!(
+            (e.code, e.field.as_str()),
+            (codes::INVALID_FIELD, "launch.read_only_root_filesystem")
+        );
     }
 
     #[test]

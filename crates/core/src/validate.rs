@@ -301,6 +301,9 @@ pub struct ValidLaunchOptions {
     pub resources: ValidResources,
     pub health_path: String,
     pub ttl_hours: u32,
+    /// Read-only root filesystem with a writable `/tmp` (absent in older payloads: off).
+    #[serde(default)]
+    pub read_only_root_filesystem: bool,
 }
 
 /// A validated launch.
@@ -589,6 +592,7 @@ fn launch_options(
         resources,
         health_path,
         ttl_hours,
+        read_only_root_filesystem: o.read_only_root_filesystem.unwrap_or(false),
     })
 }
 
@@ -1425,6 +1429,21 @@ mod tests {
         let mut r = launch_req();
         f(&mut r);
         r.validate(&limits()).expect("should be accepted")
+    }
+
+    #[test]
+    fn read_only_root_filesystem_defaults_off_and_is_carried() {
+        assert!(!launch_ok(|_| {}).options.read_only_root_filesystem);
+        let on = launch_ok(|r| r.read_only_root_filesystem = Some(true));
+        assert!(on.options.read_only_root_filesystem);
+        // Payloads stored before the field existed still parse (off).
+        let mut stored = serde_json::to_value(&on.options).unwrap();
+        stored
+            .as_object_mut()
+            .unwrap()
+            .remove("read_only_root_filesystem");
+        let old: ValidLaunchOptions = serde_json::from_value(stored).unwrap();
+        assert!(!old.read_only_root_filesystem);
     }
 
     #[test]

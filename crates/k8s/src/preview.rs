@@ -14,10 +14,11 @@
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, LimitRange,
-    LimitRangeItem, LimitRangeSpec, LocalObjectReference, Namespace, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, ResourceQuota, ResourceQuotaSpec, ResourceRequirements, SeccompProfile,
-    SecretKeySelector, SecurityContext, Service, ServicePort, ServiceSpec,
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    HTTPGetAction, LimitRange, LimitRangeItem, LimitRangeSpec, LocalObjectReference, Namespace,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceQuota, ResourceQuotaSpec,
+    ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext, Service, ServicePort,
+    ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, IPBlock, Ingress, IngressBackend, IngressRule,
@@ -95,6 +96,11 @@ pub struct PreviewParams {
     pub resources: CpuMemory,
     pub health_path: String,
     pub run_as_non_root: bool,
+    /// The container's root filesystem is read-only; a writable emptyDir of `tmp_size_limit`
+    /// on the node's disk is mounted at `/tmp` (see [`TMP_VOLUME`]).
+    pub read_only_root_filesystem: bool,
+    /// `sizeLimit` of the `/tmp` emptyDir (a quantity): past it the kubelet evicts the pod.
+    pub tmp_size_limit: String,
     pub progress_deadline_seconds: i32,
     pub ingress_class: Option<String>,
     pub tls: Option<TlsParams>,
@@ -410,6 +416,13 @@ fn network_policies(p: &PreviewParams) -> Vec<NetworkPolicy> {
     out
 }
 
+/// The writable `/tmp` of a preview whose root filesystem is read-only: an emptyDir on the
+/// node's disk (not `Memory`: tmpfs would count against the container's memory limit), which
+/// the kubelet counts as the pod's local ephemeral storage and evicts the pod for exceeding
+/// its `sizeLimit` (kubernetes/website `concepts/configuration/manage-resources-containers.md`,
+/// "Local ephemeral storage").
+pub const TMP_VOLUME: &str = "tmp";
+
 fn deployment(p: &PreviewParams) -> Deployment {
     let mut env: Vec<EnvVar> = p
         .env
@@ -472,10 +485,29 @@ fn deployment(p: &PreviewParams) -> Deployment {
                 add: None,
             }),
             run_as_non_root: p.run_as_non_root.then_some(true),
+            read_only_root_filesystem: p.read_only_root_filesystem.then_some(true),
             ..Default::default()
+        }),
+        volume_mounts: p.read_only_root_filesystem.then(|| {
+            vec![VolumeMount {
+                name: TMP_VOLUME.into(),
+                mount_path: "/tmp".into(),
+                ..Default::default()
+            }]
         }),
         ..Default::default()
     };
+    // Only with a read-only root: an unchanged pod template for everyone else (no rollout).
+    let volumes = p.read_only_root_filesystem.then(|| {
+        vec![Volume {
+            name: TMP_VOLUME.into(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                medium: None,
+                size_limit: Some(q(&p.tmp_size_limit)),
+            }),
+            ..Default::default()
+        }]
+    });
     Deployment {
         metadata: ObjectMeta {
             annotations: Some(p.annotations()),
@@ -510,6 +542,7 @@ fn deployment(p: &PreviewParams) -> Deployment {
                         .as_ref()
                         .map(|s| vec![LocalObjectReference { name: s.clone() }]),
                     containers: vec![container],
+                    volumes,
                     ..Default::default()
                 }),
             },
@@ -625,6 +658,8 @@ pub(crate) mod tests {
             },
             health_path: "/healthz".into(),
             run_as_non_root: false,
+            read_only_root_filesystem: false,
+            tmp_size_limit: "256Mi".into(),
             progress_deadline_seconds: 300,
             ingress_class: Some("nginx".into()),
             tls: None,
@@ -917,6 +952,42 @@ pub(crate) mod tests {
         for host in ["hostNetwork", "hostPID", "hostIPC", "volumes"] {
             assert!(spec.get(host).is_none(), "{host}");
         }
+    }
+
+    #[test]
+    fn a_read_only_root_gets_a_size_limited_writable_tmp() {
+        let mut p = params();
+        p.read_only_root_filesystem = true;
+        let d = serde_json::to_value(deployment(&p)).unwrap();
+        let spec = &d["spec"]["template"]["spec"];
+        let c = &spec["containers"][0];
+        assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+        // The other controls stay as they are.
+        assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+        assert_eq!(c["securityContext"]["capabilities"]["drop"], json!(["ALL"]));
+        assert_eq!(spec["automountServiceAccountToken"], false);
+        assert_eq!(
+            c["volumeMounts"],
+            json!([{"name": "tmp", "mountPath": "/tmp"}])
+        );
+        // On the node's disk (no `medium: Memory`), bounded.
+        assert_eq!(
+            spec["volumes"],
+            json!([{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}])
+        );
+        // Still within restricted (emptyDir is an allowed volume type) when non-root.
+        assert!(pod_security_gaps("restricted", true).is_empty());
+
+        // Off (the default): no field, no volume, the same pod template as before.
+        let d = serde_json::to_value(deployment(&params())).unwrap();
+        let spec = &d["spec"]["template"]["spec"];
+        assert!(
+            spec["containers"][0]["securityContext"]
+                .get("readOnlyRootFilesystem")
+                .is_none()
+        );
+        assert!(spec["containers"][0].get("volumeMounts").is_none());
+        assert!(spec.get("volumes").is_none());
     }
 
     #[test]

@@ -86,6 +86,7 @@ fn preview_objects_pass_strict_schema_validation() {
     full.dns_egress_cidrs = vec!["169.254.20.10/32".into()];
     full.ingress_cidrs = vec!["35.191.0.0/16".into()];
     full.run_as_non_root = true;
+    full.read_only_root_filesystem = true;
     let mut objects = preview_objects(&plain).to_values();
     objects.extend(preview_objects(&full).to_values());
     validate_strict(&objects).unwrap();

@@ -108,6 +108,19 @@ pub struct BuildArgs {
     /// Counted from the cluster before a Job is created; over the cap, the job waits.
     #[arg(long, env = "SLIPWAY_MAX_CONCURRENT_BUILDS", default_value_t = 20)]
     pub max_concurrent_builds: usize,
+    /// Builds of one repository (host and path, lowercased, without `.git`) running at once,
+    /// across all workers (0: no cap), so one busy repository cannot take every slot. Held in
+    /// Postgres; a build over it goes back to the queue without using an attempt.
+    #[arg(long, env = "SLIPWAY_BUILD_MAX_PER_REPOSITORY", default_value_t = 2)]
+    pub max_per_repository: u32,
+    /// How long a build over its repository's cap waits in the queue before it is tried again
+    /// (drawn between half and all of it).
+    #[arg(
+        long,
+        env = "SLIPWAY_BUILD_REPOSITORY_RECHECK_MS",
+        default_value_t = 5_000
+    )]
+    pub repository_recheck_ms: u64,
     /// A followed log stream that delivers nothing for this long is re-opened from the last
     /// stored line (after checking the pod): a connection that died silently cannot hang a build.
     #[arg(long, env = "SLIPWAY_LOG_IDLE_SECS", default_value_t = 30)]
@@ -172,6 +185,10 @@ pub struct Settings {
     pub log_batch_lines: usize,
     pub log_batch_wait: Duration,
     pub max_concurrent_builds: usize,
+    /// Builds of one repository running at once (0: no cap).
+    pub max_per_repository: u32,
+    /// How long a build over its repository's cap waits before it is tried again.
+    pub repository_recheck: Duration,
     /// How often the global build cap is re-checked while waiting for a slot.
     pub slot_poll: Duration,
     /// Silence after which a followed log stream is re-opened.
@@ -226,6 +243,8 @@ impl BuildArgs {
             log_batch_lines: self.log_batch_lines.max(1),
             log_batch_wait: Duration::from_millis(self.log_batch_ms),
             max_concurrent_builds: self.max_concurrent_builds,
+            max_per_repository: self.max_per_repository,
+            repository_recheck: Duration::from_millis(self.repository_recheck_ms.max(10)),
             slot_poll: Duration::from_secs(1),
             log_idle: Duration::from_secs(self.log_idle_secs.max(1)),
             mount_failure_after: Duration::from_secs(self.mount_failure_secs),
@@ -299,6 +318,8 @@ mod tests {
             ])
         );
         assert!(net.registry_cidrs.is_empty() && net.dns_egress_cidrs.is_empty());
+        assert_eq!(s.max_per_repository, 2);
+        assert_eq!(s.repository_recheck, Duration::from_secs(5));
 
         let c = Config::try_parse_from([
             "slipway-worker-build",
@@ -312,6 +333,8 @@ mod tests {
             "3",
             "--build-ephemeral-storage",
             "",
+            "--max-per-repository",
+            "0",
         ])
         .unwrap();
         let s = c.build.settings();
@@ -319,6 +342,7 @@ mod tests {
         assert!(!s.registry_insecure);
         assert_eq!(s.max_concurrent_builds, 3);
         assert_eq!(s.resources.ephemeral_storage_limit, None);
+        assert_eq!(s.max_per_repository, 0);
     }
 
     #[test]

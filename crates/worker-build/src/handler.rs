@@ -28,7 +28,7 @@ use slipway_k8s::outcome::{
 };
 use slipway_shared::enqueue::Submitter;
 use slipway_shared::queue::QueueClient;
-use slipway_shared::runtime::{Handler, JobContext, JobError};
+use slipway_shared::runtime::{Handler, JobContext, JobError, KeyedCap};
 use slipway_shared::store::{JobRecord, NewJob, Store, StoreError};
 use std::collections::HashMap;
 use std::future::Future;
@@ -120,6 +120,13 @@ fn job_error(e: &K8sError) -> JobError {
 
 fn store_error(what: &str, e: &StoreError) -> JobError {
     JobError::transient(format!("{what}: {e}"))
+}
+
+/// The key of the per-repository cap: the build's normalized repository URL. A payload
+/// without one is left uncapped (it fails on its own when it runs).
+fn repository_cap_key(record: &JobRecord) -> Option<String> {
+    let url = record.payload.get("repository")?.get("url")?.as_str()?;
+    Some(slipway_core::naming::repository_key(url))
 }
 
 /// Parse a build job's payload: the `ValidBuild`, and `then_launch` for a pipeline's build.
@@ -939,6 +946,15 @@ impl BuildHandler {
 
 #[async_trait::async_trait]
 impl Handler for BuildHandler {
+    fn keyed_cap(&self) -> Option<KeyedCap> {
+        (self.settings.max_per_repository > 0).then_some(KeyedCap {
+            limit: self.settings.max_per_repository,
+            key: repository_cap_key,
+            what: "repository",
+            recheck: self.settings.repository_recheck,
+        })
+    }
+
     async fn handle(&self, job: JobContext) -> Result<Value, JobError> {
         let record = job
             .record

@@ -1,6 +1,10 @@
 //! `slipway-worker-build`: builds images as Kubernetes Jobs running rootless BuildKit and
 //! stores their logs in Postgres.
 //!
+//! Before an attempt starts, the runtime holds it to the per-repository cap
+//! (`SLIPWAY_BUILD_MAX_PER_REPOSITORY`, [`BuildHandler`]'s `keyed_cap`): over it the job goes
+//! back to the queue, its attempt number given back, until one of the repository's builds ends.
+//!
 //! One attempt of a build job:
 //! 1. parse the validated build (`ValidBuild`, plus `then_launch` for a pipeline's build) from
 //!    the job row;

@@ -130,6 +130,11 @@ pub struct LaunchArgs {
           action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub run_as_non_root: bool,
 
+    /// `sizeLimit` of the writable `/tmp` emptyDir a preview with a read-only root filesystem
+    /// (`read_only_root_filesystem`) gets; past it the kubelet evicts the pod.
+    #[arg(long, env = "SLIPWAY_PREVIEW_TMP_SIZE", default_value = "256Mi")]
+    pub tmp_size: String,
+
     /// Seconds a rollout (and, with a cert-manager issuer, the preview's certificate) may take
     /// to become Available (Ready) before the attempt fails (transient).
     #[arg(long, env = "SLIPWAY_LAUNCH_DEADLINE_SECS", default_value_t = 300)]
@@ -170,6 +175,8 @@ pub struct Settings {
     pub dns_egress_cidrs: Vec<String>,
     pub ingress_cidrs: Vec<String>,
     pub run_as_non_root: bool,
+    /// `sizeLimit` of a read-only preview's `/tmp` (a formatted quantity).
+    pub tmp_size_limit: String,
     pub deadline: Duration,
     pub trouble_grace: Duration,
     pub poll: Duration,
@@ -237,6 +244,12 @@ impl LaunchArgs {
                 "SLIPWAY_LAUNCH_DEADLINE_SECS must be at least 1".into(),
             ));
         }
+        let tmp_bytes = mem(&self.tmp_size, "SLIPWAY_PREVIEW_TMP_SIZE")?;
+        if tmp_bytes == 0 {
+            return Err(LaunchError::Config(
+                "SLIPWAY_PREVIEW_TMP_SIZE must be more than 0".into(),
+            ));
+        }
         let gaps = preview::pod_security_gaps(&self.pod_security_level, self.run_as_non_root);
         if !gaps.is_empty() {
             return Err(LaunchError::Config(format!(
@@ -290,6 +303,7 @@ impl LaunchArgs {
             dns_egress_cidrs: cidrs(&self.dns_egress_cidrs, "SLIPWAY_DNS_EGRESS_CIDRS")?,
             ingress_cidrs: cidrs(&self.ingress_cidrs, "SLIPWAY_INGRESS_CIDRS")?,
             run_as_non_root: self.run_as_non_root,
+            tmp_size_limit: quantity::format_memory(tmp_bytes),
             deadline: Duration::from_secs(self.deadline_secs),
             trouble_grace: Duration::from_secs(self.trouble_grace_secs),
             poll: Duration::from_millis(self.poll_ms.max(50)),
@@ -322,6 +336,28 @@ mod tests {
         assert_eq!((s.max_cpu_millis, s.max_memory_bytes), (1000, 1 << 30));
         assert!(s.egress_cidrs.is_empty());
         assert_eq!(s.deadline, Duration::from_secs(300));
+        assert_eq!(s.tmp_size_limit, "256Mi");
+    }
+
+    #[test]
+    fn the_tmp_size_is_a_positive_quantity() {
+        let s = parse(&["--tmp-size", "1Gi"])
+            .unwrap()
+            .launch
+            .settings()
+            .unwrap();
+        assert_eq!(s.tmp_size_limit, "1Gi");
+        for bad in ["lots", "0", "1.5.2Mi"] {
+            let e = parse(&["--tmp-size", bad])
+                .unwrap()
+                .launch
+                .settings()
+                .unwrap_err();
+            assert!(
+                e.to_string().contains("SLIPWAY_PREVIEW_TMP_SIZE"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

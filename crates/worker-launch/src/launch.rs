@@ -465,6 +465,8 @@ pub fn preview_params(
         },
         health_path: o.health_path.clone(),
         run_as_non_root: s.run_as_non_root,
+        read_only_root_filesystem: o.read_only_root_filesystem,
+        tmp_size_limit: s.tmp_size_limit.clone(),
         progress_deadline_seconds: i32::try_from(s.deadline.as_secs()).unwrap_or(i32::MAX),
         ingress_class: s.ingress_class.clone(),
         tls: s.tls.clone(),

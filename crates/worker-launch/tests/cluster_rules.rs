@@ -193,3 +193,82 @@ async fn an_unissued_certificate_keeps_the_preview_from_being_ready() {
     );
     w.stop().await.expect("worker stopped cleanly");
 }
+
+/// An app that writes `path` when it starts, as the container runtime would let it.
+fn writes_at_start(pod: &kube_sim::PodInfo, path: &str) -> kube_sim::PodScript {
+    if pod.writable(path) {
+        kube_sim::PodScript::run_forever().log(format!("wrote {path}"))
+    } else {
+        kube_sim::PodScript::outcome(kube_sim::Outcome::CrashLoopBackOff)
+            .log(format!("open {path}: read-only file system"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_root_filesystem_keeps_tmp_writable_under_restricted() {
+    let h = Harness::new(sim().image_user("org/", "1000").script(|pod| {
+        if pod.image.contains("org/cache") {
+            writes_at_start(pod, "/var/cache/app/index")
+        } else {
+            writes_at_start(pod, "/tmp/app.pid")
+        }
+    }))
+    .await;
+    let w = h
+        .worker(&[
+            "--pod-security-level",
+            "restricted",
+            "--run-as-non-root",
+            "true",
+            "--tmp-size",
+            "64Mi",
+            "--trouble-grace-secs",
+            "1",
+        ])
+        .await;
+    // An app that writes only under /tmp runs with a read-only root.
+    let key = "org/app#34";
+    let mut b = body(key, "ghcr.io/org/app:v1");
+    b["read_only_root_filesystem"] = true.into();
+    let id = h.launch(b).await;
+    let job = h.finished(id).await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    let d = h
+        .sim
+        .object("deployments", &preview_namespace(key), "app")
+        .unwrap();
+    let spec = &d["spec"]["template"]["spec"];
+    let c = &spec["containers"][0];
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(c["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        c["volumeMounts"],
+        serde_json::json!([{"name": "tmp", "mountPath": "/tmp"}])
+    );
+    assert_eq!(
+        spec["volumes"],
+        serde_json::json!([{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}])
+    );
+    assert_eq!(h.preview(key).await.status, "ready");
+
+    // One that writes elsewhere cannot, and the launch says why.
+    let key = "org/cache#1";
+    let mut b = body(key, "ghcr.io/org/cache:v1");
+    b["read_only_root_filesystem"] = true.into();
+    let id = h.launch(b).await;
+    let job = h.finished(id).await;
+    assert_eq!(job.state, JobState::Failed);
+    let error = job.error.unwrap();
+    assert!(error.contains("read-only file system"), "{error}");
+
+    // Without the setting the same app runs: the root stays writable, no volume is added.
+    let key = "org/cache#2";
+    let id = h.launch(body(key, "ghcr.io/org/cache:v1")).await;
+    assert_eq!(h.finished(id).await.state, JobState::Succeeded);
+    let d = h
+        .sim
+        .object("deployments", &preview_namespace(key), "app")
+        .unwrap();
+    assert!(d["spec"]["template"]["spec"].get("volumes").is_none());
+    w.stop().await.expect("worker stopped cleanly");
+}

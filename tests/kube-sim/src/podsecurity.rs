@@ -644,4 +644,24 @@ mod tests {
             ]
         );
     }
+
+    /// No Pod Security level checks `readOnlyRootFilesystem` either way (the policy package's
+    /// checks are the list in `check_*.go`; the Pod Security Standards page lists none for it),
+    /// so a read-only root with a writable `/tmp` emptyDir is admitted at every level, and a
+    /// writable root is not refused by restricted.
+    #[test]
+    fn a_read_only_root_with_a_tmp_emptydir_passes_baseline_and_restricted() {
+        let spec = json!({"securityContext": {"runAsNonRoot": true,
+                "seccompProfile": {"type": "RuntimeDefault"}},
+            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}],
+            "containers": [{"name": "app", "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+                "securityContext": {"allowPrivilegeEscalation": false,
+                "readOnlyRootFilesystem": true, "capabilities": {"drop": ["ALL"]}}}]});
+        for level in [Level::Baseline, Level::Restricted] {
+            assert!(violations(level, &spec).is_empty(), "{level:?}");
+        }
+        let mut writable = spec.clone();
+        writable["containers"][0]["securityContext"]["readOnlyRootFilesystem"] = json!(false);
+        assert!(violations(Level::Restricted, &writable).is_empty());
+    }
 }

@@ -126,6 +126,42 @@ impl PodInfo {
     }
 }
 
+impl PodInfo {
+    /// Whether the first container can write at `path`, as the container runtime mounts its
+    /// filesystems: the root filesystem is read-only when the container's (effective)
+    /// `securityContext.readOnlyRootFilesystem` is true (the kubelet passes it to the runtime
+    /// as the CRI `readonly_rootfs`: kubernetes `pkg/kubelet/kuberuntime/security_context.go`,
+    /// `convertToRuntimeSecurityContext`); a volume mounted at or above `path` decides instead,
+    /// writable unless the mount says `readOnly`. Scripts use it to play an app that writes
+    /// files (a pid file, a cache) and dies with `Read-only file system` when it cannot.
+    #[must_use]
+    pub fn writable(&self, path: &str) -> bool {
+        let container = self.object.pointer("/spec/containers/0");
+        let mounts = container
+            .and_then(|c| c.get("volumeMounts"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        // The deepest mount containing the path wins, as in the mount table.
+        let covering = mounts
+            .iter()
+            .filter_map(|m| {
+                let at = m.get("mountPath")?.as_str()?.trim_end_matches('/');
+                let inside = path == at || path.starts_with(&format!("{at}/")) || at.is_empty();
+                inside.then_some((at.len(), m))
+            })
+            .max_by_key(|(len, _)| *len);
+        if let Some((_, m)) = covering {
+            return !m.get("readOnly").and_then(Value::as_bool).unwrap_or(false);
+        }
+        let read_only = container
+            .and_then(|c| c.pointer("/securityContext/readOnlyRootFilesystem"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        !read_only
+    }
+}
+
 /// How a pod ends (or does not).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "type")]
@@ -310,4 +346,37 @@ pub struct Override {
 
 fn one() -> u32 {
     1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(container: Value) -> PodInfo {
+        PodInfo::from_pod(&json!({"spec": {"containers": [container]}}), 0)
+    }
+
+    #[test]
+    fn a_read_only_root_is_writable_only_under_its_writable_mounts() {
+        let ro = pod(
+            json!({"name": "app", "securityContext": {"readOnlyRootFilesystem": true},
+            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
+                {"name": "cfg", "mountPath": "/etc/app", "readOnly": true},
+                {"name": "cache", "mountPath": "/etc/app/cache/"}]}),
+        );
+        assert!(ro.writable("/tmp"));
+        assert!(ro.writable("/tmp/app.pid"));
+        assert!(!ro.writable("/tmpfile"));
+        assert!(!ro.writable("/var/cache/nginx"));
+        assert!(!ro.writable("/etc/app/config.yaml"));
+        // The deepest mount decides.
+        assert!(ro.writable("/etc/app/cache/x"));
+
+        let rw = pod(json!({"name": "app",
+            "volumeMounts": [{"name": "cfg", "mountPath": "/etc/app", "readOnly": true}]}));
+        assert!(rw.writable("/var/cache/nginx"));
+        assert!(!rw.writable("/etc/app/x"));
+        assert!(pod(json!({"name": "app"})).writable("/"));
+    }
 }

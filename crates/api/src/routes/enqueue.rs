@@ -65,7 +65,8 @@ pub async fn create_build(
 }
 
 /// Enqueue a preview launch (an image, or the image a build job produced).
-#[utoipa::path(post, path = "/v1/launches", tag = "enqueue", request_body = Object,
+#[utoipa::path(post, path = "/v1/launches", tag = "enqueue",
+    request_body(content = LaunchRequest, description = "A launch: `preview`, and `image` or `from_build`, with the launch options."),
     params(("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe key")),
     responses((status = 202, body = JobView), (status = 200, body = JobView), (status = 422, body = ErrorBody)),
     security(("bearer" = ["enqueue"])))]
@@ -154,7 +155,7 @@ pub(crate) async fn cleanup(
 /// Enqueue a pipeline: build the commit, then launch the built image as the preview. One
 /// pipeline per (preview, commit); a newer commit supersedes the preview's older pipeline.
 #[utoipa::path(post, path = "/v1/pipelines", tag = "enqueue",
-    request_body(content = Object, description = "A pipeline: `preview`, `repository`, `commit`, optional `build` and `launch` options. `repository` is an `https://host/path` URL (`.git` optional). SSH addresses (`ssh://...`, `git@host:path`), `http://` and `git://` are refused with a 422 naming `repository`: BuildKit clones SSH addresses through an SSH agent that build Jobs do not have. Internal hosts (loopback, private, link-local, CGNAT and reserved addresses in any spelling, IPv6 literals, `*.svc`, `*.cluster.local`, `*.local`, `*.internal`, single-label names) are refused with a 422 naming the rule unless the operator allows them (`SLIPWAY_INTERNAL_REPOSITORY_HOSTS`). For a private repository, name a Secret holding an access token in `build.secrets.git`."),
+    request_body(content = PipelineRequest, description = "A pipeline: `preview`, `repository`, `commit`, optional `build` and `launch` options. `repository` is an `https://host/path` URL (`.git` optional). SSH addresses (`ssh://...`, `git@host:path`), `http://` and `git://` are refused with a 422 naming `repository`: BuildKit clones SSH addresses through an SSH agent that build Jobs do not have. Internal hosts (loopback, private, link-local, CGNAT and reserved addresses in any spelling, IPv6 literals, `*.svc`, `*.cluster.local`, `*.local`, `*.internal`, single-label names) are refused with a 422 naming the rule unless the operator allows them (`SLIPWAY_INTERNAL_REPOSITORY_HOSTS`). For a private repository, name a Secret holding an access token in `build.secrets.git`."),
     responses((status = 202, body = JobView, description = "The pipeline's build job"), (status = 200, body = JobView), (status = 422, body = ErrorBody)),
     security(("bearer" = ["enqueue"])))]
 pub async fn create_pipeline(

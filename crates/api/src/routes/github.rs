@@ -40,8 +40,8 @@ pub struct RepositoryRequest {
     /// Build options of every pipeline (context, dockerfile, build_args, target, ...).
     #[schema(value_type = Option<Object>)]
     build: Option<BuildOptions>,
-    /// Launch options of every pipeline (port, env, secret_env, resources, ttl_hours, ...).
-    #[schema(value_type = Option<Object>)]
+    /// Launch options of every pipeline (port, env, secret_env, resources, ttl_hours,
+    /// read_only_root_filesystem, ...).
     launch: Option<LaunchOptions>,
 }
 

@@ -179,6 +179,7 @@ async fn repos_set_merges_into_what_is_stored() {
             "256Mi",
             "--ttl-hours",
             "48",
+            "--read-only-root-filesystem",
         ],
     )
     .await
@@ -196,7 +197,8 @@ async fn repos_set_merges_into_what_is_stored() {
     assert_eq!(
         v["launch"],
         json!({"port": 3000, "env": {"LOG": "debug"}, "secret_env": {"DATABASE_URL": "shop-db/url"},
-               "resources": {"cpu": "250m", "memory": "256Mi"}, "ttl_hours": 48})
+               "resources": {"cpu": "250m", "memory": "256Mi"}, "ttl_hours": 48,
+               "read_only_root_filesystem": true})
     );
 
     // Switching to label mode keeps the build and launch options.

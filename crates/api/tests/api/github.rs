@@ -116,7 +116,8 @@ async fn pull_request_actions_drive_pipelines_and_cleanups() {
     configure(
         &app,
         "acme/shop",
-        json!({"launch": {"port": 3000}, "build": {"dockerfile": "web.Dockerfile"}}),
+        json!({"launch": {"port": 3000, "read_only_root_filesystem": true},
+               "build": {"dockerfile": "web.Dockerfile"}}),
     )
     .await;
     let (_, opened) = send(&app, "pull_request", &pr("opened", 7, SHA).body()).await;
@@ -126,6 +127,11 @@ async fn pull_request_actions_drive_pipelines_and_cleanups() {
     assert_eq!(build["commit"], SHA);
     assert_eq!(build["request"]["dockerfile"], "web.Dockerfile");
     assert_eq!(build["request"]["then_launch"]["port"], 3000);
+    // The repository's hardening is carried into the webhook's pipeline.
+    assert_eq!(
+        build["request"]["then_launch"]["read_only_root_filesystem"],
+        true
+    );
 
     // A push supersedes the running pipeline.
     let (_, pushed) = send(&app, "pull_request", &pr("synchronize", 7, SHA2).body()).await;
@@ -251,6 +257,11 @@ async fn repository_settings_are_validated_and_readable() {
         ("acme/shop", json!({"launch": {"port": 0}}), "launch.port"),
         (
             "acme/shop",
+            json!({"launch": {"read_only_root_filesystem": "yes"}}),
+            "launch.read_only_root_filesystem",
+        ),
+        (
+            "acme/shop",
             json!({"build": {"dockerfile": "/etc/passwd"}}),
             "build.dockerfile",
         ),
@@ -263,13 +274,15 @@ async fn repository_settings_are_validated_and_readable() {
     }
     let (s, v) = put(
         "Acme/Shop",
-        json!({"mode": "label", "label": "preview", "launch": {"port": 8081}}),
+        json!({"mode": "label", "label": "preview",
+               "launch": {"port": 8081, "read_only_root_filesystem": true}}),
     )
     .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let (_, got) = app.get("/v1/repositories/acme/shop").await;
     assert_eq!(got["mode"], "label");
     assert_eq!(got["launch"]["port"], 8081);
+    assert_eq!(got["launch"]["read_only_root_filesystem"], true);
     let (_, list) = app.get("/v1/repositories").await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
     let resp = app

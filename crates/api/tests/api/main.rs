@@ -5,6 +5,7 @@ mod auth;
 mod cli;
 mod enqueue;
 mod github;
+mod hardening;
 mod helpers;
 mod logs;
 mod openapi;

@@ -10,6 +10,7 @@
 //!   engine's own stalled-count limit is disabled so every verdict goes through our runtime.
 //! - Retries wait in the delayed set with the delay the runtime chose (full jitter).
 //! - Hand-back at shutdown puts a running job back at the head of the wait list at once.
+//! - A job deferred by its cap goes back to the delayed set with its attempt number given back.
 //! - Live workers publish a heartbeat with their current jobs.
 //!
 //! Panics are caught one level up, in the runtime, so the delivery callback always returns.
@@ -70,6 +71,9 @@ pub enum Disposition {
     HandBack,
     /// The lease is lost: touch nothing (another worker owns the job now).
     Abandon,
+    /// Not started (over its cap): back to the delayed set for `delay`, its attempt number
+    /// given back, so waiting consumes no attempt; other jobs get the slot meanwhile.
+    Defer { delay: Duration },
 }
 
 /// One job handed to the runtime.
@@ -350,6 +354,31 @@ impl Shared {
                 if let Err(e) = job.move_to_delayed(at).await {
                     // The lock lapses and the job is rescued: at-least-once still holds.
                     warn!(job_id = %job.id(), error = %e, "cannot move job to the delayed set");
+                }
+                Err(bullmq::Error::Delayed)
+            }
+            Disposition::Defer { delay } => {
+                let mut conn = self.conn.clone();
+                let given_back: redis::RedisResult<i64> = scripts::UNCOUNT_START
+                    .key(format!("{}:lock", self.keys.job_key(job.id())))
+                    .key(self.keys.job_key(job.id()))
+                    .arg(lease.token())
+                    .invoke_async(&mut conn)
+                    .await;
+                match given_back {
+                    Ok(1) => {}
+                    // Not ours any more: whoever holds it now decides.
+                    Ok(_) => return Err(bullmq::Error::Delayed),
+                    // The attempt stays counted (over-counted, never lost) and the job waits.
+                    Err(e) => warn!(job_id = %job.id(), error = %e, "cannot give back the attempt"),
+                }
+                // BullMQ's moveToDelayed without counting an attempt made (skip-attempt).
+                if let Err(e) = job
+                    .move_to_delayed(now_ms() + delay.as_millis() as u64)
+                    .await
+                {
+                    // The lock lapses and the job is rescued with the same attempt number.
+                    warn!(job_id = %job.id(), error = %e, "cannot move deferred job to the delayed set");
                 }
                 Err(bullmq::Error::Delayed)
             }

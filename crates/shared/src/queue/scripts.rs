@@ -2,7 +2,7 @@
 //!
 //! Each one is guarded by the job's lock token (so a worker that lost its lease cannot change the
 //! job) and touches only fields BullMQ itself ignores (`sw_*`) or fields BullMQ sets the same way
-//! (`failedReason`, `atm`). They exist because bullmq-official keeps its script registry private
+//! (`failedReason`, `atm`, and `ats`, given back by a deferred job). They exist because bullmq-official keeps its script registry private
 //! and its lock renewal neither reports a lost lock nor lets us look for a cancel request.
 
 use redis::Script;
@@ -36,6 +36,23 @@ pub(crate) static NOTE_FAILURE: LazyLock<Script> = LazyLock::new(|| {
 if redis.call("GET", KEYS[1]) == ARGV[1] then
   redis.call("HSET", KEYS[2], "failedReason", ARGV[2])
   redis.call("HINCRBY", KEYS[2], "atm", 1)
+  return 1
+end
+return 0
+"#,
+    )
+});
+
+/// Before a job over its cap goes back to the delayed set: give back the attempt number its
+/// fetch took (`ats`, which BullMQ's fetch incremented), so waiting consumes no attempt and the
+/// next fetch gets the same number. KEYS: lock, job. ARGV: token.
+pub(crate) static UNCOUNT_START: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+  if tonumber(redis.call("HGET", KEYS[2], "ats") or "0") > 0 then
+    redis.call("HINCRBY", KEYS[2], "ats", -1)
+  end
   return 1
 end
 return 0

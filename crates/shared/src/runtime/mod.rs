@@ -19,9 +19,13 @@
 //!   Postgres is written before Redis, and only while the lease is confirmed, so a fenced
 //!   worker never records a result. While Postgres is unreachable the job waits in its slot,
 //!   lease renewed, and the write is retried with backoff.
+//! - A handler may cap the jobs running at once per key ([`Handler::keyed_cap`], e.g. builds
+//!   per repository): the start is refused in Postgres while the key's slots are taken, and
+//!   the job goes back to the delayed set with its attempt number given back, so waiting
+//!   consumes no attempt and frees this worker's slot for other keys' jobs.
 
 use crate::queue::{CancelReason, Consumer, ConsumerConfig, Delivery, Disposition};
-use crate::store::{AttemptOutcome, JobRecord, Store, StoreError};
+use crate::store::{AttemptOutcome, CappedStart, JobRecord, Store, StoreError};
 use backon::BackoffBuilder;
 use futures::FutureExt;
 use slipway_core::{BackoffPolicy, ErrorClass, JobId, JobKind};
@@ -169,10 +173,45 @@ impl JobError {
     }
 }
 
+/// A cap on the jobs running at once per key, across every worker (see [`Handler::keyed_cap`]).
+#[derive(Debug, Clone)]
+pub struct KeyedCap {
+    /// Most jobs of one key running at once (at least 1).
+    pub limit: u32,
+    /// A job's key, from its record; `None` leaves the job uncapped.
+    pub key: fn(&JobRecord) -> Option<String>,
+    /// What a key names, for the job's log (e.g. `repository`).
+    pub what: &'static str,
+    /// How long a job over the cap waits in the delayed set before it is tried again (each
+    /// wait drawn between half and all of it, so waiting jobs do not return in lockstep).
+    pub recheck: Duration,
+}
+
+impl KeyedCap {
+    fn waiting_line(&self, key: &str) -> String {
+        format!(
+            "[slipway] waiting: {} {key} already has {} job(s) running, its cap; this job \
+             starts when one ends (waiting uses no attempt)",
+            self.what, self.limit
+        )
+    }
+
+    fn delay(&self) -> Duration {
+        let ms = self.recheck.as_millis().max(2) as u64;
+        Duration::from_millis(ms / 2 + rand::random_range(0..=ms / 2))
+    }
+}
+
 /// The work itself.
 #[async_trait::async_trait]
 pub trait Handler: Send + Sync + 'static {
     async fn handle(&self, job: JobContext) -> Result<serde_json::Value, JobError>;
+
+    /// A cap on this handler's jobs running at once per key, held in the job store (so only
+    /// with [`run_with_store`]); `None` (the default): no cap.
+    fn keyed_cap(&self) -> Option<KeyedCap> {
+        None
+    }
 }
 
 /// Run a worker without a job store (Redis only) until `shutdown` resolves, then shut down
@@ -279,6 +318,7 @@ fn outcome_label(d: &Disposition) -> &'static str {
         Disposition::Dead { .. } => "dead",
         Disposition::HandBack => "handed_back",
         Disposition::Abandon => "fenced",
+        Disposition::Defer { .. } => "deferred",
     }
 }
 
@@ -299,6 +339,11 @@ async fn process<H: Handler>(
         let kind = d.kind.as_str();
         let started = Instant::now();
         let disposition = run_attempt(&*handler, &cfg, store.as_ref(), &d).await;
+        if let Disposition::Defer { delay } = &disposition {
+            // Not an attempt: counted in `slipway_jobs_deferred_total` only.
+            tracing::debug!(?delay, "over its cap; back to the queue");
+            return disposition;
+        }
         let outcome = outcome_label(&disposition);
         metrics::counter!("slipway_jobs_finished_total", "kind" => kind, "outcome" => outcome)
             .increment(1);
@@ -355,7 +400,19 @@ async fn run_attempt<H: Handler>(
         None => None,
         Some(store) => {
             let attempt = d.attempt as i32;
-            match with_store(d, || store.start_attempt(d.id, attempt, &d.worker_id)).await {
+            let cap = handler.keyed_cap();
+            let started = match &cap {
+                Some(cap) => with_store(d, || start_capped(store, cap, d)).await,
+                None => with_store(d, || store.start_attempt(d.id, attempt, &d.worker_id))
+                    .await
+                    .map(Ok),
+            };
+            let started = match started {
+                Some(Err(delay)) => return Disposition::Defer { delay },
+                Some(Ok(record)) => Some(record),
+                None => None,
+            };
+            match started {
                 Some(Some(record)) => {
                     if let Some(tc) = &record.trace_context {
                         tracing::Span::current().record("trace_context", tc.as_str());
@@ -374,6 +431,36 @@ async fn run_attempt<H: Handler>(
     };
     let verdict = attempt_verdict(handler, cfg, d, record).await;
     settle(store, d, verdict).await
+}
+
+/// Start the attempt under `cap`: `Err(delay)` when the job must wait that long for a slot.
+async fn start_capped(
+    store: &Store,
+    cap: &KeyedCap,
+    d: &Delivery,
+) -> Result<Result<Option<JobRecord>, Duration>, StoreError> {
+    let attempt = d.attempt as i32;
+    let Some(job) = store.get_job(d.id).await? else {
+        return Ok(Ok(None));
+    };
+    let Some(key) = (cap.key)(&job) else {
+        return Ok(Ok(store.start_attempt(d.id, attempt, &d.worker_id).await?));
+    };
+    let line = cap.waiting_line(&key);
+    let limit = cap.limit.max(1);
+    let started = store
+        .start_attempt_capped(d.id, attempt, &d.worker_id, d.kind, &key, limit, &line)
+        .await?;
+    Ok(match started {
+        CappedStart::Started(record) => Ok(Some(*record)),
+        CappedStart::Refused => Ok(None),
+        CappedStart::Waiting { running } => {
+            tracing::debug!(%key, running, limit, "over the cap; deferred");
+            metrics::counter!("slipway_jobs_deferred_total", "kind" => d.kind.as_str())
+                .increment(1);
+            Err(cap.delay())
+        }
+    })
 }
 
 /// What to do with a job whose cancellation fired while the runtime itself was waiting.

@@ -256,32 +256,7 @@ impl Store {
         attempt: i32,
         worker_id: &str,
     ) -> Result<Option<JobRecord>, StoreError> {
-        let sql = format!(
-            "WITH j AS ( \
-               UPDATE jobs SET state = $4, attempts = $2, started_at = COALESCE(started_at, now()), \
-                      retry_at = NULL, updated_at = now() \
-               WHERE id = $1 AND state = ANY($5) AND attempts < $2 \
-                     AND $2 <= attempt_base + max_attempts \
-               RETURNING {JOB_COLUMNS} \
-             ), abandoned AS ( \
-               UPDATE job_attempts SET finished_at = now(), outcome = 'abandoned', \
-                      error = COALESCE(error, 'worker lost: a later attempt started') \
-               WHERE job_id IN (SELECT id FROM j) AND attempt < $2 AND finished_at IS NULL \
-             ), opened AS ( \
-               INSERT INTO job_attempts (job_id, attempt, worker_id) SELECT id, $2, $3 FROM j \
-               ON CONFLICT (job_id, attempt) DO UPDATE SET worker_id = EXCLUDED.worker_id, \
-                      started_at = now(), finished_at = NULL, outcome = NULL, error = NULL \
-             ) SELECT * FROM j"
-        );
-        let job = sqlx::query_as(&sql)
-            .bind(id)
-            .bind(attempt)
-            .bind(worker_id)
-            .bind(JobState::Running.as_str())
-            .bind(state_strs(&NON_TERMINAL))
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(job)
+        start_attempt_in(&self.pool, id, attempt, worker_id, None).await
     }
 
     /// Ends attempt `attempt` with `outcome`, only if the job is `running` that very attempt.
@@ -518,6 +493,44 @@ pub(crate) fn page_cursor<T>(
     } else {
         None
     }
+}
+
+/// [`Store::start_attempt`] on any connection (the capped start runs it inside its
+/// transaction), recording `cap_key` on the job (`None` clears it: uncapped).
+pub(super) async fn start_attempt_in<'e, E: sqlx::PgExecutor<'e>>(
+    db: E,
+    id: JobId,
+    attempt: i32,
+    worker_id: &str,
+    cap_key: Option<&str>,
+) -> Result<Option<JobRecord>, StoreError> {
+    let sql = format!(
+        "WITH j AS ( \
+           UPDATE jobs SET state = $4, attempts = $2, started_at = COALESCE(started_at, now()), \
+                  retry_at = NULL, cap_key = $6, updated_at = now() \
+           WHERE id = $1 AND state = ANY($5) AND attempts < $2 \
+                 AND $2 <= attempt_base + max_attempts \
+           RETURNING {JOB_COLUMNS} \
+         ), abandoned AS ( \
+           UPDATE job_attempts SET finished_at = now(), outcome = 'abandoned', \
+                  error = COALESCE(error, 'worker lost: a later attempt started') \
+           WHERE job_id IN (SELECT id FROM j) AND attempt < $2 AND finished_at IS NULL \
+         ), opened AS ( \
+           INSERT INTO job_attempts (job_id, attempt, worker_id) SELECT id, $2, $3 FROM j \
+           ON CONFLICT (job_id, attempt) DO UPDATE SET worker_id = EXCLUDED.worker_id, \
+                  started_at = now(), finished_at = NULL, outcome = NULL, error = NULL \
+         ) SELECT * FROM j"
+    );
+    let job = sqlx::query_as(&sql)
+        .bind(id)
+        .bind(attempt)
+        .bind(worker_id)
+        .bind(JobState::Running.as_str())
+        .bind(state_strs(&NON_TERMINAL))
+        .bind(cap_key)
+        .fetch_optional(db)
+        .await?;
+    Ok(job)
 }
 
 #[cfg(test)]

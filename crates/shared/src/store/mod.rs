@@ -5,6 +5,7 @@
 //! loser's statement matches no row once the winner has committed. Queries are checked at run
 //! time (`sqlx::query` + `.bind`), so building never needs a live database.
 
+mod caps;
 mod cleanup;
 mod cursor;
 mod jobs;
@@ -18,6 +19,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
+pub use caps::{CappedStart, WAITING_LINE_SEQ};
 pub use cleanup::{LogRetention, SweepRecord};
 pub use logs::{LogListener, LogWake};
 pub use repositories::{RepositoryRecord, RepositoryUpsert};

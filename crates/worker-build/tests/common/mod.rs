@@ -163,8 +163,14 @@ impl Harness {
 
     /// Record and enqueue a build of `org/app` for `preview`, with `extra` payload fields.
     pub async fn enqueue_build(&self, preview: &str, extra: Value) -> JobId {
+        self.enqueue_build_of("https://github.com/org/app", preview, extra)
+            .await
+    }
+
+    /// Record and enqueue a build of `repository` for `preview`, with `extra` payload fields.
+    pub async fn enqueue_build_of(&self, repository: &str, preview: &str, extra: Value) -> JobId {
         let req: BuildRequest = serde_json::from_value(json!({
-            "repository": "https://github.com/org/app",
+            "repository": repository,
             "commit": COMMIT,
             "image": "org/app",
             "preview": preview,

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod build;
+pub mod cap;
 pub mod launch;
 pub mod queue;
 pub mod redis_ceiling;
@@ -112,6 +113,7 @@ pub const SECTIONS: &[(&str, Section)] = &[
         Box::pin(teardown::run(env, report))
     }),
     ("webhook", |env, report| Box::pin(webhook::run(env, report))),
+    ("cap", |env, report| Box::pin(cap::run(env, report))),
 ];
 
 pub use slipway_shared::testing::WorkerThread;
