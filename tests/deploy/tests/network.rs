@@ -247,6 +247,8 @@ fn preview_params() -> slipway_k8s::preview::PreviewParams {
         resources: cpu_mem("100m", "128Mi"),
         health_path: "/".into(),
         run_as_non_root: false,
+        read_only_root_filesystem: false,
+        tmp_size_limit: "256Mi".into(),
         progress_deadline_seconds: 300,
         ingress_class: Some("nginx".into()),
         tls: None,
