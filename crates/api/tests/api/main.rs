@@ -11,4 +11,5 @@ mod openapi;
 mod operate;
 mod read;
 mod relay;
+mod shutdown;
 mod validation;
