@@ -600,3 +600,22 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         "non-string panic payload".to_owned()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shutdown_bound_is_the_grace_plus_eleven_seconds() {
+        // Pinned: the chart's terminationGracePeriodSeconds (and its test) and the docs say so.
+        assert_eq!(
+            shutdown_bound(Duration::from_secs(30)),
+            Duration::from_secs(41)
+        );
+        // The consumer's own bound fits: grace, wind-down (abort + settle), engine close and
+        // leaving the registry.
+        let grace = Duration::from_secs(30);
+        let consumer = grace + SHUTDOWN_ABORT + SETTLE_BOUND + SETTLE_BOUND;
+        assert!(consumer + Duration::from_millis(500) <= shutdown_bound(grace));
+    }
+}
