@@ -50,7 +50,7 @@ pub async fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
         s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
             .await
             .ok()?;
-        let mut head = vec![0u8; 64];
+        let mut head = [0u8; 64];
         let mut got = 0;
         while got < 12 {
             let n = s.read(&mut head[got..]).await.ok()?;
