@@ -210,6 +210,21 @@ impl Config {
 pub const DEFAULT_LISTEN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 8080);
 
+/// How long in-flight requests may take once shutdown begins.
+pub const DRAIN: Duration = Duration::from_secs(2);
+
+/// How long a background task (relay, status feed) may take to stop once told: each drops its
+/// round in progress and releases its lock within a bound of its own, so this only guards
+/// against a bug there.
+const TASK_STOP: Duration = Duration::from_secs(2);
+
+async fn stop_within(mut task: tokio::task::JoinHandle<()>, what: &str) {
+    if tokio::time::timeout(TASK_STOP, &mut task).await.is_err() {
+        tracing::warn!(task = what, "did not stop in time; aborted");
+        task.abort();
+    }
+}
+
 /// A running API, for tests: where it listens and the task that ends after shutdown.
 pub struct Running {
     pub addr: SocketAddr,
@@ -298,7 +313,7 @@ pub async fn start(
         Box::new(PostgresCheck::new(store)),
         Box::new(RedisCheck::new(state.queue.clone())),
     ];
-    let app = router(state).merge(slipway_shared::health::router(readiness));
+    let app = router(state).merge(slipway_shared::health::router(readiness, cancel.clone()));
 
     let addr = config.common.listen_or(DEFAULT_LISTEN);
     let listener = tokio::net::TcpListener::bind(addr)
@@ -308,18 +323,33 @@ pub async fn start(
     tracing::info!(%addr, "slipway-api listening");
     let task = tokio::spawn(async move {
         let stop = cancel.clone();
+        let stopping = cancel.clone();
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
             shutdown.await;
-            // Ends SSE streams and the relay, so graceful shutdown does not wait on them.
+            // Readiness says no, and SSE streams, the relay and the status feed end, so
+            // graceful shutdown does not wait on them.
             stop.cancel();
         });
-        serve.await.context("serving HTTP")?;
+        let mut serve = std::pin::pin!(serve.into_future());
+        // In-flight requests get DRAIN once shutdown begins; one waiting on a stalled Postgres
+        // or Redis is cut off then.
+        let served = tokio::select! {
+            served = &mut serve => Some(served),
+            () = async { stopping.cancelled().await; tokio::time::sleep(DRAIN).await } => None,
+        };
+        match served {
+            Some(r) => r.context("serving HTTP")?,
+            None => tracing::warn!(
+                "requests still open {} s after shutdown began; closing them",
+                DRAIN.as_secs()
+            ),
+        }
         cancel.cancel();
-        let _ = relay.await;
+        stop_within(relay, "relay").await;
         if let Some((reporter, feed)) = status {
-            let _ = feed.await;
+            stop_within(feed, "status feed").await;
             // What is pending still reaches GitHub, within a bound.
-            reporter.shutdown(Duration::from_secs(5)).await;
+            reporter.shutdown(Duration::from_secs(2)).await;
         }
         Ok(())
     });

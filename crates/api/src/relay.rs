@@ -1,7 +1,9 @@
 //! The relay: pushes jobs whose row committed but whose push to Redis did not happen (Redis
 //! was down, or the API died between commit and push). Rows are claimed with
 //! `FOR UPDATE SKIP LOCKED`, so any number of API replicas can run it; a job pushed twice is
-//! queued once (same id). It runs every interval, and at once when a push fails.
+//! queued once (same id). It runs every interval, and at once when a push fails. A pass in
+//! progress is dropped at shutdown (its transaction rolls back, its rows stay unenqueued for
+//! the next pass), so a stalled Postgres or Redis cannot hold the process.
 
 use crate::state::AppState;
 use std::sync::Arc;
@@ -21,13 +23,14 @@ pub fn spawn(state: Arc<AppState>, interval: Duration) -> tokio::task::JoinHandl
                 _ = state.relay_wake.notified(), if !failing => {}
             }
             loop {
-                let pushed = state
-                    .store
-                    .relay_unenqueued(BATCH, |job| {
-                        let state = state.clone();
-                        async move { state.push_to_queue(&job).await }
-                    })
-                    .await;
+                let pass = state.store.relay_unenqueued(BATCH, |job| {
+                    let state = state.clone();
+                    async move { state.push_to_queue(&job).await }
+                });
+                let pushed = tokio::select! {
+                    _ = state.shutdown.cancelled() => return,
+                    pushed = pass => pushed,
+                };
                 match pushed {
                     Ok(n) => {
                         failing = false;

@@ -74,36 +74,47 @@ impl Feed {
                 _ = cancel.cancelled() => break,
                 _ = tokio::time::sleep(self.cfg.poll) => {}
             }
-            let leads = leadership.check().await.unwrap_or_else(|e| {
-                warn!(error = %e, "cannot check the GitHub status leadership");
-                false
-            });
-            if !leads {
-                if cursor.take().is_some() {
-                    info!("no longer reporting pull-request status (another replica does)");
-                }
-                self.shown.clear();
-                continue;
-            }
-            let since = match cursor {
-                Some(c) => c,
-                None => {
-                    info!("reporting pull-request status to GitHub");
-                    Utc::now() - RESYNC
-                }
-            };
-            // What was shown long ago is only needed again if it changes, which re-reads it.
-            let horizon = Utc::now() - RESYNC;
-            self.shown.retain(|_, s| s.changed >= horizon);
-            match self.poll(since).await {
-                Ok(next) => cursor = Some(next.max(since)),
-                Err(e) => {
-                    warn!(error = %e, "GitHub status feed: reading changes failed");
-                    cursor = Some(since);
-                }
+            // Dropped at shutdown: Postgres may be what it waits on, and the next leader
+            // re-reads what it missed.
+            let round = self.round(&mut leadership, &mut cursor);
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                () = round => {}
             }
         }
         leadership.release().await;
+    }
+
+    /// One poll: check the leadership and, when leading, report what changed since `cursor`.
+    async fn round(&mut self, leadership: &mut Leadership, cursor: &mut Option<DateTime<Utc>>) {
+        let leads = leadership.check().await.unwrap_or_else(|e| {
+            warn!(error = %e, "cannot check the GitHub status leadership");
+            false
+        });
+        if !leads {
+            if cursor.take().is_some() {
+                info!("no longer reporting pull-request status (another replica does)");
+            }
+            self.shown.clear();
+            return;
+        }
+        let since = match *cursor {
+            Some(c) => c,
+            None => {
+                info!("reporting pull-request status to GitHub");
+                Utc::now() - RESYNC
+            }
+        };
+        // What was shown long ago is only needed again if it changes, which re-reads it.
+        let horizon = Utc::now() - RESYNC;
+        self.shown.retain(|_, s| s.changed >= horizon);
+        match self.poll(since).await {
+            Ok(next) => *cursor = Some(next.max(since)),
+            Err(e) => {
+                warn!(error = %e, "GitHub status feed: reading changes failed");
+                *cursor = Some(since);
+            }
+        }
     }
 
     /// Report every preview changed since `since`; returns the next cursor.

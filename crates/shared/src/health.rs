@@ -1,6 +1,8 @@
 //! The small HTTP server every binary runs for probes and metrics:
 //! `/healthz` (the process answers), `/readyz` (each dependency answers; 503 naming those that
-//! do not) and `/metrics` (Prometheus text from the process-wide `metrics` recorder).
+//! do not; 503 `shutting_down` without asking anything once the process is stopping, so no new
+//! traffic or work is sent its way) and `/metrics` (Prometheus text from the process-wide
+//! `metrics` recorder).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -15,6 +17,7 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::store::Store;
 
@@ -108,13 +111,16 @@ pub struct HealthServer {
 
 struct AppState {
     checks: Vec<Box<dyn ReadinessCheck>>,
+    draining: CancellationToken,
     metrics: PrometheusHandle,
 }
 
-/// Binds `listen_addr` and serves the probes until `shutdown` completes.
+/// Binds `listen_addr` and serves the probes until `shutdown` completes; `/readyz` says 503
+/// from the moment `draining` is cancelled (shutdown began).
 pub async fn serve(
     listen_addr: SocketAddr,
     readiness: Vec<Box<dyn ReadinessCheck>>,
+    draining: CancellationToken,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<HealthServer, HealthError> {
     let listener = tokio::net::TcpListener::bind(listen_addr)
@@ -124,7 +130,7 @@ pub async fn serve(
             source,
         })?;
     let addr = listener.local_addr()?;
-    let router = router(readiness);
+    let router = router(readiness, draining);
     let task = tokio::spawn(async move {
         axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)
@@ -135,10 +141,12 @@ pub async fn serve(
     Ok(HealthServer { addr, task })
 }
 
-/// The probe routes, for binaries that mount them into a larger router (the API).
-pub fn router(readiness: Vec<Box<dyn ReadinessCheck>>) -> Router {
+/// The probe routes, for binaries that mount them into a larger router (the API); `/readyz`
+/// says 503 from the moment `draining` is cancelled.
+pub fn router(readiness: Vec<Box<dyn ReadinessCheck>>, draining: CancellationToken) -> Router {
     let state = Arc::new(AppState {
         checks: readiness,
+        draining,
         metrics: metrics_handle(),
     });
     Router::new()
@@ -153,6 +161,14 @@ async fn healthz() -> Json<serde_json::Value> {
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    if state.draining.is_cancelled() {
+        // Stopping: no dependency is asked (one may be what hangs), the answer is no.
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "shutting_down" })),
+        )
+            .into_response();
+    }
     // Checks run concurrently so one slow dependency does not hide the others.
     let results = futures::future::join_all(state.checks.iter().map(|c| async move {
         let outcome = match tokio::time::timeout(CHECK_TIMEOUT, c.check()).await {

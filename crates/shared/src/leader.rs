@@ -5,12 +5,17 @@
 //! so pool recycling can neither keep nor drop the lock behind our back). The holder checks its
 //! connection before each round of work: a replica whose connection died (or whose database
 //! restarted) has lost the lock with it, and says so before doing anything. A replica that
-//! stops releases the lock by closing its connection, so another takes over at its next try.
+//! stops releases the lock by closing its connection, so another takes over at its next try;
+//! the close is bounded ([`RELEASE_BOUND`]): against a stalled server the connection is dropped
+//! instead, and the session (with the lock) ends when the server notices.
 
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 
 use crate::store::{Store, StoreError};
+
+/// How long [`Leadership::release`] waits for the server to see the session closed.
+pub const RELEASE_BOUND: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Derives a lock key from a name, so each leader-elected task has its own lock.
 pub fn lock_key(name: &str) -> i64 {
@@ -80,11 +85,18 @@ impl Leadership {
         self.holder.is_some()
     }
 
-    /// Gives the leadership up (another replica takes it at its next try).
+    /// Gives the leadership up (another replica takes it at its next try), within
+    /// [`RELEASE_BOUND`].
     pub async fn release(&mut self) {
         if let Some(conn) = self.holder.take() {
-            // Closing the session releases every lock it holds.
-            let _ = conn.close().await;
+            // Closing the session releases every lock it holds. Past the bound the connection
+            // is dropped: its socket closes, and the session ends with it.
+            if tokio::time::timeout(RELEASE_BOUND, conn.close())
+                .await
+                .is_err()
+            {
+                tracing::warn!("leadership connection did not close in time; dropped");
+            }
         }
     }
 }

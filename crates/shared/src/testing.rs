@@ -1,11 +1,20 @@
 //! Test support (feature `test-support`): a throw-away Postgres database, Redis key prefix or
 //! private Redis server per test, [`eventually`] to wait for conditions, and [`WorkerThread`]
-//! to run a worker in-process as if it were a process of its own.
+//! to run a worker in-process as if it were a process of its own; [`Process`] runs a product
+//! binary as a real child process (SIGTERM, exit timed) and [`TcpProxy`] puts a dependency out
+//! of its reach (stalled or cut) without touching the shared servers.
 //!
 //! [`TestDb::new`] creates a uniquely named database on the server of
 //! `SLIPWAY_TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`),
 //! migrates it and drops it again when the `TestDb` is dropped, so tests never share state
 //! and leave nothing behind.
+
+mod process;
+mod proxy;
+pub mod shutdown;
+
+pub use process::{Process, free_port, set_arg};
+pub use proxy::TcpProxy;
 
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;

@@ -1,6 +1,10 @@
 //! The frame every worker binary runs in, so each worker is only its [`Handler`]: connect to
 //! Postgres and migrate (under the advisory lock), serve `/healthz`, `/readyz` and `/metrics`,
 //! run the job runtime until shutdown, then stop the probe server.
+//!
+//! Shutdown is bounded whatever the dependencies do: `/readyz` turns 503 the moment it begins,
+//! the runtime stops within [`runtime::shutdown_bound`] of it (at once when idle), and the
+//! probe server gets [`PROBES_STOP`] to finish its last requests.
 
 use crate::config::CommonArgs;
 use crate::health::{self, PostgresCheck, ReadinessCheck, RedisCheck};
@@ -11,10 +15,16 @@ use slipway_core::JobKind;
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// Where workers serve probes and metrics unless `SLIPWAY_LISTEN` says otherwise.
 pub const DEFAULT_WORKER_LISTEN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::UNSPECIFIED), 9090);
+
+/// How long the probe server may take to finish its open requests once the runtime stopped
+/// (a readiness check can wait on a stalled dependency).
+pub const PROBES_STOP: Duration = Duration::from_millis(500);
 
 /// Why a worker could not run.
 #[derive(Debug, thiserror::Error)]
@@ -71,11 +81,13 @@ pub async fn serve<H: Handler>(
         Box::new(RedisCheck::new(connected.queue.clone())),
     ];
     checks.extend(extra_checks);
-    let stop_probes = tokio_util::sync::CancellationToken::new();
+    let draining = CancellationToken::new();
+    let stop_probes = CancellationToken::new();
     let probes_stopped = stop_probes.clone();
-    let probes = health::serve(
+    let mut probes = health::serve(
         common.listen_or(DEFAULT_WORKER_LISTEN),
         checks,
+        draining.clone(),
         async move {
             probes_stopped.cancelled().await;
         },
@@ -84,8 +96,18 @@ pub async fn serve<H: Handler>(
     on_listen(probes.addr);
     let mut cfg = worker.config(kind, &common);
     cfg.worker_name = format!("slipway-worker-{kind}");
+    let shutdown = async move {
+        shutdown.await;
+        // Unready at once: no new traffic while running jobs finish.
+        draining.cancel();
+    };
     let result = runtime::run_with_store(cfg, connected.store, handler, shutdown).await;
     stop_probes.cancel();
-    let _ = probes.task.await;
+    if tokio::time::timeout(PROBES_STOP, &mut probes.task)
+        .await
+        .is_err()
+    {
+        probes.task.abort();
+    }
     result.map_err(WorkerError::from)
 }

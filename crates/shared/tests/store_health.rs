@@ -1,5 +1,5 @@
-//! The probe server over real HTTP: liveness, readiness naming the failed dependency, and
-//! Prometheus metrics from the process-wide recorder.
+//! The probe server over real HTTP: liveness, readiness naming the failed dependency (and no
+//! once shutdown began), and Prometheus metrics from the process-wide recorder.
 
 mod common;
 
@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use common::test_db;
 use slipway_shared::health::{self, PostgresCheck, ReadinessCheck};
 use slipway_shared::store::Store;
+use tokio_util::sync::CancellationToken;
 
 struct Broken;
 
@@ -32,6 +33,7 @@ async fn probes_and_metrics_over_http() {
     let server = health::serve(
         any_port(),
         vec![Box::new(PostgresCheck::new(db.store()))],
+        CancellationToken::new(),
         async move {
             let _ = stopped.await;
         },
@@ -82,6 +84,7 @@ async fn readyz_is_503_and_names_what_failed() {
     let server = health::serve(
         any_port(),
         vec![Box::new(PostgresCheck::new(gone)), Box::new(Broken)],
+        CancellationToken::new(),
         std::future::pending(),
     )
     .await
@@ -105,5 +108,46 @@ async fn readyz_is_503_and_names_what_failed() {
         .await
         .unwrap();
     assert_eq!(live.status(), 200);
+    server.task.abort();
+}
+
+/// A check that would hang: readiness must not ask it once the process is stopping.
+struct Hanging;
+
+#[async_trait::async_trait]
+impl ReadinessCheck for Hanging {
+    fn name(&self) -> &str {
+        "postgres"
+    }
+    async fn check(&self) -> Result<(), String> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test]
+async fn readyz_says_no_at_once_when_shutdown_begins() {
+    let draining = CancellationToken::new();
+    let server = health::serve(
+        any_port(),
+        vec![Box::new(Hanging)],
+        draining.clone(),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    draining.cancel();
+    let started = std::time::Instant::now();
+    let resp = reqwest::get(format!("http://{}/readyz", server.addr))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["status"], "shutting_down");
+    // Not the 3 s check timeout: the hanging check was never asked.
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    let live = reqwest::get(format!("http://{}/healthz", server.addr))
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200, "still alive while stopping");
     server.task.abort();
 }

@@ -115,11 +115,24 @@ pub async fn run_with_client(
         worker: config.worker,
         extra_checks: vec![Box::new(KubeCheck(client))],
     };
+    let stopping = stop_sweeps.clone();
+    let shutdown = async move {
+        shutdown.await;
+        // Sweeps stop as soon as shutdown begins, not after the teardowns' grace.
+        stopping.cancel();
+    };
     let served = worker::serve(opts, connected, teardown, on_listen, shutdown).await;
-    // Sweeps stop with the worker; the lock goes with the sweeper's connection.
     stop_sweeps.cancel();
-    if let Some(task) = sweeps {
-        let _ = task.await;
+    if let Some(mut task) = sweeps {
+        // The sweeper drops its round and releases its lock within its own bound; this one
+        // only guards against a bug there.
+        if tokio::time::timeout(2 * slipway_shared::leader::RELEASE_BOUND, &mut task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the sweeper did not stop in time");
+            task.abort();
+        }
     }
     served?;
     Ok(())

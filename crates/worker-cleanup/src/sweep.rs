@@ -129,7 +129,11 @@ impl Sweeper {
         }
     }
 
-    /// Sweep every `interval` while this replica holds the leadership, until `shutdown`.
+    /// Sweep every `interval` while this replica holds the leadership, until `shutdown`. A
+    /// round in progress (a leadership check, a sweep, its journal entry) is dropped when
+    /// `shutdown` fires: Postgres or the Kubernetes API may be what it waits on, and every
+    /// step is idempotent, so the next leader redoes what was cut short. The lock is released
+    /// within `leader::RELEASE_BOUND`, or with the session when the connection is dropped.
     pub async fn run(self, interval: Duration, shutdown: CancellationToken) {
         let mut leadership = Leadership::new(&self.submitter.store, LEADERSHIP);
         let mut tick = tokio::time::interval(interval);
@@ -140,45 +144,54 @@ impl Sweeper {
                 _ = shutdown.cancelled() => break,
                 _ = tick.tick() => {}
             }
-            let leads = match leadership.check().await {
-                Ok(leads) => leads,
-                Err(e) => {
-                    warn!(error = %e, "cannot check the sweep leadership; not sweeping this round");
-                    false
-                }
-            };
-            telemetry::leader(leads);
-            if leads != was_leader {
-                info!(holder = %self.holder, leads, "sweep leadership changed");
-                was_leader = leads;
-            }
-            if !leads {
-                continue;
-            }
-            let started_at = Utc::now();
-            let started = Instant::now();
-            let report = self.sweep_once().await;
-            telemetry::swept(started.elapsed(), report.errors.is_empty());
-            let journal = serde_json::to_value(&report).unwrap_or_else(|_| json!({}));
-            if let Err(e) = self
-                .submitter
-                .store
-                .record_sweep(&self.holder, started_at, &journal, JOURNAL_KEEP)
-                .await
-            {
-                warn!(error = %e, "sweep not journaled");
-            }
-            if report.did_something() {
-                info!(took_ms = started.elapsed().as_millis() as u64, report = %journal, "sweep done");
-            } else {
-                tracing::debug!(
-                    took_ms = started.elapsed().as_millis() as u64,
-                    "sweep found nothing to do"
-                );
+            let round = self.round(&mut leadership, &mut was_leader);
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                () = round => {}
             }
         }
         leadership.release().await;
         telemetry::leader(false);
+    }
+
+    /// One round: check the leadership and, when leading, sweep and journal the sweep.
+    async fn round(&self, leadership: &mut Leadership, was_leader: &mut bool) {
+        let leads = match leadership.check().await {
+            Ok(leads) => leads,
+            Err(e) => {
+                warn!(error = %e, "cannot check the sweep leadership; not sweeping this round");
+                false
+            }
+        };
+        telemetry::leader(leads);
+        if leads != *was_leader {
+            info!(holder = %self.holder, leads, "sweep leadership changed");
+            *was_leader = leads;
+        }
+        if !leads {
+            return;
+        }
+        let started_at = Utc::now();
+        let started = Instant::now();
+        let report = self.sweep_once().await;
+        telemetry::swept(started.elapsed(), report.errors.is_empty());
+        let journal = serde_json::to_value(&report).unwrap_or_else(|_| json!({}));
+        if let Err(e) = self
+            .submitter
+            .store
+            .record_sweep(&self.holder, started_at, &journal, JOURNAL_KEEP)
+            .await
+        {
+            warn!(error = %e, "sweep not journaled");
+        }
+        if report.did_something() {
+            info!(took_ms = started.elapsed().as_millis() as u64, report = %journal, "sweep done");
+        } else {
+            tracing::debug!(
+                took_ms = started.elapsed().as_millis() as u64,
+                "sweep found nothing to do"
+            );
+        }
     }
 
     /// One sweep of every kind; a failing step is reported and the others still run.

@@ -12,4 +12,5 @@ mod openapi;
 mod operate;
 mod read;
 mod relay;
+mod shutdown;
 mod validation;

@@ -11,6 +11,11 @@
 //! - Retries wait in the delayed set with the delay the runtime chose (full jitter).
 //! - Hand-back at shutdown puts a running job back at the head of the wait list at once.
 //! - A job deferred by its cap goes back to the delayed set with its attempt number given back.
+//! - Shutdown is bounded by its own clock, never by Redis: fetching stops at once, running jobs
+//!   get the grace period, then a bounded wind-down; every Redis call on the way out has a
+//!   deadline ([`SETTLE_BOUND`]) and the engine's own close (whose fetch and stalled-check
+//!   loops retry an unreachable Redis for as long as they are let) is not waited for beyond
+//!   it. What cannot be handed back in time keeps its lock until it expires and is rescued.
 //! - Live workers publish a heartbeat with their current jobs.
 //!
 //! Panics are caught one level up, in the runtime, so the delivery callback always returns.
@@ -29,6 +34,16 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
+
+/// The most a Redis call on the way out (a hand-back, a result, leaving the worker registry)
+/// or the engine's close may take at shutdown: Redis may be gone or stalled, and what is not
+/// done by then is rescued through the lease.
+pub const SETTLE_BOUND: Duration = Duration::from_secs(2);
+
+/// How long leaving the worker registry may take at shutdown: cosmetic (a silent worker drops
+/// out of listings by itself), so an idle worker behind a stalled Redis still exits in well
+/// under a second.
+const LEAVE_BOUND: Duration = Duration::from_millis(500);
 
 /// How a consumer connects and paces itself.
 #[derive(Debug, Clone)]
@@ -214,6 +229,8 @@ struct Shared {
     worker_id: String,
     default_max_attempts: u32,
     active: Mutex<HashMap<String, Lease>>,
+    /// Set when shutdown begins: a job the engine fetched after that is handed back untouched.
+    stopping: AtomicBool,
 }
 
 impl Shared {
@@ -315,16 +332,24 @@ impl Shared {
 
         self.set_active(&id_str, Some(lease.clone()));
         // Guards: even if the callback panicked, renewal stops (so the job can be rescued) and
-        // the job leaves the active registry.
-        let renewer = AbortOnDrop(tokio::spawn(renew_loop(
-            lease.clone(),
-            self.timing.renew_every,
-        )));
+        // the job leaves the active registry, which it does only once its disposition is
+        // applied (shutdown waits for that, within its bound).
         let registered = Unregister(&self, &id_str);
-        let disposition = on_delivery(delivery).await;
-        drop(renewer);
+        let disposition = if self.stopping.load(Ordering::SeqCst) {
+            // Fetched while shutting down (a fetch already in flight): not started at all.
+            Disposition::HandBack
+        } else {
+            let renewer = AbortOnDrop(tokio::spawn(renew_loop(
+                lease.clone(),
+                self.timing.renew_every,
+            )));
+            let disposition = on_delivery(delivery).await;
+            drop(renewer);
+            disposition
+        };
+        let applied = self.apply(job, &lease, disposition).await;
         drop(registered);
-        self.apply(job, &lease, disposition).await
+        applied
     }
 
     async fn apply(
@@ -383,9 +408,15 @@ impl Shared {
                 Err(bullmq::Error::Delayed)
             }
             Disposition::HandBack => {
-                // Guarded by our lock token inside the engine's script.
-                if let Err(e) = job.move_to_wait(None).await {
-                    warn!(job_id = %job.id(), error = %e, "cannot hand job back");
+                // Guarded by our lock token inside the engine's script. Bounded: at shutdown
+                // Redis may be stalled, and a job not handed back is rescued by its lease.
+                match tokio::time::timeout(SETTLE_BOUND, job.move_to_wait(None)).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => warn!(job_id = %job.id(), error = %e, "cannot hand job back"),
+                    Err(_) => warn!(
+                        job_id = %job.id(),
+                        "hand-back timed out; the job is rescued when its lock expires"
+                    ),
                 }
                 Err(bullmq::Error::Delayed)
             }
@@ -496,6 +527,7 @@ impl Consumer {
             worker_id: worker.id().to_owned(),
             default_max_attempts: cfg.default_max_attempts.max(1),
             active: Mutex::new(HashMap::new()),
+            stopping: AtomicBool::new(false),
         });
         let _ = slot.set(shared.clone());
 
@@ -544,40 +576,70 @@ impl Consumer {
         }
     }
 
-    /// Graceful stop: fetch nothing more, let running jobs finish within `grace`, then cancel
-    /// the rest with [`CancelReason::Shutdown`] (the runtime hands them back) and wait up to
-    /// `wind_down` for that.
+    /// Graceful stop, bounded whatever Redis does: fetch nothing more (at once), let running
+    /// jobs finish within `grace`, then cancel the rest with [`CancelReason::Shutdown`] (the
+    /// runtime hands them back) and wait up to `wind_down` for that. Returns at most
+    /// `grace + wind_down + SETTLE_BOUND + 0.5 s` after the call, at once when idle: the
+    /// engine's close gets [`SETTLE_BOUND`], leaving the worker registry half a second; a job
+    /// still running then is left to its lease.
     pub async fn shutdown(self, grace: Duration, wind_down: Duration) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
         let worker = self.worker.clone();
-        let total = grace + wind_down + Duration::from_secs(3);
-        let closing = tokio::spawn(async move {
+        let total = grace + wind_down + SETTLE_BOUND;
+        // Sets the engine's closing flag at once (its fetch loop stops before the next
+        // fetch), then waits for its loops: not longer than we let it, below.
+        let mut closing = tokio::spawn(async move {
             if let Err(e) = worker.close(total.as_millis() as u64).await {
                 warn!(error = %e, "closing the queue worker failed");
             }
         });
-        let deadline = tokio::time::Instant::now() + grace;
-        while !self.shared.active_ids().is_empty() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let started = tokio::time::Instant::now();
+        wait_idle(&self.shared, started + grace).await;
         if !self.shared.active_ids().is_empty() {
             self.cancel_all(CancelReason::Shutdown);
+            wait_idle(&self.shared, started + grace + wind_down).await;
         }
-        let _ = closing.await;
+        let left = self.shared.active_ids();
+        if !left.is_empty() {
+            warn!(jobs = ?left, "jobs not handed back in time; they are rescued when their locks expire");
+        }
+        // The engine records the results our callback returned (its own bookkeeping, no
+        // Redis needed to know it is done); its fetch loop may sit in a blocking read or a
+        // retry loop against an unreachable Redis, which is not worth waiting for.
+        let settle = tokio::time::Instant::now() + SETTLE_BOUND;
+        loop {
+            if closing.is_finished()
+                || self.worker.active_count().await == 0
+                || tokio::time::Instant::now() >= settle
+            {
+                break;
+            }
+            tokio::select! {
+                _ = &mut closing => break,
+                () = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+        }
+        closing.abort();
         for task in &self.background {
             task.abort();
         }
         let mut conn = self.shared.conn.clone();
-        let _: redis::RedisResult<()> = redis::pipe()
-            .cmd("HDEL")
+        let mut pipe = redis::pipe();
+        pipe.cmd("HDEL")
             .arg(super::workers_key(&self.shared.keys))
             .arg(&self.shared.worker_id)
             .ignore()
             .cmd("ZREM")
             .arg(super::workers_hb_key(&self.shared.keys))
             .arg(&self.shared.worker_id)
-            .ignore()
-            .query_async(&mut conn)
-            .await;
+            .ignore();
+        let leave = pipe.query_async::<()>(&mut conn);
+        // Unreachable Redis: the heartbeat goes stale and readers stop listing us.
+        match tokio::time::timeout(LEAVE_BOUND, leave).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => debug!(error = %e, "worker registry entry not removed"),
+            Err(_) => debug!("worker registry entry not removed: Redis did not answer"),
+        }
     }
 }
 
@@ -666,6 +728,13 @@ async fn prune_dead_workers(shared: &Shared) {
             .ignore()
             .query_async(&mut conn)
             .await;
+    }
+}
+
+/// Wait until no job is registered as running, or `deadline`.
+async fn wait_idle(shared: &Shared, deadline: tokio::time::Instant) {
+    while !shared.active_ids().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

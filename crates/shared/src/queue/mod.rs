@@ -17,7 +17,7 @@ mod consumer;
 mod scripts;
 
 pub use consumer::{
-    CancelReason, Consumer, ConsumerConfig, Delivery, Disposition, Lease, OnDelivery,
+    CancelReason, Consumer, ConsumerConfig, Delivery, Disposition, Lease, OnDelivery, SETTLE_BOUND,
 };
 
 use bullmq::types::{KeepJobs, RemoveOnFinish};

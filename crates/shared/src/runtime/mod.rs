@@ -9,8 +9,13 @@
 //! - Transient errors retry after a full-jitter delay spent in Redis's delayed set; permanent
 //!   errors and the last attempt go to the dead set with the error kept. A worker that died
 //!   mid-job used up an attempt.
-//! - Graceful shutdown: stop fetching, let running jobs finish within the grace period, hand the
-//!   rest back so another worker resumes them at once.
+//! - Graceful shutdown, bounded whatever Redis, Postgres or Kubernetes do: stop fetching at once,
+//!   let running jobs finish within the grace period, then cancel the rest, give them
+//!   [`SHUTDOWN_ABORT`] to stop and hand them back so another worker resumes them at once. The
+//!   runtime returns at most [`shutdown_bound`] after shutdown begins (at once when idle); a job
+//!   that could not be handed back by then is rescued through its lease. No retry loop of an
+//!   unreachable dependency is waited on: a store write in flight when its job is cancelled gets
+//!   [`SETTLE_BOUND`], then the job stops.
 //! - Redis loss is survived: the connection is retried with backoff at start, the engine and our
 //!   lease renewal reconnect on their own; no job error ends the process.
 //! - With a job store ([`run_with_store`]), Postgres records every attempt: `start_attempt`
@@ -37,6 +42,19 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
 pub use crate::queue::QueueError;
+pub use crate::queue::SETTLE_BOUND;
+
+/// At shutdown, how long a cancelled handler may take to stop (at most; the configured abort
+/// grace when shorter) before it is dropped and its job handed back.
+pub const SHUTDOWN_ABORT: Duration = Duration::from_secs(5);
+
+/// The longest a worker's runtime takes to stop after shutdown begins, with `grace` for running
+/// jobs: the grace, the cancelled jobs' stop and hand-back, the engine's close and leaving the
+/// worker registry. Deployments give the process more than this (Kubernetes:
+/// `terminationGracePeriodSeconds`).
+pub fn shutdown_bound(grace: Duration) -> Duration {
+    grace + SHUTDOWN_ABORT + 3 * SETTLE_BOUND
+}
 
 /// How a worker runs.
 #[derive(Debug, Clone)]
@@ -294,13 +312,19 @@ where
     shutdown.await;
     info!(
         running = consumer.active_jobs().len(),
+        grace = ?cfg.grace_period,
         "shutting down: no new jobs"
     );
     consumer
-        .shutdown(cfg.grace_period, cfg.abort_grace + Duration::from_secs(2))
+        .shutdown(cfg.grace_period, shutdown_abort(&cfg) + SETTLE_BOUND)
         .await;
     info!("worker stopped");
     Ok(())
+}
+
+/// How long a handler cancelled by shutdown may take to stop.
+fn shutdown_abort(cfg: &RuntimeConfig) -> Duration {
+    cfg.abort_grace.min(SHUTDOWN_ABORT)
 }
 
 /// The result recorded in Redis for a job the store would not start.
@@ -474,7 +498,9 @@ fn stopped_disposition(d: &Delivery) -> Disposition {
     }
 }
 
-/// Retry a store call with backoff while the lease holds; `None` once the job must stop.
+/// Retry a store call with backoff while the lease holds; `None` once the job must stop. A call
+/// in flight when the job's cancellation fires (or made after) gets [`SETTLE_BOUND`] more and
+/// is not retried: Postgres may be gone or stalled, and shutdown must not wait on it.
 async fn with_store<T, F, Fut>(d: &Delivery, mut op: F) -> Option<T>
 where
     F: FnMut() -> Fut,
@@ -488,8 +514,20 @@ where
         .without_max_times()
         .build();
     loop {
-        match op().await {
+        let bounded = async {
+            cancel.cancelled().await;
+            tokio::time::sleep(SETTLE_BOUND).await;
+        };
+        let result = tokio::select! {
+            r = op() => r,
+            () = bounded => {
+                warn!("job store did not answer before the job had to stop");
+                return None;
+            }
+        };
+        match result {
             Ok(v) => return Some(v),
+            Err(_) if cancel.is_cancelled() => return None,
             Err(e) => {
                 let wait = delays.next().unwrap_or(Duration::from_secs(5));
                 warn!(error = %e, ?wait, "job store unavailable; retrying");
@@ -521,10 +559,15 @@ async fn attempt_verdict<H: Handler>(
         cancel: cancel.clone(),
     };
     let work = AssertUnwindSafe(handler.handle(ctx)).catch_unwind();
-    // A handler that ignores its cancellation token is dropped after the abort grace.
+    // A handler that ignores its cancellation token is dropped after the abort grace (shorter
+    // at shutdown, which has a bound to keep).
     let stopped = async {
         cancel.cancelled().await;
-        tokio::time::sleep(cfg.abort_grace).await;
+        let patience = match d.lease.cancel_reason() {
+            Some(CancelReason::Shutdown) => shutdown_abort(cfg),
+            _ => cfg.abort_grace,
+        };
+        tokio::time::sleep(patience).await;
     };
     let outcome = tokio::select! {
         r = work => Some(r),
@@ -642,5 +685,24 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         s.clone()
     } else {
         "non-string panic payload".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shutdown_bound_is_the_grace_plus_eleven_seconds() {
+        // Pinned: the chart's terminationGracePeriodSeconds (and its test) and the docs say so.
+        assert_eq!(
+            shutdown_bound(Duration::from_secs(30)),
+            Duration::from_secs(41)
+        );
+        // The consumer's own bound fits: grace, wind-down (abort + settle), engine close and
+        // leaving the registry.
+        let grace = Duration::from_secs(30);
+        let consumer = grace + SHUTDOWN_ABORT + SETTLE_BOUND + SETTLE_BOUND;
+        assert!(consumer + Duration::from_millis(500) <= shutdown_bound(grace));
     }
 }

@@ -97,6 +97,11 @@ impl Harness {
 
     /// The cleanup worker's configuration: sweeps off unless `extra` turns them on.
     pub fn cleanup_config(&self, extra: &[&str]) -> Config {
+        Config::try_parse_from(self.cleanup_args(extra)).expect("cleanup flags")
+    }
+
+    /// The cleanup worker's flags (the first is the program name), for the binary too.
+    pub fn cleanup_args(&self, extra: &[&str]) -> Vec<String> {
         let mut args = common_args(self, "slipway-worker-cleanup");
         args.extend(
             [
@@ -109,7 +114,7 @@ impl Harness {
             ]
             .map(str::to_owned),
         );
-        Config::try_parse_from(merge(args, extra)).expect("cleanup flags")
+        merge(args, extra)
     }
 
     pub async fn cleanup_worker(&self, extra: &[&str]) -> WorkerThread {
