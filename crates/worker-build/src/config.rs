@@ -67,8 +67,9 @@ pub struct BuildArgs {
     /// Memory request of the build container.
     #[arg(long, env = "SLIPWAY_BUILD_MEMORY_REQUEST", default_value = "1Gi")]
     pub build_memory_request: String,
-    /// CPU limit of the build container (empty: none).
-    #[arg(long, env = "SLIPWAY_BUILD_CPU_LIMIT", default_value = "")]
+    /// CPU limit of the build container (empty: none). A build runs untrusted `RUN` steps: the
+    /// limit keeps one from taking its node's every core.
+    #[arg(long, env = "SLIPWAY_BUILD_CPU_LIMIT", default_value = "2")]
     pub build_cpu_limit: String,
     /// Memory limit of the build container (empty: none).
     #[arg(long, env = "SLIPWAY_BUILD_MEMORY_LIMIT", default_value = "4Gi")]
@@ -279,7 +280,7 @@ mod tests {
         assert!(s.buildkit_image.ends_with("-rootless"));
         assert_eq!(s.cache_tag.as_deref(), Some("buildcache"));
         assert!(s.registry_insecure);
-        assert_eq!(s.resources.cpu_limit, None);
+        assert_eq!(s.resources.cpu_limit.as_deref(), Some("2"));
         assert_eq!(s.resources.memory_limit.as_deref(), Some("4Gi"));
         assert_eq!(s.log_batch_lines, 500);
         assert_eq!(s.resources.ephemeral_storage_limit.as_deref(), Some("20Gi"));
