@@ -40,6 +40,29 @@ pub enum QueueError {
     Config(String),
 }
 
+/// A refused password is a configuration error, not an outage: say so at once. The queue
+/// engine treats it as a lost connection and retries it for most of a minute, which looked like
+/// a hang (a chart whose Redis Secret and URL disagree). Anything else (Redis down, slow) is
+/// left to the engine's own connection handling.
+async fn check_credentials(redis_url: &str) -> Result<(), QueueError> {
+    let client = redis::Client::open(redis_url)?;
+    let probe = async {
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING").query_async::<String>(&mut conn).await
+    };
+    match tokio::time::timeout(Duration::from_secs(5), probe).await {
+        Ok(Err(e)) if is_auth_error(&e) => Err(QueueError::Config(format!(
+            "Redis refused the credentials in the Redis URL (SLIPWAY_REDIS_URL): {e}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn is_auth_error(e: &redis::RedisError) -> bool {
+    e.kind() == redis::ErrorKind::AuthenticationFailed
+        || matches!(e.code(), Some("NOAUTH" | "WRONGPASS"))
+}
+
 /// The backoff type recorded on every job. Retries are scheduled by the runtime (full jitter from
 /// `BackoffPolicy`), so BullMQ's own backoff never runs; the name only tells BullMQ tools why.
 const BACKOFF_NAME: &str = "slipway-full-jitter";
@@ -245,6 +268,7 @@ pub struct QueueClient {
 impl QueueClient {
     /// Connect to Redis at `redis_url`; every key lives under `prefix` (e.g. `slipway`).
     pub async fn connect(redis_url: &str, prefix: &str) -> Result<Self, QueueError> {
+        check_credentials(redis_url).await?;
         let mut queues = HashMap::new();
         for kind in JobKind::ALL {
             let opts = QueueOptions::new()
