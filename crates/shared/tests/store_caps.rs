@@ -158,3 +158,63 @@ async fn the_waiting_line_is_written_once_per_attempt_and_not_for_a_finished_job
     assert_eq!(start(&store, b, 2, key).await, CappedStart::Refused);
     assert_eq!(store.read_logs(b, None, 100).await.unwrap().len(), 1);
 }
+
+/// A start that waited for its key's lock while the slot's holder finished is dated after that
+/// finish: its transaction began before the finish, so the transaction's `now()` would date it
+/// earlier, and two builds of a repository under a cap of 1 would seem to have overlapped.
+#[tokio::test]
+async fn a_start_that_waited_for_the_lock_is_dated_after_the_finish_it_waited_for() {
+    use sqlx::Connection;
+    let db = test_db().await;
+    let store = db.store();
+    let key = "github.com/org/app";
+    let x = insert(&store, JobKind::Build, None).await.id;
+    let y = insert(&store, JobKind::Build, None).await.id;
+    assert!(matches!(
+        start(&store, x, 1, key).await,
+        CappedStart::Started(_)
+    ));
+
+    // Hold the key's lock (as a concurrent start would) so y's start begins, then waits.
+    let mut holder = sqlx::PgConnection::connect(db.url()).await.unwrap();
+    let mut held = holder.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(format!("slipway-cap:build:{key}"))
+        .execute(&mut *held)
+        .await
+        .unwrap();
+    let waiting = {
+        let store = store.clone();
+        tokio::spawn(async move { start(&store, y, 1, key).await })
+    };
+    let watcher = sqlx::PgPool::connect(db.url()).await.unwrap();
+    slipway_shared::testing::eventually(
+        std::time::Duration::from_secs(10),
+        "y's start waiting for the key's lock",
+        || {
+            let q = sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND wait_event_type = 'Lock' AND query LIKE '%pg_advisory_xact_lock%'",
+            )
+            .fetch_one(&watcher);
+            async move { (q.await.unwrap() == 1).then_some(()) }
+        },
+    )
+    .await;
+
+    // The slot's holder finishes, then the lock is let go: y starts in the freed slot.
+    let done = AttemptOutcome::Succeeded {
+        result: serde_json::json!({}),
+    };
+    assert!(store.finish_attempt(x, 1, done).await.unwrap());
+    held.commit().await.unwrap();
+    assert!(matches!(waiting.await.unwrap(), CappedStart::Started(_)));
+    let finished = store.attempts(x).await.unwrap()[0].finished_at.unwrap();
+    let started = store.attempts(y).await.unwrap()[0].started_at;
+    assert!(
+        finished <= started,
+        "x finished {finished}, y started {started}"
+    );
+    let job_started = store.get_job(y).await.unwrap().unwrap().started_at.unwrap();
+    assert!(finished <= job_started, "job started {job_started}");
+}

@@ -91,9 +91,11 @@ async fn a_busy_repository_waits_its_turn_while_another_builds() {
 
     // B builds at once, while A's second and third wait.
     h.wait_state(b, JobState::Succeeded, 30).await;
-    // Many deferrals, more than the three attempts a job has: none was counted as one.
-    eventually(T, "a dozen deferrals", || async {
-        (deferrals(&[&w1, &w2]).await >= 12.0).then_some(())
+    // Many deferrals, more than the three attempts a job has: none was counted as one. Both
+    // have waited at least once (the line says so); the checks below show it said so once.
+    eventually(T, "a dozen deferrals of both", || async {
+        let both = waiting_lines(&h.logs(a2).await) > 0 && waiting_lines(&h.logs(a3).await) > 0;
+        (both && deferrals(&[&w1, &w2]).await >= 12.0).then_some(())
     })
     .await;
     for id in [a2, a3] {

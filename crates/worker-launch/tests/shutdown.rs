@@ -36,11 +36,7 @@ async fn idle(outage: Outage) {
         Some(JobKind::Launch),
         |e| {
             let mut args = h.args(&[]);
-            set_arg(&mut args, "--redis-url", &e.redis_url);
-            set_arg(&mut args, "--database-url", &e.database_url);
-            set_arg(&mut args, "--listen", &e.listen.to_string());
-            // The default grace: an idle worker must not spend it.
-            set_arg(&mut args, "--grace-period-secs", "30");
+            e.idle_worker_args(&mut args);
             command(&h, args)
         },
     )

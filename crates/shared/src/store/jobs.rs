@@ -496,7 +496,10 @@ pub(crate) fn page_cursor<T>(
 }
 
 /// [`Store::start_attempt`] on any connection (the capped start runs it inside its
-/// transaction), recording `cap_key` on the job (`None` clears it: uncapped).
+/// transaction), recording `cap_key` on the job (`None` clears it: uncapped). Start times are
+/// this statement's (`statement_timestamp()`), not the transaction's: the capped start's
+/// transaction begins before it waits for its key's lock, and a start must not be dated
+/// before the finish of the job whose slot it took.
 pub(super) async fn start_attempt_in<'e, E: sqlx::PgExecutor<'e>>(
     db: E,
     id: JobId,
@@ -506,7 +509,7 @@ pub(super) async fn start_attempt_in<'e, E: sqlx::PgExecutor<'e>>(
 ) -> Result<Option<JobRecord>, StoreError> {
     let sql = format!(
         "WITH j AS ( \
-           UPDATE jobs SET state = $4, attempts = $2, started_at = COALESCE(started_at, now()), \
+           UPDATE jobs SET state = $4, attempts = $2, started_at = COALESCE(started_at, statement_timestamp()), \
                   retry_at = NULL, cap_key = $6, updated_at = now() \
            WHERE id = $1 AND state = ANY($5) AND attempts < $2 \
                  AND $2 <= attempt_base + max_attempts \
@@ -516,9 +519,10 @@ pub(super) async fn start_attempt_in<'e, E: sqlx::PgExecutor<'e>>(
                   error = COALESCE(error, 'worker lost: a later attempt started') \
            WHERE job_id IN (SELECT id FROM j) AND attempt < $2 AND finished_at IS NULL \
          ), opened AS ( \
-           INSERT INTO job_attempts (job_id, attempt, worker_id) SELECT id, $2, $3 FROM j \
+           INSERT INTO job_attempts (job_id, attempt, worker_id, started_at) \
+           SELECT id, $2, $3, statement_timestamp() FROM j \
            ON CONFLICT (job_id, attempt) DO UPDATE SET worker_id = EXCLUDED.worker_id, \
-                  started_at = now(), finished_at = NULL, outcome = NULL, error = NULL \
+                  started_at = EXCLUDED.started_at, finished_at = NULL, outcome = NULL, error = NULL \
          ) SELECT * FROM j"
     );
     let job = sqlx::query_as(&sql)

@@ -42,6 +42,18 @@ pub struct Endpoints {
     pub listen: SocketAddr,
 }
 
+impl Endpoints {
+    /// Point an idle worker's arguments at these endpoints, with the default grace period of
+    /// 30 s: an idle worker must not spend it.
+    pub fn idle_worker_args(&self, args: &mut Vec<String>) {
+        use super::process::set_arg;
+        set_arg(args, "--redis-url", &self.redis_url);
+        set_arg(args, "--database-url", &self.database_url);
+        set_arg(args, "--listen", &self.listen.to_string());
+        set_arg(args, "--grace-period-secs", "30");
+    }
+}
+
 /// The status of `GET path` on `addr` (HTTP/1.0, so the server closes), `None` when nothing
 /// answers.
 pub async fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
