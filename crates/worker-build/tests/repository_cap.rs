@@ -198,8 +198,13 @@ async fn a_killed_workers_slot_passes_to_the_resumed_build_and_is_freed_when_it_
     assert_eq!(first.attempts, 2, "resumed once");
     let attempts = h.store.attempts(k1).await.unwrap();
     assert_eq!(attempts[0].outcome.as_deref(), Some("abandoned"));
+    // Waiting used no attempt, but the dead worker may have died holding k2 between a fetch
+    // and its deferral (it fetches k2 every few tens of milliseconds): that fetch's attempt is
+    // then rescued like any job a dead worker held, and k2 starts as attempt 2. Either way it
+    // ran once.
     let k2_attempt = only_attempt(&h, k2).await;
-    assert_eq!(second.attempts, 1);
+    assert!(matches!(second.attempts, 1 | 2), "{second:?}");
+    assert_eq!(k2_attempt.attempt, second.attempts);
     assert!(
         attempts[1].finished_at.unwrap() <= k2_attempt.started_at,
         "the second build started before the resumed first ended"
