@@ -160,6 +160,7 @@ fn prometheus_rule_is_the_rules_file_and_passes_promtool() {
         yaml(&read(RULES)),
         "the PrometheusRule's spec is files/alerts.yaml"
     );
+    assert_fits_prometheusrule_crd(&rule["spec"]);
     let Some(promtool) = promtool::promtool() else {
         return;
     };
@@ -180,13 +181,128 @@ fn prometheus_rule_is_the_rules_file_and_passes_promtool() {
     }
 }
 
+/// Whether `s` is a duration as the PrometheusRule CRD's pattern accepts it:
+/// `0`, or `[0-9]+` units in the order y, w, d, h, m, s, ms, each at most once.
+fn is_crd_duration(s: &str) -> bool {
+    if s == "0" {
+        return true;
+    }
+    const UNITS: [&str; 7] = ["y", "w", "d", "h", "m", "s", "ms"];
+    let mut rest = s;
+    let mut next = 0;
+    while !rest.is_empty() {
+        let digits = rest.chars().take_while(char::is_ascii_digit).count();
+        if digits == 0 {
+            return false;
+        }
+        rest = &rest[digits..];
+        // "ms" before "m", so "5ms" is not read as minutes followed by garbage.
+        let Some(i) = (next..UNITS.len())
+            .filter(|&i| rest.starts_with(UNITS[i]))
+            .max_by_key(|&i| UNITS[i].len())
+        else {
+            return false;
+        };
+        rest = &rest[UNITS[i].len()..];
+        next = i + 1;
+    }
+    !s.is_empty()
+}
+
+fn string_map(v: &Value, ctx: &str) {
+    if v.is_null() {
+        return;
+    }
+    let map = v
+        .as_object()
+        .unwrap_or_else(|| panic!("{ctx}: not an object"));
+    for (k, v) in map {
+        assert!(v.is_string(), "{ctx}.{k}: not a string");
+    }
+}
+
+/// The PrometheusRule's spec holds only what the Prometheus Operator's CRD defines (its v1
+/// openAPIV3Schema in github.com/prometheus-operator/prometheus-operator,
+/// example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml, operator 0.82):
+/// the API server would prune anything else, and Prometheus would never see it. Kubernetes' own
+/// schemas do not cover the kind, so it is checked field by field here.
+fn assert_fits_prometheusrule_crd(spec: &Value) {
+    const GROUP_KEYS: [&str; 7] = [
+        "name",
+        "interval",
+        "labels",
+        "limit",
+        "partial_response_strategy",
+        "query_offset",
+        "rules",
+    ];
+    const RULE_KEYS: [&str; 7] = [
+        "alert",
+        "record",
+        "expr",
+        "for",
+        "keep_firing_for",
+        "labels",
+        "annotations",
+    ];
+    let spec = spec.as_object().expect("spec is an object");
+    assert!(
+        spec.keys().all(|k| k == "groups"),
+        "spec has only groups: {spec:?}"
+    );
+    for g in spec["groups"].as_array().expect("groups is a list") {
+        let g = g.as_object().expect("a group is an object");
+        let name = g.get("name").and_then(Value::as_str).unwrap_or_default();
+        assert!(!name.is_empty(), "a group needs a name");
+        for k in g.keys() {
+            assert!(GROUP_KEYS.contains(&k.as_str()), "group {name}: field {k}");
+        }
+        string_map(&g.get("labels").cloned().unwrap_or_default(), name);
+        for r in g["rules"].as_array().expect("rules is a list") {
+            let r = r.as_object().expect("a rule is an object");
+            let id = r
+                .get("alert")
+                .or_else(|| r.get("record"))
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            assert!(
+                r.contains_key("alert") != r.contains_key("record"),
+                "{id}: exactly one of alert and record"
+            );
+            for k in r.keys() {
+                assert!(RULE_KEYS.contains(&k.as_str()), "rule {id}: field {k}");
+            }
+            assert!(r["expr"].is_string(), "{id}: expr is a string");
+            for k in ["for", "keep_firing_for"] {
+                if let Some(d) = r.get(k) {
+                    let d = d.as_str().unwrap_or_default();
+                    assert!(is_crd_duration(d), "{id}: {k} {d:?} is not a CRD duration");
+                }
+            }
+            for k in ["labels", "annotations"] {
+                string_map(&r.get(k).cloned().unwrap_or_default(), &format!("{id}.{k}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn crd_durations_are_read_as_the_crd_pattern_reads_them() {
+    for ok in ["0", "5m", "1h30m", "10s", "250ms", "1d12h"] {
+        assert!(is_crd_duration(ok), "{ok}");
+    }
+    for bad in ["", "5", "m", "30m1h", "5 m", "1.5h", "5min"] {
+        assert!(!is_crd_duration(bad), "{bad}");
+    }
+}
+
 #[test]
 fn runbook_base_url_prefixes_every_runbook() {
     let Some(helm) = helm() else { return };
-    let base = "https://github.com/example/slipway/blob/v0.1.0/";
+    let base = "https://example.com/slipway/v0.1.0/";
     let set = [
         "metrics.prometheusRule.enabled=true",
-        r#"metrics.prometheusRule.runbookBaseUrl="https://github.com/example/slipway/blob/v0.1.0/""#,
+        r#"metrics.prometheusRule.runbookBaseUrl="https://example.com/slipway/v0.1.0/""#,
         r#"metrics.prometheusRule.namespace="monitoring""#,
     ];
     let rule = render_prometheus_rule(&helm, &Install::defaults_with("runbook base", &set));
@@ -242,8 +358,9 @@ fn monitoring_install_lints_and_passes_strict_schemas() {
         return;
     }
     // The PrometheusRule is the Prometheus Operator's custom resource: no Kubernetes schema
-    // covers it (the validator would only warn). Its spec is checked by promtool above and its
-    // metadata here; everything else, the dashboard's ConfigMap among it, is validated.
+    // covers it (the validator would only warn). Its spec is checked against the CRD's fields
+    // and by promtool in prometheus_rule_is_the_rules_file_and_passes_promtool; everything else,
+    // the dashboard's ConfigMap among it, is validated.
     let docs = chart::render_ok(&helm, &MONITORING);
     let (operator, kube): (Vec<Value>, Vec<Value>) =
         docs.into_iter().partition(chart::is_prometheus_operator);
