@@ -1,7 +1,8 @@
 //! The chart's alerts and Grafana dashboard, checked by the real tool: `promtool check rules` on
 //! `files/alerts.yaml` and on the rules the chart's PrometheusRule renders, `promtool test rules`
 //! (every alert firing and not firing) on both, every alert's labels, annotations and runbook
-//! section in docs/operations.md, and every dashboard panel's query evaluated by those unit tests.
+//! section in docs/operations.md, every dashboard panel's query evaluated by those unit tests,
+//! and every metric they read exported by the code.
 //!
 //! Needs promtool and Helm (`make tools`); skips without them unless `SLIPWAY_REQUIRE_PROMTOOL`
 //! and `SLIPWAY_REQUIRE_HELM` are set (the Makefile sets both).
@@ -418,4 +419,60 @@ fn every_dashboard_panel_has_a_query_the_rule_tests_evaluate() {
         }
     }
     assert!(queries >= 10, "a dashboard with {queries} queries");
+}
+
+/// Every `.rs` file under `dir`, as one text.
+fn sources(dir: &std::path::Path, out: &mut String) {
+    for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            sources(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push_str(&std::fs::read_to_string(&path).expect("read source"));
+        }
+    }
+}
+
+/// The `slipway_*` metric names a query reads; a summary's `_sum` and `_count` series are its
+/// metric's.
+fn metric_names(expr: &str) -> BTreeSet<String> {
+    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|t| t.starts_with("slipway_"))
+        .map(|t| {
+            ["_sum", "_count", "_bucket"]
+                .iter()
+                .find_map(|s| t.strip_suffix(s).filter(|m| m.ends_with("_seconds")))
+                .unwrap_or(t)
+                .to_owned()
+        })
+        .collect()
+}
+
+/// The alerts and the dashboard read only metrics the binaries export: each name is a string
+/// literal in crates/. A metric renamed in the code fails here, not silently in production
+/// (the unit tests feed their own series, so they would not notice).
+#[test]
+fn alerts_and_dashboard_read_only_metrics_the_code_exports() {
+    let mut code = String::new();
+    sources(&repo_root().join("crates"), &mut code);
+    let mut exprs: Vec<String> = alerts(&yaml(&read(RULES)))
+        .into_iter()
+        .map(|a| a["expr"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    let dashboard: Value = serde_json::from_str(&read(DASHBOARD)).expect("dashboard.json is JSON");
+    for p in dashboard["panels"].as_array().into_iter().flatten() {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            exprs.push(t["expr"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    let names: BTreeSet<String> = exprs.iter().flat_map(|e| metric_names(e)).collect();
+    assert!(names.len() >= 15, "{names:?}");
+    let missing: Vec<&String> = names
+        .iter()
+        .filter(|n| !code.contains(&format!("\"{n}\"")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "metrics the alerts or the dashboard read but no crate exports: {missing:?}"
+    );
 }
