@@ -6,9 +6,11 @@ CARGO ?= cargo
 # to cargo test where it is not installed.
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 # The schema-validation tests fail rather than skip when kubernetes-validate is missing, and the
-# chart tests when Helm is (`make tools` installs both).
+# chart tests when Helm is, and the alert rules' tests when promtool is (`make tools` installs
+# all three).
 export KUBE_SIM_REQUIRE_VALIDATE := 1
 export SLIPWAY_REQUIRE_HELM := 1
+export SLIPWAY_REQUIRE_PROMTOOL := 1
 
 # Images (`make images`): slipway-<target>:$(IMAGE_TAG) under $(REGISTRY) when set, e.g.
 # REGISTRY=localhost:5000 or REGISTRY=ghcr.io/acme; BAKE_FLAGS=--push or --load (one platform).
@@ -29,7 +31,7 @@ build: ## compile the whole workspace (debug)
 services: ## install (Debian packages) and start PostgreSQL and Redis if they are not running
 	bash scripts/ensure-services.sh
 
-tools: ## install the command-line tools the tests use (kubectl, kubernetes-validate, helm)
+tools: ## install the command-line tools the tests use (kubectl, kubernetes-validate, helm, promtool)
 	bash scripts/ensure-tools.sh
 
 fmt: ## format the code
@@ -77,8 +79,8 @@ images-check: ## the Dockerfile and bake file agree with the workspace (no Docke
 release-check: ## the Dockerfile's release build (cargo build --release --locked ...), run here
 	deploy/docker/cargo-release.sh build
 
-chart: tools ## Helm chart: lint --strict, template, strict 1.33 schemas, RBAC, network policies, apply to the simulator
-	$(CARGO) test -p slipway-deploy-tests --locked --test chart --test network --test apply
+chart: tools ## Helm chart: lint --strict, template, strict 1.33 schemas, RBAC, network policies, alerts (promtool), apply to the simulator
+	$(CARGO) test -p slipway-deploy-tests --locked --test chart --test network --test alerts --test apply
 
 e2e-cluster: ## Slipway end to end on the real cluster KUBECONFIG points at (docs/e2e-cluster.md; not in `make test`)
 	IMAGE_TAG='$(IMAGE_TAG)' bash scripts/e2e-cluster.sh

@@ -2,7 +2,8 @@
 # Install the command-line tools the test suites drive: kubectl (the simulator's black-box test
 # and the chart's apply test), the Python package kubernetes-validate (strict schema validation
 # of stored and rendered objects against Kubernetes 1.33), Helm (the chart checks; see
-# scripts/ensure-helm.sh), and for `make e2e-check` shellcheck and actionlint. Idempotent.
+# scripts/ensure-helm.sh), promtool (the alert rules' checks), and ShellCheck and actionlint
+# for `make e2e-check`. Idempotent.
 set -euo pipefail
 log() { printf '[tools] %s\n' "$*"; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -27,6 +28,15 @@ if ! command -v npm >/dev/null; then
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq npm >/dev/null
 fi
 bash "$(dirname "$0")/ensure-helm.sh" >/dev/null
+
+# promtool (Debian's prometheus package) for the chart's alert rules: `promtool check rules` and
+# `promtool test rules` (tests/deploy/tests/alerts.rs). The package also starts a Prometheus on
+# :9090 where systemd runs; nothing here depends on that port.
+if ! command -v promtool >/dev/null; then
+  log "installing promtool (Debian package prometheus)"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq prometheus >/dev/null
+fi
 
 # ShellCheck for scripts/e2e-cluster.sh and this script (`make e2e-check`).
 if ! command -v shellcheck >/dev/null; then

@@ -145,6 +145,25 @@ pub fn id(doc: &Value) -> (String, String, String) {
     (s("/kind"), s("/metadata/namespace"), s("/metadata/name"))
 }
 
+/// The monitoring objects on: the PrometheusRule (with a label for the Operator's ruleSelector)
+/// and the Grafana dashboard's ConfigMap. Not in [`EVERYTHING`]: the simulator the apply test
+/// uses has no PrometheusRule kind (a CRD).
+pub const MONITORING: Install<'static> = Install::defaults_with(
+    "monitoring on",
+    &[
+        "metrics.prometheusRule.enabled=true",
+        r#"metrics.prometheusRule.labels={"release":"kube-prometheus-stack"}"#,
+        "metrics.grafanaDashboard.enabled=true",
+    ],
+);
+
+/// Whether a document belongs to the Prometheus Operator (a CRD: no Kubernetes schema covers it).
+pub fn is_prometheus_operator(doc: &Value) -> bool {
+    doc["apiVersion"]
+        .as_str()
+        .is_some_and(|v| v.starts_with("monitoring.coreos.com/"))
+}
+
 /// The documents of one kind.
 pub fn of_kind<'a>(docs: &'a [Value], kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
     docs.iter().filter(move |d| d["kind"] == kind)

@@ -1,11 +1,12 @@
-//! Helpers for the checks of `deploy/`: locating the tools (Helm, kubectl, kubernetes-validate)
-//! with the same "fail in CI, skip elsewhere" rule as the rest of the workspace, rendering the
-//! chart, strict schema validation, and small parsers for the Dockerfile, the bake file and
-//! `cargo metadata`. The checks themselves are the integration tests in `tests/`.
+//! Helpers for the checks of `deploy/`: locating the tools (Helm, kubectl, kubernetes-validate,
+//! promtool) with the same "fail in CI, skip elsewhere" rule as the rest of the workspace,
+//! rendering the chart, strict schema validation, and small parsers for the Dockerfile, the bake
+//! file and `cargo metadata`. The checks themselves are the integration tests in `tests/`.
 
 pub mod bake;
 pub mod chart;
 pub mod dockerfile;
+pub mod promtool;
 pub mod schema;
 pub mod workspace;
 
