@@ -9,6 +9,9 @@ NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 # chart tests when Helm is (`make tools` installs both).
 export KUBE_SIM_REQUIRE_VALIDATE := 1
 export SLIPWAY_REQUIRE_HELM := 1
+# The metrics tests fail rather than skip when promtool or prometheus (Debian package
+# `prometheus`) is missing.
+export SLIPWAY_REQUIRE_PROMTOOL := 1
 
 # Images (`make images`): slipway-<target>:$(IMAGE_TAG) under $(REGISTRY) when set, e.g.
 # REGISTRY=localhost:5000 or REGISTRY=ghcr.io/acme; BAKE_FLAGS=--push or --load (one platform).
