@@ -3,9 +3,9 @@
 //! workers answers queries for the queue depth, job outcomes and build durations.
 //!
 //! The binaries run in one process here (`Stack`), so they share the process-wide recorder and
-//! each `/metrics` serves what all of them registered: each binary's own exposition is a part
-//! of what is checked. Help texts are registered by the code that emits the metrics, so a
-//! binary alone describes what it serves.
+//! each `/metrics` serves what all of them registered. Each binary alone (its own process, as
+//! in production) is checked by its crate's metrics test (`testing::assert_promtool_clean`):
+//! only there does a help text registered before the recorder existed show as missing.
 
 use serde_json::{Value, json};
 use slipway_e2e::prometheus::Prometheus;
