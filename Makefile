@@ -6,8 +6,8 @@ CARGO ?= cargo
 # to cargo test where it is not installed.
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 # The schema-validation tests fail rather than skip when kubernetes-validate is missing, and the
-# chart tests when Helm is, and the alert rules' tests when promtool is (`make tools` installs
-# all three).
+# chart tests when Helm is, and the alert rules' and metrics tests when promtool or prometheus
+# (Debian package `prometheus`) is (`make tools` installs all three).
 export KUBE_SIM_REQUIRE_VALIDATE := 1
 export SLIPWAY_REQUIRE_HELM := 1
 export SLIPWAY_REQUIRE_PROMTOOL := 1

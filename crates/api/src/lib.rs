@@ -15,6 +15,7 @@ pub mod error;
 pub mod extract;
 mod http_metrics;
 pub mod openapi;
+mod queue_metrics;
 mod relay;
 mod routes;
 mod state;
@@ -253,6 +254,7 @@ pub async fn start(
         tracing::warn!("SLIPWAY_API_TOKENS is empty: every /v1 request will be refused (401)");
     }
     let limits = config.limits()?;
+    queue_metrics::describe();
     let store = Store::connect(config.common.database_url.expose())
         .await
         .with_context(|| format!("connecting to Postgres at {}", config.common.database_url))?;
@@ -283,6 +285,7 @@ pub async fn start(
         state.clone(),
         Duration::from_millis(config.relay_interval_ms.max(50)),
     );
+    let queue_gauges = queue_metrics::spawn(state.clone());
     let status = match config.github.reporter()? {
         Some(reporter) => {
             let feed = status_feed::spawn(
@@ -346,6 +349,7 @@ pub async fn start(
         }
         cancel.cancel();
         stop_within(relay, "relay").await;
+        stop_within(queue_gauges, "queue gauges").await;
         if let Some((reporter, feed)) = status {
             stop_within(feed, "status feed").await;
             // What is pending still reaches GitHub, within a bound.

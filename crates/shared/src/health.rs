@@ -3,6 +3,11 @@
 //! do not; 503 `shutting_down` without asking anything once the process is stopping, so no new
 //! traffic or work is sent its way) and `/metrics` (Prometheus text from the process-wide
 //! `metrics` recorder).
+//!
+//! Every duration is a Prometheus histogram in seconds (`_bucket`, `_sum`, `_count`), not a
+//! summary, so replicas can be summed and `histogram_quantile` works across them. Code that
+//! registers metric descriptions calls [`metrics_handle`] first: a description given before the
+//! recorder exists is lost, and `promtool check metrics` then reports `no help text`.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -14,7 +19,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -69,17 +74,48 @@ impl ReadinessCheck for PostgresCheck {
 
 pub use crate::queue::RedisCheck;
 
+/// Bucket bounds (seconds) of every duration histogram: 5 ms to an hour, wide enough for a
+/// probe's round trip and a build alike.
+pub const DURATION_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+    1200.0, 1800.0, 3600.0,
+];
+/// Bucket bounds (seconds) of the API's request durations: a request is cut off after a few
+/// seconds, so the long tail buckets would only cost series.
+pub const REQUEST_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+fn builder() -> PrometheusBuilder {
+    let histograms = PrometheusBuilder::new()
+        .set_buckets(DURATION_BUCKETS)
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full("slipway_api_request_duration_seconds".into()),
+                REQUEST_BUCKETS,
+            )
+        });
+    match histograms {
+        Ok(b) => b,
+        // Only empty bucket lists fail, and the lists above are not empty.
+        Err(e) => {
+            tracing::warn!(error = %e, "histogram buckets not set; durations are summaries");
+            PrometheusBuilder::new()
+        }
+    }
+}
+
 /// The process-wide Prometheus recorder, installed on first use. If another recorder was
 /// installed first, `/metrics` serves an empty registry and a warning is logged.
 pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let handle = match PrometheusBuilder::new().install_recorder() {
+            let handle = match builder().install_recorder() {
                 Ok(handle) => handle,
                 Err(e) => {
                     tracing::warn!(error = %e, "metrics recorder not installed; /metrics is empty");
-                    PrometheusBuilder::new().build_recorder().handle()
+                    builder().build_recorder().handle()
                 }
             };
             // Histograms are drained by periodic upkeep; a plain thread outlives any runtime.

@@ -2,7 +2,8 @@
 //! private Redis server per test, [`eventually`] to wait for conditions, and [`WorkerThread`]
 //! to run a worker in-process as if it were a process of its own; [`Process`] runs a product
 //! binary as a real child process (SIGTERM, exit timed) and [`TcpProxy`] puts a dependency out
-//! of its reach (stalled or cut) without touching the shared servers.
+//! of its reach (stalled or cut) without touching the shared servers; [`assert_promtool_clean`]
+//! fails a test on any finding of `promtool check metrics` in a `/metrics` body.
 //!
 //! [`TestDb::new`] creates a uniquely named database on the server of
 //! `SLIPWAY_TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`),
@@ -10,10 +11,12 @@
 //! and leave nothing behind.
 
 mod process;
+mod promtool;
 mod proxy;
 pub mod shutdown;
 
 pub use process::{Process, free_port, set_arg};
+pub use promtool::{assert_promtool_clean, check_metrics, prometheus_tool, promtool};
 pub use proxy::TcpProxy;
 
 use sqlx::Connection;

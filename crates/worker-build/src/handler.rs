@@ -98,6 +98,44 @@ enum Waited {
     Ended(Ended),
 }
 
+/// Registers the help texts of the build worker's own metrics (the runtime describes the job
+/// metrics every worker serves).
+pub(crate) fn describe_metrics() {
+    slipway_shared::health::metrics_handle();
+    metrics::describe_counter!(
+        "slipway_builds_started_total",
+        "Build attempts started (a build Job created or adopted)."
+    );
+    metrics::describe_counter!(
+        "slipway_builds_finished_total",
+        "Build attempts ended, by outcome (succeeded, failed, transient_failure, stopped)."
+    );
+    metrics::describe_histogram!(
+        "slipway_build_duration_seconds",
+        metrics::Unit::Seconds,
+        "Duration of a build attempt, from its start to its outcome, by outcome."
+    );
+    metrics::describe_histogram!(
+        "slipway_build_slot_wait_seconds",
+        metrics::Unit::Seconds,
+        "Time a build waited for a slot under the global cap on running build Jobs."
+    );
+    metrics::describe_counter!(
+        "slipway_build_log_lines_total",
+        "Build log lines stored in Postgres."
+    );
+    metrics::describe_counter!(
+        "slipway_build_log_bytes_total",
+        metrics::Unit::Bytes,
+        "Bytes of build log lines stored in Postgres."
+    );
+    metrics::describe_counter!(
+        "slipway_k8s_api_errors_total",
+        "Kubernetes API calls of the build worker that failed, by worker and HTTP status code \
+         (transport: no response)."
+    );
+}
+
 fn note_k8s_error(code: Option<u16>) {
     let code = code.map_or_else(|| "transport".to_owned(), |c| c.to_string());
     metrics::counter!("slipway_k8s_api_errors_total", "worker" => "build", "code" => code)

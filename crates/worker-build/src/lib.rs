@@ -84,6 +84,7 @@ pub async fn serve(
     on_listen: impl FnOnce(SocketAddr),
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
+    handler::describe_metrics();
     ensure_build_namespace(&client, &config.build.build_namespace).await;
     let settings = config.build.settings();
     if let Some(net) = &settings.network {

@@ -128,6 +128,7 @@ async fn a_build_succeeds_with_its_digest_and_complete_ordered_logs() {
     ] {
         assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
     }
+    slipway_shared::testing::assert_promtool_clean("slipway-worker-build", &metrics);
     worker.stop().await;
 }
 

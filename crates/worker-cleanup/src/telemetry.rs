@@ -24,8 +24,10 @@ pub const SWEEPS: &str = "slipway_cleanup_sweeps_total";
 /// Gauge: 1 while this replica leads the sweeps.
 pub const LEADER: &str = "slipway_cleanup_leader";
 
-/// Registers the descriptions shown on `/metrics`.
+/// Registers the descriptions shown on `/metrics` (installing the recorder first: a
+/// description given before it exists is lost).
 pub fn describe() {
+    slipway_shared::health::metrics_handle();
     metrics::describe_counter!(
         DELETED,
         "Objects deleted by teardowns and sweeps, by kind and reason."

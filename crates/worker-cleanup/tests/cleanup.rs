@@ -480,6 +480,7 @@ async fn of_two_replicas_exactly_one_sweeps_and_the_other_takes_over() {
     ] {
         assert!(metrics.contains(name), "{name} missing from /metrics");
     }
+    slipway_shared::testing::assert_promtool_clean("slipway-worker-cleanup", &metrics);
 
     // The leader stops; the other replica takes over.
     let (stopped, other) = if leader == "replica-a" {

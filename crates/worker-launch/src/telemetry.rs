@@ -32,8 +32,10 @@ impl Outcome {
     }
 }
 
-/// Registers the descriptions shown on `/metrics`.
+/// Registers the descriptions shown on `/metrics` (installing the recorder first: a
+/// description given before it exists is lost).
 pub fn describe() {
+    slipway_shared::health::metrics_handle();
     metrics::describe_counter!(LAUNCHES, "Launch attempts by outcome.");
     metrics::describe_histogram!(
         TIME_TO_AVAILABLE,

@@ -124,6 +124,7 @@ async fn a_launch_becomes_available_and_its_url_is_recorded() {
         "{metrics}"
     );
     assert!(metrics.contains("slipway_active_previews"), "{metrics}");
+    slipway_shared::testing::assert_promtool_clean("slipway-worker-launch", &metrics);
     let ready = reqwest::get(format!("http://{}/readyz", w.addr))
         .await
         .unwrap();

@@ -5,6 +5,8 @@
 //! [`Stack::start`] brings everything up on fresh resources (a new database, a new Redis key
 //! prefix, a new simulator and fake GitHub); dropping the stack stops it.
 
+pub mod prometheus;
+
 use anyhow::Context;
 use clap::Parser;
 use fake_github::FakeGithub;
@@ -159,6 +161,19 @@ impl Stack {
             api_task: Some(running.task),
             workers,
         })
+    }
+
+    /// Where each binary serves `/metrics`, by binary name: the API, then the build, launch and
+    /// cleanup workers.
+    pub fn metrics_targets(&self) -> Vec<(&'static str, SocketAddr)> {
+        let names = [
+            "slipway-worker-build",
+            "slipway-worker-launch",
+            "slipway-worker-cleanup",
+        ];
+        std::iter::once(("slipway-api", self.api))
+            .chain(names.into_iter().zip(self.workers.iter().map(|w| w.addr)))
+            .collect()
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -108,4 +108,5 @@ async fn probes_and_metrics_need_no_token() {
         .unwrap();
     assert!(text.contains("slipway_api_requests_total"), "{text}");
     assert!(text.contains("route=\"/v1/jobs\""), "{text}");
+    slipway_shared::testing::assert_promtool_clean("slipway-api", &text);
 }

@@ -467,12 +467,27 @@ pub struct Consumer {
     background: Vec<JoinHandle<()>>,
 }
 
+/// Registers the help texts of the consumer's metrics.
+fn describe_metrics() {
+    crate::health::metrics_handle();
+    metrics::describe_counter!(
+        "slipway_queue_events_total",
+        "Events of the queue engine's worker loop, by job kind and event (drained, ready, \
+         closed, stalled, active, progress, paused, resumed)."
+    );
+    metrics::describe_counter!(
+        "slipway_leases_lost_total",
+        "Jobs whose lease this worker lost (not renewed in time, or taken by another worker)."
+    );
+}
+
 impl Consumer {
     /// Connect and start fetching. Fails if Redis is unreachable (the runtime retries).
     pub async fn start(cfg: ConsumerConfig, on_delivery: OnDelivery) -> Result<Self, QueueError> {
         if cfg.concurrency == 0 {
             return Err(QueueError::Config("concurrency must be at least 1".into()));
         }
+        describe_metrics();
         let timing = LeaseTiming::from_rescue_time(cfg.rescue_time);
         let client = redis::Client::open(cfg.redis_url.as_str())?;
         let conn = ConnectionManager::new_with_config(

@@ -258,6 +258,30 @@ where
     run_inner(cfg, Some(store), handler, shutdown).await
 }
 
+/// Registers the help texts of the runtime's metrics (every worker serves them).
+fn describe_metrics() {
+    crate::health::metrics_handle();
+    metrics::describe_counter!(
+        "slipway_jobs_started_total",
+        "Attempts started by this worker, by job kind."
+    );
+    metrics::describe_counter!(
+        "slipway_jobs_finished_total",
+        "Attempts ended by this worker, by job kind and outcome (succeeded, skipped, retrying, \
+         dead, handed_back, fenced)."
+    );
+    metrics::describe_histogram!(
+        "slipway_job_duration_seconds",
+        metrics::Unit::Seconds,
+        "Duration of an attempt from delivery to its outcome, by job kind and outcome."
+    );
+    metrics::describe_counter!(
+        "slipway_jobs_deferred_total",
+        "Deliveries put back in the queue without an attempt because their key (a \
+         repository) was at its cap, by job kind."
+    );
+}
+
 async fn run_inner<H, S>(
     cfg: RuntimeConfig,
     store: Option<Store>,
@@ -268,6 +292,7 @@ where
     H: Handler,
     S: Future<Output = ()> + Send,
 {
+    describe_metrics();
     let cfg = Arc::new(cfg);
     let on_delivery: crate::queue::OnDelivery = {
         let cfg = cfg.clone();
