@@ -13,4 +13,5 @@ mod operate;
 mod read;
 mod relay;
 mod shutdown;
+mod startup;
 mod validation;
