@@ -197,7 +197,10 @@ impl Config {
                 anyhow::anyhow!("SLIPWAY_MAX_CPU (--max-cpu): {:?} {e}", self.max_cpu)
             })?,
             max_memory_bytes: parse(&self.max_memory, Unit::Bytes).map_err(|e| {
-                anyhow::anyhow!("SLIPWAY_MAX_MEMORY (--max-memory): {:?} {e}", self.max_memory)
+                anyhow::anyhow!(
+                    "SLIPWAY_MAX_MEMORY (--max-memory): {:?} {e}",
+                    self.max_memory
+                )
             })?,
             max_replicas: self.max_replicas,
             max_ttl_hours: self.max_ttl_hours,
@@ -369,7 +372,8 @@ pub async fn start(
 
 /// The `/v1` API and `/openapi.json`, with auth, body limit, metrics and tracing layers.
 pub fn router(state: Arc<AppState>) -> axum::Router {
-    let (router, api) = routes::router().split_for_parts();
+    let (router, mut api) = routes::router().split_for_parts();
+    utoipa::Modify::modify(&openapi::CommonResponses, &mut api);
     let spec = Arc::new(api);
     router
         .route(

@@ -3,6 +3,7 @@
 
 mod auth;
 mod cli;
+mod contract;
 mod enqueue;
 mod github;
 mod hardening;

@@ -8,13 +8,19 @@ use std::process::Command;
 fn start_with(env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
     let mut c = Command::new(env!("CARGO_BIN_EXE_slipway-api"));
     c.env_clear()
-        .env("SLIPWAY_DATABASE_URL", "postgres://postgres@127.0.0.1:1/none")
+        .env(
+            "SLIPWAY_DATABASE_URL",
+            "postgres://postgres@127.0.0.1:1/none",
+        )
         .env("SLIPWAY_LISTEN", "127.0.0.1:0");
     for (k, v) in env {
         c.env(k, v);
     }
     let out = c.output().expect("run slipway-api");
-    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
