@@ -9,6 +9,8 @@ NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 # chart tests when Helm is, and the alert rules' and metrics tests when promtool or prometheus
 # (Debian package `prometheus`) is (`make tools` installs all three).
 export KUBE_SIM_REQUIRE_VALIDATE := 1
+# The API's contract test fails rather than skips when schemathesis is missing.
+export SLIPWAY_REQUIRE_SCHEMATHESIS := 1
 export SLIPWAY_REQUIRE_HELM := 1
 export SLIPWAY_REQUIRE_PROMTOOL := 1
 
@@ -31,7 +33,7 @@ build: ## compile the whole workspace (debug)
 services: ## install (Debian packages) and start PostgreSQL and Redis if they are not running
 	bash scripts/ensure-services.sh
 
-tools: ## install the command-line tools the tests use (kubectl, kubernetes-validate, helm, promtool)
+tools: ## install the command-line tools the tests use (kubectl, kubernetes-validate, helm, promtool, schemathesis)
 	bash scripts/ensure-tools.sh
 
 fmt: ## format the code

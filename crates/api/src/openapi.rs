@@ -47,6 +47,7 @@ impl Modify for Security {
 /// - operations with a body: 413 (over the body limit); with a JSON body (the secured ones;
 ///   the webhook reads raw bytes and answers every signed delivery), 400 (not JSON, or a bad
 ///   `Idempotency-Key`), 415 (no JSON content type) and 422 (a field breaks a rule).
+///
 /// Applied by [`crate::router`] once the routes have added their paths (an `#[openapi]`
 /// modifier runs before that).
 pub struct CommonResponses;
