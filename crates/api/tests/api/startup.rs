@@ -96,3 +96,23 @@ fn limits_and_github_settings_name_their_variables() {
         assert!(stderr.contains(expected), "{env:?}: {stderr}");
     }
 }
+
+#[test]
+fn a_bad_value_from_the_environment_names_its_variable() {
+    let (status, stderr) = start_with(&[("SLIPWAY_MAX_ATTEMPTS", "lots")]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("invalid value 'lots' for SLIPWAY_MAX_ATTEMPTS (--max-attempts):"),
+        "{stderr}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_slipway-api"))
+        .env_clear()
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("SLIPWAY_DATABASE_URL (or --database-url <DATABASE_URL>)"),
+        "{stderr}"
+    );
+}
