@@ -9,10 +9,10 @@ NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 # chart tests when Helm is, and the alert rules' and metrics tests when promtool or prometheus
 # (Debian package `prometheus`) is (`make tools` installs all three).
 export KUBE_SIM_REQUIRE_VALIDATE := 1
-# The API's contract test fails rather than skips when schemathesis is missing.
-export SLIPWAY_REQUIRE_SCHEMATHESIS := 1
 export SLIPWAY_REQUIRE_HELM := 1
 export SLIPWAY_REQUIRE_PROMTOOL := 1
+# The API's contract test fails rather than skips when schemathesis is missing.
+export SLIPWAY_REQUIRE_SCHEMATHESIS := 1
 
 # Images (`make images`): slipway-<target>:$(IMAGE_TAG) under $(REGISTRY) when set, e.g.
 # REGISTRY=localhost:5000 or REGISTRY=ghcr.io/acme; BAKE_FLAGS=--push or --load (one platform).
