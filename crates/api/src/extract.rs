@@ -72,7 +72,61 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiQuer
             .await
             .map(|q| ApiQuery(q.0))
             .map_err(|e: QueryRejection| {
-                ApiError::bad_request("invalid_query", e.body_text(), None)
+                let message = e.body_text();
+                let field = query_field(&message);
+                ApiError::bad_request("invalid_query", message, field)
             })
+    }
+}
+
+/// The parameter a query-string rejection is about. serde_urlencoded says
+/// `Failed to deserialize query string: limit: invalid digit found in string` for a value of
+/// the wrong type, and ``unknown field `x`, expected ...`` or ``duplicate field `x` `` otherwise.
+fn query_field(message: &str) -> Option<String> {
+    let detail = message
+        .strip_prefix("Failed to deserialize query string: ")
+        .unwrap_or(message);
+    let is_name = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
+    if let Some((name, _)) = detail.split_once(": ")
+        && is_name(name)
+    {
+        return Some(name.to_owned());
+    }
+    for prefix in ["unknown field `", "duplicate field `", "missing field `"] {
+        if let Some(rest) = detail.strip_prefix(prefix)
+            && let Some((name, _)) = rest.split_once('`')
+            && is_name(name)
+        {
+            return Some(name.to_owned());
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn query_errors_name_the_parameter() {
+        for (message, field) in [
+            (
+                "Failed to deserialize query string: limit: invalid digit found in string",
+                Some("limit"),
+            ),
+            (
+                "Failed to deserialize query string: unknown field `bogus`, expected one of `a`",
+                Some("bogus"),
+            ),
+            (
+                "Failed to deserialize query string: duplicate field `limit`",
+                Some("limit"),
+            ),
+            ("Failed to deserialize query string: something else", None),
+        ] {
+            assert_eq!(super::query_field(message).as_deref(), field, "{message}");
+        }
     }
 }

@@ -168,7 +168,10 @@ impl GithubArgs {
             return Ok(None);
         };
         let client = GithubClient::new(ClientConfig::new(self.github_api_url.clone(), credentials))
-            .context("GitHub client")?;
+            .context(
+                "the GitHub settings (SLIPWAY_GITHUB_API_URL, SLIPWAY_GITHUB_APP_ID with \
+                 SLIPWAY_GITHUB_PRIVATE_KEY_FILE, or SLIPWAY_GITHUB_TOKEN)",
+            )?;
         let writer = StatusWriter::new(Arc::new(client), WriterConfig::default());
         Ok(Some(StatusReporter::start(
             Arc::new(writer),
@@ -190,8 +193,15 @@ impl Config {
     pub fn limits(&self) -> anyhow::Result<Limits> {
         use slipway_core::quantity::{Unit, parse};
         Ok(Limits {
-            max_cpu_millis: parse(&self.max_cpu, Unit::Millicores).context("--max-cpu")?,
-            max_memory_bytes: parse(&self.max_memory, Unit::Bytes).context("--max-memory")?,
+            max_cpu_millis: parse(&self.max_cpu, Unit::Millicores).map_err(|e| {
+                anyhow::anyhow!("SLIPWAY_MAX_CPU (--max-cpu): {:?} {e}", self.max_cpu)
+            })?,
+            max_memory_bytes: parse(&self.max_memory, Unit::Bytes).map_err(|e| {
+                anyhow::anyhow!(
+                    "SLIPWAY_MAX_MEMORY (--max-memory): {:?} {e}",
+                    self.max_memory
+                )
+            })?,
             max_replicas: self.max_replicas,
             max_ttl_hours: self.max_ttl_hours,
             allowed_repository_hosts: hosts(&self.allowed_repository_hosts),
@@ -246,14 +256,14 @@ pub async fn start(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Running> {
-    let tokens: TokenSet = config
-        .api_tokens
-        .parse()
-        .context("invalid SLIPWAY_API_TOKENS")?;
+    // The error names the variable, the entry (never its token) and the rule it breaks.
+    let tokens: TokenSet = config.api_tokens.parse()?;
     if tokens.is_empty() {
         tracing::warn!("SLIPWAY_API_TOKENS is empty: every /v1 request will be refused (401)");
     }
     let limits = config.limits()?;
+    // Configuration first: a bad setting is reported before any connection is tried.
+    let reporter = config.github.reporter()?;
     queue_metrics::describe();
     let store = Store::connect(config.common.database_url.expose())
         .await
@@ -286,7 +296,7 @@ pub async fn start(
         Duration::from_millis(config.relay_interval_ms.max(50)),
     );
     let queue_gauges = queue_metrics::spawn(state.clone());
-    let status = match config.github.reporter()? {
+    let status = match reporter {
         Some(reporter) => {
             let feed = status_feed::spawn(
                 store.clone(),
@@ -362,7 +372,8 @@ pub async fn start(
 
 /// The `/v1` API and `/openapi.json`, with auth, body limit, metrics and tracing layers.
 pub fn router(state: Arc<AppState>) -> axum::Router {
-    let (router, api) = routes::router().split_for_parts();
+    let (router, mut api) = routes::router().split_for_parts();
+    utoipa::Modify::modify(&openapi::CommonResponses, &mut api);
     let spec = Arc::new(api);
     router
         .route(

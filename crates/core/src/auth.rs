@@ -90,20 +90,22 @@ impl fmt::Debug for Scopes {
     }
 }
 
-/// A malformed `SLIPWAY_API_TOKENS`. Never contains any part of a token.
+/// A malformed `SLIPWAY_API_TOKENS`. Never contains any part of a token: the entry is shown as
+/// far as it parsed, with the rest elided (`"ci:enqueue:…"`), e.g.
+/// `SLIPWAY_API_TOKENS: entry 2 ("ci:enqueue:…"): the token is 9 characters, at least 16 are
+/// required`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "SLIPWAY_API_TOKENS entry {entry}{}: {reason}",
-    name.as_ref().map(|n| format!(" ({n})")).unwrap_or_default()
-)]
+#[error("SLIPWAY_API_TOKENS: entry {entry} ({shown:?}): {reason}")]
 pub struct AuthConfigError {
     /// 1-based position among the comma-separated entries.
     pub entry: usize,
     /// The entry's name, once it has parsed as a valid name.
     pub name: Option<String>,
-    pub reason: &'static str,
+    /// The entry as far as it parsed (name, then scopes), the rest replaced by `…`.
+    pub shown: String,
+    /// The rule the entry breaks.
+    pub reason: String,
 }
-
 #[derive(Clone)]
 struct Entry {
     name: String,
@@ -146,16 +148,33 @@ impl TokenSet {
             if raw.is_empty() {
                 continue;
             }
-            let err = |name: Option<&str>, reason| AuthConfigError {
-                entry: i + 1,
-                name: name.map(str::to_owned),
-                reason,
+            // `scopes` is shown only once every scope has parsed: until then it may be the token.
+            let err = |name: Option<&str>, scopes: Option<Scopes>, reason: String| {
+                let shown = match (name, scopes) {
+                    (Some(n), Some(s)) => format!("{n}:{s}:…"),
+                    (Some(n), None) => format!("{n}:…"),
+                    _ => "…".to_owned(),
+                };
+                AuthConfigError {
+                    entry: i + 1,
+                    name: name.map(str::to_owned),
+                    shown,
+                    reason,
+                }
             };
             let mut parts = raw.splitn(3, ':');
             let (Some(name), Some(scopes), Some(token)) =
                 (parts.next(), parts.next(), parts.next())
             else {
-                return Err(err(None, "expected name:scope+scope:token"));
+                let fields = raw.split(':').count();
+                return Err(err(
+                    None,
+                    None,
+                    format!(
+                        "the entry has {fields} `:`-separated field{}, 3 are required: name:scope+scope:token",
+                        if fields == 1 { "" } else { "s" }
+                    ),
+                ));
             };
             let name_ok = (1..=MAX_NAME_LEN).contains(&name.len())
                 && name
@@ -164,7 +183,9 @@ impl TokenSet {
             if !name_ok {
                 return Err(err(
                     None,
-                    "the name must be 1-64 of A-Z a-z 0-9 . _ - (expected name:scope+scope:token)",
+                    None,
+                    "the name must be 1-64 of A-Z a-z 0-9 . _ - (expected name:scope+scope:token)"
+                        .into(),
                 ));
             }
             let named = Some(name);
@@ -173,7 +194,11 @@ impl TokenSet {
                 // The unknown text is not echoed: in a mangled entry it may be the token.
                 set = set
                     | Scopes::from_name(scope).ok_or_else(|| {
-                        err(named, "unknown scope (allowed: enqueue, read, admin)")
+                        err(
+                            named,
+                            None,
+                            "unknown scope (allowed: enqueue, read, admin, joined with +)".into(),
+                        )
                     })?;
             }
             let digest: [u8; 32] = if let Some(hex_digest) = token.strip_prefix(HASH_PREFIX) {
@@ -181,7 +206,16 @@ impl TokenSet {
                 if hex_digest.len() != 64 || hex::decode_to_slice(hex_digest, &mut d).is_err() {
                     return Err(err(
                         named,
-                        "a sha256: token must be followed by 64 hex digits",
+                        Some(set),
+                        format!(
+                            "a sha256: token must be followed by 64 hex digits, not {} characters{}",
+                            hex_digest.chars().count(),
+                            if hex_digest.len() == 64 {
+                                " with a non-hex digit"
+                            } else {
+                                ""
+                            }
+                        ),
                     ));
                 }
                 d
@@ -189,21 +223,34 @@ impl TokenSet {
                 if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
                     return Err(err(
                         named,
-                        "the token must not contain whitespace or control characters",
+                        Some(set),
+                        "the token must not contain whitespace or control characters".into(),
                     ));
                 }
                 if token.chars().count() < MIN_PLAIN_TOKEN_LEN {
-                    return Err(err(named, "a plain token must be at least 16 characters"));
+                    return Err(err(
+                        named,
+                        Some(set),
+                        format!(
+                            "the token is {} characters, at least {MIN_PLAIN_TOKEN_LEN} are required",
+                            token.chars().count()
+                        ),
+                    ));
                 }
                 Sha256::digest(token.as_bytes()).into()
             };
             if entries.iter().any(|e| e.name == name) {
-                return Err(err(Some(name), "the name is used by an earlier entry"));
+                return Err(err(
+                    named,
+                    Some(set),
+                    "the name is used by an earlier entry (names must be unique)".into(),
+                ));
             }
             if entries.iter().any(|e| e.digest == digest) {
                 return Err(err(
-                    Some(name),
-                    "the token is the same as an earlier entry's",
+                    named,
+                    Some(set),
+                    "the token is the same as an earlier entry's (tokens must be distinct)".into(),
                 ));
             }
             entries.push(Entry {
@@ -369,6 +416,29 @@ mod tests {
                 assert_eq!(e.name.as_deref(), name, "{input} -> {e}");
             }
         }
+    }
+
+    #[test]
+    fn errors_name_the_variable_the_entry_and_the_rule() {
+        let e = TokenSet::parse(&format!("a:read:{CI},ci:enqueue:short-tok")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "SLIPWAY_API_TOKENS: entry 2 (\"ci:enqueue:…\"): the token is 9 characters, \
+             at least 16 are required"
+        );
+        let e = TokenSet::parse("ci:bogus:0123456789abcdefXYZ").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "SLIPWAY_API_TOKENS: entry 1 (\"ci:…\"): unknown scope (allowed: enqueue, read, \
+             admin, joined with +)"
+        );
+        let e = TokenSet::parse("0123456789abcdefXYZ").unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "SLIPWAY_API_TOKENS: entry 1 (\"…\"): the entry has 1 `:`-separated field,"
+            ),
+            "{e}"
+        );
     }
 
     #[test]

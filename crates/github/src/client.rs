@@ -108,7 +108,7 @@ impl Credentials {
             (Some(app_id), Some(path)) => {
                 let pem = std::fs::read_to_string(path).map_err(|e| {
                     ClientError::Config(format!(
-                        "reading the GitHub App private key {}: {e}",
+                        "SLIPWAY_GITHUB_PRIVATE_KEY_FILE ({}): the file cannot be read: {e}",
                         path.display()
                     ))
                 })?;
@@ -118,10 +118,10 @@ impl Credentials {
                 }))
             }
             (Some(_), None) => Err(ClientError::Config(
-                "a GitHub App id is set but no private key file".into(),
+                "SLIPWAY_GITHUB_APP_ID is set but SLIPWAY_GITHUB_PRIVATE_KEY_FILE is not: a GitHub App needs both".into(),
             )),
             (None, Some(_)) => Err(ClientError::Config(
-                "a GitHub App private key file is set but no app id".into(),
+                "SLIPWAY_GITHUB_PRIVATE_KEY_FILE is set but SLIPWAY_GITHUB_APP_ID is not: a GitHub App needs both".into(),
             )),
             (None, None) => Ok(token.map(|t| Credentials::Token(Secret::new(t)))),
         }

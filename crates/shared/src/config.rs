@@ -55,6 +55,71 @@ impl CommonArgs {
     }
 }
 
+/// Parses a binary's configuration from its flags and `SLIPWAY_*` variables, exiting with clap's
+/// status (2) on an error. Unlike `Parser::parse`, an error about a value that came from the
+/// environment names the variable, which is how deployments set it:
+/// `error: invalid value 'abc' for SLIPWAY_MAX_ATTEMPTS (--max-attempts): invalid digit found
+/// in string`; a missing required setting names both ways of giving it.
+pub fn parse_or_exit<C: clap::Parser>() -> C {
+    match C::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let args: Vec<String> = std::env::args().collect();
+            match name_env(&e, &C::command(), &args, |k| std::env::var_os(k).is_some()) {
+                Some(message) => {
+                    eprint!("{message}");
+                    std::process::exit(e.exit_code())
+                }
+                None => e.exit(),
+            }
+        }
+    }
+}
+
+/// `e` rewritten to name the environment variable of the setting it is about, when that
+/// setting came from (or may be given by) one; `None` to keep clap's own message.
+fn name_env(
+    e: &clap::Error,
+    cmd: &clap::Command,
+    args: &[String],
+    env_set: impl Fn(&str) -> bool,
+) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    // `--max-attempts <MAX_ATTEMPTS>` -> the argument with that long flag.
+    let find = |shown: &str| {
+        let long = shown.strip_prefix("--")?.split([' ', '=']).next()?;
+        let arg = cmd.get_arguments().find(|a| a.get_long() == Some(long))?;
+        let env = arg.get_env()?.to_str()?.to_owned();
+        Some((shown.to_owned(), long.to_owned(), env))
+    };
+    let message = e.render().to_string();
+    match (e.kind(), e.get(ContextKind::InvalidArg)) {
+        (
+            ErrorKind::InvalidValue | ErrorKind::ValueValidation,
+            Some(ContextValue::String(shown)),
+        ) => {
+            let (shown, long, env) = find(shown)?;
+            let on_command_line = args
+                .iter()
+                .any(|a| a == &format!("--{long}") || a.starts_with(&format!("--{long}=")));
+            if on_command_line || !env_set(&env) {
+                return None;
+            }
+            Some(message.replacen(&format!("'{shown}'"), &format!("{env} (--{long})"), 1))
+        }
+        (ErrorKind::MissingRequiredArgument, Some(ContextValue::Strings(missing))) => {
+            let mut message = message;
+            for shown in missing {
+                if let Some((shown, _, env)) = find(shown) {
+                    message = message.replacen(&shown, &format!("{env} (or {shown})"), 1);
+                }
+            }
+            Some(message)
+        }
+        _ => None,
+    }
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum LogFormat {
@@ -182,6 +247,30 @@ mod tests {
         assert_eq!(
             SecretUrl::new("postgres://h/d").redacted(),
             "postgres://h/d"
+        );
+    }
+
+    #[test]
+    fn errors_about_environment_values_name_the_variable() {
+        use clap::CommandFactory;
+        let cmd = Cli::command();
+        let set = |k: &str| k == "SLIPWAY_LISTEN";
+        let e = Cli::try_parse_from(["x", "--database-url", "postgres://h/d", "--listen", "nope"])
+            .unwrap_err();
+        // Given as a flag: clap's message stands.
+        let args = ["x".to_owned(), "--listen".to_owned(), "nope".to_owned()];
+        assert_eq!(name_env(&e, &cmd, &args, set), None);
+        // From the environment: the message names the variable.
+        let shown = name_env(&e, &cmd, &["x".to_owned()], set).unwrap();
+        assert!(
+            shown.contains("invalid value 'nope' for SLIPWAY_LISTEN (--listen):"),
+            "{shown}"
+        );
+        let e = Cli::try_parse_from(["x"]).unwrap_err();
+        let shown = name_env(&e, &cmd, &["x".to_owned()], |_| false).unwrap();
+        assert!(
+            shown.contains("SLIPWAY_DATABASE_URL (or --database-url <DATABASE_URL>)"),
+            "{shown}"
         );
     }
 

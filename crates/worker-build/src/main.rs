@@ -1,11 +1,10 @@
 //! `slipway-worker-build`: parse configuration, set up logging and tracing, run builds until
 //! SIGINT or SIGTERM.
 
-use clap::Parser;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = slipway_worker_build::Config::parse();
+    // Errors about a value from the environment name its SLIPWAY_* variable.
+    let config: slipway_worker_build::Config = slipway_shared::config::parse_or_exit();
     let _telemetry =
         slipway_shared::telemetry::start(config.common.log_format, "slipway-worker-build");
     slipway_worker_build::run(config, slipway_shared::shutdown_signal()).await?;

@@ -106,3 +106,27 @@ async fn a_running_build_is_handed_back_within_the_grace_period() {
         "handed back for the next worker"
     );
 }
+
+/// A bad setting stops the binary before it connects anywhere, naming the variable it came
+/// from, the value and the rule.
+#[test]
+fn a_bad_setting_names_its_variable() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_slipway-worker-build"))
+        .env_clear()
+        .env(
+            "SLIPWAY_DATABASE_URL",
+            "postgres://postgres@127.0.0.1:1/none",
+        )
+        .env("SLIPWAY_BUILD_DENY_CIDRS", "10.0.0.0/8,bogus")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "invalid value '10.0.0.0/8,bogus' for SLIPWAY_BUILD_DENY_CIDRS (--build-deny-cidrs): \
+             \"bogus\" is not a CIDR"
+        ),
+        "{stderr}"
+    );
+}

@@ -264,7 +264,8 @@ fn acknowledged(status: StatusCode, body: Value) -> (StatusCode, Json<Value>) {
         ("X-GitHub-Event" = String, Header, description = "ping, pull_request, ..."),
         ("X-GitHub-Delivery" = String, Header, description = "Delivery id (redeliveries are ignored)")),
     responses((status = 200, description = "ping, or a redelivery"), (status = 202, description = "recorded, enqueued or ignored"),
-        (status = 401, body = ErrorBody, description = "missing or wrong signature")))]
+        (status = 401, body = ErrorBody, description = "missing or wrong signature"),
+        (status = 404, body = ErrorBody, description = "webhooks are not enabled (`SLIPWAY_GITHUB_WEBHOOK_SECRET` is unset)")))]
 pub async fn github_webhook(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,

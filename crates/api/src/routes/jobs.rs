@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 /// Query of `GET /v1/jobs`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct JobQuery {
     /// `build`, `launch` or `cleanup`.
@@ -33,6 +34,7 @@ pub struct JobQuery {
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
     /// Page size, 1 to 1000 (default 50).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 

@@ -22,11 +22,13 @@ use std::time::Duration;
 
 /// Query of `GET /v1/jobs/{id}/logs`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LogQuery {
     /// Start after this position (`<attempt>:<seq>`, the `next` of a previous page).
     after: Option<String>,
     /// Lines per page, 1 to 10000 (default 1000). Not used with `follow`.
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<u32>,
     /// Stream lines as Server-Sent Events until the job ends.
     follow: Option<bool>,
@@ -51,7 +53,8 @@ fn position(line: &LogLineView) -> String {
 /// Read a job's log, or follow it live.
 #[utoipa::path(get, path = "/v1/jobs/{id}/logs", tag = "jobs",
     params(("id" = String, Path, description = "Job id"), LogQuery),
-    responses((status = 200, body = LogsView, description = "JSON page; `text/plain` with `Accept: text/plain`; `text/event-stream` with `follow=true`"),
+    responses((status = 200, description = "JSON page; `text/plain` with `Accept: text/plain`; `text/event-stream` with `follow=true` (one event per line, id `<attempt>:<seq>`, data a `LogLineView`; an `end` event when the job ends)",
+            content((LogsView = "application/json"), (String = "text/plain"), (String = "text/event-stream"))),
         (status = 404, body = ErrorBody)),
     security(("bearer" = ["read"])))]
 pub async fn get_logs(
@@ -69,10 +72,11 @@ pub async fn get_logs(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let after = resume.or(q.after).map(|s| parse_position(&s)).transpose()?;
+    // Checked with `follow` too, where it is not used: the query is as strict as the document.
+    let limit = super::page_limit(q.limit, 1000, 10_000)?;
     if q.follow.unwrap_or(false) {
         return Ok(follow(state, id, after).into_response());
     }
-    let limit = super::page_limit(q.limit, 1000, 10_000)?;
     let lines: Vec<LogLineView> = state
         .store
         .read_logs(id, after, limit)

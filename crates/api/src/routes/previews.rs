@@ -15,12 +15,14 @@ use std::sync::Arc;
 
 /// Query of `GET /v1/previews`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PreviewQuery {
     /// Include torn-down previews.
     include_deleted: Option<bool>,
     cursor: Option<String>,
     /// Page size, 1 to 1000 (default 50).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 

@@ -3,6 +3,7 @@
 
 mod auth;
 mod cli;
+mod contract;
 mod enqueue;
 mod github;
 mod hardening;
@@ -13,4 +14,5 @@ mod operate;
 mod read;
 mod relay;
 mod shutdown;
+mod startup;
 mod validation;

@@ -59,3 +59,146 @@ async fn the_document_matches_the_routes() {
         assert!(d.contains("https://") && d.contains("SSH"), "{path}: {d}");
     }
 }
+
+/// Every operation lists every status it can return, each error with the `ErrorBody` schema:
+/// 500/503 everywhere, 401/403 when secured, 400 with a query string, 404 with path
+/// parameters, 413 with a body and 400/415/422 with a JSON body.
+#[tokio::test]
+async fn every_operation_lists_every_status_it_can_return() {
+    let app = spawn_app().await;
+    let (_, doc) = app.call(Method::GET, "/openapi.json", None, None).await;
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let name = format!("{} {path}", method.to_uppercase());
+            let params = op["parameters"].as_array().cloned().unwrap_or_default();
+            let secured = op["security"].as_array().is_some_and(|s| !s.is_empty());
+            let mut required = vec!["500", "503"];
+            if secured {
+                required.extend(["401", "403"]);
+            }
+            if params.iter().any(|p| p["in"] == "query") {
+                required.push("400");
+            }
+            if params.iter().any(|p| p["in"] == "path") {
+                required.push("404");
+            }
+            if op.get("requestBody").is_some() {
+                required.push("413");
+                if secured {
+                    required.extend(["400", "415", "422"]);
+                }
+            }
+            let responses = op["responses"].as_object().unwrap();
+            for status in required {
+                assert!(
+                    responses.contains_key(status),
+                    "{name} does not list {status}: {:?}",
+                    responses.keys().collect::<Vec<_>>()
+                );
+            }
+            for (status, r) in responses {
+                if status.starts_with('4') || status.starts_with('5') {
+                    assert_eq!(
+                        r["content"]["application/json"]["schema"]["$ref"],
+                        "#/components/schemas/ErrorBody",
+                        "{name} {status}"
+                    );
+                }
+            }
+            // Query parameters are documented where they are read, and optional.
+            for p in &params {
+                let pname = p["name"].as_str().unwrap();
+                if path.contains(&format!("{{{pname}}}")) {
+                    assert_eq!(p["in"], "path", "{name} {pname}");
+                } else if p["in"] != "header" {
+                    assert_eq!(p["in"], "query", "{name} {pname}");
+                    assert_ne!(p["required"], true, "{name} {pname}");
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 19);
+    // The statuses the document lists are the ones sent: no token, no content type, not JSON.
+    for (method, path) in [(Method::POST, "/v1/builds"), (Method::GET, "/v1/jobs")] {
+        let (status, v) = app.call(method, path, None, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}: {v}");
+        assert_eq!(v["error"]["code"], "unauthorized");
+    }
+    let url = format!("{}/v1/builds", app.base);
+    let resp = app
+        .http
+        .post(&url)
+        .bearer_auth(ALL)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let resp = app
+        .http
+        .post(&url)
+        .bearer_auth(ALL)
+        .header("content-type", "application/json")
+        .body("not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+}
+
+/// Query values the document's types forbid are refused with 400 naming the parameter.
+#[tokio::test]
+async fn query_values_that_break_their_declared_types_are_refused() {
+    let app = spawn_app().await;
+    let (_, job) = app.post("/v1/builds", &build_body()).await;
+    let logs = format!("/v1/jobs/{}/logs", job["id"].as_str().unwrap());
+    let (_, doc) = app.call(Method::GET, "/openapi.json", None, None).await;
+    let limit = doc["paths"]["/v1/jobs"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "limit")
+        .unwrap()
+        .clone();
+    assert_eq!(limit["schema"]["type"], "integer", "{limit}");
+    assert_eq!(limit["schema"]["minimum"], 1, "{limit}");
+    assert_eq!(limit["schema"]["maximum"], 1000, "{limit}");
+    let cases = [
+        (
+            "/v1/jobs?created_after=yesterday".to_owned(),
+            "created_after",
+        ),
+        (
+            "/v1/jobs?created_after=2026-01-01".to_owned(),
+            "created_after",
+        ),
+        ("/v1/jobs?created_before=1".to_owned(), "created_before"),
+        ("/v1/jobs?limit=1.5".to_owned(), "limit"),
+        ("/v1/jobs?limit=0".to_owned(), "limit"),
+        ("/v1/jobs?limit=-3".to_owned(), "limit"),
+        ("/v1/jobs?limit=1&limit=2".to_owned(), "limit"),
+        ("/v1/jobs?bogus=1".to_owned(), "bogus"),
+        (
+            "/v1/previews?include_deleted=1".to_owned(),
+            "include_deleted",
+        ),
+        (
+            "/v1/previews?include_deleted=2.5".to_owned(),
+            "include_deleted",
+        ),
+        ("/v1/previews?limit=1001".to_owned(), "limit"),
+        (format!("{logs}?follow=1"), "follow"),
+        (format!("{logs}?limit=2.0"), "limit"),
+        // `limit` is not used with `follow`, but it is still held to its range.
+        (format!("{logs}?follow=true&limit=128960"), "limit"),
+        (format!("{logs}?after=x"), "after"),
+    ];
+    for (path, field) in cases {
+        let (status, v) = app.get(&path).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {v}");
+        assert_eq!(v["error"]["code"], "invalid_query", "{path}: {v}");
+        assert_eq!(v["error"]["field"], field, "{path}: {v}");
+    }
+}
