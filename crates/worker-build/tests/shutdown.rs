@@ -44,24 +44,9 @@ async fn idle(outage: Outage) {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idle_with_redis_stopped_exits_within_5s() {
-    idle(Outage::RedisStopped).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idle_with_redis_stalled_exits_within_5s() {
-    idle(Outage::RedisStalled).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idle_with_postgres_cut_exits_within_5s() {
-    idle(Outage::PostgresCut).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idle_with_postgres_stalled_exits_within_5s() {
-    idle(Outage::PostgresStalled).await;
+/// The worker idle: SIGTERMed during each outage.
+mod idle {
+    slipway_shared::outage_tests!(super::idle);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

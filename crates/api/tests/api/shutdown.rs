@@ -37,22 +37,4 @@ async fn sigterm(outage: Outage) {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_redis_stopped_it_exits_within_5s() {
-    sigterm(Outage::RedisStopped).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_redis_stalled_it_exits_within_5s() {
-    sigterm(Outage::RedisStalled).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_postgres_cut_it_exits_within_5s() {
-    sigterm(Outage::PostgresCut).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_postgres_stalled_it_exits_within_5s() {
-    sigterm(Outage::PostgresStalled).await;
-}
+slipway_shared::outage_tests!(sigterm);

@@ -11,6 +11,33 @@ use std::process::Command;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// One test per [`Outage`], each calling `$run(outage).await` (a binary's SIGTERM scenario),
+/// named `with_<outage>_exits_within_5s`; put it in a module named after the scenario.
+#[macro_export]
+macro_rules! outage_tests {
+    ($run:path) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn with_redis_stopped_exits_within_5s() {
+            $run($crate::testing::shutdown::Outage::RedisStopped).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn with_redis_stalled_exits_within_5s() {
+            $run($crate::testing::shutdown::Outage::RedisStalled).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn with_postgres_cut_exits_within_5s() {
+            $run($crate::testing::shutdown::Outage::PostgresCut).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn with_postgres_stalled_exits_within_5s() {
+            $run($crate::testing::shutdown::Outage::PostgresStalled).await;
+        }
+    };
+}
+
 /// What goes wrong before the SIGTERM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outage {
