@@ -269,6 +269,8 @@ pub struct PrivateRedis {
     port: u16,
     dir: tempfile::TempDir,
     child: Option<std::process::Child>,
+    /// `requirepass`, when the test wants a server that needs one.
+    password: Option<String>,
 }
 
 impl PrivateRedis {
@@ -282,7 +284,20 @@ impl PrivateRedis {
             port,
             dir: tempfile::tempdir()?,
             child: None,
+            password: None,
         })
+    }
+
+    /// Start a server that requires `password`; [`url`](Self::url) carries it.
+    pub async fn start_with_password(password: &str) -> std::io::Result<Self> {
+        let mut r = Self::new()?;
+        r.password = Some(password.to_owned());
+        r.restart().await?;
+        Ok(r)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// Start a server (append-only file on, so a restart keeps the data).
@@ -293,7 +308,10 @@ impl PrivateRedis {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match &self.password {
+            Some(pw) => format!("redis://:{pw}@127.0.0.1:{}", self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
     }
 
     /// Start the server again after [`stop`](Self::stop) (or at first); waits until it answers.
@@ -309,6 +327,11 @@ impl PrivateRedis {
                 "",
             ])
             .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .args(
+                self.password
+                    .iter()
+                    .flat_map(|pw| ["--requirepass".to_owned(), pw.clone()]),
+            )
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(std::process::Stdio::null())
