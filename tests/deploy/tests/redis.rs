@@ -126,18 +126,20 @@ async fn the_rendered_redis_requires_its_password_and_slipway_connects_with_the_
     assert!(run_probe(Some(password)), "ready with the password");
     assert!(!run_probe(None), "not ready without it");
 
-    // Slipway's queue client with the URL the chart composes (the kubelet's $(REDIS_PASSWORD)
-    // expansion done here by hand, host and port pointed at this server).
+    // Slipway's queue client with the URL the kubelet composes from the chart's env (dependent
+    // variables, as kube-sim models them), host and port pointed at this server.
     let api = chart::find(&docs, "Deployment", "slipway-api").unwrap();
-    let template = api["spec"]["template"]["spec"]["containers"][0]["env"]
-        .as_array()
-        .unwrap()
+    let container = &api["spec"]["template"]["spec"]["containers"][0];
+    let env = kube_sim::buildkit::container_env(container, |name, key| {
+        (name == "slipway-redis" && key == "password").then(|| password.to_owned())
+    });
+    let composed = env
         .iter()
-        .find(|e| e["name"] == "SLIPWAY_REDIS_URL")
-        .and_then(|e| e["value"].as_str())
-        .unwrap()
-        .to_owned();
-    let url = template.replace("$(REDIS_PASSWORD)", password).replace(
+        .find(|(n, _)| n == "SLIPWAY_REDIS_URL")
+        .map(|(_, v)| v.clone())
+        .expect("SLIPWAY_REDIS_URL");
+    assert!(composed.contains(password), "expanded: {composed}");
+    let url = composed.replace(
         &format!("slipway-redis.{NAMESPACE}.svc:6379"),
         &format!("127.0.0.1:{port}"),
     );

@@ -125,19 +125,7 @@ impl Container {
         // `command` replaces the image's ENTRYPOINT; `args` its CMD (the image has none).
         let mut argv = strs(&c["command"]).unwrap_or_else(|| image_entrypoint(&pod.image));
         argv.extend(strs(&c["args"]).unwrap_or_default());
-        let env: BTreeMap<String, String> = c["env"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|e| {
-                        Some((
-                            e["name"].as_str()?.to_string(),
-                            e["value"].as_str()?.to_string(),
-                        ))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let env: BTreeMap<String, String> = container_env(&c, |_, _| None).into_iter().collect();
         let argv = argv.iter().map(|a| kubelet_expand(a, &env)).collect();
         let uid = c
             .pointer("/securityContext/runAsUser")
@@ -269,6 +257,38 @@ impl Container {
             _ => Err("no such file or directory"),
         }
     }
+}
+
+/// A container's environment as the kubelet builds it (kubernetes `pkg/kubelet/kubelet_pods.go`,
+/// `makeEnvironmentVariables`): in order, each `value` expanded with `$(VAR)` against the
+/// variables defined *before* it (kubernetes/website "Define Dependent Environment Variables"),
+/// each `valueFrom.secretKeyRef` read through `secret(name, key)` unexpanded; an entry whose
+/// Secret is not found is left out here (the real kubelet keeps the pod from starting).
+pub fn container_env(
+    container: &Value,
+    secret: impl Fn(&str, &str) -> Option<String>,
+) -> Vec<(String, String)> {
+    let mut defined: BTreeMap<String, String> = BTreeMap::new();
+    let mut out = Vec::new();
+    for e in container["env"].as_array().into_iter().flatten() {
+        let Some(name) = e["name"].as_str() else {
+            continue;
+        };
+        let value = if let Some(v) = e["value"].as_str() {
+            Some(kubelet_expand(v, &defined))
+        } else {
+            let r = &e["valueFrom"]["secretKeyRef"];
+            r["name"]
+                .as_str()
+                .zip(r["key"].as_str())
+                .and_then(|(n, k)| secret(n, k))
+        };
+        if let Some(v) = value {
+            defined.insert(name.to_owned(), v.clone());
+            out.push((name.to_owned(), v));
+        }
+    }
+    out
 }
 
 /// The kubelet's `$(VAR)` expansion of command and args (kubernetes
@@ -1399,6 +1419,29 @@ mod tests {
                 "spec": {"securityContext": {"appArmorProfile": {"type": "Unconfined"}}}}),
         );
         assert_eq!(go(&p, BuildFault::None).0, 0);
+    }
+
+    #[test]
+    fn env_values_expand_against_the_variables_defined_before_them() {
+        let c = json!({"env": [
+            {"name": "URL_EARLY", "value": "redis://:$(PW)@h"},
+            {"name": "PW", "valueFrom": {"secretKeyRef": {"name": "s", "key": "pw"}}},
+            {"name": "URL", "value": "redis://:$(PW)@h"},
+            {"name": "LITERAL", "value": "a$$b"},
+            {"name": "MISSING", "valueFrom": {"secretKeyRef": {"name": "gone", "key": "k"}}},
+        ]});
+        let env = container_env(&c, |n, k| {
+            (n == "s" && k == "pw").then(|| "p$(X)".to_owned())
+        });
+        assert_eq!(
+            env,
+            [
+                ("URL_EARLY".to_owned(), "redis://:$(PW)@h".to_owned()),
+                ("PW".to_owned(), "p$(X)".to_owned()),
+                ("URL".to_owned(), "redis://:p$(X)@h".to_owned()),
+                ("LITERAL".to_owned(), "a$b".to_owned()),
+            ]
+        );
     }
 
     #[test]
