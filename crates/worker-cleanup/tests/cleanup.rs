@@ -88,15 +88,9 @@ async fn a_namespace_stuck_terminating_is_reported_and_retried() {
     let h = Harness::new().await;
     let key = "org/app#9";
     let ns = preview_namespace(key);
-    h.create_namespace(&ns, managed(), json!({})).await;
     // An object with a finalizer nobody removes holds the namespace in Terminating.
+    h.create_held_namespace(&ns, managed()).await;
     let cms: Api<ConfigMap> = Api::namespaced(h.sim.client().unwrap(), &ns);
-    let held: ConfigMap = serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "held", "finalizers": ["example.com/hold"]}
-    }))
-    .unwrap();
-    cms.create(&PostParams::default(), &held).await.unwrap();
 
     let cleaner = h
         .cleanup_worker(&["--namespace-delete-deadline-secs", "1"])

@@ -6,9 +6,6 @@
 mod common;
 
 use common::{Harness, managed};
-use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, PostParams};
-use serde_json::json;
 use slipway_core::JobKind;
 use slipway_core::naming::preview_namespace;
 use slipway_shared::leader::lock_key;
@@ -64,14 +61,7 @@ async fn a_running_teardown_is_handed_back_and_the_sweep_lock_freed() {
     // A namespace held in Terminating by a finalizer nobody removes: the teardown waits.
     let key = "org/app#19";
     let ns = preview_namespace(key);
-    h.create_namespace(&ns, managed(), json!({})).await;
-    let cms: Api<ConfigMap> = Api::namespaced(h.sim.client().unwrap(), &ns);
-    let held: ConfigMap = serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "held", "finalizers": ["example.com/hold"]}
-    }))
-    .unwrap();
-    cms.create(&PostParams::default(), &held).await.unwrap();
+    h.create_held_namespace(&ns, managed()).await;
 
     let listen = format!("127.0.0.1:{}", free_port().unwrap());
     let mut args = h.cleanup_args(&SWEEPING);

@@ -246,6 +246,20 @@ impl Harness {
         api.create(&PostParams::default(), &ns).await.unwrap();
     }
 
+    /// A managed preview namespace holding a ConfigMap `held` with a finalizer nobody removes:
+    /// deleted, it stays Terminating, so a teardown of it waits.
+    pub async fn create_held_namespace(&self, name: &str, labels: Value) {
+        self.create_namespace(name, labels, json!({})).await;
+        let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
+            Api::namespaced(self.sim.client().unwrap(), name);
+        let held = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "held", "finalizers": ["example.com/hold"]}
+        }))
+        .unwrap();
+        cms.create(&PostParams::default(), &held).await.unwrap();
+    }
+
     /// Make a row look untouched for `secs` (sweeps act on age).
     pub async fn age_job(&self, id: JobId, secs: i64) {
         sqlx::query("UPDATE jobs SET updated_at = now() - make_interval(secs => $2) WHERE id = $1")
