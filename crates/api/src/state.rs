@@ -107,7 +107,10 @@ impl AppState {
     /// the dead set). Bounded in time: a request never hangs on an unreachable Redis.
     pub async fn push_to_queue(&self, job: &JobRecord) -> Result<(), PushError> {
         let budget = u32::try_from(job.max_attempts).unwrap_or(1);
-        match tokio::time::timeout(PUSH_TIMEOUT, self.queue.push(job.kind, job.id, budget)).await {
+        let push = self
+            .queue
+            .push_traced(job.kind, job.id, budget, job.trace_context.as_deref());
+        match tokio::time::timeout(PUSH_TIMEOUT, push).await {
             Ok(result) => result.map_err(PushError::Queue),
             Err(_) => Err(PushError::Timeout),
         }

@@ -39,7 +39,7 @@ use slipway_shared::store::NewJob;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 
 /// The advisory lock the sweeping replica holds.
 pub const LEADERSHIP: &str = "slipway-cleanup-sweeps";
@@ -196,6 +196,13 @@ impl Sweeper {
 
     /// One sweep of every kind; a failing step is reported and the others still run.
     pub async fn sweep_once(&self) -> Report {
+        // A root span per sweep: its Kubernetes calls and the teardowns it enqueues are one
+        // trace, not one per request.
+        let span = tracing::info_span!(parent: None, "sweep", holder = %self.holder);
+        self.sweep_steps().instrument(span).await
+    }
+
+    async fn sweep_steps(&self) -> Report {
         let mut report = Report::default();
         if let Err(e) = self.builds(&mut report).await {
             report.errors.push(format!("builds: {e}"));
@@ -391,6 +398,7 @@ impl Sweeper {
                         count(job.max_attempts).max(1),
                         count(job.attempts),
                         count(job.attempt_base),
+                        job.trace_context.as_deref(),
                     )
                     .await?;
                 store.touch_job(job.id).await?;
