@@ -107,8 +107,10 @@ impl Store {
     /// Ends a live preview with `status` (`deleted`, or `vanished` when its namespace went
     /// outside Slipway). `false` if absent or already ended.
     pub(super) async fn end_preview(&self, key: &str, status: &str) -> Result<bool, StoreError> {
+        // Its last resource reading goes with it.
         let done = sqlx::query(
-            "UPDATE previews SET deleted_at = now(), updated_at = now(), status = $2, \
+            "WITH usage AS (DELETE FROM preview_usage WHERE preview = $1) \
+             UPDATE previews SET deleted_at = now(), updated_at = now(), status = $2, \
                     pods = '{}' \
              WHERE key = $1 AND deleted_at IS NULL",
         )
