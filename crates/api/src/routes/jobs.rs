@@ -77,24 +77,9 @@ pub async fn list_jobs(
         created_before: q.created_before,
         q: q.q,
     };
-    let page = state
-        .store
-        .list_jobs(&filter, q.cursor.as_deref(), limit)
-        .await?;
-    let ids: Vec<_> = page.items.iter().map(|j| j.id).collect();
-    let mut attempts = state.store.attempts_for(&ids).await?;
-    let items = page
-        .items
-        .into_iter()
-        .map(|job| {
-            let a = attempts.remove(&job.id).unwrap_or_default();
-            JobView::new(job, a)
-        })
-        .collect();
-    Ok(Json(List {
-        items,
-        next_cursor: page.next_cursor,
-    }))
+    Ok(Json(
+        crate::read::jobs(&state, &filter, q.cursor.as_deref(), limit).await?,
+    ))
 }
 
 /// One job with its attempts, result and error.
@@ -107,8 +92,7 @@ pub async fn get_job(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<JobView>, ApiError> {
     let id = super::job_id(&id)?;
-    let job = state.job(id).await?;
-    Ok(Json(state.job_view(job).await?))
+    Ok(Json(crate::read::job(&state, id).await?))
 }
 
 /// Run a failed or cancelled job again, with a fresh set of attempts.
@@ -121,22 +105,8 @@ pub async fn retry_job(
     ApiPath(id): ApiPath<String>,
 ) -> Result<(axum::http::StatusCode, Json<JobView>), ApiError> {
     let id = super::job_id(&id)?;
-    if !state.store.retry_job(id).await? {
-        return Err(match state.store.get_job(id).await? {
-            None => ApiError::NotFound(format!("job {id} not found")),
-            Some(j) => ApiError::Conflict(format!(
-                "job {id} is {}; only failed or cancelled jobs can be retried",
-                j.state
-            )),
-        });
-    }
-    let job = state.job(id).await?;
-    tracing::info!(job.id = %id, by = %auth.name, "operator retry");
-    state.push(&job).await;
-    Ok((
-        axum::http::StatusCode::ACCEPTED,
-        Json(state.job_view(job).await?),
-    ))
+    let view = crate::ops::retry(&state, id, &auth.name).await?;
+    Ok((axum::http::StatusCode::ACCEPTED, Json(view)))
 }
 
 /// Cancel a queued, retrying or running job (a running worker is told and stops).

@@ -8,6 +8,8 @@ mod logs;
 mod previews;
 mod queues;
 
+pub(crate) use previews::preview_filter;
+
 use crate::state::AppState;
 use std::sync::Arc;
 use utoipa::OpenApi;

@@ -25,7 +25,7 @@ pub use logs::{LogListener, LogWake};
 pub use repositories::{RepositoryRecord, RepositoryUpsert};
 pub use types::{
     AttemptOutcome, AttemptRecord, Inserted, JobFilter, JobPage, JobRecord, LogLine, NewJob,
-    PreviewPage, PreviewRecord, PreviewUpsert, StoredLogLine,
+    PreviewFilter, PreviewPage, PreviewRecord, PreviewUpsert, StoredLogLine,
 };
 
 /// Channel on which [`Store::append_logs`] announces new lines; the payload is the job id.
