@@ -141,6 +141,9 @@ struct Spec {
     output: fn() -> Value,
 }
 
+/// The counter of tool calls, by tool and outcome.
+pub const TOOL_CALLS: &str = "slipway_api_mcp_tool_calls_total";
+
 /// Most items a list tool returns per call (the JSON API allows 1000; an agent's context is
 /// smaller).
 const MAX_LIST: u32 = 100;
@@ -868,36 +871,52 @@ impl ServerHandler for McpServer {
                     .into(),
             );
         };
+        let result = self.checked_call(spec, &caller, &request.arguments).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.code,
+        };
+        metrics::counter!(TOOL_CALLS, "tool" => spec.name, "outcome" => outcome).increment(1);
+        Ok(match result {
+            Ok(value) => CallToolResult::structured(value),
+            Err(e) => e.result(),
+        }
+        .into())
+    }
+}
+
+impl McpServer {
+    /// A call of a tool this endpoint serves and the caller's scopes allow, in a span naming
+    /// the tool and the caller.
+    async fn checked_call(
+        &self,
+        spec: &Spec,
+        caller: &Caller,
+        args: &Option<Map<String, Value>>,
+    ) -> ToolResult {
         if !self.served(spec) {
-            return Ok(ToolError::new(
+            return Err(ToolError::new(
                 "UNAUTHORIZED",
                 format!(
                     "{} changes state, and this endpoint is read-only (SLIPWAY_MCP=read-only)",
                     spec.name
                 ),
                 None,
-            )
-            .result()
-            .into());
+            ));
         }
         if !caller.scopes.contains(spec.scope) {
             tracing::warn!(tool = spec.name, by = %caller.name, "MCP tool refused: scope missing");
-            return Ok(ToolError::new(
+            return Err(ToolError::new(
                 "UNAUTHORIZED",
                 format!(
                     "this token lacks the `{}` scope that {} needs",
                     spec.scope_name, spec.name
                 ),
                 None,
-            )
-            .result()
-            .into());
+            ));
         }
-        let result = match self.call(spec, &caller, &request.arguments).await {
-            Ok(value) => CallToolResult::structured(value),
-            Err(e) => e.result(),
-        };
-        Ok(result.into())
+        let span = tracing::info_span!("mcp_tool", tool = spec.name, by = %caller.name);
+        tracing::Instrument::instrument(self.call(spec, caller, args), span).await
     }
 }
 
