@@ -583,17 +583,6 @@ fn job_id(s: &str) -> Result<uuid::Uuid, ToolError> {
         .map_err(|_| ToolError::invalid("job_id", format!("{s:?} is not a job id (a UUID)")))
 }
 
-fn parse<T: std::str::FromStr>(field: &str, v: Option<String>) -> Result<Option<T>, ToolError>
-where
-    T::Err: std::fmt::Display,
-{
-    v.map(|s| {
-        s.parse::<T>()
-            .map_err(|e| ToolError::invalid(field, e.to_string()))
-    })
-    .transpose()
-}
-
 // ---- the server ------------------------------------------------------------------------
 
 #[derive(Clone)]
@@ -668,13 +657,13 @@ impl McpServer {
             "list_jobs" => {
                 let p: ListJobs = params(args)?;
                 let limit = limit(p.limit, "limit", DEFAULT_LIST, MAX_LIST)?;
-                let filter = JobFilter {
-                    kind: parse::<JobKind>("kind", p.kind)?,
-                    state: parse::<JobState>("state", p.state)?,
+                let args = crate::routes::JobFilterArgs {
+                    kind: p.kind,
+                    state: p.state,
                     preview: p.preview,
                     q: p.q,
-                    ..JobFilter::default()
                 };
+                let filter = crate::routes::job_filter(args, None, None, p.cursor.as_deref())?;
                 to_value(read::jobs(state, &filter, p.cursor.as_deref(), limit).await?)
             }
             "get_job" => {

@@ -60,8 +60,44 @@ pub async fn list_jobs(
     ApiQuery(q): ApiQuery<JobQuery>,
 ) -> Result<Json<List<JobView>>, ApiError> {
     let limit = super::page_limit(q.limit, 50, 1000)?;
-    for (field, v) in [("preview", &q.preview), ("q", &q.q), ("cursor", &q.cursor)] {
-        if v.as_ref().is_some_and(|s| s.len() > 1024) {
+    let filter = job_filter(
+        JobFilterArgs {
+            kind: q.kind,
+            state: q.state,
+            preview: q.preview,
+            q: q.q,
+        },
+        q.created_after,
+        q.created_before,
+        q.cursor.as_deref(),
+    )?;
+    Ok(Json(
+        crate::read::jobs(&state, &filter, q.cursor.as_deref(), limit).await?,
+    ))
+}
+
+/// The text filters of a job list, as a client gives them.
+pub(crate) struct JobFilterArgs {
+    pub kind: Option<String>,
+    pub state: Option<String>,
+    pub preview: Option<String>,
+    pub q: Option<String>,
+}
+
+/// The job list's filter (the JSON API's and the MCP tool's): kind and state parsed, text
+/// bounded, each refusal naming its field.
+pub(crate) fn job_filter(
+    args: JobFilterArgs,
+    created_after: Option<DateTime<Utc>>,
+    created_before: Option<DateTime<Utc>>,
+    cursor: Option<&str>,
+) -> Result<JobFilter, ApiError> {
+    for (field, v) in [
+        ("preview", args.preview.as_deref()),
+        ("q", args.q.as_deref()),
+        ("cursor", cursor),
+    ] {
+        if v.is_some_and(|s| s.len() > 1024) {
             return Err(ApiError::bad_request(
                 "too_long",
                 format!("{field} is longer than 1024 bytes"),
@@ -69,17 +105,14 @@ pub async fn list_jobs(
             ));
         }
     }
-    let filter = JobFilter {
-        kind: parse_field::<JobKind>("kind", q.kind)?,
-        state: parse_field::<JobState>("state", q.state)?,
-        preview: q.preview,
-        created_after: q.created_after,
-        created_before: q.created_before,
-        q: q.q,
-    };
-    Ok(Json(
-        crate::read::jobs(&state, &filter, q.cursor.as_deref(), limit).await?,
-    ))
+    Ok(JobFilter {
+        kind: parse_field::<JobKind>("kind", args.kind)?,
+        state: parse_field::<JobState>("state", args.state)?,
+        preview: args.preview,
+        created_after,
+        created_before,
+        q: args.q,
+    })
 }
 
 /// One job with its attempts, result and error.

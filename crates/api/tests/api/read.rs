@@ -190,7 +190,10 @@ async fn previews_filter_by_status_and_repository() {
     let (status, v) = app.get("/v1/previews?repository=org%2Fapp").await;
     assert_eq!(status, StatusCode::OK, "{v}");
     // `_` is matched literally: org/app_x is another repository.
-    assert_eq!(keys(&v), HashSet::from(["org/app#1".into(), "org/app#2".into()]));
+    assert_eq!(
+        keys(&v),
+        HashSet::from(["org/app#1".into(), "org/app#2".into()])
+    );
     let (_, v) = app
         .get("/v1/previews?repository=https%3A%2F%2Fgithub.com%2Forg%2Fapp.git&status=ready")
         .await;
