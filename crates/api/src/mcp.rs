@@ -730,6 +730,18 @@ impl McpServer {
                             Some("preview"),
                         )
                     })?;
+                if let Some(at) = record.deleted_at {
+                    return Err(ToolError::new(
+                        "CONFLICT",
+                        format!(
+                            "preview {:?} was already torn down at {} (status {}); nothing to delete",
+                            record.key,
+                            at.to_rfc3339(),
+                            record.status
+                        ),
+                        Some("preview"),
+                    ));
+                }
                 let valid = CleanupRequest {
                     preview: record.key,
                 }

@@ -333,9 +333,6 @@ pub async fn log_tail(
                 stream: line.stream,
                 text,
             });
-            if budget == 0 {
-                break;
-            }
         }
         lines.reverse();
     }

@@ -142,6 +142,14 @@ async fn the_python_sdk_lists_calls_pages_retries_and_deletes() {
         )
         .await;
     }
+    preview(
+        &app,
+        "org/app#22",
+        "ns-org-app-22",
+        "https://x.example.test",
+    )
+    .await;
+    assert!(app.store.mark_preview_deleted("org/app#22").await.unwrap());
     let cause = r#"ERROR: failed to solve: process "/bin/sh -c npm ci" did not complete successfully: exit code: 1"#;
     let failed = failed_build(&app, "org/app#8", cause).await;
     let forged = failed_build(&app, "org/app#9", cause).await;
@@ -164,6 +172,7 @@ async fn the_python_sdk_lists_calls_pages_retries_and_deletes() {
         "big_log_last_seq": big_last,
         "log_byte_cap": LOG_BYTE_CAP,
         "to_delete": {"legacy": "org/app#20", "auto": "org/app#21"},
+        "already_deleted": "org/app#22",
     });
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/mcp/agent.py");
     let out = tokio::process::Command::new("python3")
@@ -201,14 +210,14 @@ async fn the_python_sdk_lists_calls_pages_retries_and_deletes() {
         JobState::Failed,
         "a read-only token changed nothing"
     );
-    for key in ["org/app#20", "org/app#21", "org/app#9"] {
+    for key in ["org/app#20", "org/app#21", "org/app#9", "org/app#22"] {
         let filter = JobFilter {
             kind: Some(JobKind::Cleanup),
             preview: Some(key.into()),
             ..JobFilter::default()
         };
         let cleanups = app.store.list_jobs(&filter, None, 10).await.unwrap().items;
-        let expected = usize::from(key != "org/app#9");
+        let expected = usize::from(key == "org/app#20" || key == "org/app#21");
         assert_eq!(cleanups.len(), expected, "{key}: {cleanups:?}");
     }
 }

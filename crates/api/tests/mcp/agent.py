@@ -180,6 +180,10 @@ async def full_token(mode):
             await call("delete_preview_environment", {"preview": gone, "confirm": gone}), out["delete_preview_environment"]
         )
         assert deleted["created"] and deleted["job"]["kind"] == "cleanup" and deleted["job"]["preview"] == gone, deleted
+        # A preview already torn down is not torn down again; the error says when it went.
+        done = FIX["already_deleted"]
+        err = error(await call("delete_preview_environment", {"preview": done, "confirm": done}), "CONFLICT", "preview")
+        assert "torn down" in err["message"], err
         print(f"[{mode}] full token: ok")
 
 
