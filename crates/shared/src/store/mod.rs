@@ -26,7 +26,7 @@ pub use logs::{LogListener, LogWake};
 pub use repositories::{RepositoryRecord, RepositoryUpsert};
 pub use types::{
     AttemptOutcome, AttemptRecord, Inserted, JobFilter, JobPage, JobRecord, LogLine, NewJob,
-    PreviewPage, PreviewRecord, PreviewUpsert, StoredLogLine,
+    PreviewFilter, PreviewPage, PreviewRecord, PreviewUpsert, StoredLogLine,
 };
 pub use usage::PreviewUsage;
 
