@@ -382,7 +382,7 @@ struct NoParams {}
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ListPreviews {
-    /// Only previews with this status, e.g. `ready`, `failed`, `deleted`.
+    /// Only previews with this status: `deploying`, `ready`, `failed`, `deleted` or `vanished`.
     status: Option<String>,
     /// Only the pull-request previews of this repository: `owner/repo` or its URL.
     repository: Option<String>,

@@ -6,7 +6,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::views::{
     JobView, List, LogLineView, LogTailLine, LogTailView, LogsView, PreviewDetailView, PreviewView,
-    PullRequestRef, QueueCountsView, QueueList, QueueView, WorkerView,
+    PullRequestRef, QueueCountsView, QueueList, QueueView, ResourceUseView, WorkerView,
 };
 use chrono::{DateTime, Utc};
 use slipway_core::{JobId, JobKind};
@@ -71,7 +71,15 @@ pub fn repository_prefix(repository: &str) -> Option<String> {
     let path = path.trim_matches('/');
     let path = path.strip_suffix(".git").unwrap_or(path);
     let (owner, repo) = path.split_once('/')?;
-    if owner.is_empty() || repo.is_empty() || repo.contains('/') || repo.contains('#') {
+    // GitHub's owner and repository names: letters, digits, `-`, `_` and `.` (so no byte
+    // Postgres refuses, such as NUL, reaches the query).
+    let name = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 100
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    };
+    if !name(owner) || !name(repo) {
         return None;
     }
     Some(format!("{owner}/{repo}#"))
@@ -163,12 +171,22 @@ pub async fn preview_detail(
         .map(|r| r.created_at)
         .or_else(|| latest.iter().map(|j| j.created_at).min())
         .unwrap_or_else(Utc::now);
+    let resource_use = match &record {
+        Some(r) if r.deleted_at.is_none() => state
+            .store
+            .preview_usage(std::slice::from_ref(&r.key))
+            .await?
+            .into_iter()
+            .next()
+            .map(ResourceUseView::from),
+        _ => None,
+    };
     Ok(PreviewDetailView {
         key,
         preview: record.map(PreviewView::from),
         pull_request,
         age_s: (Utc::now() - first_seen).num_seconds().max(0),
-        resource_use: None,
+        resource_use,
         latest_jobs: latest,
     })
 }
@@ -387,5 +405,10 @@ mod tests {
         );
         assert_eq!(p("app"), None);
         assert_eq!(p("a/b/c"), None);
+        // Only GitHub's name characters: nothing Postgres refuses (NUL) or LIKE reads.
+        for bad in ["o\0rg/app", "org/a%p", "org/a#1", "/app", "org/ap p"] {
+            assert_eq!(p(bad), None, "{bad:?}");
+        }
+        assert_eq!(p(" org/my.app_2-x/ ").as_deref(), Some("org/my.app_2-x#"));
     }
 }

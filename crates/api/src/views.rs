@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value;
-use slipway_shared::store::{AttemptRecord, JobRecord, PreviewRecord, StoredLogLine};
+use slipway_shared::store::{AttemptRecord, JobRecord, PreviewRecord, PreviewUsage, StoredLogLine};
 use utoipa::ToSchema;
 
 /// A job as returned by every endpoint.
@@ -254,14 +254,69 @@ pub struct PreviewDetailView {
     pub pull_request: Option<PullRequestRef>,
     /// Seconds since the preview was first recorded.
     pub age_s: i64,
-    /// CPU and memory in use against the namespace quota. Always null for now: the samples
-    /// are collected by a worker into Postgres (the dashboard issue); the API never asks
-    /// Kubernetes.
-    #[schema(value_type = Option<Object>)]
-    #[schemars(schema_with = "crate::schema::object_or_null")]
-    pub resource_use: Option<Value>,
+    /// CPU and memory in use against the namespace quota, as the cleanup worker last read them
+    /// (every sweep, a minute by default); null before the first reading or once the preview
+    /// has ended. The API never asks Kubernetes.
+    pub resource_use: Option<ResourceUseView>,
     /// The preview's newest jobs (builds, launches, cleanups), newest first, at most five.
     pub latest_jobs: Vec<JobView>,
+}
+
+/// A preview's latest resource reading: its pods' usage as metrics-server measured it, against
+/// its namespace quota's ceilings (limits, else requests). Millicores and bytes.
+#[derive(Debug, Clone, Serialize, ToSchema, JsonSchema)]
+pub struct ResourceUseView {
+    pub sampled_at: DateTime<Utc>,
+    /// `ok`; `no_metrics_server` (the cluster has none: a normal state, shown as "no metrics")
+    /// or `metrics_unavailable` (it did not answer), with the usage fields null.
+    pub metrics: String,
+    pub pods: Option<i32>,
+    pub cpu_millis: Option<i64>,
+    pub memory_bytes: Option<i64>,
+    pub cpu_limit_millis: Option<i64>,
+    pub memory_limit_bytes: Option<i64>,
+    /// What the pods reserved (their requests) in the quota.
+    pub cpu_requested_millis: Option<i64>,
+    pub memory_requested_bytes: Option<i64>,
+    /// Usage as a percentage of the ceiling; null when either is unknown.
+    pub cpu_percent: Option<f64>,
+    pub memory_percent: Option<f64>,
+    /// CPU or memory at 80% of its ceiling or more.
+    pub near_limit: bool,
+}
+
+/// The share of its ceiling at which a preview's use is flagged.
+pub const NEAR_LIMIT_PERCENT: f64 = 80.0;
+
+impl From<PreviewUsage> for ResourceUseView {
+    fn from(u: PreviewUsage) -> Self {
+        let percent = |used: Option<i64>, limit: Option<i64>| match (used, limit) {
+            (Some(used), Some(limit)) if limit > 0 => {
+                Some((used as f64 * 1000.0 / limit as f64).round() / 10.0)
+            }
+            _ => None,
+        };
+        let cpu_percent = percent(u.cpu_millis, u.cpu_limit_millis);
+        let memory_percent = percent(u.memory_bytes, u.memory_limit_bytes);
+        let near_limit = [cpu_percent, memory_percent]
+            .iter()
+            .flatten()
+            .any(|p| *p >= NEAR_LIMIT_PERCENT);
+        ResourceUseView {
+            sampled_at: u.sampled_at,
+            metrics: u.metrics,
+            pods: u.pods,
+            cpu_millis: u.cpu_millis,
+            memory_bytes: u.memory_bytes,
+            cpu_limit_millis: u.cpu_limit_millis,
+            memory_limit_bytes: u.memory_limit_bytes,
+            cpu_requested_millis: u.cpu_requested_millis,
+            memory_requested_bytes: u.memory_requested_bytes,
+            cpu_percent,
+            memory_percent,
+            near_limit,
+        }
+    }
 }
 
 /// One line of a log tail.

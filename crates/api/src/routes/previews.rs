@@ -21,7 +21,8 @@ use std::sync::Arc;
 pub struct PreviewQuery {
     /// Include torn-down previews.
     include_deleted: Option<bool>,
-    /// Only previews with this status, e.g. `ready` or `failed`.
+    /// Only previews with this status: `deploying`, `ready`, `failed`, `deleted` or
+    /// `vanished` (the last two with `include_deleted`); anything else is a 400 naming it.
     status: Option<String>,
     /// Only the pull-request previews of this repository: `owner/repo` or its URL (matches
     /// keys `owner/repo#<number>`).
@@ -48,6 +49,11 @@ pub async fn list_previews(
     ))
 }
 
+/// Every status a preview record can have: the launch worker's `deploying`, `ready` and
+/// `failed`; the ends `deleted` (torn down) and `vanished` (its namespace went outside Slipway).
+pub(crate) const PREVIEW_STATUSES: [&str; 5] =
+    ["deploying", "ready", "failed", "deleted", "vanished"];
+
 /// The preview list's filter; a repository that is not `owner/repo` (or its URL) is refused
 /// naming the field.
 pub(crate) fn preview_filter(
@@ -66,10 +72,12 @@ pub(crate) fn preview_filter(
             })
         })
         .transpose()?;
-    if status.as_ref().is_some_and(|s| s.len() > 64) {
+    if let Some(s) = &status
+        && !PREVIEW_STATUSES.contains(&s.as_str())
+    {
         return Err(ApiError::bad_request(
-            "too_long",
-            "status is longer than 64 bytes",
+            "invalid_query",
+            format!("status is one of {}", PREVIEW_STATUSES.join(", ")),
             Some("status".into()),
         ));
     }

@@ -133,6 +133,25 @@ async fn the_python_sdk_lists_calls_pages_retries_and_deletes() {
         "https://pr-7-app.preview.example.test",
     )
     .await;
+    // Its latest resource reading, as the cleanup worker's usage sweep stores it: 85% of its
+    // CPU ceiling.
+    assert!(
+        app.store
+            .record_preview_usage(&slipway_shared::store::PreviewUsage {
+                preview: "org/app#7".into(),
+                sampled_at: chrono::Utc::now(),
+                metrics: "ok".into(),
+                pods: Some(1),
+                cpu_millis: Some(1700),
+                memory_bytes: Some(256 << 20),
+                cpu_limit_millis: Some(2000),
+                memory_limit_bytes: Some(2 << 30),
+                cpu_requested_millis: Some(500),
+                memory_requested_bytes: Some(512 << 20),
+            })
+            .await
+            .unwrap()
+    );
     for key in ["org/app#20", "org/app#21"] {
         preview(
             &app,

@@ -119,7 +119,9 @@ async def full_token(mode):
             d = structured(await call("get_preview_environment", {"preview": ref}), out["get_preview_environment"])
             assert d["key"] == live["key"] and d["preview"]["url"] == live["url"], d
             assert d["pull_request"] == {"repository": "org/app", "number": live["number"]}, d
-            assert d["resource_use"] is None
+            use = d["resource_use"]
+            assert use["metrics"] == "ok" and use["cpu_millis"] == 1700 and use["cpu_limit_millis"] == 2000, use
+            assert use["cpu_percent"] == 85.0 and use["memory_percent"] == 12.5 and use["near_limit"] is True, use
         error(await call("get_preview_environment", {"preview": "org/app#999"}), "NOT_FOUND")
 
         # Why did the build fail? Its log says, and the agent retries it.
