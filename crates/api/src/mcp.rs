@@ -141,6 +141,22 @@ struct Spec {
     output: fn() -> Value,
 }
 
+/// `redeploy_preview` and `trigger_pipeline`: one operation under the two names agents know.
+fn pipeline_spec(name: &'static str, title: &'static str, description: &'static str) -> Spec {
+    Spec {
+        name,
+        title,
+        description,
+        scope: Scopes::ENQUEUE,
+        scope_name: "enqueue",
+        read_only: false,
+        destructive: false,
+        idempotent: true,
+        input: input::<Pipeline>,
+        output: output::<Enqueued>,
+    }
+}
+
 /// The counter of tool calls, by tool and outcome.
 pub const TOOL_CALLS: &str = "slipway_api_mcp_tool_calls_total";
 
@@ -293,35 +309,20 @@ static TOOLS: LazyLock<Vec<Spec>> = LazyLock::new(|| {
             input: input::<RetryPreview>,
             output: output::<JobView>,
         },
-        Spec {
-            name: "redeploy_preview",
-            title: "Redeploy a preview",
-            description: "Build a commit of a repository and launch it as the preview (a \
-                          pipeline; the same as `trigger_pipeline`). Idempotent per preview and \
-                          commit: asking again returns the same job. A new commit supersedes the \
-                          preview's unfinished older pipeline.",
-            scope: Scopes::ENQUEUE,
-            scope_name: "enqueue",
-            read_only: false,
-            destructive: false,
-            idempotent: true,
-            input: input::<Pipeline>,
-            output: output::<Enqueued>,
-        },
-        Spec {
-            name: "trigger_pipeline",
-            title: "Trigger a pipeline",
-            description: "Build a commit of a repository and launch it as the preview. \
-                          Idempotent per preview and commit: asking again returns the same job. \
-                          A new commit supersedes the preview's unfinished older pipeline.",
-            scope: Scopes::ENQUEUE,
-            scope_name: "enqueue",
-            read_only: false,
-            destructive: false,
-            idempotent: true,
-            input: input::<Pipeline>,
-            output: output::<Enqueued>,
-        },
+        pipeline_spec(
+            "redeploy_preview",
+            "Redeploy a preview",
+            "Build a commit of a repository and launch it as the preview (a pipeline; the same \
+             as `trigger_pipeline`). Idempotent per preview and commit: asking again returns the \
+             same job. A new commit supersedes the preview's unfinished older pipeline.",
+        ),
+        pipeline_spec(
+            "trigger_pipeline",
+            "Trigger a pipeline",
+            "Build a commit of a repository and launch it as the preview. Idempotent per preview \
+             and commit: asking again returns the same job. A new commit supersedes the \
+             preview's unfinished older pipeline.",
+        ),
         Spec {
             name: "delete_preview_environment",
             title: "Delete a preview environment",

@@ -46,17 +46,7 @@ pub async fn cleanup(
 ) -> Result<Recorded, ApiError> {
     let mut job = new_job(JobKind::Cleanup, valid, key)?;
     job.preview = Some(valid.preview.clone());
-    let created = state.create_job(job).await?;
-    if created.1 {
-        state
-            .supersede(
-                &valid.preview,
-                created.0.id,
-                &[JobKind::Build, JobKind::Launch],
-            )
-            .await?;
-    }
-    recorded(state, created).await
+    record_superseding(state, job, &valid.preview).await
 }
 
 /// Record a pipeline's build (carrying the launch options); one pipeline per (preview,
@@ -68,14 +58,20 @@ pub async fn pipeline(state: &AppState, valid: &ValidPipeline) -> Result<Recorde
     job.idempotency_key = Some(format!("pipeline:{}:{}", valid.preview, valid.build.commit));
     job.preview = Some(valid.preview.clone());
     job.commit_sha = Some(valid.build.commit.clone());
+    record_superseding(state, job, &valid.preview).await
+}
+
+/// Record `job` for `preview`; once created, it supersedes the preview's unfinished builds and
+/// launches (a new pipeline replaces an older one, a teardown stops both).
+async fn record_superseding(
+    state: &AppState,
+    job: NewJob,
+    preview: &str,
+) -> Result<Recorded, ApiError> {
     let created = state.create_job(job).await?;
     if created.1 {
         state
-            .supersede(
-                &valid.preview,
-                created.0.id,
-                &[JobKind::Build, JobKind::Launch],
-            )
+            .supersede(preview, created.0.id, &[JobKind::Build, JobKind::Launch])
             .await?;
     }
     recorded(state, created).await

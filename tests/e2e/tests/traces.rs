@@ -89,17 +89,7 @@ impl Trace {
 }
 
 async fn get(stack: &Stack, path: &str) -> Value {
-    let resp = stack
-        .http
-        .get(stack.url(path))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    if !resp.status().is_success() {
-        return Value::Null;
-    }
-    resp.json().await.unwrap()
+    stack.get_json(path).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
