@@ -472,11 +472,7 @@ pub async fn start(
 
 /// The `/v1` API, `/openapi.json`, `/mcp` and the `/ui` dashboard, with auth, body limit,
 /// metrics and tracing layers.
-pub fn router(
-    state: Arc<AppState>,
-    mcp: &mcp::McpSettings,
-    ui: &ui::UiSettings,
-) -> axum::Router {
+pub fn router(state: Arc<AppState>, mcp: &mcp::McpSettings, ui: &ui::UiSettings) -> axum::Router {
     let mcp = mcp::router(state.clone(), mcp);
     let ui = ui::router(state.clone(), ui);
     let (router, mut api) = routes::router().split_for_parts();

@@ -143,7 +143,10 @@ fn enc(s: &str) -> String {
 fn href(path: &str, pairs: &[(&str, Option<&str>)]) -> String {
     let q: Vec<String> = pairs
         .iter()
-        .filter_map(|(k, v)| v.filter(|v| !v.is_empty()).map(|v| format!("{k}={}", enc(v))))
+        .filter_map(|(k, v)| {
+            v.filter(|v| !v.is_empty())
+                .map(|v| format!("{k}={}", enc(v)))
+        })
         .collect();
     if q.is_empty() {
         path.to_owned()
@@ -550,7 +553,10 @@ pub async fn preview(
         Err(e) => return error_page(Some(&session), e),
     };
     let mut logs = Vec::new();
-    for (kind, title) in [(JobKind::Build, "Build log"), (JobKind::Launch, "Launch log")] {
+    for (kind, title) in [
+        (JobKind::Build, "Build log"),
+        (JobKind::Launch, "Launch log"),
+    ] {
         if let Some(job) = detail.latest_jobs.iter().find(|j| j.kind == kind) {
             match read::log_tail(&state.app, job.id, None, TAIL).await {
                 Ok(tail) => logs.push(log_block(title, tail)),
@@ -667,7 +673,10 @@ pub async fn jobs(
             title: "Jobs".into(),
             nav: session.nav(),
             kinds: JobKind::ALL.iter().map(|k| k.to_string()).collect(),
-            states: slipway_core::JobState::ALL.iter().map(|s| s.as_str()).collect(),
+            states: slipway_core::JobState::ALL
+                .iter()
+                .map(|s| s.as_str())
+                .collect(),
             kind: kind.clone().unwrap_or_default(),
             state: job_state.clone().unwrap_or_default(),
             preview: preview.clone().unwrap_or_default(),
@@ -732,9 +741,7 @@ pub async fn job(
             worker: a.worker_id.clone(),
             outcome: a.outcome.clone().unwrap_or_else(|| "running".into()),
             started: ago(a.started_at),
-            duration: span(
-                (a.finished_at.unwrap_or_else(Utc::now) - a.started_at).num_seconds(),
-            ),
+            duration: span((a.finished_at.unwrap_or_else(Utc::now) - a.started_at).num_seconds()),
             objects: a.k8s_objects.join(", "),
             error: a.error.clone().unwrap_or_default(),
         })

@@ -330,7 +330,10 @@ mod tests {
             HeaderValue::from_static("https://ui.example:8080"),
         );
         assert!(!cross_origin(&h));
-        h.insert(header::ORIGIN, HeaderValue::from_static("https://evil.example"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://evil.example"),
+        );
         assert!(cross_origin(&h));
         h.insert(header::ORIGIN, HeaderValue::from_static("null"));
         assert!(cross_origin(&h));
