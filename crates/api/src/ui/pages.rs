@@ -291,21 +291,15 @@ fn bad_query(session: &Session, e: QueryRejection) -> Response {
     )
 }
 
-fn page_limit(session: &Session, limit: Option<&str>) -> Result<u32, Response> {
+/// The page size a `limit` asks for, or why it is refused.
+fn page_limit(limit: Option<&str>) -> Result<u32, String> {
     match limit.filter(|l| !l.is_empty()) {
         None => Ok(DEFAULT_PAGE),
         Some(l) => l
             .parse::<u32>()
             .ok()
             .filter(|n| (1..=MAX_PAGE).contains(n))
-            .ok_or_else(|| {
-                message_page(
-                    Some(session),
-                    StatusCode::BAD_REQUEST,
-                    "Bad request",
-                    &format!("limit is a number from 1 to {MAX_PAGE}"),
-                )
-            }),
+            .ok_or_else(|| format!("limit is a number from 1 to {MAX_PAGE}")),
     }
 }
 
@@ -361,9 +355,11 @@ pub async fn previews(
         Ok(Query(q)) => q,
         Err(e) => return bad_query(&session, e),
     };
-    let limit = match page_limit(&session, q.limit.as_deref()) {
+    let limit = match page_limit(q.limit.as_deref()) {
         Ok(l) => l,
-        Err(r) => return r,
+        Err(m) => {
+            return message_page(Some(&session), StatusCode::BAD_REQUEST, "Bad request", &m);
+        }
     };
     let (status, repository) = (nonempty(&q.status), nonempty(&q.repository));
     let ended = status
@@ -626,9 +622,11 @@ pub async fn jobs(
         Ok(Query(q)) => q,
         Err(e) => return bad_query(&session, e),
     };
-    let limit = match page_limit(&session, q.limit.as_deref()) {
+    let limit = match page_limit(q.limit.as_deref()) {
         Ok(l) => l,
-        Err(r) => return r,
+        Err(m) => {
+            return message_page(Some(&session), StatusCode::BAD_REQUEST, "Bad request", &m);
+        }
     };
     let (kind, job_state, preview, cursor) = (
         nonempty(&q.kind),

@@ -132,19 +132,21 @@ impl Session {
     }
 
     /// Whether a state-changing form carried this session's CSRF token (compared in constant
-    /// time). A request without it is refused with 403.
-    pub fn check_csrf(&self, presented: Option<&str>) -> Result<(), Response> {
-        let ok = presented.is_some_and(|p| bool::from(p.as_bytes().ct_eq(self.csrf.as_bytes())));
-        if ok {
-            Ok(())
-        } else {
-            Err(pages::message_page(
-                Some(self),
-                StatusCode::FORBIDDEN,
-                "Refused",
-                "This form did not carry a valid CSRF token. Reload the page and try again.",
-            ))
-        }
+    /// time). A request without it is refused with [`Session::csrf_refused`].
+    pub fn csrf_ok(&self, presented: Option<&str>) -> bool {
+        presented.is_some_and(|p| bool::from(p.as_bytes().ct_eq(self.csrf.as_bytes())))
+    }
+
+    /// The 403 page of a state-changing request without this session's CSRF token (or from
+    /// another origin).
+    pub fn csrf_refused(&self) -> Response {
+        pages::message_page(
+            Some(self),
+            StatusCode::FORBIDDEN,
+            "Refused",
+            "This form did not carry a valid CSRF token, or came from another site. Reload the \
+             page and try again.",
+        )
     }
 }
 
@@ -287,14 +289,8 @@ pub async fn logout(
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Response {
     let csrf = form.ok().and_then(|Form(f)| f.csrf);
-    if cross_origin(&headers) {
-        return session
-            .check_csrf(None)
-            .err()
-            .unwrap_or_else(|| StatusCode::FORBIDDEN.into_response());
-    }
-    if let Err(refused) = session.check_csrf(csrf.as_deref()) {
-        return refused;
+    if cross_origin(&headers) || !session.csrf_ok(csrf.as_deref()) {
+        return session.csrf_refused();
     }
     if let Err(e) = state.app.store.delete_ui_session(&session.id_hash).await {
         return pages::error_page(Some(&session), ApiError::from(e));
