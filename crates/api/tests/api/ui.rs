@@ -562,3 +562,62 @@ async fn ui_lists_filter_and_page_with_cursors() {
     assert_eq!(p.body.matches("href=\"/ui/jobs/").count(), 0);
     assert!(p.body.contains("No jobs match."));
 }
+
+#[tokio::test]
+async fn ui_shows_resource_use_against_quota_warning_at_80_percent() {
+    use slipway_shared::store::PreviewUsage;
+    let app = spawn_app().await;
+    let id = sign_in(&app, READ).await;
+    for n in [1, 2, 3, 4] {
+        app.store
+            .upsert_preview(&PreviewUpsert {
+                key: format!("org/app#{n}"),
+                namespace: format!("ns-{n}"),
+                status: "ready".into(),
+                ..PreviewUpsert::default()
+            })
+            .await
+            .unwrap();
+    }
+    let reading = |n: u32, metrics: &str, cpu: Option<i64>, mem: Option<i64>| PreviewUsage {
+        preview: format!("org/app#{n}"),
+        sampled_at: Utc::now(),
+        metrics: metrics.into(),
+        pods: cpu.map(|_| 1),
+        cpu_millis: cpu,
+        memory_bytes: mem,
+        cpu_limit_millis: Some(1000),
+        memory_limit_bytes: Some(1024 * 1024 * 1024),
+        cpu_requested_millis: None,
+        memory_requested_bytes: None,
+    };
+    const MI: i64 = 1024 * 1024;
+    for r in [
+        reading(1, "ok", Some(850), Some(100 * MI)),
+        reading(2, "ok", Some(100), Some(128 * MI)),
+        reading(3, "no_metrics_server", None, None),
+    ] {
+        assert!(app.store.record_preview_usage(&r).await.unwrap());
+    }
+    let home = get(&app, "/ui", Some(&id)).await;
+    let row = |n: u32| {
+        let start = home.body.find(&format!(">org/app#{n}</a>")).expect("row");
+        let end = home.body[start..].find("</tr>").unwrap() + start;
+        home.body[start..end].to_owned()
+    };
+    let hot = row(1);
+    assert!(hot.contains("class=\"warn\""), "85% CPU is flagged: {hot}");
+    assert!(hot.contains("CPU 850m / 1 (85%)"), "{hot}");
+    assert!(hot.contains("memory 100Mi / 1.0Gi (9.8%)"), "{hot}");
+    let calm = row(2);
+    assert!(!calm.contains("class=\"warn\""), "{calm}");
+    assert!(calm.contains("CPU 100m / 1 (10%)"), "{calm}");
+    assert!(row(3).contains(">no metrics<"), "{}", row(3));
+    assert!(row(4).contains("not measured yet"), "{}", row(4));
+    let page = get(&app, "/ui/preview?key=org%2Fapp%231", Some(&id)).await;
+    assert!(
+        page.body.contains("<dd class=\"warn\">CPU 850m"),
+        "{}",
+        page.body
+    );
+}
