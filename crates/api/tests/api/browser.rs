@@ -121,6 +121,10 @@ async fn ui_in_chromium_signs_in_and_opens_a_preview_without_csp_violations() {
             .for_element(Locator::Css("table#previews a.preview-link"))
             .await?;
         assert_eq!(link.text().await?, "org/app#7");
+        // Screenshots for people (not compared): under target/tmp/ui-screenshots.
+        let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots");
+        std::fs::create_dir_all(&shots).unwrap();
+        std::fs::write(shots.join("previews.png"), client.screenshot().await?).unwrap();
         // The vendored htmx ran (scripts from this origin are allowed).
         let htmx = client.execute("return typeof window.htmx", vec![]).await?;
         assert_eq!(htmx, json!("object"));
@@ -130,6 +134,7 @@ async fn ui_in_chromium_signs_in_and_opens_a_preview_without_csp_violations() {
         let source = client.source().await?;
         assert!(source.contains("http://pr-7-app.example.test"));
         assert!(source.contains("app-7"));
+        std::fs::write(shots.join("preview.png"), client.screenshot().await?).unwrap();
 
         let messages = console(&driver, &session).await;
         assert!(
