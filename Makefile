@@ -15,6 +15,9 @@ export SLIPWAY_REQUIRE_PROMTOOL := 1
 # tests when the MCP Python SDK or the MCP Inspector is.
 export SLIPWAY_REQUIRE_SCHEMATHESIS := 1
 export SLIPWAY_REQUIRE_MCP_CLIENTS := 1
+# The dashboard's browser test (crates/api/tests/api/browser.rs) fails rather than skips when
+# Debian's chromium or chromium-driver is missing.
+export SLIPWAY_REQUIRE_CHROMIUM := 1
 
 # Images (`make images`): slipway-<target>:$(IMAGE_TAG) under $(REGISTRY) when set, e.g.
 # REGISTRY=localhost:5000 or REGISTRY=ghcr.io/acme; BAKE_FLAGS=--push or --load (one platform).

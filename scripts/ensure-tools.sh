@@ -3,8 +3,9 @@
 # and the chart's apply test), the Python package kubernetes-validate (strict schema validation
 # of stored and rendered objects against Kubernetes 1.33), Helm (the chart checks; see
 # scripts/ensure-helm.sh), promtool (the alert rules' checks), schemathesis (the API's
-# contract test), the MCP clients of the API's MCP tests (the Python SDK `mcp`; the MCP
-# Inspector with the Node 22 it needs), and ShellCheck and actionlint for `make e2e-check`.
+# contract test), headless Chromium with chromedriver (the dashboard's browser test), the MCP
+# clients of the API's MCP tests (the Python SDK `mcp`; the MCP Inspector with the Node 22 it
+# needs), and ShellCheck and actionlint for `make e2e-check`.
 # Idempotent.
 set -euo pipefail
 log() { printf '[tools] %s\n' "$*"; }
@@ -48,6 +49,14 @@ if ! command -v npm >/dev/null; then
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq npm >/dev/null
 fi
 bash "$(dirname "$0")/ensure-helm.sh" >/dev/null
+
+# Headless Chromium and its chromedriver (Debian packages chromium, chromium-driver) for the
+# dashboard's browser test (crates/api/tests/api/browser.rs, WebDriver through fantoccini).
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  log "installing chromium and chromium-driver (Debian packages)"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
 
 # promtool (Debian's prometheus package) for the chart's alert rules: `promtool check rules` and
 # `promtool test rules` (tests/deploy/tests/alerts.rs). The package also starts a Prometheus on

@@ -83,6 +83,11 @@ impl ApiError {
         ApiError::Internal(e.to_string())
     }
 
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        self.parts().0
+    }
+
     fn parts(&self) -> (StatusCode, &str, Option<&str>) {
         match self {
             ApiError::Invalid {

@@ -24,6 +24,7 @@ mod routes;
 mod schema;
 mod state;
 mod status_feed;
+pub mod ui;
 pub mod views;
 
 pub use state::AppState;
@@ -113,6 +114,43 @@ pub struct Config {
     pub relay_interval_ms: u64,
     #[command(flatten)]
     pub mcp: McpArgs,
+    #[command(flatten)]
+    pub ui: UiArgs,
+}
+
+/// The web dashboard (`/ui`, docs/dashboard.md).
+#[derive(Debug, Clone, clap::Args)]
+pub struct UiArgs {
+    /// When the session cookie carries `Secure`: `auto` (when the request came over HTTPS or
+    /// a proxy says so with `X-Forwarded-Proto: https`), `true` or `false`.
+    #[arg(
+        long = "ui-secure-cookie",
+        env = "SLIPWAY_UI_SECURE_COOKIE",
+        value_enum,
+        default_value = "auto"
+    )]
+    pub ui_secure_cookie: ui::SecureCookie,
+    /// How long a dashboard session lasts after sign-in, in hours.
+    #[arg(long, env = "SLIPWAY_UI_SESSION_HOURS", default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..=720))]
+    pub ui_session_hours: u32,
+}
+
+impl Default for UiArgs {
+    fn default() -> Self {
+        UiArgs {
+            ui_secure_cookie: ui::SecureCookie::Auto,
+            ui_session_hours: 12,
+        }
+    }
+}
+
+impl UiArgs {
+    pub fn settings(&self) -> ui::UiSettings {
+        ui::UiSettings {
+            secure_cookie: self.ui_secure_cookie,
+            session_ttl: Duration::from_secs(u64::from(self.ui_session_hours) * 3600),
+        }
+    }
 }
 
 /// The MCP endpoint (`/mcp`, docs/mcp.md).
@@ -387,7 +425,7 @@ pub async fn start(
         Box::new(PostgresCheck::new(store)),
         Box::new(RedisCheck::new(state.queue.clone())),
     ];
-    let app = router(state, &config.mcp.settings())
+    let app = router(state, &config.mcp.settings(), &config.ui.settings())
         .merge(slipway_shared::health::router(readiness, cancel.clone()));
 
     let addr = config.common.listen_or(DEFAULT_LISTEN);
@@ -432,10 +470,11 @@ pub async fn start(
     Ok(Running { addr, task })
 }
 
-/// The `/v1` API, `/openapi.json` and `/mcp`, with auth, body limit, metrics and tracing
-/// layers.
-pub fn router(state: Arc<AppState>, mcp: &mcp::McpSettings) -> axum::Router {
+/// The `/v1` API, `/openapi.json`, `/mcp` and the `/ui` dashboard, with auth, body limit,
+/// metrics and tracing layers.
+pub fn router(state: Arc<AppState>, mcp: &mcp::McpSettings, ui: &ui::UiSettings) -> axum::Router {
     let mcp = mcp::router(state.clone(), mcp);
+    let ui = ui::router(state.clone(), ui);
     let (router, mut api) = routes::router().split_for_parts();
     utoipa::Modify::modify(&openapi::CommonResponses, &mut api);
     let spec = Arc::new(api);
@@ -449,6 +488,7 @@ pub fn router(state: Arc<AppState>, mcp: &mcp::McpSettings) -> axum::Router {
         )
         .with_state(state)
         .merge(mcp)
+        .merge(ui)
         .fallback(|| async { error::ApiError::NotFound("no such route".into()) })
         .layer(axum::middleware::from_fn(http_metrics::track))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))

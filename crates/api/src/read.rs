@@ -59,6 +59,21 @@ pub async fn previews(
     })
 }
 
+/// The latest resource readings of `keys` (those that have one), by preview key: one query for
+/// a whole page of previews (the dashboard's list shows use against quota per row).
+pub async fn preview_usages(
+    state: &AppState,
+    keys: &[String],
+) -> Result<std::collections::HashMap<String, ResourceUseView>, ApiError> {
+    Ok(state
+        .store
+        .preview_usage(keys)
+        .await?
+        .into_iter()
+        .map(|u| (u.preview.clone(), ResourceUseView::from(u)))
+        .collect())
+}
+
 /// The repository filter of the preview list as a key prefix: GitHub previews are keyed
 /// `<owner>/<repo>#<number>`, so `owner/repo` (or its `https://host/owner/repo(.git)` URL)
 /// selects that repository's pull-request previews.

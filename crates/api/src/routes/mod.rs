@@ -3,9 +3,9 @@
 
 mod enqueue;
 mod github;
-mod jobs;
+pub(crate) mod jobs;
 mod logs;
-mod previews;
+pub(crate) mod previews;
 mod queues;
 
 pub(crate) use jobs::{JobFilterArgs, job_filter};

@@ -61,6 +61,7 @@ pub fn config(db: &TestDb, redis_url: &str, prefix: &str) -> Config {
         relay_interval_ms: 100,
         github: slipway_api::GithubArgs::default(),
         mcp: slipway_api::McpArgs::default(),
+        ui: slipway_api::UiArgs::default(),
     }
 }
 

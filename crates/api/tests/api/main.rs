@@ -2,6 +2,7 @@
 //! (modules below) so the suite links once.
 
 mod auth;
+mod browser;
 mod cli;
 mod contract;
 mod enqueue;
@@ -16,4 +17,5 @@ mod read;
 mod relay;
 mod shutdown;
 mod startup;
+mod ui;
 mod validation;

@@ -12,6 +12,7 @@ mod jobs;
 mod logs;
 mod previews;
 mod repositories;
+mod sessions;
 mod types;
 mod usage;
 
@@ -24,6 +25,7 @@ pub use caps::{CappedStart, WAITING_LINE_SEQ};
 pub use cleanup::{LogRetention, SweepRecord};
 pub use logs::{LogListener, LogWake};
 pub use repositories::{RepositoryRecord, RepositoryUpsert};
+pub use sessions::UiSession;
 pub use types::{
     AttemptOutcome, AttemptRecord, Inserted, JobFilter, JobPage, JobRecord, LogLine, NewJob,
     PreviewFilter, PreviewPage, PreviewRecord, PreviewUpsert, StoredLogLine,

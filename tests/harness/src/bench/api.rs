@@ -87,6 +87,7 @@ impl BenchApi {
             relay_interval_ms: 1000,
             github: slipway_api::GithubArgs::default(),
             mcp: slipway_api::McpArgs::default(),
+            ui: slipway_api::UiArgs::default(),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let running = slipway_api::start(config, async {

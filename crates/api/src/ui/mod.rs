@@ -1,0 +1,106 @@
+//! The web dashboard under `/ui` (docs/dashboard.md): server-rendered HTML from compile-time
+//! checked askama templates (every value escaped unless a template says otherwise, and none
+//! does), with htmx vendored into the binary. Read views work without JavaScript.
+//!
+//! Invariants:
+//! - Pages read through `crate::read` only (the JSON API's and MCP's read models); the
+//!   dashboard has no queries or write logic of its own. Sessions are stored through
+//!   `slipway_shared::store` (the only SQL writer).
+//! - Every route but sign-in and the static assets requires a session ([`session::Session`]),
+//!   whose scopes are the token's, re-checked against the configured tokens on each request.
+//! - Every state-changing form carries the session's CSRF token and is refused (403) without
+//!   it; cross-origin POSTs (an `Origin` that is not the `Host`) are refused too.
+//! - Every response carries [`security_headers`]: a CSP without inline scripts or styles,
+//!   `X-Frame-Options: DENY`, `nosniff` and a referrer policy.
+
+mod ansi;
+mod assets;
+mod pages;
+mod session;
+
+pub use session::SecureCookie;
+
+use crate::state::AppState;
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::{any, get, post};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How the dashboard is configured (`SLIPWAY_UI_*`).
+#[derive(Debug, Clone)]
+pub struct UiSettings {
+    /// When session cookies carry `Secure`.
+    pub secure_cookie: SecureCookie,
+    /// How long a session lasts after sign-in.
+    pub session_ttl: Duration,
+}
+
+impl Default for UiSettings {
+    fn default() -> Self {
+        UiSettings {
+            secure_cookie: SecureCookie::Auto,
+            session_ttl: Duration::from_secs(12 * 3600),
+        }
+    }
+}
+
+pub(crate) struct UiState {
+    app: Arc<AppState>,
+    settings: UiSettings,
+}
+
+/// The policy of every dashboard response: scripts and styles only from this origin (so no
+/// inline script or style runs, whatever a page contains), no framing, forms only to here.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
+     style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; \
+     frame-ancestors 'none'; base-uri 'none'; object-src 'none'";
+
+/// Adds the security headers to every `/ui` response (pages, redirects, errors, assets); pages
+/// are not cached (they show live state and the CSRF token), assets set their own lifetime.
+pub async fn security_headers(req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    resp
+}
+
+/// The `/ui` routes, with their own state and the security headers on every response.
+pub fn router(app: Arc<AppState>, settings: &UiSettings) -> Router {
+    let state = Arc::new(UiState {
+        app,
+        settings: settings.clone(),
+    });
+    Router::new()
+        .route("/ui", get(pages::previews))
+        .route("/ui/", get(pages::previews))
+        .route("/ui/login", get(session::login_page).post(session::login))
+        .route("/ui/logout", post(session::logout))
+        .route("/ui/preview", get(pages::preview))
+        .route("/ui/jobs", get(pages::jobs))
+        .route("/ui/jobs/{id}", get(pages::job))
+        .route("/ui/queues", get(pages::queues))
+        .route(assets::HTMX_PATH, get(assets::htmx))
+        .route(assets::CSS_PATH, get(assets::css))
+        .route("/ui/{*rest}", any(pages::not_found))
+        .layer(axum::middleware::from_fn(security_headers))
+        .with_state(state)
+}

@@ -1,0 +1,623 @@
+//! The dashboard (`/ui`) over real HTTP against real Postgres and Redis: sign-in and sessions,
+//! cookie attributes, CSRF and cross-origin refusals, security headers, escaping of hostile
+//! keys and log lines, and cursor pagination.
+
+use crate::helpers::*;
+use chrono::Utc;
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use slipway_shared::store::{LogLine, PreviewUpsert};
+
+/// A client that shows redirects instead of following them.
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+struct Page {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+async fn get(app: &TestApp, path: &str, cookie: Option<&str>) -> Page {
+    let mut req = browser().get(format!("{}{path}", app.base));
+    if let Some(c) = cookie {
+        req = req.header("cookie", format!("slipway_session={c}"));
+    }
+    let resp = req.send().await.unwrap();
+    Page {
+        status: resp.status(),
+        headers: resp.headers().clone(),
+        body: resp.text().await.unwrap(),
+    }
+}
+
+async fn post(
+    app: &TestApp,
+    path: &str,
+    cookie: Option<&str>,
+    form: &str,
+    extra: &[(&str, &str)],
+) -> Page {
+    let mut req = browser()
+        .post(format!("{}{path}", app.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form.to_owned());
+    if let Some(c) = cookie {
+        req = req.header("cookie", format!("slipway_session={c}"));
+    }
+    for (k, v) in extra {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.unwrap();
+    Page {
+        status: resp.status(),
+        headers: resp.headers().clone(),
+        body: resp.text().await.unwrap(),
+    }
+}
+
+fn set_cookie(p: &Page) -> String {
+    p.headers
+        .get(SET_COOKIE)
+        .expect("Set-Cookie")
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Signs in with `token`; the session id the cookie holds.
+pub async fn sign_in(app: &TestApp, token: &str) -> String {
+    let p = post(app, "/ui/login", None, &format!("token={token}"), &[]).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    assert_eq!(p.headers[LOCATION], "/ui");
+    let c = set_cookie(&p);
+    c.strip_prefix("slipway_session=")
+        .and_then(|r| r.split(';').next())
+        .unwrap()
+        .to_owned()
+}
+
+/// The value of the hidden `csrf` input of a page.
+fn csrf(body: &str) -> String {
+    let at = body.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
+    body[at..at + 64].to_owned()
+}
+
+fn assert_security_headers(p: &Page) {
+    let csp = p.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("default-src 'self'"), "{csp}");
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    assert!(
+        !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+        "{csp}"
+    );
+    assert_eq!(p.headers["x-frame-options"], "DENY");
+    assert_eq!(p.headers["x-content-type-options"], "nosniff");
+    assert_eq!(p.headers["referrer-policy"], "same-origin");
+}
+
+#[tokio::test]
+async fn ui_sign_in_sets_a_strict_cookie_and_sign_out_ends_the_session() {
+    let app = spawn_app().await;
+    // No session: every page sends the browser to sign in.
+    for path in ["/ui", "/ui/jobs", "/ui/queues", "/ui/preview?key=a"] {
+        let p = get(&app, path, None).await;
+        assert_eq!(p.status, StatusCode::SEE_OTHER, "{path}");
+        assert_eq!(p.headers[LOCATION], "/ui/login", "{path}");
+        assert_security_headers(&p);
+    }
+    let p = get(&app, "/ui", Some(&"ab".repeat(32))).await;
+    assert_eq!(p.headers[LOCATION], "/ui/login", "an unknown session");
+    let login = get(&app, "/ui/login", None).await;
+    assert_eq!(login.status, StatusCode::OK);
+    assert!(login.body.contains("action=\"/ui/login\""));
+    assert_security_headers(&login);
+
+    // Refused sign-ins say why and set no cookie.
+    for (form, status) in [
+        ("token=not-a-token-0123456789", StatusCode::UNAUTHORIZED),
+        ("token=", StatusCode::BAD_REQUEST),
+        ("", StatusCode::BAD_REQUEST),
+        (&*format!("token={ENQUEUE}"), StatusCode::FORBIDDEN),
+    ] {
+        let p = post(&app, "/ui/login", None, form, &[]).await;
+        assert_eq!(p.status, status, "{form}: {}", p.body);
+        assert!(p.headers.get(SET_COOKIE).is_none(), "{form}");
+        assert!(p.body.contains("id=\"login-error\""), "{form}");
+    }
+    let p = post(
+        &app,
+        "/ui/login",
+        None,
+        &format!("token={READ}"),
+        &[("origin", "https://evil.example")],
+    )
+    .await;
+    assert_eq!(
+        p.status,
+        StatusCode::FORBIDDEN,
+        "a sign-in posted from another site"
+    );
+
+    // The cookie: HttpOnly, SameSite=Strict, scoped to /ui, Secure only over HTTPS (auto).
+    let p = post(&app, "/ui/login", None, &format!("token={READ}"), &[]).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
+    let c = set_cookie(&p);
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/ui", "Max-Age=43200"] {
+        assert!(c.contains(attr), "{attr} in {c}");
+    }
+    assert!(!c.contains("Secure"), "plain HTTP: {c}");
+    let p = post(
+        &app,
+        "/ui/login",
+        None,
+        &format!("token={READ}"),
+        &[("x-forwarded-proto", "https")],
+    )
+    .await;
+    assert!(set_cookie(&p).contains("; Secure"), "behind a TLS proxy");
+
+    // Signed in: the page names the token, never shows it; the database holds only a hash.
+    let id = sign_in(&app, READ).await;
+    let home = get(&app, "/ui", Some(&id)).await;
+    assert_eq!(home.status, StatusCode::OK, "{}", home.body);
+    assert!(home.body.contains("reader (read)"), "{}", home.body);
+    assert!(!home.body.contains(READ));
+    assert_security_headers(&home);
+    assert_eq!(home.headers["cache-control"], "no-store");
+    let hash: [u8; 32] = Sha256::digest(id.as_bytes()).into();
+    let row = app
+        .store
+        .ui_session(&hash)
+        .await
+        .unwrap()
+        .expect("stored by its hash");
+    assert_eq!(
+        (row.token_name.as_str(), row.scopes.as_str()),
+        ("reader", "read")
+    );
+
+    // Sign-out is a state-changing form: without the CSRF token, or with another, refused.
+    let token = csrf(&home.body);
+    for form in [
+        String::new(),
+        "csrf=".into(),
+        format!("csrf={}", "0".repeat(64)),
+    ] {
+        let p = post(&app, "/ui/logout", Some(&id), &form, &[]).await;
+        assert_eq!(p.status, StatusCode::FORBIDDEN, "{form}");
+        assert_security_headers(&p);
+    }
+    let p = post(
+        &app,
+        "/ui/logout",
+        Some(&id),
+        &format!("csrf={token}"),
+        &[("origin", "http://evil.example")],
+    )
+    .await;
+    assert_eq!(
+        p.status,
+        StatusCode::FORBIDDEN,
+        "cross-origin, even with the token"
+    );
+    assert_eq!(
+        get(&app, "/ui", Some(&id)).await.status,
+        StatusCode::OK,
+        "still signed in"
+    );
+    // Another session's CSRF token does not work either.
+    let other = sign_in(&app, ALL).await;
+    let other_token = csrf(&get(&app, "/ui", Some(&other)).await.body);
+    assert_ne!(other_token, token);
+    let p = post(
+        &app,
+        "/ui/logout",
+        Some(&id),
+        &format!("csrf={other_token}"),
+        &[],
+    )
+    .await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN);
+
+    let p = post(&app, "/ui/logout", Some(&id), &format!("csrf={token}"), &[]).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    assert_eq!(p.headers[LOCATION], "/ui/login");
+    assert!(set_cookie(&p).contains("Max-Age=0"));
+    assert_eq!(
+        get(&app, "/ui", Some(&id)).await.headers[LOCATION],
+        "/ui/login"
+    );
+    assert!(app.store.ui_session(&hash).await.unwrap().is_none());
+    assert_eq!(
+        get(&app, "/ui", Some(&other)).await.status,
+        StatusCode::OK,
+        "other sessions live on"
+    );
+}
+
+#[tokio::test]
+async fn ui_expired_sessions_and_removed_tokens_send_the_browser_to_sign_in() {
+    let app = spawn_app().await;
+    let id = "cd".repeat(32);
+    let hash: [u8; 32] = Sha256::digest(id.as_bytes()).into();
+    app.store
+        .create_ui_session(
+            &hash,
+            "reader",
+            "read",
+            &"e".repeat(64),
+            Utc::now() - chrono::Duration::seconds(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        get(&app, "/ui", Some(&id)).await.headers[LOCATION],
+        "/ui/login",
+        "expired"
+    );
+    let id = "ef".repeat(32);
+    let hash: [u8; 32] = Sha256::digest(id.as_bytes()).into();
+    app.store
+        .create_ui_session(
+            &hash,
+            "gone",
+            "read",
+            &"e".repeat(64),
+            Utc::now() + chrono::Duration::hours(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        get(&app, "/ui", Some(&id)).await.headers[LOCATION],
+        "/ui/login",
+        "a token no longer configured"
+    );
+}
+
+const HOSTILE: &str = "<script>alert(1)</script>";
+
+#[tokio::test]
+async fn ui_pages_render_hostile_keys_and_log_lines_as_text() {
+    let app = spawn_app().await;
+    let id = sign_in(&app, READ).await;
+    let key = format!("org/app#1{HOSTILE}");
+    app.store
+        .upsert_preview(&PreviewUpsert {
+            key: key.clone(),
+            namespace: "slipway-pv-x".into(),
+            url: Some("javascript:alert(1)".into()),
+            image: Some(format!("org/app:{HOSTILE}")),
+            commit_sha: Some(SHA.into()),
+            status: "ready".into(),
+            pods: vec![format!("pod{HOSTILE}")],
+            expires_at: Some(Utc::now() + chrono::Duration::hours(3)),
+            last_job_id: None,
+        })
+        .await
+        .unwrap();
+    // A launch with a log line carrying markup and ANSI colour.
+    let (_, job) = app
+        .post(
+            "/v1/launches",
+            &json!({"preview": "org/app#42", "image": "org/app:1"}),
+        )
+        .await;
+    let job_id: uuid::Uuid = job["id"].as_str().unwrap().parse().unwrap();
+    app.store
+        .start_attempt(job_id, 1, "worker-a")
+        .await
+        .unwrap();
+    let line = |seq, text: &str| LogLine {
+        seq,
+        ts: Utc::now(),
+        stream: "stdout".into(),
+        text: text.into(),
+    };
+    app.store
+        .append_logs(
+            job_id,
+            1,
+            &[
+                line(0, &format!("\u{1b}[31m{HOSTILE}\u{1b}[0m done")),
+                line(1, "\u{1b}]0;x\u{7}plain"),
+            ],
+        )
+        .await
+        .unwrap();
+
+    let home = get(&app, "/ui", Some(&id)).await;
+    assert_eq!(home.status, StatusCode::OK);
+    assert!(!home.body.contains(HOSTILE), "{}", home.body);
+    assert!(
+        home.body
+            .contains("org/app#1&#60;script&#62;alert(1)&#60;/script&#62;")
+            || home.body.contains("&lt;script&gt;"),
+        "{}",
+        home.body
+    );
+    assert!(
+        !home.body.contains("href=\"javascript:"),
+        "only http(s) URLs become links"
+    );
+    assert!(
+        home.body.contains("in 2h") || home.body.contains("in 3h"),
+        "expiry"
+    );
+    let page = get(
+        &app,
+        &format!("/ui/preview?key={}", urlencode(&key)),
+        Some(&id),
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(!page.body.contains(HOSTILE), "{}", page.body);
+    assert!(!page.body.contains("<script>alert"), "{}", page.body);
+
+    for path in [
+        format!("/ui/preview?key={}", urlencode("org/app#42")),
+        format!("/ui/jobs/{job_id}"),
+    ] {
+        let page = get(&app, &path, Some(&id)).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}: {}", page.body);
+        assert!(!page.body.contains(HOSTILE), "{path}");
+        assert!(
+            !page.body.contains('\u{1b}'),
+            "{path}: escape codes never reach the page"
+        );
+        assert!(
+            page.body.contains("<span class=\"ansi-fg-1\">"),
+            "{path}: colour as a class: {}",
+            page.body
+        );
+        assert!(page.body.contains("alert(1)"), "{path}: the text is shown");
+        assert!(page.body.contains("plain"), "{path}");
+        assert_security_headers(&page);
+    }
+    let job_page = get(&app, &format!("/ui/jobs/{job_id}"), Some(&id)).await;
+    assert!(job_page.body.contains("worker-a"), "attempts are shown");
+
+    // Errors are pages too, with the headers.
+    for (path, status) in [
+        (
+            format!("/ui/jobs/{}", uuid::Uuid::now_v7()),
+            StatusCode::NOT_FOUND,
+        ),
+        ("/ui/jobs/not-a-uuid".into(), StatusCode::NOT_FOUND),
+        (
+            "/ui/preview?key=org%2Fnope%231".into(),
+            StatusCode::NOT_FOUND,
+        ),
+        ("/ui/nothing-here".into(), StatusCode::NOT_FOUND),
+        ("/ui?status=bogus".into(), StatusCode::BAD_REQUEST),
+        ("/ui?limit=0".into(), StatusCode::BAD_REQUEST),
+        ("/ui/jobs?kind=bogus".into(), StatusCode::BAD_REQUEST),
+    ] {
+        let p = get(&app, &path, Some(&id)).await;
+        assert_eq!(p.status, status, "{path}: {}", p.body);
+        assert!(
+            p.headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html"),
+            "{path}"
+        );
+        assert_security_headers(&p);
+    }
+
+    let queues = get(&app, "/ui/queues", Some(&id)).await;
+    assert_eq!(queues.status, StatusCode::OK);
+    assert!(queues.body.contains("id=\"queues\""));
+
+    // The vendored htmx and the stylesheet: from this origin, cached for a year.
+    let home = get(&app, "/ui", Some(&id)).await;
+    for asset in ["/ui/assets/htmx-2.0.11.min.js", &*stylesheet(&home.body)] {
+        assert!(home.body.contains(asset), "{asset}");
+        let p = get(&app, asset, None).await;
+        assert_eq!(p.status, StatusCode::OK, "{asset}");
+        assert_eq!(
+            p.headers["cache-control"],
+            "public, max-age=31536000, immutable"
+        );
+        assert_security_headers(&p);
+    }
+}
+
+fn stylesheet(body: &str) -> String {
+    let at = body.find("rel=\"stylesheet\" href=\"").unwrap() + 23;
+    body[at..].split('"').next().unwrap().to_owned()
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// The `href` of the page's "Next page" link, if any.
+fn next_page(body: &str) -> Option<String> {
+    let end = body.find("rel=\"next\"")?;
+    let start = body[..end].rfind("href=\"")? + 6;
+    Some(
+        body[start..end]
+            .trim_end()
+            .trim_end_matches('"')
+            .replace("&amp;", "&")
+            .replace("&#38;", "&"),
+    )
+}
+
+#[tokio::test]
+async fn ui_lists_filter_and_page_with_cursors() {
+    let app = spawn_app().await;
+    let id = sign_in(&app, READ).await;
+    for (n, status) in [(1, "ready"), (2, "failed"), (3, "ready"), (4, "deploying")] {
+        app.store
+            .upsert_preview(&PreviewUpsert {
+                key: format!("org/app#{n}"),
+                namespace: format!("slipway-pv-{n}"),
+                status: status.into(),
+                ..PreviewUpsert::default()
+            })
+            .await
+            .unwrap();
+    }
+    app.store
+        .upsert_preview(&PreviewUpsert {
+            key: "other/lib#9".into(),
+            namespace: "ns-9".into(),
+            status: "ready".into(),
+            ..PreviewUpsert::default()
+        })
+        .await
+        .unwrap();
+
+    // Five previews, two per page: 2 + 2 + 1, each key once.
+    let mut seen = Vec::new();
+    let mut path = Some("/ui?limit=2".to_owned());
+    let mut pages = 0;
+    while let Some(p) = path.take() {
+        let page = get(&app, &p, Some(&id)).await;
+        assert_eq!(page.status, StatusCode::OK, "{p}: {}", page.body);
+        let rows = page.body.matches("class=\"preview-link\"").count();
+        assert!(rows <= 2, "{p}");
+        for part in page.body.split("class=\"preview-link\" href=\"").skip(1) {
+            let key = part.split('>').nth(1).unwrap().split('<').next().unwrap();
+            seen.push(key.replace("&#35;", "#"));
+        }
+        pages += 1;
+        path = next_page(&page.body);
+        if let Some(n) = &path {
+            assert!(n.contains("limit=2") && n.contains("cursor="), "{n}");
+        }
+    }
+    assert_eq!(pages, 3);
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "org/app#1",
+            "org/app#2",
+            "org/app#3",
+            "org/app#4",
+            "other/lib#9"
+        ]
+    );
+
+    // Filters by status and repository; the pager keeps them.
+    let p = get(
+        &app,
+        "/ui?status=ready&repository=org%2Fapp&limit=1",
+        Some(&id),
+    )
+    .await;
+    assert_eq!(
+        p.body.matches("class=\"preview-link\"").count(),
+        1,
+        "{}",
+        p.body
+    );
+    let next = next_page(&p.body).expect("a second ready org/app preview");
+    assert!(
+        next.contains("status=ready") && next.contains("repository=org%2Fapp"),
+        "{next}"
+    );
+    let p2 = get(&app, &next, Some(&id)).await;
+    assert_eq!(p2.body.matches("class=\"preview-link\"").count(), 1);
+    assert!(next_page(&p2.body).is_none());
+    assert!(p2.body.contains("First page"));
+    let failed = get(&app, "/ui?status=failed", Some(&id)).await;
+    assert_eq!(failed.body.matches("class=\"preview-link\"").count(), 1);
+    assert!(
+        failed.body.contains("org/app&#35;2") || failed.body.contains("org/app#2"),
+        "{}",
+        failed.body
+    );
+
+    // Jobs: three builds, two per page; filtered by kind.
+    for _ in 0..3 {
+        let (s, _) = app.post("/v1/builds", &build_body()).await;
+        assert_eq!(s, StatusCode::ACCEPTED);
+    }
+    let p = get(&app, "/ui/jobs?kind=build&limit=2", Some(&id)).await;
+    assert_eq!(p.status, StatusCode::OK, "{}", p.body);
+    assert_eq!(p.body.matches("href=\"/ui/jobs/").count(), 2, "{}", p.body);
+    let next = next_page(&p.body).expect("a second page");
+    let p = get(&app, &next, Some(&id)).await;
+    assert_eq!(p.body.matches("href=\"/ui/jobs/").count(), 1);
+    assert!(next_page(&p.body).is_none());
+    let p = get(&app, "/ui/jobs?kind=launch", Some(&id)).await;
+    assert_eq!(p.body.matches("href=\"/ui/jobs/").count(), 0);
+    assert!(p.body.contains("No jobs match."));
+}
+
+#[tokio::test]
+async fn ui_shows_resource_use_against_quota_warning_at_80_percent() {
+    use slipway_shared::store::PreviewUsage;
+    let app = spawn_app().await;
+    let id = sign_in(&app, READ).await;
+    for n in [1, 2, 3, 4] {
+        app.store
+            .upsert_preview(&PreviewUpsert {
+                key: format!("org/app#{n}"),
+                namespace: format!("ns-{n}"),
+                status: "ready".into(),
+                ..PreviewUpsert::default()
+            })
+            .await
+            .unwrap();
+    }
+    let reading = |n: u32, metrics: &str, cpu: Option<i64>, mem: Option<i64>| PreviewUsage {
+        preview: format!("org/app#{n}"),
+        sampled_at: Utc::now(),
+        metrics: metrics.into(),
+        pods: cpu.map(|_| 1),
+        cpu_millis: cpu,
+        memory_bytes: mem,
+        cpu_limit_millis: Some(1000),
+        memory_limit_bytes: Some(1024 * 1024 * 1024),
+        cpu_requested_millis: None,
+        memory_requested_bytes: None,
+    };
+    const MI: i64 = 1024 * 1024;
+    for r in [
+        reading(1, "ok", Some(850), Some(100 * MI)),
+        reading(2, "ok", Some(100), Some(128 * MI)),
+        reading(3, "no_metrics_server", None, None),
+    ] {
+        assert!(app.store.record_preview_usage(&r).await.unwrap());
+    }
+    let home = get(&app, "/ui", Some(&id)).await;
+    let row = |n: u32| {
+        let start = home.body.find(&format!(">org/app#{n}</a>")).expect("row");
+        let end = home.body[start..].find("</tr>").unwrap() + start;
+        home.body[start..end].to_owned()
+    };
+    let hot = row(1);
+    assert!(hot.contains("class=\"warn\""), "85% CPU is flagged: {hot}");
+    assert!(hot.contains("CPU 850m / 1 (85%)"), "{hot}");
+    assert!(hot.contains("memory 100Mi / 1.0Gi (9.8%)"), "{hot}");
+    let calm = row(2);
+    assert!(!calm.contains("class=\"warn\""), "{calm}");
+    assert!(calm.contains("CPU 100m / 1 (10%)"), "{calm}");
+    assert!(row(3).contains(">no metrics<"), "{}", row(3));
+    assert!(row(4).contains("not measured yet"), "{}", row(4));
+    let page = get(&app, "/ui/preview?key=org%2Fapp%231", Some(&id)).await;
+    assert!(
+        page.body.contains("<dd class=\"warn\">CPU 850m"),
+        "{}",
+        page.body
+    );
+}
