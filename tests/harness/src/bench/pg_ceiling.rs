@@ -14,11 +14,13 @@ use tokio::process::Command;
 const SECONDS: u32 = 10;
 
 /// One transaction: one job row, shaped as the API's (a build payload, a commit, the budget).
+/// The casts matter: with `-M prepared` the variable is a parameter whose type `to_hex`'s
+/// overloads cannot tell, and a statement that fails to prepare aborts every client.
 const SCRIPT: &str = "\\set n random(1, 2000000000)\n\
 INSERT INTO jobs (id, kind, state, commit_sha, payload, max_attempts) \
-VALUES (gen_random_uuid(), 'build', 'queued', lpad(to_hex(:n), 40, '0'), \
+VALUES (gen_random_uuid(), 'build', 'queued', lpad(to_hex(:n::bigint), 40, '0'), \
 jsonb_build_object('repository', 'https://github.com/org/app.git', \
-'commit', lpad(to_hex(:n), 40, '0'), 'image', 'org/app', 'platforms', jsonb_build_array('linux/amd64')), 3);\n";
+'commit', lpad(to_hex(:n::bigint), 40, '0'), 'image', 'org/app', 'platforms', jsonb_build_array('linux/amd64')), 3);\n";
 
 /// `pgbench --version`, or an error saying how to install it.
 pub async fn check_installed() -> anyhow::Result<String> {
