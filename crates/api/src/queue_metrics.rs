@@ -35,6 +35,10 @@ pub fn describe() {
         "How long the oldest waiting job of a queue has waited (0 when none waits)."
     );
     metrics::describe_gauge!(WORKERS, "Workers of a queue whose heartbeat is current.");
+    metrics::describe_counter!(
+        crate::mcp::TOOL_CALLS,
+        "MCP tool calls, by tool and outcome (ok or the error code, e.g. UNAUTHORIZED)."
+    );
     metrics::describe_gauge!(PAUSED, "1 while a queue is paused by an operator.");
     metrics::describe_counter!(
         "slipway_api_requests_total",

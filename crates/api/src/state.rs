@@ -92,7 +92,12 @@ impl AppState {
             .increment(1);
         let budget = u32::try_from(job.max_attempts).unwrap_or(1);
         let pushed = self
-            .bounded_push(self.queue.push_new(job.kind, job.id, budget))
+            .bounded_push(self.queue.push_new(
+                job.kind,
+                job.id,
+                budget,
+                job.trace_context.as_deref(),
+            ))
             .await;
         self.after_push(&job, pushed, true).await;
         Ok((job, true))
@@ -128,8 +133,13 @@ impl AppState {
     /// the dead set). Bounded in time: a request never hangs on an unreachable Redis.
     pub async fn push_to_queue(&self, job: &JobRecord) -> Result<(), PushError> {
         let budget = u32::try_from(job.max_attempts).unwrap_or(1);
-        self.bounded_push(self.queue.push(job.kind, job.id, budget))
-            .await
+        self.bounded_push(self.queue.push_traced(
+            job.kind,
+            job.id,
+            budget,
+            job.trace_context.as_deref(),
+        ))
+        .await
     }
 
     async fn bounded_push(

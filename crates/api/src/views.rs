@@ -1,37 +1,48 @@
 //! What the API returns: jobs with their attempts, previews, log pages and lists. Field names
 //! are the contract of DESIGN.md.
+//!
+//! These are the read models of every view: the JSON API, the MCP tools (`crate::mcp`) and the
+//! dashboard serialise these same types, built by the same queries (`crate::read`). Each
+//! derives both `utoipa::ToSchema` (for `/openapi.json`) and `schemars::JsonSchema` (for the MCP
+//! tools' `outputSchema`), so neither schema can drift from what is sent.
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value;
-use slipway_shared::store::{AttemptRecord, JobRecord, PreviewRecord, StoredLogLine};
+use slipway_shared::store::{AttemptRecord, JobRecord, PreviewRecord, PreviewUsage, StoredLogLine};
 use utoipa::ToSchema;
 
 /// A job as returned by every endpoint.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema, JsonSchema)]
 pub struct JobView {
     #[schema(value_type = String, format = Uuid)]
     pub id: uuid::Uuid,
     /// `build`, `launch` or `cleanup`.
     #[schema(value_type = String)]
+    #[schemars(with = "String")]
     pub kind: slipway_core::JobKind,
     /// `queued`, `running`, `retrying`, `succeeded`, `failed`, `cancelled` or `superseded`.
     #[schema(value_type = String)]
+    #[schemars(with = "String")]
     pub state: slipway_core::JobState,
     pub preview: Option<String>,
     pub commit: Option<String>,
     /// The validated request, defaults applied.
     #[schema(value_type = Object)]
+    #[schemars(schema_with = "crate::schema::object")]
     pub request: Value,
     /// Every attempt, first to last.
     pub attempts: Vec<AttemptView>,
     pub max_attempts: i32,
     /// A build: `image` and `digest`; a launch: `url`, `namespace`, `pods`.
     #[schema(value_type = Option<Object>)]
+    #[schemars(schema_with = "crate::schema::object_or_null")]
     pub result: Option<Value>,
     pub error: Option<String>,
     /// `transient` or `permanent`, when the job failed.
     #[schema(value_type = Option<String>)]
+    #[schemars(with = "Option<String>")]
     pub error_class: Option<slipway_core::ErrorClass>,
     pub created_at: DateTime<Utc>,
     pub enqueued_at: Option<DateTime<Utc>>,
@@ -42,7 +53,7 @@ pub struct JobView {
     pub links: JobLinks,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema, JsonSchema)]
 pub struct JobLinks {
     #[serde(rename = "self")]
     pub self_: String,
@@ -50,7 +61,7 @@ pub struct JobLinks {
 }
 
 /// One attempt of a job.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema, JsonSchema)]
 pub struct AttemptView {
     pub attempt: i32,
     pub worker_id: String,
@@ -107,14 +118,14 @@ impl JobView {
 }
 
 /// A page of a list. `next_cursor` is opaque; pass it back as `cursor` for the next page.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct List<T: ToSchema> {
+#[derive(Debug, Clone, Serialize, ToSchema, JsonSchema)]
+pub struct List<T: ToSchema + JsonSchema> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,
 }
 
 /// A preview environment, as the registry records it.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema, JsonSchema)]
 pub struct PreviewView {
     pub key: String,
     pub namespace: String,
@@ -151,7 +162,7 @@ impl From<PreviewRecord> for PreviewView {
 }
 
 /// One stored log line.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema, JsonSchema)]
 pub struct LogLineView {
     pub attempt: i32,
     pub seq: i64,
@@ -174,7 +185,7 @@ impl From<StoredLogLine> for LogLineView {
 }
 
 /// A page of a job's log.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema, JsonSchema)]
 pub struct LogsView {
     pub lines: Vec<LogLineView>,
     /// Pass back as `after` to read on (`<attempt>:<seq>` of the last line returned).
@@ -186,7 +197,7 @@ pub struct LogsView {
 }
 
 /// One queue's figures.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema, JsonSchema)]
 pub struct QueueView {
     pub queue: String,
     pub counts: QueueCountsView,
@@ -196,7 +207,7 @@ pub struct QueueView {
     pub workers: Vec<WorkerView>,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema, JsonSchema)]
 pub struct QueueCountsView {
     pub waiting: u64,
     pub active: u64,
@@ -206,7 +217,7 @@ pub struct QueueCountsView {
     pub failed: u64,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema, JsonSchema)]
 pub struct WorkerView {
     pub id: String,
     pub host: String,
@@ -218,7 +229,122 @@ pub struct WorkerView {
     pub jobs: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema, JsonSchema)]
 pub struct QueueList {
     pub items: Vec<QueueView>,
+}
+
+/// The pull request a preview belongs to (GitHub previews are keyed `<owner>/<repo>#<number>`).
+#[derive(Debug, Clone, Serialize, ToSchema, JsonSchema)]
+pub struct PullRequestRef {
+    /// `owner/repo`.
+    pub repository: String,
+    pub number: u64,
+}
+
+/// A preview with what a person or an agent asks next: its pull request, age and latest jobs.
+#[derive(Debug, Clone, Serialize, ToSchema, JsonSchema)]
+pub struct PreviewDetailView {
+    /// The preview's key.
+    pub key: String,
+    /// The registry's record; null while no launch has recorded the preview (its first build
+    /// is queued, running or failed).
+    pub preview: Option<PreviewView>,
+    /// Null when the key is not a pull request's (`<owner>/<repo>#<number>`).
+    pub pull_request: Option<PullRequestRef>,
+    /// Seconds since the preview was first recorded.
+    pub age_s: i64,
+    /// CPU and memory in use against the namespace quota, as the cleanup worker last read them
+    /// (every sweep, a minute by default); null before the first reading or once the preview
+    /// has ended. The API never asks Kubernetes.
+    pub resource_use: Option<ResourceUseView>,
+    /// The preview's newest jobs (builds, launches, cleanups), newest first, at most five.
+    pub latest_jobs: Vec<JobView>,
+}
+
+/// A preview's latest resource reading: its pods' usage as metrics-server measured it, against
+/// its namespace quota's ceilings (limits, else requests). Millicores and bytes.
+#[derive(Debug, Clone, Serialize, ToSchema, JsonSchema)]
+pub struct ResourceUseView {
+    pub sampled_at: DateTime<Utc>,
+    /// `ok`; `no_metrics_server` (the cluster has none: a normal state, shown as "no metrics")
+    /// or `metrics_unavailable` (it did not answer), with the usage fields null.
+    pub metrics: String,
+    pub pods: Option<i32>,
+    pub cpu_millis: Option<i64>,
+    pub memory_bytes: Option<i64>,
+    pub cpu_limit_millis: Option<i64>,
+    pub memory_limit_bytes: Option<i64>,
+    /// What the pods reserved (their requests) in the quota.
+    pub cpu_requested_millis: Option<i64>,
+    pub memory_requested_bytes: Option<i64>,
+    /// Usage as a percentage of the ceiling; null when either is unknown.
+    pub cpu_percent: Option<f64>,
+    pub memory_percent: Option<f64>,
+    /// CPU or memory at 80% of its ceiling or more.
+    pub near_limit: bool,
+}
+
+/// The share of its ceiling at which a preview's use is flagged.
+pub const NEAR_LIMIT_PERCENT: f64 = 80.0;
+
+impl From<PreviewUsage> for ResourceUseView {
+    fn from(u: PreviewUsage) -> Self {
+        let percent = |used: Option<i64>, limit: Option<i64>| match (used, limit) {
+            (Some(used), Some(limit)) if limit > 0 => {
+                Some((used as f64 * 1000.0 / limit as f64).round() / 10.0)
+            }
+            _ => None,
+        };
+        let cpu_percent = percent(u.cpu_millis, u.cpu_limit_millis);
+        let memory_percent = percent(u.memory_bytes, u.memory_limit_bytes);
+        let near_limit = [cpu_percent, memory_percent]
+            .iter()
+            .flatten()
+            .any(|p| *p >= NEAR_LIMIT_PERCENT);
+        ResourceUseView {
+            sampled_at: u.sampled_at,
+            metrics: u.metrics,
+            pods: u.pods,
+            cpu_millis: u.cpu_millis,
+            memory_bytes: u.memory_bytes,
+            cpu_limit_millis: u.cpu_limit_millis,
+            memory_limit_bytes: u.memory_limit_bytes,
+            cpu_requested_millis: u.cpu_requested_millis,
+            memory_requested_bytes: u.memory_requested_bytes,
+            cpu_percent,
+            memory_percent,
+            near_limit,
+        }
+    }
+}
+
+/// One line of a log tail.
+#[derive(Debug, Clone, Serialize, ToSchema, JsonSchema)]
+pub struct LogTailLine {
+    pub seq: i64,
+    /// When the line was written; present only when timestamps were asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ts: Option<DateTime<Utc>>,
+    /// `stdout`, `stderr` or `system` (Slipway's own notes).
+    pub stream: String,
+    pub text: String,
+}
+
+/// The end of one attempt's log, bounded in lines and bytes.
+#[derive(Debug, Clone, Serialize, ToSchema, JsonSchema)]
+pub struct LogTailView {
+    #[schema(value_type = String, format = Uuid)]
+    pub job_id: uuid::Uuid,
+    /// `build`, `launch` or `cleanup`.
+    pub kind: String,
+    pub state: String,
+    /// The attempt shown; null when the job has not started.
+    pub attempt: Option<i32>,
+    /// The job's error, when it failed.
+    pub error: Option<String>,
+    /// Oldest first.
+    pub lines: Vec<LogTailLine>,
+    /// True when older lines (beyond the line count or the byte cap) were left out.
+    pub truncated: bool,
 }

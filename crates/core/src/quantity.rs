@@ -6,7 +6,8 @@
 //! `digits [ "." digits ] | "." digits`, then an optional suffix: binary `Ki Mi Gi Ti Pi Ei`,
 //! decimal `n u m k M G T P E`, or an exponent `e<int>` / `E<int>`. Values that are not a whole
 //! number of the unit (a CPU finer than `1m`, a memory size in fractions of a byte such as the
-//! classic mistake `256m`) are rejected rather than silently rounded as Kubernetes would.
+//! classic mistake `256m`) are rejected rather than silently rounded as Kubernetes would;
+//! [`parse_measured`] reads what the cluster reports (usage, quota status), rounding up.
 
 use std::fmt;
 
@@ -40,6 +41,26 @@ pub enum Unit {
 
 /// Parses `s` into a whole, positive number of `unit`.
 pub fn parse(s: &str, unit: Unit) -> Result<u64, QuantityError> {
+    parse_with(s, unit, Rounding::Exact)
+}
+
+/// Parses a *measured* quantity, as the cluster reports one (metrics-server's `1203489n`
+/// nanocores, `12560Ki`, a quota's `used` of `0`): zero is allowed and a fraction of the unit
+/// rounds up, as apimachinery's `Quantity.MilliValue()`/`Value()` do (`ScaledValue` rounds
+/// toward positive infinity, `staging/src/k8s.io/apimachinery/pkg/api/resource/quantity.go`).
+pub fn parse_measured(s: &str, unit: Unit) -> Result<u64, QuantityError> {
+    parse_with(s, unit, Rounding::Up)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Rounding {
+    /// A request: zero and fractions of the unit are errors.
+    Exact,
+    /// A measurement: zero is fine, fractions round up.
+    Up,
+}
+
+fn parse_with(s: &str, unit: Unit, rounding: Rounding) -> Result<u64, QuantityError> {
     if s.is_empty() || s.len() > MAX_QUANTITY_LEN || !s.is_ascii() {
         return Err(QuantityError::Syntax);
     }
@@ -94,7 +115,10 @@ pub fn parse(s: &str, unit: Unit) -> Result<u64, QuantityError> {
         mantissa = mantissa * 10 + u128::from(c - b'0');
     }
     if mantissa == 0 {
-        return Err(QuantityError::Zero);
+        return match rounding {
+            Rounding::Exact => Err(QuantityError::Zero),
+            Rounding::Up => Ok(0),
+        };
     }
     let unit_shift = match unit {
         Unit::Millicores => 3,
@@ -109,14 +133,21 @@ pub fn parse(s: &str, unit: Unit) -> Result<u64, QuantityError> {
             value = value.checked_mul(10).ok_or(QuantityError::TooLarge)?;
         }
     } else {
+        let mut remainder = false;
         for _ in 0..(-exp) {
             if !value.is_multiple_of(10) {
-                return Err(QuantityError::TooPrecise(match unit {
-                    Unit::Millicores => "1m",
-                    Unit::Bytes => "1 byte",
-                }));
+                if rounding == Rounding::Exact {
+                    return Err(QuantityError::TooPrecise(match unit {
+                        Unit::Millicores => "1m",
+                        Unit::Bytes => "1 byte",
+                    }));
+                }
+                remainder = true;
             }
             value /= 10;
+        }
+        if remainder {
+            value += 1;
         }
     }
     u64::try_from(value).map_err(|_| QuantityError::TooLarge)
@@ -163,6 +194,25 @@ impl fmt::Display for Unit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn measured_quantities_allow_zero_and_round_fractions_up() {
+        assert_eq!(parse_measured("1203489n", Unit::Millicores), Ok(2));
+        assert_eq!(parse_measured("1000000n", Unit::Millicores), Ok(1));
+        assert_eq!(parse_measured("0", Unit::Millicores), Ok(0));
+        assert_eq!(parse_measured("0", Unit::Bytes), Ok(0));
+        assert_eq!(parse_measured("12560Ki", Unit::Bytes), Ok(12_560 * 1024));
+        assert_eq!(parse_measured("250m", Unit::Millicores), Ok(250));
+        assert_eq!(parse_measured("1.5", Unit::Millicores), Ok(1500));
+        assert_eq!(parse_measured("100m", Unit::Bytes), Ok(1));
+        assert_eq!(
+            parse_measured("12x", Unit::Bytes),
+            Err(QuantityError::Syntax)
+        );
+        // Requests stay exact.
+        assert!(parse("1203489n", Unit::Millicores).is_err());
+        assert!(parse("0", Unit::Bytes).is_err());
+    }
 
     #[test]
     fn cpu_quantities() {

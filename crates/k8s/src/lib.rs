@@ -15,7 +15,9 @@
 //!   pod states that explain a stuck rollout;
 //! - [`outcome`]: where a build pod is and how it ended (build failure versus infrastructure);
 //! - [`mounts`]: which Secret or ConfigMap a pod stuck in `ContainerCreating` is missing, from
-//!   its `FailedMount` Events.
+//!   its `FailedMount` Events;
+//! - [`usage`]: a preview namespace's CPU and memory as metrics-server measures them
+//!   (`metrics.k8s.io` PodMetrics; its absence is a state, not an error) against its quota.
 //!
 //! Builders are pure functions from plain parameter structs to `k8s-openapi` objects: no client,
 //! no clock, no randomness, so unit tests pin their output exactly.
@@ -31,3 +33,4 @@ pub mod preview;
 pub mod rollout;
 #[cfg(test)]
 mod schema_tests;
+pub mod usage;

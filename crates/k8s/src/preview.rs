@@ -232,7 +232,7 @@ fn quota(p: &PreviewParams) -> ResourceQuota {
     hard.extend(cpu_mem("limits.", &p.quota.total));
     hard.insert("pods".into(), q(&p.quota.max_pods.to_string()));
     ResourceQuota {
-        metadata: p.meta("slipway-quota"),
+        metadata: p.meta(crate::usage::QUOTA_NAME),
         spec: Some(ResourceQuotaSpec {
             hard: Some(hard),
             ..Default::default()

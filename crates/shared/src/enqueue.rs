@@ -29,9 +29,15 @@ impl Submitter {
     /// it. Only the insert can fail the call: the rest is logged and left to the relay.
     pub async fn submit(
         &self,
-        new: NewJob,
+        mut new: NewJob,
         supersedes: &[JobKind],
     ) -> Result<Inserted, StoreError> {
+        // A job a worker creates continues the span it is created in (a pipeline's launch
+        // follows its build, a teardown the sweep that found the preview expired), so one trace
+        // runs from the request to the last job it caused.
+        if let Some(traceparent) = crate::telemetry::current_traceparent() {
+            new.trace_context = Some(traceparent);
+        }
         let inserted = self.store.insert_job(new).await?;
         let job = &inserted.job;
         if inserted.created
@@ -60,7 +66,11 @@ impl Submitter {
         }
         if job.enqueued_at.is_none() && !job.state.is_terminal() {
             let budget = u32::try_from(job.max_attempts).unwrap_or(3);
-            match self.queue.push(job.kind, job.id, budget).await {
+            match self
+                .queue
+                .push_traced(job.kind, job.id, budget, job.trace_context.as_deref())
+                .await
+            {
                 Ok(()) => {
                     if let Err(e) = self.store.mark_enqueued(job.id).await {
                         warn!(job.id = %job.id, error = %e, "could not mark the job enqueued; the relay will push it again");

@@ -34,7 +34,7 @@ use tracing::Subscriber;
 use tracing::level_filters::LevelFilter;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer;
-use tracing_subscriber::filter::Targets;
+use tracing_subscriber::filter::{FilterExt, Targets};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::format::JsonFields;
 use tracing_subscriber::layer::SubscriberExt;
@@ -151,15 +151,30 @@ where
             .with_writer(writer)
             .boxed(),
     };
+    // Each layer has its own filter: the export also takes the Kubernetes client's request
+    // spans (debug level), which would only be noise in the log lines.
     let otel_layer = tracer.map(|tracer| {
         tracing_opentelemetry::layer()
             .with_tracer(tracer)
-            .with_filter(not_exporter_internals())
+            .with_filter(export_filter(&filter).and(not_exporter_internals()))
     });
     tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt_layer)
+        .with(fmt_layer.with_filter(filter))
         .with(otel_layer)
+}
+
+/// The target of kube-rs's `HTTP` span, one per request to the Kubernetes API (its tower
+/// `TraceLayer`, `kube-client` `client/builder.rs`: `debug_span!("HTTP", http.method, http.url,
+/// http.status_code, otel.kind = "client", ...)`).
+pub const KUBE_CLIENT_SPAN_TARGET: &str = "kube_client::client::builder";
+
+/// What is exported: what the log filter lets through, and every Kubernetes API request.
+fn export_filter(log_filter: &EnvFilter) -> EnvFilter {
+    let kube = format!("{KUBE_CLIENT_SPAN_TARGET}=debug");
+    // Both parse: the log filter printed is its own directives, and the target is fixed.
+    EnvFilter::try_new(log_filter.to_string())
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        .add_directive(kube.parse().expect("a valid directive"))
 }
 
 /// Spans of the HTTP stack and of OpenTelemetry itself are not exported: the exporter runs on

@@ -3,13 +3,15 @@
 //! to run a worker in-process as if it were a process of its own; [`Process`] runs a product
 //! binary as a real child process (SIGTERM, exit timed) and [`TcpProxy`] puts a dependency out
 //! of its reach (stalled or cut) without touching the shared servers; [`assert_promtool_clean`]
-//! fails a test on any finding of `promtool check metrics` in a `/metrics` body.
+//! fails a test on any finding of `promtool check metrics` in a `/metrics` body;
+//! [`otlp::OtlpReceiver`] receives exported spans as a collector would.
 //!
 //! [`TestDb::new`] creates a uniquely named database on the server of
 //! `SLIPWAY_TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`),
 //! migrates it and drops it again when the `TestDb` is dropped, so tests never share state
 //! and leave nothing behind.
 
+pub mod otlp;
 mod process;
 mod promtool;
 mod proxy;

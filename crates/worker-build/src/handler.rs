@@ -35,7 +35,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{Instrument, info, info_span, warn};
 
 /// Consecutive Kubernetes API failures (or log streams that end while the build runs) that a
 /// follower survives before it gives the attempt up as transient.
@@ -840,6 +840,7 @@ impl BuildHandler {
             let jobs = self.jobs();
             let (_, existed) = self
                 .k8s_retry(&job.cancel, || create_or_adopt(&jobs, &object))
+                .instrument(info_span!("create_build_job", k8s.job = %name))
                 .await?;
             info!(job = %name, adopted = existed, "build Job created");
         }
@@ -863,7 +864,9 @@ impl BuildHandler {
         .map_err(|e| store_error("cannot read the stored build log", &e))?;
         let mut masker: Option<Arc<Masker>> = None;
         let followed = {
-            let follow = self.follow(&name, &mut sink, build, &mut masker);
+            let follow = self
+                .follow(&name, &mut sink, build, &mut masker)
+                .instrument(info_span!("follow_build", k8s.job = %name));
             tokio::select! {
                 r = follow => Some(r),
                 () = job.cancel.cancelled() => None,

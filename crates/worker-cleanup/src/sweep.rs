@@ -14,7 +14,10 @@
 //!   holds (Redis lost its data) are pushed again with their attempt numbering; finished copies
 //!   in Redis beyond their retention are trimmed;
 //! - **logs**: logs of jobs finished longer ago than the retention are removed in small
-//!   batches.
+//!   batches;
+//! - **usage**: each live preview's CPU and memory (metrics-server's PodMetrics) and its
+//!   quota are read and stored as its latest reading (`preview_usage`); without
+//!   metrics-server the reading says so.
 //!
 //! A step that fails is reported and the others still run. Every sweep is journaled in
 //! `cleanup_sweeps` (holder, time, counts) and counted in the metrics. Every replica, leading
@@ -25,6 +28,7 @@ use crate::CleanupError;
 use crate::config::Settings;
 use crate::telemetry;
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::ResourceExt;
@@ -35,13 +39,14 @@ use slipway_core::naming::{NAMESPACE_PREFIX, preview_namespace};
 use slipway_core::{JobId, JobKind};
 use slipway_k8s::client::{delete_background, get_opt, list, namespaced};
 use slipway_k8s::labels;
+use slipway_k8s::usage::{self, UsageSample};
 use slipway_shared::enqueue::Submitter;
 use slipway_shared::leader::Leadership;
-use slipway_shared::store::NewJob;
+use slipway_shared::store::{NewJob, PreviewUsage};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 
 /// The advisory lock the sweeping replica holds.
 pub const LEADERSHIP: &str = "slipway-cleanup-sweeps";
@@ -62,6 +67,10 @@ pub struct Report {
     pub queue_entries_trimmed: u64,
     pub log_jobs: u64,
     pub log_lines: u64,
+    /// Live previews whose resource use was read (whether or not metrics-server answered).
+    pub usage_sampled: u64,
+    /// Of those, the ones metrics-server measured.
+    pub usage_measured: u64,
     /// Steps that failed, with why.
     pub errors: Vec<String>,
 }
@@ -84,6 +93,26 @@ impl Report {
             || self.previews_expired + self.previews_vanished + self.jobs_requeued > 0
             || self.queue_entries_trimmed + self.log_lines > 0
             || !self.errors.is_empty()
+    }
+}
+
+/// The stored form of a reading.
+fn usage_row(preview: &str, sampled_at: DateTime<Utc>, sample: &UsageSample) -> PreviewUsage {
+    let signed = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    let quota = sample.quota.unwrap_or_default();
+    PreviewUsage {
+        preview: preview.to_owned(),
+        sampled_at,
+        metrics: sample.metrics.as_str().to_owned(),
+        pods: sample
+            .usage
+            .map(|u| i32::try_from(u.pods).unwrap_or(i32::MAX)),
+        cpu_millis: sample.usage.map(|u| signed(u.cpu_millis)),
+        memory_bytes: sample.usage.map(|u| signed(u.memory_bytes)),
+        cpu_limit_millis: quota.cpu_limit_millis.map(signed),
+        memory_limit_bytes: quota.memory_limit_bytes.map(signed),
+        cpu_requested_millis: quota.cpu_requested_millis.map(signed),
+        memory_requested_bytes: quota.memory_requested_bytes.map(signed),
     }
 }
 
@@ -211,6 +240,13 @@ impl Sweeper {
 
     /// One sweep of every kind; a failing step is reported and the others still run.
     pub async fn sweep_once(&self) -> Report {
+        // A root span per sweep: its Kubernetes calls and the teardowns it enqueues are one
+        // trace, not one per request.
+        let span = tracing::info_span!(parent: None, "sweep", holder = %self.holder);
+        self.sweep_steps().instrument(span).await
+    }
+
+    async fn sweep_steps(&self) -> Report {
         let mut report = Report::default();
         if let Err(e) = self.builds(&mut report).await {
             report.errors.push(format!("builds: {e}"));
@@ -226,6 +262,9 @@ impl Sweeper {
         }
         if let Err(e) = self.logs(&mut report).await {
             report.errors.push(format!("logs: {e}"));
+        }
+        if let Err(e) = self.usage(&mut report).await {
+            report.errors.push(format!("usage: {e}"));
         }
         for e in &report.errors {
             warn!(error = %e, "sweep step failed");
@@ -384,6 +423,54 @@ impl Sweeper {
         Ok(())
     }
 
+    /// The resource use of every live preview (PodMetrics against its quota), stored as its
+    /// latest reading for the API and dashboard. A cluster without metrics-server is a state
+    /// of the reading, not a failure.
+    async fn usage(&self, report: &mut Report) -> Result<(), CleanupError> {
+        /// Namespaces read at once: two small GETs each.
+        const PARALLEL: usize = 8;
+        let store = &self.submitter.store;
+        let mut live = store.live_previews().await?.into_iter();
+        let Some(first) = live.next() else {
+            return Ok(());
+        };
+        // The first namespace tells whether metrics-server answers at all: if not, the others
+        // are not asked this round (a down one costs a timeout each).
+        let first_at = Utc::now();
+        let first_sample = usage::sample(&self.client, &first.namespace, None).await;
+        let known = first_sample.as_ref().ok().map(|s| s.metrics);
+        let rest = futures::stream::iter(live)
+            .map(|p| async move {
+                let sampled_at = Utc::now();
+                let sample = usage::sample(&self.client, &p.namespace, known).await;
+                (p, sampled_at, sample)
+            })
+            .buffer_unordered(PARALLEL);
+        let mut readings =
+            std::pin::pin!(futures::stream::iter([(first, first_at, first_sample)]).chain(rest));
+        let mut first_error = None;
+        while let Some((p, sampled_at, sample)) = readings.next().await {
+            let sample = match sample {
+                Ok(sample) => sample,
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                    continue;
+                }
+            };
+            let row = usage_row(&p.key, sampled_at, &sample);
+            if store.record_preview_usage(&row).await? {
+                report.usage_sampled += 1;
+                if sample.usage.is_some() {
+                    report.usage_measured += 1;
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    }
+
     /// Jobs Redis lost, pushed again; finished copies trimmed.
     async fn queue_repair(&self, report: &mut Report) -> Result<(), CleanupError> {
         let store = &self.submitter.store;
@@ -406,6 +493,7 @@ impl Sweeper {
                         count(job.max_attempts).max(1),
                         count(job.attempts),
                         count(job.attempt_base),
+                        job.trace_context.as_deref(),
                     )
                     .await?;
                 store.touch_job(job.id).await?;

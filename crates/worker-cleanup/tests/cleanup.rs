@@ -360,6 +360,16 @@ async fn a_job_redis_lost_is_queued_again_and_completes_once() {
         .sweep_once()
         .await;
     assert_eq!(report.jobs_requeued, 2, "{report:?}");
+    // Pushed again with their request's trace, for the worker's job span to continue.
+    for id in [lost, died] {
+        let queued = h
+            .queue
+            .get(JobKind::Cleanup, &id.to_string())
+            .await
+            .unwrap()
+            .expect("queued again");
+        assert_eq!(queued.data["traceparent"], common::TRACEPARENT);
+    }
     // Touched: the next sweep leaves them for another quiet period.
     let report = h
         .sweeper(&["--queue-repair-after-secs", "300"])

@@ -35,6 +35,7 @@ use std::fmt::Debug;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 /// Preview row states this worker writes.
 pub const STATUS_DEPLOYING: &str = "deploying";
@@ -136,7 +137,9 @@ impl Launcher {
             .await?;
 
         let rollout = async {
-            self.apply_all(&objects).await?;
+            self.apply_all(&objects)
+                .instrument(tracing::info_span!("apply_preview", k8s.namespace = %params.namespace))
+                .await?;
             log.line(format!(
                 "applied {} objects; waiting up to {} s for Deployment {} to become available",
                 objects.to_values().len(),
@@ -150,8 +153,9 @@ impl Launcher {
                 poll: self.settings.poll,
             };
             let started = tokio::time::Instant::now();
-            let pods =
-                wait::until_available(&self.client, &params.namespace, job.id, limits, log).await?;
+            let pods = wait::until_available(&self.client, &params.namespace, job.id, limits, log)
+                .instrument(tracing::info_span!("wait_rollout", k8s.namespace = %params.namespace))
+                .await?;
             // With cert-manager, the URL is https only once its certificate is issued; the
             // launch deadline bounds both waits.
             if let Some(tls) = self

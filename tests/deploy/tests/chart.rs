@@ -144,6 +144,8 @@ fn expected_grants(component: &str) -> BTreeSet<Grant> {
         ]),
         "worker-cleanup" => grants(&[
             ("cluster", "", &["namespaces"], &["get", "list", "delete"]),
+            ("cluster", "", &["resourcequotas"], &["get"]),
+            ("cluster", "metrics.k8s.io", &["pods"], &["list"]),
             (b, "batch", &["jobs"], &["get", "list", "delete"]),
             (b, "", &["pods"], &["get", "list", "delete"]),
         ]),

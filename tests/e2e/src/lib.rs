@@ -180,6 +180,21 @@ impl Stack {
         format!("http://{}{path}", self.api)
     }
 
+    /// `GET path` on the API with the test token: its JSON, or `Null` unless it succeeded.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let resp = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("the API answers");
+        if !resp.status().is_success() {
+            return serde_json::Value::Null;
+        }
+        resp.json().await.expect("a JSON body")
+    }
+
     /// Stop the workers and the API, and say if any of them failed.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         for w in self.workers.drain(..) {

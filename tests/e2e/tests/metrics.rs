@@ -18,17 +18,7 @@ const COMMIT: &str = "3333333333333333333333333333333333333333";
 const PREVIEW: &str = "org%2Fapp%2342";
 
 async fn get(stack: &Stack, path: &str) -> Value {
-    let resp = stack
-        .http
-        .get(stack.url(path))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    if !resp.status().is_success() {
-        return Value::Null;
-    }
-    resp.json().await.unwrap()
+    stack.get_json(path).await
 }
 
 async fn post(stack: &Stack, path: &str, body: &Value) -> Value {

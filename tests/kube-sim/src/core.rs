@@ -41,6 +41,8 @@ pub struct Core {
     pub shutdown: tokio_util::sync::CancellationToken,
     /// The Kubernetes version played (`/version`, fields an older apiserver drops).
     pub kube_version: crate::apiversion::KubeVersion,
+    /// metrics-server, if installed.
+    pub metrics: crate::metrics::MetricsModel,
 }
 
 fn s<'a>(v: &'a Value, ptr: &str) -> &'a str {
@@ -458,6 +460,9 @@ impl Core {
             st.foreground.insert((kind, ns.clone(), name.clone()));
             self.check_foreground(st, &uid);
         }
+        if kind == idx::pods() || kind == crate::kinds::by_plural("resourcequotas") {
+            self.reconcile_quotas(&ns);
+        }
         if kind == idx::pods() {
             if et != EventType::Deleted && !st.pods_running.contains(&uid) && !deleting(obj) {
                 st.pods_running.insert(uid.clone());
@@ -514,6 +519,30 @@ impl Core {
         } else if kind == idx::namespaces() && et != EventType::Deleted && deleting(obj) {
             st.terminating_ns.insert(name.clone());
             self.reconcile_namespace(st, &name);
+        }
+    }
+
+    /// The ResourceQuota controller: each quota's `status` from the namespace's pods
+    /// ([`crate::metrics::quota_status`]). Unchanged statuses are not written, so its own
+    /// writes do not loop.
+    fn reconcile_quotas(&self, ns: &str) {
+        let quotas = self
+            .store
+            .all(crate::kinds::by_plural("resourcequotas"), Some(ns));
+        if quotas.is_empty() {
+            return;
+        }
+        let pods = self.store.all(idx::pods(), Some(ns));
+        for quota in quotas {
+            let status = crate::metrics::quota_status(&quota, &pods);
+            let name = s(&quota, "/metadata/name");
+            let _ = self.store.mutate(
+                crate::kinds::by_plural("resourcequotas"),
+                ns,
+                name,
+                Part::Status,
+                |q| q["status"] = status,
+            );
         }
     }
 

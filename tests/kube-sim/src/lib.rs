@@ -29,6 +29,7 @@ pub mod error;
 pub mod faults;
 pub mod kinds;
 pub mod logs;
+pub mod metrics;
 pub mod model;
 pub mod netpol;
 pub mod patch;
@@ -71,6 +72,7 @@ pub struct KubeSimBuilder {
     forced_ns_labels: Vec<(String, String)>,
     kube_version: KubeVersion,
     log_rotate_bytes: usize,
+    metrics_server: metrics::MetricsServer,
 }
 
 impl KubeSimBuilder {
@@ -162,6 +164,14 @@ impl KubeSimBuilder {
         self
     }
 
+    /// Installs metrics-server (default [`metrics::MetricsServer::Absent`], as on minikube
+    /// without its addon): `metrics.k8s.io/v1beta1` PodMetrics of running pods.
+    #[must_use]
+    pub fn metrics_server(mut self, m: metrics::MetricsServer) -> Self {
+        self.metrics_server = m;
+        self
+    }
+
     /// Where to write the kubeconfig (default: a temporary file removed on drop).
     #[must_use]
     pub fn kubeconfig_path(mut self, p: impl Into<PathBuf>) -> Self {
@@ -186,6 +196,7 @@ impl KubeSimBuilder {
             model: self.model,
             shutdown: CancellationToken::new(),
             kube_version: self.kube_version,
+            metrics: metrics::MetricsModel::new(self.metrics_server),
         });
         core.store.force_namespace_labels(self.forced_ns_labels);
         let extra = self.namespaces.iter().map(String::as_str);
@@ -322,6 +333,7 @@ impl KubeSim {
             forced_ns_labels: Vec::new(),
             kube_version: KubeVersion::default(),
             log_rotate_bytes: logs::DEFAULT_ROTATE_BYTES,
+            metrics_server: metrics::MetricsServer::default(),
         }
     }
 
@@ -372,6 +384,23 @@ impl KubeSim {
     #[must_use]
     pub fn faults(&self) -> &Faults {
         &self.core.faults
+    }
+
+    /// Installs, stops or removes metrics-server.
+    pub fn set_metrics_server(&self, m: metrics::MetricsServer) {
+        self.core.metrics.set_server(m);
+    }
+
+    /// Every container of every running pod in `namespace` reports this usage to
+    /// metrics-server (instead of its default share of its requests).
+    pub fn set_pod_usage(&self, namespace: &str, cpu_millis: u64, memory_bytes: u64) {
+        self.core.metrics.set_usage(
+            namespace,
+            metrics::Usage {
+                cpu_millis,
+                memory_bytes,
+            },
+        );
     }
 
     /// Every request served so far.

@@ -44,6 +44,11 @@ enum Route {
         name: Option<String>,
         sub: Option<String>,
     },
+    /// `metrics.k8s.io/v1beta1` pods (metrics-server, through the aggregator).
+    PodMetrics {
+        ns: Option<String>,
+        name: Option<String>,
+    },
     Unknown,
 }
 
@@ -63,6 +68,26 @@ fn parse_route(path: &str) -> Route {
         ["api", v] => return Route::Resources(String::new(), (*v).into()),
         ["apis", g] => return Route::Group((*g).into()),
         ["apis", g, v] => return Route::Resources((*g).into(), (*v).into()),
+        ["apis", "metrics.k8s.io", "v1beta1", "pods"] => {
+            return Route::PodMetrics {
+                ns: None,
+                name: None,
+            };
+        }
+        [
+            "apis",
+            "metrics.k8s.io",
+            "v1beta1",
+            "namespaces",
+            ns,
+            "pods",
+            name @ ..,
+        ] if name.len() <= 1 => {
+            return Route::PodMetrics {
+                ns: Some((*ns).into()),
+                name: name.first().map(|n| (*n).into()),
+            };
+        }
         ["api", v, rest @ ..] => ("", *v, rest),
         ["apis", g, v, rest @ ..] => (*g, *v, rest),
         _ => return Route::Unknown,
@@ -135,6 +160,73 @@ fn body_expect(method: &Method, route: &Route) -> Option<protobuf::Expect> {
         }
         _ => None,
     }
+}
+
+/// metrics-server's PodMetrics, or what the aggregator answers without it (crate::metrics).
+fn pod_metrics(ctx: &Ctx, ns: Option<&str>, name: Option<&str>) -> Result<Response, ApiError> {
+    use crate::metrics::MetricsServer;
+    match ctx.core.metrics.server() {
+        MetricsServer::Absent => {
+            return Err(ApiError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            ));
+        }
+        MetricsServer::Unavailable => {
+            let mut r = Response::new(Body::from("service unavailable\n"));
+            *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            return Ok(r);
+        }
+        MetricsServer::Running => {}
+    }
+    if ctx.method != Method::GET {
+        return Err(ApiError::new(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        ));
+    }
+    let now = crate::store::now_rfc3339();
+    let pods = ctx.core.store.all(crate::kinds::idx::pods(), ns);
+    let metrics = pods
+        .iter()
+        .filter(|p| {
+            name.is_none_or(|n| p.pointer("/metadata/name").and_then(Value::as_str) == Some(n))
+        })
+        .filter_map(|p| ctx.core.metrics.pod_metrics(p, &now));
+    match name {
+        Some(name) => metrics
+            .into_iter()
+            .next()
+            .map(|m| json_response(200, &m))
+            .ok_or_else(|| {
+                ApiError::new(
+                    404,
+                    "NotFound",
+                    format!("podmetrics.metrics.k8s.io \"{name}\" not found"),
+                )
+            }),
+        None => Ok(json_response(
+            200,
+            &json!({"kind": "PodMetricsList", "apiVersion": "metrics.k8s.io/v1beta1",
+                "metadata": {}, "items": metrics.collect::<Vec<_>>()}),
+        )),
+    }
+}
+
+/// `POST /_sim/metrics`: `{"server": "running"|"unavailable"|"absent"}` and/or
+/// `{"namespace": "...", "cpu": "150m", "memory": "64Mi"}` (per container of its running pods).
+#[derive(serde::Deserialize)]
+struct MetricsAdmin {
+    server: Option<crate::metrics::MetricsServer>,
+    namespace: Option<String>,
+    cpu: Option<String>,
+    memory: Option<String>,
 }
 
 fn json_response(code: u16, v: &(impl serde::Serialize + ?Sized)) -> Response {
@@ -432,6 +524,7 @@ async fn dispatch(ctx: &Ctx, route: &Route) -> Result<Response, ApiError> {
             .map(|r| json_response(200, &r))
             .ok_or_else(not_found),
         Route::Unknown => Err(not_found()),
+        Route::PodMetrics { ns, name } => pod_metrics(ctx, ns.as_deref(), name.as_deref()),
         Route::Object {
             kind,
             ns,
@@ -1356,6 +1449,33 @@ fn admin(core: &Arc<Core>, method: &Method, path: &str, body: &Bytes) -> Respons
                 .clear();
             json_response(200, &json!({"overrides": 0}))
         }
+        ("POST", "/_sim/metrics") => match serde_json::from_slice::<MetricsAdmin>(body) {
+            Ok(m) => {
+                if let Some(server) = m.server {
+                    core.metrics.set_server(server);
+                }
+                if let (Some(ns), Some(cpu), Some(memory)) = (m.namespace, m.cpu, m.memory) {
+                    let (Some(cpu_millis), Some(memory_bytes)) = (
+                        crate::metrics::quantity(&json!(cpu), true),
+                        crate::metrics::quantity(&json!(memory), false),
+                    ) else {
+                        return json_response(
+                            400,
+                            &json!({"error": "cpu and memory must be quantities"}),
+                        );
+                    };
+                    core.metrics.set_usage(
+                        &ns,
+                        crate::metrics::Usage {
+                            cpu_millis,
+                            memory_bytes,
+                        },
+                    );
+                }
+                json_response(200, &json!({"ok": true}))
+            }
+            Err(e) => json_response(400, &json!({"error": e.to_string()})),
+        },
         ("GET", "/_sim/requests") => json_response(
             200,
             &serde_json::to_value(core.recorder.all()).unwrap_or_default(),

@@ -5,6 +5,7 @@
 use crate::auth::{Auth, Enqueue};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
+use crate::ops::{self, Recorded, new_job};
 use crate::state::AppState;
 use crate::views::JobView;
 use axum::Json;
@@ -13,7 +14,6 @@ use axum::http::{HeaderMap, StatusCode};
 use slipway_core::payload::{BuildRequest, CleanupRequest, LaunchRequest, PipelineRequest};
 use slipway_core::validate::{ImageSource, Validate};
 use slipway_core::{JobId, JobKind, JobState};
-use slipway_shared::store::NewJob;
 use std::sync::Arc;
 
 type Created = (StatusCode, Json<JobView>);
@@ -23,24 +23,20 @@ async fn respond(
     created: (slipway_shared::store::JobRecord, bool),
 ) -> Result<Created, ApiError> {
     let (job, new) = created;
-    let status = if new {
+    Ok(status(Recorded {
+        job: state.job_view(job).await?,
+        created: new,
+    }))
+}
+
+/// 202 for a job this request created, 200 for an existing one.
+pub(crate) fn status(r: Recorded) -> Created {
+    let status = if r.created {
         StatusCode::ACCEPTED
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(state.job_view(job).await?)))
-}
-
-fn new_job(
-    kind: JobKind,
-    payload: &impl serde::Serialize,
-    key: Option<String>,
-) -> Result<NewJob, ApiError> {
-    let payload = serde_json::to_value(payload).map_err(ApiError::internal)?;
-    let mut job = NewJob::new(kind, payload);
-    // Keys are per kind, so a client reusing one key across kinds gets two jobs, not a mix-up.
-    job.idempotency_key = key.map(|k| format!("{kind}:{k}"));
-    Ok(job)
+    (status, Json(r.job))
 }
 
 /// Enqueue an image build.
@@ -131,28 +127,9 @@ pub async fn create_cleanup(
     ApiJson(req): ApiJson<CleanupRequest>,
 ) -> Result<Created, ApiError> {
     let valid = req.validate(&state.limits)?;
-    cleanup(&state, &valid, super::idempotency_key(&headers)?).await
-}
-
-/// Record a cleanup; it supersedes the preview's unfinished builds and launches.
-pub(crate) async fn cleanup(
-    state: &AppState,
-    valid: &slipway_core::validate::ValidCleanup,
-    key: Option<String>,
-) -> Result<Created, ApiError> {
-    let mut job = new_job(JobKind::Cleanup, valid, key)?;
-    job.preview = Some(valid.preview.clone());
-    let created = state.create_job(job).await?;
-    if created.1 {
-        state
-            .supersede(
-                &valid.preview,
-                created.0.id,
-                &[JobKind::Build, JobKind::Launch],
-            )
-            .await?;
-    }
-    respond(state, created).await
+    Ok(status(
+        ops::cleanup(&state, &valid, super::idempotency_key(&headers)?).await?,
+    ))
 }
 
 /// Enqueue a pipeline: build the commit, then launch the built image as the preview. One
@@ -168,30 +145,5 @@ pub async fn create_pipeline(
     ApiJson(req): ApiJson<PipelineRequest>,
 ) -> Result<Created, ApiError> {
     let valid = req.validate(&state.limits)?;
-    pipeline(&state, &valid).await
-}
-
-/// Record a pipeline's build (carrying the launch options); it supersedes the preview's older
-/// unfinished builds and launches.
-pub(crate) async fn pipeline(
-    state: &AppState,
-    valid: &slipway_core::validate::ValidPipeline,
-) -> Result<Created, ApiError> {
-    let mut payload = serde_json::to_value(&valid.build).map_err(ApiError::internal)?;
-    payload["then_launch"] = serde_json::to_value(&valid.launch).map_err(ApiError::internal)?;
-    let mut job = NewJob::new(JobKind::Build, payload);
-    job.idempotency_key = Some(format!("pipeline:{}:{}", valid.preview, valid.build.commit));
-    job.preview = Some(valid.preview.clone());
-    job.commit_sha = Some(valid.build.commit.clone());
-    let created = state.create_job(job).await?;
-    if created.1 {
-        state
-            .supersede(
-                &valid.preview,
-                created.0.id,
-                &[JobKind::Build, JobKind::Launch],
-            )
-            .await?;
-    }
-    respond(state, created).await
+    Ok(status(ops::pipeline(&state, &valid).await?))
 }

@@ -339,7 +339,7 @@ async fn handle_event(
             let valid = ValidCleanup {
                 preview: preview.to_string(),
             };
-            let (_, Json(job)) = super::enqueue::cleanup(state, &valid, None).await?;
+            let job = crate::ops::cleanup(state, &valid, None).await?.job;
             Ok(acknowledged(
                 StatusCode::ACCEPTED,
                 json!({"status": "cleanup", "job": job}),
@@ -364,7 +364,7 @@ async fn handle_event(
                 Ok(v) => v,
                 Err(e) => return ignored(format!("pipeline refused: {e}")),
             };
-            let (_, Json(job)) = super::enqueue::pipeline(state, &valid).await?;
+            let job = crate::ops::pipeline(state, &valid).await?.job;
             Ok(acknowledged(
                 StatusCode::ACCEPTED,
                 json!({"status": "pipeline", "job": job}),

@@ -60,8 +60,44 @@ pub async fn list_jobs(
     ApiQuery(q): ApiQuery<JobQuery>,
 ) -> Result<Json<List<JobView>>, ApiError> {
     let limit = super::page_limit(q.limit, 50, 1000)?;
-    for (field, v) in [("preview", &q.preview), ("q", &q.q), ("cursor", &q.cursor)] {
-        if v.as_ref().is_some_and(|s| s.len() > 1024) {
+    let filter = job_filter(
+        JobFilterArgs {
+            kind: q.kind,
+            state: q.state,
+            preview: q.preview,
+            q: q.q,
+        },
+        q.created_after,
+        q.created_before,
+        q.cursor.as_deref(),
+    )?;
+    Ok(Json(
+        crate::read::jobs(&state, &filter, q.cursor.as_deref(), limit).await?,
+    ))
+}
+
+/// The text filters of a job list, as a client gives them.
+pub(crate) struct JobFilterArgs {
+    pub kind: Option<String>,
+    pub state: Option<String>,
+    pub preview: Option<String>,
+    pub q: Option<String>,
+}
+
+/// The job list's filter (the JSON API's and the MCP tool's): kind and state parsed, text
+/// bounded, each refusal naming its field.
+pub(crate) fn job_filter(
+    args: JobFilterArgs,
+    created_after: Option<DateTime<Utc>>,
+    created_before: Option<DateTime<Utc>>,
+    cursor: Option<&str>,
+) -> Result<JobFilter, ApiError> {
+    for (field, v) in [
+        ("preview", args.preview.as_deref()),
+        ("q", args.q.as_deref()),
+        ("cursor", cursor),
+    ] {
+        if v.is_some_and(|s| s.len() > 1024) {
             return Err(ApiError::bad_request(
                 "too_long",
                 format!("{field} is longer than 1024 bytes"),
@@ -69,32 +105,14 @@ pub async fn list_jobs(
             ));
         }
     }
-    let filter = JobFilter {
-        kind: parse_field::<JobKind>("kind", q.kind)?,
-        state: parse_field::<JobState>("state", q.state)?,
-        preview: q.preview,
-        created_after: q.created_after,
-        created_before: q.created_before,
-        q: q.q,
-    };
-    let page = state
-        .store
-        .list_jobs(&filter, q.cursor.as_deref(), limit)
-        .await?;
-    let ids: Vec<_> = page.items.iter().map(|j| j.id).collect();
-    let mut attempts = state.store.attempts_for(&ids).await?;
-    let items = page
-        .items
-        .into_iter()
-        .map(|job| {
-            let a = attempts.remove(&job.id).unwrap_or_default();
-            JobView::new(job, a)
-        })
-        .collect();
-    Ok(Json(List {
-        items,
-        next_cursor: page.next_cursor,
-    }))
+    Ok(JobFilter {
+        kind: parse_field::<JobKind>("kind", args.kind)?,
+        state: parse_field::<JobState>("state", args.state)?,
+        preview: args.preview,
+        created_after,
+        created_before,
+        q: args.q,
+    })
 }
 
 /// One job with its attempts, result and error.
@@ -107,8 +125,7 @@ pub async fn get_job(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<JobView>, ApiError> {
     let id = super::job_id(&id)?;
-    let job = state.job(id).await?;
-    Ok(Json(state.job_view(job).await?))
+    Ok(Json(crate::read::job(&state, id).await?))
 }
 
 /// Run a failed or cancelled job again, with a fresh set of attempts.
@@ -121,22 +138,8 @@ pub async fn retry_job(
     ApiPath(id): ApiPath<String>,
 ) -> Result<(axum::http::StatusCode, Json<JobView>), ApiError> {
     let id = super::job_id(&id)?;
-    if !state.store.retry_job(id).await? {
-        return Err(match state.store.get_job(id).await? {
-            None => ApiError::NotFound(format!("job {id} not found")),
-            Some(j) => ApiError::Conflict(format!(
-                "job {id} is {}; only failed or cancelled jobs can be retried",
-                j.state
-            )),
-        });
-    }
-    let job = state.job(id).await?;
-    tracing::info!(job.id = %id, by = %auth.name, "operator retry");
-    state.push(&job).await;
-    Ok((
-        axum::http::StatusCode::ACCEPTED,
-        Json(state.job_view(job).await?),
-    ))
+    let view = crate::ops::retry(&state, id, &auth.name).await?;
+    Ok((axum::http::StatusCode::ACCEPTED, Json(view)))
 }
 
 /// Cancel a queued, retrying or running job (a running worker is told and stops).

@@ -7,6 +7,7 @@
 use crate::auth::{Auth, Read};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiPath, ApiQuery};
+use crate::read::position;
 use crate::state::AppState;
 use crate::views::{LogLineView, LogsView};
 use axum::Json;
@@ -46,10 +47,6 @@ fn parse_position(s: &str) -> Result<(i32, i64), ApiError> {
     Ok((a.parse().map_err(|_| bad())?, s.parse().map_err(|_| bad())?))
 }
 
-fn position(line: &LogLineView) -> String {
-    format!("{}:{}", line.attempt, line.seq)
-}
-
 /// Read a job's log, or follow it live.
 #[utoipa::path(get, path = "/v1/jobs/{id}/logs", tag = "jobs",
     params(("id" = String, Path, description = "Job id"), LogQuery),
@@ -65,7 +62,8 @@ pub async fn get_logs(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = super::job_id(&id)?;
-    let job = state.job(id).await?;
+    // A 404 for an unknown job, before the query is judged.
+    state.job(id).await?;
     // Last-Event-ID (an SSE reconnect) wins over `after`.
     let resume = headers
         .get("last-event-id")
@@ -77,38 +75,19 @@ pub async fn get_logs(
     if q.follow.unwrap_or(false) {
         return Ok(follow(state, id, after).into_response());
     }
-    let lines: Vec<LogLineView> = state
-        .store
-        .read_logs(id, after, limit)
-        .await?
-        .into_iter()
-        .map(LogLineView::from)
-        .collect();
-    let complete = job.state.is_terminal() && (lines.len() as u32) < limit;
+    let view = crate::read::log_page(&state, id, after, limit).await?;
     let wants_text = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("text/plain") && !a.contains("application/json"));
     if wants_text {
         let mut body = String::new();
-        for l in &lines {
+        for l in &view.lines {
             body.push_str(&l.text);
             body.push('\n');
         }
         return Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response());
     }
-    let last = lines.last();
-    let view = LogsView {
-        next: last
-            .map(position)
-            .or_else(|| after.map(|(a, s)| format!("{a}:{s}"))),
-        next_seq: last
-            .map(|l| l.seq + 1)
-            .or(after.map(|(_, s)| s + 1))
-            .unwrap_or(0),
-        complete,
-        lines,
-    };
     Ok(Json(view).into_response())
 }
 

@@ -8,6 +8,9 @@ mod logs;
 mod previews;
 mod queues;
 
+pub(crate) use jobs::{JobFilterArgs, job_filter};
+pub(crate) use previews::preview_filter;
+
 use crate::state::AppState;
 use std::sync::Arc;
 use utoipa::OpenApi;

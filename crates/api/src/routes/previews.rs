@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use slipway_core::payload::CleanupRequest;
 use slipway_core::validate::Validate;
+use slipway_shared::store::PreviewFilter;
 use std::sync::Arc;
 
 /// Query of `GET /v1/previews`.
@@ -20,6 +21,12 @@ use std::sync::Arc;
 pub struct PreviewQuery {
     /// Include torn-down previews.
     include_deleted: Option<bool>,
+    /// Only previews with this status: `deploying`, `ready`, `failed`, `deleted` or
+    /// `vanished` (the last two with `include_deleted`); anything else is a 400 naming it.
+    status: Option<String>,
+    /// Only the pull-request previews of this repository: `owner/repo` or its URL (matches
+    /// keys `owner/repo#<number>`).
+    repository: Option<String>,
     cursor: Option<String>,
     /// Page size, 1 to 1000 (default 50).
     #[param(minimum = 1, maximum = 1000)]
@@ -36,18 +43,49 @@ pub async fn list_previews(
     ApiQuery(q): ApiQuery<PreviewQuery>,
 ) -> Result<Json<List<PreviewView>>, ApiError> {
     let limit = super::page_limit(q.limit, 50, 1000)?;
-    let page = state
-        .store
-        .list_previews(
-            q.include_deleted.unwrap_or(false),
-            q.cursor.as_deref(),
-            limit,
-        )
-        .await?;
-    Ok(Json(List {
-        items: page.items.into_iter().map(PreviewView::from).collect(),
-        next_cursor: page.next_cursor,
-    }))
+    let filter = preview_filter(q.include_deleted.unwrap_or(false), q.status, q.repository)?;
+    Ok(Json(
+        crate::read::previews(&state, &filter, q.cursor.as_deref(), limit).await?,
+    ))
+}
+
+/// Every status a preview record can have: the launch worker's `deploying`, `ready` and
+/// `failed`; the ends `deleted` (torn down) and `vanished` (its namespace went outside Slipway).
+pub(crate) const PREVIEW_STATUSES: [&str; 5] =
+    ["deploying", "ready", "failed", "deleted", "vanished"];
+
+/// The preview list's filter; a repository that is not `owner/repo` (or its URL) is refused
+/// naming the field.
+pub(crate) fn preview_filter(
+    include_deleted: bool,
+    status: Option<String>,
+    repository: Option<String>,
+) -> Result<PreviewFilter, ApiError> {
+    let key_prefix = repository
+        .map(|r| {
+            crate::read::repository_prefix(&r).ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_query",
+                    "repository is `owner/repo` or its `https://host/owner/repo` URL",
+                    Some("repository".into()),
+                )
+            })
+        })
+        .transpose()?;
+    if let Some(s) = &status
+        && !PREVIEW_STATUSES.contains(&s.as_str())
+    {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("status is one of {}", PREVIEW_STATUSES.join(", ")),
+            Some("status".into()),
+        ));
+    }
+    Ok(PreviewFilter {
+        include_deleted,
+        status,
+        key_prefix,
+    })
 }
 
 /// One preview: URL, namespace, image, commit, status and pods.
@@ -60,12 +98,7 @@ pub async fn get_preview(
     _auth: Auth<Read>,
     ApiPath(key): ApiPath<String>,
 ) -> Result<Json<PreviewView>, ApiError> {
-    let p = state
-        .store
-        .get_preview(&key)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("preview {key:?} not found")))?;
-    Ok(Json(p.into()))
+    Ok(Json(crate::read::preview(&state, &key).await?))
 }
 
 /// Tear a preview down (the same as `POST /v1/cleanups`).
@@ -80,5 +113,8 @@ pub async fn delete_preview(
     ApiPath(key): ApiPath<String>,
 ) -> Result<(StatusCode, Json<JobView>), ApiError> {
     let valid = CleanupRequest { preview: key }.validate(&state.limits)?;
-    super::enqueue::cleanup(&state, &valid, super::idempotency_key(&headers)?).await
+    let key = super::idempotency_key(&headers)?;
+    Ok(super::enqueue::status(
+        crate::ops::cleanup(&state, &valid, key).await?,
+    ))
 }

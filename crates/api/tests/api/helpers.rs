@@ -60,6 +60,7 @@ pub fn config(db: &TestDb, redis_url: &str, prefix: &str) -> Config {
         build_secret_names: vec![],
         relay_interval_ms: 100,
         github: slipway_api::GithubArgs::default(),
+        mcp: slipway_api::McpArgs::default(),
     }
 }
 

@@ -9,6 +9,7 @@ mod github;
 mod hardening;
 mod helpers;
 mod logs;
+mod mcp;
 mod openapi;
 mod operate;
 mod read;

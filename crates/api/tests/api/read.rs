@@ -161,6 +161,51 @@ async fn previews_are_listed_and_shown_by_encoded_key() {
 }
 
 #[tokio::test]
+async fn previews_filter_by_status_and_repository() {
+    let app = spawn_app().await;
+    for (key, status) in [
+        ("org/app#1", "ready"),
+        ("org/app#2", "failed"),
+        ("org/app_x#3", "ready"),
+        ("org/other#4", "ready"),
+    ] {
+        app.store
+            .upsert_preview(&PreviewUpsert {
+                key: key.into(),
+                namespace: format!("ns-{}", key.replace(['/', '#'], "-")),
+                status: status.into(),
+                ..PreviewUpsert::default()
+            })
+            .await
+            .unwrap();
+    }
+    let keys = |v: &serde_json::Value| -> HashSet<String> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["key"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (status, v) = app.get("/v1/previews?repository=org%2Fapp").await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    // `_` is matched literally: org/app_x is another repository.
+    assert_eq!(
+        keys(&v),
+        HashSet::from(["org/app#1".into(), "org/app#2".into()])
+    );
+    let (_, v) = app
+        .get("/v1/previews?repository=https%3A%2F%2Fgithub.com%2Forg%2Fapp.git&status=ready")
+        .await;
+    assert_eq!(keys(&v), HashSet::from(["org/app#1".into()]));
+    let (_, v) = app.get("/v1/previews?status=failed").await;
+    assert_eq!(keys(&v), HashSet::from(["org/app#2".into()]));
+    let (status, v) = app.get("/v1/previews?repository=app").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["error"]["field"], "repository");
+}
+
+#[tokio::test]
 async fn queues_show_counts_and_the_oldest_waiting_job() {
     let app = spawn_app().await;
     for _ in 0..3 {

@@ -110,6 +110,13 @@ pub struct Delivery {
 }
 
 impl Delivery {
+    /// The `traceparent` the job was pushed with ([`QueueClient::push_traced`]), if any.
+    ///
+    /// [`QueueClient::push_traced`]: super::QueueClient::push_traced
+    pub fn traceparent(&self) -> Option<&str> {
+        self.data.get(super::TRACEPARENT_KEY)?.as_str()
+    }
+
     /// Whether this is the last attempt the budget allows.
     pub fn is_last_attempt(&self) -> bool {
         self.attempts_used >= self.max_attempts

@@ -27,6 +27,19 @@ use slipway_core::{JobId, JobKind};
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// The key of a job's Redis payload that carries the `traceparent` of the request that created
+/// it. Postgres holds the same value (`trace_context`), but the worker needs it before its first
+/// store call: a span's parent cannot change once the span has been entered.
+pub const TRACEPARENT_KEY: &str = "traceparent";
+
+/// The Redis payload of a job: its `traceparent`, when it has one.
+pub fn traced_data(traceparent: Option<&str>) -> serde_json::Value {
+    match traceparent {
+        Some(traceparent) => serde_json::json!({ TRACEPARENT_KEY: traceparent }),
+        None => serde_json::json!({}),
+    }
+}
+
 /// Everything that can go wrong talking to the queues.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -303,6 +316,20 @@ impl QueueClient {
             .backoff(bullmq::types::BackoffStrategy::Custom(BACKOFF_NAME.into()))
     }
 
+    /// Queue a job carrying the W3C `traceparent` of the request that created it (the job
+    /// row's `trace_context`), so the worker's job span continues that trace from its first
+    /// instant; see [`Delivery::traceparent`]. Otherwise like [`push`](Self::push).
+    pub async fn push_traced(
+        &self,
+        kind: JobKind,
+        job_id: JobId,
+        attempt_budget: u32,
+        traceparent: Option<&str>,
+    ) -> Result<(), QueueError> {
+        self.push_with_data(kind, job_id, attempt_budget, traced_data(traceparent))
+            .await
+    }
+
     /// Queue a job. Idempotent by id: pushing an id that is queued, running or completed
     /// queues nothing. A job in the dead set is put back with a fresh budget: the job store
     /// re-enqueues a job after an operator retry, and its push must not be a no-op.
@@ -316,17 +343,19 @@ impl QueueClient {
             .await
     }
 
-    /// [`push`](Self::push) for a job recorded a moment ago: its fresh id cannot be in the dead
-    /// set, so the dead-set check (and revive) is left out. The API's enqueue path.
+    /// [`push_traced`](Self::push_traced) for a job recorded a moment ago: its fresh id cannot
+    /// be in the dead set, so the dead-set check (and revive) is left out. The API's enqueue
+    /// path.
     pub async fn push_new(
         &self,
         kind: JobKind,
         job_id: JobId,
         attempt_budget: u32,
+        traceparent: Option<&str>,
     ) -> Result<(), QueueError> {
         let id = job_id.to_string();
         self.queue(kind)
-            .add(kind.as_str(), serde_json::json!({}))
+            .add(kind.as_str(), traced_data(traceparent))
             .options(Self::job_options(&id, attempt_budget))
             .await?;
         Ok(())
@@ -667,13 +696,14 @@ impl QueueClient {
         budget: u32,
         attempts_started: u32,
         base: u32,
+        traceparent: Option<&str>,
     ) -> Result<(), QueueError> {
         if attempts_started == 0 {
-            return self.push(kind, job_id, budget).await;
+            return self.push_traced(kind, job_id, budget, traceparent).await;
         }
         let id = job_id.to_string();
         self.queue(kind)
-            .add(kind.as_str(), serde_json::json!({}))
+            .add(kind.as_str(), traced_data(traceparent))
             .options(Self::job_options(&id, budget).delay(Duration::from_millis(500)))
             .await?;
         let _: () = redis::cmd("HSET")

@@ -39,7 +39,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, info, warn};
 
 pub use crate::queue::QueueError;
 pub use crate::queue::SETTLE_BOUND;
@@ -410,13 +410,9 @@ async fn process<H: Handler>(
     store: Option<Store>,
     d: Delivery,
 ) -> Disposition {
-    let span = info_span!(
-        "job",
-        job_id = %d.id,
-        kind = %d.kind,
-        attempt = d.attempt,
-        trace_context = tracing::field::Empty
-    );
+    // Continues the trace of the request that created the job: its Kubernetes calls and log
+    // lines belong to that trace.
+    let span = crate::telemetry::job_span(d.id, d.kind, d.attempt, d.traceparent());
     async move {
         let kind = d.kind.as_str();
         let started = Instant::now();
@@ -495,12 +491,7 @@ async fn run_attempt<H: Handler>(
                 None => None,
             };
             match started {
-                Some(Some(record)) => {
-                    if let Some(tc) = &record.trace_context {
-                        tracing::Span::current().record("trace_context", tc.as_str());
-                    }
-                    Some(record)
-                }
+                Some(Some(record)) => Some(record),
                 // Cancelled, finished, superseded or a stale duplicate: acknowledge and skip.
                 Some(None) => {
                     return Disposition::Complete(serde_json::json!({

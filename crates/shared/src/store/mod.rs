@@ -13,6 +13,7 @@ mod logs;
 mod previews;
 mod repositories;
 mod types;
+mod usage;
 
 use std::time::Duration;
 
@@ -25,8 +26,9 @@ pub use logs::{LogListener, LogWake};
 pub use repositories::{RepositoryRecord, RepositoryUpsert};
 pub use types::{
     AttemptOutcome, AttemptRecord, Inserted, JobFilter, JobPage, JobRecord, LogLine, NewJob,
-    PreviewPage, PreviewRecord, PreviewUpsert, StoredLogLine,
+    PreviewFilter, PreviewPage, PreviewRecord, PreviewUpsert, StoredLogLine,
 };
+pub use usage::PreviewUsage;
 
 /// Channel on which [`Store::append_logs`] announces new lines; the payload is the job id.
 pub const LOG_CHANNEL: &str = "slipway_logs";

@@ -4,10 +4,22 @@ use sqlx::{Postgres, QueryBuilder};
 
 use super::cursor;
 use super::jobs::page_cursor;
-use super::{PreviewPage, PreviewRecord, PreviewUpsert, Store, StoreError};
+use super::{PreviewFilter, PreviewPage, PreviewRecord, PreviewUpsert, Store, StoreError};
 
 pub(super) const PREVIEW_COLUMNS: &str = "key, namespace, url, image, commit_sha, status, pods, created_at, \
      updated_at, expires_at, deleted_at, last_job_id";
+
+/// `s` matched literally by `LIKE` (its `%`, `_` and `\\` escaped).
+fn like_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
 
 impl Store {
     /// Creates or updates a preview (see [`PreviewUpsert`] for which fields are kept).
@@ -70,11 +82,32 @@ impl Store {
         cursor: Option<&str>,
         limit: u32,
     ) -> Result<PreviewPage, StoreError> {
+        let filter = PreviewFilter {
+            include_deleted,
+            ..PreviewFilter::default()
+        };
+        self.list_previews_filtered(&filter, cursor, limit).await
+    }
+
+    /// Previews matching `filter`, newest first, `limit` (1..=1000) per page.
+    pub async fn list_previews_filtered(
+        &self,
+        filter: &PreviewFilter,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<PreviewPage, StoreError> {
         let limit = cursor::clamp_limit(limit);
         let mut qb: QueryBuilder<'_, Postgres> =
             QueryBuilder::new(format!("SELECT {PREVIEW_COLUMNS} FROM previews WHERE TRUE"));
-        if !include_deleted {
+        if !filter.include_deleted {
             qb.push(" AND deleted_at IS NULL");
+        }
+        if let Some(status) = &filter.status {
+            qb.push(" AND status = ").push_bind(status.clone());
+        }
+        if let Some(prefix) = &filter.key_prefix {
+            qb.push(" AND key LIKE ")
+                .push_bind(format!("{}%", like_escape(prefix)));
         }
         if let Some(c) = cursor {
             let (at, key) = cursor::decode(c)?;
@@ -89,6 +122,21 @@ impl Store {
         let mut items: Vec<PreviewRecord> = qb.build_query_as().fetch_all(&self.pool).await?;
         let next_cursor = page_cursor(&mut items, limit, |p| cursor::encode(p.created_at, &p.key));
         Ok(PreviewPage { items, next_cursor })
+    }
+
+    /// The preview living in `namespace` (a live one first, else the newest ended one).
+    pub async fn get_preview_by_namespace(
+        &self,
+        namespace: &str,
+    ) -> Result<Option<PreviewRecord>, StoreError> {
+        let record = sqlx::query_as(&format!(
+            "SELECT {PREVIEW_COLUMNS} FROM previews WHERE namespace = $1 \
+             ORDER BY deleted_at IS NULL DESC, updated_at DESC LIMIT 1"
+        ))
+        .bind(namespace)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(record)
     }
 
     /// How many previews are not deleted (the active previews gauge).
@@ -107,8 +155,10 @@ impl Store {
     /// Ends a live preview with `status` (`deleted`, or `vanished` when its namespace went
     /// outside Slipway). `false` if absent or already ended.
     pub(super) async fn end_preview(&self, key: &str, status: &str) -> Result<bool, StoreError> {
+        // Its last resource reading goes with it.
         let done = sqlx::query(
-            "UPDATE previews SET deleted_at = now(), updated_at = now(), status = $2, \
+            "WITH usage AS (DELETE FROM preview_usage WHERE preview = $1) \
+             UPDATE previews SET deleted_at = now(), updated_at = now(), status = $2, \
                     pods = '{}' \
              WHERE key = $1 AND deleted_at IS NULL",
         )

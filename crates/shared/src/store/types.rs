@@ -263,6 +263,18 @@ pub struct PreviewRecord {
     pub last_job_id: Option<JobId>,
 }
 
+/// Filters of the preview list; `None` fields do not filter.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PreviewFilter {
+    /// Include torn-down previews.
+    pub include_deleted: bool,
+    /// Exact status, e.g. `ready` or `failed`.
+    pub status: Option<String>,
+    /// Keys starting with this (matched literally), e.g. `org/app#` for a repository's pull
+    /// requests.
+    pub key_prefix: Option<String>,
+}
+
 /// One page of previews, newest first.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PreviewPage {

@@ -23,6 +23,9 @@ use std::time::Duration;
 pub const LONG: Duration = Duration::from_secs(90);
 pub const BUILD_NAMESPACE: &str = "slipway-builds";
 
+/// The trace context of the jobs [`Harness::cleanup_lost_by_redis`] records.
+pub const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
 pub struct Harness {
     pub db: TestDb,
     pub store: Store,
@@ -200,11 +203,12 @@ impl Harness {
             .await
     }
 
-    /// A cleanup recorded and marked enqueued whose Redis entry is gone (as after a Redis
+    /// A cleanup recorded (with [`TRACEPARENT`] as its request's trace) and marked enqueued whose Redis entry is gone (as after a Redis
     /// restart without data): nothing but queue repair will run it.
     pub async fn cleanup_lost_by_redis(&self, key: &str) -> JobId {
         let mut job = NewJob::new(JobKind::Cleanup, json!({ "preview": key }));
         job.preview = Some(key.to_owned());
+        job.trace_context = Some(TRACEPARENT.to_owned());
         let id = self.store.insert_job(job).await.unwrap().job.id;
         self.store.mark_enqueued(id).await.unwrap();
         id

@@ -15,6 +15,13 @@ OTEL_EXPORTER_OTLP_ENDPOINT: {{ $v.config.otlpEndpoint | quote }}
 SLIPWAY_BUILD_SECRET_NAMES: {{ include "slipway.buildSecretNames" .root | quote }}
 SLIPWAY_GITHUB_API_URL: {{ .values.github.apiUrl | quote }}
 SLIPWAY_GITHUB_APP_ID: {{ .values.github.appId | toString | quote }}
+SLIPWAY_MCP: {{ .values.mcp.mode | quote }}
+{{- $mcpHosts := concat (list "localhost" "127.0.0.1" "::1") .values.mcp.allowedHosts }}
+{{- if .values.ingress.enabled }}
+{{- $mcpHosts = append $mcpHosts .values.ingress.host }}
+{{- end }}
+SLIPWAY_MCP_ALLOWED_HOSTS: {{ join "," ($mcpHosts | uniq) | quote }}
+SLIPWAY_MCP_ALLOWED_ORIGINS: {{ join "," .values.mcp.allowedOrigins | quote }}
 {{- if include "slipway.secretName" (dict "root" .root "entry" "githubPrivateKey") }}
 SLIPWAY_GITHUB_PRIVATE_KEY_FILE: {{ include "slipway.githubKeyPath" . | quote }}
 {{- end }}

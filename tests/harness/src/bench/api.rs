@@ -111,6 +111,7 @@ impl BenchApi {
             build_secret_names: vec![],
             relay_interval_ms: 1000,
             github: slipway_api::GithubArgs::default(),
+            mcp: slipway_api::McpArgs::default(),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let running = slipway_api::start(config, async {
