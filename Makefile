@@ -61,7 +61,7 @@ endif
 
 test: services tools lint e2e-check test-only release-check ## everything CI checks: services, lint, all tests, the images' release build
 
-bench: services ## benchmarks; the last line printed is one JSON object of figures
+bench: services ## benchmarks (pgbench and redis-benchmark give the ceilings); the last line printed is one JSON object of figures
 	$(CARGO) build --release --locked -p slipway-harness -p kube-sim
 	./target/release/slipway-bench
 

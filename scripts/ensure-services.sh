@@ -52,3 +52,10 @@ fi
 
 # redis-benchmark (the benchmark's ceiling) ships with redis-tools.
 command -v redis-benchmark >/dev/null || apt_install redis-tools
+
+# pgbench (the benchmark's Postgres ceiling, pg_insert_tps) ships with the server package on
+# Debian 12 (`dpkg -S`: postgresql-15: /usr/lib/postgresql/15/bin/pgbench), not with
+# postgresql-client-15; /usr/bin/pgbench is postgresql-client-common's wrapper and fails without
+# it, hence the version check. Installing it where a Postgres already runs creates an idle
+# cluster on the next free port and leaves the running one alone.
+pgbench --version >/dev/null 2>&1 || { log "installing pgbench (Debian package postgresql)"; apt_install postgresql; }

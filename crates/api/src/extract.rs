@@ -1,6 +1,7 @@
 //! Request extractors that turn every malformed input into a clear `ApiError` instead of
 //! axum's plain-text rejections: JSON bodies (content type, size, syntax, unknown or mistyped
-//! fields with their path), path parameters and query strings.
+//! fields with their path), path parameters and query strings. A NUL character, which Postgres
+//! text cannot hold, is refused in paths and query strings before any handler sees it.
 
 use crate::error::ApiError;
 use axum::body::Bytes;
@@ -54,6 +55,14 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // Postgres text cannot hold NUL: refuse it here rather than fail the query (a 500).
+        if parts.uri.path().contains("%00") {
+            return Err(ApiError::bad_request(
+                "invalid_path",
+                "the path contains a NUL character (%00)",
+                None,
+            ));
+        }
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|p| ApiPath(p.0))
@@ -68,6 +77,24 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiQuer
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // Postgres text cannot hold NUL: a parameter with one is refused, naming it, rather
+        // than failing its query (a 500).
+        if let Ok(pairs) = axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
+            && let Some((name, _)) = pairs
+                .0
+                .iter()
+                .find(|(k, v)| k.contains('\0') || v.contains('\0'))
+        {
+            let field = (!name.contains('\0')).then(|| name.clone());
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!(
+                    "{} contains a NUL character",
+                    field.as_deref().unwrap_or("a query parameter's name")
+                ),
+                field,
+            ));
+        }
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| ApiQuery(q.0))

@@ -425,6 +425,7 @@ pub async fn start(
         Box::new(PostgresCheck::new(store)),
         Box::new(RedisCheck::new(state.queue.clone())),
     ];
+    let marks = state.clone();
     let app = router(state, &config.mcp.settings(), &config.ui.settings())
         .merge(slipway_shared::health::router(readiness, cancel.clone()));
 
@@ -458,6 +459,15 @@ pub async fn start(
             ),
         }
         cancel.cancel();
+        // The last requests' marks; what is not written in time the relay pushes again later.
+        if tokio::time::timeout(Duration::from_secs(1), marks.marks.flushed())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "enqueue marks not written within 1 s; the relay will push those jobs again"
+            );
+        }
         stop_within(relay, "relay").await;
         stop_within(queue_gauges, "queue gauges").await;
         if let Some((reporter, feed)) = status {

@@ -1,7 +1,8 @@
 //! The relay: pushes jobs whose row committed but whose push to Redis did not happen (Redis
 //! was down, or the API died between commit and push). Rows are claimed with
 //! `FOR UPDATE SKIP LOCKED`, so any number of API replicas can run it; a job pushed twice is
-//! queued once (same id). It runs every interval, and at once when a push fails. A pass in
+//! queued once (same id). Rows younger than [`MIN_AGE`] are their request's to push and mark.
+//! It runs every interval, and at once when a push fails. A pass in
 //! progress is dropped at shutdown (its transaction rolls back, its rows stay unenqueued for
 //! the next pass), so a stalled Postgres or Redis cannot hold the process.
 
@@ -10,6 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const BATCH: u32 = 200;
+
+/// Rows younger than this are left alone: their request is still pushing them (for up to
+/// `PUSH_TIMEOUT`, 2 s) or its mark is still being written ([`crate::state::EnqueueMarks`]), so
+/// the relay would only push them a second time. A failed push is relayed after it.
+pub const MIN_AGE: Duration = Duration::from_secs(3);
 
 pub fn spawn(state: Arc<AppState>, interval: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -23,7 +29,7 @@ pub fn spawn(state: Arc<AppState>, interval: Duration) -> tokio::task::JoinHandl
                 _ = state.relay_wake.notified(), if !failing => {}
             }
             loop {
-                let pass = state.store.relay_unenqueued(BATCH, |job| {
+                let pass = state.store.relay_unenqueued(BATCH, MIN_AGE, |job| {
                     let state = state.clone();
                     async move { state.push_to_queue(&job).await }
                 });

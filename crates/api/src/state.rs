@@ -1,5 +1,11 @@
-//! Shared state of the API handlers, the enqueue path (record, then push), and the hub that
-//! fans Postgres log notifications out to live tails.
+//! Shared state of the API handlers, the enqueue path (record, then push, then mark), and the
+//! hub that fans Postgres log notifications out to live tails.
+//!
+//! The enqueue path per request: one `INSERT ... ON CONFLICT DO NOTHING RETURNING` (the
+//! idempotency check and the insert in one statement, one commit), the push to Redis (BullMQ's
+//! add script), and the `enqueued_at` mark, which [`EnqueueMarks`] writes off the request path,
+//! many jobs per statement. The row still commits before the push; a job pushed but not yet
+//! marked is left alone by the relay for [`crate::relay::MIN_AGE`].
 
 use crate::error::ApiError;
 use crate::views::JobView;
@@ -9,7 +15,7 @@ use slipway_core::{JobId, JobKind};
 use slipway_shared::queue::QueueClient;
 use slipway_shared::store::{JobRecord, LogWake, NewJob, Store};
 use std::sync::Arc;
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 /// How long a request waits for Redis before leaving the push to the relay.
@@ -37,6 +43,8 @@ pub struct AppState {
     pub logs: LogHub,
     /// Cancelled at shutdown: ends live tails.
     pub shutdown: CancellationToken,
+    /// Records pushes of new jobs (`enqueued_at`) in batches.
+    pub marks: EnqueueMarks,
 }
 
 impl AppState {
@@ -50,6 +58,7 @@ impl AppState {
         shutdown: CancellationToken,
     ) -> Arc<Self> {
         Arc::new(AppState {
+            marks: EnqueueMarks::spawn(store.clone()),
             store,
             queue,
             tokens,
@@ -81,14 +90,31 @@ impl AppState {
         let job = inserted.job;
         metrics::counter!("slipway_api_jobs_enqueued_total", "kind" => job.kind.as_str())
             .increment(1);
-        self.push(&job).await;
+        let budget = u32::try_from(job.max_attempts).unwrap_or(1);
+        let pushed = self
+            .bounded_push(self.queue.push_new(
+                job.kind,
+                job.id,
+                budget,
+                job.trace_context.as_deref(),
+            ))
+            .await;
+        self.after_push(&job, pushed, true).await;
         Ok((job, true))
     }
 
     /// Push a recorded job to its queue and mark it enqueued. A failure is logged and left to
     /// the relay: the row stays `enqueued_at IS NULL` and is pushed when Redis is back.
     pub async fn push(&self, job: &JobRecord) {
-        match self.push_to_queue(job).await {
+        let pushed = self.push_to_queue(job).await;
+        self.after_push(job, pushed, false).await;
+    }
+
+    /// Mark a pushed job enqueued (`batched`: through [`EnqueueMarks`], off the request path),
+    /// or leave a job whose push failed to the relay, waking it.
+    async fn after_push(&self, job: &JobRecord, pushed: Result<(), PushError>, batched: bool) {
+        match pushed {
+            Ok(()) if batched => self.marks.mark(job.id),
             Ok(()) => {
                 if let Err(e) = self.store.mark_enqueued(job.id).await {
                     // The relay will push it again; the queue ignores the duplicate id.
@@ -107,9 +133,19 @@ impl AppState {
     /// the dead set). Bounded in time: a request never hangs on an unreachable Redis.
     pub async fn push_to_queue(&self, job: &JobRecord) -> Result<(), PushError> {
         let budget = u32::try_from(job.max_attempts).unwrap_or(1);
-        let push = self
-            .queue
-            .push_traced(job.kind, job.id, budget, job.trace_context.as_deref());
+        self.bounded_push(self.queue.push_traced(
+            job.kind,
+            job.id,
+            budget,
+            job.trace_context.as_deref(),
+        ))
+        .await
+    }
+
+    async fn bounded_push(
+        &self,
+        push: impl Future<Output = Result<(), slipway_shared::queue::QueueError>>,
+    ) -> Result<(), PushError> {
         match tokio::time::timeout(PUSH_TIMEOUT, push).await {
             Ok(result) => result.map_err(PushError::Queue),
             Err(_) => Err(PushError::Timeout),
@@ -147,8 +183,77 @@ impl AppState {
 
     /// A job with its attempts, as the API shows it.
     pub async fn job_view(&self, job: JobRecord) -> Result<JobView, ApiError> {
+        if job.attempts == 0 {
+            // No attempt has started (a job just created): nothing to read.
+            return Ok(JobView::new(job, Vec::new()));
+        }
         let attempts = self.store.attempts(job.id).await?;
         Ok(JobView::new(job, attempts))
+    }
+}
+
+/// Writes `enqueued_at` for the jobs the enqueue path pushed, many per statement: while one
+/// batch is written the next gathers, so under load many requests share one `UPDATE` and one
+/// commit instead of each paying its own, and no request waits for it. Order is kept: the row
+/// committed before the push, and the mark comes after it. A mark that fails, or never happens
+/// because the process stops first, leaves the row `enqueued_at IS NULL`, and the relay pushes
+/// it again, which the queue absorbs (same id); a job a worker already started is not relayed
+/// (it is no longer `queued`).
+pub struct EnqueueMarks {
+    tx: mpsc::UnboundedSender<Mark>,
+}
+
+enum Mark {
+    Job(JobId),
+    /// Answered once every mark sent before it is written (or failed).
+    Flush(oneshot::Sender<()>),
+}
+
+/// The most jobs one `UPDATE` marks.
+const MARK_BATCH: usize = 512;
+
+impl EnqueueMarks {
+    /// Start the writer; it ends when the last sender (the state) is dropped.
+    fn spawn(store: Store) -> EnqueueMarks {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Mark>();
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(MARK_BATCH);
+            let mut ids = Vec::with_capacity(MARK_BATCH);
+            while rx.recv_many(&mut batch, MARK_BATCH).await > 0 {
+                let mut flushes = Vec::new();
+                for m in batch.drain(..) {
+                    match m {
+                        Mark::Job(id) => ids.push(id),
+                        Mark::Flush(done) => flushes.push(done),
+                    }
+                }
+                if let Err(e) = store.mark_enqueued_many(&ids).await {
+                    tracing::warn!(jobs = ids.len(), error = %e,
+                        "could not mark jobs enqueued; the relay will push them again");
+                }
+                ids.clear();
+                for done in flushes {
+                    let _ = done.send(());
+                }
+            }
+        });
+        EnqueueMarks { tx }
+    }
+
+    /// Queue the mark of a pushed job.
+    pub fn mark(&self, id: JobId) {
+        if self.tx.send(Mark::Job(id)).is_err() {
+            // Only after the writer is gone (shutdown): the relay covers the row.
+            tracing::debug!(job.id = %id, "enqueue mark dropped; the relay will push the job again");
+        }
+    }
+
+    /// Wait until every mark queued so far is written (at shutdown, within a bound).
+    pub async fn flushed(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Mark::Flush(done)).is_ok() {
+            let _ = wait.await;
+        }
     }
 }
 

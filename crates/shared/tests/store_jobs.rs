@@ -6,6 +6,7 @@ mod common;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chrono::{Duration as ChronoDuration, Utc};
 use common::{insert, test_db};
@@ -564,7 +565,7 @@ async fn two_concurrent_relays_push_each_job_exactly_once() {
         let mut total = 0;
         loop {
             let n = store
-                .relay_unenqueued(7, |job| {
+                .relay_unenqueued(7, Duration::ZERO, |job| {
                     let pushed = pushed.clone();
                     async move {
                         // Yield so the two relays interleave.
@@ -599,6 +600,46 @@ async fn two_concurrent_relays_push_each_job_exactly_once() {
     assert_eq!(left, 0);
 }
 
+/// The relay leaves rows younger than its minimum age (their request is still pushing and
+/// marking them); a batch mark keeps the first mark's time and ignores vanished ids.
+#[tokio::test]
+async fn the_relay_skips_rows_being_pushed_and_batch_marks_keep_the_first_time() {
+    let db = test_db().await;
+    let store = db.store();
+    let old = insert(&store, JobKind::Build, None).await;
+    sqlx::query("UPDATE jobs SET created_at = now() - interval '1 minute' WHERE id = $1")
+        .bind(old.id)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let fresh = insert(&store, JobKind::Build, None).await;
+    let mut seen = Vec::new();
+    let n = store
+        .relay_unenqueued(10, Duration::from_secs(30), |job| {
+            seen.push(job.id);
+            async { Ok::<(), String>(()) }
+        })
+        .await
+        .unwrap();
+    assert_eq!((n, seen), (1, vec![old.id]), "only the row older than 30 s");
+    let first = store.get_job(old.id).await.unwrap().unwrap().enqueued_at;
+    assert!(first.is_some());
+
+    let touched = store
+        .mark_enqueued_many(&[old.id, fresh.id, uuid::Uuid::now_v7()])
+        .await
+        .unwrap();
+    assert_eq!(touched, 2, "the unknown id is ignored");
+    let old_after = store.get_job(old.id).await.unwrap().unwrap();
+    assert_eq!(
+        old_after.enqueued_at, first,
+        "the first mark's time is kept"
+    );
+    let fresh = store.get_job(fresh.id).await.unwrap().unwrap();
+    assert!(fresh.enqueued_at.is_some());
+    assert_eq!(store.mark_enqueued_many(&[]).await.unwrap(), 0);
+}
+
 #[tokio::test]
 async fn a_failed_push_keeps_the_rest_for_the_next_round() {
     let db = test_db().await;
@@ -608,7 +649,7 @@ async fn a_failed_push_keeps_the_rest_for_the_next_round() {
     }
     let mut calls = 0;
     let err = store
-        .relay_unenqueued(10, |_job| {
+        .relay_unenqueued(10, Duration::ZERO, |_job| {
             calls += 1;
             let fail = calls == 2;
             async move { if fail { Err("redis down") } else { Ok(()) } }
@@ -620,7 +661,7 @@ async fn a_failed_push_keeps_the_rest_for_the_next_round() {
         "{err}"
     );
     let n = store
-        .relay_unenqueued(10, |_job| async { Ok::<(), String>(()) })
+        .relay_unenqueued(10, Duration::ZERO, |_job| async { Ok::<(), String>(()) })
         .await
         .unwrap();
     assert_eq!(n, 2, "the unpushed two are relayed next time");

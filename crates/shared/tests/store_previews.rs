@@ -184,3 +184,67 @@ async fn a_superseded_or_cancelled_launch_cannot_write_the_preview() {
     assert_eq!(row.status, "ready");
     assert!(row.deleted_at.is_none());
 }
+
+/// The gauge of previews past their expiry reads expiry as the sweep does: an explicit
+/// `expires_at`, the default time to live after the last deploy without one, or the idle limit;
+/// deleted previews do not count.
+#[tokio::test]
+async fn previews_past_expiry_counts_live_ones_and_the_longest_overdue() {
+    let db = test_db().await;
+    let store = db.store();
+    let (ttl, idle) = (
+        std::time::Duration::from_secs(3600),
+        std::time::Duration::from_secs(1800),
+    );
+    let none = store.previews_past_expiry(ttl, Some(idle)).await.unwrap();
+    assert_eq!((none.count, none.longest_overdue.as_secs()), (0, 0));
+    for key in ["org/a#1", "org/a#2", "org/a#3", "org/a#4", "org/a#5"] {
+        store
+            .upsert_preview(&preview(key))
+            .await
+            .unwrap()
+            .expect("written");
+    }
+    let set = |key: &'static str, sql: &'static str| {
+        let pool = store.pool().clone();
+        async move {
+            sqlx::query(sql).bind(key).execute(&pool).await.unwrap();
+        }
+    };
+    // Expired 10 minutes ago by its own time to live.
+    set("org/a#1", "UPDATE previews SET expires_at = now() - interval '10 minutes', updated_at = now() WHERE key = $1").await;
+    // No expiry of its own: the default hour after its last deploy, 2 hours ago.
+    set(
+        "org/a#2",
+        "UPDATE previews SET updated_at = now() - interval '2 hours' WHERE key = $1",
+    )
+    .await;
+    // Expires tomorrow, but idle for 40 minutes (the idle limit is 30).
+    set("org/a#3", "UPDATE previews SET expires_at = now() + interval '1 day', updated_at = now() - interval '40 minutes' WHERE key = $1").await;
+    // Not yet: deployed a moment ago.
+    set(
+        "org/a#4",
+        "UPDATE previews SET expires_at = now() + interval '1 day' WHERE key = $1",
+    )
+    .await;
+    // Long expired, but deleted.
+    set("org/a#5", "UPDATE previews SET expires_at = now() - interval '1 day', deleted_at = now() WHERE key = $1").await;
+
+    let past = store.previews_past_expiry(ttl, Some(idle)).await.unwrap();
+    assert_eq!(past.count, 3, "{past:?}");
+    // The one deployed 2 hours ago went idle (30 minutes) before its time to live (1 hour).
+    let overdue = past.longest_overdue.as_secs();
+    assert!(
+        (5390..5460).contains(&overdue),
+        "idle since 90 minutes: {past:?}"
+    );
+    // Without an idle limit the idle one is not past its expiry, and the default time to
+    // live decides for the other.
+    let past = store.previews_past_expiry(ttl, None).await.unwrap();
+    assert_eq!(past.count, 2, "{past:?}");
+    let overdue = past.longest_overdue.as_secs();
+    assert!(
+        (3590..3660).contains(&overdue),
+        "expired an hour ago: {past:?}"
+    );
+}

@@ -124,6 +124,13 @@ pub(crate) fn describe_metrics() {
         "slipway_build_log_lines_total",
         "Build log lines stored in Postgres."
     );
+    metrics::describe_histogram!(
+        crate::sink::LOG_LAG,
+        metrics::Unit::Seconds,
+        "Build log ingestion lag: for each batch of lines written to Postgres, the time from \
+         its oldest line's timestamp (the container runtime's, as the kubelet reports it) to \
+         the batch's commit."
+    );
     metrics::describe_counter!(
         "slipway_build_log_bytes_total",
         metrics::Unit::Bytes,

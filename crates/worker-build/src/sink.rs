@@ -23,6 +23,9 @@ use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// Histogram: time from the oldest container line of a batch to the batch's commit.
+pub const LOG_LAG: &str = "slipway_build_log_lag_seconds";
+
 /// How many of the last lines are kept for the failure message.
 const TAIL_LINES: usize = 60;
 
@@ -264,6 +267,19 @@ impl LogSink {
                 Err(e) => return Err(e),
             }
         };
+        // The lag of the batch's oldest container line (`system` lines are ours, stamped now or
+        // with a gap's bounds). Lines read late (a stalled stream re-opened, a dead worker's Job
+        // taken over) show here; the two clocks are the node's and this worker's.
+        let oldest = self
+            .batch
+            .iter()
+            .filter(|l| l.stream != "system")
+            .map(|l| l.ts)
+            .min();
+        if let Some(oldest) = oldest {
+            let lag = (Utc::now() - oldest).to_std().unwrap_or_default();
+            metrics::histogram!(LOG_LAG).record(lag.as_secs_f64());
+        }
         if inserted > 0 {
             // Bytes of the new lines: all of them unless some were already stored.
             let bytes: usize = self.batch.iter().map(|l| l.text.len()).sum();

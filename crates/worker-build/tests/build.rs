@@ -125,6 +125,9 @@ async fn a_build_succeeds_with_its_digest_and_complete_ordered_logs() {
         "slipway_build_duration_seconds",
         "slipway_build_log_lines_total",
         "slipway_build_log_bytes_total",
+        // The ingestion lag of the batches written, and the job's enqueue-to-start wait.
+        "slipway_build_log_lag_seconds_count",
+        "slipway_job_queue_wait_seconds_count{kind=\"build\"}",
     ] {
         assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
     }

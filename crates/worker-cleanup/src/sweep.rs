@@ -20,7 +20,9 @@
 //!   metrics-server the reading says so.
 //!
 //! A step that fails is reported and the others still run. Every sweep is journaled in
-//! `cleanup_sweeps` (holder, time, counts) and counted in the metrics.
+//! `cleanup_sweeps` (holder, time, counts) and counted in the metrics. Every replica, leading
+//! or not, also reads the live previews past their expiry each round into two gauges, so the
+//! alert on them does not depend on the sweeps working.
 
 use crate::CleanupError;
 use crate::config::Settings;
@@ -183,8 +185,21 @@ impl Sweeper {
         telemetry::leader(false);
     }
 
-    /// One round: check the leadership and, when leading, sweep and journal the sweep.
+    /// One round: read the previews past their expiry, check the leadership and, when
+    /// leading, sweep and journal the sweep.
     async fn round(&self, leadership: &mut Leadership, was_leader: &mut bool) {
+        // Every replica, leading or not: with no leader (or a leader whose sweeps fail) the
+        // gauge still shows previews outliving their expiry, and `max` over replicas reads it.
+        let s = &self.settings;
+        match self
+            .submitter
+            .store
+            .previews_past_expiry(s.default_ttl, s.idle)
+            .await
+        {
+            Ok(p) => telemetry::past_expiry(p),
+            Err(e) => warn!(error = %e, "cannot read the previews past their expiry"),
+        }
         let leads = match leadership.check().await {
             Ok(leads) => leads,
             Err(e) => {

@@ -1,6 +1,6 @@
 //! The cleanup worker's metrics (served on `/metrics` by the worker frame): what teardowns and
 //! sweeps deleted (by kind and reason), orphans found, jobs re-queued, log lines expired, sweep
-//! duration, and whether this replica leads the sweeps.
+//! duration, whether this replica leads the sweeps, and the live previews past their expiry.
 
 use std::time::Duration;
 
@@ -23,6 +23,10 @@ pub const SWEEP_SECONDS: &str = "slipway_cleanup_sweep_duration_seconds";
 pub const SWEEPS: &str = "slipway_cleanup_sweeps_total";
 /// Gauge: 1 while this replica leads the sweeps.
 pub const LEADER: &str = "slipway_cleanup_leader";
+/// Gauge: live previews past their expiry (time to live or idle limit), busy ones included.
+pub const PAST_EXPIRY: &str = "slipway_previews_past_expiry";
+/// Gauge: how long ago the earliest-expired live preview expired (0 when none has).
+pub const EXPIRY_OVERDUE: &str = "slipway_preview_expiry_overdue_seconds";
 
 /// Registers the descriptions shown on `/metrics` (installing the recorder first: a
 /// description given before it exists is lost).
@@ -56,6 +60,21 @@ pub fn describe() {
     );
     metrics::describe_counter!(SWEEPS, "Sweeps run by this replica, by outcome.");
     metrics::describe_gauge!(LEADER, "1 while this replica leads the sweeps.");
+    metrics::describe_gauge!(
+        PAST_EXPIRY,
+        "Live previews past their time to live or idle limit, as Postgres holds them (read by \
+         every replica each sweep interval, leading or not)."
+    );
+    metrics::describe_gauge!(
+        EXPIRY_OVERDUE,
+        metrics::Unit::Seconds,
+        "How long ago the earliest-expired live preview expired (0 when none has)."
+    );
+}
+
+pub fn past_expiry(p: slipway_shared::store::PastExpiry) {
+    metrics::gauge!(PAST_EXPIRY).set(p.count as f64);
+    metrics::gauge!(EXPIRY_OVERDUE).set(p.longest_overdue.as_secs_f64());
 }
 
 pub fn deleted(kind: &'static str, reason: &'static str, n: u64) {

@@ -481,8 +481,14 @@ async fn of_two_replicas_exactly_one_sweeps_and_the_other_takes_over() {
         "slipway_cleanup_sweeps_total",
         "slipway_cleanup_sweep_duration_seconds",
         "slipway_cleanup_leader",
+        // Read by every replica, leading or not.
+        "slipway_previews_past_expiry 0",
+        "slipway_preview_expiry_overdue_seconds 0",
     ] {
-        assert!(metrics.contains(name), "{name} missing from /metrics");
+        assert!(
+            metrics.contains(name),
+            "{name} missing from /metrics:\n{metrics}"
+        );
     }
     slipway_shared::testing::assert_promtool_clean("slipway-worker-cleanup", &metrics);
 

@@ -41,10 +41,10 @@ pub(crate) fn status(r: Recorded) -> Created {
 
 /// Enqueue an image build.
 #[utoipa::path(post, path = "/v1/builds", tag = "enqueue",
-    request_body(content = Object, description = "A build (fields as in DESIGN.md). `repository` is an `https://host/path` URL (`.git` optional). SSH addresses (`ssh://...`, `git@host:path`), `http://` and `git://` are refused with a 422 naming `repository`: BuildKit clones SSH addresses through an SSH agent that build Jobs do not have. Internal hosts (loopback, private, link-local, CGNAT and reserved addresses in any spelling, IPv6 literals, `*.svc`, `*.cluster.local`, `*.local`, `*.internal`, single-label names) are refused with a 422 naming the rule unless the operator allows them (`SLIPWAY_INTERNAL_REPOSITORY_HOSTS`). For a private repository, name a Secret holding an access token in `secrets.git`."),
+    request_body(content = BuildRequest, description = "A build. `repository` is an `https://host/path` URL (`.git` optional). SSH addresses (`ssh://...`, `git@host:path`), `http://` and `git://` are refused with a 422 naming `repository`: BuildKit clones SSH addresses through an SSH agent that build Jobs do not have. Internal hosts (loopback, private, link-local, CGNAT and reserved addresses in any spelling, IPv6 literals, `*.svc`, `*.cluster.local`, `*.local`, `*.internal`, single-label names) are refused with a 422 naming the rule unless the operator allows them (`SLIPWAY_INTERNAL_REPOSITORY_HOSTS`). For a private repository, name a Secret holding an access token in `secrets.git`."),
     params(("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe key")),
     responses((status = 202, body = JobView, description = "Created"), (status = 200, body = JobView, description = "Existing job for this Idempotency-Key"),
-        (status = 422, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+        (status = 409, body = ErrorBody, description = "The Idempotency-Key was already used for a different request"), (status = 422, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = ["enqueue"])))]
 pub async fn create_build(
     State(state): State<Arc<AppState>>,
@@ -64,7 +64,8 @@ pub async fn create_build(
 #[utoipa::path(post, path = "/v1/launches", tag = "enqueue",
     request_body(content = LaunchRequest, description = "A launch: `preview`, and `image` or `from_build`, with the launch options."),
     params(("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe key")),
-    responses((status = 202, body = JobView), (status = 200, body = JobView), (status = 422, body = ErrorBody)),
+    responses((status = 202, body = JobView), (status = 200, body = JobView, description = "Existing job for this Idempotency-Key"),
+        (status = 409, body = ErrorBody, description = "The Idempotency-Key was already used for a different request"), (status = 422, body = ErrorBody)),
     security(("bearer" = ["enqueue"])))]
 pub async fn create_launch(
     State(state): State<Arc<AppState>>,
@@ -113,9 +114,11 @@ async fn check_build(state: &AppState, id: JobId) -> Result<(), ApiError> {
 }
 
 /// Enqueue a preview teardown.
-#[utoipa::path(post, path = "/v1/cleanups", tag = "enqueue", request_body = Object,
+#[utoipa::path(post, path = "/v1/cleanups", tag = "enqueue",
+    request_body(content = CleanupRequest, description = "A teardown of the preview `preview`: it supersedes the preview's unfinished builds and launches."),
     params(("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe key")),
-    responses((status = 202, body = JobView), (status = 200, body = JobView), (status = 422, body = ErrorBody)),
+    responses((status = 202, body = JobView), (status = 200, body = JobView, description = "Existing job for this Idempotency-Key"),
+        (status = 409, body = ErrorBody, description = "The Idempotency-Key was already used for a different request"), (status = 422, body = ErrorBody)),
     security(("bearer" = ["enqueue"])))]
 pub async fn create_cleanup(
     State(state): State<Arc<AppState>>,
@@ -133,7 +136,8 @@ pub async fn create_cleanup(
 /// pipeline per (preview, commit); a newer commit supersedes the preview's older pipeline.
 #[utoipa::path(post, path = "/v1/pipelines", tag = "enqueue",
     request_body(content = PipelineRequest, description = "A pipeline: `preview`, `repository`, `commit`, optional `build` and `launch` options. `repository` is an `https://host/path` URL (`.git` optional). SSH addresses (`ssh://...`, `git@host:path`), `http://` and `git://` are refused with a 422 naming `repository`: BuildKit clones SSH addresses through an SSH agent that build Jobs do not have. Internal hosts (loopback, private, link-local, CGNAT and reserved addresses in any spelling, IPv6 literals, `*.svc`, `*.cluster.local`, `*.local`, `*.internal`, single-label names) are refused with a 422 naming the rule unless the operator allows them (`SLIPWAY_INTERNAL_REPOSITORY_HOSTS`). For a private repository, name a Secret holding an access token in `build.secrets.git`."),
-    responses((status = 202, body = JobView, description = "The pipeline's build job"), (status = 200, body = JobView), (status = 422, body = ErrorBody)),
+    responses((status = 202, body = JobView, description = "The pipeline's build job"), (status = 200, body = JobView, description = "The existing pipeline of this preview and commit"),
+        (status = 409, body = ErrorBody, description = "A pipeline of this preview and commit exists with different options"), (status = 422, body = ErrorBody)),
     security(("bearer" = ["enqueue"])))]
 pub async fn create_pipeline(
     State(state): State<Arc<AppState>>,

@@ -343,6 +343,24 @@ impl QueueClient {
             .await
     }
 
+    /// [`push_traced`](Self::push_traced) for a job recorded a moment ago: its fresh id cannot
+    /// be in the dead set, so the dead-set check (and revive) is left out. The API's enqueue
+    /// path.
+    pub async fn push_new(
+        &self,
+        kind: JobKind,
+        job_id: JobId,
+        attempt_budget: u32,
+        traceparent: Option<&str>,
+    ) -> Result<(), QueueError> {
+        let id = job_id.to_string();
+        self.queue(kind)
+            .add(kind.as_str(), traced_data(traceparent))
+            .options(Self::job_options(&id, attempt_budget))
+            .await?;
+        Ok(())
+    }
+
     /// Like [`push`](Self::push), with a small payload carried in Redis (the job record in
     /// Postgres is the real payload; this is for hints and tests).
     pub async fn push_with_data(

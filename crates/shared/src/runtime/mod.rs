@@ -258,6 +258,32 @@ where
     run_inner(cfg, Some(store), handler, shutdown).await
 }
 
+/// Histogram: enqueue-to-start latency of a job's first attempt, by kind ([`record_queue_wait`]).
+pub const QUEUE_WAIT: &str = "slipway_job_queue_wait_seconds";
+
+/// Records how long a job waited from its enqueue to the start of its first attempt. Later
+/// attempts are left out: a retry waits its backoff on purpose, and a redelivery after a worker
+/// died waits for the lease. With a job store both ends are Postgres' clock (the row's
+/// `created_at` and the `started_at` the start just set), so clock skew between the API and
+/// the worker cannot bend it, and the wait for a relay push is included; without one, the
+/// push's timestamp in Redis and this host's clock.
+fn record_queue_wait(d: &Delivery, record: Option<&JobRecord>) {
+    if d.attempt != 1 {
+        return;
+    }
+    let waited = match record {
+        Some(r) => r
+            .started_at
+            .and_then(|started| (started - r.created_at).to_std().ok()),
+        None => (d.enqueued_at_ms > 0)
+            .then(|| crate::queue::now_ms().saturating_sub(d.enqueued_at_ms))
+            .map(Duration::from_millis),
+    };
+    if let Some(waited) = waited {
+        metrics::histogram!(QUEUE_WAIT, "kind" => d.kind.as_str()).record(waited.as_secs_f64());
+    }
+}
+
 /// Registers the help texts of the runtime's metrics (every worker serves them).
 fn describe_metrics() {
     crate::health::metrics_handle();
@@ -274,6 +300,13 @@ fn describe_metrics() {
         "slipway_job_duration_seconds",
         metrics::Unit::Seconds,
         "Duration of an attempt from delivery to its outcome, by job kind and outcome."
+    );
+    metrics::describe_histogram!(
+        QUEUE_WAIT,
+        metrics::Unit::Seconds,
+        "Time from a job's enqueue to the start of its first attempt, by job kind: from the \
+         job's creation to its start, both by Postgres' clock (without a job store, from its \
+         push to Redis). Includes waiting for a relay push and for a cap."
     );
     metrics::describe_counter!(
         "slipway_jobs_deferred_total",
@@ -563,6 +596,7 @@ async fn attempt_verdict<H: Handler>(
     record: Option<JobRecord>,
 ) -> Verdict {
     metrics::counter!("slipway_jobs_started_total", "kind" => d.kind.as_str()).increment(1);
+    record_queue_wait(d, record.as_ref());
     let cancel = d.lease.cancellation();
     let ctx = JobContext {
         id: d.id,

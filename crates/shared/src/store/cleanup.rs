@@ -36,6 +36,14 @@ fn interval(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
+/// Live previews past their expiry ([`Store::previews_past_expiry`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PastExpiry {
+    pub count: u64,
+    /// How long ago the earliest of them expired (zero when none has).
+    pub longest_overdue: Duration,
+}
+
 impl Store {
     /// The states of the jobs among `ids` that exist (an id absent from the map has no row).
     pub async fn job_states(&self, ids: &[JobId]) -> Result<HashMap<JobId, JobState>, StoreError> {
@@ -100,6 +108,32 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows)
+    }
+
+    /// Live previews past their expiry as [`expired_previews`](Self::expired_previews) reads it
+    /// (time to live, `default_ttl` after the last deploy without one, or idle past `idle`),
+    /// busy ones included: how many, and how long ago the earliest of them expired.
+    pub async fn previews_past_expiry(
+        &self,
+        default_ttl: Duration,
+        idle: Option<Duration>,
+    ) -> Result<PastExpiry, StoreError> {
+        // LEAST ignores NULLs: without an idle limit the time to live alone decides.
+        let (count, overdue): (i64, Option<f64>) = sqlx::query_as(
+            "SELECT count(*), EXTRACT(EPOCH FROM max(now() - due))::float8 FROM ( \
+               SELECT LEAST(COALESCE(expires_at, updated_at + make_interval(secs => $1)), \
+                            updated_at + make_interval(secs => $2)) AS due \
+               FROM previews WHERE deleted_at IS NULL \
+             ) p WHERE due < now()",
+        )
+        .bind(interval(default_ttl))
+        .bind(idle.map(interval))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(PastExpiry {
+            count: u64::try_from(count).unwrap_or(0),
+            longest_overdue: Duration::from_secs_f64(overdue.unwrap_or(0.0).max(0.0)),
+        })
     }
 
     /// Marks a live preview whose namespace disappeared outside Slipway. `false` if it is

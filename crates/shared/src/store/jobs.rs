@@ -190,16 +190,36 @@ impl Store {
         Ok(())
     }
 
-    /// Pushes up to `limit` queued jobs that are not yet enqueued, oldest first, and marks
-    /// those pushed. Rows are locked `FOR UPDATE SKIP LOCKED` for the transaction, so several
-    /// relays may run at once and each job is pushed by one of them. A crash between push and
-    /// commit pushes the job again later, which the queue absorbs (same id, queued once).
+    /// [`mark_enqueued`](Self::mark_enqueued) for many jobs in one statement (one round trip,
+    /// one commit). Ids of jobs that no longer exist are ignored; returns how many rows it
+    /// touched.
+    pub async fn mark_enqueued_many(&self, ids: &[JobId]) -> Result<u64, StoreError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let done = sqlx::query(
+            "UPDATE jobs SET enqueued_at = COALESCE(enqueued_at, now()), updated_at = now() \
+             WHERE id = ANY($1)",
+        )
+        .bind(ids)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Pushes up to `limit` queued jobs that are not yet enqueued and were created at least
+    /// `min_age` ago, oldest first, and marks those pushed. Rows are locked `FOR UPDATE SKIP
+    /// LOCKED` for the transaction, so several relays may run at once and each job is pushed by
+    /// one of them. A crash between push and commit pushes the job again later, which the queue
+    /// absorbs (same id, queued once). `min_age` leaves alone the rows whose request is still
+    /// pushing and marking them, so the normal path is not pushed twice.
     ///
     /// If `push` fails, the jobs pushed before it are committed as enqueued and
     /// [`StoreError::RelayPush`] is returned.
     pub async fn relay_unenqueued<F, Fut, E>(
         &self,
         limit: u32,
+        min_age: std::time::Duration,
         mut push: F,
     ) -> Result<usize, StoreError>
     where
@@ -210,10 +230,12 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let jobs: Vec<JobRecord> = sqlx::query_as(&format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE enqueued_at IS NULL AND state = $1 \
+               AND created_at <= now() - make_interval(secs => $3) \
              ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED"
         ))
         .bind(JobState::Queued.as_str())
         .bind(cursor::clamp_limit(limit))
+        .bind(min_age.as_secs_f64())
         .fetch_all(&mut *tx)
         .await?;
         let mut pushed: Vec<JobId> = Vec::with_capacity(jobs.len());

@@ -22,7 +22,7 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 pub use caps::{CappedStart, WAITING_LINE_SEQ};
-pub use cleanup::{LogRetention, SweepRecord};
+pub use cleanup::{LogRetention, PastExpiry, SweepRecord};
 pub use logs::{LogListener, LogWake};
 pub use repositories::{RepositoryRecord, RepositoryUpsert};
 pub use sessions::UiSession;

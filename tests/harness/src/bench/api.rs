@@ -1,6 +1,8 @@
 //! The API figures (issue 4): build jobs enqueued over HTTP by 32 concurrent clients, each
-//! request committing its row in Postgres and pushing the job to Redis before it answers. Also
-//! [`BenchApi`], the in-process API every section that measures it starts.
+//! request committing its row in Postgres and pushing the job to Redis before it answers; and,
+//! in the same run on the same Postgres with as many clients, its ceiling (issue 15):
+//! `pgbench` single-row inserts of a job row ([`super::pg_ceiling`]), so the enqueue rate reads
+//! as a ratio. Also [`BenchApi`], the in-process API every section that measures it starts.
 
 use super::{BenchEnv, Report};
 use slipway_shared::config::{CommonArgs, LogFormat, SecretUrl};
@@ -12,7 +14,10 @@ const REQUESTS: usize = 6_400;
 const TOKEN: &str = "bench-token-0123456789";
 
 pub async fn run(env: &BenchEnv, report: &mut Report) -> anyhow::Result<()> {
+    // Before anything is measured: without pgbench the section has no ceiling to compare with.
+    let pgbench = super::pg_ceiling::check_installed().await?;
     let (latencies, elapsed) = measure(env.redis_url.clone()).await?;
+    let enqueue_per_s = latencies.len() as f64 / elapsed;
     let ms: Vec<f64> = latencies.iter().map(|d| d.as_secs_f64() * 1e3).collect();
     let pct = |p: f64| super::percentile(&ms, p * 100.0);
     report.note(
@@ -24,7 +29,7 @@ pub async fn run(env: &BenchEnv, report: &mut Report) -> anyhow::Result<()> {
         "api",
         "api_enqueue_per_s",
         "enqueue over HTTP",
-        latencies.len() as f64 / elapsed,
+        enqueue_per_s,
         "jobs/s",
     );
     report.figure(
@@ -40,6 +45,26 @@ pub async fn run(env: &BenchEnv, report: &mut Report) -> anyhow::Result<()> {
         "enqueue latency p99",
         pct(0.99),
         "ms",
+    );
+    let tps = super::pg_ceiling::insert_tps(CLIENTS).await?;
+    report.note(
+        "api",
+        "ceiling",
+        &format!("{pgbench}, {CLIENTS} clients, one job-row INSERT per transaction"),
+    );
+    report.figure(
+        "api",
+        "pg_insert_tps",
+        "Postgres single-row inserts (pgbench)",
+        tps,
+        "tx/s",
+    );
+    report.figure(
+        "api",
+        "api_enqueue_vs_pg_insert",
+        "enqueue rate / insert ceiling",
+        enqueue_per_s / tps,
+        "x",
     );
     Ok(())
 }

@@ -6,6 +6,7 @@ pub mod api;
 pub mod build;
 pub mod cap;
 pub mod launch;
+pub mod pg_ceiling;
 pub mod queue;
 pub mod redis_ceiling;
 pub mod sim;
