@@ -142,26 +142,42 @@ impl MetricsModel {
 }
 
 /// A quantity in millicores (`cpu`) or bytes, rounded up; `None` if absent or unreadable.
+/// Exact: the value is `digits × 2^pow2 × 10^pow10`, kept in integers (in floating point
+/// `700m` came out as 701 millicores).
 pub fn quantity(v: &Value, cpu: bool) -> Option<u64> {
     let s = v.as_str()?;
-    let (num, mult): (&str, f64) = [
-        ("Ki", 1024.0),
-        ("Mi", 1024.0 * 1024.0),
-        ("Gi", 1024.0 * 1024.0 * 1024.0),
-        ("Ti", 1024f64.powi(4)),
-        ("n", 1e-9),
-        ("u", 1e-6),
-        ("m", 1e-3),
-        ("k", 1e3),
-        ("M", 1e6),
-        ("G", 1e9),
-        ("T", 1e12),
+    let (num, pow2, pow10): (&str, u32, i32) = [
+        ("Ki", 10, 0),
+        ("Mi", 20, 0),
+        ("Gi", 30, 0),
+        ("Ti", 40, 0),
+        ("n", 0, -9),
+        ("u", 0, -6),
+        ("m", 0, -3),
+        ("k", 0, 3),
+        ("M", 0, 6),
+        ("G", 0, 9),
+        ("T", 0, 12),
     ]
     .iter()
-    .find_map(|(suffix, mult)| s.strip_suffix(suffix).map(|n| (n, *mult)))
-    .unwrap_or((s, 1.0));
-    let value = num.parse::<f64>().ok()? * mult * if cpu { 1000.0 } else { 1.0 };
-    (value.is_finite() && value >= 0.0).then(|| value.ceil() as u64)
+    .find_map(|(suffix, p2, p10)| s.strip_suffix(suffix).map(|n| (n, *p2, *p10)))
+    .unwrap_or((s, 0, 0));
+    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+    if int.is_empty() && frac.is_empty()
+        || !(int.bytes().chain(frac.bytes())).all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let digits: u128 = format!("{int}{frac}").parse().ok()?;
+    let mut value = digits.checked_mul(1u128 << pow2)?;
+    let exp = pow10 + if cpu { 3 } else { 0 } - i32::try_from(frac.len()).ok()?;
+    let ten = 10u128.checked_pow(exp.unsigned_abs())?;
+    value = if exp >= 0 {
+        value.checked_mul(ten)?
+    } else {
+        value.div_ceil(ten)
+    };
+    u64::try_from(value).ok()
 }
 
 /// The `status` the ResourceQuota controller writes for `quota` given the namespace's pods.
@@ -260,6 +276,20 @@ mod tests {
             json!({"pods": "2", "requests.cpu": "4", "requests.memory": (256u64 << 20).to_string(),
                 "limits.cpu": "2", "limits.memory": (2u64 << 30).to_string(), "services": "0"})
         );
+    }
+
+    #[test]
+    fn quantities_are_read_exactly_and_rounded_up() {
+        let q = |s: &str, cpu| quantity(&json!(s), cpu);
+        assert_eq!(q("700m", true), Some(700));
+        assert_eq!(q("0.1", true), Some(100));
+        assert_eq!(q("2", true), Some(2000));
+        assert_eq!(q("1203489n", true), Some(2));
+        assert_eq!(q("128Mi", false), Some(128 << 20));
+        assert_eq!(q("1.5Gi", false), Some(3 << 29));
+        assert_eq!(q("100m", false), Some(1));
+        assert_eq!(q("12x", false), None);
+        assert_eq!(q(".", false), None);
     }
 
     #[test]
