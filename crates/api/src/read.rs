@@ -187,13 +187,9 @@ pub async fn preview_detail(
         .or_else(|| latest.iter().map(|j| j.created_at).min())
         .unwrap_or_else(Utc::now);
     let resource_use = match &record {
-        Some(r) if r.deleted_at.is_none() => state
-            .store
-            .preview_usage(std::slice::from_ref(&r.key))
+        Some(r) if r.deleted_at.is_none() => preview_usages(state, std::slice::from_ref(&r.key))
             .await?
-            .into_iter()
-            .next()
-            .map(ResourceUseView::from),
+            .remove(&r.key),
         _ => None,
     };
     Ok(PreviewDetailView {

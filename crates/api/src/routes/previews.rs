@@ -54,6 +54,9 @@ pub async fn list_previews(
 pub(crate) const PREVIEW_STATUSES: [&str; 5] =
     ["deploying", "ready", "failed", "deleted", "vanished"];
 
+/// The statuses of an ended preview (listed only with `include_deleted`).
+pub(crate) const ENDED_PREVIEW_STATUSES: [&str; 2] = ["deleted", "vanished"];
+
 /// The preview list's filter; a repository that is not `owner/repo` (or its URL) is refused
 /// naming the field.
 pub(crate) fn preview_filter(

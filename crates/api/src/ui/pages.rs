@@ -9,7 +9,7 @@ use super::session::Session;
 use crate::error::ApiError;
 use crate::read::{self, TailLimits};
 use crate::routes::jobs::{JobFilterArgs, job_filter};
-use crate::routes::previews::{PREVIEW_STATUSES, preview_filter};
+use crate::routes::previews::{ENDED_PREVIEW_STATUSES, PREVIEW_STATUSES, preview_filter};
 use crate::views::{JobView, LogTailView, PreviewView, ResourceUseView};
 use askama::Template;
 use axum::extract::rejection::QueryRejection;
@@ -291,6 +291,36 @@ fn bad_query(session: &Session, e: QueryRejection) -> Response {
     )
 }
 
+/// The query of a list page (`?limit=` among its filters).
+trait ListQuery {
+    fn limit(&self) -> Option<&str>;
+}
+
+impl ListQuery for PreviewsQuery {
+    fn limit(&self) -> Option<&str> {
+        self.limit.as_deref()
+    }
+}
+
+impl ListQuery for JobsQuery {
+    fn limit(&self) -> Option<&str> {
+        self.limit.as_deref()
+    }
+}
+
+/// A list page's query and page size, or the 400 page saying what is wrong with them.
+// The error is the response the handler returns at once; boxing it would only add a step.
+#[allow(clippy::result_large_err)]
+fn list_query<Q: ListQuery>(
+    session: &Session,
+    query: Result<Query<Q>, QueryRejection>,
+) -> Result<(Q, u32), Response> {
+    let Query(q) = query.map_err(|e| bad_query(session, e))?;
+    let limit = page_limit(q.limit())
+        .map_err(|m| message_page(Some(session), StatusCode::BAD_REQUEST, "Bad request", &m))?;
+    Ok((q, limit))
+}
+
 /// The page size a `limit` asks for, or why it is refused.
 fn page_limit(limit: Option<&str>) -> Result<u32, String> {
     match limit.filter(|l| !l.is_empty()) {
@@ -351,20 +381,14 @@ pub async fn previews(
     session: Session,
     query: Result<Query<PreviewsQuery>, QueryRejection>,
 ) -> Response {
-    let q = match query {
-        Ok(Query(q)) => q,
-        Err(e) => return bad_query(&session, e),
-    };
-    let limit = match page_limit(q.limit.as_deref()) {
-        Ok(l) => l,
-        Err(m) => {
-            return message_page(Some(&session), StatusCode::BAD_REQUEST, "Bad request", &m);
-        }
+    let (q, limit) = match list_query(&session, query) {
+        Ok(parsed) => parsed,
+        Err(page) => return page,
     };
     let (status, repository) = (nonempty(&q.status), nonempty(&q.repository));
     let ended = status
         .as_deref()
-        .is_some_and(|s| matches!(s, "deleted" | "vanished"));
+        .is_some_and(|s| ENDED_PREVIEW_STATUSES.contains(&s));
     let filter = match preview_filter(ended, status.clone(), repository.clone()) {
         Ok(f) => f,
         Err(e) => return error_page(Some(&session), e),
@@ -618,15 +642,9 @@ pub async fn jobs(
     session: Session,
     query: Result<Query<JobsQuery>, QueryRejection>,
 ) -> Response {
-    let q = match query {
-        Ok(Query(q)) => q,
-        Err(e) => return bad_query(&session, e),
-    };
-    let limit = match page_limit(q.limit.as_deref()) {
-        Ok(l) => l,
-        Err(m) => {
-            return message_page(Some(&session), StatusCode::BAD_REQUEST, "Bad request", &m);
-        }
+    let (q, limit) = match list_query(&session, query) {
+        Ok(parsed) => parsed,
+        Err(page) => return page,
     };
     let (kind, job_state, preview, cursor) = (
         nonempty(&q.kind),

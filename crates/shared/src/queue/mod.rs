@@ -353,10 +353,20 @@ impl QueueClient {
         attempt_budget: u32,
         traceparent: Option<&str>,
     ) -> Result<(), QueueError> {
-        let id = job_id.to_string();
+        let options = Self::job_options(&job_id.to_string(), attempt_budget);
+        self.add(kind, traced_data(traceparent), options).await
+    }
+
+    /// Adds one job to `kind`'s queue: what every push comes down to.
+    async fn add(
+        &self,
+        kind: JobKind,
+        data: serde_json::Value,
+        options: JobOptions,
+    ) -> Result<(), QueueError> {
         self.queue(kind)
-            .add(kind.as_str(), traced_data(traceparent))
-            .options(Self::job_options(&id, attempt_budget))
+            .add(kind.as_str(), data)
+            .options(options)
             .await?;
         Ok(())
     }
@@ -374,11 +384,8 @@ impl QueueClient {
         let ids = std::slice::from_ref(&id);
         // Both in flight at once on the multiplexed connection: one round trip. A job found
         // dead is one the add left alone.
-        let add = self
-            .queue(kind)
-            .add(kind.as_str(), data)
-            .options(Self::job_options(&id, attempt_budget));
-        let (added, dead) = tokio::join!(add.into_future(), self.dead_among(kind, ids));
+        let add = self.add(kind, data, Self::job_options(&id, attempt_budget));
+        let (added, dead) = tokio::join!(add, self.dead_among(kind, ids));
         added?;
         self.revive(kind, dead?).await
     }
@@ -702,10 +709,8 @@ impl QueueClient {
             return self.push_traced(kind, job_id, budget, traceparent).await;
         }
         let id = job_id.to_string();
-        self.queue(kind)
-            .add(kind.as_str(), traced_data(traceparent))
-            .options(Self::job_options(&id, budget).delay(Duration::from_millis(500)))
-            .await?;
+        let options = Self::job_options(&id, budget).delay(Duration::from_millis(500));
+        self.add(kind, traced_data(traceparent), options).await?;
         let _: () = redis::cmd("HSET")
             .arg(self.queue(kind).keys().job_key(&id))
             .arg("ats")
