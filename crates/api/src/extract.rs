@@ -48,6 +48,25 @@ fn body_error(e: BytesRejection) -> ApiError {
     }
 }
 
+/// The refusal of the first `(name, value)` holding a NUL character, which Postgres text cannot
+/// hold (its query would fail: a 500). Named by the parameter unless the name itself holds one.
+/// Every way in (query strings here, MCP tool arguments, the dashboard's queries) checks with it.
+pub fn nul_refusal<'a>(
+    code: &str,
+    mut pairs: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Option<ApiError> {
+    let (name, _) = pairs.find(|(k, v)| k.contains('\0') || v.contains('\0'))?;
+    let field = (!name.contains('\0')).then(|| name.to_owned());
+    Some(ApiError::bad_request(
+        code,
+        format!(
+            "{} contains a NUL character",
+            field.as_deref().unwrap_or("a parameter's name")
+        ),
+        field,
+    ))
+}
+
 /// Path parameters with a JSON error on failure.
 pub struct ApiPath<T>(pub T);
 
@@ -80,20 +99,12 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiQuer
         // Postgres text cannot hold NUL: a parameter with one is refused, naming it, rather
         // than failing its query (a 500).
         if let Ok(pairs) = axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
-            && let Some((name, _)) = pairs
-                .0
-                .iter()
-                .find(|(k, v)| k.contains('\0') || v.contains('\0'))
-        {
-            let field = (!name.contains('\0')).then(|| name.clone());
-            return Err(ApiError::bad_request(
+            && let Some(e) = nul_refusal(
                 "invalid_query",
-                format!(
-                    "{} contains a NUL character",
-                    field.as_deref().unwrap_or("a query parameter's name")
-                ),
-                field,
-            ));
+                pairs.0.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            )
+        {
+            return Err(e);
         }
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await

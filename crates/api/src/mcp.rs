@@ -16,6 +16,7 @@
 //!   `{"error": {"code", "message", "field"}}`.
 
 use crate::error::ApiError;
+use crate::extract::nul_refusal;
 use crate::read::{self, TailLimits};
 use crate::state::AppState;
 use crate::views::{JobView, List, LogTailView, PreviewDetailView, PreviewView, QueueList};
@@ -917,9 +918,36 @@ impl McpServer {
                 None,
             ));
         }
+        if let Some(args) = args
+            && let Some(e) = nul_refusal("invalid_input", string_args(args).into_iter())
+        {
+            return Err(e.into());
+        }
         let span = tracing::info_span!("mcp_tool", tool = spec.name, by = %caller.name);
         tracing::Instrument::instrument(self.call(spec, caller, args), span).await
     }
+}
+
+/// Every string in a tool's arguments (values, nested keys and values), under the name of the
+/// top-level argument it is in.
+fn string_args(args: &Map<String, Value>) -> Vec<(&str, &str)> {
+    fn strings<'a>(name: &'a str, v: &'a Value, out: &mut Vec<(&'a str, &'a str)>) {
+        match v {
+            Value::String(s) => out.push((name, s)),
+            Value::Array(items) => items.iter().for_each(|v| strings(name, v, out)),
+            Value::Object(m) => m.iter().for_each(|(k, v)| {
+                out.push((name, k));
+                strings(name, v, out);
+            }),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for (name, v) in args {
+        out.push((name.as_str(), ""));
+        strings(name, v, &mut out);
+    }
+    out
 }
 
 #[cfg(test)]

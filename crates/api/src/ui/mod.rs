@@ -23,7 +23,7 @@ pub use session::SecureCookie;
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::Request;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{any, get, post};
@@ -83,6 +83,33 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
     resp
 }
 
+/// Refuses a request whose query or path holds a NUL character (Postgres text cannot hold
+/// one; its query would fail) with a 400 page naming the parameter, as the JSON API's
+/// extractors do ([`crate::extract::nul_refusal`]).
+async fn refuse_nul(req: Request, next: Next) -> Response {
+    let pairs = axum::extract::Query::<Vec<(String, String)>>::try_from_uri(req.uri())
+        .map(|q| q.0)
+        .unwrap_or_default();
+    let path = req.uri().path();
+    let path_nul = path.contains("%00").then_some(("path", "\0"));
+    let refusal = crate::extract::nul_refusal(
+        "invalid_query",
+        pairs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain(path_nul),
+    );
+    match refusal {
+        Some(e) => pages::message_page(
+            None,
+            StatusCode::BAD_REQUEST,
+            "Bad request",
+            &e.public_message(),
+        ),
+        None => next.run(req).await,
+    }
+}
+
 /// The `/ui` routes, with their own state and the security headers on every response.
 pub fn router(app: Arc<AppState>, settings: &UiSettings) -> Router {
     let state = Arc::new(UiState {
@@ -101,6 +128,7 @@ pub fn router(app: Arc<AppState>, settings: &UiSettings) -> Router {
         .route(assets::HTMX_PATH, get(assets::htmx))
         .route(assets::CSS_PATH, get(assets::css))
         .route("/ui/{*rest}", any(pages::not_found))
+        .layer(axum::middleware::from_fn(refuse_nul))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(state)
 }

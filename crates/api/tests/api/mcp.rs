@@ -410,3 +410,32 @@ async fn mcp_off_serves_nothing_and_read_only_keeps_the_read_only_tools() {
         .unwrap();
     assert!(jobs.items.is_empty());
 }
+
+/// Postgres text cannot hold NUL: a tool argument with one is refused as `INVALID_INPUT`
+/// naming it, as the JSON API refuses it in a path or query, never a server error.
+#[tokio::test]
+async fn mcp_refuses_a_nul_in_any_argument_naming_it() {
+    let app = spawn_app().await;
+    for (tool, arguments, field) in [
+        (
+            "get_preview_environment",
+            json!({"preview": "org/app#1\u{0}"}),
+            "preview",
+        ),
+        ("list_jobs", json!({"preview": "a\u{0}b"}), "preview"),
+        (
+            "get_preview_logs",
+            json!({"preview": "org/app#1", "kind": "build\u{0}"}),
+            "kind",
+        ),
+    ] {
+        let call = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+            "params": {"name": tool, "arguments": arguments}});
+        let text = rpc(&app, Some(ALL), &[], call).await.text().await.unwrap();
+        assert!(
+            text.contains("INVALID_INPUT")
+                && text.contains(&format!("\\\"field\\\":\\\"{field}\\\"")),
+            "{tool}: {text}"
+        );
+    }
+}

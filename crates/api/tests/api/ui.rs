@@ -621,3 +621,22 @@ async fn ui_shows_resource_use_against_quota_warning_at_80_percent() {
         page.body
     );
 }
+
+/// A NUL character, which Postgres text cannot hold, in a page's query or path is a 400 page
+/// naming what holds it, as on the JSON API; never a server error.
+#[tokio::test]
+async fn ui_refuses_a_nul_in_a_query_or_path() {
+    let app = spawn_app().await;
+    let c = sign_in(&app, ALL).await;
+    for (path, field) in [
+        ("/ui/jobs?preview=a%00b", "preview"),
+        ("/ui/jobs?kind=build&state=x%00", "state"),
+        ("/ui?status=ready&repository=org%2Fa%00", "repository"),
+        ("/ui/preview?key=org%2Fapp%231%00", "key"),
+        ("/ui/jobs/0193%00", "path"),
+    ] {
+        let p = get(&app, path, Some(&c)).await;
+        assert_eq!(p.status, StatusCode::BAD_REQUEST, "{path}: {}", p.body);
+        assert!(p.body.contains(field), "{path}: {}", p.body);
+    }
+}
