@@ -664,6 +664,7 @@ impl McpServer {
                     state: p.state,
                     preview: p.preview,
                     q: p.q,
+                    error: None,
                 };
                 let filter = crate::routes::job_filter(args, None, None, p.cursor.as_deref())?;
                 to_value(read::jobs(state, &filter, p.cursor.as_deref(), limit).await?)

@@ -248,3 +248,119 @@ async fn previews_past_expiry_counts_live_ones_and_the_longest_overdue() {
         "expired an hour ago: {past:?}"
     );
 }
+
+/// An extension moves a live preview's expiry later from its current expiry (or from now when
+/// it has none or is past it), never beyond the cap from now, leaves `updated_at` (the idle
+/// clock) alone, and refuses ended or unknown previews.
+#[tokio::test]
+async fn extending_an_expiry_counts_from_the_later_of_now_and_the_expiry_and_is_capped() {
+    let db = test_db().await;
+    let store = db.store();
+    let hour = std::time::Duration::from_secs(3600);
+    let cap = 168 * hour;
+    for key in ["org/e#1", "org/e#2", "org/e#3", "org/e#4", "org/e#5"] {
+        store
+            .upsert_preview(&preview(key))
+            .await
+            .unwrap()
+            .expect("written");
+    }
+    let pool = store.pool().clone();
+    let set = |key: &'static str, sql: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query(sql).bind(key).execute(&pool).await.unwrap();
+        }
+    };
+    set(
+        "org/e#1",
+        "UPDATE previews SET expires_at = now() + interval '2 hours' WHERE key = $1",
+    )
+    .await;
+    set(
+        "org/e#2",
+        "UPDATE previews SET expires_at = now() - interval '5 hours' WHERE key = $1",
+    )
+    .await;
+    set(
+        "org/e#3",
+        "UPDATE previews SET expires_at = now() + interval '167 hours' WHERE key = $1",
+    )
+    .await;
+    set(
+        "org/e#5",
+        "UPDATE previews SET expires_at = now() + interval '200 hours' WHERE key = $1",
+    )
+    .await;
+    store.mark_preview_deleted("org/e#4").await.unwrap();
+    let before = store.get_preview("org/e#1").await.unwrap().unwrap();
+
+    let hours_from_now = |r: &slipway_shared::store::PreviewRecord| {
+        (r.expires_at.unwrap() - Utc::now()).num_minutes() as f64 / 60.0
+    };
+    let one = store
+        .extend_preview_expiry("org/e#1", 4 * hour, cap)
+        .await
+        .unwrap()
+        .expect("live");
+    assert!(
+        (5.9..6.01).contains(&hours_from_now(&one)),
+        "2h + 4h: {one:?}"
+    );
+    assert_eq!(
+        one.updated_at, before.updated_at,
+        "an extension is not a deploy"
+    );
+    let two = store
+        .extend_preview_expiry("org/e#2", hour, cap)
+        .await
+        .unwrap()
+        .expect("live");
+    assert!(
+        (0.9..1.01).contains(&hours_from_now(&two)),
+        "from now, not from the past: {two:?}"
+    );
+    let three = store
+        .extend_preview_expiry("org/e#3", 24 * hour, cap)
+        .await
+        .unwrap()
+        .expect("live");
+    assert!(
+        (167.9..168.01).contains(&hours_from_now(&three)),
+        "capped at 168h: {three:?}"
+    );
+    let five = store
+        .extend_preview_expiry("org/e#5", hour, cap)
+        .await
+        .unwrap()
+        .expect("live");
+    assert!(
+        (199.9..200.01).contains(&hours_from_now(&five)),
+        "never shortened: {five:?}"
+    );
+    assert!(
+        store
+            .extend_preview_expiry("org/e#4", hour, cap)
+            .await
+            .unwrap()
+            .is_none(),
+        "a deleted preview is not extended"
+    );
+    assert!(
+        store
+            .extend_preview_expiry("org/none#1", hour, cap)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .get_preview("org/e#4")
+            .await
+            .unwrap()
+            .unwrap()
+            .expires_at
+            .is_none(),
+        "nothing written to the deleted one"
+    );
+}

@@ -31,18 +31,18 @@ use utoipa::ToSchema;
 #[serde(deny_unknown_fields)]
 pub struct RepositoryRequest {
     /// Default true.
-    enabled: Option<bool>,
+    pub(crate) enabled: Option<bool>,
     /// `automatic` (default: every pull request) or `label` (only those with `label`).
-    mode: Option<String>,
-    label: Option<String>,
+    pub(crate) mode: Option<String>,
+    pub(crate) label: Option<String>,
     /// Build pull requests from forks (default false: their code is untrusted).
-    build_forks: Option<bool>,
+    pub(crate) build_forks: Option<bool>,
     /// Build options of every pipeline (context, dockerfile, build_args, target, ...).
     #[schema(value_type = Option<Object>)]
-    build: Option<BuildOptions>,
+    pub(crate) build: Option<BuildOptions>,
     /// Launch options of every pipeline (port, env, secret_env, resources, ttl_hours,
     /// read_only_root_filesystem, ...).
-    launch: Option<LaunchOptions>,
+    pub(crate) launch: Option<LaunchOptions>,
 }
 
 /// A repository's settings.
@@ -134,6 +134,21 @@ pub async fn put_repository(
     ApiPath((owner, repo)): ApiPath<(String, String)>,
     ApiJson(req): ApiJson<RepositoryRequest>,
 ) -> Result<Json<RepositoryView>, ApiError> {
+    let saved = save_repository(&state, &owner, &repo, req, &auth.name).await?;
+    Ok(Json(saved.into()))
+}
+
+/// Validate and store a repository's settings (the JSON API's `PUT` and the dashboard's edit
+/// form): names as GitHub allows them, the mode and its label, and options that make a valid
+/// pipeline now rather than at the first push. Each refusal names its field.
+pub(crate) async fn save_repository(
+    state: &AppState,
+    owner: &str,
+    repo: &str,
+    req: RepositoryRequest,
+    by: &str,
+) -> Result<RepositoryRecord, ApiError> {
+    let (owner, repo) = (owner.to_owned(), repo.to_owned());
     check_name("owner", &owner, 39)?;
     check_name("repo", &repo, 100)?;
     let mode = req.mode.unwrap_or_else(|| "automatic".into());
@@ -201,8 +216,8 @@ pub async fn put_repository(
     .map_err(ApiError::internal)?;
     sample.validate(&state.limits)?;
     let saved = state.store.upsert_repository(&record).await?;
-    tracing::info!(repository = %format!("{owner}/{repo}"), by = %auth.name, "repository settings saved");
-    Ok(Json(saved.into()))
+    tracing::info!(repository = %format!("{owner}/{repo}"), by, "repository settings saved");
+    Ok(saved)
 }
 
 /// One repository's settings.

@@ -31,6 +31,8 @@ pub struct JobQuery {
     created_before: Option<DateTime<Utc>>,
     /// Free text over errors, preview, commit, id, repository and image.
     q: Option<String>,
+    /// Text in the job's error (case-insensitive substring).
+    error: Option<String>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
     /// Page size, 1 to 1000 (default 50).
@@ -66,6 +68,7 @@ pub async fn list_jobs(
             state: q.state,
             preview: q.preview,
             q: q.q,
+            error: q.error,
         },
         q.created_after,
         q.created_before,
@@ -82,6 +85,7 @@ pub(crate) struct JobFilterArgs {
     pub state: Option<String>,
     pub preview: Option<String>,
     pub q: Option<String>,
+    pub error: Option<String>,
 }
 
 /// The job list's filter (the JSON API's and the MCP tool's): kind and state parsed, text
@@ -95,6 +99,7 @@ pub(crate) fn job_filter(
     for (field, v) in [
         ("preview", args.preview.as_deref()),
         ("q", args.q.as_deref()),
+        ("error", args.error.as_deref()),
         ("cursor", cursor),
     ] {
         if v.is_some_and(|s| s.len() > 1024) {
@@ -112,6 +117,7 @@ pub(crate) fn job_filter(
         created_after,
         created_before,
         q: args.q,
+        error: args.error,
     })
 }
 
@@ -152,22 +158,5 @@ pub async fn cancel_job(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<JobView>, ApiError> {
     let id = super::job_id(&id)?;
-    let reason = format!("cancelled by {}", auth.name);
-    if !state
-        .store
-        .cancel_job(id, JobState::Cancelled, &reason)
-        .await?
-    {
-        return Err(match state.store.get_job(id).await? {
-            None => ApiError::NotFound(format!("job {id} not found")),
-            Some(j) => ApiError::Conflict(format!("job {id} already ended {}", j.state)),
-        });
-    }
-    let job = state.job(id).await?;
-    // Postgres already says cancelled, which fences the worker; the queue signal stops it now.
-    if let Err(e) = state.queue.cancel(job.kind, &id.to_string(), &reason).await {
-        tracing::warn!(job.id = %id, error = %e, "could not signal the cancel to the queue");
-    }
-    tracing::info!(job.id = %id, by = %auth.name, "operator cancel");
-    Ok(Json(state.job_view(job).await?))
+    Ok(Json(crate::ops::cancel(&state, id, &auth.name).await?))
 }

@@ -2,11 +2,11 @@
 //! through `utoipa_axum::routes!`, so the served routes and `/openapi.json` cannot diverge.
 
 mod enqueue;
-mod github;
+pub(crate) mod github;
 pub(crate) mod jobs;
 mod logs;
 pub(crate) mod previews;
-mod queues;
+pub(crate) mod queues;
 
 pub(crate) use jobs::{JobFilterArgs, job_filter};
 pub(crate) use previews::preview_filter;
@@ -30,6 +30,7 @@ pub fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(logs::get_logs))
         .routes(routes!(previews::list_previews))
         .routes(routes!(previews::get_preview, previews::delete_preview))
+        .routes(routes!(previews::extend_preview))
         .routes(routes!(queues::list_queues))
         .routes(routes!(queues::pause_queue))
         .routes(routes!(queues::resume_queue))

@@ -2,7 +2,7 @@
 
 use crate::auth::{Auth, Enqueue, Read};
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{ApiPath, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 use crate::views::{JobView, List, PreviewView};
 use axum::Json;
@@ -27,6 +27,8 @@ pub struct PreviewQuery {
     /// Only the pull-request previews of this repository: `owner/repo` or its URL (matches
     /// keys `owner/repo#<number>`).
     repository: Option<String>,
+    /// Only previews whose key contains this (case-insensitive), e.g. `app#4`.
+    q: Option<String>,
     cursor: Option<String>,
     /// Page size, 1 to 1000 (default 50).
     #[param(minimum = 1, maximum = 1000)]
@@ -43,7 +45,10 @@ pub async fn list_previews(
     ApiQuery(q): ApiQuery<PreviewQuery>,
 ) -> Result<Json<List<PreviewView>>, ApiError> {
     let limit = super::page_limit(q.limit, 50, 1000)?;
-    let filter = preview_filter(q.include_deleted.unwrap_or(false), q.status, q.repository)?;
+    let filter = PreviewFilter {
+        key_contains: key_search(q.q)?,
+        ..preview_filter(q.include_deleted.unwrap_or(false), q.status, q.repository)?
+    };
     Ok(Json(
         crate::read::previews(&state, &filter, q.cursor.as_deref(), limit).await?,
     ))
@@ -88,7 +93,22 @@ pub(crate) fn preview_filter(
         include_deleted,
         status,
         key_prefix,
+        key_contains: None,
     })
+}
+
+/// The preview list's key search (`q`): a substring of the key, at most 1024 bytes. It is
+/// matched by a scan of the previews newest first (there are thousands, not millions).
+pub(crate) fn key_search(q: Option<String>) -> Result<Option<String>, ApiError> {
+    let q = q.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+    if q.as_ref().is_some_and(|s| s.len() > 1024) {
+        return Err(ApiError::bad_request(
+            "too_long",
+            "q is longer than 1024 bytes",
+            Some("q".into()),
+        ));
+    }
+    Ok(q)
 }
 
 /// One preview: URL, namespace, image, commit, status and pods.
@@ -119,5 +139,35 @@ pub async fn delete_preview(
     let key = super::idempotency_key(&headers)?;
     Ok(super::enqueue::status(
         crate::ops::cleanup(&state, &valid, key).await?,
+    ))
+}
+
+/// Body of `POST /v1/previews/{key}/extend`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExtendRequest {
+    /// Hours to add to the preview's expiry, 1 to 24. Counted from its current expiry (from
+    /// now when it has none or has passed); the expiry never goes beyond 168 hours from now
+    /// (or the operator's longest time to live, when shorter).
+    #[schema(minimum = 1, maximum = 24)]
+    pub hours: u32,
+}
+
+/// Keep a live preview longer: move its expiry later.
+#[utoipa::path(post, path = "/v1/previews/{key}/extend", tag = "previews",
+    params(("key" = String, Path, description = "Preview key, URL-encoded")),
+    request_body = ExtendRequest,
+    responses((status = 200, body = PreviewView, description = "The preview with its new expiry"),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "The preview was torn down"),
+        (status = 422, body = ErrorBody)),
+    security(("bearer" = ["enqueue"])))]
+pub async fn extend_preview(
+    State(state): State<Arc<AppState>>,
+    auth: Auth<Enqueue>,
+    ApiPath(key): ApiPath<String>,
+    ApiJson(req): ApiJson<ExtendRequest>,
+) -> Result<Json<PreviewView>, ApiError> {
+    Ok(Json(
+        crate::ops::extend_expiry(&state, &key, req.hours, &auth.name).await?,
     ))
 }

@@ -21,7 +21,8 @@ pub async fn list_queues(
     Ok(Json(crate::read::queues(&state).await?))
 }
 
-fn queue_kind(name: &str) -> Result<JobKind, ApiError> {
+/// The queue a path names, or a 404 naming the queues there are.
+pub(crate) fn queue_kind(name: &str) -> Result<JobKind, ApiError> {
     name.parse().map_err(|_| {
         ApiError::NotFound(format!(
             "no queue {name:?} (queues: build, launch, cleanup)"

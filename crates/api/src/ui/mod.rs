@@ -9,13 +9,18 @@
 //! - Every route but sign-in and the static assets requires a session ([`session::Session`]),
 //!   whose scopes are the token's, re-checked against the configured tokens on each request.
 //! - Every state-changing form carries the session's CSRF token and is refused (403) without
-//!   it; cross-origin POSTs (an `Origin` that is not the `Host`) are refused too.
+//!   it; cross-origin POSTs (an `Origin` that is not the `Host`) are refused too; an action
+//!   the session's scopes do not allow is neither rendered nor accepted (403). One check does
+//!   all three for every action (`Session::check_post`, through `actions::checked`).
+//! - Actions write through `crate::ops` (or the queue client, as `/v1/queues` does).
 //! - Every response carries [`security_headers`]: a CSP without inline scripts or styles,
 //!   `X-Frame-Options: DENY`, `nosniff` and a referrer policy.
 
+mod actions;
 mod ansi;
 mod assets;
 mod pages;
+mod repositories;
 mod session;
 
 pub use session::SecureCookie;
@@ -122,9 +127,22 @@ pub fn router(app: Arc<AppState>, settings: &UiSettings) -> Router {
         .route("/ui/login", get(session::login_page).post(session::login))
         .route("/ui/logout", post(session::logout))
         .route("/ui/preview", get(pages::preview))
+        .route("/ui/preview/redeploy", post(actions::redeploy))
+        .route("/ui/preview/extend", post(actions::extend))
+        .route("/ui/preview/delete", post(actions::delete))
         .route("/ui/jobs", get(pages::jobs))
+        .route("/ui/jobs/bulk", post(actions::bulk))
         .route("/ui/jobs/{id}", get(pages::job))
+        .route("/ui/jobs/{id}/retry", post(actions::retry))
+        .route("/ui/jobs/{id}/cancel", post(actions::cancel))
         .route("/ui/queues", get(pages::queues))
+        .route("/ui/queues/{queue}/pause", post(actions::pause))
+        .route("/ui/queues/{queue}/resume", post(actions::resume))
+        .route("/ui/repositories", get(repositories::repositories))
+        .route(
+            "/ui/repositories/{owner}/{repo}",
+            post(actions::edit_repository),
+        )
         .route(assets::HTMX_PATH, get(assets::htmx))
         .route(assets::CSS_PATH, get(assets::css))
         .route("/ui/{*rest}", any(pages::not_found))

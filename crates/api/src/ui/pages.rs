@@ -3,13 +3,16 @@
 //! templates (crates/api/templates/ui) escape every one of them.
 
 use super::UiState;
+use super::actions;
 use super::ansi::{self, Segment};
 use super::assets;
 use super::session::Session;
 use crate::error::ApiError;
 use crate::read::{self, TailLimits};
 use crate::routes::jobs::{JobFilterArgs, job_filter};
-use crate::routes::previews::{ENDED_PREVIEW_STATUSES, PREVIEW_STATUSES, preview_filter};
+use crate::routes::previews::{
+    ENDED_PREVIEW_STATUSES, PREVIEW_STATUSES, key_search, preview_filter,
+};
 use crate::views::{JobView, LogTailView, PreviewView, ResourceUseView};
 use askama::Template;
 use axum::extract::rejection::QueryRejection;
@@ -18,7 +21,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use slipway_core::JobKind;
+use slipway_core::auth::Scopes;
+use slipway_core::{JobKind, JobState};
+use slipway_shared::store::PreviewFilter;
 use std::sync::Arc;
 
 /// Rows per page unless `limit` says otherwise (1 to [`MAX_PAGE`]).
@@ -36,6 +41,14 @@ pub struct Nav {
     pub user: Option<NavUser>,
     pub htmx: &'static str,
     pub css: &'static str,
+    /// The session's CSRF token for the page's forms (empty when signed out).
+    pub csrf: String,
+    /// Whether the session may use the `enqueue` / `admin` actions (their forms are rendered
+    /// only then; the server checks again).
+    pub can_enqueue: bool,
+    pub can_admin: bool,
+    /// What the action that led here did (a fixed message chosen by [`super::actions::notice`]).
+    pub notice: Option<String>,
 }
 
 pub struct NavUser {
@@ -50,6 +63,10 @@ impl Nav {
             user: None,
             htmx: assets::HTMX_PATH,
             css: assets::CSS_PATH,
+            csrf: String::new(),
+            can_enqueue: false,
+            can_admin: false,
+            notice: None,
         }
     }
 
@@ -60,6 +77,9 @@ impl Nav {
                 scopes: s.scopes.to_string(),
                 csrf: s.csrf.clone(),
             }),
+            csrf: s.csrf.clone(),
+            can_enqueue: s.scopes.contains(Scopes::ENQUEUE),
+            can_admin: s.scopes.contains(Scopes::ADMIN),
             ..Nav::anonymous()
         }
     }
@@ -140,7 +160,7 @@ fn enc(s: &str) -> String {
 }
 
 /// `path?k=v&…` of the non-empty values.
-fn href(path: &str, pairs: &[(&str, Option<&str>)]) -> String {
+pub fn href(path: &str, pairs: &[(&str, Option<&str>)]) -> String {
     let q: Vec<String> = pairs
         .iter()
         .filter_map(|(k, v)| {
@@ -340,12 +360,30 @@ fn nonempty(v: &Option<String>) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The `done` code an action redirects with (any other query is ignored).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Done {
+    done: Option<String>,
+}
+
+impl Done {
+    /// The session's page header with the action's notice.
+    pub fn nav(&self, session: &Session) -> Nav {
+        let mut nav = session.nav();
+        nav.notice = actions::notice(self.done.as_deref(), None, None);
+        nav
+    }
+}
+
 // ---- Previews ----
 
 #[derive(Debug, Default, Deserialize)]
 pub struct PreviewsQuery {
     status: Option<String>,
     repository: Option<String>,
+    /// Keys containing this.
+    q: Option<String>,
     cursor: Option<String>,
     limit: Option<String>,
 }
@@ -367,9 +405,10 @@ pub struct PreviewRow {
 struct PreviewsPage {
     title: String,
     nav: Nav,
-    statuses: Vec<&'static str>,
+    statuses: Vec<String>,
     status: String,
     repository: String,
+    q: String,
     rows: Vec<PreviewRow>,
     next: Option<String>,
     first: Option<String>,
@@ -389,7 +428,13 @@ pub async fn previews(
     let ended = status
         .as_deref()
         .is_some_and(|s| ENDED_PREVIEW_STATUSES.contains(&s));
-    let filter = match preview_filter(ended, status.clone(), repository.clone()) {
+    let search = nonempty(&q.q);
+    let filter = match preview_filter(ended, status.clone(), repository.clone()).and_then(|f| {
+        Ok(PreviewFilter {
+            key_contains: key_search(search.clone())?,
+            ..f
+        })
+    }) {
         Ok(f) => f,
         Err(e) => return error_page(Some(&session), e),
     };
@@ -425,6 +470,7 @@ pub async fn previews(
             &[
                 ("status", status.as_deref()),
                 ("repository", repository.as_deref()),
+                ("q", search.as_deref()),
                 ("limit", limit_s.as_deref()),
                 ("cursor", cursor),
             ],
@@ -435,9 +481,10 @@ pub async fn previews(
         &PreviewsPage {
             title: "Previews".into(),
             nav: session.nav(),
-            statuses: PREVIEW_STATUSES.to_vec(),
+            statuses: PREVIEW_STATUSES.iter().map(|s| s.to_string()).collect(),
             status: status.clone().unwrap_or_default(),
             repository: repository.clone().unwrap_or_default(),
+            q: search.clone().unwrap_or_default(),
             rows,
             next: page.next_cursor.as_deref().map(|c| filters(Some(c))),
             first: cursor.is_some().then(|| filters(None)),
@@ -487,6 +534,7 @@ fn log_block(title: &str, tail: LogTailView) -> LogBlock {
 
 pub struct JobRow {
     pub id: String,
+    pub full_id: String,
     pub href: String,
     pub kind: String,
     pub state: String,
@@ -500,6 +548,7 @@ pub struct JobRow {
 fn job_row(j: &JobView) -> JobRow {
     let id = j.id.to_string();
     JobRow {
+        full_id: id.clone(),
         href: job_href(j.id),
         id: id.chars().take(8).collect(),
         kind: j.kind.to_string(),
@@ -542,11 +591,17 @@ struct PreviewPage {
     rows: Vec<JobRow>,
     jobs_href: String,
     logs: Vec<LogBlock>,
+    /// A live preview (not torn down): its actions are offered.
+    live: bool,
+    extend_hours: [u32; 3],
+    /// The job table has no selection boxes here.
+    selectable: bool,
 }
 
 #[derive(Debug, Deserialize)]
 pub struct PreviewQuery {
     key: Option<String>,
+    done: Option<String>,
 }
 
 /// `GET /ui/preview?key=org/app%2342`: one preview, its latest jobs and its build and launch
@@ -556,9 +611,9 @@ pub async fn preview(
     session: Session,
     query: Result<Query<PreviewQuery>, QueryRejection>,
 ) -> Response {
-    let key = match query.map(|Query(q)| nonempty(&q.key)) {
-        Ok(Some(k)) => k,
-        Ok(None) => {
+    let (key, done) = match query.map(|Query(q)| (nonempty(&q.key), q.done)) {
+        Ok((Some(k), done)) => (k, done),
+        Ok((None, _)) => {
             return message_page(
                 Some(&session),
                 StatusCode::BAD_REQUEST,
@@ -585,11 +640,16 @@ pub async fn preview(
         }
     }
     let p = detail.preview.as_ref();
+    let mut nav = session.nav();
+    nav.notice = actions::notice(done.as_deref(), None, None);
     render(
         StatusCode::OK,
         &PreviewPage {
             title: detail.key.clone(),
-            nav: session.nav(),
+            nav,
+            live: p.is_some_and(|p| !ENDED_PREVIEW_STATUSES.contains(&p.status.as_str())),
+            extend_hours: [1, 4, crate::ops::MAX_EXTENSION_HOURS],
+            selectable: false,
             pull_request: pull_request(&detail.key),
             status: p
                 .map(|p| p.status.clone())
@@ -617,6 +677,14 @@ pub struct JobsQuery {
     kind: Option<String>,
     state: Option<String>,
     preview: Option<String>,
+    /// Free text (a whole job id jumps to the job).
+    q: Option<String>,
+    /// Text in the error.
+    error: Option<String>,
+    /// What a bulk action did: its code and counts (see `actions::notice`).
+    done: Option<String>,
+    n: Option<String>,
+    skipped: Option<String>,
     cursor: Option<String>,
     limit: Option<String>,
 }
@@ -627,10 +695,17 @@ struct JobsPage {
     title: String,
     nav: Nav,
     kinds: Vec<String>,
-    states: Vec<&'static str>,
+    states: Vec<String>,
     kind: String,
     state: String,
     preview: String,
+    q: String,
+    error: String,
+    /// The filter as hidden fields of the bulk form.
+    filter_fields: Vec<(&'static str, String)>,
+    bulk_cap: usize,
+    /// Rows carry selection boxes (for admins' bulk actions).
+    selectable: bool,
     rows: Vec<JobRow>,
     next: Option<String>,
     first: Option<String>,
@@ -652,12 +727,18 @@ pub async fn jobs(
         nonempty(&q.preview),
         nonempty(&q.cursor),
     );
+    let (search, error) = (nonempty(&q.q), nonempty(&q.error));
+    // Find by id: a whole job id goes straight to the job.
+    if let Some(id) = search.as_deref().and_then(|s| s.parse::<uuid::Uuid>().ok()) {
+        return axum::response::Redirect::to(&job_href(id)).into_response();
+    }
     let filter = match job_filter(
         JobFilterArgs {
             kind: kind.clone(),
             state: job_state.clone(),
             preview: preview.clone(),
-            q: None,
+            q: search.clone(),
+            error: error.clone(),
         },
         None,
         None,
@@ -678,21 +759,41 @@ pub async fn jobs(
                 ("kind", kind.as_deref()),
                 ("state", job_state.as_deref()),
                 ("preview", preview.as_deref()),
+                ("q", search.as_deref()),
+                ("error", error.as_deref()),
                 ("limit", limit_s.as_deref()),
                 ("cursor", cursor),
             ],
         )
     };
+    let filter_fields = [
+        ("kind", &kind),
+        ("state", &job_state),
+        ("preview", &preview),
+        ("q", &search),
+        ("error", &error),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.clone().map(|v| (k, v)))
+    .collect();
+    let mut nav = session.nav();
+    let count = |v: &Option<String>| v.as_deref().and_then(|n| n.parse().ok());
+    nav.notice = actions::notice(q.done.as_deref(), count(&q.n), count(&q.skipped));
     render(
         StatusCode::OK,
         &JobsPage {
             title: "Jobs".into(),
-            nav: session.nav(),
+            selectable: nav.can_admin,
+            nav,
             kinds: JobKind::ALL.iter().map(|k| k.to_string()).collect(),
             states: slipway_core::JobState::ALL
                 .iter()
-                .map(|s| s.as_str())
+                .map(|s| s.as_str().to_owned())
                 .collect(),
+            q: search.clone().unwrap_or_default(),
+            error: error.clone().unwrap_or_default(),
+            filter_fields,
+            bulk_cap: actions::BULK_CAP,
             kind: kind.clone().unwrap_or_default(),
             state: job_state.clone().unwrap_or_default(),
             preview: preview.clone().unwrap_or_default(),
@@ -730,6 +831,9 @@ struct JobPage {
     error_class: String,
     attempts: Vec<AttemptRow>,
     log: LogBlock,
+    /// Retry applies to a failed or cancelled job, cancel to an unfinished one.
+    can_retry: bool,
+    can_cancel: bool,
 }
 
 /// `GET /ui/jobs/{id}`: a job, its attempts, error and log tail.
@@ -737,7 +841,9 @@ pub async fn job(
     State(state): State<Arc<UiState>>,
     session: Session,
     Path(id): Path<String>,
+    done: Result<Query<Done>, QueryRejection>,
 ) -> Response {
+    let done = done.map(|Query(d)| d).unwrap_or_default();
     let id = match crate::routes::job_id(&id) {
         Ok(id) => id,
         Err(e) => return error_page(Some(&session), e),
@@ -766,7 +872,9 @@ pub async fn job(
         StatusCode::OK,
         &JobPage {
             title: format!("{} job {}", job.kind, job.id),
-            nav: session.nav(),
+            nav: done.nav(&session),
+            can_retry: matches!(job.state, JobState::Failed | JobState::Cancelled),
+            can_cancel: !job.state.is_terminal(),
             id: job.id.to_string(),
             kind: job.kind.to_string(),
             state: job.state.to_string(),
@@ -807,7 +915,12 @@ struct QueuesPage {
 }
 
 /// `GET /ui/queues`: each queue's figures and live workers.
-pub async fn queues(State(state): State<Arc<UiState>>, session: Session) -> Response {
+pub async fn queues(
+    State(state): State<Arc<UiState>>,
+    session: Session,
+    done: Result<Query<Done>, QueryRejection>,
+) -> Response {
+    let done = done.map(|Query(d)| d).unwrap_or_default();
     let list = match read::queues(&state.app).await {
         Ok(l) => l,
         Err(e) => return error_page(Some(&session), e),
@@ -847,7 +960,7 @@ pub async fn queues(State(state): State<Arc<UiState>>, session: Session) -> Resp
         StatusCode::OK,
         &QueuesPage {
             title: "Queues".into(),
-            nav: session.nav(),
+            nav: done.nav(&session),
             rows,
         },
     )

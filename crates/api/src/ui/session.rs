@@ -137,6 +137,32 @@ impl Session {
         presented.is_some_and(|p| bool::from(p.as_bytes().ct_eq(self.csrf.as_bytes())))
     }
 
+    /// The one check of every state-changing dashboard request: it comes from this origin,
+    /// carries this session's CSRF token, and the session holds `needs`. The refusal is the
+    /// 403 page to answer with.
+    // The error is the response the handler returns at once; boxing it would only add a step.
+    #[allow(clippy::result_large_err)]
+    pub fn check_post(
+        &self,
+        headers: &HeaderMap,
+        csrf: Option<&str>,
+        needs: Scopes,
+    ) -> Result<(), Response> {
+        if cross_origin(headers) || !self.csrf_ok(csrf) {
+            return Err(self.csrf_refused());
+        }
+        if !self.scopes.contains(needs) {
+            tracing::warn!(token = %self.token_name, needs = %needs, "dashboard action refused: scope");
+            return Err(pages::message_page(
+                Some(self),
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                &format!("This needs the {needs} scope, which your token does not have."),
+            ));
+        }
+        Ok(())
+    }
+
     /// The 403 page of a state-changing request without this session's CSRF token (or from
     /// another origin).
     pub fn csrf_refused(&self) -> Response {
@@ -289,8 +315,8 @@ pub async fn logout(
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Response {
     let csrf = form.ok().and_then(|Form(f)| f.csrf);
-    if cross_origin(&headers) || !session.csrf_ok(csrf.as_deref()) {
-        return session.csrf_refused();
+    if let Err(refused) = session.check_post(&headers, csrf.as_deref(), Scopes::READ) {
+        return refused;
     }
     if let Err(e) = state.app.store.delete_ui_session(&session.id_hash).await {
         return pages::error_page(Some(&session), ApiError::from(e));

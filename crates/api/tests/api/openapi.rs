@@ -33,6 +33,7 @@ async fn the_document_matches_the_routes() {
         "POST /v1/jobs/{id}/retry",
         "POST /v1/launches",
         "POST /v1/pipelines",
+        "POST /v1/previews/{key}/extend",
         "POST /v1/queues/{queue}/pause",
         "POST /v1/queues/{queue}/resume",
         "POST /v1/webhooks/github",
@@ -119,7 +120,7 @@ async fn every_operation_lists_every_status_it_can_return() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 19);
+    assert_eq!(checked, 20);
     // The statuses the document lists are the ones sent: no token, no content type, not JSON.
     for (method, path) in [(Method::POST, "/v1/builds"), (Method::GET, "/v1/jobs")] {
         let (status, v) = app.call(method, path, None, None).await;

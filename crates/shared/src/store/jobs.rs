@@ -26,7 +26,7 @@ pub(super) fn state_strs(states: &[JobState]) -> Vec<&'static str> {
 }
 
 /// Escapes `%`, `_` and `\` so user text matches literally inside an `ILIKE` pattern.
-fn like_pattern(q: &str) -> String {
+pub(super) fn like_pattern(q: &str) -> String {
     let mut out = String::with_capacity(q.len() + 2);
     out.push('%');
     for c in q.chars() {
@@ -153,6 +153,14 @@ impl Store {
                 qb.push(*field).push(" ILIKE ").push_bind(pat.clone());
             }
             qb.push(")");
+        }
+        if let Some(e) = filter
+            .error
+            .as_deref()
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
+            qb.push(" AND error ILIKE ").push_bind(like_pattern(e));
         }
         if let Some(c) = cursor {
             let (at, id) = cursor::decode(c)?;

@@ -109,6 +109,15 @@ impl Store {
             qb.push(" AND key LIKE ")
                 .push_bind(format!("{}%", like_escape(prefix)));
         }
+        if let Some(part) = filter
+            .key_contains
+            .as_deref()
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            qb.push(" AND key ILIKE ")
+                .push_bind(super::jobs::like_pattern(part));
+        }
         if let Some(c) = cursor {
             let (at, key) = cursor::decode(c)?;
             qb.push(" AND (created_at, key) < (")
@@ -122,6 +131,32 @@ impl Store {
         let mut items: Vec<PreviewRecord> = qb.build_query_as().fetch_all(&self.pool).await?;
         let next_cursor = page_cursor(&mut items, limit, |p| cursor::encode(p.created_at, &p.key));
         Ok(PreviewPage { items, next_cursor })
+    }
+
+    /// Moves a live preview's expiry `by` later, counted from its current expiry (or from now,
+    /// when it has none or is already past it), but never beyond `cap` from now (nor earlier
+    /// than it was: an expiry already past the cap stays where it is). The idle
+    /// limit of the cleanup worker is unaffected (`updated_at` is not touched: an extension is
+    /// not a deploy). `None` when the preview is absent or ended.
+    pub async fn extend_preview_expiry(
+        &self,
+        key: &str,
+        by: std::time::Duration,
+        cap: std::time::Duration,
+    ) -> Result<Option<PreviewRecord>, StoreError> {
+        let secs = |d: std::time::Duration| d.as_secs_f64();
+        let record = sqlx::query_as(&format!(
+            "UPDATE previews SET expires_at = GREATEST(expires_at, LEAST( \
+               GREATEST(COALESCE(expires_at, now()), now()) + make_interval(secs => $2), \
+               now() + make_interval(secs => $3))) \
+             WHERE key = $1 AND deleted_at IS NULL RETURNING {PREVIEW_COLUMNS}"
+        ))
+        .bind(key)
+        .bind(secs(by))
+        .bind(secs(cap))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(record)
     }
 
     /// The preview living in `namespace` (a live one first, else the newest ended one).

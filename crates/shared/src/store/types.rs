@@ -160,6 +160,8 @@ pub struct JobFilter {
     /// Case-insensitive substring of the error, preview, commit, id or the payload's
     /// `repository` / `image` / `from_build`.
     pub q: Option<String>,
+    /// Case-insensitive substring of the error alone.
+    pub error: Option<String>,
 }
 
 /// One page of jobs, newest first.
@@ -273,6 +275,8 @@ pub struct PreviewFilter {
     /// Keys starting with this (matched literally), e.g. `org/app#` for a repository's pull
     /// requests.
     pub key_prefix: Option<String>,
+    /// Keys containing this, case-insensitively (matched literally).
+    pub key_contains: Option<String>,
 }
 
 /// One page of previews, newest first.
