@@ -11,20 +11,20 @@ use sha2::{Digest, Sha256};
 use slipway_shared::store::{LogLine, PreviewUpsert};
 
 /// A client that shows redirects instead of following them.
-fn browser() -> reqwest::Client {
+pub fn browser() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
 }
 
-struct Page {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
+pub struct Page {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
 }
 
-async fn get(app: &TestApp, path: &str, cookie: Option<&str>) -> Page {
+pub async fn get(app: &TestApp, path: &str, cookie: Option<&str>) -> Page {
     let mut req = browser().get(format!("{}{path}", app.base));
     if let Some(c) = cookie {
         req = req.header("cookie", format!("slipway_session={c}"));
@@ -37,7 +37,7 @@ async fn get(app: &TestApp, path: &str, cookie: Option<&str>) -> Page {
     }
 }
 
-async fn post(
+pub async fn post(
     app: &TestApp,
     path: &str,
     cookie: Option<&str>,
@@ -84,7 +84,7 @@ pub async fn sign_in(app: &TestApp, token: &str) -> String {
 }
 
 /// The value of the hidden `csrf` input of a page.
-fn csrf(body: &str) -> String {
+pub fn csrf(body: &str) -> String {
     let at = body.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
     body[at..at + 64].to_owned()
 }
@@ -434,7 +434,7 @@ fn stylesheet(body: &str) -> String {
     body[at..].split('"').next().unwrap().to_owned()
 }
 
-fn urlencode(s: &str) -> String {
+pub fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() {
