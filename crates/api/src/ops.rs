@@ -220,3 +220,41 @@ pub async fn extend_expiry(
         }),
     }
 }
+
+/// Bulk retry (the dashboard's): the failed or cancelled jobs among `ids` go back to the queue
+/// in one `UPDATE` and are pushed; the others are left. The ids retried.
+pub async fn retry_many(state: &AppState, ids: &[JobId], by: &str) -> Result<Vec<JobId>, ApiError> {
+    let jobs = state.store.retry_jobs(ids).await?;
+    for job in &jobs {
+        tracing::info!(job.id = %job.id, by, "operator retry");
+    }
+    state.push_many(&jobs).await;
+    Ok(jobs.iter().map(|j| j.id).collect())
+}
+
+/// Bulk cancel (the dashboard's): the unfinished jobs among `ids` are cancelled in one
+/// `UPDATE`, and their workers told through the queue; the others are left. The ids cancelled.
+pub async fn cancel_many(
+    state: &AppState,
+    ids: &[JobId],
+    by: &str,
+) -> Result<Vec<JobId>, ApiError> {
+    use futures::StreamExt;
+    let reason = format!("cancelled by {by}");
+    let moved = state
+        .store
+        .cancel_jobs(ids, JobState::Cancelled, &reason)
+        .await?;
+    futures::stream::iter(&moved)
+        .for_each_concurrent(crate::state::BULK_CONCURRENCY, |(id, kind)| {
+            let reason = &reason;
+            async move {
+                if let Err(e) = state.queue.cancel(*kind, &id.to_string(), reason).await {
+                    tracing::warn!(job.id = %id, error = %e, "could not signal the cancel to the queue");
+                }
+                tracing::info!(job.id = %id, by, "operator cancel");
+            }
+        })
+        .await;
+    Ok(moved.into_iter().map(|(id, _)| id).collect())
+}

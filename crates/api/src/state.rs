@@ -47,6 +47,9 @@ pub struct AppState {
     pub marks: EnqueueMarks,
 }
 
+/// Redis calls an operator's bulk action makes at once.
+pub const BULK_CONCURRENCY: usize = 16;
+
 impl AppState {
     pub fn new(
         store: Store,
@@ -108,6 +111,18 @@ impl AppState {
     pub async fn push(&self, job: &JobRecord) {
         let pushed = self.push_to_queue(job).await;
         self.after_push(job, pushed, false).await;
+    }
+
+    /// [`push`](Self::push) for many jobs (an operator's bulk retry): a few pushes at a time,
+    /// and the enqueued marks through [`EnqueueMarks`], many rows per `UPDATE`.
+    pub async fn push_many(&self, jobs: &[JobRecord]) {
+        use futures::StreamExt;
+        futures::stream::iter(jobs)
+            .for_each_concurrent(BULK_CONCURRENCY, |job| async move {
+                let pushed = self.push_to_queue(job).await;
+                self.after_push(job, pushed, true).await;
+            })
+            .await;
     }
 
     /// Mark a pushed job enqueued (`batched`: through [`EnqueueMarks`], off the request path),

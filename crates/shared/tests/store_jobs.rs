@@ -489,6 +489,69 @@ async fn cancel_closes_the_open_attempt_and_fences_the_worker() {
     assert_eq!(state(&store, other.id).await, JobState::Cancelled);
 }
 
+/// The bulk forms move exactly the jobs in a state they apply to, in one statement each, and
+/// say which moved (with kinds, for the queue's cancel signals).
+#[tokio::test]
+async fn bulk_cancel_and_retry_move_only_the_jobs_they_apply_to() {
+    let db = test_db().await;
+    let store = db.store();
+    let running = insert(&store, JobKind::Build, None).await;
+    store
+        .start_attempt(running.id, 1, "w")
+        .await
+        .unwrap()
+        .unwrap();
+    let queued = insert(&store, JobKind::Launch, None).await;
+    let failed = insert(&store, JobKind::Cleanup, None).await;
+    store
+        .start_attempt(failed.id, 1, "w")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        store
+            .finish_attempt(failed.id, 1, self::failed("boom"))
+            .await
+            .unwrap()
+    );
+    let all = [running.id, queued.id, failed.id, uuid::Uuid::now_v7()];
+    let mut moved = store
+        .cancel_jobs(&all, JobState::Cancelled, "bulk by ops")
+        .await
+        .unwrap();
+    moved.sort();
+    let mut expected = vec![(running.id, JobKind::Build), (queued.id, JobKind::Launch)];
+    expected.sort();
+    assert_eq!(moved, expected, "the failed and the unknown one are left");
+    assert_eq!(state(&store, failed.id).await, JobState::Failed);
+    let a = &store.attempts(running.id).await.unwrap()[0];
+    assert_eq!(
+        a.outcome.as_deref(),
+        Some("cancelled"),
+        "its attempt is closed"
+    );
+
+    let retried = store.retry_jobs(&all).await.unwrap();
+    let mut ids: Vec<JobId> = retried.iter().map(|j| j.id).collect();
+    ids.sort();
+    assert_eq!(ids.len(), 3, "two cancelled and one failed");
+    assert!(
+        retried
+            .iter()
+            .all(|j| j.state == JobState::Queued && j.error.is_none())
+    );
+    assert!(
+        store.retry_jobs(&all).await.unwrap().is_empty(),
+        "queued ones are left"
+    );
+    assert!(
+        store
+            .cancel_jobs(&all, JobState::Failed, "no")
+            .await
+            .is_err()
+    );
+}
+
 #[tokio::test]
 async fn supersede_older_cancels_only_older_live_jobs_of_that_preview_and_kinds() {
     let db = test_db().await;

@@ -468,20 +468,19 @@ pub async fn bulk(
             &format!("confirm is the number of jobs shown, 0 to {BULK_CAP}"),
         );
     };
-    // Never more than the operator saw and agreed to: jobs that came to match since are left.
-    let (mut done, mut not_done) = (0u32, skipped as u32);
-    for id in eligible.into_iter().take(confirmed) {
-        let result = match op {
-            BulkOp::Retry => ops::retry(&state.app, id, &session.token_name).await,
-            BulkOp::Cancel => ops::cancel(&state.app, id, &session.token_name).await,
-        };
-        match result {
-            Ok(_) => done += 1,
-            // It moved on meanwhile (finished, retried or cancelled by someone else).
-            Err(ApiError::Conflict(_) | ApiError::NotFound(_)) => not_done += 1,
-            Err(e) => return refused(&session, e),
-        }
-    }
+    // Never more than the operator saw and agreed to: jobs that came to match since are left,
+    // and so are those that moved on meanwhile (finished, or retried/cancelled by another).
+    let chosen: Vec<JobId> = eligible.into_iter().take(confirmed).collect();
+    let result = match op {
+        BulkOp::Retry => ops::retry_many(&state.app, &chosen, &session.token_name).await,
+        BulkOp::Cancel => ops::cancel_many(&state.app, &chosen, &session.token_name).await,
+    };
+    let acted = match result {
+        Ok(ids) => ids.len(),
+        Err(e) => return refused(&session, e),
+    };
+    let done = acted as u32;
+    let not_done = (skipped + chosen.len() - acted) as u32;
     tracing::info!(op = op.name(), done, skipped = not_done, by = %session.token_name, "operator bulk action");
     let done_href = with_done(&back_href, &format!("bulk-{}", op.name()));
     back(format!("{done_href}&n={done}&skipped={not_done}"))

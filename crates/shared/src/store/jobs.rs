@@ -356,6 +356,17 @@ impl Store {
         state: JobState,
         reason: &str,
     ) -> Result<bool, StoreError> {
+        Ok(self.cancel_jobs(&[id], state, reason).await?.len() == 1)
+    }
+
+    /// [`cancel_job`](Self::cancel_job) for many jobs in one statement (an operator's bulk
+    /// cancel): the ones that moved, with their kinds (for the queue's cancel signal).
+    pub async fn cancel_jobs(
+        &self,
+        ids: &[JobId],
+        state: JobState,
+        reason: &str,
+    ) -> Result<Vec<(JobId, JobKind)>, StoreError> {
         if !matches!(state, JobState::Cancelled | JobState::Superseded) {
             return Err(StoreError::InvalidArgument(format!(
                 "a job can be cancelled into cancelled or superseded, not {state}"
@@ -364,20 +375,26 @@ impl Store {
         let sql = "WITH j AS ( \
                UPDATE jobs SET state = $2, error = $3, retry_at = NULL, finished_at = now(), \
                       updated_at = now() \
-               WHERE id = $1 AND state = ANY($4) \
-               RETURNING id, state \
+               WHERE id = ANY($1) AND state = ANY($4) \
+               RETURNING id, kind, state \
              ), closed AS ( \
                UPDATE job_attempts a SET finished_at = now(), outcome = j.state, error = $3 \
                FROM j WHERE a.job_id = j.id AND a.finished_at IS NULL \
-             ) SELECT count(*) FROM j";
-        let moved: i64 = sqlx::query_scalar(sql)
-            .bind(id)
+             ) SELECT id, kind FROM j ORDER BY id";
+        let rows: Vec<(JobId, String)> = sqlx::query_as(sql)
+            .bind(ids)
             .bind(state.as_str())
             .bind(reason)
             .bind(state_strs(&NON_TERMINAL))
-            .fetch_one(&self.pool)
+            .fetch_all(&self.pool)
             .await?;
-        Ok(moved == 1)
+        rows.into_iter()
+            .map(|(id, kind)| {
+                kind.parse::<JobKind>()
+                    .map(|k| (id, k))
+                    .map_err(|_| StoreError::InvalidArgument(format!("job {id} has kind {kind:?}")))
+            })
+            .collect()
     }
 
     /// Supersedes the non-terminal jobs of `preview` with one of `kinds` created before `keep`
@@ -434,18 +451,24 @@ impl Store {
     /// Operator retry: a `failed` or `cancelled` job goes back to `queued`, not enqueued, with
     /// a fresh run of `max_attempts` attempts numbered after the ones already used.
     pub async fn retry_job(&self, id: JobId) -> Result<bool, StoreError> {
-        let done = sqlx::query(
+        Ok(self.retry_jobs(&[id]).await?.len() == 1)
+    }
+
+    /// [`retry_job`](Self::retry_job) for many jobs in one statement (an operator's bulk
+    /// retry): the jobs that moved, as they are now (to be pushed).
+    pub async fn retry_jobs(&self, ids: &[JobId]) -> Result<Vec<JobRecord>, StoreError> {
+        let jobs = sqlx::query_as(&format!(
             "UPDATE jobs SET state = $2, attempt_base = attempts, result = NULL, error = NULL, \
                     error_class = NULL, retry_at = NULL, enqueued_at = NULL, started_at = NULL, \
                     finished_at = NULL, updated_at = now() \
-             WHERE id = $1 AND state = ANY($3)",
-        )
-        .bind(id)
+             WHERE id = ANY($1) AND state = ANY($3) RETURNING {JOB_COLUMNS}"
+        ))
+        .bind(ids)
         .bind(JobState::Queued.as_str())
         .bind(state_strs(&[JobState::Failed, JobState::Cancelled]))
-        .execute(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        Ok(done.rows_affected() == 1)
+        Ok(jobs)
     }
 
     /// The attempts of a job, first to last.
