@@ -31,7 +31,7 @@ pub struct JobQuery {
     created_before: Option<DateTime<Utc>>,
     /// Free text over errors, preview, commit, id, repository and image.
     q: Option<String>,
-    /// Text in the job's error (case-insensitive substring).
+    /// Text in the job's error (case-insensitive substring, 3 to 1024 bytes; trigram-indexed).
     error: Option<String>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
@@ -110,6 +110,18 @@ pub(crate) fn job_filter(
             ));
         }
     }
+    let error = args
+        .error
+        .map(|e| e.trim().to_owned())
+        .filter(|e| !e.is_empty());
+    // The trigram index that makes the search cheap needs three characters to match on.
+    if error.as_ref().is_some_and(|e| e.chars().count() < 3) {
+        return Err(ApiError::bad_request(
+            "too_short",
+            "error needs at least 3 characters to search for",
+            Some("error".into()),
+        ));
+    }
     Ok(JobFilter {
         kind: parse_field::<JobKind>("kind", args.kind)?,
         state: parse_field::<JobState>("state", args.state)?,
@@ -117,7 +129,7 @@ pub(crate) fn job_filter(
         created_after,
         created_before,
         q: args.q,
-        error: args.error,
+        error,
     })
 }
 
