@@ -522,7 +522,7 @@ async fn matching(
         more |= page.next_cursor.is_some();
         jobs.extend(page.items);
     }
-    jobs.sort_by(|a, b| (b.created_at, b.id).cmp(&(a.created_at, a.id)));
+    jobs.sort_by_key(|j| std::cmp::Reverse((j.created_at, j.id)));
     if jobs.len() > BULK_CAP {
         jobs.truncate(BULK_CAP);
         more = true;

@@ -255,6 +255,17 @@ async fn ui_preview_actions_redeploy_extend_and_delete_with_confirmation() {
     // The deleted preview's page offers no actions.
     let page = get(&app, &preview_path(key), Some(&c)).await;
     assert!(!page.body.contains("data-action"), "{}", page.body);
+    // A NUL in a field (Postgres text cannot hold one) is a 400 naming it, never a 500.
+    let p = post(
+        &app,
+        "/ui/preview/extend",
+        Some(&c),
+        &format!("csrf={token}&key=org%2Fapp%239%00&hours=1"),
+        &[],
+    )
+    .await;
+    assert_eq!(p.status, StatusCode::BAD_REQUEST, "{}", p.body);
+    assert!(p.body.contains("key"), "{}", p.body);
 }
 
 /// The JSON API's extension: enqueue scope, bounded hours naming the field, 409 once deleted.
