@@ -32,6 +32,7 @@ pub struct JobQuery {
     /// Free text over errors, preview, commit, id, repository and image.
     q: Option<String>,
     /// Text in the job's error (case-insensitive substring, 3 to 1024 bytes; trigram-indexed).
+    #[param(min_length = 3, max_length = 1024)]
     error: Option<String>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
@@ -110,10 +111,7 @@ pub(crate) fn job_filter(
             ));
         }
     }
-    let error = args
-        .error
-        .map(|e| e.trim().to_owned())
-        .filter(|e| !e.is_empty());
+    let error = args.error.map(|e| e.trim().to_owned());
     // The trigram index that makes the search cheap needs three characters to match on.
     if error.as_ref().is_some_and(|e| e.chars().count() < 3) {
         return Err(ApiError::bad_request(
