@@ -169,7 +169,6 @@ pub async fn redeploy(state: &AppState, key: &str, by: &str) -> Result<Recorded,
     let mut job = new_job(JobKind::Launch, &launch, None)?;
     job.preview = Some(record.key.clone());
     job.commit_sha = record.commit_sha.clone();
-    job.max_attempts = last.max_attempts;
     let created = state.create_job(job).await?;
     state
         .supersede(&record.key, created.0.id, &[JobKind::Launch])

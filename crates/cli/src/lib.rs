@@ -98,6 +98,14 @@ pub enum Command {
     Cancel { id: String },
     /// List previews, or show one.
     Previews { key: Option<String> },
+    /// Keep a live preview longer: move its expiry later (at most a week from now).
+    Extend {
+        /// The preview's key, e.g. `org/app#42`.
+        key: String,
+        /// Hours to add, 1 to 24.
+        #[arg(long, default_value_t = 4)]
+        hours: u32,
+    },
     /// Enqueue an image build.
     Build(BuildArgs),
     /// Enqueue a preview launch.
@@ -434,6 +442,24 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
                 "deleted_at",
             ];
             Ok(output::fields(out, &v, &keys)?)
+        }
+        Command::Extend { key, hours } => {
+            let v = api
+                .post(
+                    &format!("v1/previews/{}/extend", enc(&key)),
+                    Some(&json!({ "hours": hours })),
+                )
+                .await?;
+            if json_out {
+                return print_json(out, &v);
+            }
+            writeln!(
+                out,
+                "preview {}: expires {}",
+                output::cell(&v["key"]),
+                output::cell(&v["expires_at"])
+            )?;
+            Ok(())
         }
         Command::Build(args) => {
             let mut body = build_body(&args.opts)?;

@@ -316,6 +316,39 @@ async fn extend_on_the_json_api_moves_the_expiry() {
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
 
+/// `slipway extend` calls it.
+#[tokio::test]
+async fn the_cli_extends_a_preview() {
+    use clap::Parser;
+    let app = spawn_app().await;
+    live_preview(&app, "org/app#4").await;
+    let run = |args: &[&str]| {
+        let mut argv = vec!["slipway", "--api-url", &app.base, "--token", ENQUEUE];
+        argv.extend_from_slice(args);
+        let cli = slipway_cli::Cli::try_parse_from(argv).expect("valid command line");
+        async move {
+            let mut out = Vec::new();
+            slipway_cli::run(cli, &mut out)
+                .await
+                .map(|()| String::from_utf8(out).unwrap())
+        }
+    };
+    let out = run(&["extend", "org/app#4", "--hours", "24"])
+        .await
+        .unwrap();
+    assert!(out.starts_with("preview org/app#4: expires "), "{out}");
+    let rec = app.store.get_preview("org/app#4").await.unwrap().unwrap();
+    let left = (rec.expires_at.unwrap() - Utc::now()).num_minutes();
+    assert!(
+        (25 * 60..=26 * 60).contains(&left),
+        "2h + 24h: {left} minutes"
+    );
+    let err = run(&["extend", "org/app#4", "--hours", "30"])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("hours"), "{err}");
+}
+
 /// Every action route, with a form that would act if allowed.
 fn action_routes(job: uuid::Uuid, key: &str) -> Vec<(String, String)> {
     let k = urlencode(key);
