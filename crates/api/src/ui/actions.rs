@@ -400,7 +400,12 @@ pub async fn bulk(
             .collect();
         pages::href("/ui/jobs", &pairs)
     };
-    let target = fields.get("target").unwrap_or("selected").to_owned();
+    // Without `target`: the selection when ids were posted, else the filter.
+    let target = match fields.get("target") {
+        Some(t) => t.to_owned(),
+        None if fields.all("ids").next().is_some() => "selected".into(),
+        None => "filter".into(),
+    };
     let (eligible, skipped, capped) = match target.as_str() {
         "selected" => {
             let mut ids = Vec::new();
