@@ -361,7 +361,8 @@ fn page_path<'a>(pages: &'a Pages, name: &'a str) -> &'a str {
 }
 
 /// The pages read: the previews list (unfiltered, by status, by repository), the jobs list
-/// (first page, by kind and state, by preview, 90k rows deep), a failed job with its log and
+/// (first page, by kind and state, by preview, 90k rows deep, by error text, by any text), a
+/// failed job with its log and
 /// three attempts, a live preview with its jobs and logs, the queues.
 async fn pages(store: &Store) -> anyhow::Result<Pages> {
     let pool = store.pool();
@@ -395,6 +396,10 @@ async fn pages(store: &Store) -> anyhow::Result<Pages> {
         ("jobs_filtered", "/ui/jobs?kind=build&state=failed".into()),
         ("jobs_preview", format!("/ui/jobs?preview={key}")),
         ("jobs_deep", format!("/ui/jobs?cursor={deep}")),
+        // Texts no job has: the searches' worst case, every job read unless an index answers.
+        // (A page that does not know the parameter ignores it and lists every job.)
+        ("jobs_error", "/ui/jobs?error=no%20such%20error".into()),
+        ("jobs_search", "/ui/jobs?q=no%20such%20text".into()),
         ("job", format!("/ui/jobs/{job}")),
         ("preview", format!("/ui/preview?key={key}")),
         ("queues", "/ui/queues".into()),
