@@ -34,6 +34,10 @@ const BACKLOG: i64 = 20;
 const APPEND_EVERY: Duration = Duration::from_millis(50);
 /// How long the database's transaction rate is watched in each idle phase.
 const IDLE_WINDOW: Duration = Duration::from_secs(6);
+/// How long an idle phase waits before its window: a backend reports its counts to
+/// `pg_stat_database` within 10 s of going idle, so the work just before (opening the tails)
+/// would otherwise be counted in the window.
+const STATS_SETTLE: Duration = Duration::from_secs(11);
 const TOKEN: &str = "bench-ui-token-0123456789";
 /// What a tailed line's text carries, followed by its number.
 const MARK: &str = "bench-tail-";
@@ -692,9 +696,10 @@ impl StatsConn {
         .await?)
     }
 
-    /// Transactions per second on the database over `window` (backends report their counts
-    /// about once a second, so a window of several seconds is needed).
+    /// Transactions per second on the database over `window`, after [`STATS_SETTLE`] (backends
+    /// report their counts about once a second while busy, within 10 s once idle).
     async fn xact_per_s(&mut self, window: Duration) -> anyhow::Result<f64> {
+        tokio::time::sleep(STATS_SETTLE).await;
         let (before, t) = (self.xacts().await?, Instant::now());
         tokio::time::sleep(window).await;
         let after = self.xacts().await?;
