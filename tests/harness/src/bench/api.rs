@@ -128,6 +128,11 @@ impl BenchApi {
         })
     }
 
+    /// Its throw-away database (for seeding it, or reading its statistics).
+    pub fn db(&self) -> &TestDb {
+        &self._db
+    }
+
     /// `http://<addr><path>`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)

@@ -11,6 +11,7 @@ pub mod queue;
 pub mod redis_ceiling;
 pub mod sim;
 pub mod teardown;
+pub mod ui;
 pub mod webhook;
 
 use futures_like::BoxFuture;
@@ -115,6 +116,7 @@ pub const SECTIONS: &[(&str, Section)] = &[
     }),
     ("webhook", |env, report| Box::pin(webhook::run(env, report))),
     ("cap", |env, report| Box::pin(cap::run(env, report))),
+    ("ui", |env, report| Box::pin(ui::run(env, report))),
 ];
 
 pub use slipway_shared::testing::WorkerThread;
