@@ -12,7 +12,9 @@ use chrono::{Duration as ChronoDuration, Utc};
 use common::{insert, test_db};
 use serde_json::json;
 use slipway_core::{ErrorClass, JobId, JobKind, JobState};
-use slipway_shared::store::{AttemptOutcome, JobFilter, NewJob, Store, StoreError};
+use slipway_shared::store::{
+    AttemptOutcome, JobFilter, NewJob, Store, StoreError, TEXT_SEARCH_WINDOW,
+};
 
 fn failed(error: &str) -> AttemptOutcome {
     AttemptOutcome::Failed {
@@ -916,4 +918,46 @@ async fn attempts_for_many_jobs_come_back_grouped_in_order() {
     assert_eq!(numbers(a.id), Some(vec![1, 2]));
     assert_eq!(numbers(b.id), Some(vec![1]));
     assert_eq!(numbers(c.id), None);
+}
+
+#[tokio::test]
+async fn a_text_search_reads_one_window_of_jobs_per_page() {
+    let db = common::test_db().await;
+    let store = db.store();
+    // The only match is the oldest job; a window of newer jobs that do not match lies above it.
+    let old = insert(&store, JobKind::Build, Some("acme/needle#1")).await;
+    sqlx::query("UPDATE jobs SET created_at = now() - interval '1 day' WHERE id = $1")
+        .bind(old.id)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO jobs (id, kind, preview, created_at) \
+         SELECT gen_random_uuid(), 'launch', 'org/hay#' || i, now() - i * interval '1 ms' \
+         FROM generate_series(1, $1) AS i",
+    )
+    .bind(TEXT_SEARCH_WINDOW + 5)
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let filter = JobFilter {
+        q: Some("NEEDLE".into()),
+        ..Default::default()
+    };
+    // The first window holds only newer jobs: no match, but a cursor to go on.
+    let first = store.list_jobs(&filter, None, 50).await.unwrap();
+    assert!(first.items.is_empty());
+    let cursor = first.next_cursor.expect("a cursor to the next window");
+    let second = store.list_jobs(&filter, Some(&cursor), 50).await.unwrap();
+    assert_eq!(
+        second.items.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![old.id]
+    );
+    assert_eq!(second.next_cursor, None, "the last window ends the search");
+    // Without text, the list is not windowed: a full page at once.
+    let plain = store
+        .list_jobs(&JobFilter::default(), None, 50)
+        .await
+        .unwrap();
+    assert_eq!(plain.items.len(), 50);
 }

@@ -7,6 +7,7 @@
 use std::fmt::Display;
 use std::future::Future;
 
+use chrono::{DateTime, Utc};
 use slipway_core::{ErrorClass, JobId, JobKind, JobState};
 use sqlx::{Postgres, QueryBuilder};
 
@@ -37,6 +38,48 @@ pub(super) fn like_pattern(q: &str) -> String {
     }
     out.push('%');
     out
+}
+
+/// How many jobs one page of a free-text search (`JobFilter::q`) reads at most.
+pub const TEXT_SEARCH_WINDOW: i64 = 10_000;
+
+/// The indexed conditions of a job list: kind, state, preview, creation bounds, the error
+/// filter (trigram-indexed) and the cursor's position (`(created_at, id)` strictly before).
+fn push_job_conditions(
+    qb: &mut QueryBuilder<'_, Postgres>,
+    filter: &JobFilter,
+    after: Option<(DateTime<Utc>, JobId)>,
+) {
+    if let Some(kind) = filter.kind {
+        qb.push(" AND kind = ").push_bind(kind.as_str());
+    }
+    if let Some(state) = filter.state {
+        qb.push(" AND state = ").push_bind(state.as_str());
+    }
+    if let Some(preview) = &filter.preview {
+        qb.push(" AND preview = ").push_bind(preview.clone());
+    }
+    if let Some(after) = filter.created_after {
+        qb.push(" AND created_at >= ").push_bind(after);
+    }
+    if let Some(before) = filter.created_before {
+        qb.push(" AND created_at < ").push_bind(before);
+    }
+    if let Some(e) = filter
+        .error
+        .as_deref()
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+    {
+        qb.push(" AND error ILIKE ").push_bind(like_pattern(e));
+    }
+    if let Some((at, id)) = after {
+        qb.push(" AND (created_at, id) < (")
+            .push_bind(at)
+            .push(", ")
+            .push_bind(id)
+            .push(")");
+    }
 }
 
 impl Store {
@@ -110,6 +153,12 @@ impl Store {
 
     /// Jobs matching `filter`, newest first, `limit` (1..=1000) per page. `cursor` is the
     /// previous page's `next_cursor`; rows inserted meanwhile never shift later pages.
+    ///
+    /// The free-text filter (`q`) matches substrings of seven fields, which no index serves,
+    /// so one page reads at most [`TEXT_SEARCH_WINDOW`] jobs (those the other filters select,
+    /// newest first, from the cursor on). A page can then hold fewer than `limit` matches, or
+    /// none, and still carry a `next_cursor`: the next window. A rare text costs a bounded
+    /// read per page instead of a read of every job.
     pub async fn list_jobs(
         &self,
         filter: &JobFilter,
@@ -117,24 +166,31 @@ impl Store {
         limit: u32,
     ) -> Result<JobPage, StoreError> {
         let limit = cursor::clamp_limit(limit);
+        let after = match cursor {
+            Some(c) => {
+                let (at, id) = cursor::decode(c)?;
+                let id: JobId = id.parse().map_err(|_| StoreError::InvalidCursor)?;
+                Some((at, id))
+            }
+            None => None,
+        };
+        let text = filter.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
+        // The last job of this page's search window; `None` when fewer jobs remain.
+        let window_end: Option<(DateTime<Utc>, JobId)> = match text {
+            None => None,
+            Some(_) => {
+                let mut qb = QueryBuilder::new("SELECT created_at, id FROM jobs WHERE TRUE");
+                push_job_conditions(&mut qb, filter, after);
+                qb.push(" ORDER BY created_at DESC, id DESC OFFSET ")
+                    .push_bind(TEXT_SEARCH_WINDOW - 1)
+                    .push(" LIMIT 1");
+                qb.build_query_as().fetch_optional(&self.pool).await?
+            }
+        };
         let mut qb: QueryBuilder<'_, Postgres> =
             QueryBuilder::new(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE TRUE"));
-        if let Some(kind) = filter.kind {
-            qb.push(" AND kind = ").push_bind(kind.as_str());
-        }
-        if let Some(state) = filter.state {
-            qb.push(" AND state = ").push_bind(state.as_str());
-        }
-        if let Some(preview) = &filter.preview {
-            qb.push(" AND preview = ").push_bind(preview.clone());
-        }
-        if let Some(after) = filter.created_after {
-            qb.push(" AND created_at >= ").push_bind(after);
-        }
-        if let Some(before) = filter.created_before {
-            qb.push(" AND created_at < ").push_bind(before);
-        }
-        if let Some(q) = filter.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
+        push_job_conditions(&mut qb, filter, after);
+        if let Some(q) = text {
             let pat = like_pattern(q);
             qb.push(" AND (");
             let fields = [
@@ -154,18 +210,8 @@ impl Store {
             }
             qb.push(")");
         }
-        if let Some(e) = filter
-            .error
-            .as_deref()
-            .map(str::trim)
-            .filter(|e| !e.is_empty())
-        {
-            qb.push(" AND error ILIKE ").push_bind(like_pattern(e));
-        }
-        if let Some(c) = cursor {
-            let (at, id) = cursor::decode(c)?;
-            let id: JobId = id.parse().map_err(|_| StoreError::InvalidCursor)?;
-            qb.push(" AND (created_at, id) < (")
+        if let Some((at, id)) = window_end {
+            qb.push(" AND (created_at, id) >= (")
                 .push_bind(at)
                 .push(", ")
                 .push_bind(id)
@@ -174,9 +220,13 @@ impl Store {
         qb.push(" ORDER BY created_at DESC, id DESC LIMIT ")
             .push_bind(limit + 1);
         let mut items: Vec<JobRecord> = qb.build_query_as().fetch_all(&self.pool).await?;
-        let next_cursor = page_cursor(&mut items, limit, |j| {
+        let mut next_cursor = page_cursor(&mut items, limit, |j| {
             cursor::encode(j.created_at, &j.id.to_string())
         });
+        if next_cursor.is_none() {
+            // The window held no more matches; older jobs are the next window's.
+            next_cursor = window_end.map(|(at, id)| cursor::encode(at, &id.to_string()));
+        }
         Ok(JobPage { items, next_cursor })
     }
 

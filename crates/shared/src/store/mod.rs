@@ -23,6 +23,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 pub use caps::{CappedStart, WAITING_LINE_SEQ};
 pub use cleanup::{LogRetention, PastExpiry, SweepRecord};
+pub use jobs::TEXT_SEARCH_WINDOW;
 pub use logs::{LogListener, LogWake};
 pub use repositories::{RepositoryRecord, RepositoryUpsert};
 pub use sessions::UiSession;
