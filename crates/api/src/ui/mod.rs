@@ -10,14 +10,18 @@
 //!   whose scopes are the token's, re-checked against the configured tokens on each request.
 //! - Every state-changing form carries the session's CSRF token and is refused (403) without
 //!   it; cross-origin POSTs (an `Origin` that is not the `Host`) are refused too.
+//! - Failed sign-ins are limited per client address and in all ([`ratelimit`]); while
+//!   limited, sign-in answers 429 without checking the token.
 //! - Every response carries [`security_headers`]: a CSP without inline scripts or styles,
 //!   `X-Frame-Options: DENY`, `nosniff` and a referrer policy.
 
 mod ansi;
 mod assets;
 mod pages;
+mod ratelimit;
 mod session;
 
+pub use ratelimit::LoginLimits;
 pub use session::SecureCookie;
 
 use crate::state::AppState;
@@ -37,6 +41,8 @@ pub struct UiSettings {
     pub secure_cookie: SecureCookie,
     /// How long a session lasts after sign-in.
     pub session_ttl: Duration,
+    /// Failed sign-ins allowed per minute, per client address and in all.
+    pub login_limits: LoginLimits,
 }
 
 impl Default for UiSettings {
@@ -44,6 +50,7 @@ impl Default for UiSettings {
         UiSettings {
             secure_cookie: SecureCookie::Auto,
             session_ttl: Duration::from_secs(12 * 3600),
+            login_limits: LoginLimits::default(),
         }
     }
 }
@@ -51,6 +58,7 @@ impl Default for UiSettings {
 pub(crate) struct UiState {
     app: Arc<AppState>,
     settings: UiSettings,
+    login_limiter: ratelimit::LoginLimiter,
 }
 
 /// The policy of every dashboard response: scripts and styles only from this origin (so no
@@ -115,6 +123,10 @@ pub fn router(app: Arc<AppState>, settings: &UiSettings) -> Router {
     let state = Arc::new(UiState {
         app,
         settings: settings.clone(),
+        login_limiter: ratelimit::LoginLimiter::new(
+            settings.login_limits,
+            std::time::Instant::now(),
+        ),
     });
     Router::new()
         .route("/ui", get(pages::previews))

@@ -224,9 +224,44 @@ pub struct LoginForm {
     token: Option<String>,
 }
 
-/// `POST /ui/login`: a configured token with the `read` scope starts a session.
+/// The client's address: the TCP peer's (forwarding headers are not trusted), when the server
+/// was started with connect info (as `slipway_api::start` does).
+pub struct ClientAddr(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
+
+/// The 429 of a sign-in refused by the failed sign-in limit, with `Retry-After`.
+fn too_many(wait: std::time::Duration) -> Response {
+    let secs = wait.as_secs_f64().ceil().max(1.0);
+    let mut resp = login_form(
+        StatusCode::TOO_MANY_REQUESTS,
+        Some(&format!(
+            "Too many failed sign-ins. Try again in {secs} seconds."
+        )),
+    );
+    resp.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from_str(&secs.to_string()).expect("digits"),
+    );
+    resp
+}
+
+/// `POST /ui/login`: a configured token with the `read` scope starts a session. Failed
+/// sign-ins are limited ([`super::ratelimit`]): while limited the token is not even checked.
 pub async fn login(
     State(state): State<Arc<UiState>>,
+    ClientAddr(client): ClientAddr,
     uri: axum::http::Uri,
     headers: HeaderMap,
     form: Result<Form<LoginForm>, FormRejection>,
@@ -242,7 +277,13 @@ pub async fn login(
     if token.is_empty() {
         return login_form(StatusCode::BAD_REQUEST, Some("Enter an API token."));
     }
+    let now = std::time::Instant::now();
+    if let Some(wait) = state.login_limiter.refused(client, now) {
+        tracing::warn!(client = ?client, "dashboard sign-in refused: too many failures");
+        return too_many(wait);
+    }
     let Some((name, scopes)) = state.app.tokens.verify(token) else {
+        state.login_limiter.failed(client, now);
         return login_form(StatusCode::UNAUTHORIZED, Some("That token is not valid."));
     };
     if !scopes.contains(Scopes::READ) {
