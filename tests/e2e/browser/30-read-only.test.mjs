@@ -38,7 +38,8 @@ test("a read-only token's forged POSTs are refused with 403", async (t) => {
   assert.match(csrf, /^[0-9a-f]{64}$/);
   const jobs = await api('GET', '/v1/jobs?limit=1');
   const job = jobs.items[0].id;
-  // CONTRACT.md's action routes, each with the fields its form would send.
+  // Every action route of the dashboard (redeploy, extend, delete, retry, cancel, bulk, pause,
+  // resume, edit-repository), each with the fields its form would send.
   const forged = [
     ['/ui/preview/redeploy', { key: KEY }],
     ['/ui/preview/extend', { key: KEY, hours: '24' }],

@@ -29,7 +29,7 @@ test('a POST without the CSRF token is refused', async (t) => {
   });
   assert.equal(wrong.status(), 403);
 
-  // Every action form an admin sees (CONTRACT.md's `form[data-action]`), posted with its
+  // Every action form an admin sees (`form[data-action]`), posted with its
   // fields but without the csrf field: 403.
   const jobs = await api('GET', '/v1/jobs?limit=1');
   const urls = [

@@ -1,4 +1,4 @@
-// A build's log appears line by line on its job page while it runs (CONTRACT.md "Live log":
+// A build's log appears line by line on its job page while it runs (the live log markup:
 // `pre.log[data-stream]` with one `.log-line` per line, appended by /ui/assets/live.js), and
 // the page shows the final state when it ends, without a reload.
 import { test } from 'node:test';

@@ -1,4 +1,4 @@
-// Deleting a preview from its page takes the key typed as confirmation (CONTRACT.md: the form
+// Deleting a preview from its page takes the key typed as confirmation (the form
 // `#delete-preview` with `data-action="delete"`): a wrong one is refused with 400 and changes
 // nothing; the right one enqueues the cleanup and the preview is torn down.
 import { test } from 'node:test';
