@@ -133,14 +133,22 @@ pub struct UiArgs {
     /// How long a dashboard session lasts after sign-in, in hours.
     #[arg(long, env = "SLIPWAY_UI_SESSION_HOURS", default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..=720))]
     pub ui_session_hours: u32,
-    /// Failed dashboard sign-ins allowed per minute from one client address (the TCP peer;
-    /// forwarding headers are not trusted), as a burst refilled over the minute. 0: no limit.
-    #[arg(long, env = "SLIPWAY_UI_LOGIN_FAILURES_PER_CLIENT", default_value_t = 10)]
+    /// Failed dashboard sign-ins allowed per minute from one client address (the TCP peer, or
+    /// what a trusted proxy says), as a burst refilled over the minute. 0: no limit.
+    #[arg(
+        long,
+        env = "SLIPWAY_UI_LOGIN_FAILURES_PER_CLIENT",
+        default_value_t = 10
+    )]
     pub ui_login_failures_per_client: u32,
     /// Failed dashboard sign-ins allowed per minute from all clients together (per API
     /// replica). 0: no limit.
     #[arg(long, env = "SLIPWAY_UI_LOGIN_FAILURES_GLOBAL", default_value_t = 100)]
     pub ui_login_failures_global: u32,
+    /// Proxies (IP addresses or CIDR ranges, comma-separated) whose `X-Forwarded-For` header
+    /// names the client for the sign-in limit; from any other peer the header is ignored.
+    #[arg(long, env = "SLIPWAY_UI_TRUSTED_PROXIES", default_value = "")]
+    pub ui_trusted_proxies: ui::TrustedProxies,
 }
 
 impl Default for UiArgs {
@@ -151,6 +159,7 @@ impl Default for UiArgs {
             ui_session_hours: 12,
             ui_login_failures_per_client: limits.per_client,
             ui_login_failures_global: limits.global,
+            ui_trusted_proxies: ui::TrustedProxies::default(),
         }
     }
 }
@@ -164,6 +173,7 @@ impl UiArgs {
                 per_client: self.ui_login_failures_per_client,
                 global: self.ui_login_failures_global,
             },
+            trusted_proxies: self.ui_trusted_proxies.clone(),
         }
     }
 }

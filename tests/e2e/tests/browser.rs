@@ -101,10 +101,26 @@ async fn wait_status(stack: &Stack, key: &str, want: &str) {
 /// the README's screenshot).
 async fn seed(stack: &Stack) {
     let ready = [
-        ("acme/storefront#412", "3f2a9c1d7e4b5a60c8d9e0f1a2b3c4d5e6f7a8b9", (180, 310)),
-        ("acme/storefront#415", "9b8a7c6d5e4f30211203a4b5c6d7e8f90a1b2c3d", (3400, 7100)),
-        ("acme/checkout-api#27", "c0ffee00d15ea5e0ba5eba11deadbeef00c0ffee", (95, 180)),
-        ("acme/docs#9", "1d2c3b4a59687766554433221100ffeeddccbbaa", (12, 48)),
+        (
+            "acme/storefront#412",
+            "3f2a9c1d7e4b5a60c8d9e0f1a2b3c4d5e6f7a8b9",
+            (180, 310),
+        ),
+        (
+            "acme/storefront#415",
+            "9b8a7c6d5e4f30211203a4b5c6d7e8f90a1b2c3d",
+            (3400, 7100),
+        ),
+        (
+            "acme/checkout-api#27",
+            "c0ffee00d15ea5e0ba5eba11deadbeef00c0ffee",
+            (95, 180),
+        ),
+        (
+            "acme/docs#9",
+            "1d2c3b4a59687766554433221100ffeeddccbbaa",
+            (12, 48),
+        ),
     ];
     for (key, commit, _) in &ready {
         pipeline(stack, key, commit).await;

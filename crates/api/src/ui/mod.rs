@@ -21,7 +21,7 @@ mod pages;
 mod ratelimit;
 mod session;
 
-pub use ratelimit::LoginLimits;
+pub use ratelimit::{LoginLimits, TrustedProxies};
 pub use session::SecureCookie;
 
 use crate::state::AppState;
@@ -43,6 +43,8 @@ pub struct UiSettings {
     pub session_ttl: Duration,
     /// Failed sign-ins allowed per minute, per client address and in all.
     pub login_limits: LoginLimits,
+    /// The proxies whose `X-Forwarded-For` names the client (none by default).
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Default for UiSettings {
@@ -51,6 +53,7 @@ impl Default for UiSettings {
             secure_cookie: SecureCookie::Auto,
             session_ttl: Duration::from_secs(12 * 3600),
             login_limits: LoginLimits::default(),
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 }

@@ -4,15 +4,111 @@
 //! refused (429, `Retry-After`) *before* the presented token is checked, so a guess made while
 //! limited learns nothing. Successful sign-ins take nothing.
 //!
-//! The client address is the TCP peer: `X-Forwarded-For` and `Forwarded` are not trusted (any
-//! client can send them). Behind a proxy every client shares the proxy's address, so its
-//! bucket then limits all of them together, like the global one. The state is per replica and
-//! lost on restart: with n replicas the limits are n times as high.
+//! The client address is the TCP peer: `X-Forwarded-For` is believed only from the proxies
+//! the operator names ([`TrustedProxies`], `SLIPWAY_UI_TRUSTED_PROXIES`), and then only up to
+//! the first hop that is not one of them (any client can send the header). Behind an untrusted
+//! proxy every client shares the proxy's address, so its bucket limits all of them together,
+//! like the global one. The state is per replica and lost on restart: with n replicas the
+//! limits are n times as high.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// The proxies whose `X-Forwarded-For` is believed: address ranges (`10.0.0.0/8`,
+/// `fd00::/8`, or one address), comma-separated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies(Vec<(IpAddr, u8)>);
+
+/// A `SLIPWAY_UI_TRUSTED_PROXIES` entry that is not an address or address range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "SLIPWAY_UI_TRUSTED_PROXIES: {entry:?} is not an IP address or CIDR range (such as 10.0.0.0/8)"
+)]
+pub struct TrustedProxiesError {
+    entry: String,
+}
+
+impl FromStr for TrustedProxies {
+    type Err = TrustedProxiesError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut ranges = Vec::new();
+        for entry in s.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let bad = || TrustedProxiesError {
+                entry: entry.to_owned(),
+            };
+            let (addr, len) = match entry.split_once('/') {
+                Some((a, l)) => (a, Some(l)),
+                None => (entry, None),
+            };
+            let addr: IpAddr = addr.parse().map_err(|_| bad())?;
+            let max = if addr.is_ipv4() { 32 } else { 128 };
+            let len = match len {
+                None => max,
+                Some(l) => l.parse::<u8>().ok().filter(|l| *l <= max).ok_or_else(bad)?,
+            };
+            ranges.push((addr, len));
+        }
+        Ok(TrustedProxies(ranges))
+    }
+}
+
+/// The first `len` bits of `ip`, as a number (IPv4 addresses as their IPv4-mapped IPv6 form).
+fn prefix(ip: IpAddr, len: u8, v4: bool) -> u128 {
+    let (bits, width) = match ip {
+        IpAddr::V4(a) if v4 => (u128::from(u32::from(a)), 32),
+        IpAddr::V4(a) => (u128::from(a.to_ipv6_mapped()), 128),
+        IpAddr::V6(a) => (u128::from(a), 128),
+    };
+    if len == 0 {
+        0
+    } else {
+        bits >> (width - u32::from(len))
+    }
+}
+
+impl TrustedProxies {
+    fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        self.0.iter().any(|(net, len)| {
+            net.is_ipv4() == ip.is_ipv4()
+                && prefix(*net, *len, net.is_ipv4()) == prefix(ip, *len, ip.is_ipv4())
+        })
+    }
+
+    /// The client of a request from `peer`: `peer` itself unless it is a trusted proxy; then
+    /// the `X-Forwarded-For` entries read from the right, up to the first that is not a
+    /// trusted proxy (an entry that is not an address stops the walk at the hop before it).
+    pub fn client(&self, peer: IpAddr, headers: &axum::http::HeaderMap) -> IpAddr {
+        let mut client = peer;
+        if !self.contains(peer) {
+            return client;
+        }
+        let hops: Vec<&str> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect();
+        for hop in hops.into_iter().rev() {
+            let Ok(ip) = hop.parse::<IpAddr>() else {
+                break;
+            };
+            client = ip;
+            if !self.contains(ip) {
+                break;
+            }
+        }
+        client
+    }
+}
 
 /// Client addresses tracked at most; past it, addresses whose bucket has refilled are
 /// forgotten, and a new one beyond that is limited by the global bucket alone.
@@ -180,11 +276,18 @@ mod tests {
         }
         // 3 a minute: the next token in 20 s.
         assert_eq!(l.refused(ip("10.0.0.1"), t0), Some(Duration::from_secs(20)));
-        assert_eq!(l.refused(ip("10.0.0.2"), t0), None, "another client is not limited");
+        assert_eq!(
+            l.refused(ip("10.0.0.2"), t0),
+            None,
+            "another client is not limited"
+        );
         let later = t0 + Duration::from_secs(15);
         let wait = l.refused(ip("10.0.0.1"), later).unwrap();
         assert!((4_900..=5_100).contains(&wait.as_millis()), "{wait:?}");
-        assert_eq!(l.refused(ip("10.0.0.1"), t0 + Duration::from_secs(20)), None);
+        assert_eq!(
+            l.refused(ip("10.0.0.1"), t0 + Duration::from_secs(20)),
+            None
+        );
     }
 
     #[test]
@@ -202,9 +305,15 @@ mod tests {
             assert_eq!(l.refused(c, t0), None);
             l.failed(c, t0);
         }
-        assert_eq!(l.refused(ip("10.0.1.200"), t0), Some(Duration::from_secs(15)));
+        assert_eq!(
+            l.refused(ip("10.0.1.200"), t0),
+            Some(Duration::from_secs(15))
+        );
         assert_eq!(l.refused(None, t0), Some(Duration::from_secs(15)));
-        assert_eq!(l.refused(ip("10.0.1.200"), t0 + Duration::from_secs(15)), None);
+        assert_eq!(
+            l.refused(ip("10.0.1.200"), t0 + Duration::from_secs(15)),
+            None
+        );
     }
 
     #[test]
@@ -230,6 +339,65 @@ mod tests {
             client_key("::ffff:10.1.2.3".parse().unwrap()),
             "10.1.2.3".parse::<IpAddr>().unwrap()
         );
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_from_trusted_proxies_only() {
+        use axum::http::{HeaderMap, HeaderValue};
+        let trusted: TrustedProxies = "10.0.0.0/8, 192.0.2.7 ,fd00::/8".parse().unwrap();
+        let mut h = HeaderMap::new();
+        h.append(
+            "x-forwarded-for",
+            HeaderValue::from_static("198.51.100.1, 203.0.113.5"),
+        );
+        h.append("x-forwarded-for", HeaderValue::from_static("10.1.2.3"));
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        // An untrusted peer: the header is ignored.
+        assert_eq!(trusted.client(ip("203.0.113.9"), &h), ip("203.0.113.9"));
+        // From a trusted proxy: right to left past the trusted hops (10.1.2.3) to the client;
+        // what is left of it (198.51.100.1) the client may have made up.
+        assert_eq!(trusted.client(ip("10.9.9.9"), &h), ip("203.0.113.5"));
+        assert_eq!(trusted.client(ip("192.0.2.7"), &h), ip("203.0.113.5"));
+        assert_eq!(trusted.client(ip("::ffff:10.0.0.1"), &h), ip("203.0.113.5"));
+        assert_eq!(trusted.client(ip("fd12::1"), &h), ip("203.0.113.5"));
+        assert_eq!(trusted.client(ip("192.0.2.8"), &h), ip("192.0.2.8"));
+        // No header, or garbage: the last trusted hop.
+        assert_eq!(
+            trusted.client(ip("10.0.0.1"), &HeaderMap::new()),
+            ip("10.0.0.1")
+        );
+        let mut g = HeaderMap::new();
+        g.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("unknown, 10.0.0.2"),
+        );
+        assert_eq!(trusted.client(ip("10.0.0.1"), &g), ip("10.0.0.2"));
+        assert_eq!(
+            TrustedProxies::default().client(ip("10.0.0.1"), &h),
+            ip("10.0.0.1")
+        );
+
+        assert_eq!(
+            "".parse::<TrustedProxies>().unwrap(),
+            TrustedProxies::default()
+        );
+        assert_eq!(
+            "0.0.0.0/0"
+                .parse::<TrustedProxies>()
+                .unwrap()
+                .client(ip("1.2.3.4"), &h),
+            ip("198.51.100.1")
+        );
+        for bad in [
+            "10.0.0.0/33",
+            "fd00::/129",
+            "example.com",
+            "10.0.0.0/",
+            "10.0.0.0/x",
+        ] {
+            let e = bad.parse::<TrustedProxies>().unwrap_err();
+            assert!(e.to_string().contains(bad), "{e}");
+        }
     }
 
     #[test]

@@ -224,15 +224,15 @@ pub struct LoginForm {
     token: Option<String>,
 }
 
-/// The client's address: the TCP peer's (forwarding headers are not trusted), when the server
-/// was started with connect info (as `slipway_api::start` does).
-pub struct ClientAddr(pub Option<std::net::IpAddr>);
+/// The TCP peer's address, when the server was started with connect info (as
+/// `slipway_api::start` does).
+pub struct PeerAddr(pub Option<std::net::IpAddr>);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientAddr(
+        Ok(PeerAddr(
             parts
                 .extensions
                 .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
@@ -261,7 +261,7 @@ fn too_many(wait: std::time::Duration) -> Response {
 /// sign-ins are limited ([`super::ratelimit`]): while limited the token is not even checked.
 pub async fn login(
     State(state): State<Arc<UiState>>,
-    ClientAddr(client): ClientAddr,
+    PeerAddr(peer): PeerAddr,
     uri: axum::http::Uri,
     headers: HeaderMap,
     form: Result<Form<LoginForm>, FormRejection>,
@@ -277,6 +277,7 @@ pub async fn login(
     if token.is_empty() {
         return login_form(StatusCode::BAD_REQUEST, Some("Enter an API token."));
     }
+    let client = peer.map(|p| state.settings.trusted_proxies.client(p, &headers));
     let now = std::time::Instant::now();
     if let Some(wait) = state.login_limiter.refused(client, now) {
         tracing::warn!(client = ?client, "dashboard sign-in refused: too many failures");
