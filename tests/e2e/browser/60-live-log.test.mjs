@@ -48,6 +48,8 @@ test("a build's log appears line by line while it runs", async (t) => {
   );
   const shown = await page.locator('pre.log[data-stream] .log-line').allTextContents();
   for (const l of lines) assert.ok(shown.some((s) => s.includes(l)), `line ${l} shown`);
+  // Each once: the stream does not repeat what the page was rendered with.
+  assert.equal(shown.filter((s) => /RUN make step-/.test(s)).length, STEPS, JSON.stringify(shown));
   // The end: the state is updated live, the page was never reloaded.
   await page.waitForFunction(() => /succeeded/.test(document.querySelector('[data-job-state]')?.textContent ?? ''));
   assert.equal(await page.evaluate(() => window.__sameDocument), true);
