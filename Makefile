@@ -15,8 +15,9 @@ export SLIPWAY_REQUIRE_PROMTOOL := 1
 # tests when the MCP Python SDK or the MCP Inspector is.
 export SLIPWAY_REQUIRE_SCHEMATHESIS := 1
 export SLIPWAY_REQUIRE_MCP_CLIENTS := 1
-# The dashboard's browser test (crates/api/tests/api/browser.rs) fails rather than skips when
-# Debian's chromium or chromium-driver is missing.
+# The dashboard's browser tests (tests/e2e/tests/browser.rs running tests/e2e/browser with
+# Node's test runner) fail rather than skip when Debian's chromium, Node 22 or playwright-core
+# (the last two in .tools/) is missing.
 export SLIPWAY_REQUIRE_CHROMIUM := 1
 
 # Images (`make images`): slipway-<target>:$(IMAGE_TAG) under $(REGISTRY) when set, e.g.
@@ -38,7 +39,7 @@ build: ## compile the whole workspace (debug)
 services: ## install (Debian packages) and start PostgreSQL and Redis if they are not running
 	bash scripts/ensure-services.sh
 
-tools: ## install the command-line tools the tests use (kubectl, kubernetes-validate, helm, promtool, schemathesis, MCP clients)
+tools: ## install the command-line tools the tests use (kubectl, kubernetes-validate, helm, promtool, schemathesis, MCP clients, chromium and playwright-core)
 	bash scripts/ensure-tools.sh
 
 fmt: ## format the code

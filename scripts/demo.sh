@@ -4,7 +4,8 @@
 # Starts PostgreSQL and Redis if they are not running (Debian packages), the Kubernetes
 # simulator unless KUBECONFIG points at a cluster, the API and every worker; then runs a
 # pipeline for a sample repository (build, then launch the built image as a preview), streams
-# the build log, and prints the preview URL and the commands to inspect and tear it down.
+# the build log, and prints the preview URL, the dashboard's URL with a token to sign in with, and
+# the commands to inspect and tear it down.
 # Everything keeps running afterwards; `make demo-down` stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,10 +16,11 @@ API_PORT=${SLIPWAY_DEMO_API_PORT:-8080}
 SIM_PORT=${SLIPWAY_DEMO_SIM_PORT:-6443}
 DB=slipway_demo
 TOKEN=demo-operator-token-0123456789
+VIEWER_TOKEN=demo-viewer-token-0123456789
 export SLIPWAY_DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB"
 export SLIPWAY_REDIS_URL=redis://127.0.0.1:6379
 export SLIPWAY_QUEUE_PREFIX=slipway-demo
-export SLIPWAY_API_TOKENS="demo:read+enqueue+admin:$TOKEN"
+export SLIPWAY_API_TOKENS="demo:read+enqueue+admin:$TOKEN,viewer:read:$VIEWER_TOKEN"
 export SLIPWAY_API_URL="http://127.0.0.1:$API_PORT"
 export SLIPWAY_TOKEN=$TOKEN
 export RUST_LOG=${RUST_LOG:-info}
@@ -89,6 +91,10 @@ if [ "$simulated" = 1 ]; then
   echo "with KUBECONFIG pointing at minikube the same commands build and serve for real."
 fi
 cat <<EOT
+
+Dashboard: $SLIPWAY_API_URL/ui
+  sign in with the token  $TOKEN   (every scope)
+  or, read-only,          $VIEWER_TOKEN
 
 Slipway keeps running. Try:
   export SLIPWAY_API_URL=$SLIPWAY_API_URL SLIPWAY_TOKEN=$TOKEN

@@ -3,7 +3,7 @@
 # and the chart's apply test), the Python package kubernetes-validate (strict schema validation
 # of stored and rendered objects against Kubernetes 1.33), Helm (the chart checks; see
 # scripts/ensure-helm.sh), promtool (the alert rules' checks), schemathesis (the API's
-# contract test), headless Chromium with chromedriver (the dashboard's browser test), the MCP
+# contract test), headless Chromium with playwright-core (the dashboard's browser tests), the MCP
 # clients of the API's MCP tests (the Python SDK `mcp`; the MCP Inspector with the Node 22 it
 # needs), and ShellCheck and actionlint for `make e2e-check`.
 # Idempotent.
@@ -50,12 +50,12 @@ if ! command -v npm >/dev/null; then
 fi
 bash "$(dirname "$0")/ensure-helm.sh" >/dev/null
 
-# Headless Chromium and its chromedriver (Debian packages chromium, chromium-driver) for the
-# dashboard's browser test (crates/api/tests/api/browser.rs, WebDriver through fantoccini).
-if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
-  log "installing chromium and chromium-driver (Debian packages)"
+# Headless Chromium (Debian package chromium) for the dashboard's browser tests
+# (tests/e2e/browser, driven by playwright-core below; no browser is downloaded).
+if ! command -v chromium >/dev/null; then
+  log "installing chromium (Debian package)"
   as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium chromium-driver >/dev/null
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium >/dev/null
 fi
 
 # promtool (Debian's prometheus package) for the chart's alert rules: `promtool check rules` and
@@ -133,4 +133,16 @@ if [ "$(sed -n 's/^  "version": "\(.*\)",$/\1/p' "$inspector_pkg" 2>/dev/null)" 
   log "installing the MCP Inspector $MCP_INSPECTOR_VERSION (npm) into $tools/mcp-inspector"
   PATH="$tools/node22/node_modules/.bin:$PATH" npm install --silent --no-audit --no-fund \
     --prefix "$tools/mcp-inspector" "@modelcontextprotocol/inspector@$MCP_INSPECTOR_VERSION" >/dev/null
+fi
+
+# playwright-core for the dashboard's browser tests (tests/e2e/tests/browser.rs runs
+# tests/e2e/browser/*.test.mjs with Node's test runner under the Node 22 above), pinned from
+# npm into .tools/playwright-core. It drives Debian's /usr/bin/chromium (executablePath); the
+# package downloads no browser.
+PLAYWRIGHT_CORE_VERSION=1.65.2
+playwright_pkg=$tools/playwright-core/node_modules/playwright-core/package.json
+if [ "$(sed -n 's/^  "version": "\(.*\)",$/\1/p' "$playwright_pkg" 2>/dev/null)" != "$PLAYWRIGHT_CORE_VERSION" ]; then
+  log "installing playwright-core $PLAYWRIGHT_CORE_VERSION (npm) into $tools/playwright-core"
+  PATH="$tools/node22/node_modules/.bin:$PATH" npm install --silent --no-audit --no-fund \
+    --prefix "$tools/playwright-core" "playwright-core@$PLAYWRIGHT_CORE_VERSION" >/dev/null
 fi

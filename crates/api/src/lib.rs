@@ -133,13 +133,33 @@ pub struct UiArgs {
     /// How long a dashboard session lasts after sign-in, in hours.
     #[arg(long, env = "SLIPWAY_UI_SESSION_HOURS", default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..=720))]
     pub ui_session_hours: u32,
+    /// Failed dashboard sign-ins allowed per minute from one client address (the TCP peer, or
+    /// what a trusted proxy says), as a burst refilled over the minute. 0: no limit.
+    #[arg(
+        long,
+        env = "SLIPWAY_UI_LOGIN_FAILURES_PER_CLIENT",
+        default_value_t = 10
+    )]
+    pub ui_login_failures_per_client: u32,
+    /// Failed dashboard sign-ins allowed per minute from all clients together (per API
+    /// replica). 0: no limit.
+    #[arg(long, env = "SLIPWAY_UI_LOGIN_FAILURES_GLOBAL", default_value_t = 100)]
+    pub ui_login_failures_global: u32,
+    /// Proxies (IP addresses or CIDR ranges, comma-separated) whose `X-Forwarded-For` header
+    /// names the client for the sign-in limit; from any other peer the header is ignored.
+    #[arg(long, env = "SLIPWAY_UI_TRUSTED_PROXIES", default_value = "")]
+    pub ui_trusted_proxies: ui::TrustedProxies,
 }
 
 impl Default for UiArgs {
     fn default() -> Self {
+        let limits = ui::LoginLimits::default();
         UiArgs {
             ui_secure_cookie: ui::SecureCookie::Auto,
             ui_session_hours: 12,
+            ui_login_failures_per_client: limits.per_client,
+            ui_login_failures_global: limits.global,
+            ui_trusted_proxies: ui::TrustedProxies::default(),
         }
     }
 }
@@ -149,6 +169,11 @@ impl UiArgs {
         ui::UiSettings {
             secure_cookie: self.ui_secure_cookie,
             session_ttl: Duration::from_secs(u64::from(self.ui_session_hours) * 3600),
+            login_limits: ui::LoginLimits {
+                per_client: self.ui_login_failures_per_client,
+                global: self.ui_login_failures_global,
+            },
+            trusted_proxies: self.ui_trusted_proxies.clone(),
         }
     }
 }
@@ -438,6 +463,8 @@ pub async fn start(
     let task = tokio::spawn(async move {
         let stop = cancel.clone();
         let stopping = cancel.clone();
+        // The peer address reaches handlers (the dashboard's sign-in limit is per client).
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
             shutdown.await;
             // Readiness says no, and SSE streams, the relay and the status feed end, so

@@ -3,13 +3,16 @@
 //! against real Postgres and Redis, the Kubernetes simulator and a fake GitHub.
 //!
 //! [`Stack::start`] brings everything up on fresh resources (a new database, a new Redis key
-//! prefix, a new simulator and fake GitHub); dropping the stack stops it.
+//! prefix, a new simulator and fake GitHub); dropping the stack stops it. [`Stack::start_with`]
+//! takes [`Options`]: more API tokens, the simulator's timing and metrics-server, the sweeps'
+//! interval.
 
 pub mod prometheus;
 
 use anyhow::Context;
 use clap::Parser;
 use fake_github::FakeGithub;
+use kube_sim::metrics::MetricsServer;
 use kube_sim::{Delays, KubeSim};
 use slipway_harness::bench::{WorkerThread, start_worker};
 use slipway_shared::testing::{RedisPrefix, TestDb};
@@ -26,6 +29,30 @@ pub const PREVIEW_DOMAIN: &str = "preview.example.com";
 /// Where log links on the PR point.
 pub const PUBLIC_URL: &str = "https://slipway.example.com";
 pub const BUILD_NAMESPACE: &str = "slipway-builds";
+
+/// What may differ between stacks; [`Options::default`] is what [`Stack::start`] runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// API tokens besides [`TOKEN`] (`name:scopes:token` entries of `SLIPWAY_API_TOKENS`).
+    pub extra_tokens: Vec<String>,
+    /// The simulator's delays (default: none at all).
+    pub delays: Delays,
+    /// The simulator's metrics-server (default: absent).
+    pub metrics_server: MetricsServer,
+    /// Seconds between the cleanup worker's sweeps (its default, 60, when `None`).
+    pub sweep_interval_secs: Option<f64>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            extra_tokens: Vec::new(),
+            delays: Delays::zero(),
+            metrics_server: MetricsServer::Absent,
+            sweep_interval_secs: None,
+        }
+    }
+}
 
 /// Everything, running.
 pub struct Stack {
@@ -77,13 +104,22 @@ const WORKER_FLAGS: &[&str] = &[
 
 impl Stack {
     pub async fn start() -> anyhow::Result<Stack> {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(options: Options) -> anyhow::Result<Stack> {
         let db = TestDb::new().await?;
         let prefix = RedisPrefix::new();
         let sim = KubeSim::builder()
-            .delays(Delays::zero())
+            .delays(options.delays)
+            .metrics_server(options.metrics_server)
             .namespace(BUILD_NAMESPACE)
             .start()
             .await?;
+        let tokens = std::iter::once(format!("e2e:enqueue+read+admin:{TOKEN}"))
+            .chain(options.extra_tokens.iter().cloned())
+            .collect::<Vec<_>>()
+            .join(",");
         let github = FakeGithub::start().await?;
         github.add_token(GITHUB_TOKEN);
 
@@ -91,7 +127,7 @@ impl Stack {
             common("slipway-api", &db, &prefix),
             &[
                 "--api-tokens",
-                &format!("e2e:enqueue+read+admin:{TOKEN}"),
+                &tokens,
                 "--github-webhook-secret",
                 WEBHOOK_SECRET,
                 "--github-api-url",
@@ -135,9 +171,14 @@ impl Stack {
             .await
             .context("launch worker")?,
         );
+        let sweep = options.sweep_interval_secs.map(|s| s.to_string());
+        let mut cleanup_flags = vec!["--build-namespace", BUILD_NAMESPACE];
+        if let Some(s) = &sweep {
+            cleanup_flags.extend(["--sweep-interval-secs", s.as_str()]);
+        }
         let cleanup = slipway_worker_cleanup::Config::try_parse_from(with(
             with(common("slipway-worker-cleanup", &db, &prefix), WORKER_FLAGS),
-            &["--build-namespace", BUILD_NAMESPACE],
+            &cleanup_flags,
         ))?;
         workers.push(
             start_worker(sim.config()?, move |client, on_listen, stop| async move {

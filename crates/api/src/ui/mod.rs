@@ -13,6 +13,8 @@
 //!   the session's scopes do not allow is neither rendered nor accepted (403). One check does
 //!   all three for every action (`Session::check_post`, through `actions::checked`).
 //! - Actions write through `crate::ops` (or the queue client, as `/v1/queues` does).
+//! - Failed sign-ins are limited per client address and in all ([`ratelimit`]); while
+//!   limited, sign-in answers 429 without checking the token.
 //! - Every response carries [`security_headers`]: a CSP without inline scripts or styles,
 //!   `X-Frame-Options: DENY`, `nosniff` and a referrer policy.
 
@@ -20,9 +22,11 @@ mod actions;
 mod ansi;
 mod assets;
 mod pages;
+mod ratelimit;
 mod repositories;
 mod session;
 
+pub use ratelimit::{LoginLimits, TrustedProxies};
 pub use session::SecureCookie;
 
 use crate::state::AppState;
@@ -42,6 +46,10 @@ pub struct UiSettings {
     pub secure_cookie: SecureCookie,
     /// How long a session lasts after sign-in.
     pub session_ttl: Duration,
+    /// Failed sign-ins allowed per minute, per client address and in all.
+    pub login_limits: LoginLimits,
+    /// The proxies whose `X-Forwarded-For` names the client (none by default).
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Default for UiSettings {
@@ -49,6 +57,8 @@ impl Default for UiSettings {
         UiSettings {
             secure_cookie: SecureCookie::Auto,
             session_ttl: Duration::from_secs(12 * 3600),
+            login_limits: LoginLimits::default(),
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 }
@@ -56,6 +66,7 @@ impl Default for UiSettings {
 pub(crate) struct UiState {
     app: Arc<AppState>,
     settings: UiSettings,
+    login_limiter: ratelimit::LoginLimiter,
 }
 
 /// The policy of every dashboard response: scripts and styles only from this origin (so no
@@ -120,6 +131,10 @@ pub fn router(app: Arc<AppState>, settings: &UiSettings) -> Router {
     let state = Arc::new(UiState {
         app,
         settings: settings.clone(),
+        login_limiter: ratelimit::LoginLimiter::new(
+            settings.login_limits,
+            std::time::Instant::now(),
+        ),
     });
     Router::new()
         .route("/ui", get(pages::previews))

@@ -250,9 +250,44 @@ pub struct LoginForm {
     token: Option<String>,
 }
 
-/// `POST /ui/login`: a configured token with the `read` scope starts a session.
+/// The TCP peer's address, when the server was started with connect info (as
+/// `slipway_api::start` does).
+pub struct PeerAddr(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(PeerAddr(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
+
+/// The 429 of a sign-in refused by the failed sign-in limit, with `Retry-After`.
+fn too_many(wait: std::time::Duration) -> Response {
+    let secs = wait.as_secs_f64().ceil().max(1.0);
+    let mut resp = login_form(
+        StatusCode::TOO_MANY_REQUESTS,
+        Some(&format!(
+            "Too many failed sign-ins. Try again in {secs} seconds."
+        )),
+    );
+    resp.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from_str(&secs.to_string()).expect("digits"),
+    );
+    resp
+}
+
+/// `POST /ui/login`: a configured token with the `read` scope starts a session. Failed
+/// sign-ins are limited ([`super::ratelimit`]): while limited the token is not even checked.
 pub async fn login(
     State(state): State<Arc<UiState>>,
+    PeerAddr(peer): PeerAddr,
     uri: axum::http::Uri,
     headers: HeaderMap,
     form: Result<Form<LoginForm>, FormRejection>,
@@ -268,7 +303,14 @@ pub async fn login(
     if token.is_empty() {
         return login_form(StatusCode::BAD_REQUEST, Some("Enter an API token."));
     }
+    let client = peer.map(|p| state.settings.trusted_proxies.client(p, &headers));
+    let now = std::time::Instant::now();
+    if let Some(wait) = state.login_limiter.refused(client, now) {
+        tracing::warn!(client = ?client, "dashboard sign-in refused: too many failures");
+        return too_many(wait);
+    }
     let Some((name, scopes)) = state.app.tokens.verify(token) else {
+        state.login_limiter.failed(client, now);
         return login_form(StatusCode::UNAUTHORIZED, Some("That token is not valid."));
     };
     if !scopes.contains(Scopes::READ) {

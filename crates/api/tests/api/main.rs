@@ -2,7 +2,6 @@
 //! (modules below) so the suite links once.
 
 mod auth;
-mod browser;
 mod cli;
 mod contract;
 mod enqueue;

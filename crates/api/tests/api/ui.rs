@@ -4,8 +4,8 @@
 
 use crate::helpers::*;
 use chrono::Utc;
-use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
+use reqwest::{Method, StatusCode};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use slipway_shared::store::{LogLine, PreviewUpsert};
@@ -639,4 +639,124 @@ async fn ui_refuses_a_nul_in_a_query_or_path() {
         assert_eq!(p.status, StatusCode::BAD_REQUEST, "{path}: {}", p.body);
         assert!(p.body.contains(field), "{path}: {}", p.body);
     }
+}
+
+/// The sign-in answer to `form` from this client, with its status, `Retry-After` and body.
+async fn try_sign_in(app: &TestApp, form: &str, extra: &[(&str, &str)]) -> Page {
+    post(app, "/ui/login", None, form, extra).await
+}
+
+#[tokio::test]
+async fn ui_failed_sign_ins_are_limited_per_client_and_successes_are_not_counted() {
+    let app = spawn_app_configured(&slipway_shared::testing::redis_url(), |c| {
+        c.ui.ui_login_failures_per_client = 3;
+        c.ui.ui_login_failures_global = 1000;
+    })
+    .await;
+    // Successful sign-ins take nothing from the budget.
+    for _ in 0..5 {
+        sign_in(&app, READ).await;
+    }
+    // Three failures (whatever X-Forwarded-For claims: the TCP peer is the client), a success
+    // in between.
+    for i in 0..3 {
+        let forwarded = format!("203.0.113.{i}");
+        let p = try_sign_in(
+            &app,
+            "token=not-a-token-0123456789",
+            &[
+                ("x-forwarded-for", &forwarded),
+                ("forwarded", "for=198.51.100.7"),
+            ],
+        )
+        .await;
+        assert_eq!(
+            p.status,
+            StatusCode::UNAUTHORIZED,
+            "failure {i}: {}",
+            p.body
+        );
+        assert!(p.headers.get("retry-after").is_none());
+        if i == 1 {
+            sign_in(&app, READ).await;
+        }
+    }
+    // The fourth is refused before the token is checked: wrong and right tokens alike.
+    for form in ["token=not-a-token-0123456789", &format!("token={READ}")] {
+        let p = try_sign_in(&app, form, &[("x-forwarded-for", "192.0.2.99")]).await;
+        assert_eq!(
+            p.status,
+            StatusCode::TOO_MANY_REQUESTS,
+            "{form}: {}",
+            p.body
+        );
+        // Three a minute: the next try in 20 seconds (19.x rounded up).
+        let retry: u64 = p.headers["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=20).contains(&retry), "Retry-After {retry}");
+        assert!(
+            p.body.contains("Too many failed sign-ins"),
+            "the page says so: {}",
+            p.body
+        );
+        assert!(p.body.contains("id=\"login-error\""));
+        assert!(
+            p.headers.get(SET_COOKIE).is_none(),
+            "no session while limited"
+        );
+        assert_security_headers(&p);
+    }
+    // The JSON API's bearer tokens are not affected.
+    let (status, _) = app.call(Method::GET, "/v1/queues", Some(READ), None).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn ui_failed_sign_ins_are_limited_for_all_clients_together() {
+    let app = spawn_app_configured(&slipway_shared::testing::redis_url(), |c| {
+        c.ui.ui_login_failures_per_client = 1000;
+        c.ui.ui_login_failures_global = 2;
+    })
+    .await;
+    for _ in 0..2 {
+        let p = try_sign_in(&app, "token=not-a-token-0123456789", &[]).await;
+        assert_eq!(p.status, StatusCode::UNAUTHORIZED, "{}", p.body);
+    }
+    let p = try_sign_in(&app, "token=not-a-token-0123456789", &[]).await;
+    assert_eq!(p.status, StatusCode::TOO_MANY_REQUESTS, "{}", p.body);
+    let retry: u64 = p.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=30).contains(&retry), "Retry-After {retry}");
+    // Refused sign-ins that are not guesses (empty, cross-site) are answered as before.
+    let p = try_sign_in(&app, "token=", &[]).await;
+    assert_eq!(p.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn ui_sign_in_limit_believes_x_forwarded_for_from_trusted_proxies_only() {
+    // This test's client (127.0.0.1) plays a trusted ingress controller.
+    let app = spawn_app_configured(&slipway_shared::testing::redis_url(), |c| {
+        c.ui.ui_login_failures_per_client = 2;
+        c.ui.ui_login_failures_global = 1000;
+        c.ui.ui_trusted_proxies = "127.0.0.0/8".parse().unwrap();
+    })
+    .await;
+    let from = |ip: &'static str| [("x-forwarded-for", ip)];
+    for _ in 0..2 {
+        let p = try_sign_in(&app, "token=not-a-token-0123456789", &from("203.0.113.1")).await;
+        assert_eq!(p.status, StatusCode::UNAUTHORIZED, "{}", p.body);
+    }
+    let p = try_sign_in(&app, "token=not-a-token-0123456789", &from("203.0.113.1")).await;
+    assert_eq!(p.status, StatusCode::TOO_MANY_REQUESTS, "{}", p.body);
+    // Another browser behind the same proxy is its own client.
+    let p = try_sign_in(&app, "token=not-a-token-0123456789", &from("203.0.113.2")).await;
+    assert_eq!(p.status, StatusCode::UNAUTHORIZED, "{}", p.body);
+    let p = try_sign_in(&app, &format!("token={READ}"), &from("203.0.113.2")).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    // A made-up hop left of the real client changes nothing: the limited client stays limited.
+    let p = try_sign_in(
+        &app,
+        "token=not-a-token-0123456789",
+        &from("198.51.100.9, 203.0.113.1"),
+    )
+    .await;
+    assert_eq!(p.status, StatusCode::TOO_MANY_REQUESTS, "{}", p.body);
 }
