@@ -14,9 +14,14 @@
 //! line is later, the kubelet no longer has that line (its file was rotated; the log API serves
 //! only the current file) and lines between may be lost: a `system` line says so, with the two
 //! timestamps. Never a silent gap.
+//!
+//! The sink also reads BuildKit's step headers as they pass ([`ProgressTracker`]) and stores
+//! the build's progress with the next batch, in the same transaction: one write per batch at
+//! most, and only when the step changed.
 
 use chrono::{DateTime, SubsecRound, Utc};
 use slipway_core::JobId;
+use slipway_core::progress::ProgressTracker;
 use slipway_k8s::logs::DecodedLine;
 use slipway_shared::store::{LogLine, Store, StoreError};
 use std::collections::VecDeque;
@@ -86,6 +91,10 @@ pub struct LogSink {
     reread: Option<Reread>,
     /// New container lines taken, over every read (progress, for the follower).
     taken: u64,
+    /// BuildKit's progress over the attempt's lines (the stored ones read back on resume).
+    progress: ProgressTracker,
+    /// A progress change not yet stored (written with the next batch).
+    pending_progress: Option<serde_json::Value>,
 }
 
 impl LogSink {
@@ -112,6 +121,8 @@ impl LogSink {
             at_last: Vec::new(),
             reread: None,
             taken: 0,
+            progress: ProgressTracker::new(),
+            pending_progress: None,
         };
         if let Some(last) = stored.last() {
             sink.next_seq = last.seq + 1;
@@ -119,6 +130,7 @@ impl LogSink {
         }
         for line in stored.iter().filter(|l| l.stream != "system") {
             sink.remember(micros(line.ts), &line.text);
+            sink.progress.push(&line.text);
         }
         Ok(sink)
     }
@@ -201,6 +213,18 @@ impl LogSink {
         }
         self.remember(ts, &line.text);
         self.taken += 1;
+        if self.progress.push(&line.text)
+            && let Some(p) = self.progress.progress()
+        {
+            // The step began when its header was written (the container's clock).
+            self.pending_progress = Some(serde_json::json!({
+                "step": p.step,
+                "steps": p.steps,
+                "name": p.name,
+                "step_started_at": ts,
+            }));
+            self.oldest.get_or_insert_with(Instant::now);
+        }
         self.take(ts, "stdout", line.text).await
     }
 
@@ -245,7 +269,7 @@ impl LogSink {
 
     /// Write the pending batch (retrying briefly while Postgres is unreachable).
     pub async fn flush(&mut self) -> Result<(), StoreError> {
-        if self.batch.is_empty() {
+        if self.batch.is_empty() && self.pending_progress.is_none() {
             self.oldest = None;
             return Ok(());
         }
@@ -254,7 +278,12 @@ impl LogSink {
         let inserted = loop {
             match self
                 .store
-                .append_logs(self.job_id, self.attempt, &self.batch)
+                .append_logs_with_progress(
+                    self.job_id,
+                    self.attempt,
+                    &self.batch,
+                    self.pending_progress.as_ref(),
+                )
                 .await
             {
                 Ok(n) => break n,
@@ -288,6 +317,7 @@ impl LogSink {
             metrics::counter!("slipway_build_log_bytes_total").increment(bytes);
         }
         self.batch.clear();
+        self.pending_progress = None;
         self.oldest = None;
         Ok(())
     }

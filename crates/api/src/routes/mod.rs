@@ -4,7 +4,7 @@
 mod enqueue;
 mod github;
 pub(crate) mod jobs;
-mod logs;
+pub(crate) mod logs;
 pub(crate) mod previews;
 mod queues;
 

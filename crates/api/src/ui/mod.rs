@@ -15,6 +15,7 @@
 
 mod ansi;
 mod assets;
+mod live;
 mod pages;
 mod session;
 
@@ -124,9 +125,12 @@ pub fn router(app: Arc<AppState>, settings: &UiSettings) -> Router {
         .route("/ui/preview", get(pages::preview))
         .route("/ui/jobs", get(pages::jobs))
         .route("/ui/jobs/{id}", get(pages::job))
+        .route("/ui/jobs/{id}/log/stream", get(live::stream))
+        .route("/ui/jobs/{id}/log.txt", get(live::download))
         .route("/ui/queues", get(pages::queues))
         .route(assets::HTMX_PATH, get(assets::htmx))
         .route(assets::CSS_PATH, get(assets::css))
+        .route(assets::LIVE_PATH, get(assets::live))
         .route("/ui/{*rest}", any(pages::not_found))
         .layer(axum::middleware::from_fn(refuse_nul))
         .layer(axum::middleware::from_fn(security_headers))

@@ -3,14 +3,14 @@
 //! templates (crates/api/templates/ui) escape every one of them.
 
 use super::UiState;
-use super::ansi::{self, Segment};
 use super::assets;
 use super::session::Session;
 use crate::error::ApiError;
-use crate::read::{self, TailLimits};
+use super::live::{LogBlock, LogOptions, log_block};
+use crate::read;
 use crate::routes::jobs::{JobFilterArgs, job_filter};
 use crate::routes::previews::{ENDED_PREVIEW_STATUSES, PREVIEW_STATUSES, preview_filter};
-use crate::views::{JobView, LogTailView, PreviewView, ResourceUseView};
+use crate::views::{JobView, PreviewView, ResourceUseView};
 use askama::Template;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -24,18 +24,13 @@ use std::sync::Arc;
 /// Rows per page unless `limit` says otherwise (1 to [`MAX_PAGE`]).
 const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 200;
-/// What a log tail on a page holds.
-const TAIL: TailLimits = TailLimits {
-    lines: 200,
-    max_bytes: 64 * 1024,
-    timestamps: false,
-};
 
 /// The page header: who is signed in (and the sign-out form's CSRF token), asset paths.
 pub struct Nav {
     pub user: Option<NavUser>,
     pub htmx: &'static str,
     pub css: &'static str,
+    pub live: &'static str,
 }
 
 pub struct NavUser {
@@ -50,6 +45,7 @@ impl Nav {
             user: None,
             htmx: assets::HTMX_PATH,
             css: assets::CSS_PATH,
+            live: assets::live_href(),
         }
     }
 
@@ -140,7 +136,7 @@ fn enc(s: &str) -> String {
 }
 
 /// `path?k=v&…` of the non-empty values.
-fn href(path: &str, pairs: &[(&str, Option<&str>)]) -> String {
+pub(super) fn href(path: &str, pairs: &[(&str, Option<&str>)]) -> String {
     let q: Vec<String> = pairs
         .iter()
         .filter_map(|(k, v)| {
@@ -159,12 +155,12 @@ pub fn preview_href(key: &str) -> String {
     href("/ui/preview", &[("key", Some(key))])
 }
 
-fn job_href(id: uuid::Uuid) -> String {
+pub(super) fn job_href(id: uuid::Uuid) -> String {
     format!("/ui/jobs/{id}")
 }
 
 /// `3m`, `2h 5m`, `4d 3h`.
-fn span(secs: i64) -> String {
+pub(super) fn span(secs: i64) -> String {
     let s = secs.max(0);
     match s {
         0..60 => format!("{s}s"),
@@ -447,44 +443,6 @@ pub async fn previews(
 
 // ---- One preview ----
 
-pub struct LogLine {
-    pub stream: String,
-    pub segments: Vec<Segment>,
-}
-
-/// A job's log tail as a page shows it.
-pub struct LogBlock {
-    pub title: String,
-    pub job_href: String,
-    pub state: String,
-    pub attempt: String,
-    pub error: Option<String>,
-    pub truncated: bool,
-    pub lines: Vec<LogLine>,
-}
-
-fn log_block(title: &str, tail: LogTailView) -> LogBlock {
-    LogBlock {
-        title: title.to_owned(),
-        job_href: job_href(tail.job_id),
-        state: tail.state,
-        attempt: tail
-            .attempt
-            .map(|a| format!("attempt {a}"))
-            .unwrap_or_else(|| "not started".into()),
-        error: tail.error,
-        truncated: tail.truncated,
-        lines: tail
-            .lines
-            .into_iter()
-            .map(|l| LogLine {
-                segments: ansi::segments(&l.text),
-                stream: l.stream,
-            })
-            .collect(),
-    }
-}
-
 pub struct JobRow {
     pub id: String,
     pub href: String,
@@ -547,6 +505,8 @@ struct PreviewPage {
 #[derive(Debug, Deserialize)]
 pub struct PreviewQuery {
     key: Option<String>,
+    #[serde(flatten)]
+    log: LogOptions,
 }
 
 /// `GET /ui/preview?key=org/app%2342`: one preview, its latest jobs and its build and launch
@@ -556,9 +516,9 @@ pub async fn preview(
     session: Session,
     query: Result<Query<PreviewQuery>, QueryRejection>,
 ) -> Response {
-    let key = match query.map(|Query(q)| nonempty(&q.key)) {
-        Ok(Some(k)) => k,
-        Ok(None) => {
+    let (key, options) = match query.map(|Query(q)| (nonempty(&q.key), q.log)) {
+        Ok((Some(k), options)) => (k, options),
+        Ok((None, _)) => {
             return message_page(
                 Some(&session),
                 StatusCode::BAD_REQUEST,
@@ -567,6 +527,10 @@ pub async fn preview(
             );
         }
         Err(e) => return bad_query(&session, e),
+    };
+    let limits = match options.limits() {
+        Ok(l) => l,
+        Err(m) => return message_page(Some(&session), StatusCode::BAD_REQUEST, "Bad request", &m),
     };
     let detail = match read::preview_detail(&state.app, &key).await {
         Ok(d) => d,
@@ -578,8 +542,12 @@ pub async fn preview(
         (JobKind::Launch, "Launch log"),
     ] {
         if let Some(job) = detail.latest_jobs.iter().find(|j| j.kind == kind) {
-            match read::log_tail(&state.app, job.id, None, TAIL).await {
-                Ok(tail) => logs.push(log_block(title, tail)),
+            match read::log_tail(&state.app, job.id, None, limits).await {
+                Ok(tail) => logs.push(log_block(title, job, tail, &options, &|pairs| {
+                    let mut all = vec![("key", Some(key.as_str()))];
+                    all.extend_from_slice(pairs);
+                    href("/ui/preview", &all)
+                })),
                 Err(e) => return error_page(Some(&session), e),
             }
         }
@@ -737,14 +705,23 @@ pub async fn job(
     State(state): State<Arc<UiState>>,
     session: Session,
     Path(id): Path<String>,
+    query: Result<Query<LogOptions>, QueryRejection>,
 ) -> Response {
     let id = match crate::routes::job_id(&id) {
         Ok(id) => id,
         Err(e) => return error_page(Some(&session), e),
     };
+    let options = match query {
+        Ok(Query(o)) => o,
+        Err(e) => return bad_query(&session, e),
+    };
+    let limits = match options.limits() {
+        Ok(l) => l,
+        Err(m) => return message_page(Some(&session), StatusCode::BAD_REQUEST, "Bad request", &m),
+    };
     let (job, tail) = match tokio::try_join!(
         read::job(&state.app, id),
-        read::log_tail(&state.app, id, None, TAIL)
+        read::log_tail(&state.app, id, None, limits)
     ) {
         Ok(x) => x,
         Err(e) => return error_page(Some(&session), e),
@@ -780,7 +757,9 @@ pub async fn job(
                 None => String::new(),
             },
             attempts,
-            log: log_block("Log", tail),
+            log: log_block("Log", &job, tail, &options, &|pairs| {
+                href(&job_href(job.id), pairs)
+            }),
         },
     )
 }

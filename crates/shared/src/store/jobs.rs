@@ -13,8 +13,8 @@ use sqlx::{Postgres, QueryBuilder};
 use super::cursor;
 use super::types::{JOB_COLUMNS, error_class_str};
 use super::{
-    AttemptOutcome, AttemptRecord, Inserted, JobFilter, JobPage, JobRecord, NewJob, Store,
-    StoreError,
+    AttemptOutcome, AttemptRecord, Inserted, JobFilter, JobPage, JobRecord, LOG_CHANNEL, NewJob,
+    Store, StoreError,
 };
 
 pub(super) const NON_TERMINAL: [JobState; 3] =
@@ -283,6 +283,7 @@ impl Store {
 
     /// Ends attempt `attempt` with `outcome`, only if the job is `running` that very attempt.
     /// Returns `false` if refused: a stale or fenced worker, or a job cancelled meanwhile.
+    /// The change is announced on [`LOG_CHANNEL`] when it commits (live tails end on it).
     pub async fn finish_attempt(
         &self,
         id: JobId,
@@ -323,7 +324,7 @@ impl Store {
              ), closed AS ( \
                UPDATE job_attempts a SET finished_at = now(), outcome = j.state, error = $5 \
                FROM j WHERE a.job_id = j.id AND a.attempt = $2 \
-             ) SELECT count(*) FROM j";
+             ) SELECT count(*) FROM (SELECT pg_notify($11, id::text) FROM j) n";
         let moved: i64 = sqlx::query_scalar(sql)
             .bind(id)
             .bind(attempt)
@@ -335,6 +336,7 @@ impl Store {
             .bind(JobState::Running.as_str())
             .bind(JobState::Retrying.as_str())
             .bind(JobState::Failed.as_str())
+            .bind(LOG_CHANNEL)
             .fetch_one(&self.pool)
             .await?;
         Ok(moved == 1)
@@ -342,6 +344,7 @@ impl Store {
 
     /// Moves a job from any non-terminal state to `Cancelled` or `Superseded` with `reason`,
     /// closing its open attempt. `false` if the job is already terminal (or absent).
+    /// Announced on [`LOG_CHANNEL`] like [`Store::finish_attempt`].
     pub async fn cancel_job(
         &self,
         id: JobId,
@@ -361,12 +364,13 @@ impl Store {
              ), closed AS ( \
                UPDATE job_attempts a SET finished_at = now(), outcome = j.state, error = $3 \
                FROM j WHERE a.job_id = j.id AND a.finished_at IS NULL \
-             ) SELECT count(*) FROM j";
+             ) SELECT count(*) FROM (SELECT pg_notify($5, id::text) FROM j) n";
         let moved: i64 = sqlx::query_scalar(sql)
             .bind(id)
             .bind(state.as_str())
             .bind(reason)
             .bind(state_strs(&NON_TERMINAL))
+            .bind(LOG_CHANNEL)
             .fetch_one(&self.pool)
             .await?;
         Ok(moved == 1)
@@ -374,6 +378,7 @@ impl Store {
 
     /// Supersedes the non-terminal jobs of `preview` with one of `kinds` created before `keep`
     /// (a newer commit replaces them). Returns their ids, for deleting their Kubernetes Jobs.
+    /// Each is announced on [`LOG_CHANNEL`] like [`Store::finish_attempt`].
     pub async fn supersede_older(
         &self,
         preview: &str,
@@ -391,7 +396,7 @@ impl Store {
              ), closed AS ( \
                UPDATE job_attempts a SET finished_at = now(), outcome = j.state, error = $4 \
                FROM j WHERE a.job_id = j.id AND a.finished_at IS NULL \
-             ) SELECT id FROM j ORDER BY id";
+             ) SELECT id FROM (SELECT id, pg_notify($7, id::text) FROM j) n ORDER BY id";
         let ids = sqlx::query_scalar(sql)
             .bind(preview)
             .bind(keep)
@@ -399,6 +404,7 @@ impl Store {
             .bind(reason)
             .bind(JobState::Superseded.as_str())
             .bind(state_strs(&NON_TERMINAL))
+            .bind(LOG_CHANNEL)
             .fetch_all(&self.pool)
             .await?;
         Ok(ids)
@@ -532,7 +538,7 @@ pub(super) async fn start_attempt_in<'e, E: sqlx::PgExecutor<'e>>(
     let sql = format!(
         "WITH j AS ( \
            UPDATE jobs SET state = $4, attempts = $2, started_at = COALESCE(started_at, statement_timestamp()), \
-                  retry_at = NULL, cap_key = $6, updated_at = now() \
+                  retry_at = NULL, cap_key = $6, progress = NULL, updated_at = now() \
            WHERE id = $1 AND state = ANY($5) AND attempts < $2 \
                  AND $2 <= attempt_base + max_attempts \
            RETURNING {JOB_COLUMNS} \
