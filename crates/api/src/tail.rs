@@ -12,7 +12,7 @@
 
 use crate::read::position;
 use crate::state::AppState;
-use crate::views::LogLineView;
+use crate::views::{BuildProgressView, LogLineView};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use slipway_core::JobId;
 use slipway_shared::store::{JobRecord, LogWake};
@@ -37,12 +37,39 @@ pub trait TailFormat: Send + 'static {
     }
 }
 
-/// The JSON API's format: each line's data is its `LogLineView`.
-pub struct JsonLines;
+/// Sends a `progress` event (data: a [`BuildProgressView`] or null) whenever a job's stored
+/// build progress differs from what was sent last.
+#[derive(Default)]
+pub struct ProgressEvents {
+    sent: Option<Option<BuildProgressView>>,
+}
+
+impl ProgressEvents {
+    pub fn event(&mut self, job: &JobRecord) -> Option<Event> {
+        let now = BuildProgressView::of(job);
+        // Nothing to say about a job that never had progress.
+        if self.sent.as_ref() == Some(&now) || (self.sent.is_none() && now.is_none()) {
+            return None;
+        }
+        let data = serde_json::to_string(&now).unwrap_or_default();
+        self.sent = Some(now);
+        Some(Event::default().event("progress").data(data))
+    }
+}
+
+/// The JSON API's format: each line's data is its `LogLineView`; with `progress`, also the
+/// build's progress events.
+pub struct JsonLines {
+    pub progress: Option<ProgressEvents>,
+}
 
 impl TailFormat for JsonLines {
     fn line(&mut self, line: &LogLineView) -> String {
         serde_json::to_string(line).unwrap_or_default()
+    }
+
+    fn job(&mut self, job: &JobRecord) -> Option<Event> {
+        self.progress.as_mut()?.event(job)
     }
 }
 

@@ -376,3 +376,16 @@ pub struct LogTailView {
     /// True when older lines (beyond the line count or the byte cap) were left out.
     pub truncated: bool,
 }
+
+/// Jobs finished per minute, oldest minute first, every minute of the window present.
+#[derive(Debug, Clone, Serialize, ToSchema, JsonSchema)]
+pub struct ThroughputView {
+    pub minutes: Vec<MinuteCount>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema, JsonSchema)]
+pub struct MinuteCount {
+    /// The minute's start.
+    pub minute: DateTime<Utc>,
+    pub finished: i64,
+}

@@ -363,9 +363,28 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         Command::Logs { id, follow } => {
             let path = format!("v1/jobs/{}/logs", enc(&id));
             if follow {
-                api.sse(&format!("{path}?follow=true"), |event, data| {
+                // A build's step changes go to stderr, so stdout stays the log itself.
+                let mut last_step: Option<(Value, Value)> = None;
+                api.sse(&format!("{path}?follow=true&progress=true"), |event, data| {
                     let value: Value =
                         serde_json::from_str(data).unwrap_or(Value::String(data.to_owned()));
+                    if event == Some("progress") {
+                        let step = (value["step"].clone(), value["steps"].clone());
+                        if value.is_object() && last_step.as_ref() != Some(&step) {
+                            eprintln!(
+                                "build step {} of {}: {}",
+                                output::cell(&value["step"]),
+                                output::cell(&value["steps"]),
+                                // The name comes from the Dockerfile: no terminal escapes.
+                                output::cell(&value["name"])
+                                    .chars()
+                                    .filter(|c| !c.is_control())
+                                    .collect::<String>()
+                            );
+                            last_step = Some(step);
+                        }
+                        return Ok(());
+                    }
                     if event == Some("end") {
                         // The job ended and every line was sent.
                         if json_out {

@@ -27,6 +27,9 @@ pub struct LogQuery {
     limit: Option<u32>,
     /// Stream lines as Server-Sent Events until the job ends.
     follow: Option<bool>,
+    /// With `follow`: also send a `progress` event (data: the job's `progress`, a
+    /// `BuildProgressView` or null) whenever a build's step changes.
+    progress: Option<bool>,
 }
 
 pub(crate) fn parse_position(s: &str) -> Result<(i32, i64), ApiError> {
@@ -44,7 +47,7 @@ pub(crate) fn parse_position(s: &str) -> Result<(i32, i64), ApiError> {
 /// Read a job's log, or follow it live.
 #[utoipa::path(get, path = "/v1/jobs/{id}/logs", tag = "jobs",
     params(("id" = String, Path, description = "Job id"), LogQuery),
-    responses((status = 200, description = "JSON page; `text/plain` with `Accept: text/plain`; `text/event-stream` with `follow=true` (one event per line, id `<attempt>:<seq>`, data a `LogLineView`; an `end` event when the job ends)",
+    responses((status = 200, description = "JSON page; `text/plain` with `Accept: text/plain`; `text/event-stream` with `follow=true` (one event per line, id `<attempt>:<seq>`, data a `LogLineView`; with `progress=true` also `progress` events, data a `BuildProgressView` or null; an `end` event when the job ends, data `{\"state\": ...}`)",
             content((LogsView = "application/json"), (String = "text/plain"), (String = "text/event-stream"))),
         (status = 404, body = ErrorBody)),
     security(("bearer" = ["read"])))]
@@ -67,7 +70,17 @@ pub async fn get_logs(
     // Checked with `follow` too, where it is not used: the query is as strict as the document.
     let limit = super::page_limit(q.limit, 1000, 10_000)?;
     if q.follow.unwrap_or(false) {
-        return Ok(crate::tail::follow(state, id, after, crate::tail::JsonLines).into_response());
+        return Ok(crate::tail::follow(
+            state,
+            id,
+            after,
+            crate::tail::JsonLines {
+                progress: q
+                    .progress
+                    .unwrap_or(false)
+                    .then(crate::tail::ProgressEvents::default),
+            },
+        ).into_response());
     }
     let view = crate::read::log_page(&state, id, after, limit).await?;
     let wants_text = headers

@@ -14,7 +14,7 @@ use super::pages::error_page;
 use super::session::Session;
 use crate::error::ApiError;
 use crate::tail::{self, TailFormat};
-use crate::views::{BuildProgressView, LogLineView};
+use crate::views::LogLineView;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
@@ -29,7 +29,7 @@ const DOWNLOAD_PAGE: u32 = 2000;
 
 /// The dashboard's line format, with the job's progress as its own event.
 struct UiLines {
-    progress: Option<BuildProgressView>,
+    progress: tail::ProgressEvents,
 }
 
 impl TailFormat for UiLines {
@@ -43,13 +43,7 @@ impl TailFormat for UiLines {
     }
 
     fn job(&mut self, job: &JobRecord) -> Option<Event> {
-        let now = BuildProgressView::of(job);
-        if now == self.progress {
-            return None;
-        }
-        self.progress = now.clone();
-        let data = serde_json::to_string(&now).unwrap_or_default();
-        Some(Event::default().event("progress").data(data))
+        self.progress.event(job)
     }
 }
 
@@ -83,7 +77,9 @@ pub async fn stream(
     .await;
     match result {
         Ok((id, after)) => {
-            tail::follow(state.app.clone(), id, after, UiLines { progress: None }).into_response()
+            tail::follow(state.app.clone(), id, after, UiLines {
+                    progress: tail::ProgressEvents::default(),
+                }).into_response()
         }
         Err(e) => error_page(Some(&session), e),
     }

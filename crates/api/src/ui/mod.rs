@@ -15,6 +15,7 @@
 
 mod ansi;
 mod assets;
+mod history;
 mod live;
 mod pages;
 mod session;

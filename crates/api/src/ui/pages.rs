@@ -170,7 +170,7 @@ pub(super) fn span(secs: i64) -> String {
     }
 }
 
-fn ago(t: DateTime<Utc>) -> String {
+pub(super) fn ago(t: DateTime<Utc>) -> String {
     format!("{} ago", span((Utc::now() - t).num_seconds()))
 }
 
@@ -188,7 +188,7 @@ fn until(t: Option<DateTime<Utc>>) -> String {
     }
 }
 
-fn short(commit: Option<&str>) -> String {
+pub(super) fn short(commit: Option<&str>) -> String {
     commit
         .map(|c| c.chars().take(12).collect())
         .unwrap_or_default()
@@ -500,6 +500,7 @@ struct PreviewPage {
     rows: Vec<JobRow>,
     jobs_href: String,
     logs: Vec<LogBlock>,
+    history: Vec<super::history::HistoryEvent>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -552,6 +553,15 @@ pub async fn preview(
             }
         }
     }
+    // The status history: the preview's newest jobs with their attempts (the jobs list's read).
+    let filter = slipway_shared::store::JobFilter {
+        preview: Some(detail.key.clone()),
+        ..Default::default()
+    };
+    let history = match read::jobs(&state.app, &filter, None, super::history::HISTORY_JOBS).await {
+        Ok(page) => super::history::history(&page.items),
+        Err(e) => return error_page(Some(&session), e),
+    };
     let p = detail.preview.as_ref();
     render(
         StatusCode::OK,
@@ -573,6 +583,7 @@ pub async fn preview(
             rows: detail.latest_jobs.iter().map(job_row).collect(),
             jobs_href: href("/ui/jobs", &[("preview", Some(&detail.key))]),
             logs,
+            history,
             key: detail.key,
         },
     )
@@ -783,14 +794,16 @@ struct QueuesPage {
     title: String,
     nav: Nav,
     rows: Vec<QueueRow>,
+    chart: super::history::Chart,
 }
 
 /// `GET /ui/queues`: each queue's figures and live workers.
 pub async fn queues(State(state): State<Arc<UiState>>, session: Session) -> Response {
-    let list = match read::queues(&state.app).await {
-        Ok(l) => l,
-        Err(e) => return error_page(Some(&session), e),
-    };
+    let (list, throughput) =
+        match tokio::try_join!(read::queues(&state.app), read::throughput(&state.app)) {
+            Ok(x) => x,
+            Err(e) => return error_page(Some(&session), e),
+        };
     let rows = list
         .items
         .into_iter()
@@ -828,6 +841,7 @@ pub async fn queues(State(state): State<Arc<UiState>>, session: Session) -> Resp
             title: "Queues".into(),
             nav: session.nav(),
             rows,
+            chart: super::history::chart(&throughput),
         },
     )
 }

@@ -18,4 +18,5 @@ mod relay;
 mod shutdown;
 mod startup;
 mod ui;
+mod ui_live;
 mod validation;

@@ -429,6 +429,24 @@ impl Store {
         Ok(rows)
     }
 
+    /// Jobs finished per minute over the last `minutes` minutes (the current minute included),
+    /// oldest first; minutes without a finish are absent. A range scan of `jobs_finished_idx`,
+    /// bounded by the jobs finished in that window.
+    pub async fn finished_per_minute(
+        &self,
+        minutes: i32,
+    ) -> Result<Vec<(chrono::DateTime<chrono::Utc>, i64)>, StoreError> {
+        let rows = sqlx::query_as(
+            "SELECT date_trunc('minute', finished_at) AS minute, count(*) AS n FROM jobs \
+             WHERE finished_at >= date_trunc('minute', now()) - make_interval(mins => $1 - 1) \
+             GROUP BY 1 ORDER BY 1",
+        )
+        .bind(minutes.max(1))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+
     /// Operator retry: a `failed` or `cancelled` job goes back to `queued`, not enqueued, with
     /// a fresh run of `max_attempts` attempts numbered after the ones already used.
     pub async fn retry_job(&self, id: JobId) -> Result<bool, StoreError> {
