@@ -256,7 +256,8 @@ pub async fn throughput(state: &AppState) -> Result<crate::views::ThroughputView
         .into_iter()
         .collect();
     let now = Utc::now();
-    let this_minute = now - chrono::Duration::seconds(now.timestamp() % 60)
+    let this_minute = now
+        - chrono::Duration::seconds(now.timestamp() % 60)
         - chrono::Duration::nanoseconds(i64::from(now.timestamp_subsec_nanos()));
     let minutes = (0..MINUTES)
         .rev()

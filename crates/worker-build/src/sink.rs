@@ -376,6 +376,79 @@ mod tests {
         (db, store, job.id, sink)
     }
 
+    /// BuildKit's step headers become the job's progress, stored with the batch that carries
+    /// them; output lines change nothing; a successor continues from the stored lines.
+    #[tokio::test]
+    async fn step_headers_are_recorded_as_the_builds_progress() {
+        let db = TestDb::new().await.unwrap();
+        let store = db.store();
+        let job = store
+            .insert_job(NewJob::new(JobKind::Build, json!({})))
+            .await
+            .unwrap()
+            .job;
+        store.start_attempt(job.id, 1, "w").await.unwrap();
+        let at = |i: i64, text: &str| DecodedLine {
+            ts: Some(Utc.timestamp_opt(1_796_637_600 + i, 0).unwrap()),
+            text: text.into(),
+        };
+        let progress =
+            |store: Store| async move { store.get_job(job.id).await.unwrap().unwrap().progress };
+        let mut sink = LogSink::resume(store.clone(), job.id, 1, LIMITS)
+            .await
+            .unwrap();
+        sink.start_read();
+        for (i, text) in [
+            "#1 [internal] load build definition from Dockerfile",
+            "#1 DONE 0.0s",
+            "#4 [builder 1/3] FROM docker.io/library/rust:1.85",
+            "#5 [stage-1 1/2] FROM docker.io/library/debian:bookworm-slim",
+            "#5 CACHED",
+            "#6 [builder 2/3] RUN cargo build --release",
+        ]
+        .iter()
+        .enumerate()
+        {
+            sink.push(at(i as i64, text)).await.unwrap();
+        }
+        assert_eq!(
+            progress(store.clone()).await,
+            None,
+            "nothing before the flush"
+        );
+        sink.flush().await.unwrap();
+        let p = progress(store.clone()).await.expect("progress stored");
+        assert_eq!(
+            (p["step"].as_u64(), p["steps"].as_u64()),
+            (Some(3), Some(5))
+        );
+        assert_eq!(p["name"], "[builder 2/3] RUN cargo build --release");
+        assert_eq!(p["step_started_at"], "2026-12-07T10:00:05Z");
+
+        // Output alone stores no progress change; a new step does, in its batch.
+        sink.push(at(6, "#6 12.3    Compiling serde v1.0.219"))
+            .await
+            .unwrap();
+        sink.flush().await.unwrap();
+        assert_eq!(progress(store.clone()).await, Some(p.clone()));
+
+        // A successor reads the stored lines back, so its next step counts on from there.
+        let mut next = LogSink::resume(store.clone(), job.id, 1, LIMITS)
+            .await
+            .unwrap();
+        next.start_read();
+        next.push(at(6, "#6 12.3    Compiling serde v1.0.219"))
+            .await
+            .unwrap();
+        next.push(at(7, "#7 [builder 3/3] COPY . .")).await.unwrap();
+        next.flush().await.unwrap();
+        let p = progress(store.clone()).await.unwrap();
+        assert_eq!(
+            (p["step"].as_u64(), p["steps"].as_u64()),
+            (Some(4), Some(5))
+        );
+    }
+
     #[tokio::test]
     async fn a_successor_resumes_after_the_stored_lines_without_duplicates() {
         let (_db, store, id, mut sink) = taken_over().await;

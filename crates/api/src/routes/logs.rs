@@ -80,7 +80,8 @@ pub async fn get_logs(
                     .unwrap_or(false)
                     .then(crate::tail::ProgressEvents::default),
             },
-        ).into_response());
+        )
+        .into_response());
     }
     let view = crate::read::log_page(&state, id, after, limit).await?;
     let wants_text = headers

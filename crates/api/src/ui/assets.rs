@@ -69,9 +69,7 @@ pub struct LiveQuery {
 }
 
 /// live.js: cached for a year under its content hash (`?v=`), revalidated otherwise.
-pub async fn live(
-    axum::extract::Query(q): axum::extract::Query<LiveQuery>,
-) -> Response {
+pub async fn live(axum::extract::Query(q): axum::extract::Query<LiveQuery>) -> Response {
     let mut resp = asset(LIVE_JS, "text/javascript; charset=utf-8");
     if q.v.as_deref() != Some(live_version()) {
         resp.headers_mut()

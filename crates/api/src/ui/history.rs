@@ -40,7 +40,11 @@ pub fn history(jobs: &[JobView]) -> Vec<HistoryEvent> {
             .as_deref()
             .map(|c| format!(" for commit {}", short(Some(c))))
             .unwrap_or_default();
-        events.push((j.created_at, 0, ev(j.created_at, "queued", format!("requested{commit}"))));
+        events.push((
+            j.created_at,
+            0,
+            ev(j.created_at, "queued", format!("requested{commit}")),
+        ));
         for a in &j.attempts {
             events.push((
                 a.started_at,

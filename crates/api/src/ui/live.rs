@@ -76,11 +76,15 @@ pub async fn stream(
     }
     .await;
     match result {
-        Ok((id, after)) => {
-            tail::follow(state.app.clone(), id, after, UiLines {
-                    progress: tail::ProgressEvents::default(),
-                }).into_response()
-        }
+        Ok((id, after)) => tail::follow(
+            state.app.clone(),
+            id,
+            after,
+            UiLines {
+                progress: tail::ProgressEvents::default(),
+            },
+        )
+        .into_response(),
         Err(e) => error_page(Some(&session), e),
     }
 }

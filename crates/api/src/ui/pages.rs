@@ -4,9 +4,9 @@
 
 use super::UiState;
 use super::assets;
+use super::live::{LogBlock, LogOptions, log_block};
 use super::session::Session;
 use crate::error::ApiError;
-use super::live::{LogBlock, LogOptions, log_block};
 use crate::read;
 use crate::routes::jobs::{JobFilterArgs, job_filter};
 use crate::routes::previews::{ENDED_PREVIEW_STATUSES, PREVIEW_STATUSES, preview_filter};

@@ -168,7 +168,12 @@ async fn a_tail_ends_promptly_when_its_job_ends_without_new_lines() {
             .unwrap();
         body.push_str(&String::from_utf8_lossy(&chunk));
     }
-    assert!(app.store.cancel_job(id, slipway_core::JobState::Cancelled, "stop").await.unwrap());
+    assert!(
+        app.store
+            .cancel_job(id, slipway_core::JobState::Cancelled, "stop")
+            .await
+            .unwrap()
+    );
     let rest = tokio::time::timeout(Duration::from_secs(5), async {
         let mut rest = String::new();
         while let Some(chunk) = stream.next().await {

@@ -122,9 +122,16 @@ async fn ui_live_log_streams_coloured_lines_progress_and_the_end() {
         .append_logs(id, 1, &[line(1, "\u{1b}[31m<b>red</b>\u{1b}[0m plain")])
         .await
         .unwrap();
-    read_until(&mut stream, &mut sse, "the coloured line", |b| b.contains("id: 1:1")).await;
+    read_until(&mut stream, &mut sse, "the coloured line", |b| {
+        b.contains("id: 1:1")
+    })
+    .await;
     let lines = events(&sse, "message");
-    assert_eq!(lines.len(), 1, "only lines after the page's last one: {sse}");
+    assert_eq!(
+        lines.len(),
+        1,
+        "only lines after the page's last one: {sse}"
+    );
     assert_eq!(
         lines[0]["segments"],
         serde_json::json!([
@@ -157,8 +164,14 @@ async fn ui_live_log_streams_coloured_lines_progress_and_the_end() {
         class: slipway_core::ErrorClass::Permanent,
     };
     assert!(app.store.finish_attempt(id, 1, done).await.unwrap());
-    read_until(&mut stream, &mut sse, "the end event", |b| b.contains("event: end")).await;
-    assert_eq!(events(&sse, "end"), [serde_json::json!({"state": "failed"})]);
+    read_until(&mut stream, &mut sse, "the end event", |b| {
+        b.contains("event: end")
+    })
+    .await;
+    assert_eq!(
+        events(&sse, "end"),
+        [serde_json::json!({"state": "failed"})]
+    );
     let rest = tokio::time::timeout(Duration::from_secs(10), stream.next())
         .await
         .expect("the stream closes after its end event");
@@ -179,7 +192,9 @@ async fn ui_log_txt_downloads_every_line_as_an_attachment() {
     let app = spawn_app().await;
     let id = running_build(&app).await;
     // More lines than one store read (2000) and two attempts.
-    let first: Vec<LogLine> = (0..4500).map(|s| line(s, &format!("a1 line {s}"))).collect();
+    let first: Vec<LogLine> = (0..4500)
+        .map(|s| line(s, &format!("a1 line {s}")))
+        .collect();
     for chunk in first.chunks(1000) {
         app.store.append_logs(id, 1, chunk).await.unwrap();
     }
@@ -209,9 +224,15 @@ async fn ui_log_txt_downloads_every_line_as_an_attachment() {
     assert_eq!(lines.len(), 4501);
     assert_eq!(lines[0], "a1 line 0");
     assert_eq!(lines[1999], "a1 line 1999");
-    assert_eq!(lines[2000], "a1 line 2000", "the second page follows the first");
+    assert_eq!(
+        lines[2000], "a1 line 2000",
+        "the second page follows the first"
+    );
     assert_eq!(lines[4499], "a1 line 4499");
-    assert_eq!(lines[4500], "a2 \u{1b}[32mgreen\u{1b}[0m", "the raw text, as logged");
+    assert_eq!(
+        lines[4500], "a2 \u{1b}[32mgreen\u{1b}[0m",
+        "the raw text, as logged"
+    );
 
     let missing = get(
         &app,
@@ -239,17 +260,26 @@ async fn ui_log_tail_choices_timestamps_and_live_js() {
     assert_eq!(count(&default), 200, "the default tail");
     assert!(default.contains(&format!("href=\"/ui/jobs/{id}?tail=1000\"")));
     assert!(default.contains(&format!("href=\"/ui/jobs/{id}?timestamps=1\"")));
-    let more = get(&app, &format!("/ui/jobs/{id}?tail=1000&timestamps=1"), Some(&session))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let more = get(
+        &app,
+        &format!("/ui/jobs/{id}?tail=1000&timestamps=1"),
+        Some(&session),
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
     assert_eq!(count(&more), 300);
     assert!(more.contains("class=\"log log-ts\""));
     assert!(more.contains("data-ts=\"20"), "lines carry their time");
     let bad = get(&app, &format!("/ui/jobs/{id}?tail=7"), Some(&session)).await;
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
-    assert!(bad.text().await.unwrap().contains("tail must be one of 100, 200, 1000, 5000"));
+    assert!(
+        bad.text()
+            .await
+            .unwrap()
+            .contains("tail must be one of 100, 200, 1000, 5000")
+    );
 
     // live.js: from this origin, immutable under its content hash, revalidated otherwise;
     // it builds lines with textContent, never innerHTML.
@@ -261,7 +291,10 @@ async fn ui_log_tail_choices_timestamps_and_live_js() {
         .to_owned();
     let js = get(&app, &format!("/ui/assets/live.js{src}"), None).await;
     assert_eq!(js.status(), StatusCode::OK);
-    assert_eq!(js.headers()["cache-control"], "public, max-age=31536000, immutable");
+    assert_eq!(
+        js.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
     let code = js.text().await.unwrap();
     assert!(code.contains("EventSource") && code.contains("textContent"));
     assert!(!code.contains("innerHTML"));
@@ -297,7 +330,10 @@ async fn a_builds_progress_is_in_its_job_view_from_the_running_attempt_only() {
         .await
         .unwrap();
     let (_, view) = app.get(&format!("/v1/jobs/{id}")).await;
-    assert_eq!(view["progress"]["step"], 3, "attempt 0 is not the running one");
+    assert_eq!(
+        view["progress"]["step"], 3,
+        "attempt 0 is not the running one"
+    );
     let retry = AttemptOutcome::Retrying {
         error: "again".into(),
         retry_at: Utc::now(),
@@ -306,4 +342,85 @@ async fn a_builds_progress_is_in_its_job_view_from_the_running_attempt_only() {
     assert!(app.store.start_attempt(id, 2, "w").await.unwrap().is_some());
     let (_, view) = app.get(&format!("/v1/jobs/{id}")).await;
     assert_eq!(view["progress"], serde_json::Value::Null);
+}
+
+#[tokio::test]
+async fn ui_preview_history_and_queues_throughput_chart() {
+    let app = spawn_app().await;
+    // A pipeline-less preview with a build that failed once then succeeded, and a launch
+    // cancelled before it started.
+    let mut body = build_body();
+    body["preview"] = "org/app#7".into();
+    let (_, job) = app.post("/v1/builds", &body).await;
+    let build: uuid::Uuid = job["id"].as_str().unwrap().parse().unwrap();
+    app.store.start_attempt(build, 1, "worker-a").await.unwrap();
+    let retry = AttemptOutcome::Retrying {
+        error: "registry <unreachable>".into(),
+        retry_at: Utc::now(),
+    };
+    assert!(app.store.finish_attempt(build, 1, retry).await.unwrap());
+    app.store.start_attempt(build, 2, "worker-b").await.unwrap();
+    let done = AttemptOutcome::Succeeded {
+        result: serde_json::json!({"image": "org/app", "digest": "sha256:00"}),
+    };
+    assert!(app.store.finish_attempt(build, 2, done).await.unwrap());
+    let (_, launch) = app
+        .post(
+            "/v1/launches",
+            &serde_json::json!({"preview": "org/app#7", "image": "org/app:1"}),
+        )
+        .await;
+    let launch: uuid::Uuid = launch["id"].as_str().unwrap().parse().unwrap();
+    assert!(
+        app.store
+            .cancel_job(launch, slipway_core::JobState::Cancelled, "not now")
+            .await
+            .unwrap()
+    );
+    let session = sign_in(&app, READ).await;
+
+    let page = get(&app, "/ui/preview?key=org%2Fapp%237", Some(&session))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let history = page
+        .split("<ol class=\"timeline\" id=\"status-history\">")
+        .nth(1)
+        .and_then(|h| h.split("</ol>").next())
+        .unwrap_or_else(|| panic!("a status history: {page}"));
+    let entries: Vec<&str> = history.matches("<li>").collect();
+    assert_eq!(
+        entries.len(),
+        7,
+        "2 requests, 2 starts, 2 attempt ends, 1 cancel: {history}"
+    );
+    let order: Vec<usize> = [
+        "cancelled",
+        "attempt 2 succeeded",
+        "attempt 2 started on worker-b",
+        "attempt 1 retrying: registry &#60;unreachable&#62;",
+        "attempt 1 started on worker-a",
+    ]
+    .iter()
+    .map(|t| {
+        history
+            .find(t)
+            .or_else(|| history.find(&t.replace("&#60;", "&lt;").replace("&#62;", "&gt;")))
+            .unwrap_or_else(|| panic!("{t} in {history}"))
+    })
+    .collect();
+    assert!(order.is_sorted(), "newest first: {history}");
+
+    // Two jobs finished this hour: the chart says so, one bar per minute with finishes.
+    let queues = get(&app, "/ui/queues", Some(&session))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(queues.contains("<figure class=\"chart\" id=\"throughput\">"));
+    assert!(queues.contains("2 finished in the last hour"), "{queues}");
+    let bars = queues.matches("<rect class=\"bar\"").count();
+    assert!((1..=2).contains(&bars), "{queues}");
+    assert!(!queues.contains("style="), "no inline styles");
 }

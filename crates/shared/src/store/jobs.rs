@@ -17,6 +17,11 @@ use super::{
     Store, StoreError,
 };
 
+/// [`Store::finished_per_minute`]'s query (`$1`: minutes), public so a test can check its plan.
+pub const FINISHED_PER_MINUTE_SQL: &str = "SELECT date_trunc('minute', finished_at) AS minute, count(*) AS n FROM jobs \
+     WHERE finished_at >= date_trunc('minute', now()) - make_interval(mins => $1 - 1) \
+     GROUP BY 1 ORDER BY 1";
+
 pub(super) const NON_TERMINAL: [JobState; 3] =
     [JobState::Queued, JobState::Running, JobState::Retrying];
 
@@ -436,14 +441,10 @@ impl Store {
         &self,
         minutes: i32,
     ) -> Result<Vec<(chrono::DateTime<chrono::Utc>, i64)>, StoreError> {
-        let rows = sqlx::query_as(
-            "SELECT date_trunc('minute', finished_at) AS minute, count(*) AS n FROM jobs \
-             WHERE finished_at >= date_trunc('minute', now()) - make_interval(mins => $1 - 1) \
-             GROUP BY 1 ORDER BY 1",
-        )
-        .bind(minutes.max(1))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query_as(FINISHED_PER_MINUTE_SQL)
+            .bind(minutes.max(1))
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows)
     }
 

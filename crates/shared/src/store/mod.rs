@@ -9,6 +9,7 @@ mod caps;
 mod cleanup;
 mod cursor;
 mod jobs;
+pub use jobs::FINISHED_PER_MINUTE_SQL;
 mod logs;
 mod previews;
 mod repositories;
