@@ -8,6 +8,9 @@
 // state for its [data-job-state] elements and closes the stream. Pages work without this.
 "use strict";
 (function () {
+  // Open streams by their <pre>, closed when the <pre> leaves the page (htmx navigation).
+  var open = [];
+
   function elapsedText(secs) {
     var s = Math.max(0, Math.floor(secs));
     function two(n) { return (n < 10 ? "0" : "") + n; }
@@ -76,6 +79,7 @@
     if (!url || !id) return;
     pre.setAttribute("data-following", "");
     var source = new EventSource(url);
+    open.push({ pre: pre, source: source });
     function gone() {
       if (!pre.isConnected) { source.close(); return true; }
       return false;
@@ -105,6 +109,11 @@
   }
 
   function tick() {
+    open = open.filter(function (o) {
+      if (o.pre.isConnected) return true;
+      o.source.close();
+      return false;
+    });
     var els = document.querySelectorAll(".build-progress:not([hidden]) .progress-elapsed[data-since]");
     for (var i = 0; i < els.length; i++) {
       var since = Date.parse(els[i].getAttribute("data-since"));

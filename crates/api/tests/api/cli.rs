@@ -481,50 +481,54 @@ async fn logs_follow_prints_build_steps_as_notes_and_the_log_alone() {
         }
     }
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let follower = tokio::spawn(async move {
+    // The CLI's future is not Send (it writes to `dyn Write`): it runs beside the test's
+    // steps in this task rather than in a spawned one.
+    let follower = async move {
         let (mut out, mut notes) = (Pipe(tx), Vec::new());
         let cli = Cli::try_parse_from(argv).unwrap();
         slipway_cli::run_with_notes(cli, &mut out, &mut notes)
             .await
             .unwrap();
         String::from_utf8(notes).unwrap()
-    });
-    let mut out = String::new();
-    let read = |out: &mut String, rx: &mut tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>| {
-        while let Ok(b) = rx.try_recv() {
+    };
+    let name = "[2/3] RUN \u{1b}[2Jmake";
+    let steps = async {
+        let mut out = String::new();
+        // Once the first line is out, the follower has read step 1: write the rest.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !out.contains("FROM alpine\n") {
+            let b = tokio::time::timeout_at(deadline, rx.recv())
+                .await
+                .expect("the follower prints the stored line")
+                .unwrap();
             out.push_str(&String::from_utf8_lossy(&b));
         }
-    };
-    // Once the first line is out, the follower has read step 1: write the rest.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !out.contains("FROM alpine\n") {
-        let b = tokio::time::timeout_at(deadline, rx.recv())
+        app.store
+            .append_logs_with_progress(
+                id,
+                1,
+                &[line(1, &format!("#4 {name}"))],
+                Some(&step(2, name)),
+            )
             .await
-            .expect("the follower prints the stored line")
             .unwrap();
-        out.push_str(&String::from_utf8_lossy(&b));
-    }
-    let name = "[2/3] RUN \u{1b}[2Jmake";
-    app.store
-        .append_logs_with_progress(
-            id,
-            1,
-            &[line(1, &format!("#4 {name}"))],
-            Some(&step(2, name)),
-        )
-        .await
-        .unwrap();
-    app.store
-        .append_logs(id, 1, &[line(2, "#4 0.5 compiling")])
-        .await
-        .unwrap();
-    let done = AttemptOutcome::Succeeded { result: json!({}) };
-    assert!(app.store.finish_attempt(id, 1, done).await.unwrap());
-    let notes = tokio::time::timeout(std::time::Duration::from_secs(20), follower)
-        .await
-        .expect("the follower ends with the job")
-        .unwrap();
-    read(&mut out, &mut rx);
+        app.store
+            .append_logs(id, 1, &[line(2, "#4 0.5 compiling")])
+            .await
+            .unwrap();
+        let done = AttemptOutcome::Succeeded { result: json!({}) };
+        assert!(app.store.finish_attempt(id, 1, done).await.unwrap());
+        // Everything the follower prints until it ends (it drops the sender then).
+        while let Some(b) = rx.recv().await {
+            out.push_str(&String::from_utf8_lossy(&b));
+        }
+        out
+    };
+    let (notes, out) = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        tokio::join!(follower, steps)
+    })
+    .await
+    .expect("the follower ends with the job");
     assert_eq!(
         out,
         format!("#3 [1/3] FROM alpine\n#4 {name}\n#4 0.5 compiling\n"),
