@@ -287,7 +287,7 @@ async fn the_inspector_cli_lists_the_tools_with_no_schema_findings() {
             && !stderr.contains("portability"),
         "{stderr}"
     );
-    let listed: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("tools/list as JSON: {e}\n{stdout}\n{stderr}"));
+    let listed: Value = serde_json::from_str(&stdout).expect("tools/list as JSON");
     let names: Vec<&str> = listed["tools"]
         .as_array()
         .unwrap()
