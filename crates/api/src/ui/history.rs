@@ -76,7 +76,7 @@ pub fn history(jobs: &[JobView]) -> Vec<HistoryEvent> {
             events.push((at, 3, ev(at, state, state.to_owned())));
         }
     }
-    events.sort_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+    events.sort_by_key(|e| std::cmp::Reverse((e.0, e.1)));
     events.truncate(HISTORY_EVENTS);
     events.into_iter().map(|(_, _, e)| e).collect()
 }

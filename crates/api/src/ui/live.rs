@@ -275,6 +275,9 @@ fn progress_block(job: &crate::views::JobView) -> Option<ProgressBlock> {
     })
 }
 
+/// A page's own URL with extra query pairs.
+pub type PageLink<'a> = dyn Fn(&[(&str, Option<&str>)]) -> String + 'a;
+
 /// Shapes a job's tail for a page; `link` builds the page's own URL with extra query pairs
 /// (for the tail and timestamp choices).
 pub fn log_block(
@@ -282,7 +285,7 @@ pub fn log_block(
     job: &crate::views::JobView,
     tail: crate::views::LogTailView,
     options: &LogOptions,
-    link: &dyn Fn(&[(&str, Option<&str>)]) -> String,
+    link: &PageLink<'_>,
 ) -> LogBlock {
     let lines_now = options.lines().unwrap_or(TAIL_CHOICES[0]);
     let timestamps = options.timestamps();
