@@ -259,6 +259,12 @@ pub async fn throughput(state: &AppState) -> Result<crate::views::ThroughputView
     let this_minute = now
         - chrono::Duration::seconds(now.timestamp() % 60)
         - chrono::Duration::nanoseconds(i64::from(now.timestamp_subsec_nanos()));
+    // The window ends at Postgres's latest minute if its clock is ahead of ours.
+    let this_minute = counts
+        .keys()
+        .copied()
+        .max()
+        .map_or(this_minute, |m| m.max(this_minute));
     let minutes = (0..MINUTES)
         .rev()
         .map(|back| {

@@ -36,7 +36,7 @@ pub(crate) fn parse_position(s: &str) -> Result<(i32, i64), ApiError> {
     let bad = || {
         ApiError::bad_request(
             "invalid_query",
-            "a log position is `<attempt>:<seq>`",
+            "after (a log position) must be `<attempt>:<seq>`",
             Some("after".into()),
         )
     };

@@ -62,6 +62,10 @@ pub async fn stream(
     query: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
 ) -> Response {
+    let query = match query {
+        Ok(Query(q)) => q,
+        Err(e) => return super::pages::bad_query(&session, e),
+    };
     let result = async {
         let id = crate::routes::job_id(&id)?;
         state.app.job(id).await?;
@@ -69,7 +73,7 @@ pub async fn stream(
             .get("last-event-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
-            .or(query.ok().and_then(|Query(q)| q.after))
+            .or(query.after)
             .map(|s| crate::routes::logs::parse_position(&s))
             .transpose()?;
         Ok::<_, ApiError>((id, after))

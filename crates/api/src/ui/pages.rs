@@ -278,7 +278,7 @@ fn pull_request(key: &str) -> Option<PullRequest> {
     })
 }
 
-fn bad_query(session: &Session, e: QueryRejection) -> Response {
+pub(super) fn bad_query(session: &Session, e: QueryRejection) -> Response {
     message_page(
         Some(session),
         StatusCode::BAD_REQUEST,

@@ -106,6 +106,15 @@ async fn ui_live_log_streams_coloured_lines_progress_and_the_end() {
     // Without a session there is no stream.
     let anon = get(&app, &stream_path, None).await;
     assert_eq!(anon.status(), StatusCode::SEE_OTHER);
+    // A bad position is a 400 page naming it, not a stream.
+    let bad = get(
+        &app,
+        &format!("/ui/jobs/{id}/log/stream?after=nonsense"),
+        Some(&session),
+    )
+    .await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    assert!(bad.text().await.unwrap().contains("after"));
 
     let resp = get(&app, &stream_path, Some(&session)).await;
     assert_eq!(resp.status(), StatusCode::OK);
