@@ -24,6 +24,7 @@ mod routes;
 mod schema;
 mod state;
 mod status_feed;
+mod tail;
 pub mod ui;
 pub mod views;
 

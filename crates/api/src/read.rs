@@ -246,6 +246,38 @@ pub async fn queue(state: &AppState, kind: JobKind) -> Result<QueueView, ApiErro
 }
 
 /// Every queue's figures.
+/// Jobs finished per minute over the last hour (the current minute last), zeros included.
+pub async fn throughput(state: &AppState) -> Result<crate::views::ThroughputView, ApiError> {
+    const MINUTES: i32 = 60;
+    let counts: std::collections::HashMap<_, _> = state
+        .store
+        .finished_per_minute(MINUTES)
+        .await?
+        .into_iter()
+        .collect();
+    let now = Utc::now();
+    let this_minute = now
+        - chrono::Duration::seconds(now.timestamp() % 60)
+        - chrono::Duration::nanoseconds(i64::from(now.timestamp_subsec_nanos()));
+    // The window ends at Postgres's latest minute if its clock is ahead of ours.
+    let this_minute = counts
+        .keys()
+        .copied()
+        .max()
+        .map_or(this_minute, |m| m.max(this_minute));
+    let minutes = (0..MINUTES)
+        .rev()
+        .map(|back| {
+            let minute = this_minute - chrono::Duration::minutes(i64::from(back));
+            crate::views::MinuteCount {
+                minute,
+                finished: counts.get(&minute).copied().unwrap_or(0),
+            }
+        })
+        .collect();
+    Ok(crate::views::ThroughputView { minutes })
+}
+
 pub async fn queues(state: &AppState) -> Result<QueueList, ApiError> {
     let mut items = Vec::new();
     for kind in JobKind::ALL {

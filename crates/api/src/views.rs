@@ -8,7 +8,7 @@
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use slipway_shared::store::{AttemptRecord, JobRecord, PreviewRecord, PreviewUsage, StoredLogLine};
 use utoipa::ToSchema;
@@ -50,7 +50,33 @@ pub struct JobView {
     pub finished_at: Option<DateTime<Utc>>,
     /// When a `retrying` job runs again.
     pub retry_at: Option<DateTime<Utc>>,
+    /// A build's progress through its Dockerfile steps, as the build worker last read it from
+    /// BuildKit's output; null before the first step and for other kinds. While the job is
+    /// `running` it is the current step; after, the step it ended on.
+    pub progress: Option<BuildProgressView>,
     pub links: JobLinks,
+}
+
+/// "Step n of m" of a build (docs/dashboard.md says how steps are counted).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, JsonSchema)]
+pub struct BuildProgressView {
+    /// Steps started so far, cached ones included.
+    pub step: u32,
+    /// Steps of every build stage seen so far.
+    pub steps: u32,
+    /// The latest step, e.g. `[builder 2/5] RUN cargo build`.
+    pub name: String,
+    /// When the latest step began.
+    pub step_started_at: Option<DateTime<Utc>>,
+}
+
+impl BuildProgressView {
+    /// The job's stored progress, if it has a readable one.
+    pub fn of(job: &JobRecord) -> Option<Self> {
+        job.progress
+            .as_ref()
+            .and_then(|p| serde_json::from_value(p.clone()).ok())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema, JsonSchema)]
@@ -92,7 +118,9 @@ impl From<AttemptRecord> for AttemptView {
 impl JobView {
     pub fn new(job: JobRecord, attempts: Vec<AttemptRecord>) -> Self {
         let self_ = format!("/v1/jobs/{}", job.id);
+        let progress = BuildProgressView::of(&job);
         JobView {
+            progress,
             links: JobLinks {
                 logs: format!("{self_}/logs"),
                 self_,
@@ -347,4 +375,17 @@ pub struct LogTailView {
     pub lines: Vec<LogTailLine>,
     /// True when older lines (beyond the line count or the byte cap) were left out.
     pub truncated: bool,
+}
+
+/// Jobs finished per minute, oldest minute first, every minute of the window present.
+#[derive(Debug, Clone, Serialize, ToSchema, JsonSchema)]
+pub struct ThroughputView {
+    pub minutes: Vec<MinuteCount>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema, JsonSchema)]
+pub struct MinuteCount {
+    /// The minute's start.
+    pub minute: DateTime<Utc>,
+    pub finished: i64,
 }

@@ -266,8 +266,18 @@ pub struct PipelineArgs {
     pub launch: LaunchOpts,
 }
 
-/// Run one command, writing its output to `out`.
+/// Run one command, writing its output to `out` (notes such as a followed build's steps go to
+/// stderr).
 pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
+    run_with_notes(cli, out, &mut std::io::stderr()).await
+}
+
+/// [`run`], writing notes (not output: a followed build's steps, its end) to `notes`.
+pub async fn run_with_notes(
+    cli: Cli,
+    out: &mut dyn Write,
+    notes: &mut dyn Write,
+) -> Result<(), CliError> {
     let api = ApiClient::new(&cli.api_url, cli.token.clone())?;
     let json_out = cli.output == Output::Json;
     match cli.command {
@@ -371,23 +381,46 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         Command::Logs { id, follow } => {
             let path = format!("v1/jobs/{}/logs", enc(&id));
             if follow {
-                api.sse(&format!("{path}?follow=true"), |event, data| {
-                    let value: Value =
-                        serde_json::from_str(data).unwrap_or(Value::String(data.to_owned()));
-                    if event == Some("end") {
-                        // The job ended and every line was sent.
-                        if json_out {
+                // A build's step changes go to stderr, so stdout stays the log itself.
+                let mut last_step: Option<(Value, Value)> = None;
+                api.sse(
+                    &format!("{path}?follow=true&progress=true"),
+                    |event, data| {
+                        let value: Value =
+                            serde_json::from_str(data).unwrap_or(Value::String(data.to_owned()));
+                        if event == Some("progress") {
+                            let step = (value["step"].clone(), value["steps"].clone());
+                            if value.is_object() && last_step.as_ref() != Some(&step) {
+                                writeln!(
+                                    notes,
+                                    "build step {} of {}: {}",
+                                    output::cell(&value["step"]),
+                                    output::cell(&value["steps"]),
+                                    // The name comes from the Dockerfile: no terminal escapes.
+                                    output::cell(&value["name"])
+                                        .chars()
+                                        .filter(|c| !c.is_control())
+                                        .collect::<String>()
+                                )?;
+                                last_step = Some(step);
+                            }
+                            return Ok(());
+                        }
+                        if event == Some("end") {
+                            // The job ended and every line was sent.
+                            if json_out {
+                                writeln!(out, "{data}")?;
+                            } else {
+                                writeln!(notes, "job {id}: {}", output::cell(&value["state"]))?;
+                            }
+                        } else if json_out {
                             writeln!(out, "{data}")?;
                         } else {
-                            eprintln!("job {id}: {}", output::cell(&value["state"]));
+                            writeln!(out, "{}", value["text"].as_str().unwrap_or(data))?;
                         }
-                    } else if json_out {
-                        writeln!(out, "{data}")?;
-                    } else {
-                        writeln!(out, "{}", value["text"].as_str().unwrap_or(data))?;
-                    }
-                    Ok(out.flush()?)
-                })
+                        Ok(out.flush()?)
+                    },
+                )
                 .await
             } else {
                 let v = api.get(&format!("{path}?limit=10000")).await?;

@@ -54,6 +54,7 @@ pub mod job;
 pub mod mask;
 pub mod naming;
 pub mod payload;
+pub mod progress;
 pub mod quantity;
 pub mod validate;
 

@@ -491,69 +491,6 @@ async fn cancel_closes_the_open_attempt_and_fences_the_worker() {
     assert_eq!(state(&store, other.id).await, JobState::Cancelled);
 }
 
-/// The bulk forms move exactly the jobs in a state they apply to, in one statement each, and
-/// say which moved (with kinds, for the queue's cancel signals).
-#[tokio::test]
-async fn bulk_cancel_and_retry_move_only_the_jobs_they_apply_to() {
-    let db = test_db().await;
-    let store = db.store();
-    let running = insert(&store, JobKind::Build, None).await;
-    store
-        .start_attempt(running.id, 1, "w")
-        .await
-        .unwrap()
-        .unwrap();
-    let queued = insert(&store, JobKind::Launch, None).await;
-    let failed = insert(&store, JobKind::Cleanup, None).await;
-    store
-        .start_attempt(failed.id, 1, "w")
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(
-        store
-            .finish_attempt(failed.id, 1, self::failed("boom"))
-            .await
-            .unwrap()
-    );
-    let all = [running.id, queued.id, failed.id, uuid::Uuid::now_v7()];
-    let mut moved = store
-        .cancel_jobs(&all, JobState::Cancelled, "bulk by ops")
-        .await
-        .unwrap();
-    moved.sort();
-    let mut expected = vec![(running.id, JobKind::Build), (queued.id, JobKind::Launch)];
-    expected.sort();
-    assert_eq!(moved, expected, "the failed and the unknown one are left");
-    assert_eq!(state(&store, failed.id).await, JobState::Failed);
-    let a = &store.attempts(running.id).await.unwrap()[0];
-    assert_eq!(
-        a.outcome.as_deref(),
-        Some("cancelled"),
-        "its attempt is closed"
-    );
-
-    let retried = store.retry_jobs(&all).await.unwrap();
-    let mut ids: Vec<JobId> = retried.iter().map(|j| j.id).collect();
-    ids.sort();
-    assert_eq!(ids.len(), 3, "two cancelled and one failed");
-    assert!(
-        retried
-            .iter()
-            .all(|j| j.state == JobState::Queued && j.error.is_none())
-    );
-    assert!(
-        store.retry_jobs(&all).await.unwrap().is_empty(),
-        "queued ones are left"
-    );
-    assert!(
-        store
-            .cancel_jobs(&all, JobState::Failed, "no")
-            .await
-            .is_err()
-    );
-}
-
 #[tokio::test]
 async fn supersede_older_cancels_only_older_live_jobs_of_that_preview_and_kinds() {
     let db = test_db().await;
@@ -920,6 +857,106 @@ async fn attempts_for_many_jobs_come_back_grouped_in_order() {
     assert_eq!(numbers(c.id), None);
 }
 
+/// State changes that end or pause a run announce the job on `slipway_logs` (live tails wake
+/// on it), each from its own statement's transaction.
+#[tokio::test]
+async fn state_changes_are_announced_to_log_tails() {
+    let db = test_db().await;
+    let store = db.store();
+    let mut listener = store.log_listener().await.unwrap();
+    async fn next(l: &mut slipway_shared::store::LogListener) -> LogWake {
+        tokio::time::timeout(Duration::from_secs(10), l.recv())
+            .await
+            .expect("a notification")
+            .unwrap()
+    }
+    use slipway_shared::store::LogWake;
+    let a = insert(&store, JobKind::Build, Some("org/app#1")).await;
+    store.start_attempt(a.id, 1, "w").await.unwrap();
+    assert!(store.finish_attempt(a.id, 1, retrying()).await.unwrap());
+    assert_eq!(next(&mut listener).await, LogWake::Appended(a.id), "finish");
+    assert!(
+        store
+            .cancel_job(a.id, JobState::Cancelled, "stop")
+            .await
+            .unwrap()
+    );
+    assert_eq!(next(&mut listener).await, LogWake::Appended(a.id), "cancel");
+    let b = insert(&store, JobKind::Build, Some("org/app#2")).await;
+    let c = insert(&store, JobKind::Build, Some("org/app#2")).await;
+    let superseded = store
+        .supersede_older("org/app#2", c.id, &[JobKind::Build])
+        .await
+        .unwrap();
+    assert_eq!(superseded, [b.id]);
+    assert_eq!(
+        next(&mut listener).await,
+        LogWake::Appended(b.id),
+        "supersede"
+    );
+    // A refused change announces nothing: the next notification is a later one.
+    assert!(
+        !store
+            .cancel_job(a.id, JobState::Cancelled, "again")
+            .await
+            .unwrap()
+    );
+    store.start_attempt(c.id, 1, "w").await.unwrap();
+    assert!(store.finish_attempt(c.id, 1, failed("x")).await.unwrap());
+    assert_eq!(next(&mut listener).await, LogWake::Appended(c.id));
+}
+
+/// The queues page's chart: finishes counted per minute, from jobs_finished_idx.
+#[tokio::test]
+async fn finished_per_minute_counts_recent_finishes_through_its_index() {
+    let db = test_db().await;
+    let store = db.store();
+    for _ in 0..3 {
+        let j = insert(&store, JobKind::Launch, None).await;
+        store.start_attempt(j.id, 1, "w").await.unwrap();
+        assert!(store.finish_attempt(j.id, 1, failed("x")).await.unwrap());
+    }
+    let unfinished = insert(&store, JobKind::Launch, None).await;
+    store.start_attempt(unfinished.id, 1, "w").await.unwrap();
+    let old = insert(&store, JobKind::Launch, None).await;
+    store
+        .cancel_job(old.id, JobState::Cancelled, "x")
+        .await
+        .unwrap();
+    sqlx::query("UPDATE jobs SET finished_at = now() - interval '2 hours' WHERE id = $1")
+        .bind(old.id)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let per_minute = store.finished_per_minute(60).await.unwrap();
+    let total: i64 = per_minute.iter().map(|(_, n)| n).sum();
+    assert_eq!(total, 3, "{per_minute:?}");
+    assert!(
+        per_minute.windows(2).all(|w| w[0].0 < w[1].0),
+        "oldest first"
+    );
+
+    // With sequential scans ruled out, the plan shows whether the index serves the query (a
+    // tiny table would otherwise hide a missing or mismatched index).
+    let mut conn = store.pool().acquire().await.unwrap();
+    sqlx::query("SET enable_seqscan = off")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let plan: Vec<String> = sqlx::query_scalar(&format!(
+        "EXPLAIN {}",
+        slipway_shared::store::FINISHED_PER_MINUTE_SQL
+    ))
+    .bind(60)
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    assert!(
+        plan.iter().any(|l| l.contains("jobs_finished_idx")),
+        "{plan:#?}"
+    );
+}
+
 #[tokio::test]
 async fn a_text_search_reads_one_window_of_jobs_per_page() {
     let db = common::test_db().await;
@@ -960,4 +997,65 @@ async fn a_text_search_reads_one_window_of_jobs_per_page() {
         .await
         .unwrap();
     assert_eq!(plain.items.len(), 50);
+}
+
+#[tokio::test]
+async fn bulk_cancel_and_retry_move_only_the_jobs_they_apply_to() {
+    let db = test_db().await;
+    let store = db.store();
+    let running = insert(&store, JobKind::Build, None).await;
+    store
+        .start_attempt(running.id, 1, "w")
+        .await
+        .unwrap()
+        .unwrap();
+    let queued = insert(&store, JobKind::Launch, None).await;
+    let failed = insert(&store, JobKind::Cleanup, None).await;
+    store
+        .start_attempt(failed.id, 1, "w")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        store
+            .finish_attempt(failed.id, 1, self::failed("boom"))
+            .await
+            .unwrap()
+    );
+    let all = [running.id, queued.id, failed.id, uuid::Uuid::now_v7()];
+    let mut moved = store
+        .cancel_jobs(&all, JobState::Cancelled, "bulk by ops")
+        .await
+        .unwrap();
+    moved.sort();
+    let mut expected = vec![(running.id, JobKind::Build), (queued.id, JobKind::Launch)];
+    expected.sort();
+    assert_eq!(moved, expected, "the failed and the unknown one are left");
+    assert_eq!(state(&store, failed.id).await, JobState::Failed);
+    let a = &store.attempts(running.id).await.unwrap()[0];
+    assert_eq!(
+        a.outcome.as_deref(),
+        Some("cancelled"),
+        "its attempt is closed"
+    );
+
+    let retried = store.retry_jobs(&all).await.unwrap();
+    let mut ids: Vec<JobId> = retried.iter().map(|j| j.id).collect();
+    ids.sort();
+    assert_eq!(ids.len(), 3, "two cancelled and one failed");
+    assert!(
+        retried
+            .iter()
+            .all(|j| j.state == JobState::Queued && j.error.is_none())
+    );
+    assert!(
+        store.retry_jobs(&all).await.unwrap().is_empty(),
+        "queued ones are left"
+    );
+    assert!(
+        store
+            .cancel_jobs(&all, JobState::Failed, "no")
+            .await
+            .is_err()
+    );
 }

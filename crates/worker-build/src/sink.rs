@@ -14,9 +14,14 @@
 //! line is later, the kubelet no longer has that line (its file was rotated; the log API serves
 //! only the current file) and lines between may be lost: a `system` line says so, with the two
 //! timestamps. Never a silent gap.
+//!
+//! The sink also reads BuildKit's step headers as they pass ([`ProgressTracker`]) and stores
+//! the build's progress with the next batch, in the same transaction: one write per batch at
+//! most, and only when the step changed.
 
 use chrono::{DateTime, SubsecRound, Utc};
 use slipway_core::JobId;
+use slipway_core::progress::ProgressTracker;
 use slipway_k8s::logs::DecodedLine;
 use slipway_shared::store::{LogLine, Store, StoreError};
 use std::collections::VecDeque;
@@ -86,6 +91,10 @@ pub struct LogSink {
     reread: Option<Reread>,
     /// New container lines taken, over every read (progress, for the follower).
     taken: u64,
+    /// BuildKit's progress over the attempt's lines (the stored ones read back on resume).
+    progress: ProgressTracker,
+    /// A progress change not yet stored (written with the next batch).
+    pending_progress: Option<serde_json::Value>,
 }
 
 impl LogSink {
@@ -112,6 +121,8 @@ impl LogSink {
             at_last: Vec::new(),
             reread: None,
             taken: 0,
+            progress: ProgressTracker::new(),
+            pending_progress: None,
         };
         if let Some(last) = stored.last() {
             sink.next_seq = last.seq + 1;
@@ -119,6 +130,7 @@ impl LogSink {
         }
         for line in stored.iter().filter(|l| l.stream != "system") {
             sink.remember(micros(line.ts), &line.text);
+            sink.progress.push(&line.text);
         }
         Ok(sink)
     }
@@ -201,6 +213,18 @@ impl LogSink {
         }
         self.remember(ts, &line.text);
         self.taken += 1;
+        if self.progress.push(&line.text)
+            && let Some(p) = self.progress.progress()
+        {
+            // The step began when its header was written (the container's clock).
+            self.pending_progress = Some(serde_json::json!({
+                "step": p.step,
+                "steps": p.steps,
+                "name": p.name,
+                "step_started_at": ts,
+            }));
+            self.oldest.get_or_insert_with(Instant::now);
+        }
         self.take(ts, "stdout", line.text).await
     }
 
@@ -245,7 +269,7 @@ impl LogSink {
 
     /// Write the pending batch (retrying briefly while Postgres is unreachable).
     pub async fn flush(&mut self) -> Result<(), StoreError> {
-        if self.batch.is_empty() {
+        if self.batch.is_empty() && self.pending_progress.is_none() {
             self.oldest = None;
             return Ok(());
         }
@@ -254,7 +278,12 @@ impl LogSink {
         let inserted = loop {
             match self
                 .store
-                .append_logs(self.job_id, self.attempt, &self.batch)
+                .append_logs_with_progress(
+                    self.job_id,
+                    self.attempt,
+                    &self.batch,
+                    self.pending_progress.as_ref(),
+                )
                 .await
             {
                 Ok(n) => break n,
@@ -288,6 +317,7 @@ impl LogSink {
             metrics::counter!("slipway_build_log_bytes_total").increment(bytes);
         }
         self.batch.clear();
+        self.pending_progress = None;
         self.oldest = None;
         Ok(())
     }
@@ -344,6 +374,79 @@ mod tests {
             .await
             .unwrap();
         (db, store, job.id, sink)
+    }
+
+    /// BuildKit's step headers become the job's progress, stored with the batch that carries
+    /// them; output lines change nothing; a successor continues from the stored lines.
+    #[tokio::test]
+    async fn step_headers_are_recorded_as_the_builds_progress() {
+        let db = TestDb::new().await.unwrap();
+        let store = db.store();
+        let job = store
+            .insert_job(NewJob::new(JobKind::Build, json!({})))
+            .await
+            .unwrap()
+            .job;
+        store.start_attempt(job.id, 1, "w").await.unwrap();
+        let at = |i: i64, text: &str| DecodedLine {
+            ts: Some(Utc.timestamp_opt(1_796_637_600 + i, 0).unwrap()),
+            text: text.into(),
+        };
+        let progress =
+            |store: Store| async move { store.get_job(job.id).await.unwrap().unwrap().progress };
+        let mut sink = LogSink::resume(store.clone(), job.id, 1, LIMITS)
+            .await
+            .unwrap();
+        sink.start_read();
+        for (i, text) in [
+            "#1 [internal] load build definition from Dockerfile",
+            "#1 DONE 0.0s",
+            "#4 [builder 1/3] FROM docker.io/library/rust:1.85",
+            "#5 [stage-1 1/2] FROM docker.io/library/debian:bookworm-slim",
+            "#5 CACHED",
+            "#6 [builder 2/3] RUN cargo build --release",
+        ]
+        .iter()
+        .enumerate()
+        {
+            sink.push(at(i as i64, text)).await.unwrap();
+        }
+        assert_eq!(
+            progress(store.clone()).await,
+            None,
+            "nothing before the flush"
+        );
+        sink.flush().await.unwrap();
+        let p = progress(store.clone()).await.expect("progress stored");
+        assert_eq!(
+            (p["step"].as_u64(), p["steps"].as_u64()),
+            (Some(3), Some(5))
+        );
+        assert_eq!(p["name"], "[builder 2/3] RUN cargo build --release");
+        assert_eq!(p["step_started_at"], "2026-12-07T10:00:05Z");
+
+        // Output alone stores no progress change; a new step does, in its batch.
+        sink.push(at(6, "#6 12.3    Compiling serde v1.0.219"))
+            .await
+            .unwrap();
+        sink.flush().await.unwrap();
+        assert_eq!(progress(store.clone()).await, Some(p.clone()));
+
+        // A successor reads the stored lines back, so its next step counts on from there.
+        let mut next = LogSink::resume(store.clone(), job.id, 1, LIMITS)
+            .await
+            .unwrap();
+        next.start_read();
+        next.push(at(6, "#6 12.3    Compiling serde v1.0.219"))
+            .await
+            .unwrap();
+        next.push(at(7, "#7 [builder 3/3] COPY . .")).await.unwrap();
+        next.flush().await.unwrap();
+        let p = progress(store.clone()).await.unwrap();
+        assert_eq!(
+            (p["step"].as_u64(), p["steps"].as_u64()),
+            (Some(4), Some(5))
+        );
     }
 
     #[tokio::test]

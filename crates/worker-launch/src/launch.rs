@@ -572,6 +572,7 @@ mod tests {
             started_at: None,
             finished_at: None,
             updated_at: now,
+            progress: None,
         }
     }
 

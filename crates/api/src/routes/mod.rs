@@ -4,7 +4,7 @@
 mod enqueue;
 pub(crate) mod github;
 pub(crate) mod jobs;
-mod logs;
+pub(crate) mod logs;
 pub(crate) mod previews;
 pub(crate) mod queues;
 

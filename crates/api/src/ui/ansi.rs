@@ -4,7 +4,7 @@
 //! other string, so a log line can carry colour but never markup.
 
 /// A run of text with the classes its colour maps to (empty: plain).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Segment {
     pub class: String,
     pub text: String,

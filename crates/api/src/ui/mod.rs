@@ -21,6 +21,8 @@
 mod actions;
 mod ansi;
 mod assets;
+mod history;
+mod live;
 mod pages;
 mod ratelimit;
 mod repositories;
@@ -150,6 +152,8 @@ pub fn router(app: Arc<AppState>, settings: &UiSettings) -> Router {
         .route("/ui/jobs/{id}", get(pages::job))
         .route("/ui/jobs/{id}/retry", post(actions::retry))
         .route("/ui/jobs/{id}/cancel", post(actions::cancel))
+        .route("/ui/jobs/{id}/log/stream", get(live::stream))
+        .route("/ui/jobs/{id}/log.txt", get(live::download))
         .route("/ui/queues", get(pages::queues))
         .route("/ui/queues/{queue}/pause", post(actions::pause))
         .route("/ui/queues/{queue}/resume", post(actions::resume))
@@ -160,6 +164,7 @@ pub fn router(app: Arc<AppState>, settings: &UiSettings) -> Router {
         )
         .route(assets::HTMX_PATH, get(assets::htmx))
         .route(assets::CSS_PATH, get(assets::css))
+        .route(assets::LIVE_PATH, get(assets::live))
         .route("/ui/{*rest}", any(pages::not_found))
         .layer(axum::middleware::from_fn(refuse_nul))
         .layer(axum::middleware::from_fn(security_headers))

@@ -4,16 +4,16 @@
 
 use super::UiState;
 use super::actions;
-use super::ansi::{self, Segment};
 use super::assets;
+use super::live::{LogBlock, LogOptions, log_block};
 use super::session::Session;
 use crate::error::ApiError;
-use crate::read::{self, TailLimits};
+use crate::read;
 use crate::routes::jobs::{JobFilterArgs, job_filter};
 use crate::routes::previews::{
     ENDED_PREVIEW_STATUSES, PREVIEW_STATUSES, key_search, preview_filter,
 };
-use crate::views::{JobView, LogTailView, PreviewView, ResourceUseView};
+use crate::views::{JobView, PreviewView, ResourceUseView};
 use askama::Template;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -29,12 +29,6 @@ use std::sync::Arc;
 /// Rows per page unless `limit` says otherwise (1 to [`MAX_PAGE`]).
 const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 200;
-/// What a log tail on a page holds.
-const TAIL: TailLimits = TailLimits {
-    lines: 200,
-    max_bytes: 64 * 1024,
-    timestamps: false,
-};
 
 /// The page header: who is signed in (and the sign-out form's CSRF token), asset paths.
 pub struct Nav {
@@ -49,6 +43,7 @@ pub struct Nav {
     pub can_admin: bool,
     /// What the action that led here did (a fixed message chosen by [`super::actions::notice`]).
     pub notice: Option<String>,
+    pub live: &'static str,
 }
 
 pub struct NavUser {
@@ -67,6 +62,7 @@ impl Nav {
             can_enqueue: false,
             can_admin: false,
             notice: None,
+            live: assets::live_href(),
         }
     }
 
@@ -179,12 +175,12 @@ pub fn preview_href(key: &str) -> String {
     href("/ui/preview", &[("key", Some(key))])
 }
 
-fn job_href(id: uuid::Uuid) -> String {
+pub(super) fn job_href(id: uuid::Uuid) -> String {
     format!("/ui/jobs/{id}")
 }
 
 /// `3m`, `2h 5m`, `4d 3h`.
-fn span(secs: i64) -> String {
+pub(super) fn span(secs: i64) -> String {
     let s = secs.max(0);
     match s {
         0..60 => format!("{s}s"),
@@ -194,7 +190,7 @@ fn span(secs: i64) -> String {
     }
 }
 
-fn ago(t: DateTime<Utc>) -> String {
+pub(super) fn ago(t: DateTime<Utc>) -> String {
     format!("{} ago", span((Utc::now() - t).num_seconds()))
 }
 
@@ -212,7 +208,7 @@ fn until(t: Option<DateTime<Utc>>) -> String {
     }
 }
 
-fn short(commit: Option<&str>) -> String {
+pub(super) fn short(commit: Option<&str>) -> String {
     commit
         .map(|c| c.chars().take(12).collect())
         .unwrap_or_default()
@@ -302,7 +298,7 @@ fn pull_request(key: &str) -> Option<PullRequest> {
     })
 }
 
-fn bad_query(session: &Session, e: QueryRejection) -> Response {
+pub(super) fn bad_query(session: &Session, e: QueryRejection) -> Response {
     message_page(
         Some(session),
         StatusCode::BAD_REQUEST,
@@ -494,44 +490,6 @@ pub async fn previews(
 
 // ---- One preview ----
 
-pub struct LogLine {
-    pub stream: String,
-    pub segments: Vec<Segment>,
-}
-
-/// A job's log tail as a page shows it.
-pub struct LogBlock {
-    pub title: String,
-    pub job_href: String,
-    pub state: String,
-    pub attempt: String,
-    pub error: Option<String>,
-    pub truncated: bool,
-    pub lines: Vec<LogLine>,
-}
-
-fn log_block(title: &str, tail: LogTailView) -> LogBlock {
-    LogBlock {
-        title: title.to_owned(),
-        job_href: job_href(tail.job_id),
-        state: tail.state,
-        attempt: tail
-            .attempt
-            .map(|a| format!("attempt {a}"))
-            .unwrap_or_else(|| "not started".into()),
-        error: tail.error,
-        truncated: tail.truncated,
-        lines: tail
-            .lines
-            .into_iter()
-            .map(|l| LogLine {
-                segments: ansi::segments(&l.text),
-                stream: l.stream,
-            })
-            .collect(),
-    }
-}
-
 pub struct JobRow {
     pub id: String,
     pub full_id: String,
@@ -596,12 +554,15 @@ struct PreviewPage {
     extend_hours: [u32; 3],
     /// The job table has no selection boxes here.
     selectable: bool,
+    history: Vec<super::history::HistoryEvent>,
 }
 
 #[derive(Debug, Deserialize)]
 pub struct PreviewQuery {
     key: Option<String>,
     done: Option<String>,
+    #[serde(flatten)]
+    log: LogOptions,
 }
 
 /// `GET /ui/preview?key=org/app%2342`: one preview, its latest jobs and its build and launch
@@ -611,9 +572,9 @@ pub async fn preview(
     session: Session,
     query: Result<Query<PreviewQuery>, QueryRejection>,
 ) -> Response {
-    let (key, done) = match query.map(|Query(q)| (nonempty(&q.key), q.done)) {
-        Ok((Some(k), done)) => (k, done),
-        Ok((None, _)) => {
+    let (key, done, options) = match query.map(|Query(q)| (nonempty(&q.key), q.done, q.log)) {
+        Ok((Some(k), done, options)) => (k, done, options),
+        Ok((None, _, _)) => {
             return message_page(
                 Some(&session),
                 StatusCode::BAD_REQUEST,
@@ -622,6 +583,10 @@ pub async fn preview(
             );
         }
         Err(e) => return bad_query(&session, e),
+    };
+    let limits = match options.limits() {
+        Ok(l) => l,
+        Err(m) => return message_page(Some(&session), StatusCode::BAD_REQUEST, "Bad request", &m),
     };
     let detail = match read::preview_detail(&state.app, &key).await {
         Ok(d) => d,
@@ -633,12 +598,25 @@ pub async fn preview(
         (JobKind::Launch, "Launch log"),
     ] {
         if let Some(job) = detail.latest_jobs.iter().find(|j| j.kind == kind) {
-            match read::log_tail(&state.app, job.id, None, TAIL).await {
-                Ok(tail) => logs.push(log_block(title, tail)),
+            match read::log_tail(&state.app, job.id, None, limits).await {
+                Ok(tail) => logs.push(log_block(title, job, tail, &options, &|pairs| {
+                    let mut all = vec![("key", Some(key.as_str()))];
+                    all.extend_from_slice(pairs);
+                    href("/ui/preview", &all)
+                })),
                 Err(e) => return error_page(Some(&session), e),
             }
         }
     }
+    // The status history: the preview's newest jobs with their attempts (the jobs list's read).
+    let filter = slipway_shared::store::JobFilter {
+        preview: Some(detail.key.clone()),
+        ..Default::default()
+    };
+    let history = match read::jobs(&state.app, &filter, None, super::history::HISTORY_JOBS).await {
+        Ok(page) => super::history::history(&page.items),
+        Err(e) => return error_page(Some(&session), e),
+    };
     let p = detail.preview.as_ref();
     let mut nav = session.nav();
     nav.notice = actions::notice(done.as_deref(), None, None);
@@ -665,6 +643,7 @@ pub async fn preview(
             rows: detail.latest_jobs.iter().map(job_row).collect(),
             jobs_href: href("/ui/jobs", &[("preview", Some(&detail.key))]),
             logs,
+            history,
             key: detail.key,
         },
     )
@@ -842,15 +821,24 @@ pub async fn job(
     session: Session,
     Path(id): Path<String>,
     done: Result<Query<Done>, QueryRejection>,
+    query: Result<Query<LogOptions>, QueryRejection>,
 ) -> Response {
     let done = done.map(|Query(d)| d).unwrap_or_default();
     let id = match crate::routes::job_id(&id) {
         Ok(id) => id,
         Err(e) => return error_page(Some(&session), e),
     };
+    let options = match query {
+        Ok(Query(o)) => o,
+        Err(e) => return bad_query(&session, e),
+    };
+    let limits = match options.limits() {
+        Ok(l) => l,
+        Err(m) => return message_page(Some(&session), StatusCode::BAD_REQUEST, "Bad request", &m),
+    };
     let (job, tail) = match tokio::try_join!(
         read::job(&state.app, id),
-        read::log_tail(&state.app, id, None, TAIL)
+        read::log_tail(&state.app, id, None, limits)
     ) {
         Ok(x) => x,
         Err(e) => return error_page(Some(&session), e),
@@ -888,7 +876,9 @@ pub async fn job(
                 None => String::new(),
             },
             attempts,
-            log: log_block("Log", tail),
+            log: log_block("Log", &job, tail, &options, &|pairs| {
+                href(&job_href(job.id), pairs)
+            }),
         },
     )
 }
@@ -912,6 +902,7 @@ struct QueuesPage {
     title: String,
     nav: Nav,
     rows: Vec<QueueRow>,
+    chart: super::history::Chart,
 }
 
 /// `GET /ui/queues`: each queue's figures and live workers.
@@ -921,10 +912,11 @@ pub async fn queues(
     done: Result<Query<Done>, QueryRejection>,
 ) -> Response {
     let done = done.map(|Query(d)| d).unwrap_or_default();
-    let list = match read::queues(&state.app).await {
-        Ok(l) => l,
-        Err(e) => return error_page(Some(&session), e),
-    };
+    let (list, throughput) =
+        match tokio::try_join!(read::queues(&state.app), read::throughput(&state.app)) {
+            Ok(x) => x,
+            Err(e) => return error_page(Some(&session), e),
+        };
     let rows = list
         .items
         .into_iter()
@@ -962,6 +954,7 @@ pub async fn queues(
             title: "Queues".into(),
             nav: done.nav(&session),
             rows,
+            chart: super::history::chart(&throughput),
         },
     )
 }

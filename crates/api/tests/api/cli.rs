@@ -431,3 +431,117 @@ async fn repos_bad_input_and_missing_scope_are_clear_errors() {
     assert!(err.to_string().contains("lacks the `admin` scope"), "{err}");
     exits_with(&err, 1);
 }
+
+/// `slipway logs -f` on a build: stdout is the log alone; each step change and the end are
+/// notes on stderr.
+#[tokio::test]
+async fn logs_follow_prints_build_steps_as_notes_and_the_log_alone() {
+    use chrono::Utc;
+    use slipway_shared::store::{AttemptOutcome, LogLine};
+    let app = spawn_app().await;
+    let (_, job) = app.post("/v1/builds", &build_body()).await;
+    let id: uuid::Uuid = job["id"].as_str().unwrap().parse().unwrap();
+    app.store.start_attempt(id, 1, "w").await.unwrap();
+    let line = |seq: i64, text: &str| LogLine {
+        seq,
+        ts: Utc::now(),
+        stream: "stdout".into(),
+        text: text.into(),
+    };
+    let step = |n: u32, name: &str| json!({"step": n, "steps": 3, "name": name, "step_started_at": Utc::now()});
+    app.store
+        .append_logs_with_progress(
+            id,
+            1,
+            &[line(0, "#3 [1/3] FROM alpine")],
+            Some(&step(1, "[1/3] FROM alpine")),
+        )
+        .await
+        .unwrap();
+
+    let argv = [
+        "slipway".to_owned(),
+        "--api-url".into(),
+        app.base.clone(),
+        "--token".into(),
+        READ.into(),
+        "logs".into(),
+        "-f".into(),
+        id.to_string(),
+    ];
+    /// Stdout as it is written, so the test knows what the follower has read.
+    struct Pipe(tokio::sync::mpsc::UnboundedSender<Vec<u8>>);
+    impl std::io::Write for Pipe {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            let _ = self.0.send(b.to_vec());
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    // The CLI's future is not Send (it writes to `dyn Write`): it runs beside the test's
+    // steps in this task rather than in a spawned one.
+    let follower = async move {
+        let (mut out, mut notes) = (Pipe(tx), Vec::new());
+        let cli = Cli::try_parse_from(argv).unwrap();
+        slipway_cli::run_with_notes(cli, &mut out, &mut notes)
+            .await
+            .unwrap();
+        String::from_utf8(notes).unwrap()
+    };
+    let name = "[2/3] RUN \u{1b}[2Jmake";
+    let steps = async {
+        let mut out = String::new();
+        // Once the first line is out, the follower has read step 1: write the rest.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !out.contains("FROM alpine\n") {
+            let b = tokio::time::timeout_at(deadline, rx.recv())
+                .await
+                .expect("the follower prints the stored line")
+                .unwrap();
+            out.push_str(&String::from_utf8_lossy(&b));
+        }
+        app.store
+            .append_logs_with_progress(
+                id,
+                1,
+                &[line(1, &format!("#4 {name}"))],
+                Some(&step(2, name)),
+            )
+            .await
+            .unwrap();
+        app.store
+            .append_logs(id, 1, &[line(2, "#4 0.5 compiling")])
+            .await
+            .unwrap();
+        let done = AttemptOutcome::Succeeded { result: json!({}) };
+        assert!(app.store.finish_attempt(id, 1, done).await.unwrap());
+        // Everything the follower prints until it ends (it drops the sender then).
+        while let Some(b) = rx.recv().await {
+            out.push_str(&String::from_utf8_lossy(&b));
+        }
+        out
+    };
+    let (notes, out) = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        tokio::join!(follower, steps)
+    })
+    .await
+    .expect("the follower ends with the job");
+    assert_eq!(
+        out,
+        format!("#3 [1/3] FROM alpine\n#4 {name}\n#4 0.5 compiling\n"),
+        "stdout is the log alone"
+    );
+    let notes: Vec<&str> = notes.lines().collect();
+    assert_eq!(
+        notes,
+        [
+            "build step 1 of 3: [1/3] FROM alpine",
+            "build step 2 of 3: [2/3] RUN [2Jmake",
+            &*format!("job {id}: succeeded"),
+        ],
+        "one note per step change, terminal escapes dropped"
+    );
+}

@@ -139,3 +139,50 @@ async fn follow_streams_every_line_in_order_and_ends_with_the_job() {
         .collect();
     assert_eq!(seqs, ["1:18", "1:19"]);
 }
+
+/// A job that ends without writing another line still ends its tails at once: the state
+/// change notifies them (the safety poll is 20 s, far beyond this test's deadline).
+#[tokio::test]
+async fn a_tail_ends_promptly_when_its_job_ends_without_new_lines() {
+    let app = spawn_app().await;
+    let (_, job) = app.post("/v1/builds", &build_body()).await;
+    let id: uuid::Uuid = job["id"].as_str().unwrap().parse().unwrap();
+    app.store.start_attempt(id, 1, "w").await.unwrap();
+    app.store.append_logs(id, 1, &lines(0, 3)).await.unwrap();
+
+    let resp = app
+        .http
+        .get(format!("{}/v1/jobs/{id}/logs?follow=true", app.base))
+        .bearer_auth(READ)
+        .send()
+        .await
+        .unwrap();
+    let mut stream = resp.bytes_stream();
+    // Read until the three stored lines arrived: the tail is now asleep waiting for news.
+    let mut body = String::new();
+    while !body.contains("id: 1:2") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .expect("stored lines arrive")
+            .expect("stream open")
+            .unwrap();
+        body.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(
+        app.store
+            .cancel_job(id, slipway_core::JobState::Cancelled, "stop")
+            .await
+            .unwrap()
+    );
+    let rest = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut rest = String::new();
+        while let Some(chunk) = stream.next().await {
+            rest.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        }
+        rest
+    })
+    .await
+    .expect("the tail ends within 5 s of the job's end, without a poll");
+    assert!(rest.contains("event: end"), "{rest}");
+    assert!(rest.contains(r#"{"state":"cancelled"}"#), "{rest}");
+}

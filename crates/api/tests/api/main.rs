@@ -18,4 +18,5 @@ mod shutdown;
 mod startup;
 mod ui;
 mod ui_actions;
+mod ui_live;
 mod validation;

@@ -14,9 +14,14 @@ use sqlx::{Postgres, QueryBuilder};
 use super::cursor;
 use super::types::{JOB_COLUMNS, error_class_str};
 use super::{
-    AttemptOutcome, AttemptRecord, Inserted, JobFilter, JobPage, JobRecord, NewJob, Store,
-    StoreError,
+    AttemptOutcome, AttemptRecord, Inserted, JobFilter, JobPage, JobRecord, LOG_CHANNEL, NewJob,
+    Store, StoreError,
 };
+
+/// [`Store::finished_per_minute`]'s query (`$1`: minutes), public so a test can check its plan.
+pub const FINISHED_PER_MINUTE_SQL: &str = "SELECT date_trunc('minute', finished_at) AS minute, count(*) AS n FROM jobs \
+     WHERE finished_at >= date_trunc('minute', now()) - make_interval(mins => $1 - 1) \
+     GROUP BY 1 ORDER BY 1";
 
 pub(super) const NON_TERMINAL: [JobState; 3] =
     [JobState::Queued, JobState::Running, JobState::Retrying];
@@ -341,6 +346,7 @@ impl Store {
 
     /// Ends attempt `attempt` with `outcome`, only if the job is `running` that very attempt.
     /// Returns `false` if refused: a stale or fenced worker, or a job cancelled meanwhile.
+    /// The change is announced on [`LOG_CHANNEL`] when it commits (live tails end on it).
     pub async fn finish_attempt(
         &self,
         id: JobId,
@@ -381,7 +387,7 @@ impl Store {
              ), closed AS ( \
                UPDATE job_attempts a SET finished_at = now(), outcome = j.state, error = $5 \
                FROM j WHERE a.job_id = j.id AND a.attempt = $2 \
-             ) SELECT count(*) FROM j";
+             ) SELECT count(*) FROM (SELECT pg_notify($11, id::text) FROM j) n";
         let moved: i64 = sqlx::query_scalar(sql)
             .bind(id)
             .bind(attempt)
@@ -393,6 +399,7 @@ impl Store {
             .bind(JobState::Running.as_str())
             .bind(JobState::Retrying.as_str())
             .bind(JobState::Failed.as_str())
+            .bind(LOG_CHANNEL)
             .fetch_one(&self.pool)
             .await?;
         Ok(moved == 1)
@@ -400,6 +407,7 @@ impl Store {
 
     /// Moves a job from any non-terminal state to `Cancelled` or `Superseded` with `reason`,
     /// closing its open attempt. `false` if the job is already terminal (or absent).
+    /// Announced on [`LOG_CHANNEL`] like [`Store::finish_attempt`].
     pub async fn cancel_job(
         &self,
         id: JobId,
@@ -410,7 +418,8 @@ impl Store {
     }
 
     /// [`cancel_job`](Self::cancel_job) for many jobs in one statement (an operator's bulk
-    /// cancel): the ones that moved, with their kinds (for the queue's cancel signal).
+    /// cancel): the ones that moved, with their kinds (for the queue's cancel signal). Each is
+    /// announced on [`LOG_CHANNEL`], so its open log tails end.
     pub async fn cancel_jobs(
         &self,
         ids: &[JobId],
@@ -430,12 +439,14 @@ impl Store {
              ), closed AS ( \
                UPDATE job_attempts a SET finished_at = now(), outcome = j.state, error = $3 \
                FROM j WHERE a.job_id = j.id AND a.finished_at IS NULL \
-             ) SELECT id, kind FROM j ORDER BY id";
+             ) SELECT j.id, j.kind FROM j, LATERAL (SELECT pg_notify($5, j.id::text)) n \
+               ORDER BY j.id";
         let rows: Vec<(JobId, String)> = sqlx::query_as(sql)
             .bind(ids)
             .bind(state.as_str())
             .bind(reason)
             .bind(state_strs(&NON_TERMINAL))
+            .bind(LOG_CHANNEL)
             .fetch_all(&self.pool)
             .await?;
         rows.into_iter()
@@ -449,6 +460,7 @@ impl Store {
 
     /// Supersedes the non-terminal jobs of `preview` with one of `kinds` created before `keep`
     /// (a newer commit replaces them). Returns their ids, for deleting their Kubernetes Jobs.
+    /// Each is announced on [`LOG_CHANNEL`] like [`Store::finish_attempt`].
     pub async fn supersede_older(
         &self,
         preview: &str,
@@ -466,7 +478,7 @@ impl Store {
              ), closed AS ( \
                UPDATE job_attempts a SET finished_at = now(), outcome = j.state, error = $4 \
                FROM j WHERE a.job_id = j.id AND a.finished_at IS NULL \
-             ) SELECT id FROM j ORDER BY id";
+             ) SELECT id FROM (SELECT id, pg_notify($7, id::text) FROM j) n ORDER BY id";
         let ids = sqlx::query_scalar(sql)
             .bind(preview)
             .bind(keep)
@@ -474,6 +486,7 @@ impl Store {
             .bind(reason)
             .bind(JobState::Superseded.as_str())
             .bind(state_strs(&NON_TERMINAL))
+            .bind(LOG_CHANNEL)
             .fetch_all(&self.pool)
             .await?;
         Ok(ids)
@@ -495,6 +508,20 @@ impl Store {
         .bind(limit.max(1))
         .fetch_all(&self.pool)
         .await?;
+        Ok(rows)
+    }
+
+    /// Jobs finished per minute over the last `minutes` minutes (the current minute included),
+    /// oldest first; minutes without a finish are absent. A range scan of `jobs_finished_idx`,
+    /// bounded by the jobs finished in that window.
+    pub async fn finished_per_minute(
+        &self,
+        minutes: i32,
+    ) -> Result<Vec<(chrono::DateTime<chrono::Utc>, i64)>, StoreError> {
+        let rows = sqlx::query_as(FINISHED_PER_MINUTE_SQL)
+            .bind(minutes.max(1))
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows)
     }
 
@@ -613,7 +640,7 @@ pub(super) async fn start_attempt_in<'e, E: sqlx::PgExecutor<'e>>(
     let sql = format!(
         "WITH j AS ( \
            UPDATE jobs SET state = $4, attempts = $2, started_at = COALESCE(started_at, statement_timestamp()), \
-                  retry_at = NULL, cap_key = $6, updated_at = now() \
+                  retry_at = NULL, cap_key = $6, progress = NULL, updated_at = now() \
            WHERE id = $1 AND state = ANY($5) AND attempts < $2 \
                  AND $2 <= attempt_base + max_attempts \
            RETURNING {JOB_COLUMNS} \

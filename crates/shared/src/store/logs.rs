@@ -61,7 +61,21 @@ impl Store {
         attempt: i32,
         lines: &[LogLine],
     ) -> Result<u64, StoreError> {
-        if lines.is_empty() {
+        self.append_logs_with_progress(job_id, attempt, lines, None)
+            .await
+    }
+
+    /// [`Store::append_logs`], recording in the same transaction the job's build `progress`
+    /// (only while that attempt is running: a stale or fenced worker records nothing). A
+    /// changed progress is announced like new lines, so live tails show it.
+    pub async fn append_logs_with_progress(
+        &self,
+        job_id: JobId,
+        attempt: i32,
+        lines: &[LogLine],
+        progress: Option<&serde_json::Value>,
+    ) -> Result<u64, StoreError> {
+        if lines.is_empty() && progress.is_none() {
             return Ok(0);
         }
         let seqs: Vec<i64> = lines.iter().map(|l| l.seq).collect();
@@ -85,7 +99,21 @@ impl Store {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        if inserted > 0 {
+        let mut progressed = 0;
+        if let Some(progress) = progress {
+            progressed = sqlx::query(
+                "UPDATE jobs SET progress = $2 \
+                 WHERE id = $1 AND state = 'running' AND attempts = $3 \
+                   AND progress IS DISTINCT FROM $2",
+            )
+            .bind(job_id)
+            .bind(progress)
+            .bind(attempt)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        if inserted > 0 || progressed > 0 {
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(LOG_CHANNEL)
                 .bind(job_id.to_string())

@@ -9,6 +9,7 @@ mod caps;
 mod cleanup;
 mod cursor;
 mod jobs;
+pub use jobs::FINISHED_PER_MINUTE_SQL;
 mod logs;
 mod previews;
 mod repositories;
@@ -33,7 +34,10 @@ pub use types::{
 };
 pub use usage::PreviewUsage;
 
-/// Channel on which [`Store::append_logs`] announces new lines; the payload is the job id.
+/// Channel on which [`Store::append_logs`] announces new lines, and on which a job's state
+/// changes that end or pause a run ([`Store::finish_attempt`], [`Store::cancel_job`],
+/// [`Store::supersede_older`]) are announced from the same statement; the payload is the job
+/// id either way, so a live tail re-reads the job and its lines on one kind of wake-up.
 pub const LOG_CHANNEL: &str = "slipway_logs";
 
 /// Key of the advisory lock held while migrating, so replicas starting at once apply each

@@ -73,6 +73,8 @@ pub struct JobRecord {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
+    /// A running build's progress ([`crate::store::Store::append_logs_with_progress`]).
+    pub progress: Option<Value>,
 }
 
 impl JobRecord {
@@ -85,7 +87,7 @@ impl JobRecord {
 /// The columns of `jobs`, in the order [`JobRecord`] reads them.
 pub(crate) const JOB_COLUMNS: &str = "id, kind, state, preview, commit_sha, payload, result, \
      error, error_class, attempts, max_attempts, attempt_base, idempotency_key, trace_context, \
-     retry_at, created_at, enqueued_at, started_at, finished_at, updated_at";
+     retry_at, created_at, enqueued_at, started_at, finished_at, updated_at, progress";
 
 fn decode_err(column: &str, e: impl std::error::Error + Send + Sync + 'static) -> sqlx::Error {
     sqlx::Error::ColumnDecode {
@@ -143,6 +145,7 @@ impl<'r> FromRow<'r, PgRow> for JobRecord {
             started_at: row.try_get("started_at")?,
             finished_at: row.try_get("finished_at")?,
             updated_at: row.try_get("updated_at")?,
+            progress: row.try_get("progress")?,
         })
     }
 }

@@ -44,7 +44,7 @@ const MARK: &str = "bench-tail-";
 
 /// Which server-sent-events route a tab tails a job's log with.
 #[derive(Debug, Clone, Copy)]
-#[allow(dead_code)] // `Ui` is chosen once the dashboard serves its own stream.
+#[allow(dead_code)] // `V1` stays to compare the JSON API's tail with the dashboard's.
 enum TailRoute {
     /// `GET /v1/jobs/{id}/logs?follow=true` with the bearer token.
     V1,
@@ -53,7 +53,7 @@ enum TailRoute {
 }
 
 /// The route the tabs use.
-const TAIL_ROUTE: TailRoute = TailRoute::V1;
+const TAIL_ROUTE: TailRoute = TailRoute::Ui;
 
 impl TailRoute {
     fn request(
