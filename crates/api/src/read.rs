@@ -74,6 +74,31 @@ pub async fn preview_usages(
         .collect())
 }
 
+/// The newest build and launch of a preview (the previews list shows their states).
+#[derive(Debug, Clone, Default)]
+pub struct LatestJobs {
+    pub build: Option<(JobId, slipway_core::JobState)>,
+    pub launch: Option<(JobId, slipway_core::JobState)>,
+}
+
+/// [`LatestJobs`] of `keys` (those with a build or launch), by preview key: one query for a
+/// whole page of previews.
+pub async fn latest_jobs(
+    state: &AppState,
+    keys: &[String],
+) -> Result<std::collections::HashMap<String, LatestJobs>, ApiError> {
+    let mut out: std::collections::HashMap<String, LatestJobs> = Default::default();
+    for (preview, kind, id, job_state) in state.store.latest_preview_jobs(keys).await? {
+        let slot = out.entry(preview).or_default();
+        match kind {
+            JobKind::Build => slot.build = Some((id, job_state)),
+            JobKind::Launch => slot.launch = Some((id, job_state)),
+            JobKind::Cleanup => {}
+        }
+    }
+    Ok(out)
+}
+
 /// The repository filter of the preview list as a key prefix: GitHub previews are keyed
 /// `<owner>/<repo>#<number>`, so `owner/repo` (or its `https://host/owner/repo(.git)` URL)
 /// selects that repository's pull-request previews.

@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use slipway_core::auth::Scopes;
-use slipway_core::{JobKind, JobState};
+use slipway_core::{JobId, JobKind, JobState};
 use slipway_shared::store::PreviewFilter;
 use std::sync::Arc;
 
@@ -394,6 +394,24 @@ pub struct PreviewRow {
     pub age: String,
     pub expires: String,
     pub usage: Usage,
+    /// The preview's newest build and launch.
+    pub build: Option<JobCell>,
+    pub launch: Option<JobCell>,
+}
+
+/// A job as a table cell: its state, linking to its page.
+pub struct JobCell {
+    pub href: String,
+    pub state: String,
+}
+
+impl JobCell {
+    fn new((id, state): (JobId, JobState)) -> JobCell {
+        JobCell {
+            href: job_href(id),
+            state: state.to_string(),
+        }
+    }
 }
 
 #[derive(Template)]
@@ -440,8 +458,11 @@ pub async fn previews(
         Err(e) => return error_page(Some(&session), e),
     };
     let keys: Vec<String> = page.items.iter().map(|p| p.key.clone()).collect();
-    let usages = match read::preview_usages(&state.app, &keys).await {
-        Ok(u) => u,
+    let (usages, latest) = match tokio::try_join!(
+        read::preview_usages(&state.app, &keys),
+        read::latest_jobs(&state.app, &keys)
+    ) {
+        Ok(x) => x,
         Err(e) => return error_page(Some(&session), e),
     };
     let rows = page
@@ -457,6 +478,8 @@ pub async fn previews(
             age: ago(p.created_at),
             expires: until(p.expires_at),
             usage: usage(usages.get(&p.key)),
+            build: latest.get(&p.key).and_then(|l| l.build).map(JobCell::new),
+            launch: latest.get(&p.key).and_then(|l| l.launch).map(JobCell::new),
         })
         .collect();
     let limit_s = (limit != DEFAULT_PAGE).then(|| limit.to_string());

@@ -8,7 +8,8 @@ use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use slipway_shared::store::{LogLine, PreviewUpsert};
+use slipway_core::{JobKind, JobState};
+use slipway_shared::store::{LogLine, NewJob, PreviewUpsert};
 
 /// A client that shows redirects instead of following them.
 pub fn browser() -> reqwest::Client {
@@ -561,6 +562,75 @@ async fn ui_lists_filter_and_page_with_cursors() {
     let p = get(&app, "/ui/jobs?kind=launch", Some(&id)).await;
     assert_eq!(p.body.matches("href=\"/ui/jobs/").count(), 0);
     assert!(p.body.contains("No jobs match."));
+}
+
+#[tokio::test]
+async fn ui_previews_show_their_newest_build_and_launch() {
+    let app = spawn_app().await;
+    let id = sign_in(&app, READ).await;
+    for key in ["org/app#1", "org/app#2"] {
+        app.store
+            .upsert_preview(&PreviewUpsert {
+                key: key.into(),
+                namespace: format!("ns-{}", &key[8..]),
+                status: "ready".into(),
+                ..PreviewUpsert::default()
+            })
+            .await
+            .unwrap();
+    }
+    let job = |kind: JobKind| {
+        let mut j = NewJob::new(kind, json!({}));
+        j.preview = Some("org/app#1".into());
+        j
+    };
+    // An older build that failed, then a newer one still queued; one launch that is running.
+    let old = app.store.insert_job(job(JobKind::Build)).await.unwrap().job;
+    app.store
+        .cancel_job(old.id, JobState::Cancelled, "x")
+        .await
+        .unwrap();
+    let build = app.store.insert_job(job(JobKind::Build)).await.unwrap().job;
+    let launch = app
+        .store
+        .insert_job(job(JobKind::Launch))
+        .await
+        .unwrap()
+        .job;
+    app.store.start_attempt(launch.id, 1, "w").await.unwrap();
+
+    let page = get(&app, "/ui", Some(&id)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let row = |key: &str| {
+        page.body
+            .split("<tr>")
+            .find(|r| {
+                r.contains(&format!(">{}<", key.replace('#', "&#35;")))
+                    || r.contains(&format!(">{key}<"))
+            })
+            .unwrap_or_else(|| panic!("no row for {key}: {}", page.body))
+            .to_owned()
+    };
+    let one = row("org/app#1");
+    assert!(
+        one.contains(&format!(
+            "<td class=\"build\"><a class=\"status-queued\" href=\"/ui/jobs/{}\">queued</a></td>",
+            build.id
+        )),
+        "{one}"
+    );
+    assert!(
+        one.contains(&format!(
+            "<td class=\"launch\"><a class=\"status-running\" href=\"/ui/jobs/{}\">running</a></td>",
+            launch.id
+        )),
+        "{one}"
+    );
+    let two = row("org/app#2");
+    assert!(
+        two.contains("<td class=\"build\"></td>") && two.contains("<td class=\"launch\"></td>"),
+        "{two}"
+    );
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
 //! The preview registry: which preview runs where, at what URL, from which image.
 
+use slipway_core::{JobId, JobKind, JobState};
 use sqlx::{Postgres, QueryBuilder};
 
 use super::cursor;
@@ -202,5 +203,37 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// The newest build and the newest launch of each of `previews` (those that have one), as
+    /// `(preview, kind, id, state)`: two index probes per preview (`jobs_preview_created_idx`,
+    /// newest first), for a page of previews at once.
+    pub async fn latest_preview_jobs(
+        &self,
+        previews: &[String],
+    ) -> Result<Vec<(String, JobKind, JobId, JobState)>, StoreError> {
+        let rows: Vec<(String, String, JobId, String)> = sqlx::query_as(
+            "SELECT p.key, k.kind, j.id, j.state \
+             FROM unnest($1::text[]) AS p(key) \
+             CROSS JOIN (VALUES ('build'), ('launch')) AS k(kind) \
+             CROSS JOIN LATERAL ( \
+               SELECT id, state FROM jobs WHERE preview = p.key AND kind = k.kind \
+               ORDER BY created_at DESC, id DESC LIMIT 1 \
+             ) j",
+        )
+        .bind(previews)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(preview, kind, id, state)| {
+                let bad = || StoreError::InvalidArgument(format!("job {id} has {kind}/{state}"));
+                Ok((
+                    preview,
+                    kind.parse().map_err(|_| bad())?,
+                    id,
+                    state.parse().map_err(|_| bad())?,
+                ))
+            })
+            .collect()
     }
 }
