@@ -578,6 +578,35 @@ struct PreviewPage {
     /// The job table has no selection boxes here.
     selectable: bool,
     history: Vec<super::history::HistoryEvent>,
+    /// What went wrong: the newest build or launch, when it failed (a launch's error is the
+    /// launch worker's diagnosis: the pod's trouble and its last log line).
+    problem: Option<Problem>,
+}
+
+pub struct Problem {
+    pub kind: String,
+    pub href: String,
+    pub error: String,
+    pub retrying: bool,
+}
+
+/// The newest build or launch among `jobs` (newest first), if it failed or is retrying after
+/// an error.
+fn problem(jobs: &[JobView]) -> Option<Problem> {
+    let job = jobs.iter().find(|j| j.kind != JobKind::Cleanup)?;
+    let retrying = job.state == JobState::Retrying;
+    if job.state != JobState::Failed && !retrying {
+        return None;
+    }
+    Some(Problem {
+        kind: job.kind.to_string(),
+        href: job_href(job.id),
+        error: job
+            .error
+            .clone()
+            .unwrap_or_else(|| "no error was recorded".into()),
+        retrying,
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -667,6 +696,7 @@ pub async fn preview(
             jobs_href: href("/ui/jobs", &[("preview", Some(&detail.key))]),
             logs,
             history,
+            problem: problem(&detail.latest_jobs),
             key: detail.key,
         },
     )

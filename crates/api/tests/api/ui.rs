@@ -8,8 +8,8 @@ use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use slipway_core::{JobKind, JobState};
-use slipway_shared::store::{LogLine, NewJob, PreviewUpsert};
+use slipway_core::{ErrorClass, JobKind, JobState};
+use slipway_shared::store::{AttemptOutcome, LogLine, NewJob, PreviewUpsert};
 
 /// A client that shows redirects instead of following them.
 pub fn browser() -> reqwest::Client {
@@ -565,7 +565,7 @@ async fn ui_lists_filter_and_page_with_cursors() {
 }
 
 #[tokio::test]
-async fn ui_previews_show_their_newest_build_and_launch() {
+async fn ui_previews_show_their_newest_build_and_launch_and_what_went_wrong() {
     let app = spawn_app().await;
     let id = sign_in(&app, READ).await;
     for key in ["org/app#1", "org/app#2"] {
@@ -630,6 +630,39 @@ async fn ui_previews_show_their_newest_build_and_launch() {
     assert!(
         two.contains("<td class=\"build\"></td>") && two.contains("<td class=\"launch\"></td>"),
         "{two}"
+    );
+
+    // A running launch is no problem; a failed one's error is what went wrong.
+    let page = get(&app, "/ui/preview?key=org%2Fapp%231", Some(&id)).await;
+    assert!(!page.body.contains("what-went-wrong"), "{}", page.body);
+    let hostile = "the container keeps crashing: CrashLoopBackOff; last log line: <b>panic</b>";
+    app.store
+        .finish_attempt(
+            launch.id,
+            1,
+            AttemptOutcome::Failed {
+                error: hostile.into(),
+                class: ErrorClass::Permanent,
+            },
+        )
+        .await
+        .unwrap();
+    let page = get(&app, "/ui/preview?key=org%2Fapp%231", Some(&id)).await;
+    let section = page
+        .body
+        .split("<section class=\"problem\" id=\"what-went-wrong\">")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no diagnosis: {}", page.body));
+    assert!(
+        section.contains(&format!(
+            "<a href=\"/ui/jobs/{}\">launch</a> failed:",
+            launch.id
+        )),
+        "{section}"
+    );
+    assert!(
+        section.contains("last log line: &#60;b&#62;panic&#60;/b&#62;"),
+        "{section}"
     );
 }
 
