@@ -144,12 +144,19 @@ pub fn notice(done: Option<&str>, n: Option<u32>, skipped: Option<u32>) -> Optio
 
 // ---- Preview actions (enqueue) ----
 
+/// A preview action's form, checked ([`checked`] with `enqueue`), and its `key`.
 #[allow(clippy::result_large_err)]
-fn preview_key(session: &Session, fields: &Fields) -> Result<String, Response> {
-    fields
+fn checked_preview(
+    session: &Session,
+    headers: &HeaderMap,
+    form: Posted,
+) -> Result<(Fields, String), Response> {
+    let fields = checked(session, headers, form, Scopes::ENQUEUE)?;
+    let key = fields
         .get("key")
         .map(str::to_owned)
-        .ok_or_else(|| bad_field(session, "key", "key (the preview's key) is required"))
+        .ok_or_else(|| bad_field(session, "key", "key (the preview's key) is required"))?;
+    Ok((fields, key))
 }
 
 /// `POST /ui/preview/redeploy` (`key`): [`ops::redeploy`].
@@ -159,12 +166,8 @@ pub async fn redeploy(
     headers: HeaderMap,
     form: Posted,
 ) -> Response {
-    let fields = match checked(&session, &headers, form, Scopes::ENQUEUE) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    let key = match preview_key(&session, &fields) {
-        Ok(k) => k,
+    let (_, key) = match checked_preview(&session, &headers, form) {
+        Ok(x) => x,
         Err(r) => return r,
     };
     match ops::redeploy(&state.app, &key, &session.token_name).await {
@@ -180,12 +183,8 @@ pub async fn extend(
     headers: HeaderMap,
     form: Posted,
 ) -> Response {
-    let fields = match checked(&session, &headers, form, Scopes::ENQUEUE) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    let key = match preview_key(&session, &fields) {
-        Ok(k) => k,
+    let (fields, key) = match checked_preview(&session, &headers, form) {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let Some(hours) = fields.get("hours").and_then(|h| h.parse::<u32>().ok()) else {
@@ -212,12 +211,8 @@ pub async fn delete(
     headers: HeaderMap,
     form: Posted,
 ) -> Response {
-    let fields = match checked(&session, &headers, form, Scopes::ENQUEUE) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    let key = match preview_key(&session, &fields) {
-        Ok(k) => k,
+    let (fields, key) = match checked_preview(&session, &headers, form) {
+        Ok(x) => x,
         Err(r) => return r,
     };
     // The typed confirmation is compared exactly (untrimmed): it must be the key itself.
@@ -290,17 +285,7 @@ pub async fn retry(
     headers: HeaderMap,
     form: Posted,
 ) -> Response {
-    if let Err(r) = checked(&session, &headers, form, Scopes::ADMIN) {
-        return r;
-    }
-    let id = match job_id(&session, &id) {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
-    match ops::retry(&state.app, id, &session.token_name).await {
-        Ok(_) => back(with_done(&format!("/ui/jobs/{id}"), "retry")),
-        Err(e) => refused(&session, e),
-    }
+    job_action(&state, &session, &id, &headers, form, JobOp::Retry).await
 }
 
 /// `POST /ui/jobs/{id}/cancel`: [`ops::cancel`].
@@ -311,39 +296,61 @@ pub async fn cancel(
     headers: HeaderMap,
     form: Posted,
 ) -> Response {
-    if let Err(r) = checked(&session, &headers, form, Scopes::ADMIN) {
+    job_action(&state, &session, &id, &headers, form, JobOp::Cancel).await
+}
+
+/// Retry or cancel one job (`admin`), then back to its page.
+async fn job_action(
+    state: &UiState,
+    session: &Session,
+    id: &str,
+    headers: &HeaderMap,
+    form: Posted,
+    op: JobOp,
+) -> Response {
+    if let Err(r) = checked(session, headers, form, Scopes::ADMIN) {
         return r;
     }
-    let id = match job_id(&session, &id) {
+    let id = match job_id(session, id) {
         Ok(id) => id,
         Err(r) => return r,
     };
-    match ops::cancel(&state.app, id, &session.token_name).await {
-        Ok(_) => back(with_done(&format!("/ui/jobs/{id}"), "cancel")),
-        Err(e) => refused(&session, e),
+    let (done, result) = match op {
+        JobOp::Retry => (
+            "retry",
+            ops::retry(&state.app, id, &session.token_name).await,
+        ),
+        JobOp::Cancel => (
+            "cancel",
+            ops::cancel(&state.app, id, &session.token_name).await,
+        ),
+    };
+    match result {
+        Ok(_) => back(with_done(&format!("/ui/jobs/{id}"), done)),
+        Err(e) => refused(session, e),
     }
 }
 
-/// What a bulk action does.
+/// What a job action (one job or in bulk) does.
 #[derive(Clone, Copy, PartialEq)]
-enum BulkOp {
+enum JobOp {
     Retry,
     Cancel,
 }
 
-impl BulkOp {
+impl JobOp {
     /// The states a job must be in for the operation to apply.
     fn states(self) -> &'static [JobState] {
         match self {
-            BulkOp::Retry => &[JobState::Failed, JobState::Cancelled],
-            BulkOp::Cancel => &[JobState::Queued, JobState::Running, JobState::Retrying],
+            JobOp::Retry => &[JobState::Failed, JobState::Cancelled],
+            JobOp::Cancel => &[JobState::Queued, JobState::Running, JobState::Retrying],
         }
     }
 
     fn name(self) -> &'static str {
         match self {
-            BulkOp::Retry => "retry",
-            BulkOp::Cancel => "cancel",
+            JobOp::Retry => "retry",
+            JobOp::Cancel => "cancel",
         }
     }
 }
@@ -385,8 +392,8 @@ pub async fn bulk(
         Err(r) => return r,
     };
     let op = match fields.get("op") {
-        Some("retry") => BulkOp::Retry,
-        Some("cancel") => BulkOp::Cancel,
+        Some("retry") => JobOp::Retry,
+        Some("cancel") => JobOp::Cancel,
         _ => return bad_field(&session, "op", "op is retry or cancel"),
     };
     let filters: Vec<(&'static str, String)> = FILTER_FIELDS
@@ -477,8 +484,8 @@ pub async fn bulk(
     // and so are those that moved on meanwhile (finished, or retried/cancelled by another).
     let chosen: Vec<JobId> = eligible.into_iter().take(confirmed).collect();
     let result = match op {
-        BulkOp::Retry => ops::retry_many(&state.app, &chosen, &session.token_name).await,
-        BulkOp::Cancel => ops::cancel_many(&state.app, &chosen, &session.token_name).await,
+        JobOp::Retry => ops::retry_many(&state.app, &chosen, &session.token_name).await,
+        JobOp::Cancel => ops::cancel_many(&state.app, &chosen, &session.token_name).await,
     };
     let acted = match result {
         Ok(ids) => ids.len(),
@@ -497,7 +504,7 @@ pub async fn bulk(
 async fn matching(
     state: &UiState,
     fields: &Fields,
-    op: BulkOp,
+    op: JobOp,
 ) -> Result<(Vec<JobRecord>, bool), ApiError> {
     let arg = |name: &str| fields.get(name).map(str::to_owned);
     let filter = job_filter(
