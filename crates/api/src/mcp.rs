@@ -438,7 +438,9 @@ struct ListJobs {
     state: Option<String>,
     /// A preview key, e.g. `org/app#42`.
     preview: Option<String>,
-    /// Free text over errors, preview, commit, id, repository and image.
+    /// Free text over errors, preview, commit, id, repository and image. A page searches at
+    /// most 5,000 jobs (newest first from the cursor), so it may hold fewer matches, or none,
+    /// and still have a `next_cursor` to search on.
     q: Option<String>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,

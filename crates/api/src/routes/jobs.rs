@@ -29,7 +29,9 @@ pub struct JobQuery {
     created_after: Option<DateTime<Utc>>,
     /// Created before (RFC 3339).
     created_before: Option<DateTime<Utc>>,
-    /// Free text over errors, preview, commit, id, repository and image.
+    /// Free text over errors, preview, commit, id, repository and image. A page searches at
+    /// most 5,000 jobs (newest first from the cursor), so it may hold fewer matches, or none,
+    /// and still have a `next_cursor` to search on.
     q: Option<String>,
     /// Text in the job's error (case-insensitive substring, 3 to 1024 bytes; trigram-indexed).
     #[param(min_length = 3, max_length = 1024)]

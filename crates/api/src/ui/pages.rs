@@ -736,6 +736,8 @@ struct JobsPage {
     /// The filter as hidden fields of the bulk form.
     filter_fields: Vec<(&'static str, String)>,
     bulk_cap: usize,
+    /// How many jobs one page of a text search reads.
+    search_window: i64,
     /// Rows carry selection boxes (for admins' bulk actions).
     selectable: bool,
     rows: Vec<JobRow>,
@@ -826,6 +828,7 @@ pub async fn jobs(
             error: error.clone().unwrap_or_default(),
             filter_fields,
             bulk_cap: actions::BULK_CAP,
+            search_window: slipway_shared::store::TEXT_SEARCH_WINDOW,
             kind: kind.clone().unwrap_or_default(),
             state: job_state.clone().unwrap_or_default(),
             preview: preview.clone().unwrap_or_default(),

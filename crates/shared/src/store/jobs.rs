@@ -46,7 +46,7 @@ pub(super) fn like_pattern(q: &str) -> String {
 }
 
 /// How many jobs one page of a free-text search (`JobFilter::q`) reads at most.
-pub const TEXT_SEARCH_WINDOW: i64 = 10_000;
+pub const TEXT_SEARCH_WINDOW: i64 = 5_000;
 
 /// The indexed conditions of a job list: kind, state, preview, creation bounds, the error
 /// filter (trigram-indexed) and the cursor's position (`(created_at, id)` strictly before).
