@@ -55,7 +55,13 @@ export async function open(t) {
       seen.failed.push(`${r.status()} ${type} ${r.url()}`);
     }
   });
-  page.on('requestfailed', (r) => seen.failed.push(`${r.failure()?.errorText} ${r.url()}`));
+  page.on('requestfailed', (r) => {
+    // live.js closes a log's event stream itself on its `end` event (an EventSource would
+    // otherwise reconnect when the server ends it); Chromium reports that close as an aborted
+    // load when it beats the server's own end of the response.
+    const closedStream = r.resourceType() === 'eventsource' && r.failure()?.errorText === 'net::ERR_ABORTED';
+    if (!closedStream) seen.failed.push(`${r.failure()?.errorText} ${r.url()}`);
+  });
   page.on('pageerror', (e) => seen.errors.push(String(e)));
   page.on('dialog', async (d) => {
     seen.dialogs.push(d.message());
