@@ -31,18 +31,21 @@ pub(super) fn state_strs(states: &[JobState]) -> Vec<&'static str> {
     states.iter().map(|s| s.as_str()).collect()
 }
 
-/// Escapes `%`, `_` and `\` so user text matches literally inside an `ILIKE` pattern.
-pub(super) fn like_pattern(q: &str) -> String {
-    let mut out = String::with_capacity(q.len() + 2);
-    out.push('%');
-    for c in q.chars() {
+/// `s` matched literally by `LIKE`/`ILIKE` (its `%`, `_` and `\` escaped).
+pub(super) fn like_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
         if matches!(c, '%' | '_' | '\\') {
             out.push('\\');
         }
         out.push(c);
     }
-    out.push('%');
     out
+}
+
+/// An `ILIKE` pattern matching user text `q` literally anywhere (a substring search).
+pub(super) fn like_pattern(q: &str) -> String {
+    format!("%{}%", like_escape(q))
 }
 
 /// How many jobs one page of a free-text search (`JobFilter::q`) reads at most.

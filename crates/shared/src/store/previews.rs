@@ -10,18 +10,6 @@ use super::{PreviewFilter, PreviewPage, PreviewRecord, PreviewUpsert, Store, Sto
 pub(super) const PREVIEW_COLUMNS: &str = "key, namespace, url, image, commit_sha, status, pods, created_at, \
      updated_at, expires_at, deleted_at, last_job_id";
 
-/// `s` matched literally by `LIKE` (its `%`, `_` and `\\` escaped).
-fn like_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
 impl Store {
     /// Creates or updates a preview (see [`PreviewUpsert`] for which fields are kept).
     ///
@@ -108,7 +96,7 @@ impl Store {
         }
         if let Some(prefix) = &filter.key_prefix {
             qb.push(" AND key LIKE ")
-                .push_bind(format!("{}%", like_escape(prefix)));
+                .push_bind(format!("{}%", super::jobs::like_escape(prefix)));
         }
         if let Some(part) = filter
             .key_contains
