@@ -10,8 +10,10 @@
 //! `#<index> CANCELED`. Vertices of parallel stages interleave. The Dockerfile frontend names
 //! each instruction's vertex `[<stage> <n>/<m>] <instruction>` (`[<n>/<m>]` for an unnamed
 //! single stage, `[stage-1 <n>/<m>]` for an unnamed later stage, a platform first in
-//! multi-platform builds: `[linux/arm64 builder 2/5]`); its other vertices are `[internal] …`,
-//! `[auth] …` and the like, which are not steps.
+//! multi-platform builds: `[linux/arm64 builder 2/5]`), with `<n>` padded to the width of
+//! `<m>` (`frontend/dockerfile/dockerfile2llb/convert.go`, `prefixCommand`: `%*d/%d]`, so
+//! `[ 1/12]` and `[builder  3/10]`); its other vertices are `[internal] …`, `[auth] …` and the
+//! like, which are not steps.
 //!
 //! Progress counts the instruction steps of every stage seen so far: `steps` is the sum of
 //! each stage's `m`, `step` the number of distinct steps started (cached ones included), and
@@ -179,6 +181,12 @@ mod tests {
             Some(("linux/arm64 builder".into(), 2, 5))
         );
         assert_eq!(step_of("[2/5] RUN make"), Some((String::new(), 2, 5)));
+        // Upstream pads the step number to the width of the total.
+        assert_eq!(step_of("[ 1/12] RUN make"), Some((String::new(), 1, 12)));
+        assert_eq!(
+            step_of("[builder  3/10] RUN make"),
+            Some(("builder".into(), 3, 10))
+        );
         assert_eq!(step_of("[internal] load .dockerignore"), None);
         assert_eq!(step_of("[builder 6/5] RUN make"), None);
         assert_eq!(step_of("[builder 0/5] RUN make"), None);
