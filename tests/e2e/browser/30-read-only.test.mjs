@@ -60,11 +60,6 @@ test("a read-only token's forged POSTs are refused with 403", async (t) => {
     });
     answers.push([path, resp.status(), await resp.text()]);
   }
-  // 404 (no such route) or 405 (only GET there, e.g. /ui/jobs/{id} for /ui/jobs/bulk).
-  if (answers.every(([, status]) => status === 404 || status === 405)) {
-    t.skip('none of the action routes exists in this build (branch actions not merged)');
-    return;
-  }
   for (const [path, status, body] of answers) {
     assert.equal(status, 403, `${path} answered ${status}: ${body.slice(0, 300)}`);
     assert.match(body, /<html/i, `${path}: an HTML page`);
