@@ -111,6 +111,26 @@ pub async fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
         .flatten()
 }
 
+/// Waits until `process` answers `/readyz` with 200. If it exits first (a start-up error, e.g.
+/// its port taken meanwhile) or `timeout` passes, panics with its output, so the cause shows.
+async fn until_ready(process: &mut Process, listen: SocketAddr, timeout: Duration) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while http_status(listen, "/readyz").await != Some(200) {
+        if let Some(status) = process.exited() {
+            panic!(
+                "the binary exited ({status}) before it was ready; output:\n{}",
+                process.output()
+            );
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for the binary to be ready; output:\n{}",
+            process.output()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Start the binary `command(endpoints)` builds, wait until it is ready (its `/readyz` says 200
 /// and, for a worker of `kind`, its consumer is registered in Redis), bring `outage` about,
 /// SIGTERM it and return how long it took to exit; panics (with its output) if it does not
@@ -150,12 +170,7 @@ pub async fn sigterm_during(
     };
     let mut process = Process::spawn(command(&endpoints)).expect("start the binary");
     let listen = endpoints.listen;
-    eventually(
-        Duration::from_secs(60),
-        "the binary to be ready",
-        || async { (http_status(listen, "/readyz").await == Some(200)).then_some(()) },
-    )
-    .await;
+    until_ready(&mut process, listen, Duration::from_secs(60)).await;
     if let Some(kind) = kind {
         let q = QueueClient::connect(&redis_url, prefix)
             .await
