@@ -693,6 +693,7 @@ impl McpServer {
             "redeploy_preview" | "trigger_pipeline" => {
                 let p: Pipeline = params(args)?;
                 let valid = PipelineRequest {
+                    source: None,
                     preview: p.preview,
                     repository: p.repository,
                     commit: p.commit,

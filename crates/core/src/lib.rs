@@ -49,6 +49,7 @@
 
 pub mod auth;
 pub mod backoff;
+pub mod detect;
 pub mod image;
 pub mod job;
 pub mod mask;

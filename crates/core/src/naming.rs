@@ -34,6 +34,8 @@ pub const FIELD_MANAGER: &str = "slipway";
 
 pub const NAMESPACE_PREFIX: &str = "slipway-pv-";
 pub const BUILD_JOB_PREFIX: &str = "slipway-build-";
+/// Prefix of the Jobs that read a repository for a build (`source: auto`).
+pub const SOURCE_JOB_PREFIX: &str = "slipway-source-";
 
 /// The longest DNS-1123 label (and Kubernetes label value).
 pub const MAX_LABEL_LEN: usize = 63;
@@ -140,6 +142,12 @@ pub fn preview_host(key: &str, domain: &str) -> String {
 /// in the same minute), at most 58 characters (a Job name becomes a label value: 63 at most).
 pub fn build_job_name(job_id: JobId, attempt: u32) -> String {
     format!("{BUILD_JOB_PREFIX}{}-a{attempt}", job_id.simple())
+}
+
+/// The source Job of a build's attempt (`slipway-source-<job id>-a<attempt>`, at most 59
+/// characters): deterministic, so a resumed worker adopts it.
+pub fn source_job_name(job_id: JobId, attempt: u32) -> String {
+    format!("{SOURCE_JOB_PREFIX}{}-a{attempt}", job_id.simple())
 }
 
 /// A Kubernetes label value for `s`: `s` itself when valid, else its characters outside
@@ -422,6 +430,8 @@ mod tests {
         assert_ne!(build_job_name(id, 1), build_job_name(same_minute, 1));
         assert!(is_dns1123_label(&build_job_name(JobId::max(), u32::MAX)));
         assert!(is_dns1123_label(&build_job_name(JobId::nil(), 0)));
+        assert!(is_dns1123_label(&source_job_name(JobId::max(), u32::MAX)));
+        assert_ne!(source_job_name(id, 1), build_job_name(id, 1));
     }
 
     #[test]

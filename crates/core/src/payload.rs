@@ -201,10 +201,27 @@ pub struct PipelineRequest {
     /// repository name a Secret holding an access token in `build.secrets.git`.
     pub repository: String,
     pub commit: String,
+    /// What the preview is made from: `{"type": "dockerfile"}` (the default: the repository's
+    /// Dockerfile) or `{"type": "auto"}` (no Dockerfile needed: Slipway detects the stack and
+    /// generates one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<PreviewSource>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build: Option<BuildOptions>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub launch: Option<LaunchOptions>,
+}
+
+/// A preview's source, as a pipeline or a repository's settings name it. `type` is
+/// `dockerfile` or `auto`; anything else is refused naming `source.type`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PreviewSource {
+    /// `dockerfile` (build the repository's Dockerfile) or `auto` (detect Node.js/Next.js,
+    /// Python, Go, Rust, Ruby/Rails or a static site and generate the Dockerfile).
+    #[serde(rename = "type")]
+    pub kind: String,
 }
 
 impl PipelineRequest {

@@ -49,7 +49,7 @@ use crate::image::{self, ImageRef};
 use crate::job::JobId;
 use crate::payload::{
     BuildOptions, BuildRequest, BuildSecrets, CleanupRequest, LaunchOptions, LaunchRequest,
-    PipelineRequest, Resources, StringMap,
+    PipelineRequest, PreviewSource, Resources, StringMap,
 };
 use crate::quantity::{self, Unit};
 use serde::{Deserialize, Serialize};
@@ -215,6 +215,39 @@ pub struct ValidBuild {
     pub target: Option<String>,
     pub secrets: BuildSecrets,
     pub preview: Option<String>,
+    /// Where the Dockerfile comes from (absent in older payloads: the repository's).
+    #[serde(default)]
+    pub source: BuildSource,
+}
+
+/// Where a build's Dockerfile comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BuildSource {
+    /// The repository's, at `dockerfile`.
+    #[default]
+    Dockerfile,
+    /// Generated for the detected stack (`slipway_core::detect`).
+    Auto,
+}
+
+impl BuildSource {
+    /// The source named by a request's `source.type` (`field` names it in errors).
+    pub fn parse(source: Option<&PreviewSource>, field: &str) -> Result<Self, ValidationError> {
+        match source.map(|s| s.kind.as_str()) {
+            None | Some("dockerfile") => Ok(BuildSource::Dockerfile),
+            Some("auto") => Ok(BuildSource::Auto),
+            Some("compose" | "helm") => Err(ValidationError::new(
+                codes::INVALID_FIELD,
+                field,
+                "compose and helm sources are not supported yet; use `dockerfile` or `auto`",
+            )),
+            Some(_) => Err(ValidationError::invalid(
+                field,
+                "must be `dockerfile` or `auto`",
+            )),
+        }
+    }
 }
 
 impl ValidBuild {
@@ -392,8 +425,25 @@ impl Validate for PipelineRequest {
     type Valid = ValidPipeline;
     fn validate(&self, limits: &Limits) -> Result<ValidPipeline, ValidationError> {
         let preview = preview_key(&self.preview, "preview")?;
+        let source = BuildSource::parse(self.source.as_ref(), "source.type")?;
         let opts = self.build.clone().unwrap_or_default();
-        let build = build(
+        if source == BuildSource::Auto {
+            // The generated Dockerfile has one stage and sits outside the repository.
+            for (given, name) in [
+                (opts.dockerfile.is_some(), "build.dockerfile"),
+                (opts.target.is_some(), "build.target"),
+            ] {
+                if given {
+                    return Err(ValidationError::new(
+                        codes::CONFLICTING_FIELDS,
+                        name,
+                        "the `auto` source generates the Dockerfile; remove this field, or use \
+                         the `dockerfile` source",
+                    ));
+                }
+            }
+        }
+        let mut build = build(
             &self.repository,
             &self.commit,
             &opts,
@@ -401,6 +451,7 @@ impl Validate for PipelineRequest {
             Some(preview.clone()),
             limits,
         )?;
+        build.source = source;
         let launch = launch_options(&self.launch.clone().unwrap_or_default(), "launch", limits)?;
         Ok(ValidPipeline {
             preview,
@@ -488,6 +539,7 @@ fn build(
         target,
         secrets,
         preview,
+        source: BuildSource::Dockerfile,
     })
 }
 
@@ -1948,6 +2000,7 @@ mod tests {
         );
         assert!(b.validate(&limits()).is_ok(), "no list: any name");
         let p = PipelineRequest {
+            source: None,
             preview: "p".into(),
             repository: "https://github.com/o/a".into(),
             commit: SHA.into(),
@@ -2491,6 +2544,7 @@ mod tests {
     #[test]
     fn pipelines() {
         let p = PipelineRequest {
+            source: None,
             preview: "org/app#42".into(),
             repository: "https://github.com/Org/My_App.git".into(),
             commit: SHA.into(),

@@ -23,9 +23,10 @@
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    AppArmorProfile, Container, EmptyDirVolumeSource, EnvVar, KeyToPath, PodSecurityContext,
-    PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile, SecretVolumeSource,
-    SecurityContext, Volume, VolumeMount,
+    AppArmorProfile, Container, DownwardAPIVolumeFile, DownwardAPIVolumeSource,
+    EmptyDirVolumeSource, EnvVar, KeyToPath, ObjectFieldSelector, PodSecurityContext, PodSpec,
+    PodTemplateSpec, ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext,
+    Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -114,7 +115,16 @@ pub struct BuildJobParams {
     pub resources: BuildResources,
     pub active_deadline_seconds: i64,
     pub ttl_seconds_after_finished: i32,
+    /// A Dockerfile Slipway generated (`source: auto`), given to BuildKit as a local while the
+    /// context stays the git source; `None` builds the repository's `dockerfile`.
+    pub generated_dockerfile: Option<String>,
 }
+
+/// The pod annotation holding a generated Dockerfile; a downward API volume projects it as a
+/// file (annotations are not subject to the kubelet's `$(VAR)` expansion, unlike args and env).
+pub const DOCKERFILE_ANNOTATION: &str = "slipway.dev/dockerfile";
+/// Where the generated Dockerfile's volume is mounted: buildctl's `dockerfile` local.
+const DOCKERFILE_DIR: &str = "/run/slipway/dockerfile";
 
 impl BuildJobParams {
     /// The BuildKit git context: `<repo>#<ref>[:<subdir>]`.
@@ -142,9 +152,21 @@ impl BuildJobParams {
             "--frontend=dockerfile.v0".into(),
             "--opt".into(),
             format!("context={}", self.git_context()),
-            "--opt".into(),
-            format!("filename={}", self.dockerfile),
         ];
+        if self.generated_dockerfile.is_some() {
+            // moby/buildkit frontend/dockerui/context.go (initContext): `dockerfilekey` names
+            // the local the Dockerfile is read from and forces it even for a git context.
+            args.extend([
+                "--local".into(),
+                format!("dockerfile={DOCKERFILE_DIR}"),
+                "--opt".into(),
+                "dockerfilekey=dockerfile".into(),
+                "--opt".into(),
+                "filename=Dockerfile".into(),
+            ]);
+        } else {
+            args.extend(["--opt".into(), format!("filename={}", self.dockerfile)]);
+        }
         for (k, v) in &self.build_args {
             args.push("--opt".into());
             args.push(format!("build-arg:{k}={v}"));
@@ -269,6 +291,34 @@ pub fn build_job(p: &BuildJobParams) -> Job {
             GIT_SECRET_KEY,
         ));
     }
+    let mut annotations = BTreeMap::from([(
+        format!("{APPARMOR_ANNOTATION_PREFIX}{CONTAINER}"),
+        "unconfined".to_owned(),
+    )]);
+    if let Some(text) = &p.generated_dockerfile {
+        annotations.insert(DOCKERFILE_ANNOTATION.to_owned(), text.clone());
+        mounts.push(VolumeMount {
+            name: "dockerfile".into(),
+            mount_path: DOCKERFILE_DIR.into(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+        volumes.push(Volume {
+            name: "dockerfile".into(),
+            downward_api: Some(DownwardAPIVolumeSource {
+                items: Some(vec![DownwardAPIVolumeFile {
+                    path: "Dockerfile".into(),
+                    field_ref: Some(ObjectFieldSelector {
+                        field_path: format!("metadata.annotations['{DOCKERFILE_ANNOTATION}']"),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
 
     let container = Container {
         name: CONTAINER.into(),
@@ -324,11 +374,8 @@ pub fn build_job(p: &BuildJobParams) -> Job {
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(p.labels.clone()),
-                    // Kubernetes 1.29 knows only the annotation (it drops the fields).
-                    annotations: Some(BTreeMap::from([(
-                        format!("{APPARMOR_ANNOTATION_PREFIX}{CONTAINER}"),
-                        "unconfined".to_owned(),
-                    )])),
+                    // Kubernetes 1.29 knows only the AppArmor annotation (it drops the fields).
+                    annotations: Some(annotations),
                     ..Default::default()
                 }),
                 spec: Some(PodSpec {
@@ -470,6 +517,7 @@ pub(crate) mod tests {
             },
             active_deadline_seconds: 1800,
             ttl_seconds_after_finished: 3600,
+            generated_dockerfile: None,
         }
     }
 
@@ -540,6 +588,47 @@ pub(crate) mod tests {
             expected,
             "{}",
             serde_json::to_string_pretty(&job).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_generated_dockerfile_is_a_local_projected_from_an_annotation() {
+        let mut p = params();
+        p.target = None;
+        p.generated_dockerfile = Some("FROM scratch\nCMD [\"$(HOME)\"]\n".into());
+        let args = p.buildctl_args();
+        let at = args.iter().position(|a| a == "--local").unwrap();
+        assert_eq!(
+            args[at..at + 6],
+            [
+                "--local",
+                "dockerfile=/run/slipway/dockerfile",
+                "--opt",
+                "dockerfilekey=dockerfile",
+                "--opt",
+                "filename=Dockerfile"
+            ]
+        );
+        assert!(args[..at].iter().any(|a| a.starts_with("context=https://")));
+        assert_eq!(
+            args.iter().filter(|a| a.starts_with("filename=")).count(),
+            1
+        );
+        let job = serde_json::to_value(build_job(&p)).unwrap();
+        let pod = &job["spec"]["template"];
+        // Annotations are not expanded by the kubelet: the text arrives as written.
+        assert_eq!(
+            pod["metadata"]["annotations"]["slipway.dev/dockerfile"],
+            "FROM scratch\nCMD [\"$(HOME)\"]\n"
+        );
+        assert_eq!(
+            pod["spec"]["volumes"][4],
+            json!({"name": "dockerfile", "downwardAPI": {"items": [{"path": "Dockerfile",
+                "fieldRef": {"fieldPath": "metadata.annotations['slipway.dev/dockerfile']"}}]}})
+        );
+        assert_eq!(
+            pod["spec"]["containers"][0]["volumeMounts"][4],
+            json!({"name": "dockerfile", "mountPath": "/run/slipway/dockerfile", "readOnly": true})
         );
     }
 

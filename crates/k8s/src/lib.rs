@@ -31,7 +31,7 @@ pub mod mounts;
 pub mod outcome;
 pub mod preview;
 pub mod rollout;
-pub mod source;
 #[cfg(test)]
 mod schema_tests;
+pub mod source;
 pub mod usage;

@@ -50,11 +50,19 @@ fn build_jobs_pass_strict_schema_validation() {
         resources: BuildResources::default(),
         ..full.clone()
     };
-    let mut objects: Vec<_> = [full, minimal]
+    let generated = crate::build::BuildJobParams {
+        generated_dockerfile: Some("FROM scratch\nCOPY . /\n".into()),
+        ..minimal.clone()
+    };
+    let mut objects: Vec<_> = [full, minimal, generated]
         .iter()
         .map(|p| serde_json::to_value(build_job(p)).unwrap())
         .collect();
     objects.push(serde_json::to_value(crate::build::build_namespace("slipway-builds")).unwrap());
+    let mut source = crate::source::tests::params();
+    objects.push(serde_json::to_value(crate::source::source_job(&source)).unwrap());
+    source.git_secret = None;
+    objects.push(serde_json::to_value(crate::source::source_job(&source)).unwrap());
     let mut net = crate::buildnet::tests::params();
     objects.push(serde_json::to_value(crate::buildnet::build_network_policy(&net)).unwrap());
     net.registry_cidrs = "10.1.2.3/32"

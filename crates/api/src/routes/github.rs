@@ -17,7 +17,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use slipway_core::payload::{BuildOptions, LaunchOptions, PipelineRequest};
+use slipway_core::payload::{BuildOptions, LaunchOptions, PipelineRequest, PreviewSource};
 use slipway_core::validate::{ValidCleanup, Validate};
 use slipway_github::{
     Action, PreviewMode, RepoSettings, WebhookEvent, decide, parse_delivery, verify_signature,
@@ -43,6 +43,9 @@ pub struct RepositoryRequest {
     /// Launch options of every pipeline (port, env, secret_env, resources, ttl_hours,
     /// read_only_root_filesystem, ...).
     pub(crate) launch: Option<LaunchOptions>,
+    /// The preview source of every pipeline: `{"type": "dockerfile"}` (default) or
+    /// `{"type": "auto"}` (no Dockerfile needed).
+    pub(crate) source: Option<PreviewSource>,
 }
 
 /// A repository's settings.
@@ -58,6 +61,9 @@ pub struct RepositoryView {
     build: Value,
     #[schema(value_type = Object)]
     launch: Value,
+    /// The preview source; absent: the repository's Dockerfile.
+    #[schema(value_type = Option<Object>)]
+    source: Option<Value>,
     created_at: chrono::DateTime<chrono::Utc>,
     updated_at: chrono::DateTime<chrono::Utc>,
 }
@@ -73,6 +79,7 @@ impl From<RepositoryRecord> for RepositoryView {
             build_forks: r.build_forks,
             build: r.build_options,
             launch: r.launch_options,
+            source: r.source,
             created_at: r.created_at,
             updated_at: r.updated_at,
         }
@@ -107,6 +114,7 @@ fn pipeline_request(
 ) -> Result<PipelineRequest, serde_json::Error> {
     let empty = |v: &Value| v.as_object().is_none_or(|o| o.is_empty());
     Ok(PipelineRequest {
+        source: None,
         preview,
         repository,
         commit,
@@ -176,6 +184,12 @@ pub(crate) async fn save_repository(
     }
     let build_options = serde_json::to_value(&req.build).map_err(ApiError::internal)?;
     let launch_options = serde_json::to_value(&req.launch).map_err(ApiError::internal)?;
+    let source = req
+        .source
+        .as_ref()
+        .map(serde_json::to_value)
+        .transpose()
+        .map_err(ApiError::internal)?;
     let record = RepositoryUpsert {
         owner: owner.clone(),
         name: repo.clone(),
@@ -193,6 +207,7 @@ pub(crate) async fn save_repository(
         } else {
             launch_options
         },
+        source,
     };
     // The options must make a valid pipeline, checked now rather than at the first push.
     let probe = RepositoryRecord {
@@ -204,6 +219,7 @@ pub(crate) async fn save_repository(
         build_forks: record.build_forks,
         build_options: record.build_options.clone(),
         launch_options: record.launch_options.clone(),
+        source: record.source.clone(),
         created_at: chrono::Utc::now(),
         updated_at: chrono::Utc::now(),
     };

@@ -20,7 +20,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use slipway_core::auth::Scopes;
-use slipway_core::payload::{BuildOptions, CleanupRequest, LaunchOptions};
+use slipway_core::payload::{BuildOptions, CleanupRequest, LaunchOptions, PreviewSource};
 use slipway_core::validate::Validate;
 use slipway_core::{JobId, JobState};
 use slipway_shared::store::JobRecord;
@@ -626,6 +626,13 @@ pub async fn edit_repository(
         build_forks: Some(fields.get("build_forks").is_some()),
         build,
         launch,
+        // The form's select; an old form without it keeps the default.
+        source: fields
+            .get("source")
+            .filter(|s| !s.is_empty())
+            .map(|kind| PreviewSource {
+                kind: kind.to_owned(),
+            }),
     };
     match ops::save_repository(&state.app, &owner, &repo, req, &session.token_name).await {
         Ok(_) => back(with_done("/ui/repositories", "repository")),

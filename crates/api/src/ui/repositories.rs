@@ -25,6 +25,8 @@ pub struct RepositoryRow {
     /// The options as compact JSON (shown, and the edit form's starting text).
     pub build: String,
     pub launch: String,
+    /// `dockerfile` or `auto`.
+    pub source: String,
     pub updated: String,
 }
 
@@ -61,6 +63,12 @@ pub async fn repositories(
                 build_forks: r.build_forks,
                 build: r.build_options.to_string(),
                 launch: r.launch_options.to_string(),
+                source: r
+                    .source
+                    .as_ref()
+                    .and_then(|s| s["type"].as_str())
+                    .unwrap_or("dockerfile")
+                    .to_owned(),
                 updated: r.updated_at.format("%Y-%m-%d %H:%M UTC").to_string(),
                 full_name,
             }

@@ -21,6 +21,8 @@ pub struct RepositoryRecord {
     pub build_forks: bool,
     pub build_options: Value,
     pub launch_options: Value,
+    /// The preview source (`{"type": ...}`); `None` is the repository's Dockerfile.
+    pub source: Option<Value>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -36,10 +38,11 @@ pub struct RepositoryUpsert {
     pub build_forks: bool,
     pub build_options: Value,
     pub launch_options: Value,
+    pub source: Option<Value>,
 }
 
 const REPOSITORY_COLUMNS: &str = "owner, name, enabled, mode, label, build_forks, \
-     build_options, launch_options, created_at, updated_at";
+     build_options, launch_options, source, created_at, updated_at";
 
 impl Store {
     /// Creates or replaces a repository's settings (names are stored lowercased).
@@ -49,12 +52,13 @@ impl Store {
     ) -> Result<RepositoryRecord, StoreError> {
         let sql = format!(
             "INSERT INTO repositories (owner, name, enabled, mode, label, build_forks, \
-                                       build_options, launch_options) \
-             VALUES (lower($1), lower($2), $3, $4, $5, $6, $7, $8) \
+                                       build_options, launch_options, source) \
+             VALUES (lower($1), lower($2), $3, $4, $5, $6, $7, $8, $9) \
              ON CONFLICT (owner, name) DO UPDATE SET enabled = EXCLUDED.enabled, \
                mode = EXCLUDED.mode, label = EXCLUDED.label, \
                build_forks = EXCLUDED.build_forks, build_options = EXCLUDED.build_options, \
-               launch_options = EXCLUDED.launch_options, updated_at = now() \
+               launch_options = EXCLUDED.launch_options, source = EXCLUDED.source, \
+               updated_at = now() \
              RETURNING {REPOSITORY_COLUMNS}"
         );
         let record = sqlx::query_as(&sql)
@@ -66,6 +70,7 @@ impl Store {
             .bind(r.build_forks)
             .bind(&r.build_options)
             .bind(&r.launch_options)
+            .bind(&r.source)
             .fetch_one(&self.pool)
             .await?;
         Ok(record)
