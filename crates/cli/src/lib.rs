@@ -250,6 +250,26 @@ pub struct LaunchArgs {
     pub idempotency_key: Option<String>,
 }
 
+/// A preview's source (`source.type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SourceKind {
+    /// The repository's Dockerfile (`--dockerfile`).
+    Dockerfile,
+    /// No Dockerfile needed: Slipway detects Node.js/Next.js, Python, Go, Rust, Ruby/Rails or a
+    /// static site and generates one.
+    Auto,
+}
+
+impl SourceKind {
+    /// The request's `source` object.
+    pub fn body(self) -> Value {
+        match self {
+            SourceKind::Dockerfile => json!({"type": "dockerfile"}),
+            SourceKind::Auto => json!({"type": "auto"}),
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct PipelineArgs {
     #[arg(long)]
@@ -260,6 +280,9 @@ pub struct PipelineArgs {
     pub repository: String,
     #[arg(long)]
     pub commit: String,
+    /// What the preview is made from (default: the repository's Dockerfile).
+    #[arg(long, value_enum)]
+    pub source: Option<SourceKind>,
     #[command(flatten)]
     pub build: BuildOpts,
     #[command(flatten)]
@@ -540,6 +563,9 @@ pub async fn run_with_notes(
             body.insert("preview".into(), json!(args.preview));
             body.insert("repository".into(), json!(args.repository));
             body.insert("commit".into(), json!(args.commit));
+            if let Some(source) = args.source {
+                body.insert("source".into(), source.body());
+            }
             let build = build_body(&args.build)?;
             if !build.is_empty() {
                 body.insert("build".into(), Value::Object(build));

@@ -77,6 +77,10 @@ pub struct SetArgs {
     /// Build pull requests from forks: their code is untrusted and would run in your cluster.
     #[arg(long, visible_alias = "build-forks", value_name = "true|false")]
     pub allow_forks: Option<bool>,
+    /// What previews are made from: the repository's Dockerfile, or `auto` (Slipway detects
+    /// the stack and generates the Dockerfile).
+    #[arg(long, value_enum)]
+    pub source: Option<crate::SourceKind>,
     #[command(flatten)]
     pub build: BuildOpts,
     #[command(flatten)]
@@ -91,7 +95,15 @@ pub struct SetArgs {
 }
 
 /// The fields `PUT` takes; a `RepositoryView` carries them under the same names.
-const SETTINGS: [&str; 6] = ["enabled", "mode", "label", "build_forks", "build", "launch"];
+const SETTINGS: [&str; 7] = [
+    "enabled",
+    "mode",
+    "label",
+    "build_forks",
+    "source",
+    "build",
+    "launch",
+];
 const BUILD_FIELDS: [&str; 7] = [
     "context",
     "dockerfile",
@@ -170,6 +182,11 @@ pub async fn run(
             }
             insert(&mut body, "enabled", args.enabled);
             insert(&mut body, "build_forks", args.allow_forks);
+            insert(
+                &mut body,
+                "source",
+                args.source.map(crate::SourceKind::body),
+            );
             let mode = args
                 .mode
                 .or(args.label.as_ref().map(|_| Mode::Label))
@@ -341,6 +358,7 @@ fn print_repository(out: &mut dyn Write, v: &Value, json_out: bool) -> Result<()
         "mode",
         "label",
         "build_forks",
+        "source",
         "build",
         "launch",
         "created_at",

@@ -2542,6 +2542,90 @@ mod tests {
     }
 
     #[test]
+    fn pipeline_sources() {
+        let base = PipelineRequest {
+            source: None,
+            preview: "org/app#42".into(),
+            repository: "https://github.com/org/app.git".into(),
+            commit: SHA.into(),
+            build: None,
+            launch: None,
+        };
+        let with = |kind: &str, build: Option<BuildOptions>| PipelineRequest {
+            source: Some(PreviewSource { kind: kind.into() }),
+            build,
+            ..base.clone()
+        };
+        assert_eq!(
+            base.validate(&limits()).unwrap().build.source,
+            BuildSource::Dockerfile
+        );
+        assert_eq!(
+            with("dockerfile", None)
+                .validate(&limits())
+                .unwrap()
+                .build
+                .source,
+            BuildSource::Dockerfile
+        );
+        let auto = with(
+            "auto",
+            Some(BuildOptions {
+                context: Some("web".into()),
+                build_args: BTreeMap::from([("NEXT_PUBLIC_X".into(), "1".into())]),
+                ..BuildOptions::default()
+            }),
+        )
+        .validate(&limits())
+        .unwrap();
+        assert_eq!(auto.build.source, BuildSource::Auto);
+        assert_eq!(auto.build.context.as_deref(), Some("web"));
+        for (field, build) in [
+            (
+                "build.dockerfile",
+                BuildOptions {
+                    dockerfile: Some("web.Dockerfile".into()),
+                    ..BuildOptions::default()
+                },
+            ),
+            (
+                "build.target",
+                BuildOptions {
+                    target: Some("runtime".into()),
+                    ..BuildOptions::default()
+                },
+            ),
+        ] {
+            let e = with("auto", Some(build)).validate(&limits()).unwrap_err();
+            assert_eq!(
+                (e.code, e.field.as_str()),
+                (codes::CONFLICTING_FIELDS, field)
+            );
+        }
+        for kind in ["compose", "helm", "Auto", "", "buildpacks"] {
+            let e = with(kind, None).validate(&limits()).unwrap_err();
+            assert_eq!(
+                (e.code, e.field.as_str()),
+                (codes::INVALID_FIELD, "source.type"),
+                "{kind}"
+            );
+        }
+        let e = with("helm", None).validate(&limits()).unwrap_err();
+        assert!(e.message.contains("not supported yet"), "{e}");
+        // Payloads recorded before sources existed read as Dockerfile builds.
+        let mut old = serde_json::to_value(&auto.build).unwrap();
+        old.as_object_mut().unwrap().remove("source");
+        let old: ValidBuild = serde_json::from_value(old).unwrap();
+        assert_eq!(old.source, BuildSource::Dockerfile);
+        // An unknown field inside `source` is refused when decoding, naming it.
+        let e = crate::payload::decode::<PipelineRequest>(
+            br#"{"preview": "p", "repository": "https://github.com/o/a", "commit": "0123456789abcdef0123456789abcdef01234567", "source": {"type": "auto", "port": 1}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "source.port", "{e:?}");
+    }
+
+    #[test]
     fn pipelines() {
         let p = PipelineRequest {
             source: None,

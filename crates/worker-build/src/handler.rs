@@ -12,7 +12,9 @@ use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
 use slipway_core::mask::Masker;
 use slipway_core::naming::{build_job_name, standard_labels};
-use slipway_core::validate::{ImageSource, ValidBuild, ValidLaunch, ValidLaunchOptions};
+use slipway_core::validate::{
+    BuildSource, ImageSource, ValidBuild, ValidLaunch, ValidLaunchOptions,
+};
 use slipway_core::{ErrorClass, ImageRef, JobId, JobKind};
 use slipway_k8s::build::{BuildJobParams, CONTAINER, build_job, parse_build_metadata};
 use slipway_k8s::buildnet::build_network_policy;
@@ -46,7 +48,7 @@ pub struct BuildHandler {
     client: kube::Client,
     store: Store,
     queue: QueueClient,
-    settings: Settings,
+    pub(crate) settings: Settings,
 }
 
 /// The Job an attempt works with.
@@ -62,7 +64,7 @@ struct Target {
 
 /// How the build ended, as seen from the cluster.
 #[derive(Debug)]
-enum Ended {
+pub(crate) enum Ended {
     Pod(PodEnd),
     Stuck {
         reason: String,
@@ -86,14 +88,14 @@ enum StreamEnd {
 }
 
 #[derive(Debug)]
-enum FollowError {
+pub(crate) enum FollowError {
     Kube(String),
     Store(StoreError),
     /// The build's Secrets could not be read to mask them: its log must not be stored.
     Unmaskable(JobError),
 }
 
-enum Waited {
+pub(crate) enum Waited {
     Pod(Box<Pod>),
     Ended(Ended),
 }
@@ -163,7 +165,7 @@ fn job_error(e: &K8sError) -> JobError {
     }
 }
 
-fn store_error(what: &str, e: &StoreError) -> JobError {
+pub(crate) fn store_error(what: &str, e: &StoreError) -> JobError {
     JobError::transient(format!("{what}: {e}"))
 }
 
@@ -227,6 +229,7 @@ pub(crate) fn job_params(
     build: &ValidBuild,
     name: &str,
     job_id: JobId,
+    generated_dockerfile: Option<String>,
 ) -> BuildJobParams {
     let context = build.git_context();
     let remote = context
@@ -260,6 +263,7 @@ pub(crate) fn job_params(
         resources: s.resources.clone(),
         active_deadline_seconds: s.deadline_secs,
         ttl_seconds_after_finished: s.ttl_secs,
+        generated_dockerfile,
     }
 }
 
@@ -273,7 +277,7 @@ impl BuildHandler {
         }
     }
 
-    fn jobs(&self) -> Api<Job> {
+    pub(crate) fn jobs(&self) -> Api<Job> {
         namespaced(&self.client, &self.settings.namespace)
     }
 
@@ -281,12 +285,12 @@ impl BuildHandler {
         namespaced(&self.client, &self.settings.namespace)
     }
 
-    fn pods(&self) -> Api<Pod> {
+    pub(crate) fn pods(&self) -> Api<Pod> {
         namespaced(&self.client, &self.settings.namespace)
     }
 
     /// Retry a Kubernetes call while its errors are transient, a few times, with backoff.
-    async fn k8s_retry<T, F, Fut>(
+    pub(crate) async fn k8s_retry<T, F, Fut>(
         &self,
         cancel: &CancellationToken,
         mut op: F,
@@ -444,7 +448,11 @@ impl BuildHandler {
     /// pod still being created: a Secret volume whose Secret is missing keeps the pod in
     /// `ContainerCreating` until the deadline, so after `mount_failure_after` of `FailedMount`
     /// reports the build ends, naming the Secret.
-    async fn wait_for_pod(&self, name: &str) -> Result<Waited, FollowError> {
+    pub(crate) async fn wait_for_pod(
+        &self,
+        name: &str,
+        container: &str,
+    ) -> Result<Waited, FollowError> {
         let selector = format!("batch.kubernetes.io/job-name={name}");
         let stream =
             watcher(self.pods(), watcher::Config::default().labels(&selector)).default_backoff();
@@ -465,12 +473,12 @@ impl BuildHandler {
                     None => return Err(FollowError::Kube("the pod watch ended".into())),
                     Some(Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod))) => {
                         errors = 0;
-                        if pod_progress(&pod, CONTAINER) != PodProgress::Pending {
+                        if pod_progress(&pod, container) != PodProgress::Pending {
                             return Ok(Waited::Pod(Box::new(pod)));
                         }
                         // Only a pod on its node mounts volumes; an unscheduled one has no
                         // mount Events to read.
-                        pending = is_creating(&pod, CONTAINER).then_some(pod);
+                        pending = is_creating(&pod, container).then_some(pod);
                     }
                     Some(Ok(watcher::Event::Delete(_))) => {
                         errors = 0;
@@ -501,7 +509,7 @@ impl BuildHandler {
                                 // A pod that ran tells more (and has the log): prefer it.
                                 let listed = self.pods().list(&ListParams::default().labels(&selector)).await;
                                 if let Some(pod) = listed.ok().and_then(|l| l.items.into_iter().find(|p| {
-                                    pod_progress(p, CONTAINER) != PodProgress::Pending
+                                    pod_progress(p, container) != PodProgress::Pending
                                 })) {
                                     return Ok(Waited::Pod(Box::new(pod)));
                                 }
@@ -629,7 +637,7 @@ impl BuildHandler {
         loop {
             let pod = match known.take() {
                 Some(pod) => pod,
-                None => match self.wait_for_pod(name).await? {
+                None => match self.wait_for_pod(name, CONTAINER).await? {
                     Waited::Pod(pod) => pod,
                     Waited::Ended(ended) => return Ok(ended),
                 },
@@ -818,37 +826,17 @@ impl BuildHandler {
         }
     }
 
-    /// One attempt of a build, up to its result (without the pipeline's launch).
+    /// One attempt of a build, up to its result (without the pipeline's launch). `port` is the
+    /// port the image will serve on (the pipeline's launch port), for a generated Dockerfile.
     async fn build(
         &self,
         job: &JobContext,
         record: &JobRecord,
         build: &ValidBuild,
+        port: u16,
     ) -> Result<Value, JobError> {
         let target = self.pick_target(job, record).await?;
         let name = target.name.clone();
-        if !target.exists {
-            self.wait_for_slot(&job.cancel).await?;
-            // Untrusted build steps never run without the namespace's network policy: it is
-            // applied (idempotently) before every new Job, so a deleted policy comes back.
-            if let Some(net) = &self.settings.network {
-                let policy = build_network_policy(net);
-                let api = self.network_policies();
-                self.k8s_retry(&job.cancel, || apply(&api, &policy)).await?;
-            }
-            let object = build_job(&job_params(&self.settings, build, &name, job.id));
-            let jobs = self.jobs();
-            let (_, existed) = self
-                .k8s_retry(&job.cancel, || create_or_adopt(&jobs, &object))
-                .instrument(info_span!("create_build_job", k8s.job = %name))
-                .await?;
-            info!(job = %name, adopted = existed, "build Job created");
-        }
-        self.store
-            .record_attempt_objects(job.id, job.attempt as i32, std::slice::from_ref(&name))
-            .await
-            .map_err(|e| store_error("cannot record the build Job", &e))?;
-
         let limits = SinkLimits {
             batch_lines: self.settings.log_batch_lines,
             batch_wait: self.settings.log_batch_wait,
@@ -862,6 +850,43 @@ impl BuildHandler {
         )
         .await
         .map_err(|e| store_error("cannot read the stored build log", &e))?;
+        let mut detected = None;
+        if !target.exists {
+            self.wait_for_slot(&job.cancel).await?;
+            // Untrusted build steps never run without the namespace's network policy: it is
+            // applied (idempotently) before every new Job, so a deleted policy comes back.
+            if let Some(net) = &self.settings.network {
+                let policy = build_network_policy(net);
+                let api = self.network_policies();
+                self.k8s_retry(&job.cancel, || apply(&api, &policy)).await?;
+            }
+            let generated = if build.source == BuildSource::Auto {
+                let plan = self
+                    .plan_auto(job, build, port, &mut sink)
+                    .instrument(info_span!("plan_auto"))
+                    .await?;
+                detected = Some(json!({
+                    "stack": plan.stack.label(),
+                    "start": plan.start,
+                    "generated_dockerfile": plan.dockerfile.is_some(),
+                }));
+                plan.dockerfile
+            } else {
+                None
+            };
+            let object = build_job(&job_params(&self.settings, build, &name, job.id, generated));
+            let jobs = self.jobs();
+            let (_, existed) = self
+                .k8s_retry(&job.cancel, || create_or_adopt(&jobs, &object))
+                .instrument(info_span!("create_build_job", k8s.job = %name))
+                .await?;
+            info!(job = %name, adopted = existed, "build Job created");
+        }
+        self.store
+            .record_attempt_objects(job.id, job.attempt as i32, std::slice::from_ref(&name))
+            .await
+            .map_err(|e| store_error("cannot record the build Job", &e))?;
+
         let mut masker: Option<Arc<Masker>> = None;
         let followed = {
             let follow = self
@@ -901,6 +926,7 @@ impl BuildHandler {
                             "digest": meta.digest,
                             "pull": format!("{}@{}", build.image_reference(&self.settings.registry_pull), meta.digest),
                             "build_job": name,
+                            "detected": detected,
                         })
                     })
                     .map_err(|e| JobError::permanent(format!("the build ended but {e}"))),
@@ -1011,7 +1037,10 @@ impl Handler for BuildHandler {
         let (build, then_launch) = parse_payload(&record.payload)?;
         metrics::counter!("slipway_builds_started_total").increment(1);
         let started = Instant::now();
-        let result = self.build(&job, &record, &build).await;
+        let port = then_launch
+            .as_ref()
+            .map_or(slipway_core::validate::DEFAULT_PORT, |l| l.port);
+        let result = self.build(&job, &record, &build, port).await;
         let outcome = match &result {
             Ok(_) => "succeeded",
             Err(_) if job.cancel.is_cancelled() => "stopped",
@@ -1063,7 +1092,7 @@ mod tests {
         let build = req.validate(&Limits::default()).unwrap();
         let id: JobId = "0190a5b2-c3d4-7e8f-9a0b-1c2d3e4f5a6b".parse().unwrap();
         let name = build_job_name(id, 2);
-        let p = job_params(&settings(), &build, &name, id);
+        let p = job_params(&settings(), &build, &name, id, None);
         assert_eq!(p.name, "slipway-build-0190a5b2c3d47e8f9a0b1c2d3e4f5a6b-a2");
         assert_eq!(p.namespace, "slipway-builds");
         assert_eq!(p.repository, "https://github.com/org/app.git");
@@ -1125,6 +1154,7 @@ mod tests {
                 &valid.build,
                 &build_job_name(id, 1),
                 id,
+                None,
             )))
             .unwrap()
             .to_string()

@@ -31,6 +31,7 @@
 mod config;
 mod handler;
 mod sink;
+mod source;
 
 pub use config::{BuildArgs, Config, DEFAULT_BUILDKIT_IMAGE, Settings};
 pub use handler::BuildHandler;

@@ -228,6 +228,12 @@ impl LogSink {
         self.take(ts, "stdout", line.text).await
     }
 
+    /// Add a line of the worker's own (`system`), stamped now; it does not move where the next
+    /// read of the container's log starts.
+    pub async fn system(&mut self, text: impl Into<String>) -> Result<(), StoreError> {
+        self.take(Utc::now(), "system", text.into()).await
+    }
+
     /// Number and batch a line (or drop it past the cap, after one truncation marker).
     async fn take(
         &mut self,

@@ -114,7 +114,7 @@ fn pipeline_request(
 ) -> Result<PipelineRequest, serde_json::Error> {
     let empty = |v: &Value| v.as_object().is_none_or(|o| o.is_empty());
     Ok(PipelineRequest {
-        source: None,
+        source: r.source.clone().map(serde_json::from_value).transpose()?,
         preview,
         repository,
         commit,

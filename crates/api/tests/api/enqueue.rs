@@ -2,7 +2,7 @@
 
 use crate::helpers::*;
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 use slipway_core::{JobKind, JobState};
 use std::time::Duration;
 
@@ -154,6 +154,27 @@ async fn a_pipeline_is_idempotent_per_preview_and_commit_and_a_new_commit_supers
         .unwrap()
         .unwrap();
     assert_eq!(row.state, JobState::Queued);
+}
+
+#[tokio::test]
+async fn a_pipeline_names_its_source() {
+    let app = spawn_app().await;
+    let body = |source: Value| json!({"preview": "org/app#8", "repository": "https://github.com/org/app.git", "commit": SHA, "source": source});
+    let (s, job) = app
+        .post("/v1/pipelines", &body(json!({"type": "auto"})))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{job}");
+    assert_eq!(job["request"]["source"], "auto", "{job}");
+    for (source, field) in [
+        (json!({"type": "helm"}), "source.type"),
+        (json!({"type": 3}), "source.type"),
+        (json!({}), "source.type"),
+        (json!("auto"), "source"),
+    ] {
+        let (s, err) = app.post("/v1/pipelines", &body(source.clone())).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{source}: {err}");
+        assert_eq!(err["error"]["field"], field, "{source}: {err}");
+    }
 }
 
 #[tokio::test]

@@ -267,6 +267,21 @@ async fn repository_settings_are_validated_and_readable() {
         ),
         ("ac me/shop", json!({}), "owner"),
         ("acme/sh%20op", json!({}), "repo"),
+        (
+            "acme/shop",
+            json!({"source": {"type": "compose"}}),
+            "source.type",
+        ),
+        (
+            "acme/shop",
+            json!({"source": {"kind": "auto"}}),
+            "source.kind",
+        ),
+        (
+            "acme/shop",
+            json!({"source": {"type": "auto"}, "build": {"dockerfile": "web.Dockerfile"}}),
+            "build.dockerfile",
+        ),
     ] {
         let (s, v) = put(repo, body).await;
         assert!(s.is_client_error(), "{repo}: {v}");
@@ -294,6 +309,30 @@ async fn repository_settings_are_validated_and_readable() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+}
+
+/// A repository set to the `auto` source makes its pull requests' pipelines `auto` builds.
+#[tokio::test]
+async fn a_repository_with_the_auto_source_makes_auto_pipelines() {
+    let app = spawn_app().await;
+    configure(
+        &app,
+        "acme/shop",
+        json!({"source": {"type": "auto"}, "build": {"context": "web"}, "launch": {"port": 3000}}),
+    )
+    .await;
+    let (_, got) = app.get("/v1/repositories/acme/shop").await;
+    assert_eq!(got["source"], json!({"type": "auto"}), "{got}");
+    let (_, opened) = send(&app, "pull_request", &pr("opened", 9, SHA).body()).await;
+    assert_eq!(opened["status"], "pipeline", "{opened}");
+    let request = &opened["job"]["request"];
+    assert_eq!(request["source"], "auto", "{request}");
+    assert_eq!(request["context"], "web");
+    assert_eq!(request["then_launch"]["port"], 3000);
+    // Back to the Dockerfile: the stored source is replaced, not merged.
+    configure(&app, "acme/shop", json!({"source": {"type": "dockerfile"}})).await;
+    let (_, pushed) = send(&app, "pull_request", &pr("synchronize", 9, SHA2).body()).await;
+    assert_eq!(pushed["job"]["request"]["source"], "dockerfile", "{pushed}");
 }
 
 /// A fork's code is untrusted: its pipeline keeps the registry push credential but loses the

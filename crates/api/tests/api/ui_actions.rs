@@ -905,6 +905,11 @@ async fn ui_repositories_page_lists_and_edits_settings() {
             StatusCode::UNPROCESSABLE_ENTITY,
             "port",
         ),
+        (
+            "source=buildpacks",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "source.type",
+        ),
     ] {
         let p = post(
             &app,
@@ -925,8 +930,13 @@ async fn ui_repositories_page_lists_and_edits_settings() {
             .unwrap(),
         before
     );
+    assert!(
+        p.body.contains("<option value=\"dockerfile\" selected>"),
+        "the source select shows the current source: {}",
+        p.body
+    );
     let form = format!(
-        "csrf={token}&enabled=on&mode=label&label=preview&launch={}",
+        "csrf={token}&enabled=on&mode=label&label=preview&source=auto&launch={}",
         urlencode("{\"port\": 8080}")
     );
     let p = post(&app, "/ui/repositories/org/app", Some(&c), &form, &[]).await;
@@ -944,4 +954,11 @@ async fn ui_repositories_page_lists_and_edits_settings() {
     );
     assert!(after.enabled && !after.build_forks);
     assert_eq!(after.launch_options["port"], 8080);
+    assert_eq!(after.source, Some(json!({"type": "auto"})));
+    let p = get(&app, "/ui/repositories", Some(&c)).await;
+    assert!(
+        p.body.contains("<option value=\"auto\" selected>"),
+        "{}",
+        p.body
+    );
 }
