@@ -28,6 +28,11 @@
 #                          registry addon)
 #   E2E_REPOSITORY, E2E_COMMIT, E2E_PORT
 #                          the sample app (default traefik/whoami v1.11.0, port 8080)
+#   E2E_AUTO_REPOSITORY, E2E_AUTO_BRANCH, E2E_AUTO_COMMIT, E2E_AUTO_PORT
+#                          the `source: auto` sample, a repository without a Dockerfile (default
+#                          heroku/node-js-getting-started, branch main resolved with git
+#                          ls-remote unless E2E_AUTO_COMMIT is set, port 5006); E2E_AUTO_REPOSITORY=
+#                          (empty) skips it
 #   E2E_BUILD_TIMEOUT      seconds for the build (default 1200); E2E_TIMEOUT for every other wait (300)
 #   E2E_KEEP=1             keep the installation and the preview (for debugging); default: remove all
 set -euo pipefail
@@ -38,6 +43,11 @@ cd "$(dirname "$0")/.."
 E2E_REPOSITORY=${E2E_REPOSITORY:-https://github.com/traefik/whoami.git}
 E2E_COMMIT=${E2E_COMMIT:-7e57190724ca7c0a74aa7f878b6cefe13b11994f}
 E2E_PORT=${E2E_PORT:-8080}
+# The zero-config sample: a Node.js app with no Dockerfile (package.json's start script, PORT).
+E2E_AUTO_REPOSITORY=${E2E_AUTO_REPOSITORY-https://github.com/heroku/node-js-getting-started.git}
+E2E_AUTO_BRANCH=${E2E_AUTO_BRANCH:-main}
+E2E_AUTO_COMMIT=${E2E_AUTO_COMMIT:-}
+E2E_AUTO_PORT=${E2E_AUTO_PORT:-5006}
 E2E_NAMESPACE=${E2E_NAMESPACE:-slipway-e2e}
 E2E_RELEASE=slipway
 E2E_INGRESS_CLASS=${E2E_INGRESS_CLASS:-nginx}
@@ -95,6 +105,12 @@ fi
 for tool in curl python3; do
   command -v "$tool" >/dev/null || need "$tool is not installed."
 done
+if [ -n "$E2E_AUTO_REPOSITORY" ] && [ -z "$E2E_AUTO_COMMIT" ]; then
+  command -v git >/dev/null || need "git is not installed (it resolves E2E_AUTO_BRANCH; or set E2E_AUTO_COMMIT)."
+  E2E_AUTO_COMMIT=$(git ls-remote "$E2E_AUTO_REPOSITORY" "refs/heads/$E2E_AUTO_BRANCH" | cut -f1)
+  [[ $E2E_AUTO_COMMIT =~ ^[0-9a-f]{40}$ ]] ||
+    need "cannot resolve branch $E2E_AUTO_BRANCH of $E2E_AUTO_REPOSITORY to a commit (git ls-remote); set E2E_AUTO_COMMIT."
+fi
 
 if [ -z "${E2E_LOAD_IMAGES:-}" ]; then
   if command -v minikube >/dev/null && minikube profile list -o json 2>/dev/null |
@@ -340,6 +356,43 @@ log "the app answered through the ingress:"
 sed 's/^/  | /' "$tmp/answer" >&2
 
 # ---------------------------------------------------------------------------------------------
+# 4b. A repository without a Dockerfile (`source: auto`): the source Job reads it in the build
+#     namespace, the stack is detected, the generated Dockerfile is built and the app answers.
+# ---------------------------------------------------------------------------------------------
+if [ -n "$E2E_AUTO_REPOSITORY" ]; then
+  auto_key="e2e/auto#${nonce#e2e-}"
+  body=$(python3 -c 'import json,sys; print(json.dumps({"preview": sys.argv[1], "repository": sys.argv[2], "commit": sys.argv[3],
+    "source": {"type": "auto"}, "launch": {"port": int(sys.argv[4])}}))' \
+    "$auto_key" "$E2E_AUTO_REPOSITORY" "$E2E_AUTO_COMMIT" "$E2E_AUTO_PORT")
+  auto_build=$(api POST /v1/pipelines "$body" | json id)
+  [ -n "$auto_build" ] || die "POST /v1/pipelines (source auto) returned no job id"
+  log "auto pipeline for $auto_key ($E2E_AUTO_REPOSITORY@$E2E_AUTO_COMMIT): build job $auto_build"
+  job_ended() {
+    local s
+    s=$(api GET "/v1/jobs/$1" | json state) || return 1
+    case $s in succeeded | failed | cancelled | superseded) return 0 ;; esac
+    return 1
+  }
+  eventually "$E2E_BUILD_TIMEOUT" "auto build job $auto_build" job_ended "$auto_build"
+  curl -sS -H "Authorization: Bearer $TOKEN" -H 'Accept: text/plain' \
+    "$API/v1/jobs/$auto_build/logs?limit=1000" >"$tmp/auto-build.log" || true
+  grep '\[slipway\] source auto' "$tmp/auto-build.log" | sed 's/^/  | /' >&2 || true
+  state=$(api GET "/v1/jobs/$auto_build" | json state)
+  [ "$state" = succeeded ] || die "auto build job $auto_build ended $state: $(api GET "/v1/jobs/$auto_build" | json error)"
+  grep -q 'source auto: detected Node.js' "$tmp/auto-build.log" || die "the auto build's log does not say Node.js was detected"
+  auto_path=/v1/previews/$(urlencode "$auto_key")
+  auto_ready() { [ "$(api GET "$auto_path" 2>/dev/null | json status)" = ready ]; }
+  eventually "$E2E_TIMEOUT" "preview $auto_key to be ready" auto_ready
+  auto_url=$(api GET "$auto_path" | json url)
+  auto_host=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.urlsplit(sys.argv[1]).hostname)' "$auto_url")
+  auto_answers() { curl -fsS --max-time 10 -o "$tmp/auto-answer" -H "Host: $auto_host" "http://$E2E_INGRESS_ADDRESS/"; }
+  eventually "$E2E_TIMEOUT" "the auto-built app to answer at $auto_url" auto_answers
+  log "the auto-built app answered at $auto_url ($(wc -c <"$tmp/auto-answer") bytes)"
+  auto_cleanup=$(api DELETE "$auto_path" | json id)
+  eventually "$E2E_TIMEOUT" "cleanup job $auto_cleanup" job_ended "$auto_cleanup"
+fi
+
+# ---------------------------------------------------------------------------------------------
 # 5. Tear down; nothing is left.
 # ---------------------------------------------------------------------------------------------
 cleanup=$(api DELETE "$preview_path" | json id)
@@ -374,4 +427,4 @@ if [ -z "$E2E_KEEP" ]; then
   done
   installed=
 fi
-log "PASSED: built $E2E_REPOSITORY@$E2E_COMMIT, served it at $url, tore it down"
+log "PASSED: built $E2E_REPOSITORY@$E2E_COMMIT, served it at $url, tore it down${E2E_AUTO_REPOSITORY:+; built $E2E_AUTO_REPOSITORY@$E2E_AUTO_COMMIT without a Dockerfile (source auto) and served it}"
