@@ -37,7 +37,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use slipway_core::auth::Scopes;
-use slipway_core::payload::{CleanupRequest, PipelineRequest};
+use slipway_core::payload::{CleanupRequest, PipelineRequest, PreviewSource};
 use slipway_core::validate::Validate;
 use slipway_core::{JobKind, JobState};
 use slipway_shared::store::JobFilter;
@@ -487,6 +487,10 @@ struct Pipeline {
     repository: String,
     /// The commit to build: a full 40-character SHA.
     commit: String,
+    /// What the preview is made from: `dockerfile` (default: the repository's Dockerfile) or
+    /// `auto` (no Dockerfile needed: the stack is detected and a Dockerfile generated).
+    #[serde(default)]
+    source: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -693,7 +697,7 @@ impl McpServer {
             "redeploy_preview" | "trigger_pipeline" => {
                 let p: Pipeline = params(args)?;
                 let valid = PipelineRequest {
-                    source: None,
+                    source: p.source.map(|kind| PreviewSource { kind }),
                     preview: p.preview,
                     repository: p.repository,
                     commit: p.commit,

@@ -439,3 +439,41 @@ async fn mcp_refuses_a_nul_in_any_argument_naming_it() {
         );
     }
 }
+
+/// `trigger_pipeline` takes the preview source: `auto` is recorded as an `auto` build, and a
+/// source that is not (yet) supported is an error naming `source.type` that records nothing.
+#[tokio::test]
+async fn mcp_trigger_pipeline_takes_the_source() {
+    let app = spawn_app().await;
+    let call = |source: &str| {
+        json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {
+            "name": "trigger_pipeline",
+            "arguments": {"preview": "org/app#5", "repository": "https://github.com/org/app",
+                          "commit": SHA, "source": source}}})
+    };
+    let text = rpc(&app, Some(ALL), &[], call("helm"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("source.type"), "{text}");
+    let none = app
+        .store
+        .list_jobs(&JobFilter::default(), None, 10)
+        .await
+        .unwrap();
+    assert!(none.items.is_empty(), "a refused call records nothing");
+    let text = rpc(&app, Some(ALL), &[], call("auto"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!text.contains("isError\":true"), "{text}");
+    let jobs = app
+        .store
+        .list_jobs(&JobFilter::default(), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(jobs.items.len(), 1, "{text}");
+    assert_eq!(jobs.items[0].payload["source"], "auto");
+}
