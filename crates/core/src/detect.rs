@@ -188,11 +188,20 @@ pub fn plan(snap: &Snapshot, inputs: &Inputs<'_>) -> Result<Plan, DetectError> {
         });
     };
     let start = match (procfile, stack) {
-        (Some(web), s) if s != Stack::Static => {
+        // Static sites are nginx's; Go and Rust binaries run on distroless images, which have
+        // no shell to run a Procfile command with.
+        (Some(_), Stack::Static | Stack::Go | Stack::Rust) => {
+            reasons.push(format!(
+                "the Procfile is not used: the {} image runs the built program itself",
+                stack.label()
+            ));
+            start
+        }
+        (Some(web), _) => {
             reasons.push("the Procfile's web command starts it".to_owned());
             Some(Start::Shell(web))
         }
-        _ => start,
+        (None, _) => start,
     };
     let dockerfile = render(stack, &body, start.as_ref(), inputs);
     Ok(Plan {
