@@ -41,6 +41,9 @@ pub struct Options {
     pub metrics_server: MetricsServer,
     /// Seconds between the cleanup worker's sweeps (its default, 60, when `None`).
     pub sweep_interval_secs: Option<f64>,
+    /// A git host the stack builds from (`kube_sim::git::GitServer`): the simulated nodes trust
+    /// its CA and the API lets repositories live on `localhost`.
+    pub git_ca: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -50,6 +53,7 @@ impl Default for Options {
             delays: Delays::zero(),
             metrics_server: MetricsServer::Absent,
             sweep_interval_secs: None,
+            git_ca: None,
         }
     }
 }
@@ -110,12 +114,14 @@ impl Stack {
     pub async fn start_with(options: Options) -> anyhow::Result<Stack> {
         let db = TestDb::new().await?;
         let prefix = RedisPrefix::new();
-        let sim = KubeSim::builder()
+        let mut sim = KubeSim::builder()
             .delays(options.delays)
             .metrics_server(options.metrics_server)
-            .namespace(BUILD_NAMESPACE)
-            .start()
-            .await?;
+            .namespace(BUILD_NAMESPACE);
+        if let Some(ca) = &options.git_ca {
+            sim = sim.trusted_ca(ca.clone());
+        }
+        let sim = sim.start().await?;
         let tokens = std::iter::once(format!("e2e:enqueue+read+admin:{TOKEN}"))
             .chain(options.extra_tokens.iter().cloned())
             .collect::<Vec<_>>()
@@ -140,6 +146,12 @@ impl Stack {
                 "100",
                 "--relay-interval-ms",
                 "100",
+                "--internal-repository-hosts",
+                if options.git_ca.is_some() {
+                    "localhost"
+                } else {
+                    ""
+                },
             ],
         ))?;
         let (api_stop, stopped) = tokio::sync::oneshot::channel::<()>();

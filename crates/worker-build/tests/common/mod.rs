@@ -241,3 +241,43 @@ pub fn job_attempt(pod: &PodInfo) -> u32 {
         .and_then(|(_, a)| a.parse().ok())
         .unwrap_or(0)
 }
+
+/// Create the build namespace (the worker creates it too, when it starts; creating a Secret in
+/// it first needs it).
+pub async fn namespace(h: &Harness) {
+    let ns: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+        kube::Api::all(h.sim.client().unwrap());
+    let _ = ns
+        .create(
+            &kube::api::PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": NS}})).unwrap(),
+        )
+        .await;
+}
+
+/// Create a Secret `name` holding `key: value` in the build namespace.
+pub async fn secret(h: &Harness, name: &str, key: &str, value: &str) {
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(h.sim.client().unwrap(), NS);
+    secrets
+        .create(
+            &kube::api::PostParams::default(),
+            &serde_json::from_value(
+                json!({"metadata": {"name": name}, "stringData": {key: value}}),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+}
+
+/// Wait until no Job is left in `jobs`' namespace.
+pub async fn eventually_empty(jobs: &kube::Api<k8s_openapi::api::batch::v1::Job>) {
+    eventually(Duration::from_secs(20), "every Job to be deleted", || async {
+        jobs.list(&kube::api::ListParams::default())
+            .await
+            .ok()
+            .filter(|l| l.items.is_empty())
+    })
+    .await;
+}
