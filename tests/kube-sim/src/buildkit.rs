@@ -68,9 +68,42 @@ fn image_entrypoint(image: &str) -> Vec<String> {
 }
 
 /// Runs the BuildKit container of `pod` and returns its script: log lines, how it ends, and
-/// what it wrote to its termination-message file.
+/// what it wrote to its termination-message file. A `sh -c` script of a `moby/buildkit` image
+/// that is not the build wrapper (it never calls `buildctl`; Slipway's source Job) is not
+/// modelled: the script returned has [`PodScript::host_shell`] set, and the simulated kubelet
+/// runs it with the host's `/bin/sh` and `git` ([`crate::hostrun`]).
 #[must_use]
 pub fn run(pod: &PodInfo, delays: &Delays, fault: BuildFault) -> PodScript {
+    if runs_on_host(pod) {
+        return PodScript {
+            host_shell: true,
+            ..PodScript::succeed()
+        }
+        .start_after(delays.pod_start);
+    }
+    model(pod, delays, fault)
+}
+
+/// Whether the kubelet runs `pod`'s first container on the host ([`crate::hostrun`]): a
+/// `moby/buildkit` image whose argv (after the kubelet's `$(VAR)` expansion) is `sh -c
+/// SCRIPT [ARG0 ARGS...]` with a script that does not call `buildctl` (the build wrapper,
+/// which the model reads).
+#[must_use]
+pub fn runs_on_host(pod: &PodInfo) -> bool {
+    if !pod.image.contains("moby/buildkit") {
+        return false;
+    }
+    let c = Container::of(pod);
+    match c.argv.as_slice() {
+        [sh, dash_c, script, ..] => {
+            matches!(base(sh), "sh" | "ash") && dash_c == "-c" && !script.contains("buildctl")
+        }
+        _ => false,
+    }
+}
+
+/// The model of the container (the build wrapper, buildctl, buildkitd).
+fn model(pod: &PodInfo, delays: &Delays, fault: BuildFault) -> PodScript {
     let c = Container::of(pod);
     let mut run = Run {
         c: &c,
@@ -294,7 +327,7 @@ pub fn container_env(
 /// The kubelet's `$(VAR)` expansion of command and args (kubernetes
 /// `third_party/forked/golang/expansion/expand.go`): `$$` is `$`, a defined `$(NAME)` its value,
 /// anything else unchanged.
-fn kubelet_expand(input: &str, env: &BTreeMap<String, String>) -> String {
+pub fn kubelet_expand(input: &str, env: &BTreeMap<String, String>) -> String {
     let b = input.as_bytes();
     let mut out = String::new();
     let mut checkpoint = 0;
@@ -1238,8 +1271,9 @@ mod tests {
     const WRAPPER: &str =
         "buildctl-daemonless.sh \"$@\" && cat /tmp/meta/metadata.json > /dev/termination-log";
 
+    /// The model's run (scripts that do not call buildctl included: the small shell's rules).
     fn go(p: &PodInfo, fault: BuildFault) -> (i32, Vec<String>, Option<String>) {
-        let s = run(p, &Delays::zero(), fault);
+        let s = model(p, &Delays::zero(), fault);
         let code = match s.outcome {
             Outcome::Exit { code } => code,
             other => panic!("{other:?}"),
