@@ -25,6 +25,7 @@ pub mod bench;
 pub mod buildkit;
 mod core;
 pub mod defaults;
+pub mod dockerfile;
 pub mod error;
 pub mod faults;
 pub mod git;
