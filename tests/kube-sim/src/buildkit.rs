@@ -68,9 +68,42 @@ fn image_entrypoint(image: &str) -> Vec<String> {
 }
 
 /// Runs the BuildKit container of `pod` and returns its script: log lines, how it ends, and
-/// what it wrote to its termination-message file.
+/// what it wrote to its termination-message file. A `sh -c` script of a `moby/buildkit` image
+/// that is not the build wrapper (it never calls `buildctl`; Slipway's source Job) is not
+/// modelled: the script returned has [`PodScript::host_shell`] set, and the simulated kubelet
+/// runs it with the host's `/bin/sh` and `git` ([`crate::hostrun`]).
 #[must_use]
 pub fn run(pod: &PodInfo, delays: &Delays, fault: BuildFault) -> PodScript {
+    if runs_on_host(pod) {
+        return PodScript {
+            host_shell: true,
+            ..PodScript::succeed()
+        }
+        .start_after(delays.pod_start);
+    }
+    model(pod, delays, fault)
+}
+
+/// Whether the kubelet runs `pod`'s first container on the host ([`crate::hostrun`]): a
+/// `moby/buildkit` image whose argv (after the kubelet's `$(VAR)` expansion) is `sh -c
+/// SCRIPT [ARG0 ARGS...]` with a script that does not call `buildctl` (the build wrapper,
+/// which the model reads).
+#[must_use]
+pub fn runs_on_host(pod: &PodInfo) -> bool {
+    if !pod.image.contains("moby/buildkit") {
+        return false;
+    }
+    let c = Container::of(pod);
+    match c.argv.as_slice() {
+        [sh, dash_c, script, ..] => {
+            matches!(base(sh), "sh" | "ash") && dash_c == "-c" && !script.contains("buildctl")
+        }
+        _ => false,
+    }
+}
+
+/// The model of the container (the build wrapper, buildctl, buildkitd).
+fn model(pod: &PodInfo, delays: &Delays, fault: BuildFault) -> PodScript {
     let c = Container::of(pod);
     let mut run = Run {
         c: &c,
@@ -212,6 +245,94 @@ impl Container {
             .max_by_key(|(p, ..)| p.len())
     }
 
+    /// The files of directory `dir` in the container, as buildctl's `--local` reads it
+    /// (tonistiigi/fsutil `NewFS`: `filepath.EvalSymlinks`, then `os.Stat`, which must be a
+    /// directory; the kubelet's `..data` symlinks of projected volumes are followed). A
+    /// `downwardAPI` mount holds its projected fields ([`crate::hostrun::downward_api_files`]),
+    /// an `emptyDir` nothing, the image's own directories nothing the simulator knows of.
+    /// `Err` is fsutil's message (its `resolve` error names an empty path: `NewFS` assigns the
+    /// failed `EvalSymlinks` result to `root` before formatting it).
+    fn local_files(&self, dir: &str) -> Result<Vec<(String, Vec<u8>)>, String> {
+        let d = if dir.starts_with('/') {
+            dir.to_string()
+        } else {
+            format!("/{dir}")
+        };
+        let d = match d.trim_end_matches('/') {
+            "" => "/".to_string(),
+            t => t.to_string(),
+        };
+        let missing = || format!("resolve : lstat {d}: no such file or directory");
+        let Some((mount_path, kind, _, _)) = self.mount_of(&d) else {
+            const IMAGE_DIRS: &[&str] = &[
+                "/",
+                "/bin",
+                "/dev",
+                "/etc",
+                "/home",
+                "/home/user",
+                "/home/user/.local",
+                "/home/user/.local/share",
+                "/home/user/.local/share/buildkit",
+                "/home/user/.local/tmp",
+                "/proc",
+                "/run",
+                "/run/user",
+                "/run/user/1000",
+                "/sys",
+                "/tmp",
+                "/usr",
+                "/usr/bin",
+                "/var",
+            ];
+            return if IMAGE_DIRS.contains(&d.as_str()) {
+                Ok(Vec::new())
+            } else {
+                Err(missing())
+            };
+        };
+        let c = &self.pod["spec"]["containers"][0];
+        let volume_name = c["volumeMounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|m| m["mountPath"].as_str().map(|p| p.trim_end_matches('/')) == Some(mount_path))
+            .and_then(|m| m["name"].as_str())
+            .unwrap_or_default();
+        let volume = self.pod["spec"]["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|v| v["name"] == volume_name)
+            .cloned()
+            .unwrap_or(Value::Null);
+        let files = match kind.as_str() {
+            "downwardAPI" => crate::hostrun::downward_api_files(&self.pod, &volume["downwardAPI"])?,
+            "emptyDir" => Vec::new(),
+            other => {
+                return Err(format!(
+                    "kube-sim: a --local directory on a {other} volume is not modelled"
+                ));
+            }
+        };
+        let rel = d[mount_path.len()..].trim_start_matches('/');
+        if rel.is_empty() {
+            return Ok(files);
+        }
+        let prefix = format!("{rel}/");
+        let inside: Vec<(String, Vec<u8>)> = files
+            .iter()
+            .filter_map(|(p, b)| p.strip_prefix(&prefix).map(|q| (q.to_string(), b.clone())))
+            .collect();
+        if !inside.is_empty() {
+            Ok(inside)
+        } else if files.iter().any(|(p, _)| p == rel) {
+            Err(format!("stat {d}: not a directory"))
+        } else {
+            Err(missing())
+        }
+    }
+
     /// Whether `path` is a bind-mounted file: the termination log or a subPath mount.
     fn is_file_mount(&self, path: &str) -> bool {
         path == self.termination_path || self.mounts.iter().any(|(p, _, _, sub)| *sub && p == path)
@@ -294,7 +415,7 @@ pub fn container_env(
 /// The kubelet's `$(VAR)` expansion of command and args (kubernetes
 /// `third_party/forked/golang/expansion/expand.go`): `$$` is `$`, a defined `$(NAME)` its value,
 /// anything else unchanged.
-fn kubelet_expand(input: &str, env: &BTreeMap<String, String>) -> String {
+pub fn kubelet_expand(input: &str, env: &BTreeMap<String, String>) -> String {
     let b = input.as_bytes();
     let mut out = String::new();
     let mut checkpoint = 0;
@@ -655,6 +776,19 @@ impl Run<'_> {
                 .ok_or_else(|| format!("invalid opt: invalid value {o}"))?;
             opts.insert(k.to_string(), v.to_string());
         }
+        // `build.ParseLocal`: `attrMap` (NAME=DIR), then `fsutil.NewFS(DIR)` for each.
+        let mut locals = BTreeMap::new();
+        for l in f.multi("local") {
+            let (k, v) = l
+                .split_once('=')
+                .ok_or_else(|| format!("invalid local: invalid value {l}"))?;
+            locals.insert(k.to_string(), v.to_string());
+        }
+        for dir in locals.values() {
+            self.c
+                .local_files(dir)
+                .map_err(|e| format!("invalid local: {e}"))?;
+        }
         match f.single("frontend") {
             None | Some("") => {
                 return Err("please specify --frontend or pipe LLB definition to stdin".into());
@@ -689,18 +823,37 @@ impl Run<'_> {
             })
             .unwrap_or_default();
         let digest = build_digest(&args);
+        let ssh_unforwarded = ssh && f.multi("ssh").is_empty();
+        let next = if let Some(key) = opts.get("dockerfilekey") {
+            self.solve_local_dockerfile(key, &locals, &opts, context, &remote, ssh_unforwarded)?
+        } else {
+            self.solve_canned(context, &remote, ssh_unforwarded)?
+        };
+        self.export(f, next, &exports, &image_name, insecure, &digest)
+    }
+
+    /// `[internal] load git source`: the faults of BuildKit's git source (`source/git/source.go`).
+    fn git_source(
+        &mut self,
+        n: usize,
+        context: &str,
+        remote: &str,
+        ssh_unforwarded: bool,
+    ) -> Result<(), String> {
         let out = &mut self.out;
-        out.push(format!("#1 [internal] load git source {context}"));
-        if ssh && f.multi("ssh").is_empty() {
+        out.push(format!("#{n} [internal] load git source {context}"));
+        if ssh_unforwarded {
             // moby/buildkit source/git/source.go
-            out.push("#1 ERROR: no SSH key \"default\" forwarded from the client".into());
+            out.push(format!(
+                "#{n} ERROR: no SSH key \"default\" forwarded from the client"
+            ));
             return Err("failed to solve: no SSH key \"default\" forwarded from the client".into());
         }
         if self.fault == BuildFault::GitUnreachable {
             let host = remote
                 .split("://")
                 .nth(1)
-                .unwrap_or(&remote)
+                .unwrap_or(remote)
                 .split('/')
                 .next()
                 .unwrap_or_default()
@@ -709,12 +862,25 @@ impl Run<'_> {
                 "failed to fetch remote {remote}: git stderr:\nfatal: unable to access '{remote}/': Could not resolve host: {host}\n: exit status 128"
             );
             out.push(format!(
-                "#1 ERROR: {}",
+                "#{n} ERROR: {}",
                 e.lines().next().unwrap_or_default()
             ));
             return Err(format!("failed to solve: {e}"));
         }
-        out.push("#1 DONE 0.9s".into());
+        out.push(format!("#{n} DONE 0.9s"));
+        Ok(())
+    }
+
+    /// The Dockerfile from the git context: the simulator does not read the repository, so a
+    /// fixed Rust build is shown. Returns the next vertex number.
+    fn solve_canned(
+        &mut self,
+        context: &str,
+        remote: &str,
+        ssh_unforwarded: bool,
+    ) -> Result<usize, String> {
+        self.git_source(1, context, remote, ssh_unforwarded)?;
+        let out = &mut self.out;
         out.push("#2 [internal] load build definition from Dockerfile".into());
         out.push("#2 transferring dockerfile: 412B done".into());
         out.push("#2 DONE 0.0s".into());
@@ -754,22 +920,190 @@ impl Run<'_> {
         }
         out.push("#6 41.87 Finished `release` profile [optimized] target(s)".into());
         out.push("#6 DONE 42.1s".into());
-        out.push("#7 exporting to image".into());
-        out.push("#7 exporting layers 0.4s done".into());
-        out.push(format!("#7 exporting manifest {digest} done"));
-        out.push(format!("#7 naming to {image_name} done"));
+        Ok(7)
+    }
+
+    /// The Dockerfile from the local named by `dockerfilekey` (moby/buildkit
+    /// `frontend/dockerui/context.go` `initContext`: `forceLocalDockerfile`; `config.go`
+    /// `ReadEntrypoint`: `llb.Local(name)` following `filename`, `filename.dockerignore` and,
+    /// for `Dockerfile`, `dockerfile`), its real steps printed ([`crate::dockerfile`]). The git
+    /// context loads when the first step reading it runs. Returns the next vertex number.
+    fn solve_local_dockerfile(
+        &mut self,
+        key: &str,
+        locals: &BTreeMap<String, String>,
+        opts: &BTreeMap<String, String>,
+        context: &str,
+        remote: &str,
+        ssh_unforwarded: bool,
+    ) -> Result<usize, String> {
+        let filename = opts
+            .get("filename")
+            .cloned()
+            .unwrap_or_else(|| "Dockerfile".into());
+        let mut n = 1;
+        self.out.push(format!(
+            "#{n} [internal] load build definition from {filename}"
+        ));
+        let Some(dir) = locals.get(key) else {
+            // The session's file provider knows only the --local names
+            // (session/filesync/filesync.go); the frontend wraps the solve error.
+            let e = format!("no access allowed to dir {key:?}");
+            self.out.push(format!("#{n} ERROR: {e}"));
+            return Err(format!(
+                "failed to solve: failed to resolve dockerfile: {e}"
+            ));
+        };
+        let files = self.c.local_files(dir)?;
+        let clean = |p: &str| {
+            p.trim_start_matches("./")
+                .trim_start_matches('/')
+                .to_string()
+        };
+        let find = |name: &str| {
+            files
+                .iter()
+                .find(|(p, _)| clean(p) == clean(name))
+                .map(|(_, b)| b.clone())
+        };
+        let lower = (base(&filename) == "Dockerfile").then(|| {
+            let parent = parent(&filename);
+            if parent == "." || !filename.contains('/') {
+                "dockerfile".to_string()
+            } else {
+                format!("{parent}/dockerfile")
+            }
+        });
+        let transferred: usize = [
+            Some(filename.clone()),
+            Some(format!("{filename}.dockerignore")),
+            lower.clone(),
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(|p| find(&p))
+        .map(|b| b.len())
+        .sum();
+        self.out
+            .push(format!("#{n} transferring dockerfile: {transferred}B done"));
+        self.out.push(format!("#{n} DONE 0.0s"));
+        let Some(text) = find(&filename).or_else(|| lower.as_deref().and_then(find)) else {
+            return Err(format!(
+                "failed to solve: failed to read dockerfile: open {}/{filename}: no such file or directory",
+                "/home/user/.local/tmp/buildkit-mount"
+            ));
+        };
+        if text.is_empty() {
+            // dockerfile2llb/convert.go toDispatchState.
+            return Err("failed to solve: the Dockerfile cannot be empty".into());
+        }
+        let build_args: BTreeMap<String, String> = opts
+            .iter()
+            .filter_map(|(k, v)| {
+                k.strip_prefix("build-arg:")
+                    .map(|k| (k.to_string(), v.clone()))
+            })
+            .collect();
+        let plan = crate::dockerfile::plan(
+            &String::from_utf8_lossy(&text),
+            opts.get("target").map(String::as_str),
+            &build_args,
+        )
+        .map_err(|e| format!("failed to solve: {e}"))?;
+        for (written, reference) in &plan.bases {
+            n += 1;
+            self.out
+                .push(format!("#{n} [internal] load metadata for {reference}"));
+            if self.fault == BuildFault::PullRateLimited {
+                let e = unexpected_status(
+                    "HEAD",
+                    &manifest_url(reference, false)
+                        .replace("https://docker.io/", "https://registry-1.docker.io/"),
+                    429,
+                );
+                self.out.push(format!("#{n} ERROR: {e}"));
+                return Err(format!(
+                    "failed to solve: {written}: failed to resolve source metadata for {reference}: {e}"
+                ));
+            }
+            self.out.push(format!("#{n} DONE 0.8s"));
+        }
+        let mut context_loaded = false;
+        for step in &plan.steps {
+            if step.kind == crate::dockerfile::StepKind::Copy(true) && !context_loaded {
+                n += 1;
+                self.git_source(n, context, remote, ssh_unforwarded)?;
+                context_loaded = true;
+            }
+            n += 1;
+            self.out.push(format!("#{n} {}", step.header));
+            match &step.kind {
+                crate::dockerfile::StepKind::From(reference) => {
+                    let pinned =
+                        format!("{reference}@{}", crate::dockerfile::image_digest(reference));
+                    self.out.push(format!("#{n} resolve {pinned} done"));
+                    self.out.push(format!("#{n} DONE 0.1s"));
+                }
+                crate::dockerfile::StepKind::Run(cmd) if self.fault == BuildFault::RunStepFails => {
+                    // The process's args: the exec form's words, or the shell form's
+                    // `/bin/sh -c <cmd>` (the LLB exec op's meta args joined by spaces).
+                    let process = serde_json::from_str::<Vec<String>>(cmd)
+                        .map(|a| a.join(" "))
+                        .unwrap_or_else(|_| format!("/bin/sh -c {cmd}"));
+                    let e = format!(
+                        "process \"{process}\" did not complete successfully: exit code: 1"
+                    );
+                    let step_name = step.header.clone();
+                    self.out.push(format!(
+                        "#{n} 0.512 kube-sim: the step fails (BuildFault::RunStepFails)"
+                    ));
+                    self.out.push(format!("#{n} ERROR: {e}"));
+                    self.out.push("------".into());
+                    self.out.push(format!(" > {step_name}:"));
+                    self.out
+                        .push("0.512 kube-sim: the step fails (BuildFault::RunStepFails)".into());
+                    self.out.push("------".into());
+                    self.out.push(format!("{filename}:{}", step.line));
+                    self.out.push("--------------------".into());
+                    self.out
+                        .push(format!(" {:>3} | >>> {}", step.line, step.original));
+                    self.out.push("--------------------".into());
+                    return Err(format!("failed to solve: {e}"));
+                }
+                _ => self.out.push(format!("#{n} DONE 0.2s")),
+            }
+        }
+        Ok(n + 1)
+    }
+
+    /// Exporting the image, pushing it, exporting the cache, writing the metadata file.
+    fn export(
+        &mut self,
+        f: &Flags,
+        first: usize,
+        exports: &[BTreeMap<String, String>],
+        image_name: &str,
+        insecure: bool,
+        digest: &str,
+    ) -> Result<(), String> {
+        let out = &mut self.out;
+        let n = first;
+        out.push(format!("#{n} exporting to image"));
+        out.push(format!("#{n} exporting layers 0.4s done"));
+        out.push(format!("#{n} exporting manifest {digest} done"));
+        out.push(format!("#{n} naming to {image_name} done"));
         if let BuildFault::PushStatus { code } = self.fault {
             let e = format!(
                 "failed to push {image_name}: {}",
-                unexpected_status("PUT", &manifest_url(&image_name, insecure), code)
+                unexpected_status("PUT", &manifest_url(image_name, insecure), code)
             );
-            out.push(format!("#7 ERROR: {e}"));
+            out.push(format!("#{n} ERROR: {e}"));
             return Err(format!("failed to solve: {e}"));
         }
-        out.push("#7 pushing layers 1.2s done".into());
-        out.push("#7 DONE 1.7s".into());
+        out.push(format!("#{n} pushing layers 1.2s done"));
+        out.push(format!("#{n} DONE 1.7s"));
         for (i, e) in exports.iter().enumerate() {
-            let n = 8 + i;
+            let n = first + 1 + i;
             out.push(format!("#{n} exporting cache to registry"));
             out.push(format!("#{n} preparing build cache for export"));
             let cache_ref = e.get("ref").cloned().unwrap_or_default();
@@ -811,7 +1145,7 @@ impl Run<'_> {
             self.atomic_write(
                 path,
                 serde_json::to_string_pretty(&meta).unwrap_or_default(),
-                &digest,
+                digest,
             )?;
         }
         Ok(())
@@ -1238,8 +1572,9 @@ mod tests {
     const WRAPPER: &str =
         "buildctl-daemonless.sh \"$@\" && cat /tmp/meta/metadata.json > /dev/termination-log";
 
+    /// The model's run (scripts that do not call buildctl included: the small shell's rules).
     fn go(p: &PodInfo, fault: BuildFault) -> (i32, Vec<String>, Option<String>) {
-        let s = run(p, &Delays::zero(), fault);
+        let s = model(p, &Delays::zero(), fault);
         let code = match s.outcome {
             Outcome::Exit { code } => code,
             other => panic!("{other:?}"),
@@ -1419,6 +1754,143 @@ mod tests {
                 "spec": {"securityContext": {"appArmorProfile": {"type": "Unconfined"}}}}),
         );
         assert_eq!(go(&p, BuildFault::None).0, 0);
+    }
+
+    /// A build pod per CONTRACT §2: the Dockerfile in an annotation, projected by a
+    /// downwardAPI volume at /run/slipway/dockerfile and given to buildctl as a local.
+    fn local_dockerfile_pod(dockerfile: Option<&str>, extra_args: &[&str]) -> PodInfo {
+        let mut a = args("/tmp/meta/metadata.json");
+        let list = a.as_array_mut().unwrap();
+        for x in extra_args {
+            list.insert(list.len() - 1, json!(x));
+        }
+        let p = pod(json!(["sh", "-c", WRAPPER, "slipway-build"]), a, json!({}));
+        let mut o = p.object;
+        if let Some(d) = dockerfile {
+            o["metadata"]["annotations"]["slipway.dev/dockerfile"] = json!(d);
+        }
+        o["spec"]["volumes"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "dockerfile",
+            "downwardAPI": {"items": [{"path": "Dockerfile",
+                "fieldRef": {"fieldPath": "metadata.annotations['slipway.dev/dockerfile']"}}]}}));
+        o["spec"]["containers"][0]["volumeMounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "dockerfile", "mountPath": "/run/slipway/dockerfile", "readOnly": true}));
+        PodInfo::from_pod(&o, 0)
+    }
+
+    const LOCAL: [&str; 6] = [
+        "--opt",
+        "filename=Dockerfile",
+        "--opt",
+        "dockerfilekey=dockerfile",
+        "--local",
+        "dockerfile=/run/slipway/dockerfile",
+    ];
+
+    #[test]
+    fn a_dockerfile_from_a_downward_api_local_prints_its_own_steps() {
+        let dockerfile = "FROM node:22-slim\nCOPY . .\nRUN npm ci\nCMD [\"node\", \"index.js\"]\n";
+        let p = local_dockerfile_pod(Some(dockerfile), &LOCAL);
+        let (code, log, msg) = go(&p, BuildFault::None);
+        assert_eq!(code, 0, "{log:#?}");
+        let node = "docker.io/library/node:22-slim";
+        let digest = crate::dockerfile::image_digest(node);
+        assert_eq!(
+            log[..12],
+            [
+                "#1 [internal] load build definition from Dockerfile".to_string(),
+                format!("#1 transferring dockerfile: {}B done", dockerfile.len()),
+                "#1 DONE 0.0s".into(),
+                format!("#2 [internal] load metadata for {node}"),
+                "#2 DONE 0.8s".into(),
+                format!("#3 [1/3] FROM {node}@{digest}"),
+                format!("#3 resolve {node}@{digest} done"),
+                "#3 DONE 0.1s".into(),
+                "#4 [internal] load git source https://github.com/org/app.git#0123".into(),
+                "#4 DONE 0.9s".into(),
+                "#5 [2/3] COPY . .".into(),
+                "#5 DONE 0.2s".into(),
+            ],
+            "{log:#?}"
+        );
+        assert_eq!(log[12], "#6 [3/3] RUN npm ci");
+        assert_eq!(log[14], "#7 exporting to image");
+        assert!(msg.unwrap().contains("containerimage.digest"));
+
+        // The user's RUN step failing.
+        let (code, log, _) = go(&p, BuildFault::RunStepFails);
+        assert_eq!(code, 1);
+        assert!(
+            log.contains(&" > [3/3] RUN npm ci:".to_string()),
+            "{log:#?}"
+        );
+        assert!(
+            log.contains(&"   3 | >>> RUN npm ci".to_string()),
+            "{log:#?}"
+        );
+        assert_eq!(
+            log.last().unwrap(),
+            "error: failed to solve: process \"/bin/sh -c npm ci\" did not complete successfully: exit code: 1"
+        );
+    }
+
+    #[test]
+    fn local_dockerfiles_fail_as_buildkit_does() {
+        let last = |p: &PodInfo| {
+            let (code, log, _) = go(p, BuildFault::None);
+            assert_eq!(code, 1, "{log:#?}");
+            log.last().unwrap().clone()
+        };
+        // dockerfilekey naming a local buildctl was not given.
+        let p = local_dockerfile_pod(Some("FROM a\n"), &LOCAL[..4]);
+        let (_, log, _) = go(&p, BuildFault::None);
+        assert_eq!(log[1], "#1 ERROR: no access allowed to dir \"dockerfile\"");
+        assert_eq!(
+            last(&p),
+            "error: failed to solve: failed to resolve dockerfile: no access allowed to dir \"dockerfile\""
+        );
+        // An absent annotation projects an empty file.
+        assert_eq!(
+            last(&local_dockerfile_pod(None, &LOCAL)),
+            "error: failed to solve: the Dockerfile cannot be empty"
+        );
+        assert_eq!(
+            last(&local_dockerfile_pod(Some("# nothing\n"), &LOCAL)),
+            "error: failed to solve: file with no instructions"
+        );
+        // Another filename than the projected one.
+        let mut other = LOCAL;
+        other[1] = "filename=Containerfile";
+        assert!(
+            last(&local_dockerfile_pod(Some("FROM a\n"), &other))
+                .starts_with("error: failed to solve: failed to read dockerfile: open ")
+        );
+        // buildctl's own checks of --local.
+        let mut bad = LOCAL;
+        bad[5] = "dockerfile";
+        assert_eq!(
+            last(&local_dockerfile_pod(Some("FROM a\n"), &bad)),
+            "error: invalid local: invalid value dockerfile"
+        );
+        bad[5] = "dockerfile=/run/slipway/nope";
+        assert_eq!(
+            last(&local_dockerfile_pod(Some("FROM a\n"), &bad)),
+            "error: invalid local: resolve : lstat /run/slipway/nope: no such file or directory"
+        );
+        bad[5] = "dockerfile=/run/slipway/dockerfile/Dockerfile";
+        assert_eq!(
+            last(&local_dockerfile_pod(Some("FROM a\n"), &bad)),
+            "error: invalid local: stat /run/slipway/dockerfile/Dockerfile: not a directory"
+        );
+        // An unknown instruction.
+        assert_eq!(
+            last(&local_dockerfile_pod(Some("FROM a\nRUNN x\n"), &LOCAL)),
+            "error: failed to solve: dockerfile parse error on line 2: unknown instruction: RUNN"
+        );
     }
 
     #[test]

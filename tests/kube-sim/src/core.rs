@@ -43,6 +43,9 @@ pub struct Core {
     pub kube_version: crate::apiversion::KubeVersion,
     /// metrics-server, if installed.
     pub metrics: crate::metrics::MetricsModel,
+    /// A CA certificate (PEM) the simulated cluster's nodes trust besides the usual roots:
+    /// containers run on the host get it as `GIT_SSL_CAINFO` ([`crate::hostrun`]).
+    pub trusted_ca: Option<std::path::PathBuf>,
 }
 
 fn s<'a>(v: &'a Value, ptr: &str) -> &'a str {
@@ -1117,25 +1120,50 @@ impl Core {
             return;
         }
         let log = self.logs.buf(&uid, &main);
-        for line in &script.logs {
-            if !line.after.is_zero() {
-                tokio::time::sleep(line.after).await;
+        // The pod's own deadline (`pkg/kubelet/active_deadline.go`), from its start.
+        let pod_failure: Option<(&str, &str)>;
+        let (code, reason, log_lines) = if script.host_shell {
+            let (end, lines) = self.run_on_host(&pod, &ns, &name, &uid, log.clone()).await;
+            match end {
+                crate::hostrun::End::Gone => return,
+                crate::hostrun::End::Exit(code) => {
+                    pod_failure = None;
+                    (code, if code == 0 { "Completed" } else { "Error" }, lines)
+                }
+                crate::hostrun::End::DeadlineExceeded => {
+                    pod_failure = Some((
+                        "DeadlineExceeded",
+                        "Pod was active on the node longer than the specified deadline",
+                    ));
+                    (137, "Error", lines)
+                }
             }
-            if !self.alive(&ns, &name, &uid) {
-                return;
+        } else {
+            pod_failure = None;
+            for line in &script.logs {
+                if !line.after.is_zero() {
+                    tokio::time::sleep(line.after).await;
+                }
+                if !self.alive(&ns, &name, &uid) {
+                    return;
+                }
+                log.push(line.text.clone());
             }
-            log.push(line.text.clone());
-        }
-        let (code, reason) = match &script.outcome {
-            Outcome::RunForever | Outcome::ImagePullBackOff | Outcome::Unschedulable => return,
-            Outcome::Exit { code } => (*code, if *code == 0 { "Completed" } else { "Error" }),
-            Outcome::OomKilled => (137, "OOMKilled"),
-            Outcome::CrashLoopBackOff => (1, "Error"),
+            let (code, reason) = match &script.outcome {
+                Outcome::RunForever | Outcome::ImagePullBackOff | Outcome::Unschedulable => return,
+                Outcome::Exit { code } => (*code, if *code == 0 { "Completed" } else { "Error" }),
+                Outcome::OomKilled => (137, "OOMKilled"),
+                Outcome::CrashLoopBackOff => (1, "Error"),
+            };
+            (
+                code,
+                reason,
+                script.logs.iter().map(|l| l.text.clone()).collect(),
+            )
         };
         let finished_at = now_rfc3339();
         let mut term = json!({"exitCode": code, "reason": reason, "startedAt": started_at, "finishedAt": finished_at,
             "containerID": format!("containerd://{}", hex::encode(Sha256::digest(format!("{uid}{main}").as_bytes())))});
-        let log_lines: Vec<String> = script.logs.iter().map(|l| l.text.clone()).collect();
         if let Some(m) = crate::buildkit::termination_message(
             script.termination_message.as_deref(),
             s(&pod, "/spec/containers/0/terminationMessagePolicy"),
@@ -1186,10 +1214,14 @@ impl Core {
             });
             return;
         }
-        let ok = code == 0;
+        let ok = code == 0 && pod_failure.is_none();
         let terminated = status(json!({"terminated": term}), false, false, None);
         self.set_pod_status(&ns, &name, &uid, |p| {
             p["status"]["phase"] = json!(if ok { "Succeeded" } else { "Failed" });
+            if let Some((reason, message)) = pod_failure {
+                p["status"]["reason"] = json!(reason);
+                p["status"]["message"] = json!(message);
+            }
             p["status"]["containerStatuses"] = json!(terminated);
             let why = if ok { "PodCompleted" } else { "PodFailed" };
             set_condition(
@@ -1201,6 +1233,44 @@ impl Core {
             set_condition(p, condition("ContainersReady", false, why, ""), false);
             clean_conditions(p);
         });
+    }
+
+    /// Runs the pod's first container on the host ([`crate::hostrun`]) until it exits, the pod
+    /// goes away or its `activeDeadlineSeconds` (scaled, counted from now: the container
+    /// started moments ago) passes.
+    async fn run_on_host(
+        &self,
+        pod: &Value,
+        ns: &str,
+        name: &str,
+        uid: &str,
+        log: Arc<crate::logs::LogBuf>,
+    ) -> (crate::hostrun::End, Vec<String>) {
+        let object = |plural: &str, obj: &str| {
+            self.store
+                .get(crate::kinds::by_plural(plural), ns, obj)
+                .ok()
+                .map(|o| (*o).clone())
+        };
+        let prepared = match crate::hostrun::prepare(pod, object, self.trusted_ca.as_deref()) {
+            Ok(p) => p,
+            Err(e) => {
+                log.push(e.clone());
+                return (crate::hostrun::End::Exit(128), vec![e]);
+            }
+        };
+        let deadline = pod
+            .pointer("/spec/activeDeadlineSeconds")
+            .and_then(Value::as_f64)
+            .map(|s| Instant::now() + self.delays.scaled(s));
+        crate::hostrun::run(
+            prepared,
+            log,
+            deadline,
+            || self.alive(ns, name, uid),
+            self.shutdown.clone(),
+        )
+        .await
     }
 
     // ---- Job controller ----

@@ -25,8 +25,11 @@ pub mod bench;
 pub mod buildkit;
 mod core;
 pub mod defaults;
+pub mod dockerfile;
 pub mod error;
 pub mod faults;
+pub mod git;
+pub mod hostrun;
 pub mod kinds;
 pub mod logs;
 pub mod metrics;
@@ -73,6 +76,7 @@ pub struct KubeSimBuilder {
     kube_version: KubeVersion,
     log_rotate_bytes: usize,
     metrics_server: metrics::MetricsServer,
+    trusted_ca: Option<PathBuf>,
 }
 
 impl KubeSimBuilder {
@@ -172,6 +176,15 @@ impl KubeSimBuilder {
         self
     }
 
+    /// A CA certificate (PEM file) the simulated cluster's nodes trust besides the usual
+    /// roots, e.g. [`git::GitServer::ca_pem_path`]: containers the kubelet runs on the host
+    /// (the source Job, [`hostrun`]) get the host's CA bundle plus this CA as `GIT_SSL_CAINFO`.
+    #[must_use]
+    pub fn trusted_ca(mut self, pem: impl Into<PathBuf>) -> Self {
+        self.trusted_ca = Some(pem.into());
+        self
+    }
+
     /// Where to write the kubeconfig (default: a temporary file removed on drop).
     #[must_use]
     pub fn kubeconfig_path(mut self, p: impl Into<PathBuf>) -> Self {
@@ -197,6 +210,7 @@ impl KubeSimBuilder {
             shutdown: CancellationToken::new(),
             kube_version: self.kube_version,
             metrics: metrics::MetricsModel::new(self.metrics_server),
+            trusted_ca: self.trusted_ca,
         });
         core.store.force_namespace_labels(self.forced_ns_labels);
         let extra = self.namespaces.iter().map(String::as_str);
@@ -334,6 +348,7 @@ impl KubeSim {
             kube_version: KubeVersion::default(),
             log_rotate_bytes: logs::DEFAULT_ROTATE_BYTES,
             metrics_server: metrics::MetricsServer::default(),
+            trusted_ca: None,
         }
     }
 

@@ -225,6 +225,12 @@ pub struct PodScript {
     /// pod's command decides what happens ([`crate::buildkit::run`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub buildkit: Option<crate::buildkit::BuildFault>,
+    /// Run the first container's `sh -c` script for real, with the host's `/bin/sh` and `git`,
+    /// instead of `logs` and `outcome` ([`crate::hostrun`]): its output becomes the log and its
+    /// exit status the container's. Set by [`crate::buildkit::run`] for a BuildKit-image
+    /// script that is not the build wrapper (the source Job); never taken from JSON.
+    #[serde(skip)]
+    pub host_shell: bool,
 }
 
 impl PodScript {
@@ -243,6 +249,7 @@ impl PodScript {
             outcome: Outcome::Exit { code },
             termination_message: None,
             buildkit: None,
+            host_shell: false,
         }
     }
 
@@ -302,7 +309,8 @@ impl PodScript {
     }
 
     /// The simulator's default script for a pod: the BuildKit image's contract for a `buildkit`
-    /// image ([`crate::buildkit::run`]), else Ready until deleted.
+    /// image ([`crate::buildkit::run`]: the build wrapper through the model, any other `sh -c`
+    /// script of a `moby/buildkit` image on the host), else Ready until deleted.
     #[must_use]
     pub fn default_for(pod: &PodInfo, delays: &Delays) -> Self {
         if pod.image.contains("buildkit") {

@@ -67,6 +67,10 @@ struct Args {
     /// `containerLogMaxSize` (0: never). Later log requests see only the current file.
     #[arg(long, default_value_t = kube_sim::logs::DEFAULT_ROTATE_BYTES)]
     log_rotate_bytes: usize,
+    /// A CA certificate (PEM) the simulated cluster's nodes trust besides the usual roots:
+    /// containers run on the host (the source Job) get it in `GIT_SSL_CAINFO`.
+    #[arg(long, value_name = "PEM")]
+    trusted_ca: Option<std::path::PathBuf>,
 }
 
 #[tokio::main]
@@ -94,6 +98,9 @@ async fn main() -> anyhow::Result<()> {
             .split_once('=')
             .with_context(|| format!("--image-user {rule}: expected CONTAINS=USER"))?;
         builder = builder.image_user(contains, user);
+    }
+    if let Some(ca) = &args.trusted_ca {
+        builder = builder.trusted_ca(ca);
     }
     if let Some(ns) = &args.cert_manager_ingress_namespace {
         builder = builder.cert_manager(kube_sim::CertManagerModel::with_ingress_nginx(ns));
