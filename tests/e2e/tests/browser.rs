@@ -213,6 +213,7 @@ async fn the_dashboard_in_chromium() {
         delays: Delays::zero(),
         metrics_server: MetricsServer::Running,
         sweep_interval_secs: Some(0.5),
+        git_ca: None,
     })
     .await
     .expect("stack");

@@ -4,9 +4,9 @@
 //! kubelet with the host's git), the generated Dockerfile built by the simulated BuildKit, the
 //! launch worker, Postgres and Redis. A Node.js app and a Python app each reach ready.
 
+use kube_sim::git::GitServer;
 use serde_json::{Value, json};
 use slipway_e2e::{Stack, TOKEN};
-use kube_sim::git::GitServer;
 use std::time::Duration;
 
 async fn get(stack: &Stack, path: &str) -> Value {
@@ -23,7 +23,13 @@ async fn get(stack: &Stack, path: &str) -> Value {
 }
 
 /// Enqueue an `auto` pipeline and wait for its preview: (the build job, the preview).
-async fn preview_of(stack: &Stack, key: &str, url: &str, commit: &str, port: u16) -> (Value, Value) {
+async fn preview_of(
+    stack: &Stack,
+    key: &str,
+    url: &str,
+    commit: &str,
+    port: u16,
+) -> (Value, Value) {
     let resp = stack
         .http
         .post(stack.url("/v1/pipelines"))
@@ -114,21 +120,48 @@ async fn a_node_app_and_a_python_app_without_dockerfiles_are_previewed() {
     .await
     .expect("stack");
 
-    let (build, preview) =
-        preview_of(&stack, "org/node-app#1", &git.url("org/node-app.git"), &node, 3000).await;
+    let (build, preview) = preview_of(
+        &stack,
+        "org/node-app#1",
+        &git.url("org/node-app.git"),
+        &node,
+        3000,
+    )
+    .await;
     assert_eq!(build["result"]["detected"]["stack"], "Node.js", "{build}");
     assert_eq!(build["result"]["detected"]["start"], "npm run start");
     assert_eq!(preview["commit"], node.as_str());
-    assert!(preview["url"].as_str().is_some_and(|u| u.starts_with("http")), "{preview}");
+    assert!(
+        preview["url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("http")),
+        "{preview}"
+    );
     let log = log_text(&stack, build["id"].as_str().unwrap()).await;
-    assert!(log.contains("[slipway] source auto: detected Node.js"), "{log}");
+    assert!(
+        log.contains("[slipway] source auto: detected Node.js"),
+        "{log}"
+    );
     assert!(log.contains("[slipway]   | ENV PORT=3000"), "{log}");
-    assert!(log.contains("[slipway]   | CMD [\"npm\", \"run\", \"start\"]"), "{log}");
+    assert!(
+        log.contains("[slipway]   | CMD [\"npm\", \"run\", \"start\"]"),
+        "{log}"
+    );
     // The simulated BuildKit read the generated Dockerfile: its steps are in the log.
-    assert!(log.lines().any(|l| l.starts_with('#') && l.contains("RUN npm ci")), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.starts_with('#') && l.contains("RUN npm ci")),
+        "{log}"
+    );
 
-    let (build, preview) =
-        preview_of(&stack, "org/py-app#1", &git.url("org/py-app.git"), &python, 8000).await;
+    let (build, preview) = preview_of(
+        &stack,
+        "org/py-app#1",
+        &git.url("org/py-app.git"),
+        &python,
+        8000,
+    )
+    .await;
     assert_eq!(build["result"]["detected"]["stack"], "Python", "{build}");
     assert_eq!(
         build["result"]["detected"]["start"],
@@ -137,7 +170,8 @@ async fn a_node_app_and_a_python_app_without_dockerfiles_are_previewed() {
     assert_eq!(preview["status"], "ready");
     let log = log_text(&stack, build["id"].as_str().unwrap()).await;
     assert!(
-        log.lines().any(|l| l.starts_with('#') && l.contains("RUN pip install --no-cache-dir -r requirements.txt")),
+        log.lines().any(|l| l.starts_with('#')
+            && l.contains("RUN pip install --no-cache-dir -r requirements.txt")),
         "{log}"
     );
     // Both previews run the images their builds pushed.

@@ -273,11 +273,15 @@ pub async fn secret(h: &Harness, name: &str, key: &str, value: &str) {
 
 /// Wait until no Job is left in `jobs`' namespace.
 pub async fn eventually_empty(jobs: &kube::Api<k8s_openapi::api::batch::v1::Job>) {
-    eventually(Duration::from_secs(20), "every Job to be deleted", || async {
-        jobs.list(&kube::api::ListParams::default())
-            .await
-            .ok()
-            .filter(|l| l.items.is_empty())
-    })
+    eventually(
+        Duration::from_secs(20),
+        "every Job to be deleted",
+        || async {
+            jobs.list(&kube::api::ListParams::default())
+                .await
+                .ok()
+                .filter(|l| l.items.is_empty())
+        },
+    )
     .await;
 }
