@@ -9,10 +9,12 @@
 
 use crate::handler::{BuildHandler, Ended, FollowError, Waited};
 use crate::sink::LogSink;
+use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::api::{Api, LogParams};
+use kube::runtime::{WatchStreamExt, watcher};
 use slipway_core::JobKind;
 use slipway_core::detect::{self, Inputs, Plan, WANTED_FILES};
 use slipway_core::naming::{source_job_name, standard_labels};
@@ -163,11 +165,16 @@ impl BuildHandler {
             Err(FollowError::Unmaskable(e)) => return Err(e),
         };
         let pod_name = pod.name_any();
+        // A shallow fetch takes seconds: watch the pod until it ends (a watch wakes at once; a
+        // re-read every 2 s covers a lost watch; its Job's deadline bounds the wait).
+        let selector = format!("batch.kubernetes.io/job-name={name}");
+        let stream =
+            watcher(pods.clone(), watcher::Config::default().labels(&selector)).default_backoff();
+        let mut stream = std::pin::pin!(stream);
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_secs(SOURCE_DEADLINE_SECS as u64 + 60);
         let mut progress = pod_progress(&pod, CONTAINER);
-        // A shallow fetch takes seconds: poll the running pod until it ends (its Job's
-        // deadline bounds the wait).
-        let started = tokio::time::Instant::now();
-        let bound = Duration::from_secs(SOURCE_DEADLINE_SECS as u64 + 60);
         let end = loop {
             match progress {
                 PodProgress::Ended(end) => break end,
@@ -178,16 +185,28 @@ impl BuildHandler {
                 }
                 PodProgress::Pending | PodProgress::Running => {}
             }
-            if started.elapsed() > bound {
-                return Err(JobError::transient("the source pod did not end in time"));
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-            progress = match get_opt(&pods, &pod_name).await {
-                Ok(Some(p)) => pod_progress(&p, CONTAINER),
-                Ok(None) => return Err(source_ended(Ended::Vanished)),
-                Err(e) => {
-                    warn!(pod = %pod_name, error = %e, "cannot read the source pod; retrying");
-                    PodProgress::Running
+            progress = tokio::select! {
+                event = stream.next() => match event {
+                    Some(Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)))
+                        if p.name_any() == pod_name => pod_progress(&p, CONTAINER),
+                    Some(Ok(watcher::Event::Delete(p))) if p.name_any() == pod_name => {
+                        return Err(source_ended(Ended::Vanished));
+                    }
+                    Some(Ok(_)) | Some(Err(_)) => progress,
+                    None => {
+                        return Err(JobError::transient("the source pod's watch ended"));
+                    }
+                },
+                _ = tick.tick() => match get_opt(&pods, &pod_name).await {
+                    Ok(Some(p)) => pod_progress(&p, CONTAINER),
+                    Ok(None) => return Err(source_ended(Ended::Vanished)),
+                    Err(e) => {
+                        warn!(pod = %pod_name, error = %e, "cannot read the source pod; retrying");
+                        progress
+                    }
+                },
+                () = tokio::time::sleep_until(deadline) => {
+                    return Err(JobError::transient("the source pod did not end in time"));
                 }
             };
         };

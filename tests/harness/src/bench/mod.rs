@@ -3,6 +3,7 @@
 //! line in [`SECTIONS`]; keys are merged into the same object.
 
 pub mod api;
+pub mod auto;
 pub mod build;
 pub mod cap;
 pub mod launch;
@@ -117,6 +118,7 @@ pub const SECTIONS: &[(&str, Section)] = &[
     ("webhook", |env, report| Box::pin(webhook::run(env, report))),
     ("cap", |env, report| Box::pin(cap::run(env, report))),
     ("ui", |env, report| Box::pin(ui::run(env, report))),
+    ("auto", |env, report| Box::pin(auto::run(env, report))),
 ];
 
 pub use slipway_shared::testing::WorkerThread;
