@@ -49,6 +49,7 @@
 
 pub mod auth;
 pub mod backoff;
+pub mod compose;
 pub mod detect;
 pub mod image;
 pub mod job;
