@@ -1215,6 +1215,10 @@ impl Core {
             return;
         }
         let ok = code == 0 && pod_failure.is_none();
+        if let Some((reason, message)) = pod_failure {
+            // pkg/kubelet/active_deadline.go: the kubelet records it as a Normal Event.
+            self.event(&pod, "Normal", reason, message, "kubelet");
+        }
         let terminated = status(json!({"terminated": term}), false, false, None);
         self.set_pod_status(&ns, &name, &uid, |p| {
             p["status"]["phase"] = json!(if ok { "Succeeded" } else { "Failed" });
