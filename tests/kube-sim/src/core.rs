@@ -1272,6 +1272,15 @@ impl Core {
             log,
             deadline,
             || self.alive(ns, name, uid),
+            || {
+                let grace = self
+                    .store
+                    .get(idx::pods(), ns, name)
+                    .ok()
+                    .and_then(|p| p.pointer("/metadata/deletionGracePeriodSeconds")?.as_f64())
+                    .unwrap_or(30.0);
+                self.delays.scaled(grace)
+            },
             self.shutdown.clone(),
         )
         .await
