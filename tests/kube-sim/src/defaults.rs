@@ -111,6 +111,7 @@ pub fn on_create(kind: usize, obj: &mut Value) -> Result<(), ApiError> {
             invalid_value(&name, DNS1123_SUBDOMAIN_MSG),
         ));
     }
+    causes.extend(annotation_causes(obj));
     // Status written on create is discarded for kinds with a status subresource.
     if k.has_status
         && let Some(m) = obj.as_object_mut()
@@ -409,6 +410,39 @@ fn validate_network_policy(obj: &Value, causes: &mut Vec<(String, String)>) {
     }
 }
 
+/// The total size of an object's annotations (keys and values) is at most 256 KiB, for the
+/// object and for a workload's pod template (apimachinery `pkg/api/validation/objectmeta.go`,
+/// `TotalAnnotationSizeLimitB`, `ValidateAnnotationsSize`, reported as `field.TooLong`:
+/// `Too long: may not be more than 262144 bytes`).
+fn annotation_causes(obj: &Value) -> Vec<(String, String)> {
+    const LIMIT: usize = 256 * 1024;
+    let mut causes = Vec::new();
+    for (ptr, field) in [
+        ("/metadata/annotations", "metadata.annotations"),
+        (
+            "/spec/template/metadata/annotations",
+            "spec.template.metadata.annotations",
+        ),
+    ] {
+        let size: usize = obj
+            .pointer(ptr)
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+                    .sum()
+            })
+            .unwrap_or(0);
+        if size > LIMIT {
+            causes.push((
+                field.to_owned(),
+                format!("Too long: may not be more than {LIMIT} bytes"),
+            ));
+        }
+    }
+    causes
+}
+
 fn finish(
     k: &crate::kinds::KindInfo,
     name: &str,
@@ -464,6 +498,7 @@ pub fn on_update(kind: usize, cur: &Value, new: &mut Value) -> Result<(), ApiErr
             }
         }
     }
+    finish(k, name, annotation_causes(new))?;
     if kind == idx::namespaces() {
         new["spec"] = cur.get("spec").cloned().unwrap_or_else(|| json!({}));
     }

@@ -189,3 +189,43 @@ async fn a_dockerfilekey_without_its_local_fails_the_build() {
         "error: failed to solve: the Dockerfile cannot be empty"
     );
 }
+
+/// A Dockerfile annotation counts against the API server's 256 KiB limit on a pod template's
+/// annotations: a Job whose template carries more is refused with a 422.
+#[tokio::test]
+async fn a_dockerfile_annotation_over_256_kib_is_refused() {
+    let sim = KubeSim::builder()
+        .delays(Delays::zero())
+        .namespace(NS)
+        .start()
+        .await
+        .unwrap();
+    let jobs: Api<Job> = Api::namespaced(sim.client().unwrap(), NS);
+    let big = format!("FROM node:22\nRUN echo {}\n", "x".repeat(256 * 1024));
+    let err = jobs
+        .create(
+            &PostParams::default(),
+            &build_job("slipway-build-big-a1", &big, true),
+        )
+        .await
+        .unwrap_err();
+    let kube::Error::Api(status) = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(status.code, 422);
+    assert!(
+        status.message.contains(
+            "spec.template.metadata.annotations: Too long: may not be more than 262144 bytes"
+        ),
+        "{}",
+        status.message
+    );
+    // Just under the limit (with the AppArmor annotation) is accepted.
+    let fits = format!("FROM node:22\nRUN echo {}\n", "x".repeat(200 * 1024));
+    jobs.create(
+        &PostParams::default(),
+        &build_job("slipway-build-fits-a1", &fits, true),
+    )
+    .await
+    .unwrap();
+}
