@@ -533,6 +533,9 @@ pub fn on_update(kind: usize, cur: &Value, new: &mut Value) -> Result<(), ApiErr
 }
 
 fn validate_pod_spec(spec: Option<&Value>, at: &str, causes: &mut Vec<(String, String)>) {
+    if let Some(spec) = spec {
+        validate_downward_api_volumes(spec, at, causes);
+    }
     let containers = spec
         .and_then(|s| s.get("containers"))
         .and_then(Value::as_array);
@@ -565,6 +568,104 @@ fn validate_pod_spec(spec: Option<&Value>, at: &str, causes: &mut Vec<(String, S
                         "Required value".into(),
                     ));
                 }
+            }
+        }
+    }
+}
+
+/// `downwardAPI` volume items (kubernetes `pkg/apis/core/validation/validation.go`,
+/// `validateDownwardAPIVolumeFile` and `validateObjectFieldSelector`; `fieldRef.apiVersion`
+/// defaults to `v1`): `path` a relative path without `..` (`validateLocalDescendingPath`);
+/// `fieldPath` one of the volume's expressions, or `metadata.annotations['KEY']` /
+/// `metadata.labels['KEY']`; a path the downward API has elsewhere (env only) is
+/// `Unsupported value`, an unknown one fails conversion (`pkg/apis/core/pods/helpers.go`,
+/// `ConvertDownwardAPIFieldLabel`: `field label not supported`, `field label does not support
+/// subscript`). Subscript keys are not checked.
+fn validate_downward_api_volumes(spec: &Value, at: &str, causes: &mut Vec<(String, String)>) {
+    const VOLUME: &[&str] = &[
+        "metadata.annotations",
+        "metadata.labels",
+        "metadata.name",
+        "metadata.namespace",
+        "metadata.uid",
+    ];
+    // ConvertDownwardAPIFieldLabel's other labels (the env's), `spec.host` read as `spec.nodeName`.
+    const ENV_ONLY: &[&str] = &[
+        "spec.nodeName",
+        "spec.restartPolicy",
+        "spec.serviceAccountName",
+        "spec.schedulerName",
+        "status.phase",
+        "status.hostIP",
+        "status.hostIPs",
+        "status.podIP",
+        "status.podIPs",
+        "spec.terminationGracePeriodSeconds",
+    ];
+    for (vi, v) in spec["volumes"].as_array().into_iter().flatten().enumerate() {
+        let Some(d) = v.get("downwardAPI") else {
+            continue;
+        };
+        for (ii, item) in d["items"].as_array().into_iter().flatten().enumerate() {
+            let here = format!("{at}.volumes[{vi}].downwardAPI.items[{ii}]");
+            let path = item["path"].as_str().unwrap_or_default();
+            if path.is_empty() {
+                causes.push((format!("{here}.path"), "Required value".into()));
+            } else if path.starts_with('/') {
+                causes.push((
+                    format!("{here}.path"),
+                    invalid_value(path, "must be a relative path"),
+                ));
+            } else if path.split('/').any(|p| p == "..") {
+                causes.push((
+                    format!("{here}.path"),
+                    invalid_value(path, "must not contain '..'"),
+                ));
+            }
+            let Some(fp) = item.pointer("/fieldRef/fieldPath").and_then(Value::as_str) else {
+                continue;
+            };
+            let at_fp = format!("{here}.fieldRef.fieldPath");
+            let subscripted = fp
+                .find("['")
+                .filter(|i| *i > 0 && fp.ends_with("']"))
+                .map(|i| &fp[..i]);
+            let converted = if fp == "spec.host" {
+                "spec.nodeName"
+            } else {
+                fp
+            };
+            match subscripted {
+                Some("metadata.annotations" | "metadata.labels") => {}
+                Some(_) => causes.push((
+                    at_fp,
+                    invalid_value(
+                        fp,
+                        &format!(
+                            "error converting fieldPath: field label does not support subscript: {fp}"
+                        ),
+                    ),
+                )),
+                None if VOLUME.contains(&fp) => {}
+                None if ENV_ONLY.contains(&converted) => {
+                    let fp = converted;
+                    let supported: Vec<String> =
+                        VOLUME.iter().map(|v| format!("\"{v}\"")).collect();
+                    causes.push((
+                        at_fp,
+                        format!(
+                            "Unsupported value: \"{fp}\": supported values: {}",
+                            supported.join(", ")
+                        ),
+                    ));
+                }
+                _ => causes.push((
+                    at_fp,
+                    invalid_value(
+                        fp,
+                        &format!("error converting fieldPath: field label not supported: {fp}"),
+                    ),
+                )),
             }
         }
     }
