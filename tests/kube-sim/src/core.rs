@@ -1215,6 +1215,10 @@ impl Core {
             return;
         }
         let ok = code == 0 && pod_failure.is_none();
+        if let Some((reason, message)) = pod_failure {
+            // pkg/kubelet/active_deadline.go: the kubelet records it as a Normal Event.
+            self.event(&pod, "Normal", reason, message, "kubelet");
+        }
         let terminated = status(json!({"terminated": term}), false, false, None);
         self.set_pod_status(&ns, &name, &uid, |p| {
             p["status"]["phase"] = json!(if ok { "Succeeded" } else { "Failed" });
@@ -1268,6 +1272,15 @@ impl Core {
             log,
             deadline,
             || self.alive(ns, name, uid),
+            || {
+                let grace = self
+                    .store
+                    .get(idx::pods(), ns, name)
+                    .ok()
+                    .and_then(|p| p.pointer("/metadata/deletionGracePeriodSeconds")?.as_f64())
+                    .unwrap_or(30.0);
+                self.delays.scaled(grace)
+            },
             self.shutdown.clone(),
         )
         .await

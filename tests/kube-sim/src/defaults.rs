@@ -111,6 +111,7 @@ pub fn on_create(kind: usize, obj: &mut Value) -> Result<(), ApiError> {
             invalid_value(&name, DNS1123_SUBDOMAIN_MSG),
         ));
     }
+    causes.extend(annotation_causes(obj));
     // Status written on create is discarded for kinds with a status subresource.
     if k.has_status
         && let Some(m) = obj.as_object_mut()
@@ -409,6 +410,39 @@ fn validate_network_policy(obj: &Value, causes: &mut Vec<(String, String)>) {
     }
 }
 
+/// The total size of an object's annotations (keys and values) is at most 256 KiB, for the
+/// object and for a workload's pod template (apimachinery `pkg/api/validation/objectmeta.go`,
+/// `TotalAnnotationSizeLimitB`, `ValidateAnnotationsSize`, reported as `field.TooLong`:
+/// `Too long: may not be more than 262144 bytes`).
+fn annotation_causes(obj: &Value) -> Vec<(String, String)> {
+    const LIMIT: usize = 256 * 1024;
+    let mut causes = Vec::new();
+    for (ptr, field) in [
+        ("/metadata/annotations", "metadata.annotations"),
+        (
+            "/spec/template/metadata/annotations",
+            "spec.template.metadata.annotations",
+        ),
+    ] {
+        let size: usize = obj
+            .pointer(ptr)
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+                    .sum()
+            })
+            .unwrap_or(0);
+        if size > LIMIT {
+            causes.push((
+                field.to_owned(),
+                format!("Too long: may not be more than {LIMIT} bytes"),
+            ));
+        }
+    }
+    causes
+}
+
 fn finish(
     k: &crate::kinds::KindInfo,
     name: &str,
@@ -464,6 +498,7 @@ pub fn on_update(kind: usize, cur: &Value, new: &mut Value) -> Result<(), ApiErr
             }
         }
     }
+    finish(k, name, annotation_causes(new))?;
     if kind == idx::namespaces() {
         new["spec"] = cur.get("spec").cloned().unwrap_or_else(|| json!({}));
     }
@@ -498,6 +533,9 @@ pub fn on_update(kind: usize, cur: &Value, new: &mut Value) -> Result<(), ApiErr
 }
 
 fn validate_pod_spec(spec: Option<&Value>, at: &str, causes: &mut Vec<(String, String)>) {
+    if let Some(spec) = spec {
+        validate_downward_api_volumes(spec, at, causes);
+    }
     let containers = spec
         .and_then(|s| s.get("containers"))
         .and_then(Value::as_array);
@@ -530,6 +568,104 @@ fn validate_pod_spec(spec: Option<&Value>, at: &str, causes: &mut Vec<(String, S
                         "Required value".into(),
                     ));
                 }
+            }
+        }
+    }
+}
+
+/// `downwardAPI` volume items (kubernetes `pkg/apis/core/validation/validation.go`,
+/// `validateDownwardAPIVolumeFile` and `validateObjectFieldSelector`; `fieldRef.apiVersion`
+/// defaults to `v1`): `path` a relative path without `..` (`validateLocalDescendingPath`);
+/// `fieldPath` one of the volume's expressions, or `metadata.annotations['KEY']` /
+/// `metadata.labels['KEY']`; a path the downward API has elsewhere (env only) is
+/// `Unsupported value`, an unknown one fails conversion (`pkg/apis/core/pods/helpers.go`,
+/// `ConvertDownwardAPIFieldLabel`: `field label not supported`, `field label does not support
+/// subscript`). Subscript keys are not checked.
+fn validate_downward_api_volumes(spec: &Value, at: &str, causes: &mut Vec<(String, String)>) {
+    const VOLUME: &[&str] = &[
+        "metadata.annotations",
+        "metadata.labels",
+        "metadata.name",
+        "metadata.namespace",
+        "metadata.uid",
+    ];
+    // ConvertDownwardAPIFieldLabel's other labels (the env's), `spec.host` read as `spec.nodeName`.
+    const ENV_ONLY: &[&str] = &[
+        "spec.nodeName",
+        "spec.restartPolicy",
+        "spec.serviceAccountName",
+        "spec.schedulerName",
+        "status.phase",
+        "status.hostIP",
+        "status.hostIPs",
+        "status.podIP",
+        "status.podIPs",
+        "spec.terminationGracePeriodSeconds",
+    ];
+    for (vi, v) in spec["volumes"].as_array().into_iter().flatten().enumerate() {
+        let Some(d) = v.get("downwardAPI") else {
+            continue;
+        };
+        for (ii, item) in d["items"].as_array().into_iter().flatten().enumerate() {
+            let here = format!("{at}.volumes[{vi}].downwardAPI.items[{ii}]");
+            let path = item["path"].as_str().unwrap_or_default();
+            if path.is_empty() {
+                causes.push((format!("{here}.path"), "Required value".into()));
+            } else if path.starts_with('/') {
+                causes.push((
+                    format!("{here}.path"),
+                    invalid_value(path, "must be a relative path"),
+                ));
+            } else if path.split('/').any(|p| p == "..") {
+                causes.push((
+                    format!("{here}.path"),
+                    invalid_value(path, "must not contain '..'"),
+                ));
+            }
+            let Some(fp) = item.pointer("/fieldRef/fieldPath").and_then(Value::as_str) else {
+                continue;
+            };
+            let at_fp = format!("{here}.fieldRef.fieldPath");
+            let subscripted = fp
+                .find("['")
+                .filter(|i| *i > 0 && fp.ends_with("']"))
+                .map(|i| &fp[..i]);
+            let converted = if fp == "spec.host" {
+                "spec.nodeName"
+            } else {
+                fp
+            };
+            match subscripted {
+                Some("metadata.annotations" | "metadata.labels") => {}
+                Some(_) => causes.push((
+                    at_fp,
+                    invalid_value(
+                        fp,
+                        &format!(
+                            "error converting fieldPath: field label does not support subscript: {fp}"
+                        ),
+                    ),
+                )),
+                None if VOLUME.contains(&fp) => {}
+                None if ENV_ONLY.contains(&converted) => {
+                    let fp = converted;
+                    let supported: Vec<String> =
+                        VOLUME.iter().map(|v| format!("\"{v}\"")).collect();
+                    causes.push((
+                        at_fp,
+                        format!(
+                            "Unsupported value: \"{fp}\": supported values: {}",
+                            supported.join(", ")
+                        ),
+                    ));
+                }
+                _ => causes.push((
+                    at_fp,
+                    invalid_value(
+                        fp,
+                        &format!("error converting fieldPath: field label not supported: {fp}"),
+                    ),
+                )),
             }
         }
     }

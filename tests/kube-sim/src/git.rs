@@ -15,8 +15,9 @@
 //!
 //! - CGI environment as `git-http-backend(1)` documents it: `GIT_PROJECT_ROOT`,
 //!   `GIT_HTTP_EXPORT_ALL`, `PATH_INFO`, `QUERY_STRING`, `REQUEST_METHOD`, `CONTENT_TYPE`,
-//!   `CONTENT_LENGTH`, `REMOTE_ADDR`, `REMOTE_USER` (the authenticated user), and the
-//!   `Git-Protocol` request header as `GIT_PROTOCOL`, without which the backend speaks
+//!   `CONTENT_LENGTH`, `REMOTE_ADDR`, `REMOTE_USER` (the authenticated user), the request's
+//!   headers as `HTTP_*` (RFC 3875 §4.1.18; not `Authorization`), and the `Git-Protocol`
+//!   header as `GIT_PROTOCOL` (and `HTTP_GIT_PROTOCOL`), without which the backend speaks
 //!   protocol v0, where a client can fetch only advertised refs' history and not an arbitrary
 //!   commit by id (`gitprotocol-v2(7)`: a v2 `want` "can be anything"). A request body sent
 //!   with `Content-Encoding: gzip` (git's client compresses large POSTs) is handed over as
@@ -31,7 +32,10 @@
 //!   simulator: [`crate::KubeSimBuilder::trusted_ca`]).
 //!
 //! Commits are made with the host's git, with a fixed author, committer and date, so a tree
-//! always gets the same commit id.
+//! always gets the same commit id. [`GitServer::create_repo`] and [`GitServer::commit`] block
+//! while git runs; a test that runs a *blocking* git client against the server needs a
+//! multi-threaded runtime (`#[tokio::test(flavor = "multi_thread")]`) so the server keeps
+//! serving meanwhile (the simulator's source pods run git asynchronously).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -415,6 +419,22 @@ async fn handle(st: &State, req: Request<Incoming>, remote: SocketAddr) -> Respo
     let git_protocol = header("git-protocol");
     let content_encoding = header("content-encoding");
     let content_type = header("content-type");
+    // Protocol-specific meta-variables (RFC 3875 §4.1.18): every request header as
+    // `HTTP_<NAME>`, except the ones CGI passes otherwise and `Authorization` (as Apache).
+    let http_vars: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .filter(|(k, _)| {
+            !matches!(
+                k.as_str(),
+                "authorization" | "content-type" | "content-length" | "proxy-authorization"
+            )
+        })
+        .filter_map(|(k, v)| {
+            let name = format!("HTTP_{}", k.as_str().to_ascii_uppercase().replace('-', "_"));
+            v.to_str().ok().map(|v| (name, v.to_owned()))
+        })
+        .collect();
     let authorized = match &st.token {
         None => true,
         Some(t) => {
@@ -482,11 +502,12 @@ async fn handle(st: &State, req: Request<Incoming>, remote: SocketAddr) -> Respo
     if let Some(t) = &content_type {
         cmd.env("CONTENT_TYPE", t);
     }
+    // `HTTP_GIT_PROTOCOL` (above) is what http-backend reads (`http-backend.c`: set as
+    // `GIT_PROTOCOL` unless already set); `GIT_PROTOCOL` as the `git-http-backend(1)` Apache
+    // example sets it. `HTTP_CONTENT_ENCODING: gzip` makes it inflate the body.
+    cmd.envs(http_vars);
     if let Some(p) = &git_protocol {
         cmd.env("GIT_PROTOCOL", p);
-    }
-    if let Some(e) = &content_encoding {
-        cmd.env("HTTP_CONTENT_ENCODING", e);
     }
     if st.token.is_some() {
         cmd.env("REMOTE_USER", "x-access-token");

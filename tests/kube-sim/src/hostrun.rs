@@ -22,10 +22,10 @@
 //! - output: stdout and stderr share one pipe, so the log keeps the order the process wrote
 //!   in; each line is a log line when written; the exit status is the container's (128+N for
 //!   a signal);
-//! - the child (its whole process group) is killed when the pod is deleted, when the
-//!   simulator stops, and at the pod's `activeDeadlineSeconds` (scaled like every spec
-//!   duration), which fails the pod with reason `DeadlineExceeded` as the kubelet's
-//!   `pkg/kubelet/active_deadline.go` does.
+//! - the child's process group gets `SIGTERM` when the pod is deleted, `SIGKILL` after the
+//!   (scaled) grace period; it is killed when the simulator stops, and at the pod's
+//!   `activeDeadlineSeconds` (scaled like every spec duration), which fails the pod with reason
+//!   `DeadlineExceeded` as the kubelet's `pkg/kubelet/active_deadline.go` does.
 //!
 //! Differences from the real image: the host's shell is dash, not busybox ash, and the host's
 //! git is whatever is installed (2.47 here; the image ships git 2.4x); the process runs as the
@@ -370,13 +370,16 @@ pub(crate) enum End {
     Gone,
 }
 
-/// Runs `prepared`, writing its output to `log` line by line; `alive()` is polled, and the
-/// process killed when it turns false or at `deadline`. Returns how it ended and the lines.
+/// Runs `prepared`, writing its output to `log` line by line; `alive()` is polled: when it
+/// turns false (the pod is being deleted) the process group gets `SIGTERM`, then `SIGKILL`
+/// after `grace()` (the kubelet's `killContainer`: the stop signal, the grace period, then a
+/// kill); at `deadline` it is killed. Returns how it ended and the lines.
 pub(crate) async fn run(
     prepared: Prepared,
     log: Arc<LogBuf>,
     deadline: Option<Instant>,
     alive: impl Fn() -> bool,
+    grace: impl Fn() -> Duration,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> (End, Vec<String>) {
     let spawned = (|| -> std::io::Result<_> {
@@ -425,11 +428,12 @@ pub(crate) async fn run(
         }
         all
     });
-    let kill = |pgid: Option<i32>| {
+    let signal = |pgid: Option<i32>, sig: rustix::process::Signal| {
         if let Some(p) = pgid.and_then(rustix::process::Pid::from_raw) {
-            let _ = rustix::process::kill_process_group(p, rustix::process::Signal::KILL);
+            let _ = rustix::process::kill_process_group(p, sig);
         }
     };
+    let kill = |pgid: Option<i32>| signal(pgid, rustix::process::Signal::KILL);
     let mut tick = tokio::time::interval(Duration::from_millis(25));
     let end = loop {
         tokio::select! {
@@ -449,8 +453,11 @@ pub(crate) async fn run(
             }
             _ = tick.tick() => {
                 if !alive() {
-                    kill(pgid);
-                    let _ = child.wait().await;
+                    signal(pgid, rustix::process::Signal::TERM);
+                    if tokio::time::timeout(grace(), child.wait()).await.is_err() {
+                        kill(pgid);
+                        let _ = child.wait().await;
+                    }
                     break End::Gone;
                 }
                 if deadline.is_some_and(|d| Instant::now() >= d) {

@@ -189,3 +189,96 @@ async fn a_dockerfilekey_without_its_local_fails_the_build() {
         "error: failed to solve: the Dockerfile cannot be empty"
     );
 }
+
+/// A Dockerfile annotation counts against the API server's 256 KiB limit on a pod template's
+/// annotations: a Job whose template carries more is refused with a 422.
+#[tokio::test]
+async fn a_dockerfile_annotation_over_256_kib_is_refused() {
+    let sim = KubeSim::builder()
+        .delays(Delays::zero())
+        .namespace(NS)
+        .start()
+        .await
+        .unwrap();
+    let jobs: Api<Job> = Api::namespaced(sim.client().unwrap(), NS);
+    let big = format!("FROM node:22\nRUN echo {}\n", "x".repeat(256 * 1024));
+    let err = jobs
+        .create(
+            &PostParams::default(),
+            &build_job("slipway-build-big-a1", &big, true),
+        )
+        .await
+        .unwrap_err();
+    let kube::Error::Api(status) = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(status.code, 422);
+    assert!(
+        status.message.contains(
+            "spec.template.metadata.annotations: Too long: may not be more than 262144 bytes"
+        ),
+        "{}",
+        status.message
+    );
+    // Just under the limit (with the AppArmor annotation) is accepted.
+    let fits = format!("FROM node:22\nRUN echo {}\n", "x".repeat(200 * 1024));
+    jobs.create(
+        &PostParams::default(),
+        &build_job("slipway-build-fits-a1", &fits, true),
+    )
+    .await
+    .unwrap();
+}
+
+/// The downwardAPI volume's items are validated as the apiserver does: a misspelt field path
+/// or an absolute item path is a 422, not an empty Dockerfile at run time.
+#[tokio::test]
+async fn downward_api_items_are_validated() {
+    let sim = KubeSim::builder()
+        .delays(Delays::zero())
+        .namespace(NS)
+        .start()
+        .await
+        .unwrap();
+    let jobs: Api<Job> = Api::namespaced(sim.client().unwrap(), NS);
+    let with_item = |name: &str, item: Value| {
+        let mut v = serde_json::to_value(build_job(name, DOCKERFILE, true)).unwrap();
+        v["spec"]["template"]["spec"]["volumes"][2]["downwardAPI"]["items"][0] = item;
+        serde_json::from_value::<Job>(v).unwrap()
+    };
+    for (name, item, cause) in [
+        (
+            "typo",
+            json!({"path": "Dockerfile", "fieldRef": {"fieldPath": "metadata.annotation['slipway.dev/dockerfile']"}}),
+            "spec.template.spec.volumes[2].downwardAPI.items[0].fieldRef.fieldPath: Invalid value: \"metadata.annotation['slipway.dev/dockerfile']\": error converting fieldPath: field label does not support subscript: metadata.annotation['slipway.dev/dockerfile']",
+        ),
+        (
+            "env-only",
+            json!({"path": "Dockerfile", "fieldRef": {"fieldPath": "status.podIP"}}),
+            "spec.template.spec.volumes[2].downwardAPI.items[0].fieldRef.fieldPath: Unsupported value: \"status.podIP\": supported values: \"metadata.annotations\", \"metadata.labels\", \"metadata.name\", \"metadata.namespace\", \"metadata.uid\"",
+        ),
+        (
+            "unknown",
+            json!({"path": "Dockerfile", "fieldRef": {"fieldPath": "metadata.generateName"}}),
+            "spec.template.spec.volumes[2].downwardAPI.items[0].fieldRef.fieldPath: Invalid value: \"metadata.generateName\": error converting fieldPath: field label not supported: metadata.generateName",
+        ),
+        (
+            "absolute",
+            json!({"path": "/Dockerfile", "fieldRef": {"fieldPath": "metadata.name"}}),
+            "spec.template.spec.volumes[2].downwardAPI.items[0].path: Invalid value: \"/Dockerfile\": must be a relative path",
+        ),
+    ] {
+        let err = jobs
+            .create(
+                &PostParams::default(),
+                &with_item(&format!("slipway-build-{name}"), item),
+            )
+            .await
+            .unwrap_err();
+        let kube::Error::Api(status) = err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(status.code, 422, "{name}");
+        assert!(status.message.contains(cause), "{name}: {}", status.message);
+    }
+}

@@ -334,6 +334,13 @@ async fn host_runs_end_with_their_pod() {
         .unwrap();
     assert_eq!(p["status"]["reason"], "DeadlineExceeded");
     assert_eq!(
+        p["status"]["message"],
+        "Pod was active on the node longer than the specified deadline"
+    );
+    assert!(sim.objects("events", Some(NS)).iter().any(|e| {
+        e["reason"] == "DeadlineExceeded" && e["involvedObject"]["name"] == "deadline"
+    }));
+    assert_eq!(
         p["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"],
         137
     );
