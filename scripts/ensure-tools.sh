@@ -67,6 +67,17 @@ if ! command -v promtool >/dev/null; then
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq prometheus >/dev/null
 fi
 
+# git (>= 2.36, for `ls-tree --format`), openssl and curl: the simulator runs the source Job's
+# script with the host's git against kube_sim::git::GitServer, a test git host whose TLS
+# certificates openssl makes (tests/kube-sim/src/git.rs); its tests talk to it with curl.
+for pkg in git openssl curl; do
+  if ! command -v "$pkg" >/dev/null; then
+    log "installing $pkg (Debian package)"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$pkg" >/dev/null
+  fi
+done
+
 # ShellCheck for scripts/e2e-cluster.sh and this script (`make e2e-check`).
 if ! command -v shellcheck >/dev/null; then
   log "installing shellcheck (Debian package)"
