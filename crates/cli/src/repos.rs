@@ -352,18 +352,10 @@ fn print_repository(out: &mut dyn Write, v: &Value, json_out: bool) -> Result<()
     }
     let mut shown = v.clone();
     shown["repository"] = json!(full_name(v));
-    let keys = [
-        "repository",
-        "enabled",
-        "mode",
-        "label",
-        "build_forks",
-        "source",
-        "build",
-        "launch",
-        "created_at",
-        "updated_at",
-    ];
+    let keys: Vec<&str> = std::iter::once("repository")
+        .chain(SETTINGS)
+        .chain(["created_at", "updated_at"])
+        .collect();
     Ok(output::fields(out, &shown, &keys)?)
 }
 

@@ -1001,7 +1001,7 @@ fn bytes(s: &str) -> Option<u64> {
         _ => (s, 1),
     };
     let n: f64 = num.parse().ok()?;
-    (n > 0.0).then(|| (n * mult as f64) as u64)
+    (n > 0.0).then_some((n * mult as f64) as u64)
 }
 
 fn resources(body: &Map, field: &str, s: &mut Service) -> Result<(), ComposeError> {

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Harness, NS, faulty_build};
+use common::{Harness, NS, faulty_build, namespace};
 use kube_sim::{BuildFault, FaultAction, FaultRule, PodInfo, PodScript};
 use serde_json::json;
 use slipway_core::JobState;
@@ -81,17 +81,6 @@ async fn create_secrets(h: &Harness) {
             .await
             .unwrap();
     }
-}
-
-async fn namespace(h: &Harness) {
-    let ns: kube::Api<k8s_openapi::api::core::v1::Namespace> =
-        kube::Api::all(h.sim.client().unwrap());
-    let _ = ns
-        .create(
-            &kube::api::PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": NS}})).unwrap(),
-        )
-        .await;
 }
 
 fn secret_free(text: &str) -> bool {
