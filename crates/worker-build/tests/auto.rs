@@ -267,3 +267,90 @@ async fn a_missing_commit_fails_for_good_with_gits_message_and_an_own_dockerfile
     );
     worker.stop().await;
 }
+
+#[tokio::test]
+async fn a_missing_git_secret_fails_the_auto_build_for_good_naming_it() {
+    let git = GitServer::start().await.unwrap();
+    let commit = git
+        .create_repo("org/app.git", &[("index.html", "<h1>hi</h1>")])
+        .unwrap();
+    let h = harness(&git).await;
+    let worker = h.start_worker(&["--mount-failure-secs", "1"]).await;
+    let id = enqueue_auto(
+        &h,
+        &git.url("org/app.git"),
+        &commit,
+        json!({"secrets": {"git": "git-token"}}),
+    )
+    .await;
+    let job = h.wait_state(id, JobState::Failed, 30).await;
+    assert_eq!(job.attempts, 1);
+    let error = job.error.unwrap();
+    assert!(
+        error.contains("the source pod cannot start")
+            && error.contains("Secret \"git-token\"")
+            && error.contains("not found"),
+        "{error}"
+    );
+    assert!(
+        h.sim.requests().iter().all(|r| !(r.resource == "jobs"
+            && r.verb == "create"
+            && r.body.contains("slipway-build-"))),
+        "no build Job"
+    );
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn a_cancel_while_the_repository_is_read_deletes_the_source_job_and_builds_nothing() {
+    let git = GitServer::start().await.unwrap();
+    let commit = git
+        .create_repo("org/app.git", &[("index.html", "<h1>hi</h1>")])
+        .unwrap();
+    let ca = git.ca_pem_path();
+    // The source pod hangs (a git host that never answers); builds run as usual.
+    let h = Harness::with_sim(
+        Some(Box::new(|pod: &kube_sim::PodInfo| {
+            if pod
+                .job_name
+                .as_deref()
+                .is_some_and(|n| n.starts_with("slipway-source-"))
+            {
+                kube_sim::PodScript::run_forever().log("hanging")
+            } else {
+                common::default_build(pod)
+            }
+        })),
+        move |b| b.trusted_ca(ca),
+    )
+    .await;
+    let worker = h.start_worker(&[]).await;
+    let id = enqueue_auto(&h, &git.url("org/app.git"), &commit, json!({})).await;
+    let source = source_job_name(id, 1);
+    slipway_shared::testing::eventually(
+        std::time::Duration::from_secs(20),
+        "the source Job",
+        || async { h.sim.object("jobs", NS, &source).map(|_| ()) },
+    )
+    .await;
+    assert!(
+        h.store
+            .cancel_job(id, JobState::Cancelled, "cancelled by operator")
+            .await
+            .unwrap()
+    );
+    h.queue
+        .cancel(JobKind::Build, &id.to_string(), "cancelled by operator")
+        .await
+        .unwrap();
+    h.sim
+        .wait_for_gone("jobs", NS, &source, std::time::Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(
+        h.store.get_job(id).await.unwrap().unwrap().state,
+        JobState::Cancelled
+    );
+    assert!(h.sim.object("jobs", NS, &build_job_name(id, 1)).is_none());
+    worker.stop().await;
+}
