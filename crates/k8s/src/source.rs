@@ -13,7 +13,14 @@
 /// end`. It touches the filesystem only through `$HOME` and `$SLIPWAY_GIT_TOKEN_FILE`. The token
 /// goes to git as BuildKit's git source sends it (an `Authorization: Basic` header of
 /// `x-access-token:<token>`, moby/buildkit `source/git/source.go`), in the pod's own git config,
-/// never on a command line.
+/// never on a command line. The fetch is a shallow partial clone (`--depth=1
+/// --filter=blob:none`, the remote marked a promisor): it brings the commit's trees, and git
+/// fetches the files wanted in one more request, as its own on-demand fetch of missing objects
+/// does (`promisor-remote.c`, `fetch_objects`: `-c fetch.negotiationAlgorithm=noop fetch
+/// <remote> --no-tags --no-write-fetch-head --recurse-submodules=no --filter=blob:none
+/// --stdin`). A large repository costs its trees and the few manifests, not its whole content
+/// (git's `partial-clone` documentation); a server that does not allow filters sends the blobs
+/// with the commit, which works the same.
 pub const SOURCE_SCRIPT: &str = r#"set -eu
 url=$1 commit=$2 sub=$3
 shift 3
@@ -23,9 +30,23 @@ if [ -n "${SLIPWAY_GIT_TOKEN_FILE:-}" ]; then
   auth=$(printf 'x-access-token:%s' "$(cat "$SLIPWAY_GIT_TOKEN_FILE")" | base64 | tr -d '\n')
   git config http.extraHeader "Authorization: Basic $auth"
 fi
-git fetch -q --depth=1 --no-tags "$url" "$commit"
+git remote add origin "$url"
+git config remote.origin.promisor true
+git config remote.origin.partialclonefilter blob:none
+git fetch -q --depth=1 --no-tags --filter=blob:none origin "$commit"
 echo "slipway-source commit $(git rev-parse FETCH_HEAD)"
 git ls-tree --format='slipway-source entry %(objecttype) %(path)' "FETCH_HEAD:$sub"
+oids=
+for f in "$@"; do
+  if oid=$(git rev-parse -q --verify "FETCH_HEAD:${sub:+$sub/}$f"); then
+    oids="$oids$oid
+"
+  fi
+done
+if [ -n "$oids" ]; then
+  printf '%s' "$oids" | git -c fetch.negotiationAlgorithm=noop fetch -q origin --no-tags \
+    --no-write-fetch-head --recurse-submodules=no --filter=blob:none --stdin
+fi
 for f in "$@"; do
   obj="FETCH_HEAD:${sub:+$sub/}$f"
   if [ "$(git cat-file -t "$obj" 2>/dev/null || true)" = blob ]; then

@@ -323,6 +323,12 @@ impl GitServer {
             .git()
             .args(["init", "-q", "--bare", "-b", "main"])
             .arg(&bare))?;
+        // Partial clones (`--filter=blob:none`), as GitHub and GitLab allow them
+        // (git-config(1), `uploadpack.allowFilter`).
+        run(self
+            .git()
+            .env("GIT_DIR", &bare)
+            .args(["config", "uploadpack.allowFilter", "true"]))?;
         self.commit(path, files)
     }
 
