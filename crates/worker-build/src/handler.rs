@@ -921,13 +921,17 @@ impl BuildHandler {
             Ok(Ended::Pod(end)) => match classify_end(&end, &tail) {
                 BuildVerdict::Succeeded { message } => parse_build_metadata(&message)
                     .map(|meta| {
-                        json!({
+                        let mut result = json!({
                             "image": build.image_reference(&self.settings.registry_push),
                             "digest": meta.digest,
                             "pull": format!("{}@{}", build.image_reference(&self.settings.registry_pull), meta.digest),
                             "build_job": name,
-                            "detected": detected,
-                        })
+                        });
+                        // What an `auto` build detected (absent for the repository's Dockerfile).
+                        if let Some(d) = detected.take() {
+                            result["detected"] = d;
+                        }
+                        result
                     })
                     .map_err(|e| JobError::permanent(format!("the build ended but {e}"))),
                 BuildVerdict::BuildFailed { exit_code } => Err(JobError::permanent(

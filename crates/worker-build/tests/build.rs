@@ -39,6 +39,10 @@ async fn a_build_succeeds_with_its_digest_and_complete_ordered_logs() {
     );
     let name = build_job_name(id, 1);
     assert_eq!(result["build_job"], name);
+    assert!(
+        result.get("detected").is_none(),
+        "only an auto build says what it detected: {result}"
+    );
 
     // The digest is the simulator's, derived from the container's args.
     let create = h
