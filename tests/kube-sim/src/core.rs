@@ -13,6 +13,8 @@ use crate::faults::{Faults, Recorder};
 use crate::kinds::{KINDS, idx};
 use crate::logs::Logs;
 use crate::script::{Delays, Outcome, Override, PodInfo, PodScript, Script};
+mod statefulset;
+
 use crate::store::{
     DeleteOpts, EventType, Part, Propagation, Store, now_rfc3339, owner_refs, random_suffix,
 };
@@ -145,6 +147,17 @@ struct CtlState {
     deploy_keys: HashMap<String, (String, String)>,
     /// ReplicaSets whose pod creation failed, retried after a pause: uid -> (ns, name, when).
     rs_retry: HashMap<String, (String, String, Instant)>,
+    /// StatefulSets to sync again at a time (failed creates, minReadySeconds): uid -> (ns,
+    /// name, when).
+    sts_retry: HashMap<String, (String, String, Instant)>,
+    /// StatefulSet revisions' templates (the ControllerRevisions): "ns/revision" -> template.
+    sts_revisions: HashMap<String, Value>,
+    /// When each StatefulSet pod was first seen Running and Ready (minReadySeconds).
+    sts_ready_since: HashMap<String, Instant>,
+    /// Claims the PersistentVolume controller has looked at.
+    claims_seen: HashSet<String>,
+    /// Claims being provisioned: uid -> (ns, name, bound at).
+    claims_pending: HashMap<String, (String, String, Instant)>,
     /// Certificates of the cert-manager model still being issued: (ns, name).
     pending_certs: HashSet<(String, String)>,
 }
@@ -417,6 +430,8 @@ impl Core {
             idx::jobs(),
             idx::replicasets(),
             idx::deployments(),
+            statefulset::statefulsets(),
+            statefulset::claims(),
         ] {
             for o in self.store.all(kind, None) {
                 self.on_event(st, kind, EventType::Modified, &o, None);
@@ -443,6 +458,16 @@ impl Core {
             if kind == idx::pods() {
                 st.pods_running.remove(&uid);
                 self.logs.drop_pod(&uid);
+            }
+            if kind == statefulset::claims() {
+                st.claims_seen.remove(&uid);
+                st.claims_pending.remove(&uid);
+            }
+            if kind == statefulset::statefulsets() {
+                st.sts_retry.remove(&uid);
+            }
+            if kind == idx::pods() {
+                st.sts_ready_since.remove(&uid);
             }
             if kind == idx::jobs() {
                 st.job_started.remove(&uid);
@@ -511,6 +536,13 @@ impl Core {
             if let Some(rs) = owner_of_kind(obj, "ReplicaSet") {
                 self.reconcile_rs(st, &ns, &rs);
             }
+            if let Some(set) = owner_of_kind(obj, "StatefulSet") {
+                self.reconcile_sts(st, &ns, &set);
+            }
+        } else if kind == statefulset::statefulsets() && et != EventType::Deleted {
+            self.reconcile_sts(st, &ns, &name);
+        } else if kind == statefulset::claims() && et != EventType::Deleted {
+            self.on_claim(st, obj);
         } else if kind == idx::jobs() && et != EventType::Deleted {
             self.reconcile_job(st, &ns, &name);
         } else if kind == idx::replicasets() && et != EventType::Deleted {
@@ -585,6 +617,18 @@ impl Core {
             st.rs_retry.retain(|_, (n, m, _)| !(n == &ns && m == &name));
             self.reconcile_rs(st, &ns, &name);
         }
+        let due: Vec<(String, String)> = st
+            .sts_retry
+            .values()
+            .filter(|(_, _, at)| *at <= now)
+            .map(|(n, m, _)| (n.clone(), m.clone()))
+            .collect();
+        for (ns, name) in due {
+            st.sts_retry
+                .retain(|_, (n, m, _)| !(n == &ns && m == &name));
+            self.reconcile_sts(st, &ns, &name);
+        }
+        self.bind_due_claims(st);
         self.issue_certificates(st);
         for ns in st.terminating_ns.clone() {
             self.reconcile_namespace(st, &ns);
@@ -895,6 +939,53 @@ impl Core {
                 "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.",
                 "default-scheduler");
             return;
+        }
+        // VolumeBinding PreFilter: a pod whose claims are missing or unbound is
+        // UnschedulableAndUnresolvable; it is retried once its claims are Bound.
+        let mut changes = self.store.subscribe();
+        let mut reported: Option<String> = None;
+        loop {
+            let Ok(cur) = self.store.get(idx::pods(), &ns, &name) else {
+                return;
+            };
+            if s(&cur, "/metadata/uid") != uid || deleting(&cur) {
+                return;
+            }
+            let Some(why) = self.unbound_claims(&cur) else {
+                break;
+            };
+            if reported.as_deref() != Some(why.as_str()) {
+                // schedule_one.go FitError: "0/N nodes are available: <PreFilter reason>."
+                // plus the preemption post-filter's verdict.
+                let msg = format!(
+                    "0/1 nodes are available: {why}. preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."
+                );
+                self.set_pod_status(&ns, &name, &uid, |p| {
+                    set_condition(
+                        p,
+                        condition("PodScheduled", false, "Unschedulable", &msg),
+                        true,
+                    );
+                });
+                self.event(
+                    &pod,
+                    "Warning",
+                    "FailedScheduling",
+                    &msg,
+                    "default-scheduler",
+                );
+                reported = Some(why);
+            }
+            tokio::select! {
+                r = changes.changed() => if r.is_err() { return },
+                () = self.shutdown.cancelled() => return,
+            }
+        }
+        if reported.is_some() {
+            self.set_pod_status(&ns, &name, &uid, |p| {
+                set_condition(p, condition("PodScheduled", true, "", ""), false);
+                clean_conditions(p);
+            });
         }
         let _ = self.store.mutate(idx::pods(), &ns, &name, Part::Main, |p| {
             p["spec"]["nodeName"] = json!("kube-sim-node");

@@ -262,9 +262,30 @@ pub fn on_create(kind: usize, obj: &mut Value) -> Result<(), ApiError> {
                     }
                 }
             }
+            if k.plural == "statefulsets" {
+                default_statefulset(spec, &mut causes);
+            }
             if let Some(ps) = spec.pointer_mut("/template/spec") {
                 default_pod_spec(ps);
             }
+        }
+        "persistentvolumeclaims" => {
+            let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) else {
+                causes.push((
+                    "spec.accessModes".into(),
+                    "Required value: at least 1 access mode is required".into(),
+                ));
+                return finish(k, &name, causes);
+            };
+            default_claim_spec(spec, "spec", &mut causes);
+            // DefaultStorageClass admission (plugin/pkg/admission/storage/storageclass/setdefault):
+            // a claim without `storageClassName` gets the cluster's default class, the one
+            // minikube's storage-provisioner addon installs.
+            if spec.get("storageClassName").is_none_or(Value::is_null) {
+                spec["storageClassName"] = json!(DEFAULT_STORAGE_CLASS);
+            }
+            // SetDefaults_PersistentVolumeClaim (pkg/apis/core/v1/defaults.go).
+            obj["status"] = json!({"phase": "Pending"});
         }
         "secrets" => {
             merge_string_data(obj);
@@ -455,6 +476,193 @@ fn finish(
     }
 }
 
+/// The default StorageClass: minikube's `storage-provisioner` addon installs `standard`
+/// (`deploy/addons/storageclass/storageclass.yaml.tmpl` in kubernetes/minikube), annotated
+/// `storageclass.kubernetes.io/is-default-class: "true"`, provisioner `k8s.io/minikube-hostpath`,
+/// `volumeBindingMode: Immediate`, `reclaimPolicy: Delete`.
+pub const DEFAULT_STORAGE_CLASS: &str = "standard";
+/// Its provisioner.
+pub const DEFAULT_PROVISIONER: &str = "k8s.io/minikube-hostpath";
+
+/// SetDefaults_StatefulSet (pkg/apis/apps/v1/defaults.go) and the parts of
+/// ValidateStatefulSetSpec (pkg/apis/apps/validation/validation.go) a client can trip on.
+fn default_statefulset(spec: &mut Value, causes: &mut Vec<(String, String)>) {
+    match spec.get("podManagementPolicy").and_then(Value::as_str) {
+        None | Some("") => spec["podManagementPolicy"] = json!("OrderedReady"),
+        Some("OrderedReady" | "Parallel") => {}
+        Some(other) => causes.push((
+            "spec.podManagementPolicy".into(),
+            format!("Invalid value: \"{other}\": must be 'OrderedReady' or 'Parallel'"),
+        )),
+    }
+    if !spec.get("updateStrategy").is_some_and(Value::is_object) {
+        spec["updateStrategy"] = json!({});
+    }
+    let us = &mut spec["updateStrategy"];
+    if us
+        .get("type")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        us["type"] = json!("RollingUpdate");
+    }
+    match us["type"].as_str().unwrap_or_default() {
+        "RollingUpdate" => {
+            if !us.get("rollingUpdate").is_some_and(Value::is_object) {
+                us["rollingUpdate"] = json!({});
+            }
+            if us["rollingUpdate"]
+                .get("partition")
+                .is_none_or(Value::is_null)
+            {
+                us["rollingUpdate"]["partition"] = json!(0);
+            }
+            if us["rollingUpdate"]["partition"].as_i64().unwrap_or(0) < 0 {
+                causes.push((
+                    "spec.updateStrategy.rollingUpdate.partition".into(),
+                    format!(
+                        "Invalid value: {}: must be greater than or equal to 0",
+                        us["rollingUpdate"]["partition"]
+                    ),
+                ));
+            }
+        }
+        "OnDelete" => {
+            if us.get("rollingUpdate").is_some_and(|r| !r.is_null()) {
+                causes.push((
+                    "spec.updateStrategy.rollingUpdate".into(),
+                    "Invalid value: \"null\": only allowed for updateStrategy 'RollingUpdate'"
+                        .into(),
+                ));
+            }
+        }
+        other => causes.push((
+            "spec.updateStrategy".into(),
+            format!("Invalid value: \"{other}\": must be 'RollingUpdate' or 'OnDelete'"),
+        )),
+    }
+    if spec.get("revisionHistoryLimit").is_none() {
+        spec["revisionHistoryLimit"] = json!(10);
+    }
+    // StatefulSetAutoDeletePVC (beta, on by default since 1.27; GA 1.32): Retain/Retain.
+    if !spec
+        .get("persistentVolumeClaimRetentionPolicy")
+        .is_some_and(Value::is_object)
+    {
+        spec["persistentVolumeClaimRetentionPolicy"] = json!({});
+    }
+    for f in ["whenDeleted", "whenScaled"] {
+        let p = &mut spec["persistentVolumeClaimRetentionPolicy"];
+        match p.get(f).and_then(Value::as_str) {
+            None | Some("") => p[f] = json!("Retain"),
+            Some("Retain" | "Delete") => {}
+            Some(other) => causes.push((
+                format!("spec.persistentVolumeClaimRetentionPolicy.{f}"),
+                format!("Unsupported value: \"{other}\": supported values: \"Retain\", \"Delete\""),
+            )),
+        }
+    }
+    if i64_at(spec, "/replicas") < 0 {
+        causes.push((
+            "spec.replicas".into(),
+            format!(
+                "Invalid value: {}: must be greater than or equal to 0",
+                spec["replicas"]
+            ),
+        ));
+    }
+    let restart = spec
+        .pointer("/template/spec/restartPolicy")
+        .and_then(Value::as_str)
+        .unwrap_or("Always");
+    if restart != "Always" {
+        causes.push((
+            "spec.template.spec.restartPolicy".into(),
+            format!("Unsupported value: \"{restart}\": supported values: \"Always\""),
+        ));
+    }
+    if spec
+        .pointer("/template/spec/activeDeadlineSeconds")
+        .is_some_and(|v| !v.is_null())
+    {
+        causes.push((
+            "spec.template.spec.activeDeadlineSeconds".into(),
+            format!(
+                "Invalid value: {}: must not be specified",
+                spec["template"]["spec"]["activeDeadlineSeconds"]
+            ),
+        ));
+    }
+    // The claims a StatefulSet creates are validated as PersistentVolumeClaims are; the sim
+    // refuses an invalid template at create (stricter than a FailedCreate at sync time).
+    if let Some(tpls) = spec
+        .get_mut("volumeClaimTemplates")
+        .and_then(Value::as_array_mut)
+    {
+        for (n, t) in tpls.iter_mut().enumerate() {
+            let at = format!("spec.volumeClaimTemplates[{n}]");
+            if t.pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
+                causes.push((
+                    format!("{at}.metadata.name"),
+                    "Required value: name or generateName is required".into(),
+                ));
+            }
+            if !t.get("spec").is_some_and(Value::is_object) {
+                t["spec"] = json!({});
+            }
+            default_claim_spec(&mut t["spec"], &format!("{at}.spec"), causes);
+        }
+    }
+}
+
+fn i64_at(v: &Value, ptr: &str) -> i64 {
+    v.pointer(ptr).and_then(Value::as_i64).unwrap_or_default()
+}
+
+/// ValidatePersistentVolumeClaimSpec (pkg/apis/core/validation/validation.go): at least one
+/// access mode, a storage request; SetDefaults_PersistentVolumeClaimSpec: `volumeMode:
+/// Filesystem`.
+fn default_claim_spec(spec: &mut Value, at: &str, causes: &mut Vec<(String, String)>) {
+    let modes = spec.get("accessModes").and_then(Value::as_array);
+    if modes.is_none_or(Vec::is_empty) {
+        causes.push((
+            format!("{at}.accessModes"),
+            "Required value: at least 1 access mode is required".into(),
+        ));
+    }
+    for m in modes.into_iter().flatten() {
+        let m = m.as_str().unwrap_or_default();
+        if !matches!(
+            m,
+            "ReadWriteOnce" | "ReadOnlyMany" | "ReadWriteMany" | "ReadWriteOncePod"
+        ) {
+            causes.push((format!("{at}.accessModes"), format!("Unsupported value: \"{m}\": supported values: \"ReadOnlyMany\", \"ReadWriteMany\", \"ReadWriteOnce\", \"ReadWriteOncePod\"")));
+        }
+    }
+    let storage = spec.pointer("/resources/requests/storage");
+    match storage {
+        None => causes.push((format!("{at}.resources[storage]"), "Required value".into())),
+        Some(q) => {
+            let text = q.as_str().map_or_else(|| q.to_string(), String::from);
+            let bytes = q
+                .as_u64()
+                .or_else(|| crate::metrics::quantity(&json!(text), false));
+            if bytes.is_none_or(|v| v == 0) {
+                causes.push((
+                    format!("{at}.resources[storage]"),
+                    format!("Invalid value: \"{text}\": must be greater than zero"),
+                ));
+            }
+        }
+    }
+    if spec.get("volumeMode").is_none_or(Value::is_null) {
+        spec["volumeMode"] = json!("Filesystem");
+    }
+}
+
 /// Update-time validation of immutable fields.
 /// A Secret's `stringData` is write-only: the API server merges it into `data` (base64 on the
 /// wire), overwriting keys of the same name, and never returns it
@@ -499,6 +707,58 @@ pub fn on_update(kind: usize, cur: &Value, new: &mut Value) -> Result<(), ApiErr
         }
     }
     finish(k, name, annotation_causes(new))?;
+    if k.plural == "statefulsets" {
+        // ValidateStatefulSetUpdate (pkg/apis/apps/validation/validation.go): only these spec
+        // fields may change.
+        let strip = |v: &Value| {
+            let mut s = v.get("spec").cloned().unwrap_or_else(|| json!({}));
+            if let Some(m) = s.as_object_mut() {
+                for f in [
+                    "replicas",
+                    "ordinals",
+                    "template",
+                    "updateStrategy",
+                    "persistentVolumeClaimRetentionPolicy",
+                    "minReadySeconds",
+                ] {
+                    m.remove(f);
+                }
+            }
+            s
+        };
+        let mut next = new.clone();
+        if let Some(spec) = next.get_mut("spec").filter(|s| s.is_object()) {
+            // The update is defaulted before it is validated.
+            let mut ignored = Vec::new();
+            default_statefulset(spec, &mut ignored);
+        }
+        if strip(cur) != strip(&next) {
+            return finish(k, name, vec![("spec".into(), "Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden".into())]);
+        }
+    }
+    if k.plural == "persistentvolumeclaims"
+        && let (Some(a), Some(b)) = (cur.get("spec"), new.get("spec"))
+    {
+        // ValidatePersistentVolumeClaimUpdate: only a larger storage request (expansion), and
+        // `volumeAttributesClassName`, may change; the sim refuses every other change.
+        let strip = |v: &Value| {
+            let mut v = v.clone();
+            if let Some(m) = v
+                .pointer_mut("/resources/requests")
+                .and_then(Value::as_object_mut)
+            {
+                m.remove("storage");
+            }
+            if let Some(m) = v.as_object_mut() {
+                m.remove("volumeAttributesClassName");
+                m.remove("volumeName");
+            }
+            v
+        };
+        if strip(a) != strip(b) {
+            return finish(k, name, vec![("spec".into(), "Forbidden: spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims".into())]);
+        }
+    }
     if kind == idx::namespaces() {
         new["spec"] = cur.get("spec").cloned().unwrap_or_else(|| json!({}));
     }

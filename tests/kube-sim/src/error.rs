@@ -95,10 +95,17 @@ impl ApiError {
         } else {
             format!("[{}]", msgs.join(", "))
         };
+        // apimachinery errors.NewInvalid: the qualified kind (`StatefulSet.apps`; a core
+        // kind unqualified).
+        let qualified = if k.group.is_empty() {
+            k.kind.to_string()
+        } else {
+            format!("{}.{}", k.kind, k.group)
+        };
         let mut e = Self::new(
             422,
             "Invalid",
-            format!("{} \"{name}\" is invalid: {msg}", k.kind),
+            format!("{qualified} \"{name}\" is invalid: {msg}"),
         );
         let causes: Vec<Value> = causes
             .iter()
