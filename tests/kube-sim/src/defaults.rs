@@ -477,9 +477,9 @@ fn finish(
 }
 
 /// The default StorageClass: minikube's `storage-provisioner` addon installs `standard`
-/// (`deploy/addons/storageclass/storageclass.yaml.tmpl` in kubernetes/minikube), annotated
-/// `storageclass.kubernetes.io/is-default-class: "true"`, provisioner `k8s.io/minikube-hostpath`,
-/// `volumeBindingMode: Immediate`, `reclaimPolicy: Delete`.
+/// (`deploy/addons/storageclass/storageclass.yaml` in kubernetes/minikube), annotated
+/// `storageclass.beta.kubernetes.io/is-default-class: "true"`, provisioner
+/// `k8s.io/minikube-hostpath`, no `volumeBindingMode` (so `Immediate`).
 pub const DEFAULT_STORAGE_CLASS: &str = "standard";
 /// Its provisioner.
 pub const DEFAULT_PROVISIONER: &str = "k8s.io/minikube-hostpath";
