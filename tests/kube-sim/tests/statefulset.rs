@@ -613,3 +613,90 @@ async fn validation_of_statefulsets_and_claims() {
         "{msg}"
     );
 }
+
+#[tokio::test]
+async fn a_deleted_pod_comes_back_on_its_claim_and_partition_holds_lower_ordinals() {
+    let sim = KubeSim::builder()
+        .delays(Delays {
+            pod_start: Duration::from_millis(30),
+            ..Delays::zero()
+        })
+        .start()
+        .await
+        .unwrap();
+    let client = sim.client().unwrap();
+    let sets: Api<StatefulSet> = Api::default_namespaced(client.clone());
+    sets.create(&PostParams::default(), &sts("db", 3, json!({})))
+        .await
+        .unwrap();
+    sim.wait_for_object("statefulsets", "default", "db", T, rollout_done)
+        .await
+        .unwrap();
+    let claim_uid = sim
+        .object("persistentvolumeclaims", "default", "data-db-1")
+        .unwrap()["metadata"]["uid"]
+        .clone();
+    let pod_uid = sim.object("pods", "default", "db-1").unwrap()["metadata"]["uid"].clone();
+
+    // The pod is made again under the same name, on the same claim.
+    let pods: Api<Pod> = Api::default_namespaced(client);
+    pods.delete("db-1", &DeleteParams::default()).await.unwrap();
+    let p = sim
+        .wait_for_object("pods", "default", "db-1", T, |p| {
+            p["metadata"]["uid"] != pod_uid && ready(p)
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        p["spec"]["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "data")
+            .unwrap()["persistentVolumeClaim"]["claimName"],
+        "data-db-1"
+    );
+    assert_eq!(
+        sim.object("persistentvolumeclaims", "default", "data-db-1")
+            .unwrap()["metadata"]["uid"],
+        claim_uid
+    );
+    assert_eq!(
+        sim.objects("persistentvolumeclaims", Some("default")).len(),
+        3
+    );
+
+    // partition: 2 updates only ordinal 2; the rollout is complete for kubectl then, while
+    // the current revision stays the old one.
+    let old = sim.object("statefulsets", "default", "db").unwrap();
+    let old_rev = old["status"]["currentRevision"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    sets.patch(
+        "db",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {
+            "updateStrategy": {"rollingUpdate": {"partition": 2}},
+            "template": {"spec": {"containers": [{"name": "db", "image": "postgres:17",
+                "volumeMounts": [{"name": "data", "mountPath": "/var/lib/postgresql/data"}]}]}}}})),
+    )
+    .await
+    .unwrap();
+    let o = sim
+        .wait_for_object("statefulsets", "default", "db", T, |o| {
+            i(o, "/metadata/generation") == 2 && rollout_done(o)
+        })
+        .await
+        .unwrap();
+    assert_eq!(i(&o, "/status/updatedReplicas"), 1);
+    assert_eq!(i(&o, "/status/currentReplicas"), 2);
+    assert_eq!(o["status"]["currentRevision"], old_rev.as_str());
+    let image = |n: i64| {
+        sim.object("pods", "default", &format!("db-{n}")).unwrap()["spec"]["containers"][0]["image"]
+            .clone()
+    };
+    assert_eq!(image(2), "postgres:17");
+    assert_eq!(image(1), "postgres:16");
+    assert_eq!(image(0), "postgres:16");
+}
