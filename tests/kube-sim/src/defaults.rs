@@ -683,7 +683,12 @@ fn merge_string_data(obj: &mut Value) {
     }
 }
 
-pub fn on_update(kind: usize, cur: &Value, new: &mut Value) -> Result<(), ApiError> {
+pub fn on_update(
+    kind: usize,
+    cur: &Value,
+    new: &mut Value,
+    kube_minor: u32,
+) -> Result<(), ApiError> {
     let k = &KINDS[kind];
     if k.plural == "secrets" {
         merge_string_data(new);
@@ -709,7 +714,9 @@ pub fn on_update(kind: usize, cur: &Value, new: &mut Value) -> Result<(), ApiErr
     finish(k, name, annotation_causes(new))?;
     if k.plural == "statefulsets" {
         // ValidateStatefulSetUpdate (pkg/apis/apps/validation/validation.go): only these spec
-        // fields may change.
+        // fields may change; 1.34 made `revisionHistoryLimit` mutable too (the message names it
+        // from then on).
+        let history_mutable = kube_minor >= 34;
         let strip = |v: &Value| {
             let mut s = v.get("spec").cloned().unwrap_or_else(|| json!({}));
             if let Some(m) = s.as_object_mut() {
@@ -723,6 +730,9 @@ pub fn on_update(kind: usize, cur: &Value, new: &mut Value) -> Result<(), ApiErr
                 ] {
                     m.remove(f);
                 }
+                if history_mutable {
+                    m.remove("revisionHistoryLimit");
+                }
             }
             s
         };
@@ -733,7 +743,21 @@ pub fn on_update(kind: usize, cur: &Value, new: &mut Value) -> Result<(), ApiErr
             default_statefulset(spec, &mut ignored);
         }
         if strip(cur) != strip(&next) {
-            return finish(k, name, vec![("spec".into(), "Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden".into())]);
+            let fields = if history_mutable {
+                "'replicas', 'ordinals', 'template', 'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds'"
+            } else {
+                "'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds'"
+            };
+            return finish(
+                k,
+                name,
+                vec![(
+                    "spec".into(),
+                    format!(
+                        "Forbidden: updates to statefulset spec for fields other than {fields} are forbidden"
+                    ),
+                )],
+            );
         }
     }
     if k.plural == "persistentvolumeclaims"

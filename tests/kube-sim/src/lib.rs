@@ -213,6 +213,7 @@ impl KubeSimBuilder {
             trusted_ca: self.trusted_ca,
         });
         core.store.force_namespace_labels(self.forced_ns_labels);
+        core.store.set_kube_minor(self.kube_version.minor);
         let extra = self.namespaces.iter().map(String::as_str);
         for ns in ["default", "kube-system", "kube-public"]
             .into_iter()

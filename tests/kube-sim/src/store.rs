@@ -183,6 +183,8 @@ pub struct Store {
     /// Labels a mutating admission policy sets on every namespace (see
     /// [`Store::force_namespace_labels`]).
     forced_ns_labels: Mutex<Vec<(String, String)>>,
+    /// The minor Kubernetes version played, for version-dependent validation.
+    kube_minor: std::sync::atomic::AtomicU32,
 }
 
 /// RFC 3339 timestamp with second precision, as `metav1.Time` serializes.
@@ -234,7 +236,14 @@ impl Store {
             }),
             notify,
             forced_ns_labels: Mutex::new(Vec::new()),
+            kube_minor: std::sync::atomic::AtomicU32::new(33),
         }
+    }
+
+    /// The minor Kubernetes version whose validation rules apply (default 33).
+    pub fn set_kube_minor(&self, minor: u32) {
+        self.kube_minor
+            .store(minor, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Models a mutating admission policy (a Kyverno `mutate` rule, a MutatingAdmissionPolicy)
@@ -722,7 +731,12 @@ impl Store {
                     meta.insert("managedFields".into(), mf.clone());
                 }
                 self.apply_forced_ns_labels(kind, &mut obj);
-                defaults::on_update(kind, &cur, &mut obj)?;
+                defaults::on_update(
+                    kind,
+                    &cur,
+                    &mut obj,
+                    self.kube_minor.load(std::sync::atomic::Ordering::Relaxed),
+                )?;
                 obj
             }
         };

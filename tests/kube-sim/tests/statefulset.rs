@@ -700,3 +700,45 @@ async fn a_deleted_pod_comes_back_on_its_claim_and_partition_holds_lower_ordinal
     assert_eq!(image(1), "postgres:16");
     assert_eq!(image(0), "postgres:16");
 }
+
+/// 1.34 lets `revisionHistoryLimit` change and names it in the refusal; 1.33 refuses it.
+#[tokio::test]
+async fn revision_history_limit_is_mutable_from_1_34() {
+    for (version, allowed) in [("1.33", false), ("1.34", true)] {
+        let sim = KubeSim::builder()
+            .delays(Delays::zero())
+            .kube_version(version.parse().unwrap())
+            .start()
+            .await
+            .unwrap();
+        let sets: Api<StatefulSet> = Api::default_namespaced(sim.client().unwrap());
+        sets.create(&PostParams::default(), &sts("c", 1, json!({})))
+            .await
+            .unwrap();
+        let r = sets
+            .patch(
+                "c",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"revisionHistoryLimit": 3}})),
+            )
+            .await;
+        assert_eq!(r.is_ok(), allowed, "{version}: {r:?}");
+        let Err(kube::Error::Api(e)) = sets
+            .patch(
+                "c",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"serviceName": "x"}})),
+            )
+            .await
+        else {
+            panic!("serviceName changed");
+        };
+        assert_eq!(
+            e.message
+                .contains("'updateStrategy', 'revisionHistoryLimit', "),
+            allowed,
+            "{}",
+            e.message
+        );
+    }
+}
