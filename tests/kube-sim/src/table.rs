@@ -141,6 +141,71 @@ fn columns_and_cells(kind: &KindInfo, o: &Value) -> (Vec<Value>, Vec<Value>) {
                 json!(age(o)),
             ],
         ),
+        // pkg/printers/internalversion/printers.go: statefulSetColumnDefinitions and
+        // persistentVolumeClaimColumnDefinitions (access modes abbreviated as
+        // `GetAccessModesAsString` does; an unset attributes class is `<unset>`).
+        "statefulsets" => (
+            vec![
+                col("Name", "string"),
+                col("Ready", "string"),
+                col("Age", "string"),
+            ],
+            vec![
+                name,
+                json!(format!(
+                    "{}/{}",
+                    i(o, "/status/readyReplicas"),
+                    i(o, "/spec/replicas")
+                )),
+                json!(age(o)),
+            ],
+        ),
+        "persistentvolumeclaims" => {
+            let bound = s(o, "/status/phase") == "Bound";
+            let modes: Vec<&str> = o
+                .pointer("/status/accessModes")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|m| match m.as_str()? {
+                    "ReadWriteOnce" => Some("RWO"),
+                    "ReadOnlyMany" => Some("ROX"),
+                    "ReadWriteMany" => Some("RWX"),
+                    "ReadWriteOncePod" => Some("RWOP"),
+                    _ => None,
+                })
+                .collect();
+            let vac = match s(o, "/spec/volumeAttributesClassName") {
+                "" => "<unset>",
+                v => v,
+            };
+            (
+                vec![
+                    col("Name", "string"),
+                    col("Status", "string"),
+                    col("Volume", "string"),
+                    col("Capacity", "string"),
+                    col("Access Modes", "string"),
+                    col("StorageClass", "string"),
+                    col("VolumeAttributesClass", "string"),
+                    col("Age", "string"),
+                ],
+                vec![
+                    name,
+                    json!(s(o, "/status/phase")),
+                    json!(s(o, "/spec/volumeName")),
+                    json!(if bound {
+                        s(o, "/status/capacity/storage")
+                    } else {
+                        ""
+                    }),
+                    json!(modes.join(",")),
+                    json!(s(o, "/spec/storageClassName")),
+                    json!(vac),
+                    json!(age(o)),
+                ],
+            )
+        }
         "jobs" => {
             let conds = o
                 .pointer("/status/conditions")

@@ -742,3 +742,78 @@ async fn revision_history_limit_is_mutable_from_1_34() {
         );
     }
 }
+
+async fn kubectl(sim: &KubeSim, args: &[&str]) -> (bool, String, String) {
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into()))
+            .args(args)
+            .env("KUBECONFIG", sim.kubeconfig_path())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("kubectl timed out")
+    .expect("kubectl must be installed (set KUBECTL to its path)");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The real kubectl: `rollout status statefulset/db` (StatefulSetStatusViewer) waits through a
+/// rolling update and reports it complete; `get sts,pvc` prints upstream's columns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_rollout_status_and_get() {
+    let sim = KubeSim::builder()
+        .delays(Delays {
+            pod_start: Duration::from_millis(100),
+            ..Delays::zero()
+        })
+        .start()
+        .await
+        .unwrap();
+    let sets: Api<StatefulSet> = Api::default_namespaced(sim.client().unwrap());
+    sets.create(&PostParams::default(), &sts("db", 2, json!({})))
+        .await
+        .unwrap();
+    let (ok, out, err) = kubectl(
+        &sim,
+        &["rollout", "status", "statefulset/db", "--timeout=30s"],
+    )
+    .await;
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("partitioned roll out complete: 2 new pods have been updated"),
+        "{out}"
+    );
+    let (ok, _, err) = kubectl(&sim, &["set", "image", "statefulset/db", "db=postgres:17"]).await;
+    assert!(ok, "{err}");
+    let (ok, out, err) = kubectl(
+        &sim,
+        &["rollout", "status", "statefulset/db", "--timeout=30s"],
+    )
+    .await;
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("Waiting for"), "{out}");
+    assert!(
+        out.contains("partitioned roll out complete: 2 new pods have been updated"),
+        "{out}"
+    );
+    for n in 0..2 {
+        let p = sim.object("pods", "default", &format!("db-{n}")).unwrap();
+        assert_eq!(p["spec"]["containers"][0]["image"], "postgres:17");
+        assert!(ready(&p));
+    }
+    let (ok, out, err) = kubectl(&sim, &["get", "sts"]).await;
+    assert!(ok, "{err}");
+    assert!(out.starts_with("NAME") && out.contains("READY"), "{out}");
+    assert!(out.lines().nth(1).unwrap().contains("2/2"), "{out}");
+    let (ok, out, err) = kubectl(&sim, &["get", "pvc"]).await;
+    assert!(ok, "{err}");
+    let line = out.lines().find(|l| l.starts_with("data-db-0")).unwrap();
+    for col in ["Bound", "pvc-", "1Gi", "RWO", "standard", "<unset>"] {
+        assert!(line.contains(col), "{out}");
+    }
+}
