@@ -36,10 +36,10 @@ use std::collections::BTreeMap;
 /// The container's name inside the build pod; the worker follows this container's log.
 pub const CONTAINER: &str = "buildkit";
 /// UID and GID of the `rootless` BuildKit image's user.
-const BUILDKIT_UID: i64 = 1000;
+pub(crate) const BUILDKIT_UID: i64 = 1000;
 const STATE_DIR: &str = "/home/user/.local/share/buildkit";
 const DOCKER_CONFIG_DIR: &str = "/home/user/.docker";
-const GIT_SECRET_DIR: &str = "/run/secrets/slipway-git";
+pub(crate) const GIT_SECRET_DIR: &str = "/run/secrets/slipway-git";
 /// The key the named git secret must hold the token under.
 pub const GIT_SECRET_KEY: &str = "token";
 const TERMINATION_LOG: &str = "/dev/termination-log";
@@ -54,7 +54,7 @@ const APPARMOR_ANNOTATION_PREFIX: &str = "container.apparmor.security.beta.kuber
 /// Escapes a container argument from the kubelet's `$(VAR)` expansion: it reduces `$$` to `$`
 /// and replaces `$(NAME)` with the container's variable, so a build arg holding `$$` or
 /// `$(DOCKER_CONFIG)` would otherwise reach buildctl changed.
-fn kubelet_literal(arg: String) -> String {
+pub(crate) fn kubelet_literal(arg: String) -> String {
     if arg.contains('$') {
         arg.replace('$', "$$")
     } else {
@@ -401,7 +401,7 @@ pub fn build_job(p: &BuildJobParams) -> Job {
     }
 }
 
-fn secret_volume(name: &str, secret: &str, key: &str, path: &str) -> Volume {
+pub(crate) fn secret_volume(name: &str, secret: &str, key: &str, path: &str) -> Volume {
     Volume {
         name: name.into(),
         secret: Some(SecretVolumeSource {

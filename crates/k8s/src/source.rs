@@ -63,11 +63,11 @@ done
 echo "slipway-source end"
 "#;
 
+use crate::build::{BUILDKIT_UID, GIT_SECRET_DIR, GIT_SECRET_KEY, kubelet_literal, secret_volume};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, EnvVar, KeyToPath, PodSecurityContext, PodSpec,
-    PodTemplateSpec, ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext,
-    Volume, VolumeMount,
+    Capabilities, Container, EmptyDirVolumeSource, EnvVar, PodSecurityContext, PodSpec,
+    PodTemplateSpec, ResourceRequirements, SeccompProfile, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -78,10 +78,7 @@ use std::collections::BTreeMap;
 pub const CONTAINER: &str = "source";
 /// `$0` of the script.
 const SCRIPT_NAME: &str = "slipway-source";
-/// The rootless BuildKit image's user.
-const UID: i64 = 1000;
 const HOME: &str = "/tmp";
-const GIT_SECRET_DIR: &str = "/run/secrets/slipway-git";
 /// Every line of the script's own output starts with this (git's errors do not).
 const MARK: &str = "slipway-source ";
 
@@ -139,7 +136,7 @@ pub fn source_job(p: &SourceJobParams) -> Job {
     if let Some(secret) = &p.git_secret {
         env.push(EnvVar {
             name: "SLIPWAY_GIT_TOKEN_FILE".into(),
-            value: Some(format!("{GIT_SECRET_DIR}/{}", crate::build::GIT_SECRET_KEY)),
+            value: Some(format!("{GIT_SECRET_DIR}/{GIT_SECRET_KEY}")),
             ..Default::default()
         });
         mounts.push(VolumeMount {
@@ -148,19 +145,12 @@ pub fn source_job(p: &SourceJobParams) -> Job {
             read_only: Some(true),
             ..Default::default()
         });
-        volumes.push(Volume {
-            name: "git-auth".into(),
-            secret: Some(SecretVolumeSource {
-                secret_name: Some(secret.clone()),
-                items: Some(vec![KeyToPath {
-                    key: crate::build::GIT_SECRET_KEY.into(),
-                    path: crate::build::GIT_SECRET_KEY.into(),
-                    mode: None,
-                }]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        });
+        volumes.push(secret_volume(
+            "git-auth",
+            secret,
+            GIT_SECRET_KEY,
+            GIT_SECRET_KEY,
+        ));
     }
     let mut args = vec![
         p.repository.clone(),
@@ -181,18 +171,8 @@ pub fn source_job(p: &SourceJobParams) -> Job {
             SOURCE_SCRIPT.into(),
             SCRIPT_NAME.into(),
         ]),
-        // The kubelet expands `$(VAR)` in args; `$$` keeps a `$` literal.
-        args: Some(
-            args.into_iter()
-                .map(|a| {
-                    if a.contains('$') {
-                        a.replace('$', "$$")
-                    } else {
-                        a
-                    }
-                })
-                .collect(),
-        ),
+        // The kubelet expands `$(VAR)` in args: escaped, the script gets them verbatim.
+        args: Some(args.into_iter().map(kubelet_literal).collect()),
         env: Some(env),
         volume_mounts: Some(mounts),
         resources: Some(ResourceRequirements {
@@ -207,8 +187,8 @@ pub fn source_job(p: &SourceJobParams) -> Job {
             ..Default::default()
         }),
         security_context: Some(SecurityContext {
-            run_as_user: Some(UID),
-            run_as_group: Some(UID),
+            run_as_user: Some(BUILDKIT_UID),
+            run_as_group: Some(BUILDKIT_UID),
             run_as_non_root: Some(true),
             read_only_root_filesystem: Some(true),
             allow_privilege_escalation: Some(false),
@@ -242,9 +222,9 @@ pub fn source_job(p: &SourceJobParams) -> Job {
                     automount_service_account_token: Some(false),
                     enable_service_links: Some(false),
                     security_context: Some(PodSecurityContext {
-                        run_as_user: Some(UID),
-                        run_as_group: Some(UID),
-                        fs_group: Some(UID),
+                        run_as_user: Some(BUILDKIT_UID),
+                        run_as_group: Some(BUILDKIT_UID),
+                        fs_group: Some(BUILDKIT_UID),
                         run_as_non_root: Some(true),
                         seccomp_profile: Some(seccomp),
                         ..Default::default()
