@@ -256,15 +256,20 @@ impl ValidBuild {
     /// `.git` (moby/buildkit `util/gitutil/git_ref.go`, `ParseGitRef`), so the suffix is added
     /// when missing (GitHub, GitLab, Gitea and Bitbucket all serve both forms).
     pub fn git_context(&self) -> String {
-        let url = &self.repository.url;
-        let remote = if !url.ends_with(".git") {
-            format!("{url}.git")
-        } else {
-            url.clone()
-        };
+        let remote = self.remote();
         match &self.context {
             Some(dir) => format!("{remote}#{}:{dir}", self.commit),
             None => format!("{remote}#{}", self.commit),
+        }
+    }
+
+    /// The repository as BuildKit (and the source Job's git) fetches it: the URL with `.git`.
+    pub fn remote(&self) -> String {
+        let url = &self.repository.url;
+        if url.ends_with(".git") {
+            url.clone()
+        } else {
+            format!("{url}.git")
         }
     }
 

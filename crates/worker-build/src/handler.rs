@@ -231,11 +231,6 @@ pub(crate) fn job_params(
     job_id: JobId,
     generated_dockerfile: Option<String>,
 ) -> BuildJobParams {
-    let context = build.git_context();
-    let remote = context
-        .split_once('#')
-        .map_or(context.as_str(), |(r, _)| r)
-        .to_owned();
     let registry = s.registry_push.trim_end_matches('/');
     let cache_ref = s.cache_tag.as_ref().map(|tag| {
         if registry.is_empty() {
@@ -249,7 +244,7 @@ pub(crate) fn job_params(
         namespace: s.namespace.clone(),
         labels: standard_labels(Some(job_id), Some(JobKind::Build), build.preview.as_deref()),
         buildkit_image: s.buildkit_image.clone(),
-        repository: remote,
+        repository: build.remote(),
         git_ref: build.commit.clone(),
         context_subdir: build.context.clone(),
         dockerfile: build.dockerfile.clone(),

@@ -45,14 +45,12 @@ impl BuildHandler {
         sink: &mut LogSink,
     ) -> Result<Plan, JobError> {
         let name = source_job_name(job.id, job.attempt);
-        let context = build.git_context();
-        let remote = context.split_once('#').map_or(context.as_str(), |(r, _)| r);
         let params = SourceJobParams {
             name: name.clone(),
             namespace: self.settings.namespace.clone(),
             labels: standard_labels(Some(job.id), Some(JobKind::Build), build.preview.as_deref()),
             image: self.settings.buildkit_image.clone(),
-            repository: remote.to_owned(),
+            repository: build.remote(),
             commit: build.commit.clone(),
             context_subdir: build.context.clone(),
             files: WANTED_FILES.iter().map(|f| (*f).to_owned()).collect(),
