@@ -327,7 +327,7 @@ pub fn parse(text: &str) -> Result<App, ComposeError> {
     }
     let names: BTreeSet<&str> = app.services.iter().map(|s| s.name.as_str()).collect();
     for s in &app.services {
-        for (i, d) in s.depends_on.iter().enumerate() {
+        for d in &s.depends_on {
             let field = format!("services.{}.depends_on.{}", s.name, d.service);
             if !names.contains(d.service.as_str()) {
                 return Err(err(field, "no such service"));
@@ -342,7 +342,6 @@ pub fn parse(text: &str) -> Result<App, ComposeError> {
                     ),
                 ));
             }
-            let _ = i;
         }
     }
     if let Some(cycle) = dependency_cycle(&app.services) {
