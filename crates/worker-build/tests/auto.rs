@@ -13,7 +13,6 @@ use slipway_core::naming::{build_job_name, source_job_name};
 use slipway_core::payload::BuildRequest;
 use slipway_core::validate::{Limits, Validate};
 use slipway_core::{JobId, JobKind, JobState};
-use slipway_shared::store::NewJob;
 
 const NEXT_PACKAGE: &str = r#"{"name": "shop", "scripts": {"build": "next build", "start": "next start"},
   "dependencies": {"next": "15.0.3", "react": "19.0.0", "react-dom": "19.0.0"}}"#;
@@ -38,13 +37,8 @@ async fn enqueue_auto(h: &Harness, url: &str, commit: &str, extra: Value) -> Job
     };
     let mut valid = req.validate(&limits).unwrap();
     valid.source = slipway_core::validate::BuildSource::Auto;
-    let mut new = NewJob::new(JobKind::Build, serde_json::to_value(&valid).unwrap());
-    new.preview = Some("org/app#1".into());
-    new.commit_sha = Some(commit.to_owned());
-    let job = h.store.insert_job(new).await.unwrap().job;
-    h.queue.push(JobKind::Build, job.id, 3).await.unwrap();
-    h.store.mark_enqueued(job.id).await.unwrap();
-    job.id
+    h.enqueue_payload(serde_json::to_value(&valid).unwrap(), "org/app#1", commit)
+        .await
 }
 
 /// The body of the Job created under `name`, as the simulator received it.

@@ -183,9 +183,14 @@ impl Harness {
                 p.insert(k.clone(), v.clone());
             }
         }
+        self.enqueue_payload(payload, preview, COMMIT).await
+    }
+
+    /// Record and enqueue a build job with this payload.
+    pub async fn enqueue_payload(&self, payload: Value, preview: &str, commit: &str) -> JobId {
         let mut new = NewJob::new(JobKind::Build, payload);
         new.preview = Some(preview.to_owned());
-        new.commit_sha = Some(COMMIT.to_owned());
+        new.commit_sha = Some(commit.to_owned());
         let job = self.store.insert_job(new).await.unwrap().job;
         self.queue.push(JobKind::Build, job.id, 3).await.unwrap();
         self.store.mark_enqueued(job.id).await.unwrap();
