@@ -211,6 +211,71 @@ async fn a_source_job_prints_the_commit_entries_and_files_of_a_repository() {
     );
 }
 
+/// The script's partial clone (`--filter=blob:none`, then the wanted files in one fetch) reads
+/// the same from a git host that allows filters (GitHub, GitLab; the test host by default) and
+/// from one that does not (`uploadpack.allowFilter` unset: git's server ignores the filter and
+/// sends every object).
+#[tokio::test]
+async fn the_partial_clone_reads_the_same_with_or_without_filters_on_the_server() {
+    let git = GitServer::start().await.unwrap();
+    let files = [
+        ("package.json", PACKAGE_JSON),
+        ("Procfile", "web: npm start\n"),
+        ("assets/big.txt", "x"),
+    ];
+    let commit = git.create_repo("org/filtered.git", &files).unwrap();
+    let plain = git.create_repo("org/plain.git", &files).unwrap();
+    assert_eq!(commit, plain, "the same tree and dates: the same commit");
+    let status = std::process::Command::new("git")
+        .env("GIT_DIR", git.root().join("org/plain.git"))
+        .args(["config", "uploadpack.allowFilter", "false"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let sim = sim(&git).await;
+    let mut logs = Vec::new();
+    for (name, repo) in [("filtered", "org/filtered.git"), ("plain", "org/plain.git")] {
+        let job = source_job(
+            &format!("slipway-source-{name}-a0"),
+            &[
+                &git.url(repo),
+                &commit,
+                "",
+                "package.json",
+                "Procfile",
+                "go.mod",
+            ],
+            None,
+        );
+        let (ok, code, log) = run_job(&sim, &job).await;
+        assert!(ok && code == 0, "{name}: {log:#?}");
+        logs.push(source_lines(&log));
+    }
+    let posts = |repo: &str| {
+        git.requests()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path == format!("/{repo}/git-upload-pack"))
+            .count()
+    };
+    // With filters: the commit and its trees, then both files in one request. Without: one
+    // request brings everything, and the files are already there.
+    assert_eq!(posts("org/filtered.git"), 2, "{:#?}", git.requests());
+    assert_eq!(posts("org/plain.git"), 1, "{:#?}", git.requests());
+    assert_eq!(logs[0], logs[1]);
+    assert_eq!(
+        logs[0],
+        [
+            format!("slipway-source commit {commit}"),
+            "slipway-source entry blob Procfile".into(),
+            "slipway-source entry tree assets".into(),
+            "slipway-source entry blob package.json".into(),
+            format!("slipway-source file package.json {}", b64(PACKAGE_JSON)),
+            format!("slipway-source file Procfile {}", b64("web: npm start\n")),
+            "slipway-source end".into(),
+        ]
+    );
+}
+
 #[tokio::test]
 async fn a_nonexistent_commit_fails_the_source_job_with_gits_message() {
     let git = GitServer::start().await.unwrap();
