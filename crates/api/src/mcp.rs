@@ -697,7 +697,7 @@ impl McpServer {
             "redeploy_preview" | "trigger_pipeline" => {
                 let p: Pipeline = params(args)?;
                 let valid = PipelineRequest {
-                    source: p.source.map(|kind| PreviewSource { kind }),
+                    source: p.source.map(PreviewSource::of),
                     preview: p.preview,
                     repository: p.repository,
                     commit: p.commit,

@@ -62,6 +62,9 @@ pub async fn cleanup(
 pub async fn pipeline(state: &AppState, valid: &ValidPipeline) -> Result<Recorded, ApiError> {
     let mut payload = serde_json::to_value(&valid.build).map_err(ApiError::internal)?;
     payload["then_launch"] = serde_json::to_value(&valid.launch).map_err(ApiError::internal)?;
+    if let Some(composition) = &valid.composition {
+        payload["composition"] = serde_json::to_value(composition).map_err(ApiError::internal)?;
+    }
     let mut job = NewJob::new(JobKind::Build, payload);
     job.idempotency_key = Some(format!("pipeline:{}:{}", valid.preview, valid.build.commit));
     job.preview = Some(valid.preview.clone());

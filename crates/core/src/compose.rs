@@ -46,7 +46,7 @@ fn err(field: impl Into<String>, message: impl Into<String>) -> ComposeError {
 }
 
 /// The services a preview is made of, in the file's order, and what was noticed on the way.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct App {
     pub services: Vec<Service>,
     /// Named volumes declared at the top level.
@@ -62,7 +62,7 @@ impl App {
 }
 
 /// One service: a workload and the name the others reach it by.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Service {
     pub name: String,
     pub image: Option<String>,
@@ -86,7 +86,7 @@ pub struct Service {
 }
 
 /// A service's `build`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct ServiceBuild {
     /// Relative to the compose file's directory (`.` by default).
     pub context: String,
@@ -95,21 +95,23 @@ pub struct ServiceBuild {
     pub target: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Condition {
     Started,
     Healthy,
     CompletedSuccessfully,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Dependency {
     pub service: String,
     pub condition: Condition,
 }
 
 /// How a healthcheck runs its test.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum HealthTest {
     /// `CMD`: the words, executed directly.
     Exec(Vec<String>),
@@ -119,7 +121,7 @@ pub enum HealthTest {
 
 /// A healthcheck, its durations in whole seconds (rounded up; Docker's defaults when absent:
 /// 30 s interval, 30 s timeout, 3 retries, no start period).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Healthcheck {
     pub test: HealthTest,
     pub interval_secs: u32,
@@ -129,7 +131,7 @@ pub struct Healthcheck {
 }
 
 /// A named volume mounted into a service.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VolumeMount {
     pub volume: String,
     pub target: String,

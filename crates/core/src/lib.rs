@@ -58,6 +58,7 @@ pub mod naming;
 pub mod payload;
 pub mod progress;
 pub mod quantity;
+pub mod source;
 pub mod validate;
 
 #[cfg(test)]

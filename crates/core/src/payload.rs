@@ -213,15 +213,60 @@ pub struct PipelineRequest {
 }
 
 /// A preview's source, as a pipeline or a repository's settings name it. `type` is
-/// `dockerfile` or `auto`; anything else is refused naming `source.type`.
+/// `dockerfile`, `auto`, `compose` or `helm`; the other fields belong to `compose` and `helm`
+/// and are refused, naming them, with the other types.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PreviewSource {
-    /// `dockerfile` (build the repository's Dockerfile) or `auto` (detect Node.js/Next.js,
-    /// Python, Go, Rust, Ruby/Rails or a static site and generate the Dockerfile).
+    /// `dockerfile` (build the repository's Dockerfile), `auto` (detect Node.js/Next.js,
+    /// Python, Go, Rust, Ruby/Rails or a static site and generate the Dockerfile), `compose`
+    /// (the services of a compose file) or `helm` (the repository's Helm chart with the built
+    /// image).
     #[serde(rename = "type")]
     pub kind: String,
+    /// `compose`: the compose file's path in the repository (default: the first of
+    /// `compose.yaml`, `compose.yml`, `docker-compose.yaml`, `docker-compose.yml` at the root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// `compose`: the service served at the preview URL; `helm`: the chart's Service that is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// `compose` and `helm`: that Service's port (default: for `compose` the service's first
+    /// port, for `helm` the launch port).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<i64>,
+    /// `helm`: the chart's directory in the repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chart: Option<String>,
+    /// `helm`: values files in the repository, applied in order after the chart's own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+    /// `helm`: the values that receive the built image (default `image.repository` and
+    /// `image.tag`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_values: Option<HelmImageValues>,
+}
+
+/// Which chart values receive the built image, as dotted paths (`image.repository`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HelmImageValues {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+}
+
+impl PreviewSource {
+    /// A source of `kind` with no other field.
+    pub fn of(kind: impl Into<String>) -> Self {
+        PreviewSource {
+            kind: kind.into(),
+            ..Default::default()
+        }
+    }
 }
 
 impl PipelineRequest {

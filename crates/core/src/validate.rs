@@ -49,9 +49,10 @@ use crate::image::{self, ImageRef};
 use crate::job::JobId;
 use crate::payload::{
     BuildOptions, BuildRequest, BuildSecrets, CleanupRequest, LaunchOptions, LaunchRequest,
-    PipelineRequest, PreviewSource, Resources, StringMap,
+    PipelineRequest, Resources, StringMap,
 };
 use crate::quantity::{self, Unit};
+use crate::source::{ComposeLaunch, Composition, HelmLaunch};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -97,7 +98,7 @@ impl ValidationError {
         }
     }
 
-    fn invalid(field: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(field: &str, message: impl Into<String>) -> Self {
         Self::new(codes::INVALID_FIELD, field, message)
     }
 
@@ -231,25 +232,6 @@ pub enum BuildSource {
     Auto,
 }
 
-impl BuildSource {
-    /// The source named by a request's `source.type` (`field` names it in errors).
-    pub fn parse(source: Option<&PreviewSource>, field: &str) -> Result<Self, ValidationError> {
-        match source.map(|s| s.kind.as_str()) {
-            None | Some("dockerfile") => Ok(BuildSource::Dockerfile),
-            Some("auto") => Ok(BuildSource::Auto),
-            Some("compose" | "helm") => Err(ValidationError::new(
-                codes::INVALID_FIELD,
-                field,
-                "compose and helm sources are not supported yet; use `dockerfile` or `auto`",
-            )),
-            Some(_) => Err(ValidationError::invalid(
-                field,
-                "must be `dockerfile` or `auto`",
-            )),
-        }
-    }
-}
-
 impl ValidBuild {
     /// BuildKit's git context: `<repository>#<commit>[:<context>]`. BuildKit's Dockerfile
     /// frontend takes an `https://` URL for a git repository only when its path ends in
@@ -350,6 +332,12 @@ pub struct ValidLaunch {
     pub preview: String,
     pub source: ImageSource,
     pub options: ValidLaunchOptions,
+    /// A compose preview: every service (then `source` is the exposed service's image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compose: Option<ComposeLaunch>,
+    /// A Helm preview: the chart with the built image (`source`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helm: Option<HelmLaunch>,
 }
 
 /// A validated cleanup.
@@ -365,6 +353,9 @@ pub struct ValidPipeline {
     pub preview: String,
     pub build: ValidBuild,
     pub launch: ValidLaunchOptions,
+    /// A `compose` or `helm` source: the preview is a whole application.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub composition: Option<Composition>,
 }
 
 impl Validate for BuildRequest {
@@ -413,6 +404,8 @@ impl Validate for LaunchRequest {
             preview,
             source,
             options,
+            compose: None,
+            helm: None,
         })
     }
 }
@@ -430,24 +423,10 @@ impl Validate for PipelineRequest {
     type Valid = ValidPipeline;
     fn validate(&self, limits: &Limits) -> Result<ValidPipeline, ValidationError> {
         let preview = preview_key(&self.preview, "preview")?;
-        let source = BuildSource::parse(self.source.as_ref(), "source.type")?;
         let opts = self.build.clone().unwrap_or_default();
-        if source == BuildSource::Auto {
-            // The generated Dockerfile has one stage and sits outside the repository.
-            for (given, name) in [
-                (opts.dockerfile.is_some(), "build.dockerfile"),
-                (opts.target.is_some(), "build.target"),
-            ] {
-                if given {
-                    return Err(ValidationError::new(
-                        codes::CONFLICTING_FIELDS,
-                        name,
-                        "the `auto` source generates the Dockerfile; remove this field, or use \
-                         the `dockerfile` source",
-                    ));
-                }
-            }
-        }
+        let launch = launch_options(&self.launch.clone().unwrap_or_default(), "launch", limits)?;
+        let (source, composition) =
+            crate::source::parse(self.source.as_ref(), &opts, launch.port, "source")?;
         let mut build = build(
             &self.repository,
             &self.commit,
@@ -457,11 +436,11 @@ impl Validate for PipelineRequest {
             limits,
         )?;
         build.source = source;
-        let launch = launch_options(&self.launch.clone().unwrap_or_default(), "launch", limits)?;
         Ok(ValidPipeline {
             preview,
             build,
             launch,
+            composition,
         })
     }
 }
@@ -2557,7 +2536,7 @@ mod tests {
             launch: None,
         };
         let with = |kind: &str, build: Option<BuildOptions>| PipelineRequest {
-            source: Some(PreviewSource { kind: kind.into() }),
+            source: Some(crate::payload::PreviewSource::of(kind)),
             build,
             ..base.clone()
         };
@@ -2607,7 +2586,7 @@ mod tests {
                 (codes::CONFLICTING_FIELDS, field)
             );
         }
-        for kind in ["compose", "helm", "Auto", "", "buildpacks"] {
+        for kind in ["Auto", "", "buildpacks"] {
             let e = with(kind, None).validate(&limits()).unwrap_err();
             assert_eq!(
                 (e.code, e.field.as_str()),
@@ -2615,19 +2594,30 @@ mod tests {
                 "{kind}"
             );
         }
-        let e = with("helm", None).validate(&limits()).unwrap_err();
-        assert!(e.message.contains("not supported yet"), "{e}");
+        // compose and helm need the service they expose (the rest: `source::tests`).
+        for kind in ["compose", "helm"] {
+            let e = with(kind, None).validate(&limits()).unwrap_err();
+            assert_eq!(e.code, codes::MISSING_FIELD, "{kind}: {e}");
+        }
         // Payloads recorded before sources existed read as Dockerfile builds.
         let mut old = serde_json::to_value(&auto.build).unwrap();
         old.as_object_mut().unwrap().remove("source");
         let old: ValidBuild = serde_json::from_value(old).unwrap();
         assert_eq!(old.source, BuildSource::Dockerfile);
-        // An unknown field inside `source` is refused when decoding, naming it.
+        // A field of another source type is refused, naming it.
         let e = crate::payload::decode::<PipelineRequest>(
             br#"{"preview": "p", "repository": "https://github.com/o/a", "commit": "0123456789abcdef0123456789abcdef01234567", "source": {"type": "auto", "port": 1}}"#,
         )
+        .unwrap()
+        .validate(&limits())
         .unwrap_err();
         assert_eq!(e.field, "source.port", "{e:?}");
+        // An unknown field inside `source` is refused when decoding, naming it.
+        let e = crate::payload::decode::<PipelineRequest>(
+            br#"{"preview": "p", "repository": "https://github.com/o/a", "commit": "0123456789abcdef0123456789abcdef01234567", "source": {"type": "auto", "ports": 1}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "source.ports", "{e:?}");
     }
 
     #[test]

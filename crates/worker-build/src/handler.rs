@@ -998,6 +998,8 @@ impl BuildHandler {
             preview: preview.clone(),
             source: ImageSource::Image(image),
             options,
+            compose: None,
+            helm: None,
         };
         let payload = serde_json::to_value(&launch)
             .map_err(|e| JobError::permanent(format!("cannot encode the launch: {e}")))?;

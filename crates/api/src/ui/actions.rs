@@ -630,9 +630,7 @@ pub async fn edit_repository(
         source: fields
             .get("source")
             .filter(|s| !s.is_empty())
-            .map(|kind| PreviewSource {
-                kind: kind.to_owned(),
-            }),
+            .map(PreviewSource::of),
     };
     match ops::save_repository(&state.app, &owner, &repo, req, &session.token_name).await {
         Ok(_) => back(with_done("/ui/repositories", "repository")),

@@ -166,7 +166,13 @@ async fn a_pipeline_names_its_source() {
     assert_eq!(s, StatusCode::ACCEPTED, "{job}");
     assert_eq!(job["request"]["source"], "auto", "{job}");
     for (source, field) in [
-        (json!({"type": "helm"}), "source.type"),
+        (json!({"type": "helm"}), "source.chart"),
+        (json!({"type": "compose"}), "source.service"),
+        (
+            json!({"type": "compose", "service": "web", "chart": "c"}),
+            "source.chart",
+        ),
+        (json!({"type": "kustomize"}), "source.type"),
         (json!({"type": 3}), "source.type"),
         (json!({}), "source.type"),
         (json!("auto"), "source"),

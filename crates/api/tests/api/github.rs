@@ -270,7 +270,7 @@ async fn repository_settings_are_validated_and_readable() {
         (
             "acme/shop",
             json!({"source": {"type": "compose"}}),
-            "source.type",
+            "source.service",
         ),
         (
             "acme/shop",

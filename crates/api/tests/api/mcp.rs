@@ -441,7 +441,8 @@ async fn mcp_refuses_a_nul_in_any_argument_naming_it() {
 }
 
 /// `trigger_pipeline` takes the preview source: `auto` is recorded as an `auto` build, and a
-/// source that is not (yet) supported is an error naming `source.type` that records nothing.
+/// source missing what it needs (a chart for `helm`) is an error naming the field that records
+/// nothing.
 #[tokio::test]
 async fn mcp_trigger_pipeline_takes_the_source() {
     let app = spawn_app().await;
@@ -456,7 +457,7 @@ async fn mcp_trigger_pipeline_takes_the_source() {
         .text()
         .await
         .unwrap();
-    assert!(text.contains("source.type"), "{text}");
+    assert!(text.contains("source.chart"), "{text}");
     let none = app
         .store
         .list_jobs(&JobFilter::default(), None, 10)
