@@ -121,7 +121,7 @@ fn refuse_others(s: &PreviewSource, allowed: &[&str], prefix: &str) -> Result<()
         if given && !allowed.contains(&name) {
             return Err(ValidationError::invalid(
                 &join(prefix, name),
-                &format!("not a field of the `{}` source", s.kind),
+                format!("not a field of the `{}` source", s.kind),
             ));
         }
     }

@@ -6,7 +6,8 @@
 //! The files come back in the pod's log, one line each (see [`SOURCE_SCRIPT`]).
 
 /// The source container's script. Arguments: the remote URL, the commit, the sub-directory
-/// (empty for the root), then the paths of the files wanted, relative to that directory. It
+/// (empty for the root), then the paths of the files wanted, relative to that directory (a path
+/// ending in `/` wants every file under that directory, `./` the whole tree). It
 /// prints `slipway-source commit <sha>`, one `slipway-source entry <type> <name>` per entry of
 /// the directory, one `slipway-source file <path> <base64>` per wanted file that exists (at most
 /// 256 KiB; larger ones get `slipway-source too-large <path> <size>`), and `slipway-source
@@ -36,18 +37,29 @@ git config remote.origin.partialclonefilter blob:none
 git fetch -q --depth=1 --no-tags --filter=blob:none origin "$commit"
 echo "slipway-source commit $(git rev-parse FETCH_HEAD)"
 git ls-tree --format='slipway-source entry %(objecttype) %(path)' "FETCH_HEAD:$sub"
-oids=
+# A wanted path ending in `/` is every file under that directory (`./` is the whole tree),
+# git's quoting keeping each name on one line.
 for f in "$@"; do
-  if oid=$(git rev-parse -q --verify "FETCH_HEAD:${sub:+$sub/}$f"); then
-    oids="$oids$oid
-"
-  fi
-done
-if [ -n "$oids" ]; then
-  printf '%s' "$oids" | git -c fetch.negotiationAlgorithm=noop fetch -q origin --no-tags \
-    --no-write-fetch-head --recurse-submodules=no --filter=blob:none --stdin
+  case $f in
+    */)
+      d=${f%/}
+      if [ "$d" = . ]; then d=; fi
+      git ls-tree -r --format='%(objecttype) %(path)' "FETCH_HEAD:${sub:+$sub/}$d" |
+        while read -r type path; do
+          if [ "$type" = blob ]; then printf '%s\n' "${d:+$d/}$path"; fi
+        done
+      ;;
+    *) printf '%s\n' "$f" ;;
+  esac
+done >"$HOME/wanted"
+while IFS= read -r f; do
+  git rev-parse -q --verify "FETCH_HEAD:${sub:+$sub/}$f" || true
+done <"$HOME/wanted" >"$HOME/oids"
+if [ -s "$HOME/oids" ]; then
+  git -c fetch.negotiationAlgorithm=noop fetch -q origin --no-tags \
+    --no-write-fetch-head --recurse-submodules=no --filter=blob:none --stdin <"$HOME/oids"
 fi
-for f in "$@"; do
+while IFS= read -r f; do
   obj="FETCH_HEAD:${sub:+$sub/}$f"
   if [ "$(git cat-file -t "$obj" 2>/dev/null || true)" = blob ]; then
     size=$(git cat-file -s "$obj")
@@ -59,7 +71,7 @@ for f in "$@"; do
       echo "slipway-source too-large $f $size"
     fi
   fi
-done
+done <"$HOME/wanted"
 echo "slipway-source end"
 "#;
 

@@ -1059,3 +1059,46 @@ async fn bulk_cancel_and_retry_move_only_the_jobs_they_apply_to() {
             .is_err()
     );
 }
+
+/// A compose pipeline's service builds join on the pipeline's row: recording again replaces,
+/// and of many builds recording at once, exactly the set's last sees it complete (never none).
+#[tokio::test]
+async fn pipeline_images_join_so_the_last_build_sees_every_image() {
+    let db = test_db().await;
+    let store = db.store();
+    let parent = NewJob::new(JobKind::Build, json!({}));
+    let parent = store.insert_job(parent).await.unwrap().job.id;
+    let services: Vec<String> = (0..8).map(|i| format!("svc{i}")).collect();
+    let mut tasks = Vec::new();
+    for s in &services {
+        let (store, s) = (store.clone(), s.clone());
+        tasks.push(tokio::spawn(async move {
+            let seen = store
+                .record_pipeline_image(parent, &s, &format!("img/{s}"), uuid::Uuid::now_v7())
+                .await
+                .unwrap();
+            seen.len()
+        }));
+    }
+    let mut complete = 0;
+    for t in tasks {
+        if t.await.unwrap() == services.len() {
+            complete += 1;
+        }
+    }
+    assert_eq!(complete, 1, "exactly one build saw the whole set");
+    // A retried build records again: the set is the same size, its image replaced.
+    let seen = store
+        .record_pipeline_image(parent, "svc0", "img/svc0-again", uuid::Uuid::now_v7())
+        .await
+        .unwrap();
+    assert_eq!(seen.len(), services.len());
+    assert_eq!(seen["svc0"], "img/svc0-again");
+    let missing = store
+        .record_pipeline_image(uuid::Uuid::now_v7(), "web", "img", uuid::Uuid::now_v7())
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound { .. })),
+        "{missing:?}"
+    );
+}

@@ -1,6 +1,7 @@
 //! The build handler: one attempt of one build job (see the crate documentation).
 
 use crate::config::Settings;
+use crate::pipeline::ServiceBuild;
 use crate::sink::{LogSink, SinkLimits};
 use futures::{AsyncReadExt, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
@@ -12,6 +13,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
 use slipway_core::mask::Masker;
 use slipway_core::naming::{build_job_name, standard_labels};
+use slipway_core::source::Composition;
 use slipway_core::validate::{
     BuildSource, ImageSource, ValidBuild, ValidLaunch, ValidLaunchOptions,
 };
@@ -46,8 +48,8 @@ const MAX_FOLLOW_ERRORS: u32 = 20;
 /// The build worker's [`Handler`].
 pub struct BuildHandler {
     client: kube::Client,
-    store: Store,
-    queue: QueueClient,
+    pub(crate) store: Store,
+    pub(crate) queue: QueueClient,
     pub(crate) settings: Settings,
 }
 
@@ -176,21 +178,48 @@ fn repository_cap_key(record: &JobRecord) -> Option<String> {
     Some(slipway_core::naming::repository_key(url))
 }
 
-/// Parse a build job's payload: the `ValidBuild`, and `then_launch` for a pipeline's build.
-pub(crate) fn parse_payload(
-    payload: &Value,
-) -> Result<(ValidBuild, Option<ValidLaunchOptions>), JobError> {
+/// A build job's payload: the build, and what follows it for a pipeline.
+#[derive(Debug)]
+pub(crate) struct BuildPayload {
+    pub build: ValidBuild,
+    /// A pipeline's build: the launch options of what follows.
+    pub then_launch: Option<ValidLaunchOptions>,
+    /// A pipeline whose preview is a compose app or a Helm chart.
+    pub composition: Option<Composition>,
+    /// One service's build of a compose pipeline.
+    pub compose_build: Option<ServiceBuild>,
+}
+
+/// Parse a build job's payload: the `ValidBuild` beside `then_launch`, `composition` (a
+/// pipeline's first job) or `compose_build` (a compose service's build).
+pub(crate) fn parse_payload(payload: &Value) -> Result<BuildPayload, JobError> {
     let mut payload = payload.clone();
-    let then_launch = payload
-        .as_object_mut()
-        .and_then(|o| o.remove("then_launch"))
-        .filter(|v| !v.is_null())
+    let mut take = |key: &str| {
+        payload
+            .as_object_mut()
+            .and_then(|o| o.remove(key))
+            .filter(|v| !v.is_null())
+    };
+    let then_launch = take("then_launch")
         .map(serde_json::from_value::<ValidLaunchOptions>)
         .transpose()
         .map_err(|e| JobError::permanent(format!("invalid pipeline launch options: {e}")))?;
+    let composition = take("composition")
+        .map(serde_json::from_value::<Composition>)
+        .transpose()
+        .map_err(|e| JobError::permanent(format!("invalid pipeline source: {e}")))?;
+    let compose_build = take("compose_build")
+        .map(serde_json::from_value::<ServiceBuild>)
+        .transpose()
+        .map_err(|e| JobError::permanent(format!("invalid compose service build: {e}")))?;
     let build: ValidBuild = serde_json::from_value(payload)
         .map_err(|e| JobError::permanent(format!("invalid build payload: {e}")))?;
-    Ok((build, then_launch))
+    Ok(BuildPayload {
+        build,
+        then_launch,
+        composition,
+        compose_build,
+    })
 }
 
 /// The error of a build that failed on its own: the failing step from the log, else the
@@ -269,6 +298,14 @@ impl BuildHandler {
             store,
             queue,
             settings,
+        }
+    }
+
+    pub(crate) fn sink_limits(&self) -> SinkLimits {
+        SinkLimits {
+            batch_lines: self.settings.log_batch_lines,
+            batch_wait: self.settings.log_batch_wait,
+            max_lines: self.settings.log_max_lines,
         }
     }
 
@@ -832,16 +869,11 @@ impl BuildHandler {
     ) -> Result<Value, JobError> {
         let target = self.pick_target(job, record).await?;
         let name = target.name.clone();
-        let limits = SinkLimits {
-            batch_lines: self.settings.log_batch_lines,
-            batch_wait: self.settings.log_batch_wait,
-            max_lines: self.settings.log_max_lines,
-        };
         let mut sink = LogSink::resume(
             self.store.clone(),
             job.id,
             target.log_attempt as i32,
-            limits,
+            self.sink_limits(),
         )
         .await
         .map_err(|e| store_error("cannot read the stored build log", &e))?;
@@ -1035,7 +1067,19 @@ impl Handler for BuildHandler {
             .record
             .clone()
             .ok_or_else(|| JobError::permanent("the build worker needs the job store's record"))?;
-        let (build, then_launch) = parse_payload(&record.payload)?;
+        let BuildPayload {
+            build,
+            then_launch,
+            composition,
+            compose_build,
+        } = parse_payload(&record.payload)?;
+        // A compose pipeline's first job builds nothing: it starts the services' builds.
+        if let (Some(Composition::Compose(spec)), Some(options)) = (&composition, &then_launch) {
+            return self
+                .start_compose(&job, &record, &build, spec, options.clone())
+                .instrument(info_span!("start_compose"))
+                .await;
+        }
         metrics::counter!("slipway_builds_started_total").increment(1);
         let started = Instant::now();
         let port = then_launch
@@ -1052,10 +1096,22 @@ impl Handler for BuildHandler {
         metrics::histogram!("slipway_build_duration_seconds", "outcome" => outcome)
             .record(started.elapsed().as_secs_f64());
         let mut value = result?;
-        if let Some(options) = then_launch {
+        if let Some(part) = &compose_build {
             value["launch"] = self
-                .enqueue_launch(&job, &record, &build, &value, options)
+                .join_compose(&job, &record, &build, part, &value)
                 .await?;
+        } else if let Some(options) = then_launch {
+            value["launch"] = match &composition {
+                Some(Composition::Helm(spec)) => {
+                    self.launch_helm(&job, &record, &build, spec, options, &value)
+                        .instrument(info_span!("launch_helm"))
+                        .await?
+                }
+                _ => {
+                    self.enqueue_launch(&job, &record, &build, &value, options)
+                        .await?
+                }
+            };
         }
         Ok(value)
     }
@@ -1211,15 +1267,27 @@ mod tests {
         .unwrap();
         let valid = req.validate(&Limits::default()).unwrap();
         let payload = serde_json::to_value(&valid).unwrap();
-        let (b, launch) = parse_payload(&payload).unwrap();
-        assert_eq!(b, valid);
-        assert!(launch.is_none());
+        let parsed = parse_payload(&payload).unwrap();
+        assert_eq!(parsed.build, valid);
+        assert!(parsed.then_launch.is_none() && parsed.composition.is_none());
         let mut with_launch = payload.clone();
         with_launch["then_launch"] = json!({"port": 8080, "env": {}, "secret_env": {},
             "replicas": 1, "resources": {"cpu_millis": null, "memory_bytes": null},
             "health_path": "/", "ttl_hours": 72});
-        let (_, launch) = parse_payload(&with_launch).unwrap();
-        assert_eq!(launch.unwrap().port, 8080);
+        assert_eq!(
+            parse_payload(&with_launch)
+                .unwrap()
+                .then_launch
+                .unwrap()
+                .port,
+            8080
+        );
+        with_launch["composition"] = json!({"type": "compose", "file": null,
+            "service": "web", "port": null});
+        assert!(matches!(
+            parse_payload(&with_launch).unwrap().composition,
+            Some(Composition::Compose(_))
+        ));
         let err = parse_payload(&json!({"nope": 1})).unwrap_err();
         assert_eq!(err.class, ErrorClass::Permanent);
     }

@@ -30,6 +30,7 @@
 
 mod config;
 mod handler;
+mod pipeline;
 mod sink;
 mod source;
 

@@ -16,7 +16,7 @@ use kube::ResourceExt;
 use kube::api::{Api, LogParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use slipway_core::JobKind;
-use slipway_core::detect::{self, Inputs, Plan, WANTED_FILES};
+use slipway_core::detect::{self, Inputs, Plan, Snapshot, WANTED_FILES};
 use slipway_core::naming::{source_job_name, standard_labels};
 use slipway_core::validate::ValidBuild;
 use slipway_k8s::client::{create_or_adopt, delete_background, get_opt};
@@ -44,73 +44,11 @@ impl BuildHandler {
         port: u16,
         sink: &mut LogSink,
     ) -> Result<Plan, JobError> {
-        let name = source_job_name(job.id, job.attempt);
-        let params = SourceJobParams {
-            name: name.clone(),
-            namespace: self.settings.namespace.clone(),
-            labels: standard_labels(Some(job.id), Some(JobKind::Build), build.preview.as_deref()),
-            image: self.settings.buildkit_image.clone(),
-            repository: build.remote(),
-            commit: build.commit.clone(),
-            context_subdir: build.context.clone(),
-            files: WANTED_FILES.iter().map(|f| (*f).to_owned()).collect(),
-            git_secret: build.secrets.git.clone(),
-            active_deadline_seconds: SOURCE_DEADLINE_SECS,
-            ttl_seconds_after_finished: self.settings.ttl_secs,
-        };
         let store = |e| crate::handler::store_error("cannot store the build log", &e);
-        let dir = build.context.clone().unwrap_or_else(|| ".".into());
-        sink.system(format!(
-            "[slipway] source auto: reading {dir} of the repository at {} (Job {name})",
-            build.commit
-        ))
-        .await
-        .map_err(store)?;
-        sink.flush().await.map_err(store)?;
-        let jobs: Api<Job> = self.jobs();
-        let object = source_job(&params);
-        self.k8s_retry(&job.cancel, || create_or_adopt(&jobs, &object))
+        let wanted: Vec<String> = WANTED_FILES.iter().map(|f| (*f).to_owned()).collect();
+        let snap = self
+            .read_repository(job, build, "auto", build.context.clone(), wanted, sink)
             .await?;
-        let read = tokio::select! {
-            r = self.read_source_pod(&name) => Some(r),
-            () = job.cancel.cancelled() => None,
-        };
-        // Whatever happened, the Job has done its work (or never will).
-        if let Err(e) = delete_background(&jobs, &name).await {
-            warn!(job = %name, error = %e, "cannot delete the source Job");
-        }
-        let Some(read) = read else {
-            return Err(JobError::transient(
-                "the build was stopped while reading the repository",
-            ));
-        };
-        let (exit_code, lines) = read?;
-        let own: Vec<String> = lines
-            .iter()
-            .filter(|l| !l.starts_with("slipway-source "))
-            .cloned()
-            .collect();
-        if exit_code != 0 {
-            let skip = own.len().saturating_sub(SHOWN_ERROR_LINES);
-            for line in &own[skip..] {
-                sink.system(format!("[slipway] source auto: {line}"))
-                    .await
-                    .map_err(store)?;
-            }
-            sink.flush().await.map_err(store)?;
-            let said = own.last().map_or(String::new(), |l| format!(": {l}"));
-            let message = format!(
-                "reading the repository at {} failed (exit code {exit_code}){said}",
-                build.commit
-            );
-            return Err(if permanent_git_failure(&own) {
-                JobError::permanent(message)
-            } else {
-                JobError::transient(message)
-            });
-        }
-        let snap = parse_source_log(lines.iter().map(String::as_str))
-            .map_err(|e| JobError::transient(format!("reading the repository: {e}")))?;
         let args: Vec<&str> = build.build_args.keys().map(String::as_str).collect();
         let inputs = Inputs {
             port,
@@ -143,6 +81,88 @@ impl BuildHandler {
         sink.flush().await.map_err(store)?;
         info!(stack = plan.stack.label(), commit = %snap.commit, "source auto: stack detected");
         Ok(plan)
+    }
+
+    /// Read `files` (paths relative to `subdir`; one ending in `/` is a whole directory) of
+    /// the build's repository at its commit with a source Job, saying so in the build log as
+    /// `[slipway] source <label>: ...` lines. A commit or repository that cannot be had fails
+    /// for good with git's words; anything else is transient.
+    pub(crate) async fn read_repository(
+        &self,
+        job: &JobContext,
+        build: &ValidBuild,
+        label: &str,
+        subdir: Option<String>,
+        files: Vec<String>,
+        sink: &mut LogSink,
+    ) -> Result<Snapshot, JobError> {
+        let name = source_job_name(job.id, job.attempt);
+        let params = SourceJobParams {
+            name: name.clone(),
+            namespace: self.settings.namespace.clone(),
+            labels: standard_labels(Some(job.id), Some(JobKind::Build), build.preview.as_deref()),
+            image: self.settings.buildkit_image.clone(),
+            repository: build.remote(),
+            commit: build.commit.clone(),
+            context_subdir: subdir.clone(),
+            files,
+            git_secret: build.secrets.git.clone(),
+            active_deadline_seconds: SOURCE_DEADLINE_SECS,
+            ttl_seconds_after_finished: self.settings.ttl_secs,
+        };
+        let store = |e| crate::handler::store_error("cannot store the build log", &e);
+        let dir = subdir.unwrap_or_else(|| ".".into());
+        sink.system(format!(
+            "[slipway] source {label}: reading {dir} of the repository at {} (Job {name})",
+            build.commit
+        ))
+        .await
+        .map_err(store)?;
+        sink.flush().await.map_err(store)?;
+        let jobs: Api<Job> = self.jobs();
+        let object = source_job(&params);
+        self.k8s_retry(&job.cancel, || create_or_adopt(&jobs, &object))
+            .await?;
+        let read = tokio::select! {
+            r = self.read_source_pod(&name) => Some(r),
+            () = job.cancel.cancelled() => None,
+        };
+        // Whatever happened, the Job has done its work (or never will).
+        if let Err(e) = delete_background(&jobs, &name).await {
+            warn!(job = %name, error = %e, "cannot delete the source Job");
+        }
+        let Some(read) = read else {
+            return Err(JobError::transient(
+                "the build was stopped while reading the repository",
+            ));
+        };
+        let (exit_code, lines) = read?;
+        let own: Vec<String> = lines
+            .iter()
+            .filter(|l| !l.starts_with("slipway-source "))
+            .cloned()
+            .collect();
+        if exit_code != 0 {
+            let skip = own.len().saturating_sub(SHOWN_ERROR_LINES);
+            for line in &own[skip..] {
+                sink.system(format!("[slipway] source {label}: {line}"))
+                    .await
+                    .map_err(store)?;
+            }
+            sink.flush().await.map_err(store)?;
+            let said = own.last().map_or(String::new(), |l| format!(": {l}"));
+            let message = format!(
+                "reading the repository at {} failed (exit code {exit_code}){said}",
+                build.commit
+            );
+            return Err(if permanent_git_failure(&own) {
+                JobError::permanent(message)
+            } else {
+                JobError::transient(message)
+            });
+        }
+        parse_source_log(lines.iter().map(String::as_str))
+            .map_err(|e| JobError::transient(format!("reading the repository: {e}")))
     }
 
     /// Wait for the source pod to end and read its whole log: (exit code, lines).

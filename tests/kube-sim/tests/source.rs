@@ -211,6 +211,79 @@ async fn a_source_job_prints_the_commit_entries_and_files_of_a_repository() {
     );
 }
 
+/// A wanted path ending in `/` is every file under that directory, recursively (a Helm
+/// chart), and `./` the whole tree; a missing directory is nothing, not a failure.
+#[tokio::test]
+async fn a_directory_is_read_whole() {
+    let git = GitServer::start().await.unwrap();
+    let chart = "apiVersion: v2\nname: app\nversion: 0.1.0\n";
+    let deployment = "kind: Deployment\n";
+    let commit = git
+        .create_repo(
+            "org/charts.git",
+            &[
+                ("deploy/chart/Chart.yaml", chart),
+                ("deploy/chart/templates/deployment.yaml", deployment),
+                ("deploy/preview.yaml", "replicas: 1\n"),
+                ("README.md", "# app\n"),
+            ],
+        )
+        .unwrap();
+    let sim = sim(&git).await;
+    let url = git.url("org/charts.git");
+    let job = source_job(
+        "slipway-source-dir-a0",
+        &[
+            &url,
+            &commit,
+            "",
+            "deploy/chart/",
+            "deploy/preview.yaml",
+            "nothing/",
+        ],
+        None,
+    );
+    let (ok, code, log) = run_job(&sim, &job).await;
+    assert!(ok && code == 0, "{log:#?}");
+    let files: Vec<String> = source_lines(&log)
+        .into_iter()
+        .filter(|l| l.starts_with("slipway-source file "))
+        .collect();
+    assert_eq!(
+        files,
+        [
+            format!("slipway-source file deploy/chart/Chart.yaml {}", b64(chart)),
+            format!(
+                "slipway-source file deploy/chart/templates/deployment.yaml {}",
+                b64(deployment)
+            ),
+            format!(
+                "slipway-source file deploy/preview.yaml {}",
+                b64("replicas: 1\n")
+            ),
+        ],
+        "{log:#?}"
+    );
+    // The chart in a sub-directory given as the context, read as `./`.
+    let job = source_job(
+        "slipway-source-dir-sub-a0",
+        &[&url, &commit, "deploy/chart", "./"],
+        None,
+    );
+    let (ok, _, log) = run_job(&sim, &job).await;
+    assert!(ok, "{log:#?}");
+    let files: Vec<String> = source_lines(&log)
+        .into_iter()
+        .filter(|l| l.starts_with("slipway-source file "))
+        .map(|l| l.split(' ').nth(2).unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        files,
+        ["Chart.yaml", "templates/deployment.yaml"],
+        "{log:#?}"
+    );
+}
+
 /// The script's partial clone (`--filter=blob:none`, then the wanted files in one fetch) reads
 /// the same from a git host that allows filters (GitHub, GitLab; the test host by default) and
 /// from one that does not (`uploadpack.allowFilter` unset: git's server ignores the filter and

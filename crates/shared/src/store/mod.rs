@@ -11,6 +11,7 @@ mod cursor;
 mod jobs;
 pub use jobs::FINISHED_PER_MINUTE_SQL;
 mod logs;
+mod pipelines;
 mod previews;
 mod repositories;
 mod sessions;
