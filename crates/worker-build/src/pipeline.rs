@@ -199,9 +199,10 @@ fn split_image(pull: &str, tag: &str) -> Result<(String, String), JobError> {
         Some(d) => format!("{d}/{}", r.path),
         None => r.path.clone(),
     };
+    let tag = r.tag.as_deref().unwrap_or(tag);
     let tag = match &r.digest {
         Some(d) => format!("{tag}@{d}"),
-        None => r.tag.clone().unwrap_or_else(|| tag.to_owned()),
+        None => tag.to_owned(),
     };
     Ok((repository, tag))
 }
