@@ -10,6 +10,10 @@
 //! | build | Queued | Building | Deploying (its launch follows) | Failed `build` | Failed `build` |
 //! | launch | Deploying | Deploying | Ready (the preview's URL) | Failed `launch` | Failed `launch` |
 //! | cleanup | (no change) | (no change) | TornDown | Failed `teardown` | (no change) |
+//!
+//! A compose pipeline builds its services side by side: when the newest job is a build, the
+//! builds of its commit newer than any other job decide together (the first that failed, else
+//! one still running, else one still queued, else all succeeded).
 
 use chrono::{DateTime, Utc};
 use slipway_core::{JobId, JobKind, JobState};
@@ -43,7 +47,20 @@ pub struct Progress {
 /// `None` when there is nothing new to show (no jobs, or a teardown still in flight).
 pub fn progress(jobs: &[JobFacts], preview_url: Option<&str>) -> Option<Progress> {
     let mut relevant = jobs.iter().filter(|j| j.state != JobState::Superseded);
-    let job = relevant.next()?;
+    let newest = relevant.next()?;
+    let job = if newest.kind == JobKind::Build {
+        let siblings: Vec<&JobFacts> = std::iter::once(newest)
+            .chain(relevant.take_while(|j| j.kind == JobKind::Build && j.commit == newest.commit))
+            .collect();
+        let first = |states: &[JobState]| siblings.iter().find(|j| states.contains(&j.state));
+        first(&[JobState::Failed, JobState::Cancelled])
+            .or_else(|| first(&[JobState::Running, JobState::Retrying]))
+            .or_else(|| first(&[JobState::Queued]))
+            .copied()
+            .unwrap_or(newest)
+    } else {
+        newest
+    };
     // A launch of a pipeline carries its build's commit; fall back to the newest one known.
     let sha = job
         .commit
@@ -168,6 +185,41 @@ mod tests {
             p.sha.as_deref(),
             Some("new"),
             "the commit comes from the build"
+        );
+    }
+
+    #[test]
+    fn a_compose_pipelines_builds_decide_together() {
+        use JobKind::*;
+        let first = job(Build, JobState::Succeeded, Some("aaa"));
+        let older = job(Build, JobState::Failed, Some("old"));
+        let web = |s| job(Build, s, Some("aaa"));
+        // Newest first: the services' builds, then the job that started them.
+        let jobs = |a, b| [web(a), web(b), first.clone(), older.clone()];
+        assert_eq!(
+            state(&jobs(JobState::Succeeded, JobState::Queued)),
+            Some(PreviewState::Queued)
+        );
+        assert_eq!(
+            state(&jobs(JobState::Queued, JobState::Running)),
+            Some(PreviewState::Building)
+        );
+        assert_eq!(
+            state(&jobs(JobState::Succeeded, JobState::Succeeded)),
+            Some(PreviewState::Deploying)
+        );
+        let failed = web(JobState::Failed);
+        let p = progress(
+            &[web(JobState::Succeeded), failed.clone(), first.clone()],
+            None,
+        )
+        .unwrap();
+        assert!(matches!(p.state, PreviewState::Failed { ref step, .. } if step == "build"));
+        assert_eq!(p.job, failed.id, "the failed service's build explains it");
+        // An older commit's failed build is not this pipeline's.
+        assert_eq!(
+            state(&[web(JobState::Succeeded), older]),
+            Some(PreviewState::Deploying)
         );
     }
 
