@@ -487,10 +487,34 @@ struct Pipeline {
     repository: String,
     /// The commit to build: a full 40-character SHA.
     commit: String,
-    /// What the preview is made from: `dockerfile` (default: the repository's Dockerfile) or
-    /// `auto` (no Dockerfile needed: the stack is detected and a Dockerfile generated).
+    /// What the preview is made from: `dockerfile` (default: the repository's Dockerfile),
+    /// `auto` (no Dockerfile needed: the stack is detected and a Dockerfile generated), or the
+    /// API's whole `source` object for a compose app or a Helm chart, e.g.
+    /// `{"type": "compose", "service": "web"}` or `{"type": "helm", "chart": "deploy/chart",
+    /// "service": "web", "port": 8080}`.
     #[serde(default)]
-    source: Option<String>,
+    source: Option<SourceArg>,
+}
+
+/// A source by its type alone, or as the API's `source` object.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+enum SourceArg {
+    Kind(String),
+    Object(serde_json::Map<String, Value>),
+}
+
+impl SourceArg {
+    fn into_source(self) -> Result<PreviewSource, ApiError> {
+        match self {
+            SourceArg::Kind(kind) => Ok(PreviewSource::of(kind)),
+            SourceArg::Object(o) => {
+                let body = serde_json::to_vec(&o).map_err(ApiError::internal)?;
+                slipway_core::payload::decode::<PreviewSource>(&body)
+                    .map_err(|e| ApiError::from(e.under("source")))
+            }
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -697,7 +721,7 @@ impl McpServer {
             "redeploy_preview" | "trigger_pipeline" => {
                 let p: Pipeline = params(args)?;
                 let valid = PipelineRequest {
-                    source: p.source.map(PreviewSource::of),
+                    source: p.source.map(SourceArg::into_source).transpose()?,
                     preview: p.preview,
                     repository: p.repository,
                     commit: p.commit,

@@ -384,11 +384,12 @@ pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ValidationError> {
         )
     })?;
     // Derived structs also accept a JSON array (fields by position); no payload has an array
-    // anywhere, so refuse them rather than give positional meaning to one.
+    // but a Helm source's list of values files, so refuse them rather than give positional
+    // meaning to one.
     let tree: Value = serde_json::from_slice(body).map_err(|e| {
         ValidationError::new(codes::INVALID_JSON, "", truncate_message(&e.to_string()))
     })?;
-    if let Some(path) = first_array(&tree) {
+    if let Some(path) = first_array(&tree, "") {
         return Err(ValidationError::new(
             codes::INVALID_FIELD,
             path,
@@ -398,13 +399,21 @@ pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ValidationError> {
     Ok(value)
 }
 
-/// The dotted path of the first array in `v`, if any.
-fn first_array(v: &Value) -> Option<String> {
+/// Where a request holds a list: a Helm source's values files (in a pipeline or repository
+/// settings, and as a source object of its own).
+const LISTS: &[&str] = &["source.values", "values"];
+
+/// The dotted path of the first array in `v` (at `path`) that is not one of [`LISTS`], if any.
+fn first_array(v: &Value, path: &str) -> Option<String> {
     match v {
-        Value::Array(_) => Some(String::new()),
-        Value::Object(map) => map.iter().find_map(|(k, v)| {
-            first_array(v).map(|rest| crate::validate::join(&shown_key(k), &rest))
-        }),
+        Value::Array(items) if LISTS.contains(&path) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, x)| first_array(x, &format!("{path}[{i}]"))),
+        Value::Array(_) => Some(path.to_owned()),
+        Value::Object(map) => map
+            .iter()
+            .find_map(|(k, v)| first_array(v, &crate::validate::join(path, &shown_key(k)))),
         _ => None,
     }
 }
@@ -425,7 +434,8 @@ fn from_serde(e: serde_path_to_error::Error<serde_json::Error>) -> ValidationErr
     let path = e.path().iter().fold(String::new(), |path, seg| {
         let part = match seg {
             Segment::Map { key } => shown_key(key),
-            Segment::Seq { index } => format!("[{index}]"),
+            // An index follows its list's name: `source.values[0]`.
+            Segment::Seq { index } => return format!("{path}[{index}]"),
             Segment::Enum { variant } => shown_key(variant),
             Segment::Unknown => "?".to_owned(),
         };
@@ -815,6 +825,25 @@ mod tests {
             (e.code, e.field.as_str()),
             (codes::INVALID_FIELD, "launch.read_only_root_filesystem")
         );
+    }
+
+    #[test]
+    fn the_one_list_is_a_helm_sources_values_files() {
+        let body = |values: &str| {
+            format!(
+                r#"{{"preview": "p", "repository": "https://github.com/o/a", "commit": "0123456789abcdef0123456789abcdef01234567", "source": {{"type": "helm", "values": {values}}}}}"#
+            )
+        };
+        let p: PipelineRequest = decode(body(r#"["a.yaml", "b.yaml"]"#).as_bytes()).unwrap();
+        assert_eq!(p.source.unwrap().values, ["a.yaml", "b.yaml"]);
+        assert_eq!(
+            err::<PipelineRequest>(&body(r#"[["a.yaml"]]"#)).field,
+            "source.values[0]"
+        );
+        let e = err::<PipelineRequest>(
+            r#"{"preview": "p", "repository": "https://github.com/o/a", "commit": "0123456789abcdef0123456789abcdef01234567", "source": {"type": "helm", "chart": ["c"]}}"#,
+        );
+        assert_eq!(e.field, "source.chart");
     }
 
     #[test]

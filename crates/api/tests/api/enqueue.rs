@@ -165,6 +165,44 @@ async fn a_pipeline_names_its_source() {
         .await;
     assert_eq!(s, StatusCode::ACCEPTED, "{job}");
     assert_eq!(job["request"]["source"], "auto", "{job}");
+    // A compose app and a Helm chart: the first job carries the validated source.
+    let body = |source: Value, pr: u32| json!({"preview": format!("org/app#{pr}"), "repository": "https://github.com/org/app.git", "commit": SHA, "source": source});
+    let (s, job) = app
+        .post(
+            "/v1/pipelines",
+            &body(
+                json!({"type": "compose", "service": "web", "file": "deploy/compose.yaml"}),
+                9,
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{job}");
+    assert_eq!(
+        job["request"]["composition"],
+        json!({"type": "compose", "file": "deploy/compose.yaml", "service": "web", "port": null}),
+        "{job}"
+    );
+    let (s, job) = app
+        .post(
+            "/v1/pipelines",
+            &body(
+                json!({"type": "helm", "chart": "deploy/chart", "service": "web",
+                         "values": ["deploy/preview.yaml"]}),
+                10,
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{job}");
+    assert_eq!(job["request"]["composition"]["type"], "helm", "{job}");
+    assert_eq!(
+        job["request"]["composition"]["image_repository"],
+        "image.repository"
+    );
+    assert_eq!(
+        job["request"]["composition"]["port"], 8080,
+        "the launch port"
+    );
+    let body = |source: Value| json!({"preview": "org/app#8", "repository": "https://github.com/org/app.git", "commit": SHA, "source": source});
     for (source, field) in [
         (json!({"type": "helm"}), "source.chart"),
         (json!({"type": "compose"}), "source.service"),

@@ -477,4 +477,54 @@ async fn mcp_trigger_pipeline_takes_the_source() {
         .unwrap();
     assert_eq!(jobs.items.len(), 1, "{text}");
     assert_eq!(jobs.items[0].payload["source"], "auto");
+    // The API's whole `source` object: a compose app, and a field named when it is wrong.
+    let call = |source: Value| {
+        json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {
+            "name": "trigger_pipeline",
+            "arguments": {"preview": "org/app#6", "repository": "https://github.com/org/app",
+                          "commit": SHA, "source": source}}})
+    };
+    let text = rpc(
+        &app,
+        Some(ALL),
+        &[],
+        call(json!({"type": "compose", "service": "Web"})),
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
+    assert!(text.contains("source.service"), "{text}");
+    let text = rpc(
+        &app,
+        Some(ALL),
+        &[],
+        call(json!({"type": "compose", "services": "web"})),
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
+    assert!(text.contains("source.services"), "{text}");
+    let text = rpc(
+        &app,
+        Some(ALL),
+        &[],
+        call(json!({"type": "compose", "service": "web"})),
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
+    assert!(!text.contains("isError\":true"), "{text}");
+    let jobs = app
+        .store
+        .list_jobs(&JobFilter::default(), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(jobs.items.len(), 2, "{text}");
+    assert_eq!(
+        jobs.items[0].payload["composition"],
+        json!({"type": "compose", "file": null, "service": "web", "port": null})
+    );
 }
