@@ -258,15 +258,105 @@ pub enum SourceKind {
     /// No Dockerfile needed: Slipway detects Node.js/Next.js, Python, Go, Rust, Ruby/Rails or a
     /// static site and generates one.
     Auto,
+    /// The services of a compose file (`--service`, `--compose-file`).
+    Compose,
+    /// The repository's Helm chart with the built image (`--chart`, `--service`, `--values`).
+    Helm,
 }
 
 impl SourceKind {
-    /// The request's `source` object.
-    pub fn body(self) -> Value {
+    fn name(self) -> &'static str {
         match self {
-            SourceKind::Dockerfile => json!({"type": "dockerfile"}),
-            SourceKind::Auto => json!({"type": "auto"}),
+            SourceKind::Dockerfile => "dockerfile",
+            SourceKind::Auto => "auto",
+            SourceKind::Compose => "compose",
+            SourceKind::Helm => "helm",
         }
+    }
+}
+
+/// What a preview is made from, as `source` in a pipeline or repository settings.
+#[derive(Debug, Default, Args)]
+pub struct SourceOpts {
+    /// What the preview is made from (default: the repository's Dockerfile).
+    #[arg(long, value_enum)]
+    pub source: Option<SourceKind>,
+    /// compose, helm: the service at the preview URL.
+    #[arg(long, value_name = "NAME")]
+    pub service: Option<String>,
+    /// compose, helm: that service's port (default: compose, its first port; helm, `--port`).
+    #[arg(long, value_name = "PORT")]
+    pub service_port: Option<u16>,
+    /// compose: the compose file (default: compose.yaml, compose.yml, docker-compose.yaml or
+    /// docker-compose.yml at the root).
+    #[arg(long, value_name = "PATH")]
+    pub compose_file: Option<String>,
+    /// helm: the chart's directory in the repository.
+    #[arg(long, value_name = "DIR")]
+    pub chart: Option<String>,
+    /// helm: a values file in the repository (repeatable; applied in order).
+    #[arg(long = "values", value_name = "PATH")]
+    pub values: Vec<String>,
+    /// helm: the value receiving the built image's repository (default `image.repository`).
+    #[arg(long, value_name = "PATH")]
+    pub image_repository_value: Option<String>,
+    /// helm: the value receiving the built image's tag (default `image.tag`).
+    #[arg(long, value_name = "PATH")]
+    pub image_tag_value: Option<String>,
+}
+
+impl SourceOpts {
+    /// The request's `source` object, or `None` without `--source`; a source flag without
+    /// `--source` is a usage error.
+    pub fn body(&self) -> Result<Option<Value>, CliError> {
+        let given = [
+            (self.service.is_some(), "--service"),
+            (self.service_port.is_some(), "--service-port"),
+            (self.compose_file.is_some(), "--compose-file"),
+            (self.chart.is_some(), "--chart"),
+            (!self.values.is_empty(), "--values"),
+            (
+                self.image_repository_value.is_some(),
+                "--image-repository-value",
+            ),
+            (self.image_tag_value.is_some(), "--image-tag-value"),
+        ];
+        let Some(kind) = self.source else {
+            return match given.iter().find(|(g, _)| *g) {
+                Some((_, flag)) => Err(CliError::Usage(format!(
+                    "{flag} needs --source compose or --source helm"
+                ))),
+                None => Ok(None),
+            };
+        };
+        // The API says which fields go with which source, naming them.
+        let mut body = Map::new();
+        body.insert("type".into(), json!(kind.name()));
+        let mut put = |k: &str, v: Option<Value>| {
+            if let Some(v) = v {
+                body.insert(k.into(), v);
+            }
+        };
+        put("service", self.service.clone().map(Value::from));
+        put("port", self.service_port.map(Value::from));
+        put("file", self.compose_file.clone().map(Value::from));
+        put("chart", self.chart.clone().map(Value::from));
+        put(
+            "values",
+            (!self.values.is_empty()).then(|| json!(self.values)),
+        );
+        let mut image = Map::new();
+        if let Some(r) = &self.image_repository_value {
+            image.insert("repository".into(), json!(r));
+        }
+        if let Some(t) = &self.image_tag_value {
+            image.insert("tag".into(), json!(t));
+        }
+        put(
+            "image_values",
+            (!image.is_empty()).then_some(Value::Object(image)),
+        );
+        Ok(Some(Value::Object(body)))
     }
 }
 
@@ -280,9 +370,8 @@ pub struct PipelineArgs {
     pub repository: String,
     #[arg(long)]
     pub commit: String,
-    /// What the preview is made from (default: the repository's Dockerfile).
-    #[arg(long, value_enum)]
-    pub source: Option<SourceKind>,
+    #[command(flatten)]
+    pub source: SourceOpts,
     #[command(flatten)]
     pub build: BuildOpts,
     #[command(flatten)]
@@ -563,8 +652,8 @@ pub async fn run_with_notes(
             body.insert("preview".into(), json!(args.preview));
             body.insert("repository".into(), json!(args.repository));
             body.insert("commit".into(), json!(args.commit));
-            if let Some(source) = args.source {
-                body.insert("source".into(), source.body());
+            if let Some(source) = args.source.body()? {
+                body.insert("source".into(), source);
             }
             let build = build_body(&args.build)?;
             if !build.is_empty() {

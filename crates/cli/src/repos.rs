@@ -77,10 +77,9 @@ pub struct SetArgs {
     /// Build pull requests from forks: their code is untrusted and would run in your cluster.
     #[arg(long, visible_alias = "build-forks", value_name = "true|false")]
     pub allow_forks: Option<bool>,
-    /// What previews are made from: the repository's Dockerfile, or `auto` (Slipway detects
-    /// the stack and generates the Dockerfile).
-    #[arg(long, value_enum)]
-    pub source: Option<crate::SourceKind>,
+    /// What previews are made from (replaces the whole current source).
+    #[command(flatten)]
+    pub source: crate::SourceOpts,
     #[command(flatten)]
     pub build: BuildOpts,
     #[command(flatten)]
@@ -171,6 +170,7 @@ pub async fn run(
                 .map(|p| unset_path(p))
                 .collect::<Result<Vec<_>, _>>()?;
             let build = build_body(&args.build)?;
+            let source = args.source.body()?;
             let launch = launch_body(&args.launch)?;
             let mut body = if args.replace {
                 Map::new()
@@ -182,11 +182,7 @@ pub async fn run(
             }
             insert(&mut body, "enabled", args.enabled);
             insert(&mut body, "build_forks", args.allow_forks);
-            insert(
-                &mut body,
-                "source",
-                args.source.map(crate::SourceKind::body),
-            );
+            insert(&mut body, "source", source);
             let mode = args
                 .mode
                 .or(args.label.as_ref().map(|_| Mode::Label))

@@ -545,3 +545,94 @@ async fn logs_follow_prints_build_steps_as_notes_and_the_log_alone() {
         "one note per step change, terminal escapes dropped"
     );
 }
+
+/// `--source compose|helm` and their flags make the API's `source` object, for a pipeline and
+/// for a repository's settings; a source flag without `--source` is a usage error, and a flag
+/// of the other source is the API's refusal naming the field.
+#[tokio::test]
+async fn the_cli_names_compose_and_helm_sources() {
+    let app = spawn_app().await;
+    slipway(
+        &app,
+        &[
+            "repos",
+            "set",
+            "acme/chart",
+            "--source",
+            "helm",
+            "--chart",
+            "deploy/chart",
+            "--service",
+            "web",
+            "--service-port",
+            "8080",
+            "--values",
+            "deploy/a.yaml",
+            "--values",
+            "deploy/b.yaml",
+            "--image-tag-value",
+            "image.version",
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        repo_json(&app, "acme/chart").await["source"],
+        json!({"type": "helm", "chart": "deploy/chart", "service": "web", "port": 8080,
+               "values": ["deploy/a.yaml", "deploy/b.yaml"],
+               "image_values": {"tag": "image.version"}})
+    );
+    let out = slipway(
+        &app,
+        &[
+            "-o",
+            "json",
+            "pipeline",
+            "--preview",
+            "acme/shop#3",
+            "--repository",
+            "https://github.com/acme/shop",
+            "--commit",
+            SHA,
+            "--source",
+            "compose",
+            "--service",
+            "web",
+            "--compose-file",
+            "deploy/compose.yaml",
+        ],
+    )
+    .await
+    .unwrap();
+    let job: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        job["request"]["composition"],
+        json!({"type": "compose", "file": "deploy/compose.yaml", "service": "web", "port": null}),
+        "{out}"
+    );
+    let err = slipway(&app, &["repos", "set", "acme/shop", "--chart", "c"])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, CliError::Usage(m) if m.contains("--chart needs --source")),
+        "{err:?}"
+    );
+    let err = slipway(
+        &app,
+        &[
+            "repos",
+            "set",
+            "acme/shop",
+            "--source",
+            "auto",
+            "--service",
+            "web",
+        ],
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, CliError::Api { field: Some(f), .. } if f == "source.service"),
+        "{err:?}"
+    );
+}
