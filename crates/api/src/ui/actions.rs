@@ -618,6 +618,24 @@ pub async fn edit_repository(
         Ok(v) => v,
         Err(m) => return bad_field(&session, "launch", &m),
     };
+    // The select gives the type; compose and helm take their settings as JSON beside it.
+    let source_settings: Option<serde_json::Map<String, serde_json::Value>> =
+        match json_field(&fields, "source_settings") {
+            Ok(v) => v,
+            Err(m) => return bad_field(&session, "source_settings", &m),
+        };
+    let source = match fields.get("source").filter(|s| !s.is_empty()) {
+        None => None,
+        Some(kind) => {
+            let mut object = source_settings.unwrap_or_default();
+            object.insert("type".into(), kind.into());
+            let body = serde_json::to_vec(&object).unwrap_or_default();
+            match slipway_core::payload::decode::<PreviewSource>(&body) {
+                Ok(s) => Some(s),
+                Err(e) => return refused(&session, ApiError::from(e.under("source"))),
+            }
+        }
+    };
     let req = ops::RepositoryRequest {
         // Checkboxes are sent only when ticked.
         enabled: Some(fields.get("enabled").is_some()),
@@ -627,10 +645,7 @@ pub async fn edit_repository(
         build,
         launch,
         // The form's select; an old form without it keeps the default.
-        source: fields
-            .get("source")
-            .filter(|s| !s.is_empty())
-            .map(PreviewSource::of),
+        source,
     };
     match ops::save_repository(&state.app, &owner, &repo, req, &session.token_name).await {
         Ok(_) => back(with_done("/ui/repositories", "repository")),

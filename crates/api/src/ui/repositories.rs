@@ -25,8 +25,10 @@ pub struct RepositoryRow {
     /// The options as compact JSON (shown, and the edit form's starting text).
     pub build: String,
     pub launch: String,
-    /// `dockerfile` or `auto`.
+    /// `dockerfile`, `auto`, `compose` or `helm`.
     pub source: String,
+    /// The source's other settings (compose, helm) as compact JSON; empty: none.
+    pub source_settings: String,
     pub updated: String,
 }
 
@@ -69,6 +71,18 @@ pub async fn repositories(
                     .and_then(|s| s["type"].as_str())
                     .unwrap_or("dockerfile")
                     .to_owned(),
+                source_settings: r
+                    .source
+                    .as_ref()
+                    .and_then(|s| s.as_object())
+                    .map(|o| {
+                        let mut o = o.clone();
+                        o.remove("type");
+                        o
+                    })
+                    .filter(|o| !o.is_empty())
+                    .map(|o| serde_json::Value::Object(o).to_string())
+                    .unwrap_or_default(),
                 updated: r.updated_at.format("%Y-%m-%d %H:%M UTC").to_string(),
                 full_name,
             }

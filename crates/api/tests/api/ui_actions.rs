@@ -961,4 +961,52 @@ async fn ui_repositories_page_lists_and_edits_settings() {
         "{}",
         p.body
     );
+    // compose and helm take their settings as JSON beside the select; a wrong one is named.
+    let form = |settings: &str| {
+        format!(
+            "csrf={token}&enabled=on&mode=automatic&source=helm&source_settings={}",
+            urlencode(settings)
+        )
+    };
+    let p = post(
+        &app,
+        "/ui/repositories/org/app",
+        Some(&c),
+        &form("{\"chart\": \"deploy/chart\"}"),
+        &[],
+    )
+    .await;
+    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", p.body);
+    assert!(p.body.contains("source.service"), "{}", p.body);
+    let p = post(
+        &app,
+        "/ui/repositories/org/app",
+        Some(&c),
+        &form("{\"chart\": \"deploy/chart\", \"service\": \"web\"}"),
+        &[],
+    )
+    .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let after = app
+        .store
+        .get_repository("org", "app")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        after.source,
+        Some(json!({"type": "helm", "chart": "deploy/chart", "service": "web"}))
+    );
+    let p = get(&app, "/ui/repositories", Some(&c)).await;
+    assert!(
+        p.body.contains("<option value=\"helm\" selected>"),
+        "{}",
+        p.body
+    );
+    assert!(
+        p.body
+            .contains("{&#34;chart&#34;:&#34;deploy/chart&#34;,&#34;service&#34;:&#34;web&#34;}"),
+        "the settings are the form's starting text: {}",
+        p.body
+    );
 }
