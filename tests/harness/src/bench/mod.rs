@@ -6,6 +6,7 @@ pub mod api;
 pub mod auto;
 pub mod build;
 pub mod cap;
+pub mod compose;
 pub mod launch;
 pub mod pg_ceiling;
 pub mod queue;
@@ -119,6 +120,7 @@ pub const SECTIONS: &[(&str, Section)] = &[
     ("cap", |env, report| Box::pin(cap::run(env, report))),
     ("ui", |env, report| Box::pin(ui::run(env, report))),
     ("auto", |env, report| Box::pin(auto::run(env, report))),
+    ("compose", |env, report| Box::pin(compose::run(env, report))),
 ];
 
 pub use slipway_shared::testing::WorkerThread;
