@@ -1081,6 +1081,98 @@ mod tests {
         );
     }
 
+    fn compose(text: &str) -> ComposeLaunch {
+        let app = slipway_core::compose::parse(text).unwrap();
+        let images = app
+            .services
+            .iter()
+            .map(|s| (s.name.clone(), s.image.clone().unwrap_or("web:1".into())))
+            .collect();
+        ComposeLaunch {
+            services: app.services,
+            volumes: app.volumes.into_iter().collect(),
+            images,
+            exposed: "web".into(),
+            port: 3000,
+        }
+    }
+
+    fn compose_error(s: &Settings, text: &str) -> String {
+        let l = launch(json!({"preview": "org/app#1", "image": "web:1"}));
+        let image = ResolvedImage {
+            image: "web:1".into(),
+            commit: None,
+        };
+        let e = compose_params(s, uuid::Uuid::now_v7(), &l, &compose(text), &image).unwrap_err();
+        assert_eq!(e.class(), ErrorClass::Permanent);
+        e.to_string()
+    }
+
+    #[test]
+    fn compose_params_clamp_each_service_and_check_users_volumes_and_the_quota() {
+        let s = settings(&[]);
+        let l = launch(json!({"preview": "org/app#1", "image": "web:1",
+            "resources": {"memory": "256Mi"}, "env": {"MODE": "preview"}}));
+        let image = ResolvedImage {
+            image: "web:1".into(),
+            commit: None,
+        };
+        let text = "services:\n  web:\n    image: web:1\n  db:\n    image: postgres:16\n    \
+                    user: '999:998'\n    cpus: 0.5\n    volumes: [data:/var/lib/data]\n\
+                    volumes:\n  data: {}\n";
+        let p = compose_params(&s, uuid::Uuid::now_v7(), &l, &compose(text), &image).unwrap();
+        assert_eq!(p.preview.port, 3000);
+        assert_eq!(p.preview.env["MODE"], "preview");
+        assert_eq!(p.volume_size, "1Gi");
+        let web = &p.services[0];
+        // The launch's resources are every container's default.
+        assert_eq!(web.resources.memory, "256Mi");
+        assert_eq!(web.cpu_limit, None);
+        let db = &p.services[1];
+        assert_eq!((db.run_as_user, db.run_as_group), (Some(999), Some(998)));
+        assert_eq!(db.cpu_limit.as_deref(), Some("500m"));
+        assert_eq!(db.resources.cpu, "500m");
+
+        let m = compose_error(&s, "services:\n  web:\n    image: web:1\n    user: node\n");
+        assert!(
+            m.starts_with("service web: user \"node\" is not numeric"),
+            "{m}"
+        );
+        let m = compose_error(
+            &s,
+            "services:\n  web:\n    image: web:1\n    mem_limit: 2g\n",
+        );
+        assert!(
+            m.contains("service web: a memory limit of 2Gi is above"),
+            "{m}"
+        );
+        let m = compose_error(
+            &s,
+            "services:\n  web:\n    image: web:1\n    volumes: [v:/a]\n  worker:\n    \
+             image: w:1\n    volumes: [v:/b]\nvolumes:\n  v: {}\n",
+        );
+        assert!(m.contains("mounted by services web and worker"), "{m}");
+        let m = compose_error(&s, "services:\n  api:\n    image: a:1\n");
+        assert!(m.contains("exposed service \"web\""), "{m}");
+        let strict = settings(&["--run-as-non-root", "true"]);
+        let m = compose_error(
+            &strict,
+            "services:\n  web:\n    image: web:1\n    user: '0'\n",
+        );
+        assert!(m.contains("service web: user 0 is root"), "{m}");
+        // 8 CPU of quota: each container without a CPU limit counts the 1-CPU maximum, each
+        // Deployment twice.
+        let m = compose_error(
+            &s,
+            "services:\n  web:\n    image: web:1\n  a:\n    image: a:1\n  b:\n    \
+             image: b:1\n  c:\n    image: c:1\n  d:\n    image: d:1\n",
+        );
+        assert!(
+            m.contains("with service d they need 10 pods, 10 CPU"),
+            "{m}"
+        );
+    }
+
     #[test]
     fn every_object_is_named_for_the_attempt_record() {
         let s = settings(&[]);

@@ -85,14 +85,44 @@ fn ready_and_trouble(mine: &[&Pod]) -> (Vec<String>, Vec<PodTrouble>) {
     (ready, mine.iter().flat_map(|p| pod_trouble(p)).collect())
 }
 
+/// A workload as read.
+enum Read {
+    Deployment(Box<Deployment>),
+    StatefulSet(Box<StatefulSet>),
+}
+
 async fn observe(
     client: &kube::Client,
     ns: &str,
     workloads: &[Workload],
 ) -> Result<Observation, ObserveError> {
+    // The workloads first, their pods after: a rollout read as complete then has its ready
+    // pods in the list.
+    let mut read = Vec::with_capacity(workloads.len());
+    for w in workloads {
+        let get_err = |e| {
+            ObserveError(
+                Some(w.clone()),
+                wrap("get", format!("{} {ns}/{}", w.kind, w.name), e),
+            )
+        };
+        read.push(match w.kind {
+            WorkloadKind::Deployment => Read::Deployment(Box::new(
+                namespaced::<Deployment>(client, ns)
+                    .get(&w.name)
+                    .await
+                    .map_err(get_err)?,
+            )),
+            WorkloadKind::StatefulSet => Read::StatefulSet(Box::new(
+                namespaced::<StatefulSet>(client, ns)
+                    .get(&w.name)
+                    .await
+                    .map_err(get_err)?,
+            )),
+        });
+    }
     let list_err = |what: &str, e| ObserveError(None, wrap("list", format!("{what} in {ns}"), e));
-    let has = |k: WorkloadKind| workloads.iter().any(|w| w.kind == k);
-    let sets = if has(WorkloadKind::Deployment) {
+    let sets = if workloads.iter().any(|w| w.kind == WorkloadKind::Deployment) {
         namespaced::<ReplicaSet>(client, ns)
             .list(&ListParams::default())
             .await
@@ -106,20 +136,11 @@ async fn observe(
         .await
         .map_err(|e| list_err("Pods", e))?
         .items;
-    let mut out = Vec::with_capacity(workloads.len());
-    for w in workloads {
-        let get_err = |e| {
-            ObserveError(
-                Some(w.clone()),
-                wrap("get", format!("{} {ns}/{}", w.kind, w.name), e),
-            )
-        };
-        let o = match w.kind {
-            WorkloadKind::Deployment => {
-                let d = namespaced::<Deployment>(client, ns)
-                    .get(&w.name)
-                    .await
-                    .map_err(get_err)?;
+    let out = workloads
+        .iter()
+        .zip(read)
+        .map(|(w, r)| match r {
+            Read::Deployment(d) => {
                 let current = current_replica_set(&d, &sets);
                 let (ready, trouble) = match current {
                     Some(rs) => ready_and_trouble(&pods_of(rs, &pods)),
@@ -134,11 +155,7 @@ async fn observe(
                     applied_by: d.labels().get(labels::JOB_ID).cloned(),
                 }
             }
-            WorkloadKind::StatefulSet => {
-                let s = namespaced::<StatefulSet>(client, ns)
-                    .get(&w.name)
-                    .await
-                    .map_err(get_err)?;
+            Read::StatefulSet(s) => {
                 let status = stateful_set_status(&s);
                 let (ready, trouble) = if status == RolloutStatus::NotObserved {
                     (Vec::new(), Vec::new())
@@ -154,9 +171,8 @@ async fn observe(
                     applied_by: s.labels().get(labels::JOB_ID).cloned(),
                 }
             }
-        };
-        out.push(o);
-    }
+        })
+        .collect();
     Ok(Observation(out))
 }
 

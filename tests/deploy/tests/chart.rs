@@ -134,7 +134,7 @@ fn expected_grants(component: &str) -> BTreeSet<Grant> {
             (
                 "cluster",
                 "apps",
-                &["deployments"],
+                &["deployments", "statefulsets"],
                 &["create", "patch", "get", "list", "watch"],
             ),
             ("cluster", "apps", &["replicasets"], &["list"]),
