@@ -354,7 +354,10 @@ pub fn on_create(kind: usize, obj: &mut Value) -> Result<(), ApiError> {
             }
             if ports.len() > 1 {
                 for (i, p) in ports.iter().enumerate() {
-                    if p.get("name").and_then(Value::as_str).is_none_or(str::is_empty) {
+                    if p.get("name")
+                        .and_then(Value::as_str)
+                        .is_none_or(str::is_empty)
+                    {
                         causes.push((format!("spec.ports[{i}].name"), "Required value".into()));
                     }
                 }

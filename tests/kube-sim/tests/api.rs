@@ -1027,14 +1027,14 @@ async fn a_service_needs_ports_unless_it_is_headless() {
     let headless = svcs
         .create(
             &PostParams::default(),
-            &svc("redis", json!({"clusterIP": "None", "selector": {"app": "redis"}})),
+            &svc(
+                "redis",
+                json!({"clusterIP": "None", "selector": {"app": "redis"}}),
+            ),
         )
         .await
         .unwrap();
-    assert_eq!(
-        headless.spec.unwrap().cluster_ip.as_deref(),
-        Some("None")
-    );
+    assert_eq!(headless.spec.unwrap().cluster_ip.as_deref(), Some("None"));
     for (name, spec, field) in [
         ("noports", json!({"selector": {"app": "x"}}), "spec.ports"),
         (
@@ -1050,7 +1050,11 @@ async fn a_service_needs_ports_unless_it_is_headless() {
         let status = api_err(e);
         assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
         assert!(status.message.contains(field), "{}", status.message);
-        assert!(status.message.contains("Required value"), "{}", status.message);
+        assert!(
+            status.message.contains("Required value"),
+            "{}",
+            status.message
+        );
     }
 }
 
