@@ -1007,7 +1007,7 @@ async fn service_target_port_zero_defaults_to_the_port() {
     let sim = sim().await;
     let svcs: Api<Service> = Api::default_namespaced(sim.client().unwrap());
     let s: Service = serde_json::from_value(json!({"metadata": {"name": "s"},
-        "spec": {"ports": [{"port": 80, "targetPort": 0}, {"name": "b", "port": 81, "targetPort": ""}]}}))
+        "spec": {"ports": [{"name": "a", "port": 80, "targetPort": 0}, {"name": "b", "port": 81, "targetPort": ""}]}}))
     .unwrap();
     let s = svcs.create(&PostParams::default(), &s).await.unwrap();
     let ports = s.spec.unwrap().ports.unwrap();
