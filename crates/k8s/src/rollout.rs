@@ -8,7 +8,7 @@
 //! Pure functions over `k8s-openapi` objects: the launch worker fetches, these decide.
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use k8s_openapi::api::core::v1::{ContainerStatus, Event, Pod};
 use kube::ResourceExt;
 
 /// The annotation the Deployment controller puts on each ReplicaSet with its revision.
@@ -310,6 +310,46 @@ pub fn replica_failure(rs: &ReplicaSet) -> Option<ReplicaFailure> {
         .map(|c| ReplicaFailure {
             reason: c.reason.clone().unwrap_or_default(),
             message: c.message.clone().unwrap_or_default(),
+        })
+}
+
+/// Why a StatefulSet cannot create its pods: it has no `ReplicaFailure` condition; its
+/// controller records a Warning `FailedCreate` Event on it with the API's error instead
+/// (kubernetes/kubernetes `pkg/controller/statefulset/stateful_pod_control.go`,
+/// `recordPodEvent`: `create Pod <pod> in StatefulSet <set> failed error: <err>`). The latest
+/// such Event of `set` at or after `since` (Unix seconds; older ones may be an earlier
+/// launch's), when the set has fewer pods than it wants.
+pub fn stateful_set_failure(
+    s: &StatefulSet,
+    events: &[Event],
+    since: i64,
+) -> Option<ReplicaFailure> {
+    let wanted = s.spec.as_ref().and_then(|sp| sp.replicas).unwrap_or(1);
+    let have = s.status.as_ref().map_or(0, |st| st.replicas);
+    if have >= wanted {
+        return None;
+    }
+    let name = s.metadata.name.as_deref()?;
+    let time = |e: &Event| {
+        e.last_timestamp
+            .as_ref()
+            .or(e.first_timestamp.as_ref())
+            .map(|t| t.0.as_second())
+            .or_else(|| e.event_time.as_ref().map(|t| t.0.as_second()))
+            .unwrap_or(0)
+    };
+    events
+        .iter()
+        .filter(|e| {
+            e.reason.as_deref() == Some("FailedCreate")
+                && e.involved_object.kind.as_deref() == Some("StatefulSet")
+                && e.involved_object.name.as_deref() == Some(name)
+                && time(e) >= since
+        })
+        .max_by_key(|e| time(e))
+        .map(|e| ReplicaFailure {
+            reason: "FailedCreate".into(),
+            message: e.message.clone().unwrap_or_default(),
         })
 }
 
@@ -723,6 +763,39 @@ mod tests {
             .collect();
         assert_eq!(names, ["db-0"]);
         assert_eq!(Workload::stateful_set("db").to_string(), "StatefulSet db");
+    }
+
+    #[test]
+    fn a_stateful_sets_create_failures_come_from_its_recent_events() {
+        let set = stateful_set(json!({"metadata": {"name": "db"},
+            "spec": {"replicas": 1, "selector": {}, "template": {}, "serviceName": "db"},
+            "status": {"replicas": 0}}));
+        let event = |name: &str, reason: &str, at: &str, message: &str| -> Event {
+            serde_json::from_value(json!({"metadata": {"name": format!("{name}.1")},
+                "involvedObject": {"kind": "StatefulSet", "name": name},
+                "reason": reason, "type": "Warning", "message": message,
+                "lastTimestamp": at}))
+            .unwrap()
+        };
+        let forbidden = "create Pod db-0 in StatefulSet db failed error: pods \"db-0\" is \
+                         forbidden: violates PodSecurity \"restricted:latest\": runAsNonRoot != true";
+        let events = vec![
+            event("db", "FailedCreate", "2026-01-01T00:00:00Z", "old"),
+            event("db", "FailedCreate", "2026-01-01T00:10:00Z", forbidden),
+            event("cache", "FailedCreate", "2026-01-01T00:20:00Z", "not ours"),
+            event("db", "SuccessfulCreate", "2026-01-01T00:30:00Z", "fine"),
+        ];
+        let since = 1_767_225_600 + 60; // 2026-01-01T00:01:00Z
+        let f = stateful_set_failure(&set, &events, since).unwrap();
+        assert_eq!(f.message, forbidden);
+        assert!(f.is_permanent());
+        // Older than the wait: an earlier launch's.
+        assert_eq!(stateful_set_failure(&set, &events[..1], since), None);
+        // A set that has its pods is not failing to create them.
+        let full = stateful_set(json!({"metadata": {"name": "db"},
+            "spec": {"replicas": 1, "selector": {}, "template": {}, "serviceName": "db"},
+            "status": {"replicas": 1}}));
+        assert_eq!(stateful_set_failure(&full, &events, since), None);
     }
 
     #[test]

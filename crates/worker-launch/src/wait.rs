@@ -20,7 +20,7 @@
 use crate::LaunchError;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, LogParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
@@ -32,7 +32,7 @@ use slipway_k8s::preview::APP;
 use slipway_k8s::rollout::{
     PodTrouble, ReplicaFailure, RolloutStatus, TroubleKind, Workload, WorkloadKind,
     current_replica_set, pod_ready, pod_trouble, pods_of, replica_failure, rollout_status,
-    stateful_set_pods, stateful_set_status,
+    stateful_set_failure, stateful_set_pods, stateful_set_status,
 };
 use slipway_shared::joblog::JobLog;
 use std::collections::HashMap;
@@ -91,10 +91,13 @@ enum Read {
     StatefulSet(Box<StatefulSet>),
 }
 
+/// `since`: when the wait began (Unix seconds, with a margin for clock skew); a StatefulSet's
+/// `FailedCreate` Events before it are not this launch's.
 async fn observe(
     client: &kube::Client,
     ns: &str,
     workloads: &[Workload],
+    since: i64,
 ) -> Result<Observation, ObserveError> {
     // The workloads first, their pods after: a rollout read as complete then has its ready
     // pods in the list.
@@ -136,6 +139,27 @@ async fn observe(
         .await
         .map_err(|e| list_err("Pods", e))?
         .items;
+    // A StatefulSet short of pods says why only in Events (it has no ReplicaFailure).
+    let mut events: Vec<Event> = Vec::new();
+    for r in &read {
+        if let Read::StatefulSet(s) = r
+            && stateful_set_status(s) != RolloutStatus::Complete
+            && s.status.as_ref().map_or(0, |st| st.replicas)
+                < s.spec.as_ref().and_then(|sp| sp.replicas).unwrap_or(1)
+        {
+            let selector = format!(
+                "involvedObject.kind=StatefulSet,involvedObject.name={},reason=FailedCreate",
+                s.name_any()
+            );
+            events.extend(
+                namespaced::<Event>(client, ns)
+                    .list(&ListParams::default().fields(&selector))
+                    .await
+                    .map_err(|e| list_err("Events", e))?
+                    .items,
+            );
+        }
+    }
     let out = workloads
         .iter()
         .zip(read)
@@ -167,7 +191,7 @@ async fn observe(
                     status,
                     ready,
                     trouble,
-                    replica_failure: None,
+                    replica_failure: stateful_set_failure(&s, &events, since),
                     applied_by: s.labels().get(labels::JOB_ID).cloned(),
                 }
             }
@@ -347,6 +371,9 @@ async fn wait_for(
 ) -> Result<Vec<String>, LaunchError> {
     let started = Instant::now();
     let deadline = started + limits.deadline;
+    // Events carry the API server's clock, in whole seconds: a small margin for skew (an
+    // earlier launch's refusal is older than this one's apply).
+    let since = chrono::Utc::now().timestamp() - 5;
     let wake = Arc::new(Notify::new());
     let has = |k: WorkloadKind| workloads.iter().any(|w| w.kind == k);
     let mut watches = vec![watch(namespaced::<Pod>(client, ns), wake.clone())];
@@ -370,7 +397,7 @@ async fn wait_for(
     let mut last: Option<Observation> = None;
     loop {
         let now = Instant::now();
-        match observe(client, ns, workloads).await {
+        match observe(client, ns, workloads, since).await {
             Ok(obs) => {
                 // Whatever the rollout shows, it must be of this launch's spec.
                 for o in &obs.0 {
@@ -398,8 +425,13 @@ async fn wait_for(
                         log.note_once(
                             &format!("replica-failure/{}", f.message),
                             [format!(
-                                "{at}the ReplicaSet cannot create pods ({}): {}",
-                                f.reason, f.message
+                                "{at}the {} cannot create pods ({}): {}",
+                                match o.workload.kind {
+                                    WorkloadKind::Deployment => "ReplicaSet",
+                                    WorkloadKind::StatefulSet => "StatefulSet",
+                                },
+                                f.reason,
+                                f.message
                             )],
                         )
                         .await;

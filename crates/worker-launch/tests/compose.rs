@@ -308,3 +308,45 @@ async fn services_over_the_preview_quota_are_refused_before_anything_is_applied(
     assert!(h.preview_namespaces().is_empty());
     w.stop().await.expect("worker stopped cleanly");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stateful_set_whose_pods_pod_security_refuses_fails_the_launch_at_once() {
+    // A cluster-wide policy enforces restricted; the worker runs baseline without runAsNonRoot,
+    // so the StatefulSet's pod is refused. A StatefulSet has no ReplicaFailure condition: the
+    // refusal is in its FailedCreate Events.
+    let h = Harness::new(
+        sim_with_users().force_namespace_label("pod-security.kubernetes.io/enforce", "restricted"),
+    )
+    .await;
+    let w = h.worker(&["--deadline-secs", "20"]).await;
+    let key = "org/shop#8";
+    let text = "services:
+  web:
+    build: .
+    ports: [\"3000:3000\"]
+    depends_on: [db]
+  db:
+    image: postgres:16
+    volumes: [pgdata:/var/lib/postgresql/data]
+volumes:
+  pgdata: {}
+";
+    let started = std::time::Instant::now();
+    let id = h.launch_valid(compose_launch(key, text), None).await;
+    let job = h.finished(id).await;
+    assert_eq!(job.state, JobState::Failed, "{:?}", job.error);
+    assert_eq!(job.error_class, Some(ErrorClass::Permanent));
+    assert_eq!(job.attempts, 1, "not retried");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "failed fast, not at the deadline"
+    );
+    let error = job.error.unwrap();
+    assert!(
+        error.starts_with("StatefulSet db: Kubernetes refuses the preview's pods"),
+        "{error}"
+    );
+    assert!(error.contains("violates PodSecurity"), "{error}");
+    assert_eq!(h.preview(key).await.status, "failed");
+    w.stop().await.expect("worker stopped cleanly");
+}

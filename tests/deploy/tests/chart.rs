@@ -140,6 +140,7 @@ fn expected_grants(component: &str) -> BTreeSet<Grant> {
             ("cluster", "apps", &["replicasets"], &["list"]),
             ("cluster", "", &["pods"], &["list", "watch"]),
             ("cluster", "", &["pods/log"], &["get"]),
+            ("cluster", "", &["events"], &["list"]),
             ("cluster", "cert-manager.io", &["certificates"], &["get"]),
         ]),
         "worker-cleanup" => grants(&[
