@@ -8,11 +8,13 @@
 //!   and the internet but the cluster's ranges and the cloud metadata addresses) and CIDRs;
 //! - [`preview`]: the pure builder of a preview environment (namespace, quota, limits, network
 //!   policies, Deployment, Service, Ingress);
+//! - [`compose`]: the pure builder of a compose preview (the same environment, a Deployment or
+//!   StatefulSet and a Service per compose service, their start order);
 //! - [`client`]: idempotent operations (create-or-adopt, server-side apply, background delete)
 //!   and the transient/permanent classification of Kubernetes errors;
 //! - [`logs`]: decoding a container's log stream into ordered, bounded, valid UTF-8 lines;
-//! - [`rollout`]: reading a Deployment's rollout status, its current ReplicaSet and pods, and the
-//!   pod states that explain a stuck rollout;
+//! - [`rollout`]: reading a Deployment's or StatefulSet's rollout status, its current pods, and
+//!   the pod states that explain a stuck rollout;
 //! - [`outcome`]: where a build pod is and how it ended (build failure versus infrastructure);
 //! - [`mounts`]: which Secret or ConfigMap a pod stuck in `ContainerCreating` is missing, from
 //!   its `FailedMount` Events;
@@ -25,6 +27,7 @@
 pub mod build;
 pub mod buildnet;
 pub mod client;
+pub mod compose;
 pub mod labels;
 pub mod logs;
 pub mod mounts;

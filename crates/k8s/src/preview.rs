@@ -3,6 +3,9 @@
 //! server-side apply (field manager `slipway`), so a re-launch with a new image is a rollout in
 //! the same namespace and a retry simply re-applies.
 //!
+//! The environment (namespace, quota, limits, policies, Ingress) and the pod hardening are
+//! shared with a compose preview's objects ([`crate::compose`]).
+//!
 //! Network policy semantics (see docs/network-policy.md): all ingress and egress of the
 //! preview's pods is denied, except (1) ingress to the app port from pods in the ingress
 //! controller's namespace and from the operator's ingress CIDRs (load balancers that target pod
@@ -154,11 +157,11 @@ impl PreviewObjects {
     }
 }
 
-fn q(s: &str) -> Quantity {
+pub(crate) fn q(s: &str) -> Quantity {
     Quantity(s.to_owned())
 }
 
-fn cpu_mem(prefix: &str, v: &CpuMemory) -> [(String, Quantity); 2] {
+pub(crate) fn cpu_mem(prefix: &str, v: &CpuMemory) -> [(String, Quantity); 2] {
     [
         (format!("{prefix}cpu"), q(&v.cpu)),
         (format!("{prefix}memory"), q(&v.memory)),
@@ -166,7 +169,7 @@ fn cpu_mem(prefix: &str, v: &CpuMemory) -> [(String, Quantity); 2] {
 }
 
 impl PreviewParams {
-    fn meta(&self, name: &str) -> ObjectMeta {
+    pub(crate) fn meta(&self, name: &str) -> ObjectMeta {
         ObjectMeta {
             name: Some(name.to_owned()),
             namespace: Some(self.namespace.clone()),
@@ -175,9 +178,15 @@ impl PreviewParams {
         }
     }
 
-    fn selector(&self) -> BTreeMap<String, String> {
+    pub(crate) fn selector(&self) -> BTreeMap<String, String> {
+        self.selector_of(APP)
+    }
+
+    /// The labels that select the pods of app `name` (`app` for the single-container preview,
+    /// a compose service's name).
+    pub(crate) fn selector_of(&self, name: &str) -> BTreeMap<String, String> {
         BTreeMap::from([
-            (SELECTOR_LABEL.to_owned(), APP.to_owned()),
+            (SELECTOR_LABEL.to_owned(), name.to_owned()),
             (
                 crate::labels::PREVIEW.to_owned(),
                 self.preview_label.clone(),
@@ -185,7 +194,7 @@ impl PreviewParams {
         ])
     }
 
-    fn annotations(&self) -> BTreeMap<String, String> {
+    pub(crate) fn annotations(&self) -> BTreeMap<String, String> {
         let mut a = BTreeMap::from([(PREVIEW_KEY_ANNOTATION.to_owned(), self.key.clone())]);
         if let Some(c) = &self.commit {
             a.insert(COMMIT_ANNOTATION.to_owned(), c.clone());
@@ -207,7 +216,7 @@ pub fn preview_objects(p: &PreviewParams) -> PreviewObjects {
     }
 }
 
-fn namespace(p: &PreviewParams) -> Namespace {
+pub(crate) fn namespace(p: &PreviewParams) -> Namespace {
     let mut labels = p.labels.clone();
     for mode in ["enforce", "audit", "warn"] {
         labels.insert(
@@ -226,7 +235,7 @@ fn namespace(p: &PreviewParams) -> Namespace {
     }
 }
 
-fn quota(p: &PreviewParams) -> ResourceQuota {
+pub(crate) fn quota(p: &PreviewParams) -> ResourceQuota {
     let mut hard: BTreeMap<String, Quantity> = BTreeMap::new();
     hard.extend(cpu_mem("requests.", &p.quota.total));
     hard.extend(cpu_mem("limits.", &p.quota.total));
@@ -241,7 +250,7 @@ fn quota(p: &PreviewParams) -> ResourceQuota {
     }
 }
 
-fn limit_range(p: &PreviewParams) -> LimitRange {
+pub(crate) fn limit_range(p: &PreviewParams) -> LimitRange {
     LimitRange {
         metadata: p.meta("slipway-limits"),
         spec: Some(LimitRangeSpec {
@@ -292,7 +301,7 @@ pub(crate) fn ip_peers(cidrs: &[String]) -> impl Iterator<Item = NetworkPolicyPe
     })
 }
 
-fn tcp_port(port: i32) -> NetworkPolicyPort {
+pub(crate) fn tcp_port(port: i32) -> NetworkPolicyPort {
     NetworkPolicyPort {
         port: Some(IntOrString::Int(port)),
         protocol: Some("TCP".into()),
@@ -336,6 +345,17 @@ fn ingress_sources(p: &PreviewParams) -> Vec<NetworkPolicyPeer> {
 }
 
 fn network_policies(p: &PreviewParams) -> Vec<NetworkPolicy> {
+    network_policies_for(p, p.selector(), false)
+}
+
+/// The preview's policies, the ingress controller admitted to the pods `app` selects on
+/// `p.port`. `within_preview`: the preview's pods may also reach one another on any port (a
+/// compose app's services talk to each other); the single-container preview has no such rule.
+pub(crate) fn network_policies_for(
+    p: &PreviewParams,
+    app: BTreeMap<String, String>,
+    within_preview: bool,
+) -> Vec<NetworkPolicy> {
     let all_pods = LabelSelector::default();
     let mut out = vec![
         policy(
@@ -352,7 +372,7 @@ fn network_policies(p: &PreviewParams) -> Vec<NetworkPolicy> {
             "allow-ingress-controller",
             NetworkPolicySpec {
                 pod_selector: Some(LabelSelector {
-                    match_labels: Some(p.selector()),
+                    match_labels: Some(app),
                     ..Default::default()
                 }),
                 policy_types: Some(vec!["Ingress".into()]),
@@ -374,6 +394,37 @@ fn network_policies(p: &PreviewParams) -> Vec<NetworkPolicy> {
             },
         ),
     ];
+    if within_preview {
+        // Only the preview's own pods (its label), so the ACME solver stays reachable from the
+        // ingress controller alone.
+        let own = || LabelSelector {
+            match_labels: Some(BTreeMap::from([(
+                crate::labels::PREVIEW.to_owned(),
+                p.preview_label.clone(),
+            )])),
+            ..Default::default()
+        };
+        let peer = || NetworkPolicyPeer {
+            pod_selector: Some(own()),
+            ..Default::default()
+        };
+        out.push(policy(
+            p,
+            "allow-within-preview",
+            NetworkPolicySpec {
+                pod_selector: Some(own()),
+                policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
+                ingress: Some(vec![NetworkPolicyIngressRule {
+                    from: Some(vec![peer()]),
+                    ports: None,
+                }]),
+                egress: Some(vec![NetworkPolicyEgressRule {
+                    to: Some(vec![peer()]),
+                    ports: None,
+                }]),
+            },
+        ));
+    }
     // cert-manager's HTTP-01 solver pod runs in this namespace (the Challenge's); the ingress
     // controller must reach it or the ACME server's validation (and cert-manager's own
     // self-check) never succeeds.
@@ -423,9 +474,12 @@ fn network_policies(p: &PreviewParams) -> Vec<NetworkPolicy> {
 /// "Local ephemeral storage").
 pub const TMP_VOLUME: &str = "tmp";
 
-fn deployment(p: &PreviewParams) -> Deployment {
-    let mut env: Vec<EnvVar> = p
-        .env
+/// Plain variables, then variables read from Secrets, as the container's `env`.
+pub(crate) fn env_vars(
+    env: &BTreeMap<String, String>,
+    secret_env: &BTreeMap<String, (String, String)>,
+) -> Vec<EnvVar> {
+    let mut out: Vec<EnvVar> = env
         .iter()
         .map(|(k, v)| EnvVar {
             name: k.clone(),
@@ -433,7 +487,7 @@ fn deployment(p: &PreviewParams) -> Deployment {
             ..Default::default()
         })
         .collect();
-    env.extend(p.secret_env.iter().map(|(k, (secret, key))| EnvVar {
+    out.extend(secret_env.iter().map(|(k, (secret, key))| EnvVar {
         name: k.clone(),
         value_from: Some(EnvVarSource {
             secret_key_ref: Some(SecretKeySelector {
@@ -445,11 +499,72 @@ fn deployment(p: &PreviewParams) -> Deployment {
         }),
         ..Default::default()
     }));
-    let mut pod_labels = p.selector();
-    pod_labels.insert(
+    out
+}
+
+/// A preview container's security context: no privilege escalation, every capability
+/// dropped, `runAsNonRoot` per the operator, and the user and root filesystem asked for.
+pub(crate) fn container_security(
+    p: &PreviewParams,
+    read_only_root: bool,
+    run_as_user: Option<i64>,
+    run_as_group: Option<i64>,
+) -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            add: None,
+        }),
+        run_as_non_root: p.run_as_non_root.then_some(true),
+        run_as_user,
+        run_as_group,
+        read_only_root_filesystem: read_only_root.then_some(true),
+        ..Default::default()
+    }
+}
+
+/// A preview pod: no service account token, no Service environment variables, the
+/// RuntimeDefault seccomp profile, the operator's pull secret.
+pub(crate) fn pod_spec(
+    p: &PreviewParams,
+    containers: Vec<Container>,
+    volumes: Option<Vec<Volume>>,
+    security: PodSecurityContext,
+) -> PodSpec {
+    PodSpec {
+        automount_service_account_token: Some(false),
+        enable_service_links: Some(false),
+        security_context: Some(PodSecurityContext {
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                localhost_profile: None,
+            }),
+            ..security
+        }),
+        image_pull_secrets: p
+            .image_pull_secret
+            .as_ref()
+            .map(|s| vec![LocalObjectReference { name: s.clone() }]),
+        containers,
+        volumes,
+        ..Default::default()
+    }
+}
+
+/// The labels of app `name`'s pods: its selector and the managed-by mark.
+pub(crate) fn pod_labels(p: &PreviewParams, name: &str) -> BTreeMap<String, String> {
+    let mut labels = p.selector_of(name);
+    labels.insert(
         crate::labels::MANAGED_BY.into(),
         crate::labels::MANAGED_BY_VALUE.into(),
     );
+    labels
+}
+
+fn deployment(p: &PreviewParams) -> Deployment {
+    let env = env_vars(&p.env, &p.secret_env);
+    let pod_labels = pod_labels(p, APP);
     let container = Container {
         name: APP_CONTAINER.into(),
         image: Some(p.image.clone()),
@@ -478,16 +593,12 @@ fn deployment(p: &PreviewParams) -> Deployment {
             )])),
             ..Default::default()
         }),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                add: None,
-            }),
-            run_as_non_root: p.run_as_non_root.then_some(true),
-            read_only_root_filesystem: p.read_only_root_filesystem.then_some(true),
-            ..Default::default()
-        }),
+        security_context: Some(container_security(
+            p,
+            p.read_only_root_filesystem,
+            None,
+            None,
+        )),
         volume_mounts: p.read_only_root_filesystem.then(|| {
             vec![VolumeMount {
                 name: TMP_VOLUME.into(),
@@ -527,24 +638,12 @@ fn deployment(p: &PreviewParams) -> Deployment {
                     annotations: Some(p.annotations()),
                     ..Default::default()
                 }),
-                spec: Some(PodSpec {
-                    automount_service_account_token: Some(false),
-                    enable_service_links: Some(false),
-                    security_context: Some(PodSecurityContext {
-                        seccomp_profile: Some(SeccompProfile {
-                            type_: "RuntimeDefault".into(),
-                            localhost_profile: None,
-                        }),
-                        ..Default::default()
-                    }),
-                    image_pull_secrets: p
-                        .image_pull_secret
-                        .as_ref()
-                        .map(|s| vec![LocalObjectReference { name: s.clone() }]),
-                    containers: vec![container],
+                spec: Some(pod_spec(
+                    p,
+                    vec![container],
                     volumes,
-                    ..Default::default()
-                }),
+                    PodSecurityContext::default(),
+                )),
             },
             ..Default::default()
         }),
@@ -572,7 +671,19 @@ fn service(p: &PreviewParams) -> Service {
 }
 
 fn ingress(p: &PreviewParams) -> Ingress {
-    let mut meta = p.meta(APP);
+    ingress_to(
+        p,
+        APP,
+        ServiceBackendPort {
+            name: Some("http".into()),
+            number: None,
+        },
+    )
+}
+
+/// The Ingress `name` routing the preview host to Service `name`'s `port`.
+pub(crate) fn ingress_to(p: &PreviewParams, name: &str, port: ServiceBackendPort) -> Ingress {
+    let mut meta = p.meta(name);
     if let Some(issuer) = p.tls.as_ref().and_then(|t| t.cluster_issuer.as_ref()) {
         meta.annotations = Some(BTreeMap::from([(
             "cert-manager.io/cluster-issuer".to_owned(),
@@ -591,11 +702,8 @@ fn ingress(p: &PreviewParams) -> Ingress {
                         path_type: "Prefix".into(),
                         backend: IngressBackend {
                             service: Some(IngressServiceBackend {
-                                name: APP.into(),
-                                port: Some(ServiceBackendPort {
-                                    name: Some("http".into()),
-                                    number: None,
-                                }),
+                                name: name.into(),
+                                port: Some(port),
                             }),
                             resource: None,
                         },

@@ -1,13 +1,14 @@
-//! Reading a Deployment's rollout from the objects the API returns: whether the latest spec is
-//! rolled out (as `kubectl rollout status` decides it), which ReplicaSet and pods belong to it,
+//! Reading a workload's rollout from the objects the API returns: whether the latest spec of a
+//! Deployment or StatefulSet is rolled out (as `kubectl rollout status` decides it), which
+//! ReplicaSet (Deployment) or revision (StatefulSet) and pods belong to it,
 //! and which pod states explain a rollout that does not progress (an image that cannot be
 //! pulled, a container that keeps crashing, a pod that cannot be scheduled, an image that runs
 //! as root under `runAsNonRoot`, pods that Pod Security admission refuses).
 //!
 //! Pure functions over `k8s-openapi` objects: the launch worker fetches, these decide.
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::core::v1::{ContainerStatus, Event, Pod};
 use kube::ResourceExt;
 
 /// The annotation the Deployment controller puts on each ReplicaSet with its revision.
@@ -24,6 +25,136 @@ pub enum RolloutStatus {
     Complete,
     /// The controller gave up waiting for progress (`ProgressDeadlineExceeded`).
     DeadlineExceeded(String),
+}
+
+/// The kind of a workload a preview waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum WorkloadKind {
+    Deployment,
+    StatefulSet,
+}
+
+impl std::fmt::Display for WorkloadKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WorkloadKind::Deployment => "Deployment",
+            WorkloadKind::StatefulSet => "StatefulSet",
+        })
+    }
+}
+
+/// One workload of a preview, by kind and name (in the preview's namespace).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Workload {
+    pub kind: WorkloadKind,
+    pub name: String,
+}
+
+impl Workload {
+    pub fn deployment(name: impl Into<String>) -> Workload {
+        Workload {
+            kind: WorkloadKind::Deployment,
+            name: name.into(),
+        }
+    }
+
+    pub fn stateful_set(name: impl Into<String>) -> Workload {
+        Workload {
+            kind: WorkloadKind::StatefulSet,
+            name: name.into(),
+        }
+    }
+}
+
+/// `Deployment web`, `StatefulSet db`: how messages name a workload.
+impl std::fmt::Display for Workload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.kind, self.name)
+    }
+}
+
+/// The label the StatefulSet controller puts on each pod with its revision
+/// (`controller-revision-hash`, `<set>-<hash>`, the ControllerRevision's name).
+pub const CONTROLLER_REVISION_LABEL: &str = "controller-revision-hash";
+
+/// The rollout status of a StatefulSet, by the rules of `kubectl rollout status`
+/// (kubernetes/kubectl `pkg/polymorphichelpers/rollout_status.go`, `StatefulSetStatusViewer`):
+/// the controller has observed the latest spec, `readyReplicas` reaches `replicas`, and under
+/// RollingUpdate with a partition the updated replicas reach `replicas - partition`; without
+/// one, the current revision is the update revision. A StatefulSet has no progress deadline.
+pub fn stateful_set_status(s: &StatefulSet) -> RolloutStatus {
+    let generation = s.metadata.generation.unwrap_or(0);
+    let Some(status) = s.status.as_ref() else {
+        return RolloutStatus::NotObserved;
+    };
+    let observed = status.observed_generation.unwrap_or(0);
+    if observed == 0 || generation > observed {
+        return RolloutStatus::NotObserved;
+    }
+    let spec = s.spec.as_ref();
+    let strategy = spec.and_then(|s| s.update_strategy.as_ref());
+    // The API server defaults the strategy to RollingUpdate; kubectl reads only that kind.
+    if strategy
+        .and_then(|u| u.type_.as_deref())
+        .is_some_and(|t| t != "RollingUpdate")
+    {
+        return RolloutStatus::Progressing(
+            "rollout status is only available for RollingUpdate strategy type".into(),
+        );
+    }
+    let replicas = spec.and_then(|s| s.replicas);
+    let ready = status.ready_replicas.unwrap_or(0);
+    if let Some(wanted) = replicas
+        && ready < wanted
+    {
+        return RolloutStatus::Progressing(format!(
+            "Waiting for {} pods to be ready",
+            wanted - ready
+        ));
+    }
+    let updated = status.updated_replicas.unwrap_or(0);
+    if let Some(rolling) = strategy.and_then(|u| u.rolling_update.as_ref()) {
+        if let (Some(wanted), Some(partition)) = (replicas, rolling.partition)
+            && updated < wanted - partition
+        {
+            return RolloutStatus::Progressing(format!(
+                "Waiting for partitioned roll out to finish: {updated} out of {} new pods \
+                 have been updated",
+                wanted - partition
+            ));
+        }
+        return RolloutStatus::Complete;
+    }
+    if status.update_revision != status.current_revision {
+        return RolloutStatus::Progressing(format!(
+            "waiting for statefulset rolling update to complete {updated} pods at revision {}",
+            status.update_revision.as_deref().unwrap_or("")
+        ));
+    }
+    RolloutStatus::Complete
+}
+
+/// The pods of `s`'s latest revision: those it controls carrying its `updateRevision` (all it
+/// controls until the controller has reported one).
+pub fn stateful_set_pods<'a>(s: &StatefulSet, pods: &'a [Pod]) -> Vec<&'a Pod> {
+    let Some(uid) = s.metadata.uid.as_deref() else {
+        return Vec::new();
+    };
+    let revision = s
+        .status
+        .as_ref()
+        .and_then(|st| st.update_revision.as_deref());
+    pods.iter()
+        .filter(|p| controller_uid(*p) == Some(uid))
+        .filter(|p| {
+            revision.is_none_or(|r| {
+                p.labels()
+                    .get(CONTROLLER_REVISION_LABEL)
+                    .map(String::as_str)
+                    == Some(r)
+            })
+        })
+        .collect()
 }
 
 /// The rollout status of `d`, by the rules of `kubectl rollout status`.
@@ -179,6 +310,46 @@ pub fn replica_failure(rs: &ReplicaSet) -> Option<ReplicaFailure> {
         .map(|c| ReplicaFailure {
             reason: c.reason.clone().unwrap_or_default(),
             message: c.message.clone().unwrap_or_default(),
+        })
+}
+
+/// Why a StatefulSet cannot create its pods: it has no `ReplicaFailure` condition; its
+/// controller records a Warning `FailedCreate` Event on it with the API's error instead
+/// (kubernetes/kubernetes `pkg/controller/statefulset/stateful_pod_control.go`,
+/// `recordPodEvent`: `create Pod <pod> in StatefulSet <set> failed error: <err>`). The latest
+/// such Event of `set` at or after `since` (Unix seconds; older ones may be an earlier
+/// launch's), when the set has fewer pods than it wants.
+pub fn stateful_set_failure(
+    s: &StatefulSet,
+    events: &[Event],
+    since: i64,
+) -> Option<ReplicaFailure> {
+    let wanted = s.spec.as_ref().and_then(|sp| sp.replicas).unwrap_or(1);
+    let have = s.status.as_ref().map_or(0, |st| st.replicas);
+    if have >= wanted {
+        return None;
+    }
+    let name = s.metadata.name.as_deref()?;
+    let time = |e: &Event| {
+        e.last_timestamp
+            .as_ref()
+            .or(e.first_timestamp.as_ref())
+            .map(|t| t.0.as_second())
+            .or_else(|| e.event_time.as_ref().map(|t| t.0.as_second()))
+            .unwrap_or(0)
+    };
+    events
+        .iter()
+        .filter(|e| {
+            e.reason.as_deref() == Some("FailedCreate")
+                && e.involved_object.kind.as_deref() == Some("StatefulSet")
+                && e.involved_object.name.as_deref() == Some(name)
+                && time(e) >= since
+        })
+        .max_by_key(|e| time(e))
+        .map(|e| ReplicaFailure {
+            reason: "FailedCreate".into(),
+            message: e.message.clone().unwrap_or_default(),
         })
 }
 
@@ -485,6 +656,146 @@ mod tests {
         )
         .unwrap();
         assert_eq!(replica_failure(&fine), None);
+    }
+
+    fn stateful_set(v: serde_json::Value) -> StatefulSet {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn stateful_set_status_follows_kubectls_viewer() {
+        let s = |generation: i64, strategy: serde_json::Value, status: serde_json::Value| {
+            stateful_set(json!({"metadata": {"name": "db", "generation": generation},
+                "spec": {"replicas": 2, "selector": {}, "template": {}, "serviceName": "db",
+                    "updateStrategy": strategy},
+                "status": status}))
+        };
+        let rolling = json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}});
+        assert_eq!(
+            stateful_set_status(&stateful_set(json!({"metadata": {"name": "db"}}))),
+            RolloutStatus::NotObserved
+        );
+        // observedGeneration 0 is "not observed" too, as kubectl reads it.
+        assert_eq!(
+            stateful_set_status(&s(1, rolling.clone(), json!({"replicas": 0}))),
+            RolloutStatus::NotObserved
+        );
+        assert_eq!(
+            stateful_set_status(&s(
+                2,
+                rolling.clone(),
+                json!({"observedGeneration": 1, "replicas": 2, "readyReplicas": 2})
+            )),
+            RolloutStatus::NotObserved
+        );
+        assert_eq!(
+            stateful_set_status(&s(
+                2,
+                rolling.clone(),
+                json!({"observedGeneration": 2, "replicas": 2, "readyReplicas": 1,
+                    "updatedReplicas": 2})
+            )),
+            RolloutStatus::Progressing("Waiting for 1 pods to be ready".into())
+        );
+        assert_eq!(
+            stateful_set_status(&s(
+                2,
+                rolling.clone(),
+                json!({"observedGeneration": 2, "replicas": 2, "readyReplicas": 2,
+                    "updatedReplicas": 1, "currentRevision": "db-a", "updateRevision": "db-b"})
+            )),
+            RolloutStatus::Progressing(
+                "Waiting for partitioned roll out to finish: 1 out of 2 new pods have been \
+                 updated"
+                    .into()
+            )
+        );
+        assert_eq!(
+            stateful_set_status(&s(
+                2,
+                rolling,
+                json!({"observedGeneration": 2, "replicas": 2, "readyReplicas": 2,
+                    "updatedReplicas": 2, "currentRevision": "db-a", "updateRevision": "db-b"})
+            )),
+            RolloutStatus::Complete
+        );
+        // Without rollingUpdate parameters: the revisions decide.
+        let plain = json!({"type": "RollingUpdate"});
+        assert!(matches!(
+            stateful_set_status(&s(
+                2,
+                plain.clone(),
+                json!({"observedGeneration": 2, "replicas": 2, "readyReplicas": 2,
+                    "updatedReplicas": 2, "currentRevision": "db-a", "updateRevision": "db-b"})
+            )),
+            RolloutStatus::Progressing(_)
+        ));
+        assert_eq!(
+            stateful_set_status(&s(
+                2,
+                plain,
+                json!({"observedGeneration": 2, "replicas": 2, "readyReplicas": 2,
+                    "updatedReplicas": 2, "currentRevision": "db-b", "updateRevision": "db-b"})
+            )),
+            RolloutStatus::Complete
+        );
+    }
+
+    #[test]
+    fn a_stateful_sets_pods_are_those_of_its_update_revision() {
+        let set = stateful_set(json!({"metadata": {"name": "db", "uid": "s1"},
+            "status": {"replicas": 2, "updateRevision": "db-b"}}));
+        let pod = |name: &str, owner: &str, rev: &str| -> Pod {
+            serde_json::from_value(json!({"metadata": {"name": name,
+                "labels": {"controller-revision-hash": rev},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet",
+                    "name": "db", "uid": owner, "controller": true}]}}))
+            .unwrap()
+        };
+        let pods = vec![
+            pod("db-0", "s1", "db-b"),
+            pod("db-1", "s1", "db-a"),
+            pod("other-0", "s2", "db-b"),
+        ];
+        let names: Vec<_> = stateful_set_pods(&set, &pods)
+            .iter()
+            .map(|p| p.name_any())
+            .collect();
+        assert_eq!(names, ["db-0"]);
+        assert_eq!(Workload::stateful_set("db").to_string(), "StatefulSet db");
+    }
+
+    #[test]
+    fn a_stateful_sets_create_failures_come_from_its_recent_events() {
+        let set = stateful_set(json!({"metadata": {"name": "db"},
+            "spec": {"replicas": 1, "selector": {}, "template": {}, "serviceName": "db"},
+            "status": {"replicas": 0}}));
+        let event = |name: &str, reason: &str, at: &str, message: &str| -> Event {
+            serde_json::from_value(json!({"metadata": {"name": format!("{name}.1")},
+                "involvedObject": {"kind": "StatefulSet", "name": name},
+                "reason": reason, "type": "Warning", "message": message,
+                "lastTimestamp": at}))
+            .unwrap()
+        };
+        let forbidden = "create Pod db-0 in StatefulSet db failed error: pods \"db-0\" is \
+                         forbidden: violates PodSecurity \"restricted:latest\": runAsNonRoot != true";
+        let events = vec![
+            event("db", "FailedCreate", "2026-01-01T00:00:00Z", "old"),
+            event("db", "FailedCreate", "2026-01-01T00:10:00Z", forbidden),
+            event("cache", "FailedCreate", "2026-01-01T00:20:00Z", "not ours"),
+            event("db", "SuccessfulCreate", "2026-01-01T00:30:00Z", "fine"),
+        ];
+        let since = 1_767_225_600 + 60; // 2026-01-01T00:01:00Z
+        let f = stateful_set_failure(&set, &events, since).unwrap();
+        assert_eq!(f.message, forbidden);
+        assert!(f.is_permanent());
+        // Older than the wait: an earlier launch's.
+        assert_eq!(stateful_set_failure(&set, &events[..1], since), None);
+        // A set that has its pods is not failing to create them.
+        let full = stateful_set(json!({"metadata": {"name": "db"},
+            "spec": {"replicas": 1, "selector": {}, "template": {}, "serviceName": "db"},
+            "status": {"replicas": 1}}));
+        assert_eq!(stateful_set_failure(&full, &events, since), None);
     }
 
     #[test]

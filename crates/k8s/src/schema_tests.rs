@@ -99,3 +99,21 @@ fn preview_objects_pass_strict_schema_validation() {
     objects.extend(preview_objects(&full).to_values());
     validate_strict(&objects).unwrap();
 }
+
+#[test]
+fn compose_objects_pass_strict_schema_validation() {
+    let plain = crate::compose::tests::params();
+    let mut full = plain.clone();
+    full.preview.tls = Some(TlsParams {
+        secret_name: "tls".into(),
+        cluster_issuer: Some("le".into()),
+    });
+    full.preview.image_pull_secret = Some("pull".into());
+    full.preview.run_as_non_root = true;
+    // The exposed service without ports of its own, a service with neither ports nor probe.
+    full.services[0].service.ports = vec![];
+    full.services[2].service.healthcheck = None;
+    let mut objects = crate::compose::compose_objects(&plain).to_values();
+    objects.extend(crate::compose::compose_objects(&full).to_values());
+    validate_strict(&objects).unwrap();
+}

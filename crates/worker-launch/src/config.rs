@@ -135,6 +135,11 @@ pub struct LaunchArgs {
     #[arg(long, env = "SLIPWAY_PREVIEW_TMP_SIZE", default_value = "256Mi")]
     pub tmp_size: String,
 
+    /// Size of each named volume of a compose preview (a PersistentVolumeClaim of the default
+    /// StorageClass per volume and service).
+    #[arg(long, env = "SLIPWAY_PREVIEW_VOLUME_SIZE", default_value = "1Gi")]
+    pub volume_size: String,
+
     /// Seconds a rollout (and, with a cert-manager issuer, the preview's certificate) may take
     /// to become Available (Ready) before the attempt fails (transient).
     #[arg(long, env = "SLIPWAY_LAUNCH_DEADLINE_SECS", default_value_t = 300)]
@@ -177,6 +182,8 @@ pub struct Settings {
     pub run_as_non_root: bool,
     /// `sizeLimit` of a read-only preview's `/tmp` (a formatted quantity).
     pub tmp_size_limit: String,
+    /// Claim size of a compose preview's named volume (a formatted quantity).
+    pub volume_size: String,
     pub deadline: Duration,
     pub trouble_grace: Duration,
     pub poll: Duration,
@@ -250,6 +257,12 @@ impl LaunchArgs {
                 "SLIPWAY_PREVIEW_TMP_SIZE must be more than 0".into(),
             ));
         }
+        let volume_bytes = mem(&self.volume_size, "SLIPWAY_PREVIEW_VOLUME_SIZE")?;
+        if volume_bytes == 0 {
+            return Err(LaunchError::Config(
+                "SLIPWAY_PREVIEW_VOLUME_SIZE must be more than 0".into(),
+            ));
+        }
         let gaps = preview::pod_security_gaps(&self.pod_security_level, self.run_as_non_root);
         if !gaps.is_empty() {
             return Err(LaunchError::Config(format!(
@@ -304,6 +317,7 @@ impl LaunchArgs {
             ingress_cidrs: cidrs(&self.ingress_cidrs, "SLIPWAY_INGRESS_CIDRS")?,
             run_as_non_root: self.run_as_non_root,
             tmp_size_limit: quantity::format_memory(tmp_bytes),
+            volume_size: quantity::format_memory(volume_bytes),
             deadline: Duration::from_secs(self.deadline_secs),
             trouble_grace: Duration::from_secs(self.trouble_grace_secs),
             poll: Duration::from_millis(self.poll_ms.max(50)),
@@ -337,6 +351,13 @@ mod tests {
         assert!(s.egress_cidrs.is_empty());
         assert_eq!(s.deadline, Duration::from_secs(300));
         assert_eq!(s.tmp_size_limit, "256Mi");
+        assert_eq!(s.volume_size, "1Gi");
+        let e = parse(&["--volume-size", "0"])
+            .unwrap()
+            .launch
+            .settings()
+            .unwrap_err();
+        assert!(e.to_string().contains("SLIPWAY_PREVIEW_VOLUME_SIZE"), "{e}");
     }
 
     #[test]

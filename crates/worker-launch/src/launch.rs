@@ -5,6 +5,11 @@
 //! a namespace that may exist; then the objects are applied namespace first; then the rollout
 //! is awaited; then the row becomes `ready`. Every step is idempotent, so a retry or the
 //! successor of a dead worker runs the same steps again and adopts what is there.
+//!
+//! A compose preview (`launch.compose`) takes the same steps with a workload and a Service per
+//! compose service: the environment, every Service and the Ingress first, then the workloads
+//! level by level of `depends_on`, each level awaited (ready) before the next is applied. The
+//! exposed service's workload carries the job id the owner check reads.
 
 use crate::LaunchError;
 use crate::config::Settings;
@@ -12,7 +17,7 @@ use crate::telemetry::{self, Outcome};
 use crate::wait::{self, WaitLimits};
 use chrono::Utc;
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::Api;
 use kube::{Resource, ResourceExt};
@@ -21,16 +26,23 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use slipway_core::naming::{label_value, preview_host, preview_namespace};
 use slipway_core::quantity::{format_cpu, format_memory};
+use slipway_core::source::ComposeLaunch;
 use slipway_core::validate::{ImageSource, ValidLaunch};
 use slipway_core::{ErrorClass, JobId, JobKind, JobState};
 use slipway_k8s::client::{K8sError, apply, get_opt, namespaced};
+use slipway_k8s::compose::{
+    ComposeObjects, ComposeParams, ServiceParams, WorkloadObject, compose_objects,
+    volume_object_name, workload_of,
+};
 use slipway_k8s::labels::{self, standard_labels};
 use slipway_k8s::preview::{
     APP, CpuMemory, PreviewObjects, PreviewParams, preview_objects, preview_url,
 };
+use slipway_k8s::rollout::{Workload, WorkloadKind};
 use slipway_shared::joblog::JobLog;
 use slipway_shared::runtime::{Handler, JobContext, JobError};
 use slipway_shared::store::{JobRecord, PreviewUpsert, Store};
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::future::Future;
 use std::sync::Arc;
@@ -86,26 +98,47 @@ impl Launcher {
             LaunchError::Invalid(format!("the job's payload is not a valid launch: {e}"))
         })?;
         let resolved = resolve_image(&self.store, &self.settings, &launch, record).await?;
-        let params = preview_params(&self.settings, job.id, &launch, &resolved)?;
-        let objects = preview_objects(&params);
+        let (params, plan) = match &launch.compose {
+            None => {
+                let params = preview_params(&self.settings, job.id, &launch, &resolved)?;
+                let objects = preview_objects(&params);
+                (params, Plan::Single(Box::new(objects)))
+            }
+            Some(c) => {
+                let cp = compose_params(&self.settings, job.id, &launch, c, &resolved)?;
+                let objects = compose_objects(&cp);
+                (cp.preview, Plan::Compose(Box::new(objects)))
+            }
+        };
         let url = preview_url(&params.host, self.settings.tls.is_some());
-        log.line(format!(
-            "launching {} as preview {:?} in namespace {} (attempt {})",
-            resolved.image, launch.preview, params.namespace, job.attempt
-        ))
-        .await;
+        match &plan {
+            Plan::Single(_) => {
+                log.line(format!(
+                    "launching {} as preview {:?} in namespace {} (attempt {})",
+                    resolved.image, launch.preview, params.namespace, job.attempt
+                ))
+                .await;
+            }
+            Plan::Compose(o) => {
+                let names: Vec<&str> = o.workloads.iter().map(|(w, _)| w.name.as_str()).collect();
+                log.line(format!(
+                    "launching compose services {} as preview {:?} in namespace {} (attempt \
+                     {}); {} at the preview URL runs {}",
+                    names.join(", "),
+                    launch.preview,
+                    params.namespace,
+                    job.attempt,
+                    plan.exposed().name,
+                    resolved.image
+                ))
+                .await;
+            }
+        }
 
         // A newer launch of this preview may already have deployed it: never undo that.
-        let deployments: Api<Deployment> = namespaced(&self.client, &params.namespace);
-        let current = retrying(|| get_opt(&deployments, APP)).await?;
-        wait::check_owner(
-            current
-                .as_ref()
-                .and_then(|d| d.labels().get(labels::JOB_ID))
-                .map(String::as_str),
-            job.id,
-        )
-        .or_else(|e| match e {
+        let exposed = plan.exposed();
+        let current = retrying(|| applied_by(&self.client, &params.namespace, &exposed)).await?;
+        wait::check_owner(current.as_deref(), job.id).or_else(|e| match e {
             // An older launch's objects are simply replaced.
             LaunchError::NotYet(_) => Ok(()),
             other => Err(other),
@@ -133,11 +166,26 @@ impl Launcher {
         }
         let attempt = i32::try_from(job.attempt).unwrap_or(i32::MAX);
         self.store
-            .record_attempt_objects(job.id, attempt, &object_names(&objects))
+            .record_attempt_objects(job.id, attempt, &value_names(&plan.values()))
             .await?;
 
         let rollout = async {
-            self.apply_all(&objects)
+            let started = tokio::time::Instant::now();
+            let objects = match &plan {
+                Plan::Single(o) => o,
+                Plan::Compose(o) => {
+                    let pods = self
+                        .rollout_compose(o, &params.namespace, job.id, log)
+                        .instrument(
+                            tracing::info_span!("apply_preview", k8s.namespace = %params.namespace),
+                        )
+                        .await?;
+                    self.until_certificate(&params.namespace, started, log)
+                        .await?;
+                    return Ok::<_, LaunchError>(pods);
+                }
+            };
+            self.apply_all(objects)
                 .instrument(tracing::info_span!("apply_preview", k8s.namespace = %params.namespace))
                 .await?;
             log.line(format!(
@@ -152,28 +200,11 @@ impl Launcher {
                 trouble_grace: self.settings.trouble_grace,
                 poll: self.settings.poll,
             };
-            let started = tokio::time::Instant::now();
             let pods = wait::until_available(&self.client, &params.namespace, job.id, limits, log)
                 .instrument(tracing::info_span!("wait_rollout", k8s.namespace = %params.namespace))
                 .await?;
-            // With cert-manager, the URL is https only once its certificate is issued; the
-            // launch deadline bounds both waits.
-            if let Some(tls) = self
-                .settings
-                .tls
-                .as_ref()
-                .filter(|t| t.cluster_issuer.is_some())
-            {
-                wait::until_certificate_ready(
-                    &self.client,
-                    &params.namespace,
-                    &tls.secret_name,
-                    started + self.settings.deadline,
-                    self.settings.poll,
-                    log,
-                )
+            self.until_certificate(&params.namespace, started, log)
                 .await?;
-            }
             Ok::<_, LaunchError>(pods)
         };
         let pods = match rollout.await {
@@ -213,28 +244,121 @@ impl Launcher {
             pods.join(", ")
         ))
         .await;
-        Ok(json!({
+        let mut result = json!({
             "url": url,
             "namespace": params.namespace,
             "pods": pods,
             "image": resolved.image,
-        }))
+        });
+        if let Plan::Compose(o) = &plan {
+            let services: Vec<Value> = o
+                .workloads
+                .iter()
+                .map(|(w, _)| json!({"name": w.name, "kind": w.kind.to_string()}))
+                .collect();
+            result["services"] = json!(services);
+            result["exposed"] = json!(exposed.name);
+        }
+        Ok(result)
+    }
+
+    /// With cert-manager, the URL is https only once its certificate is issued; the launch
+    /// deadline (from `started`) bounds both waits.
+    async fn until_certificate(
+        &self,
+        ns: &str,
+        started: tokio::time::Instant,
+        log: &mut JobLog,
+    ) -> Result<(), LaunchError> {
+        if let Some(tls) = self
+            .settings
+            .tls
+            .as_ref()
+            .filter(|t| t.cluster_issuer.is_some())
+        {
+            wait::until_certificate_ready(
+                &self.client,
+                ns,
+                &tls.secret_name,
+                started + self.settings.deadline,
+                self.settings.poll,
+                log,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// A compose preview's rollout: the environment, the Services and the Ingress, then the
+    /// workloads level by level of `depends_on`, each level ready before the next is applied
+    /// (compose's `service_started` and `service_healthy` both mean ready here). One deadline
+    /// bounds all levels. Returns the ready pods of every service.
+    async fn rollout_compose(
+        &self,
+        o: &ComposeObjects,
+        ns: &str,
+        job: JobId,
+        log: &mut JobLog,
+    ) -> Result<Vec<String>, LaunchError> {
+        let started = tokio::time::Instant::now();
+        let name = self.apply_namespace(&o.namespace).await?;
+        self.apply_in(&name, &o.quota).await?;
+        self.apply_in(&name, &o.limits).await?;
+        for p in &o.network_policies {
+            self.apply_in(&name, p).await?;
+        }
+        for s in &o.services {
+            self.apply_in(&name, s).await?;
+        }
+        self.apply_in(&name, &o.ingress).await?;
+        let mut pods = Vec::new();
+        for (i, level) in o.levels.iter().enumerate() {
+            let mut workloads = Vec::new();
+            for service in level {
+                let Some((w, obj)) = o.workload(service) else {
+                    continue;
+                };
+                // A newer launch may have taken over while the last level was awaited.
+                let current = retrying(|| applied_by(&self.client, &name, w)).await?;
+                wait::check_owner(current.as_deref(), job).or_else(|e| match e {
+                    LaunchError::NotYet(_) => Ok(()),
+                    other => Err(other),
+                })?;
+                match obj {
+                    WorkloadObject::Deployment(d) => self.apply_in(&name, d.as_ref()).await?,
+                    WorkloadObject::StatefulSet(s) => self.apply_in(&name, s.as_ref()).await?,
+                }
+                workloads.push(w.clone());
+            }
+            let remaining = self.settings.deadline.saturating_sub(started.elapsed());
+            log.line(format!(
+                "started {} (level {} of {}); waiting up to {} s for {} to be ready",
+                level.join(", "),
+                i + 1,
+                o.levels.len(),
+                remaining.as_secs(),
+                if level.len() == 1 { "it" } else { "them" }
+            ))
+            .await;
+            let limits = WaitLimits {
+                deadline: remaining,
+                trouble_grace: self.settings.trouble_grace,
+                poll: self.settings.poll,
+            };
+            let ready =
+                wait::until_workloads_available(&self.client, ns, job, &workloads, limits, log)
+                    .instrument(tracing::info_span!("wait_rollout", k8s.namespace = %ns))
+                    .await?;
+            log.line(format!("ready: {}", ready.join(", "))).await;
+            pods.extend(ready);
+        }
+        Ok(pods)
     }
 
     /// Applies every object, namespace first. A namespace still terminating from an earlier
     /// teardown cannot take new objects yet: transient.
     async fn apply_all(&self, o: &PreviewObjects) -> Result<(), LaunchError> {
-        let namespaces: Api<Namespace> = Api::all(self.client.clone());
-        let ns = retrying(|| apply(&namespaces, &o.namespace)).await?;
-        let terminating = ns.metadata.deletion_timestamp.is_some()
-            || ns.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Terminating");
-        if terminating {
-            return Err(LaunchError::NotYet(format!(
-                "namespace {} is still terminating from an earlier teardown",
-                ns.name_any()
-            )));
-        }
-        let name = ns.name_any();
+        let name = self.apply_namespace(&o.namespace).await?;
         self.apply_in(&name, &o.quota).await?;
         self.apply_in(&name, &o.limits).await?;
         for p in &o.network_policies {
@@ -244,6 +368,21 @@ impl Launcher {
         self.apply_in(&name, &o.service).await?;
         self.apply_in(&name, &o.ingress).await?;
         Ok(())
+    }
+
+    /// Applies the namespace; returns its name.
+    async fn apply_namespace(&self, namespace: &Namespace) -> Result<String, LaunchError> {
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        let ns = retrying(|| apply(&namespaces, namespace)).await?;
+        let terminating = ns.metadata.deletion_timestamp.is_some()
+            || ns.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Terminating");
+        if terminating {
+            return Err(LaunchError::NotYet(format!(
+                "namespace {} is still terminating from an earlier teardown",
+                ns.name_any()
+            )));
+        }
+        Ok(ns.name_any())
     }
 
     async fn apply_in<K>(&self, ns: &str, obj: &K) -> Result<(), LaunchError>
@@ -282,9 +421,65 @@ where
     }
 }
 
+/// What a launch applies: one container, or a compose app.
+enum Plan {
+    Single(Box<PreviewObjects>),
+    Compose(Box<ComposeObjects>),
+}
+
+impl Plan {
+    fn values(&self) -> Vec<Value> {
+        match self {
+            Plan::Single(o) => o.to_values(),
+            Plan::Compose(o) => o.to_values(),
+        }
+    }
+
+    /// The workload at the preview URL, whose job-id label tells who deployed the preview.
+    fn exposed(&self) -> Workload {
+        match self {
+            Plan::Single(_) => Workload::deployment(APP),
+            Plan::Compose(o) => o
+                .workloads
+                .iter()
+                .find(|(w, _)| o.ingress.metadata.name.as_deref() == Some(w.name.as_str()))
+                .map(|(w, _)| w.clone())
+                .unwrap_or_else(|| Workload::deployment(APP)),
+        }
+    }
+}
+
+/// The job id on workload `w` (`None` when it does not exist or carries none).
+async fn applied_by(
+    client: &kube::Client,
+    ns: &str,
+    w: &Workload,
+) -> Result<Option<String>, K8sError> {
+    let label = |l: &BTreeMap<String, String>| l.get(labels::JOB_ID).cloned();
+    Ok(match w.kind {
+        WorkloadKind::Deployment => {
+            let api: Api<Deployment> = namespaced(client, ns);
+            get_opt(&api, &w.name)
+                .await?
+                .and_then(|d| label(d.labels()))
+        }
+        WorkloadKind::StatefulSet => {
+            let api: Api<StatefulSet> = namespaced(client, ns);
+            get_opt(&api, &w.name)
+                .await?
+                .and_then(|s| label(s.labels()))
+        }
+    })
+}
+
 /// `Kind/namespace/name` of every object, as recorded on the attempt.
 pub fn object_names(o: &PreviewObjects) -> Vec<String> {
-    o.to_values()
+    value_names(&o.to_values())
+}
+
+/// `Kind/namespace/name` of every object given as JSON.
+pub fn value_names(values: &[Value]) -> Vec<String> {
+    values
         .iter()
         .map(|v| {
             let kind = v["kind"].as_str().unwrap_or("Object");
@@ -446,8 +641,21 @@ pub fn preview_params(
             s.quota.total.memory
         )));
     }
+    Ok(environment(s, job, launch, image, cpu, memory))
+}
+
+/// The preview's parameters once its resources are checked.
+fn environment(
+    s: &Settings,
+    job: JobId,
+    launch: &ValidLaunch,
+    image: &ResolvedImage,
+    cpu: u64,
+    memory: u64,
+) -> PreviewParams {
+    let o = &launch.options;
     let key = &launch.preview;
-    Ok(PreviewParams {
+    PreviewParams {
         key: key.clone(),
         namespace: preview_namespace(key),
         host: preview_host(key, &s.domain),
@@ -481,6 +689,201 @@ pub fn preview_params(
         ingress_cidrs: s.ingress_cidrs.clone(),
         pod_security_level: s.pod_security_level.clone(),
         quota: s.quota.clone(),
+    }
+}
+
+/// A compose `user`: `uid` or `uid:gid`, numeric. Kubernetes runs containers by number
+/// (`runAsUser`, `runAsGroup`); a name would need the image's `/etc/passwd`, which only the
+/// runtime reads, and the kubelet cannot then verify `runAsNonRoot` either.
+fn numeric_user(service: &str, user: &str) -> Result<(i64, Option<i64>), LaunchError> {
+    let (uid, gid) = match user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (user, None),
+    };
+    let num = |v: &str| v.parse::<i64>().ok().filter(|n| *n >= 0);
+    match (num(uid), gid.map(num)) {
+        (Some(u), None) => Ok((u, None)),
+        (Some(u), Some(Some(g))) => Ok((u, Some(g))),
+        _ => Err(LaunchError::Invalid(format!(
+            "service {service}: user {user:?} is not numeric; a preview runs containers by user \
+             id (Kubernetes' runAsUser), so give the id the image's user has, e.g. \
+             `user: \"999\"` or `user: \"999:999\"`"
+        ))),
+    }
+}
+
+/// Everything that decides a compose preview's objects, with the operator's defaults and
+/// ceilings: a service's CPU and memory limits are clamped as a launch's resources are (above
+/// the per-container maximum is refused), and all services must fit the preview quota with a
+/// Deployment's rollout surge before anything is applied.
+pub fn compose_params(
+    s: &Settings,
+    job: JobId,
+    launch: &ValidLaunch,
+    c: &ComposeLaunch,
+    image: &ResolvedImage,
+) -> Result<ComposeParams, LaunchError> {
+    let o = &launch.options;
+    let default_cpu = o.resources.cpu_millis.unwrap_or(s.default_cpu_millis);
+    let default_memory = o.resources.memory_bytes.unwrap_or(s.default_memory_bytes);
+    let invalid = |m: String| Err(LaunchError::Invalid(m));
+    if default_cpu > s.max_cpu_millis || default_memory > s.max_memory_bytes {
+        return invalid(format!(
+            "resources {} CPU and {} memory are above this cluster's limit of {} CPU and {} \
+             memory per container",
+            format_cpu(default_cpu),
+            format_memory(default_memory),
+            format_cpu(s.max_cpu_millis),
+            format_memory(s.max_memory_bytes)
+        ));
+    }
+    if !c.services.iter().any(|svc| svc.name == c.exposed) {
+        return invalid(format!(
+            "the exposed service {:?} is not a service of the compose file",
+            c.exposed
+        ));
+    }
+    // Which service mounts each volume, and the Kubernetes name each volume gets.
+    let mut mounted_by: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut k8s_names: BTreeMap<String, &str> = BTreeMap::new();
+    let mut services = Vec::new();
+    let mut used = (0u64, 0u64, 0u64);
+    let solver = u64::from(s.tls.as_ref().is_some_and(|t| t.cluster_issuer.is_some()));
+    for svc in &c.services {
+        let name = &svc.name;
+        // A Service name is a DNS-1035 label: a letter first.
+        if !(slipway_core::naming::is_dns1123_label(name)
+            && name.starts_with(|ch: char| ch.is_ascii_lowercase()))
+        {
+            return invalid(format!(
+                "service {name}: a compose service becomes a Kubernetes Service of its name, \
+                 which must start with a letter"
+            ));
+        }
+        // A one-shot service (migrations) would exit and be restarted as a crash loop.
+        if let Some(d) = svc
+            .depends_on
+            .iter()
+            .find(|d| d.condition == slipway_core::compose::Condition::CompletedSuccessfully)
+        {
+            return invalid(format!(
+                "service {name} waits for {} to complete successfully: a preview runs every \
+                 service as a long-running workload, so one-shot services are not supported \
+                 yet; run that step in the service's own start command",
+                d.service
+            ));
+        }
+        let Some(img) = c.images.get(name) else {
+            return invalid(format!("service {name}: the launch names no image for it"));
+        };
+        for v in &svc.volumes {
+            if let Some(other) = mounted_by.insert(&v.volume, name)
+                && other != name
+            {
+                return invalid(format!(
+                    "volume {} is mounted by services {other} and {name}: in a preview each \
+                     named volume is one service's own claim (ReadWriteOnce), so services \
+                     cannot share it",
+                    v.volume
+                ));
+            }
+            let Some(k) = volume_object_name(&v.volume).filter(|k| !k.starts_with("tmpfs-")) else {
+                return invalid(format!(
+                    "service {name}: volume {:?} has no usable Kubernetes name",
+                    v.volume
+                ));
+            };
+            if let Some(other) = k8s_names.insert(k.clone(), &v.volume)
+                && other != v.volume
+            {
+                return invalid(format!(
+                    "volumes {other:?} and {:?} both become {k:?} in Kubernetes; rename one",
+                    v.volume
+                ));
+            }
+        }
+        let cpu = svc.cpu_millis.unwrap_or(default_cpu);
+        let memory = svc.memory_bytes.unwrap_or(default_memory);
+        if cpu > s.max_cpu_millis {
+            return invalid(format!(
+                "service {name}: a CPU limit of {} is above this cluster's limit of {} per \
+                 container",
+                format_cpu(cpu),
+                format_cpu(s.max_cpu_millis)
+            ));
+        }
+        if memory > s.max_memory_bytes {
+            return invalid(format!(
+                "service {name}: a memory limit of {} is above this cluster's limit of {} per \
+                 container",
+                format_memory(memory),
+                format_memory(s.max_memory_bytes)
+            ));
+        }
+        let (run_as_user, run_as_group) = match svc.user.as_deref() {
+            Some(u) => {
+                let (uid, gid) = numeric_user(name, u)?;
+                if uid == 0 && s.run_as_non_root {
+                    return invalid(format!(
+                        "service {name}: user 0 is root, and preview pods must run as non-root \
+                         (SLIPWAY_RUN_AS_NON_ROOT)"
+                    ));
+                }
+                (Some(uid), gid)
+            }
+            None => (None, None),
+        };
+        // A Deployment has one more pod during a rollout (maxSurge 25 % of 1, rounded up); a
+        // StatefulSet replaces its pod in place. A container without a CPU limit gets the
+        // LimitRange's default, the per-container maximum, which the quota counts.
+        let pods = match workload_of(svc).kind {
+            WorkloadKind::Deployment => 1 + surge(1),
+            WorkloadKind::StatefulSet => 1,
+        };
+        let cpu_limit = svc.cpu_millis.unwrap_or(s.max_cpu_millis);
+        used = (
+            used.0 + pods,
+            used.1 + pods * cpu_limit,
+            used.2 + pods * memory,
+        );
+        let fits = used.0 + solver <= u64::from(s.quota.max_pods)
+            && used.1 + solver * SOLVER_CPU_MILLIS <= s.quota_cpu_millis
+            && used.2 + solver * SOLVER_MEMORY_BYTES <= s.quota_memory_bytes;
+        if !fits {
+            return invalid(format!(
+                "the compose services do not fit the preview quota of {} pods, {} CPU and {} \
+                 memory: with service {name} they need {} pods, {} CPU and {} memory (a \
+                 Deployment counts one more pod during a rollout; a container without a CPU \
+                 limit counts the per-container maximum of {})",
+                s.quota.max_pods,
+                s.quota.total.cpu,
+                s.quota.total.memory,
+                used.0 + solver,
+                format_cpu(used.1 + solver * SOLVER_CPU_MILLIS),
+                format_memory(used.2 + solver * SOLVER_MEMORY_BYTES),
+                format_cpu(s.max_cpu_millis)
+            ));
+        }
+        services.push(ServiceParams {
+            service: svc.clone(),
+            image: img.clone(),
+            resources: CpuMemory {
+                cpu: format_cpu(cpu),
+                memory: format_memory(memory),
+            },
+            cpu_limit: svc.cpu_millis.map(format_cpu),
+            run_as_user,
+            run_as_group,
+        });
+    }
+    let mut preview = environment(s, job, launch, image, default_cpu, default_memory);
+    preview.port = c.port;
+    preview.replicas = 1;
+    Ok(ComposeParams {
+        preview,
+        services,
+        exposed: c.exposed.clone(),
+        volume_size: s.volume_size.clone(),
     })
 }
 
@@ -694,6 +1097,107 @@ mod tests {
         assert!(
             e.to_string().contains("do not fit the preview quota"),
             "{e}"
+        );
+    }
+
+    fn compose(text: &str) -> ComposeLaunch {
+        let app = slipway_core::compose::parse(text).unwrap();
+        let images = app
+            .services
+            .iter()
+            .map(|s| (s.name.clone(), s.image.clone().unwrap_or("web:1".into())))
+            .collect();
+        ComposeLaunch {
+            services: app.services,
+            volumes: app.volumes.into_iter().collect(),
+            images,
+            exposed: "web".into(),
+            port: 3000,
+        }
+    }
+
+    fn compose_error(s: &Settings, text: &str) -> String {
+        let l = launch(json!({"preview": "org/app#1", "image": "web:1"}));
+        let image = ResolvedImage {
+            image: "web:1".into(),
+            commit: None,
+        };
+        let e = compose_params(s, uuid::Uuid::now_v7(), &l, &compose(text), &image).unwrap_err();
+        assert_eq!(e.class(), ErrorClass::Permanent);
+        e.to_string()
+    }
+
+    #[test]
+    fn compose_params_clamp_each_service_and_check_users_volumes_and_the_quota() {
+        let s = settings(&[]);
+        let l = launch(json!({"preview": "org/app#1", "image": "web:1",
+            "resources": {"memory": "256Mi"}, "env": {"MODE": "preview"}}));
+        let image = ResolvedImage {
+            image: "web:1".into(),
+            commit: None,
+        };
+        let text = "services:\n  web:\n    image: web:1\n  db:\n    image: postgres:16\n    \
+                    user: '999:998'\n    cpus: 0.5\n    volumes: [data:/var/lib/data]\n\
+                    volumes:\n  data: {}\n";
+        let p = compose_params(&s, uuid::Uuid::now_v7(), &l, &compose(text), &image).unwrap();
+        assert_eq!(p.preview.port, 3000);
+        assert_eq!(p.preview.env["MODE"], "preview");
+        assert_eq!(p.volume_size, "1Gi");
+        let web = &p.services[0];
+        // The launch's resources are every container's default.
+        assert_eq!(web.resources.memory, "256Mi");
+        assert_eq!(web.cpu_limit, None);
+        let db = &p.services[1];
+        assert_eq!((db.run_as_user, db.run_as_group), (Some(999), Some(998)));
+        assert_eq!(db.cpu_limit.as_deref(), Some("500m"));
+        assert_eq!(db.resources.cpu, "500m");
+
+        let m = compose_error(&s, "services:\n  web:\n    image: web:1\n    user: node\n");
+        assert!(
+            m.starts_with("service web: user \"node\" is not numeric"),
+            "{m}"
+        );
+        let m = compose_error(
+            &s,
+            "services:\n  web:\n    image: web:1\n    mem_limit: 2g\n",
+        );
+        assert!(
+            m.contains("service web: a memory limit of 2Gi is above"),
+            "{m}"
+        );
+        let m = compose_error(
+            &s,
+            "services:\n  web:\n    image: web:1\n    volumes: [v:/a]\n  worker:\n    \
+             image: w:1\n    volumes: [v:/b]\nvolumes:\n  v: {}\n",
+        );
+        assert!(m.contains("mounted by services web and worker"), "{m}");
+        let m = compose_error(
+            &s,
+            "services:\n  web:\n    image: web:1\n    depends_on:\n      migrate:\n        \
+             condition: service_completed_successfully\n  migrate:\n    image: m:1\n",
+        );
+        assert!(
+            m.contains("service web waits for migrate to complete successfully"),
+            "{m}"
+        );
+        let m = compose_error(&s, "services:\n  api:\n    image: a:1\n");
+        assert!(m.contains("exposed service \"web\""), "{m}");
+        let strict = settings(&["--run-as-non-root", "true"]);
+        let m = compose_error(
+            &strict,
+            "services:\n  web:\n    image: web:1\n    user: '0'\n",
+        );
+        assert!(m.contains("service web: user 0 is root"), "{m}");
+        // 8 CPU of quota: each container without a CPU limit counts the 1-CPU maximum, each
+        // Deployment twice.
+        let m = compose_error(
+            &s,
+            "services:\n  web:\n    image: web:1\n  a:\n    image: a:1\n  b:\n    \
+             image: b:1\n  c:\n    image: c:1\n  d:\n    image: d:1\n",
+        );
+        assert!(
+            m.contains("with service d they need 10 pods, 10 CPU"),
+            "{m}"
         );
     }
 

@@ -1,8 +1,9 @@
-//! Waiting for a preview's rollout: until its Deployment is Available for the latest spec, or
-//! the deadline passes, or trouble that will not go away persists.
+//! Waiting for a preview's rollout: until its workloads (the single-container preview's
+//! Deployment, or each Deployment and StatefulSet of a compose or Helm preview) are rolled out
+//! for their latest spec, or the deadline passes, or trouble that will not go away persists.
 //!
-//! Each check reads the Deployment, its ReplicaSets and pods with plain GETs. Watches on the
-//! namespace's pods and Deployments only wake the wait early; a poll runs whatever they do, so
+//! Each check reads the workloads, the ReplicaSets and pods with plain GETs. Watches on the
+//! namespace's pods, Deployments and StatefulSets only wake the wait early; a poll runs whatever they do, so
 //! dropped or expired (410) watches and API errors (5xx, 429) cost at most a poll interval.
 //!
 //! While waiting, trouble of the current ReplicaSet's pods goes to the job's log once per pod,
@@ -18,8 +19,8 @@
 
 use crate::LaunchError;
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, LogParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
@@ -29,8 +30,9 @@ use slipway_k8s::client::{K8sError, namespaced, wrap};
 use slipway_k8s::labels;
 use slipway_k8s::preview::APP;
 use slipway_k8s::rollout::{
-    PodTrouble, ReplicaFailure, RolloutStatus, TroubleKind, current_replica_set, pod_ready,
-    pod_trouble, pods_of, replica_failure, rollout_status,
+    PodTrouble, ReplicaFailure, RolloutStatus, TroubleKind, Workload, WorkloadKind,
+    current_replica_set, pod_ready, pod_trouble, pods_of, replica_failure, rollout_status,
+    stateful_set_failure, stateful_set_pods, stateful_set_status,
 };
 use slipway_shared::joblog::JobLog;
 use std::collections::HashMap;
@@ -52,60 +54,150 @@ pub struct WaitLimits {
     pub poll: Duration,
 }
 
-/// What one look at the namespace found.
+/// What one look found of one workload.
 #[derive(Debug, Clone)]
-struct Observation {
+struct WorkloadObservation {
+    workload: Workload,
     status: RolloutStatus,
-    /// Ready pods of the current ReplicaSet, sorted.
+    /// Ready pods of its latest spec (current ReplicaSet or update revision), sorted.
     ready: Vec<String>,
     trouble: Vec<PodTrouble>,
-    /// The current ReplicaSet's (or the Deployment's) `ReplicaFailure`, if any.
+    /// The current ReplicaSet's `ReplicaFailure`, if any (Deployments only).
     replica_failure: Option<ReplicaFailure>,
-    /// The job whose apply the Deployment carries (its `slipway.dev/job-id` label).
+    /// The job whose apply the workload carries (its `slipway.dev/job-id` label).
     applied_by: Option<String>,
 }
 
-async fn observe(client: &kube::Client, ns: &str) -> Result<Observation, K8sError> {
-    let deployments: Api<Deployment> = namespaced(client, ns);
-    let sets: Api<ReplicaSet> = namespaced(client, ns);
-    let pods: Api<Pod> = namespaced(client, ns);
-    let d = deployments
-        .get(APP)
-        .await
-        .map_err(|e| wrap("get", format!("Deployment {ns}/{APP}"), e))?;
-    let sets = sets
-        .list(&ListParams::default())
-        .await
-        .map_err(|e| wrap("list", format!("ReplicaSets in {ns}"), e))?
-        .items;
-    let pods = pods
-        .list(&ListParams::default())
-        .await
-        .map_err(|e| wrap("list", format!("Pods in {ns}"), e))?
-        .items;
-    let current = current_replica_set(&d, &sets);
-    let replica_failure = current.and_then(replica_failure);
-    let (mut ready, trouble) = match current {
-        Some(rs) => {
-            let mine = pods_of(rs, &pods);
-            let ready: Vec<String> = mine
-                .iter()
-                .filter(|p| pod_ready(p))
-                .map(|p| p.name_any())
-                .collect();
-            let trouble = mine.iter().flat_map(|p| pod_trouble(p)).collect();
-            (ready, trouble)
-        }
-        None => (Vec::new(), Vec::new()),
-    };
+/// What one look at the namespace found, one entry per workload waited for, in their order.
+#[derive(Debug, Clone)]
+struct Observation(Vec<WorkloadObservation>);
+
+/// A read that failed, and the workload it was about (`None`: a list of the namespace).
+struct ObserveError(Option<Workload>, K8sError);
+
+fn ready_and_trouble(mine: &[&Pod]) -> (Vec<String>, Vec<PodTrouble>) {
+    let mut ready: Vec<String> = mine
+        .iter()
+        .filter(|p| pod_ready(p))
+        .map(|p| p.name_any())
+        .collect();
     ready.sort();
-    Ok(Observation {
-        status: rollout_status(&d),
-        ready,
-        trouble,
-        replica_failure,
-        applied_by: d.labels().get(labels::JOB_ID).cloned(),
-    })
+    (ready, mine.iter().flat_map(|p| pod_trouble(p)).collect())
+}
+
+/// A workload as read.
+enum Read {
+    Deployment(Box<Deployment>),
+    StatefulSet(Box<StatefulSet>),
+}
+
+/// `since`: when the wait began (Unix seconds, with a margin for clock skew); a StatefulSet's
+/// `FailedCreate` Events before it are not this launch's.
+async fn observe(
+    client: &kube::Client,
+    ns: &str,
+    workloads: &[Workload],
+    since: i64,
+) -> Result<Observation, ObserveError> {
+    // The workloads first, their pods after: a rollout read as complete then has its ready
+    // pods in the list.
+    let mut read = Vec::with_capacity(workloads.len());
+    for w in workloads {
+        let get_err = |e| {
+            ObserveError(
+                Some(w.clone()),
+                wrap("get", format!("{} {ns}/{}", w.kind, w.name), e),
+            )
+        };
+        read.push(match w.kind {
+            WorkloadKind::Deployment => Read::Deployment(Box::new(
+                namespaced::<Deployment>(client, ns)
+                    .get(&w.name)
+                    .await
+                    .map_err(get_err)?,
+            )),
+            WorkloadKind::StatefulSet => Read::StatefulSet(Box::new(
+                namespaced::<StatefulSet>(client, ns)
+                    .get(&w.name)
+                    .await
+                    .map_err(get_err)?,
+            )),
+        });
+    }
+    let list_err = |what: &str, e| ObserveError(None, wrap("list", format!("{what} in {ns}"), e));
+    let sets = if workloads.iter().any(|w| w.kind == WorkloadKind::Deployment) {
+        namespaced::<ReplicaSet>(client, ns)
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| list_err("ReplicaSets", e))?
+            .items
+    } else {
+        Vec::new()
+    };
+    let pods = namespaced::<Pod>(client, ns)
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| list_err("Pods", e))?
+        .items;
+    // A StatefulSet short of pods says why only in Events (it has no ReplicaFailure).
+    let mut events: Vec<Event> = Vec::new();
+    for r in &read {
+        if let Read::StatefulSet(s) = r
+            && stateful_set_status(s) != RolloutStatus::Complete
+            && s.status.as_ref().map_or(0, |st| st.replicas)
+                < s.spec.as_ref().and_then(|sp| sp.replicas).unwrap_or(1)
+        {
+            let selector = format!(
+                "involvedObject.kind=StatefulSet,involvedObject.name={},reason=FailedCreate",
+                s.name_any()
+            );
+            events.extend(
+                namespaced::<Event>(client, ns)
+                    .list(&ListParams::default().fields(&selector))
+                    .await
+                    .map_err(|e| list_err("Events", e))?
+                    .items,
+            );
+        }
+    }
+    let out = workloads
+        .iter()
+        .zip(read)
+        .map(|(w, r)| match r {
+            Read::Deployment(d) => {
+                let current = current_replica_set(&d, &sets);
+                let (ready, trouble) = match current {
+                    Some(rs) => ready_and_trouble(&pods_of(rs, &pods)),
+                    None => (Vec::new(), Vec::new()),
+                };
+                WorkloadObservation {
+                    workload: w.clone(),
+                    status: rollout_status(&d),
+                    ready,
+                    trouble,
+                    replica_failure: current.and_then(replica_failure),
+                    applied_by: d.labels().get(labels::JOB_ID).cloned(),
+                }
+            }
+            Read::StatefulSet(s) => {
+                let status = stateful_set_status(&s);
+                let (ready, trouble) = if status == RolloutStatus::NotObserved {
+                    (Vec::new(), Vec::new())
+                } else {
+                    ready_and_trouble(&stateful_set_pods(&s, &pods))
+                };
+                WorkloadObservation {
+                    workload: w.clone(),
+                    status,
+                    ready,
+                    trouble,
+                    replica_failure: stateful_set_failure(&s, &events, since),
+                    applied_by: s.labels().get(labels::JOB_ID).cloned(),
+                }
+            }
+        })
+        .collect();
+    Ok(Observation(out))
 }
 
 /// Aborts the watch tasks when the wait ends, however it ends.
@@ -231,7 +323,8 @@ pub fn check_owner(applied_by: Option<&str>, ours: JobId) -> Result<(), LaunchEr
 }
 
 /// Waits for the Deployment `app` in `ns`, as applied by job `job`, to be Available for its
-/// latest spec; returns the ready pods of its current ReplicaSet.
+/// latest spec; returns the ready pods of its current ReplicaSet. The single-container
+/// preview: its messages name pods, not the workload.
 pub async fn until_available(
     client: &kube::Client,
     ns: &str,
@@ -239,85 +332,166 @@ pub async fn until_available(
     limits: WaitLimits,
     log: &mut JobLog,
 ) -> Result<Vec<String>, LaunchError> {
+    wait_for(
+        client,
+        ns,
+        job,
+        &[Workload::deployment(APP)],
+        false,
+        limits,
+        log,
+    )
+    .await
+}
+
+/// Waits until every workload in `ns`, each as applied by job `job`, is rolled out for its
+/// latest spec (Deployments Available, StatefulSets as `kubectl rollout status` says), the
+/// deadline passes, or trouble that will not go away persists in one of them. Returns the
+/// ready pods of all of them, workload by workload. Every trouble line and failure names its
+/// workload (`Deployment redis: ...`).
+pub async fn until_workloads_available(
+    client: &kube::Client,
+    ns: &str,
+    job: JobId,
+    workloads: &[Workload],
+    limits: WaitLimits,
+    log: &mut JobLog,
+) -> Result<Vec<String>, LaunchError> {
+    wait_for(client, ns, job, workloads, true, limits, log).await
+}
+
+async fn wait_for(
+    client: &kube::Client,
+    ns: &str,
+    job: JobId,
+    workloads: &[Workload],
+    named: bool,
+    limits: WaitLimits,
+    log: &mut JobLog,
+) -> Result<Vec<String>, LaunchError> {
     let started = Instant::now();
     let deadline = started + limits.deadline;
+    // Events carry the API server's clock, in whole seconds: a small margin for skew (an
+    // earlier launch's refusal is older than this one's apply).
+    let since = chrono::Utc::now().timestamp() - 5;
     let wake = Arc::new(Notify::new());
-    let _watches = Watches(vec![
-        watch(namespaced::<Pod>(client, ns), wake.clone()),
-        watch(namespaced::<Deployment>(client, ns), wake.clone()),
-    ]);
+    let has = |k: WorkloadKind| workloads.iter().any(|w| w.kind == k);
+    let mut watches = vec![watch(namespaced::<Pod>(client, ns), wake.clone())];
+    if has(WorkloadKind::Deployment) {
+        watches.push(watch(namespaced::<Deployment>(client, ns), wake.clone()));
+    }
+    if has(WorkloadKind::StatefulSet) {
+        watches.push(watch(namespaced::<StatefulSet>(client, ns), wake.clone()));
+    }
+    let _watches = Watches(watches);
     let pods: Api<Pod> = namespaced(client, ns);
+    let prefix = |w: &Workload| {
+        if named {
+            format!("{w}: ")
+        } else {
+            String::new()
+        }
+    };
     let mut persistence = Persistence::default();
     let mut last_crash_lines: HashMap<String, String> = HashMap::new();
     let mut last: Option<Observation> = None;
     loop {
         let now = Instant::now();
-        match observe(client, ns).await {
+        match observe(client, ns, workloads, since).await {
             Ok(obs) => {
                 // Whatever the rollout shows, it must be of this launch's spec.
-                check_owner(obs.applied_by.as_deref(), job)?;
-                if obs.status == RolloutStatus::Complete {
-                    return Ok(obs.ready);
+                for o in &obs.0 {
+                    check_owner(o.applied_by.as_deref(), job)?;
                 }
-                if let RolloutStatus::DeadlineExceeded(m) = &obs.status {
-                    log.note_once(
-                        "progress-deadline",
-                        [format!("Kubernetes reports no rollout progress: {m}")],
-                    )
-                    .await;
+                if obs.0.iter().all(|o| o.status == RolloutStatus::Complete) {
+                    return Ok(obs.0.into_iter().flat_map(|o| o.ready).collect());
                 }
-                if let Some(f) = &obs.replica_failure {
-                    if f.is_permanent() {
-                        return Err(LaunchError::RolloutFailed(format!(
-                            "Kubernetes refuses the preview's pods: {}",
-                            f.message
-                        )));
+                for o in &obs.0 {
+                    let at = prefix(&o.workload);
+                    if let RolloutStatus::DeadlineExceeded(m) = &o.status {
+                        log.note_once(
+                            &format!("progress-deadline/{}", o.workload),
+                            [format!("{at}Kubernetes reports no rollout progress: {m}")],
+                        )
+                        .await;
                     }
-                    log.note_once(
-                        &format!("replica-failure/{}", f.message),
-                        [format!(
-                            "the ReplicaSet cannot create pods ({}): {}",
-                            f.reason, f.message
-                        )],
-                    )
-                    .await;
-                }
-                for t in &obs.trouble {
-                    let key = format!(
-                        "{}/{}/{}",
-                        t.pod,
-                        t.container.as_deref().unwrap_or(""),
-                        t.reason
-                    );
-                    if log.noted(&key) {
-                        continue;
-                    }
-                    let mut lines = vec![t.describe()];
-                    if t.kind == TroubleKind::CrashLoop {
-                        let tail = last_lines(&pods, &t.pod, t.container.as_deref()).await;
-                        if let Some(l) = tail.last() {
-                            last_crash_lines.insert(t.pod.clone(), l.clone());
+                    if let Some(f) = &o.replica_failure {
+                        if f.is_permanent() {
+                            return Err(LaunchError::RolloutFailed(format!(
+                                "{at}Kubernetes refuses the preview's pods: {}",
+                                f.message
+                            )));
                         }
-                        if !tail.is_empty() {
-                            lines.push(format!("last {} log lines of {}:", tail.len(), t.pod));
-                            lines.extend(tail.iter().map(|l| format!("  {l}")));
-                        }
+                        log.note_once(
+                            &format!("replica-failure/{}", f.message),
+                            [format!(
+                                "{at}the {} cannot create pods ({}): {}",
+                                match o.workload.kind {
+                                    WorkloadKind::Deployment => "ReplicaSet",
+                                    WorkloadKind::StatefulSet => "StatefulSet",
+                                },
+                                f.reason,
+                                f.message
+                            )],
+                        )
+                        .await;
                     }
-                    log.note_once(&key, lines).await;
+                    for t in &o.trouble {
+                        let key = format!(
+                            "{}/{}/{}",
+                            t.pod,
+                            t.container.as_deref().unwrap_or(""),
+                            t.reason
+                        );
+                        if log.noted(&key) {
+                            continue;
+                        }
+                        let mut lines = vec![format!("{at}{}", t.describe())];
+                        if t.kind == TroubleKind::CrashLoop {
+                            let tail = last_lines(&pods, &t.pod, t.container.as_deref()).await;
+                            if let Some(l) = tail.last() {
+                                last_crash_lines.insert(t.pod.clone(), l.clone());
+                            }
+                            if !tail.is_empty() {
+                                lines.push(format!(
+                                    "{at}last {} log lines of {}:",
+                                    tail.len(),
+                                    t.pod
+                                ));
+                                lines.extend(tail.iter().map(|l| format!("  {l}")));
+                            }
+                        }
+                        log.note_once(&key, lines).await;
+                    }
                 }
-                persistence.update(&obs.trouble, now);
-                if let Some(t) = persistence.persisting(&obs.trouble, limits.trouble_grace, now) {
+                let trouble: Vec<PodTrouble> =
+                    obs.0.iter().flat_map(|o| o.trouble.clone()).collect();
+                persistence.update(&trouble, now);
+                if let Some(t) = persistence.persisting(&trouble, limits.trouble_grace, now) {
                     let line = last_crash_lines.get(&t.pod).map(String::as_str);
-                    return Err(LaunchError::RolloutFailed(fatal_message(t, line)));
+                    let at = obs
+                        .0
+                        .iter()
+                        .find(|o| o.trouble.iter().any(|x| x.pod == t.pod))
+                        .map(|o| prefix(&o.workload))
+                        .unwrap_or_default();
+                    return Err(LaunchError::RolloutFailed(format!(
+                        "{at}{}",
+                        fatal_message(t, line)
+                    )));
                 }
                 last = Some(obs);
             }
-            Err(e) if e.is_not_found() => {
+            Err(ObserveError(w, e)) if e.is_not_found() => {
+                let what = match (&w, named) {
+                    (Some(w), true) => w.to_string(),
+                    _ => "the Deployment".into(),
+                };
                 return Err(LaunchError::NotYet(format!(
-                    "the Deployment disappeared while waiting for it ({e})"
+                    "{what} disappeared while waiting for it ({e})"
                 )));
             }
-            Err(e) => {
+            Err(ObserveError(_, e)) => {
                 tracing::warn!(error = %e, "reading the rollout failed; will look again");
                 log.note_once(
                     &format!("api-error/{:?}", e.code()),
@@ -329,7 +503,7 @@ pub async fn until_available(
             }
         }
         if Instant::now() >= deadline {
-            return Err(timed_out(limits.deadline, last.as_ref()));
+            return Err(timed_out(limits.deadline, last.as_ref(), named));
         }
         tokio::select! {
             () = wake.notified() => {}
@@ -409,35 +583,56 @@ pub async fn until_certificate_ready(
 }
 
 /// The error at the deadline: permanent if an image pull failure or crash loop is going on
-/// (it lasted until now), else transient with what was last seen.
-fn timed_out(deadline: Duration, last: Option<&Observation>) -> LaunchError {
+/// (it lasted until now), else transient with what was last seen of each workload not rolled
+/// out.
+fn timed_out(deadline: Duration, last: Option<&Observation>, named: bool) -> LaunchError {
     let secs = deadline.as_secs();
     let Some(obs) = last else {
         return LaunchError::RolloutTimedOut(format!(
             "the rollout could not be read within {secs} s"
         ));
     };
-    if let Some(t) = obs
-        .trouble
-        .iter()
-        .find(|t| t.kind.is_fatal_when_persistent())
-    {
-        return LaunchError::RolloutFailed(fatal_message(t, None));
-    }
-    let status = match &obs.status {
-        RolloutStatus::NotObserved => "the controller had not observed the latest spec".into(),
-        RolloutStatus::Progressing(m) | RolloutStatus::DeadlineExceeded(m) => m.clone(),
-        RolloutStatus::Complete => "complete".into(),
+    let prefix = |w: &Workload| {
+        if named {
+            format!("{w}: ")
+        } else {
+            String::new()
+        }
     };
-    let mut m = format!("the Deployment did not become Available within {secs} s ({status})");
-    if let Some(f) = &obs.replica_failure {
-        m.push_str(&format!("; {}: {}", f.reason, f.message));
+    for o in &obs.0 {
+        if let Some(t) = o.trouble.iter().find(|t| t.kind.is_fatal_when_persistent()) {
+            return LaunchError::RolloutFailed(format!(
+                "{}{}",
+                prefix(&o.workload),
+                fatal_message(t, None)
+            ));
+        }
     }
-    if !obs.trouble.is_empty() {
-        let seen: Vec<String> = obs.trouble.iter().map(PodTrouble::describe).collect();
-        m.push_str(&format!("; last seen: {}", seen.join("; ")));
+    let mut parts = Vec::new();
+    for o in obs.0.iter().filter(|o| o.status != RolloutStatus::Complete) {
+        let status = match &o.status {
+            RolloutStatus::NotObserved => "the controller had not observed the latest spec".into(),
+            RolloutStatus::Progressing(m) | RolloutStatus::DeadlineExceeded(m) => m.clone(),
+            RolloutStatus::Complete => "complete".into(),
+        };
+        let mut m = if named {
+            format!(
+                "{} did not become available within {secs} s ({status})",
+                o.workload
+            )
+        } else {
+            format!("the Deployment did not become Available within {secs} s ({status})")
+        };
+        if let Some(f) = &o.replica_failure {
+            m.push_str(&format!("; {}: {}", f.reason, f.message));
+        }
+        if !o.trouble.is_empty() {
+            let seen: Vec<String> = o.trouble.iter().map(PodTrouble::describe).collect();
+            m.push_str(&format!("; last seen: {}", seen.join("; ")));
+        }
+        parts.push(m);
     }
-    LaunchError::RolloutTimedOut(m)
+    LaunchError::RolloutTimedOut(parts.join("; "))
 }
 
 #[cfg(test)]
@@ -512,12 +707,15 @@ mod tests {
 
     #[test]
     fn the_deadline_is_permanent_only_with_a_clear_cause() {
-        let obs = |trouble| Observation {
-            status: RolloutStatus::Progressing("0 of 1 updated replicas are available".into()),
-            ready: vec![],
-            trouble,
-            replica_failure: None,
-            applied_by: None,
+        let obs = |trouble| {
+            Observation(vec![WorkloadObservation {
+                workload: Workload::deployment(APP),
+                status: RolloutStatus::Progressing("0 of 1 updated replicas are available".into()),
+                ready: vec![],
+                trouble,
+                replica_failure: None,
+                applied_by: None,
+            }])
         };
         let d = Duration::from_secs(60);
         let e = timed_out(
@@ -527,6 +725,7 @@ mod tests {
                 TroubleKind::CrashLoop,
                 "CrashLoopBackOff",
             )])),
+            false,
         );
         assert_eq!(e.class(), ErrorClass::Permanent);
         assert!(e.to_string().contains("keeps crashing"), "{e}");
@@ -537,11 +736,58 @@ mod tests {
                 TroubleKind::Unschedulable,
                 "Unschedulable",
             )])),
+            false,
         );
         assert_eq!(e.class(), ErrorClass::Transient);
         assert!(e.to_string().contains("Unschedulable"), "{e}");
         assert!(e.to_string().contains("within 60 s"), "{e}");
-        assert_eq!(timed_out(d, None).class(), ErrorClass::Transient);
+        assert_eq!(timed_out(d, None, false).class(), ErrorClass::Transient);
+    }
+
+    #[test]
+    fn with_several_workloads_every_message_names_its_workload() {
+        let w = |workload: Workload, status: RolloutStatus, trouble| WorkloadObservation {
+            workload,
+            status,
+            ready: vec![],
+            trouble,
+            replica_failure: None,
+            applied_by: None,
+        };
+        let d = Duration::from_secs(60);
+        let obs = Observation(vec![
+            w(Workload::deployment("web"), RolloutStatus::Complete, vec![]),
+            w(
+                Workload::stateful_set("db"),
+                RolloutStatus::Progressing("Waiting for 1 pods to be ready".into()),
+                vec![trouble("db-0", TroubleKind::Unschedulable, "Unschedulable")],
+            ),
+        ]);
+        let e = timed_out(d, Some(&obs), true).to_string();
+        assert_eq!(
+            e,
+            "StatefulSet db did not become available within 60 s (Waiting for 1 pods to be \
+             ready); last seen: pod db-0 container app: Unschedulable"
+        );
+        let obs = Observation(vec![
+            w(Workload::deployment("web"), RolloutStatus::Complete, vec![]),
+            w(
+                Workload::deployment("redis"),
+                RolloutStatus::Progressing(String::new()),
+                vec![trouble(
+                    "redis-1",
+                    TroubleKind::ImagePull,
+                    "ImagePullBackOff",
+                )],
+            ),
+        ]);
+        let e = timed_out(d, Some(&obs), true);
+        assert_eq!(e.class(), ErrorClass::Permanent);
+        assert!(
+            e.to_string()
+                .starts_with("Deployment redis: the image cannot be pulled"),
+            "{e}"
+        );
     }
 
     #[test]

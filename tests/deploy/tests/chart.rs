@@ -134,12 +134,13 @@ fn expected_grants(component: &str) -> BTreeSet<Grant> {
             (
                 "cluster",
                 "apps",
-                &["deployments"],
+                &["deployments", "statefulsets"],
                 &["create", "patch", "get", "list", "watch"],
             ),
             ("cluster", "apps", &["replicasets"], &["list"]),
             ("cluster", "", &["pods"], &["list", "watch"]),
             ("cluster", "", &["pods/log"], &["get"]),
+            ("cluster", "", &["events"], &["list"]),
             ("cluster", "cert-manager.io", &["certificates"], &["get"]),
         ]),
         "worker-cleanup" => grants(&[

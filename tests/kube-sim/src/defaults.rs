@@ -339,6 +339,29 @@ pub fn on_create(kind: usize, obj: &mut Value) -> Result<(), ApiError> {
                     }
                 }
             }
+            // ValidateService (pkg/apis/core/validation/validation.go): ports are required
+            // unless the Service is headless (`clusterIP: None`) or ExternalName, and with more
+            // than one port each needs a name (validateServicePort's requireName).
+            let headless = spec.get("clusterIP").and_then(Value::as_str) == Some("None");
+            let external = spec.get("type").and_then(Value::as_str) == Some("ExternalName");
+            let ports: Vec<Value> = spec
+                .get("ports")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            if ports.is_empty() && !headless && !external {
+                causes.push(("spec.ports".into(), "Required value".into()));
+            }
+            if ports.len() > 1 {
+                for (i, p) in ports.iter().enumerate() {
+                    if p.get("name")
+                        .and_then(Value::as_str)
+                        .is_none_or(str::is_empty)
+                    {
+                        causes.push((format!("spec.ports[{i}].name"), "Required value".into()));
+                    }
+                }
+            }
             obj["status"] = json!({"loadBalancer": {}});
         }
         "networkpolicies" => validate_network_policy(obj, &mut causes),

@@ -1007,12 +1007,55 @@ async fn service_target_port_zero_defaults_to_the_port() {
     let sim = sim().await;
     let svcs: Api<Service> = Api::default_namespaced(sim.client().unwrap());
     let s: Service = serde_json::from_value(json!({"metadata": {"name": "s"},
-        "spec": {"ports": [{"port": 80, "targetPort": 0}, {"name": "b", "port": 81, "targetPort": ""}]}}))
+        "spec": {"ports": [{"name": "a", "port": 80, "targetPort": 0}, {"name": "b", "port": 81, "targetPort": ""}]}}))
     .unwrap();
     let s = svcs.create(&PostParams::default(), &s).await.unwrap();
     let ports = s.spec.unwrap().ports.unwrap();
     let target = |i: usize| serde_json::to_value(&ports[i].target_port).unwrap();
     assert_eq!((target(0), target(1)), (json!(80), json!(81)));
+}
+
+#[tokio::test]
+async fn a_service_needs_ports_unless_it_is_headless() {
+    // ValidateService (pkg/apis/core/validation/validation.go): `spec.ports` is required
+    // unless the Service is headless or ExternalName; several ports each need a name.
+    let sim = sim().await;
+    let svcs: Api<Service> = Api::default_namespaced(sim.client().unwrap());
+    let svc = |name: &str, spec: serde_json::Value| -> Service {
+        serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).unwrap()
+    };
+    let headless = svcs
+        .create(
+            &PostParams::default(),
+            &svc(
+                "redis",
+                json!({"clusterIP": "None", "selector": {"app": "redis"}}),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(headless.spec.unwrap().cluster_ip.as_deref(), Some("None"));
+    for (name, spec, field) in [
+        ("noports", json!({"selector": {"app": "x"}}), "spec.ports"),
+        (
+            "unnamed",
+            json!({"ports": [{"name": "a", "port": 80}, {"port": 81}]}),
+            "spec.ports[1].name",
+        ),
+    ] {
+        let e = svcs
+            .create(&PostParams::default(), &svc(name, spec))
+            .await
+            .unwrap_err();
+        let status = api_err(e);
+        assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
+        assert!(status.message.contains(field), "{}", status.message);
+        assert!(
+            status.message.contains("Required value"),
+            "{}",
+            status.message
+        );
+    }
 }
 
 #[tokio::test]
