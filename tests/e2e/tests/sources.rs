@@ -2,7 +2,9 @@
 //! Slipway: real git repositories created here and served over HTTPS smart HTTP
 //! (`kube_sim::git::GitServer`), the API, the build worker's source Job (run by the simulated
 //! kubelet with the host's git), the generated Dockerfile built by the simulated BuildKit, the
-//! launch worker, Postgres and Redis. A Node.js app and a Python app each reach ready.
+//! launch worker, Postgres and Redis. A Node.js app and a Python app each reach ready; a
+//! compose app (web built from its Dockerfile, postgres and redis from their images) reaches
+//! ready with every service, and a compose field that cannot run is refused naming it.
 
 use kube_sim::git::GitServer;
 use serde_json::{Value, json};
@@ -30,12 +32,24 @@ async fn preview_of(
     commit: &str,
     port: u16,
 ) -> (Value, Value) {
+    pipeline_preview(stack, key, url, commit, json!({"type": "auto"}), port).await
+}
+
+/// Enqueue a pipeline of `source` and wait for its preview: (the first job, the preview).
+async fn pipeline_preview(
+    stack: &Stack,
+    key: &str,
+    url: &str,
+    commit: &str,
+    source: Value,
+    port: u16,
+) -> (Value, Value) {
     let resp = stack
         .http
         .post(stack.url("/v1/pipelines"))
         .bearer_auth(TOKEN)
         .json(&json!({"preview": key, "repository": url, "commit": commit,
-                      "source": {"type": "auto"}, "launch": {"port": port}}))
+                      "source": source, "launch": {"port": port}}))
         .send()
         .await
         .unwrap();
@@ -177,5 +191,144 @@ async fn a_node_app_and_a_python_app_without_dockerfiles_are_previewed() {
     // Both previews run the images their builds pushed.
     let previews = get(&stack, "/v1/previews").await;
     assert_eq!(previews["items"].as_array().unwrap().len(), 2, "{previews}");
+    stack.stop().await.unwrap();
+}
+
+const COMPOSE: &str = "services:
+  web:
+    build: ./web
+    ports: [\"3000:3000\"]
+    environment:
+      DATABASE_URL: postgres://shop:shop@db:5432/shop
+      REDIS_URL: redis://cache:6379/0
+    depends_on:
+      db: {condition: service_healthy}
+      cache: {condition: service_started}
+  db:
+    image: postgres:16-alpine
+    user: \"70\"
+    environment: {POSTGRES_USER: shop, POSTGRES_PASSWORD: shop, POSTGRES_DB: shop}
+    volumes: [data:/var/lib/postgresql/data]
+    healthcheck:
+      test: [CMD, pg_isready, -U, shop]
+      interval: 5s
+  cache:
+    image: redis:7.4-alpine
+    user: \"999\"
+volumes:
+  data: {}
+";
+
+#[tokio::test]
+async fn a_compose_app_is_previewed_with_every_service_and_a_bad_one_refused() {
+    let git = GitServer::start().await.unwrap();
+    let shop = git
+        .create_repo(
+            "org/shop.git",
+            &[
+                ("compose.yaml", COMPOSE),
+                (
+                    "web/Dockerfile",
+                    "FROM node:22\nCOPY . .\nUSER 1000\nCMD [\"node\", \"server.js\"]\n",
+                ),
+                (
+                    "web/server.js",
+                    "require('http').createServer((q, r) => r.end('hi')).listen(3000)\n",
+                ),
+            ],
+        )
+        .unwrap();
+    let bad = git
+        .create_repo(
+            "org/bad.git",
+            &[(
+                "docker-compose.yml",
+                "services:\n  web:\n    image: nginx:1.27\n    network_mode: host\n",
+            )],
+        )
+        .unwrap();
+    let stack = Stack::start_with(slipway_e2e::Options {
+        git_ca: Some(git.ca_pem_path()),
+        ..Default::default()
+    })
+    .await
+    .expect("stack");
+
+    let (first, preview) = pipeline_preview(
+        &stack,
+        "org/shop#4",
+        &git.url("org/shop.git"),
+        &shop,
+        json!({"type": "compose", "service": "web"}),
+        8080,
+    )
+    .await;
+    assert_eq!(first["result"]["compose"]["exposed"], "web", "{first}");
+    assert_eq!(first["result"]["compose"]["port"], 3000, "{first}");
+    let web_build = first["result"]["builds"]["web"].as_str().unwrap();
+    let web_build = get(&stack, &format!("/v1/jobs/{web_build}")).await;
+    assert_eq!(web_build["state"], "succeeded", "{web_build}");
+    assert_eq!(preview["commit"], shop.as_str());
+    let image = preview["image"].as_str().unwrap();
+    assert!(
+        image.contains("/org/shop/web:"),
+        "the preview runs web's image: {image}"
+    );
+    assert!(
+        preview["url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("http")),
+        "{preview}"
+    );
+    // Every service is a workload and a Service of its name in the preview's namespace; the
+    // URL routes to web.
+    let ns = preview["namespace"].as_str().unwrap();
+    for (kind, name) in [
+        ("deployments", "web"),
+        ("deployments", "cache"),
+        ("statefulsets", "db"),
+        ("services", "web"),
+        ("services", "db"),
+        ("services", "cache"),
+    ] {
+        assert!(
+            stack.sim.object(kind, ns, name).is_some(),
+            "{kind}/{name} in {ns}"
+        );
+    }
+    let ingresses = stack.sim.objects("ingresses", Some(ns));
+    let backend = &ingresses[0]["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"];
+    assert_eq!(backend["name"], "web", "{backend}");
+    assert_eq!(backend["port"]["number"], 3000, "{backend}");
+    assert_eq!(preview["pods"].as_array().unwrap().len(), 3, "{preview}");
+
+    // A service that would share the node's network: the pipeline fails for good, naming it,
+    // and no preview is made.
+    let resp = stack
+        .http
+        .post(stack.url("/v1/pipelines"))
+        .bearer_auth(TOKEN)
+        .json(
+            &json!({"preview": "org/bad#1", "repository": git.url("org/bad.git"),
+                      "commit": bad, "source": {"type": "compose", "service": "web"}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let job: Value = resp.json().await.unwrap();
+    let id = job["id"].as_str().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let failed = loop {
+        let job = get(&stack, &format!("/v1/jobs/{id}")).await;
+        if job["state"] == "failed" {
+            break job;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{job}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let error = failed["error"].as_str().unwrap();
+    assert!(error.contains("services.web.network_mode"), "{error}");
+    let log = log_text(&stack, id).await;
+    assert!(log.contains("services.web.network_mode"), "{log}");
     stack.stop().await.unwrap();
 }
