@@ -116,7 +116,7 @@ pub enum Command {
         preview: String,
     },
     /// Enqueue a pipeline: build a commit, then launch it as a preview.
-    Pipeline(PipelineArgs),
+    Pipeline(Box<PipelineArgs>),
     /// GitHub repositories whose pull requests get previews: list, show, set, enable, disable.
     Repos {
         #[command(subcommand)]
