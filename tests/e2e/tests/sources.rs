@@ -194,30 +194,26 @@ async fn a_node_app_and_a_python_app_without_dockerfiles_are_previewed() {
     stack.stop().await.unwrap();
 }
 
-const COMPOSE: &str = "services:
-  web:
-    build: ./web
-    ports: [\"3000:3000\"]
-    environment:
-      DATABASE_URL: postgres://shop:shop@db:5432/shop
-      REDIS_URL: redis://cache:6379/0
-    depends_on:
-      db: {condition: service_healthy}
-      cache: {condition: service_started}
-  db:
-    image: postgres:16-alpine
-    user: \"70\"
-    environment: {POSTGRES_USER: shop, POSTGRES_PASSWORD: shop, POSTGRES_DB: shop}
-    volumes: [data:/var/lib/postgresql/data]
-    healthcheck:
-      test: [CMD, pg_isready, -U, shop]
-      interval: 5s
-  cache:
-    image: redis:7.4-alpine
-    user: \"999\"
-volumes:
-  data: {}
-";
+/// The files of an example under `examples/` (docs/sources.md's worked examples), at their
+/// paths in this repository.
+fn example(dir: &str) -> Vec<(String, String)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut files = Vec::new();
+    let mut stack = vec![root.join("examples").join(dir)];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path.strip_prefix(&root).unwrap().to_str().unwrap().to_owned();
+                files.push((rel, std::fs::read_to_string(&path).unwrap()));
+            }
+        }
+    }
+    files.sort();
+    files
+}
 
 #[tokio::test]
 async fn a_compose_app_is_previewed_with_every_service_and_a_bad_one_refused() {
@@ -259,7 +255,8 @@ async fn a_compose_app_is_previewed_with_every_service_and_a_bad_one_refused() {
         "org/shop#4",
         &git.url("org/shop.git"),
         &shop,
-        json!({"type": "compose", "service": "web"}),
+        json!({"type": "compose", "service": "web",
+               "file": "examples/compose-shop/compose.yaml"}),
         8080,
     )
     .await;
@@ -268,6 +265,10 @@ async fn a_compose_app_is_previewed_with_every_service_and_a_bad_one_refused() {
     let web_build = first["result"]["builds"]["web"].as_str().unwrap();
     let web_build = get(&stack, &format!("/v1/jobs/{web_build}")).await;
     assert_eq!(web_build["state"], "succeeded", "{web_build}");
+    assert_eq!(
+        web_build["request"]["context"], "examples/compose-shop/web",
+        "the context is relative to the compose file: {web_build}"
+    );
     assert_eq!(preview["commit"], shop.as_str());
     let image = preview["image"].as_str().unwrap();
     assert!(
