@@ -543,6 +543,27 @@ fn merge_labels(v: &mut Value, pointer: &str, labels: &BTreeMap<String, String>)
     }
 }
 
+/// `{"name": secret}` in the pod template's `imagePullSecrets`, unless the chart has it.
+fn add_pull_secret(v: &mut Value, secret: &str) {
+    let Some(spec) = v
+        .pointer_mut("/spec/template/spec")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    let list = spec
+        .entry("imagePullSecrets")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if list.is_null() {
+        *list = Value::Array(Vec::new());
+    }
+    if let Some(items) = list.as_array_mut()
+        && !items.iter().any(|i| i["name"] == secret)
+    {
+        items.push(serde_json::json!({ "name": secret }));
+    }
+}
+
 /// The label keys a selector at `pointer` uses (matchLabels and matchExpressions, or a
 /// Service's plain map).
 fn selector_keys(v: &Value, pointer: &str) -> Vec<String> {
@@ -576,6 +597,19 @@ fn selector_keys(v: &Value, pointer: &str) -> Vec<String> {
     keys
 }
 
+/// Where a chart's objects go and what Slipway adds to them.
+#[derive(Debug, Clone, Copy)]
+pub struct Placement<'a> {
+    pub namespace: &'a str,
+    /// On every object.
+    pub labels: &'a BTreeMap<String, String>,
+    /// On every pod template.
+    pub pod_labels: &'a BTreeMap<String, String>,
+    /// The operator's pull Secret (`SLIPWAY_IMAGE_PULL_SECRET`), added to every pod template's
+    /// `imagePullSecrets` so the built image pulls as a single-container preview's does.
+    pub image_pull_secret: Option<&'a str>,
+}
+
 /// Checks every rendered object and makes it the preview's: refused (permanent, naming the
 /// kind, name and template) are cluster-scoped kinds, kinds outside [`ALLOWED_KINDS`], objects
 /// naming another namespace, Services other than ClusterIP/ExternalName or with
@@ -585,12 +619,16 @@ fn selector_keys(v: &Value, pointer: &str) -> Vec<String> {
 /// would restart every pod at every launch).
 pub fn prepare(
     rendered: Vec<Rendered>,
-    namespace: &str,
-    labels: &BTreeMap<String, String>,
-    pod_labels: &BTreeMap<String, String>,
+    into: &Placement<'_>,
     service: &str,
     port: u16,
 ) -> Result<PreparedChart, LaunchError> {
+    let Placement {
+        namespace,
+        labels,
+        pod_labels,
+        image_pull_secret,
+    } = *into;
     let refuse = |what: String, why: &str| LaunchError::Invalid(format!("{what}: {why}"));
     let ours: BTreeSet<&String> = labels.keys().chain(pod_labels.keys()).collect();
     let mut objects = Vec::new();
@@ -711,6 +749,9 @@ pub fn prepare(
         merge_labels(&mut object, "/metadata/labels", labels);
         if kind == "Deployment" || kind == "StatefulSet" {
             merge_labels(&mut object, "/spec/template/metadata/labels", pod_labels);
+            if let Some(secret) = image_pull_secret {
+                add_pull_secret(&mut object, secret);
+            }
         }
         objects.push(ChartObject {
             kind: *allowed,
@@ -880,8 +921,18 @@ data:
   MODE: preview
 ";
 
+    fn placed<T>(pull: Option<&str>, f: impl FnOnce(&Placement<'_>) -> T) -> T {
+        let (labels, pod_labels) = (labels(), pod_labels());
+        f(&Placement {
+            namespace: NS,
+            labels: &labels,
+            pod_labels: &pod_labels,
+            image_pull_secret: pull,
+        })
+    }
+
     fn prepared(text: &str) -> Result<PreparedChart, LaunchError> {
-        prepare(parse(text)?, NS, &labels(), &pod_labels(), "web", 8080)
+        placed(None, |p| prepare(parse(text)?, p, "web", 8080))
     }
 
     fn refusal(text: &str) -> String {
@@ -940,6 +991,36 @@ data:
                 pod_selector: BTreeMap::from([("app.kubernetes.io/name".into(), "web".into())]),
                 target_port: TargetPort::Name("http".into()),
             }
+        );
+    }
+
+    #[test]
+    fn the_pull_secret_reaches_every_pod_template_once() {
+        let p = placed(Some("regcred"), |p| {
+            prepare(parse(CHART).unwrap(), p, "web", 8080)
+        })
+        .unwrap();
+        let d = &p.objects[3].object;
+        assert_eq!(
+            d["spec"]["template"]["spec"]["imagePullSecrets"],
+            json!([{"name": "regcred"}])
+        );
+        let own = CHART.replace(
+            "    spec:\n      containers:",
+            "    spec:\n      imagePullSecrets: [{name: regcred}, {name: other}]\n      containers:",
+        );
+        let p = placed(Some("regcred"), |p| {
+            prepare(parse(&own).unwrap(), p, "web", 8080)
+        })
+        .unwrap();
+        assert_eq!(
+            p.objects[3].object["spec"]["template"]["spec"]["imagePullSecrets"],
+            json!([{"name": "regcred"}, {"name": "other"}])
+        );
+        assert!(
+            prepared(CHART).unwrap().objects[3].object["spec"]["template"]["spec"]
+                .get("imagePullSecrets")
+                .is_none()
         );
     }
 
@@ -1013,26 +1094,10 @@ data:
 
     #[test]
     fn the_route_needs_the_service_and_its_port() {
-        let e = prepare(
-            parse(CHART).unwrap(),
-            NS,
-            &labels(),
-            &pod_labels(),
-            "api",
-            8080,
-        )
-        .unwrap_err();
+        let e = placed(None, |p| prepare(parse(CHART).unwrap(), p, "api", 8080)).unwrap_err();
         assert!(e.to_string().contains("no Service \"api\""), "{e}");
         assert!(e.to_string().contains("it renders: web"), "{e}");
-        let e = prepare(
-            parse(CHART).unwrap(),
-            NS,
-            &labels(),
-            &pod_labels(),
-            "web",
-            80,
-        )
-        .unwrap_err();
+        let e = placed(None, |p| prepare(parse(CHART).unwrap(), p, "web", 80)).unwrap_err();
         assert!(e.to_string().contains("no port 80"), "{e}");
         assert!(e.to_string().contains("its ports: 8080"), "{e}");
         let p = prepared(&CHART.replace("      targetPort: http\n", "")).unwrap();

@@ -18,7 +18,7 @@
 
 use crate::LaunchError;
 use crate::config::Settings;
-use crate::helm::{self, ChartObject, HelmRunner, PreparedChart, TargetPort};
+use crate::helm::{self, ChartObject, HelmRunner, Placement, PreparedChart, TargetPort};
 use crate::telemetry::{self, Outcome};
 use crate::wait::{self, WaitLimits};
 use chrono::Utc;
@@ -419,9 +419,12 @@ impl Launcher {
             .collect();
         let chart = helm::prepare(
             helm::parse(&text)?,
-            &params.namespace,
-            &params.labels,
-            &pod_labels,
+            &Placement {
+                namespace: &params.namespace,
+                labels: &params.labels,
+                pod_labels: &pod_labels,
+                image_pull_secret: params.image_pull_secret.as_deref(),
+            },
             &h.service,
             h.port,
         )?;
