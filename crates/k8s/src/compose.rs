@@ -338,10 +338,15 @@ fn template(p: &ComposeParams, s: &ServiceParams) -> PodTemplateSpec {
     let fs_group = (!svc.volumes.is_empty())
         .then(|| s.run_as_group.or(s.run_as_user))
         .flatten();
+    // The pods carry the preview key but not the commit (the workload does): a new commit
+    // then rolls out only the services whose spec changed (a built image's digest), not a
+    // database that runs the same image.
+    let mut annotations = p.preview.annotations();
+    annotations.remove(crate::preview::COMMIT_ANNOTATION);
     PodTemplateSpec {
         metadata: Some(ObjectMeta {
             labels: Some(pod_labels(&p.preview, &svc.name)),
-            annotations: Some(p.preview.annotations()),
+            annotations: Some(annotations),
             ..Default::default()
         }),
         spec: Some(pod_spec(
@@ -654,7 +659,8 @@ pub(crate) mod tests {
             "selector": {"matchLabels": selector},
             "template": {
               "metadata": {"labels": {"app.kubernetes.io/name": "db", "slipway.dev/preview": "org-app-42",
-                "app.kubernetes.io/managed-by": "slipway"}, "annotations": annotations},
+                "app.kubernetes.io/managed-by": "slipway"},
+                "annotations": {"slipway.dev/preview-key": "org/app#42"}},
               "spec": {
                 "automountServiceAccountToken": false, "enableServiceLinks": false,
                 "securityContext": {"seccompProfile": {"type": "RuntimeDefault"},
@@ -822,6 +828,33 @@ pub(crate) mod tests {
                 "ingress": [{"from": [{"podSelector": own}]}],
                 "egress": [{"to": [{"podSelector": own}]}]})
         );
+    }
+
+    #[test]
+    fn a_new_commit_changes_only_the_pods_whose_spec_changes() {
+        let p = params();
+        let mut next = params();
+        next.preview.commit = Some("f".repeat(40));
+        next.preview
+            .labels
+            .insert("slipway.dev/job-id".into(), "j2".into());
+        next.services[0].image = "localhost:5000/org/web@sha256:bb".into();
+        let (a, b) = (compose_objects(&p), compose_objects(&next));
+        let template = |o: &ComposeObjects, name: &str| match &o.workload(name).unwrap().1 {
+            WorkloadObject::Deployment(d) => value(&d.spec.as_ref().unwrap().template),
+            WorkloadObject::StatefulSet(s) => value(&s.spec.as_ref().unwrap().template),
+        };
+        assert_ne!(template(&a, "web"), template(&b, "web"));
+        assert_eq!(template(&a, "db"), template(&b, "db"));
+        assert_eq!(template(&a, "cache"), template(&b, "cache"));
+        // The claim templates cannot change on a StatefulSet: the job id stays out of them.
+        let claims = |o: &ComposeObjects| match &o.workload("db").unwrap().1 {
+            WorkloadObject::StatefulSet(s) => {
+                value(&s.spec.as_ref().unwrap().volume_claim_templates)
+            }
+            WorkloadObject::Deployment(_) => unreachable!(),
+        };
+        assert_eq!(claims(&a), claims(&b));
     }
 
     #[test]

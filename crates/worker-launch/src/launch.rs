@@ -359,6 +359,12 @@ impl Launcher {
                 let Some((w, obj)) = o.workload(service) else {
                     continue;
                 };
+                // A newer launch may have taken over while the last level was awaited.
+                let current = retrying(|| applied_by(&self.client, &name, w)).await?;
+                wait::check_owner(current.as_deref(), job).or_else(|e| match e {
+                    LaunchError::NotYet(_) => Ok(()),
+                    other => Err(other),
+                })?;
                 match obj {
                     WorkloadObject::Deployment(d) => self.apply_in(&name, d.as_ref()).await?,
                     WorkloadObject::StatefulSet(s) => self.apply_in(&name, s.as_ref()).await?,
@@ -981,6 +987,19 @@ pub fn compose_params(
                  which must start with a letter"
             ));
         }
+        // A one-shot service (migrations) would exit and be restarted as a crash loop.
+        if let Some(d) = svc
+            .depends_on
+            .iter()
+            .find(|d| d.condition == slipway_core::compose::Condition::CompletedSuccessfully)
+        {
+            return invalid(format!(
+                "service {name} waits for {} to complete successfully: a preview runs every \
+                 service as a long-running workload, so one-shot services are not supported \
+                 yet; run that step in the service's own start command",
+                d.service
+            ));
+        }
         let Some(img) = c.images.get(name) else {
             return invalid(format!("service {name}: the launch names no image for it"));
         };
@@ -1379,6 +1398,15 @@ mod tests {
              image: w:1\n    volumes: [v:/b]\nvolumes:\n  v: {}\n",
         );
         assert!(m.contains("mounted by services web and worker"), "{m}");
+        let m = compose_error(
+            &s,
+            "services:\n  web:\n    image: web:1\n    depends_on:\n      migrate:\n        \
+             condition: service_completed_successfully\n  migrate:\n    image: m:1\n",
+        );
+        assert!(
+            m.contains("service web waits for migrate to complete successfully"),
+            "{m}"
+        );
         let m = compose_error(&s, "services:\n  api:\n    image: a:1\n");
         assert!(m.contains("exposed service \"web\""), "{m}");
         let strict = settings(&["--run-as-non-root", "true"]);

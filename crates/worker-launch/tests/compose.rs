@@ -59,12 +59,17 @@ volumes:
 
 /// The launch the build side enqueues for `compose` (read by the real compose reader).
 fn compose_launch(key: &str, text: &str) -> Value {
+    compose_launch_of(key, text, WEB_IMAGE)
+}
+
+/// The same with web built as `web_image`.
+fn compose_launch_of(key: &str, text: &str, web_image: &str) -> Value {
     let app = slipway_core::compose::parse(text).expect("compose file");
     let images: BTreeMap<String, String> = app
         .services
         .iter()
         .map(|s| {
-            let image = s.image.clone().unwrap_or_else(|| WEB_IMAGE.to_owned());
+            let image = s.image.clone().unwrap_or_else(|| web_image.to_owned());
             (s.name.clone(), image)
         })
         .collect();
@@ -75,7 +80,7 @@ fn compose_launch(key: &str, text: &str) -> Value {
         exposed: "web".into(),
         port: 3000,
     };
-    let mut payload = valid(json!({"preview": key, "image": WEB_IMAGE, "port": 3000,
+    let mut payload = valid(json!({"preview": key, "image": web_image, "port": 3000,
         "env": {"MODE": "preview"}}));
     payload["compose"] = serde_json::to_value(compose).unwrap();
     payload
@@ -348,5 +353,49 @@ volumes:
     );
     assert!(error.contains("violates PodSecurity"), "{error}");
     assert_eq!(h.preview(key).await.status, "failed");
+    w.stop().await.expect("worker stopped cleanly");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_commit_rolls_out_web_and_leaves_the_database_running() {
+    let h = Harness::new(sim_with_users()).await;
+    let w = h.worker(&["--run-as-non-root", "true"]).await;
+    let key = "org/shop#9";
+    let first = h.launch_valid(compose_launch(key, COMPOSE), None).await;
+    let job = h.finished(first).await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    let ns = preview_namespace(key);
+    let uid = |name: &str| {
+        h.sim.object("pods", &ns, name).unwrap()["metadata"]["uid"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let db_uid = uid("db-0");
+
+    // The next commit's build: web has a new digest, db and redis run the same images.
+    let next = WEB_IMAGE.replace("sha256:1111", "sha256:2222");
+    let second = h
+        .launch_valid(compose_launch_of(key, COMPOSE, &next), None)
+        .await;
+    let job = h.finished(second).await;
+    assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
+    assert_eq!(uid("db-0"), db_uid, "the database kept running");
+    let p = h.preview(key).await;
+    assert_eq!(p.image.as_deref(), Some(next.as_str()));
+    assert_eq!(p.last_job_id, Some(second));
+    let web = h.sim.object("deployments", &ns, "web").unwrap();
+    assert_eq!(
+        web["spec"]["template"]["spec"]["containers"][0]["image"],
+        next.as_str()
+    );
+    assert_eq!(
+        web["metadata"]["labels"]["slipway.dev/job-id"],
+        second.to_string()
+    );
+    assert_eq!(
+        h.names("persistentvolumeclaims", Some(&ns)),
+        ["pgdata-db-0"]
+    );
     w.stop().await.expect("worker stopped cleanly");
 }
