@@ -3,8 +3,8 @@
 //! its Service, a ConfigMap and a StatefulSet cache) rendered with a values file and the built image, applied in
 //! the preview namespace with Slipway's labels and brought to ready behind the Ingress; a chart
 //! that renders a ClusterRole fails for good, naming it, with nothing applied; a chart whose
-//! dependency is not vendored and one whose template does not render fail for good with the
-//! reason.
+//! dependency is not vendored, one whose template does not render and one the API server
+//! refuses fail for good with the reason.
 //!
 //! Needs Helm: `$HELM`, `.tools/bin/helm` (`make tools`) or `helm` on `PATH`. Without it these
 //! tests skip, unless `SLIPWAY_REQUIRE_HELM` is set (the Makefile sets it), as tests/deploy do.
@@ -452,6 +452,33 @@ async fn charts_that_cannot_render_fail_for_good_with_the_reason() {
         );
     }
     assert!(h.preview_namespaces().is_empty());
+
+    // A chart that renders but that the API server refuses (a ConfigMap key that is no config
+    // key): the refusal, naming the object and its template, fails the launch for good.
+    let mut invalid = chart();
+    invalid.insert(
+        "templates/configmap.yaml".into(),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web-config\ndata:\n           app conf: x\n"
+            .into(),
+    );
+    let c = h
+        .launch_valid(helm_launch("org/chart#12", &invalid), None)
+        .await;
+    let job = h.finished(c).await;
+    assert_eq!(job.state, JobState::Failed);
+    assert_eq!(job.error_class, Some(ErrorClass::Permanent));
+    let error = job.error.unwrap_or_default();
+    for w in [
+        "ConfigMap",
+        "web-config",
+        "422",
+        "data[app conf]",
+        "rendered from web/templates/configmap.yaml",
+    ] {
+        assert!(error.contains(w), "{w}: {error}");
+    }
+    // The environment was applied before the refusal: the preview says it failed.
+    assert_eq!(h.preview("org/chart#12").await.status, "failed");
     w.stop().await.expect("worker stopped cleanly");
 }
 
