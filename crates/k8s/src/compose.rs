@@ -497,7 +497,12 @@ pub fn compose_objects(p: &ComposeParams) -> ComposeObjects {
         namespace: namespace(&p.preview),
         quota: quota(&p.preview),
         limits: limit_range(&p.preview),
-        network_policies: network_policies_for(&p.preview, p.preview.selector_of(&p.exposed), true),
+        network_policies: network_policies_for(
+            &p.preview,
+            p.preview.selector_of(&p.exposed),
+            IntOrString::Int(i32::from(p.preview.port)),
+            true,
+        ),
         services: p.services.iter().map(|s| service(p, s)).collect(),
         ingress: ingress_to(
             &p.preview,

@@ -345,15 +345,18 @@ fn ingress_sources(p: &PreviewParams) -> Vec<NetworkPolicyPeer> {
 }
 
 fn network_policies(p: &PreviewParams) -> Vec<NetworkPolicy> {
-    network_policies_for(p, p.selector(), false)
+    network_policies_for(p, p.selector(), IntOrString::Int(i32::from(p.port)), false)
 }
 
 /// The preview's policies, the ingress controller admitted to the pods `app` selects on
-/// `p.port`. `within_preview`: the preview's pods may also reach one another on any port (a
-/// compose app's services talk to each other); the single-container preview has no such rule.
+/// `port` (a number, or a container port's name: NetworkPolicy ports may be named).
+/// `within_preview`: the preview's pods may also reach one another on any port (a compose
+/// app's services, a Helm chart's workloads talk to each other); the single-container preview
+/// has no such rule.
 pub(crate) fn network_policies_for(
     p: &PreviewParams,
     app: BTreeMap<String, String>,
+    port: IntOrString,
     within_preview: bool,
 ) -> Vec<NetworkPolicy> {
     let all_pods = LabelSelector::default();
@@ -378,7 +381,11 @@ pub(crate) fn network_policies_for(
                 policy_types: Some(vec!["Ingress".into()]),
                 ingress: Some(vec![NetworkPolicyIngressRule {
                     from: Some(ingress_sources(p)),
-                    ports: Some(vec![tcp_port(i32::from(p.port))]),
+                    ports: Some(vec![NetworkPolicyPort {
+                        port: Some(port),
+                        protocol: Some("TCP".into()),
+                        end_port: None,
+                    }]),
                 }]),
                 ..Default::default()
             },
@@ -719,6 +726,68 @@ pub(crate) fn ingress_to(p: &PreviewParams, name: &str, port: ServiceBackendPort
             ..Default::default()
         }),
         status: None,
+    }
+}
+
+/// Where the URL of a preview whose workloads are not Slipway's `app` leads (a Helm chart's
+/// Service): the Service and its port, the pods behind it and the port they listen on (the
+/// Service's `targetPort`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backend {
+    pub service: String,
+    pub port: u16,
+    pub pods: BTreeMap<String, String>,
+    pub target_port: IntOrString,
+}
+
+/// The objects around a preview whose workloads come from elsewhere (a Helm chart), in apply
+/// order: what every preview has but its Deployment and Service, with the ingress controller
+/// admitted to the backend's pods, the preview's pods to one another, and the Ingress (named
+/// after the Service, as a compose preview's) sending to its Service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrameObjects {
+    pub namespace: Namespace,
+    pub quota: ResourceQuota,
+    pub limits: LimitRange,
+    pub network_policies: Vec<NetworkPolicy>,
+    pub ingress: Ingress,
+}
+
+impl FrameObjects {
+    /// Every object as JSON, in apply order (namespace first, Ingress last).
+    pub fn to_values(&self) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        let mut push = |v: Result<serde_json::Value, serde_json::Error>| {
+            if let Ok(v) = v {
+                out.push(v);
+            }
+        };
+        push(serde_json::to_value(&self.namespace));
+        push(serde_json::to_value(&self.quota));
+        push(serde_json::to_value(&self.limits));
+        for p in &self.network_policies {
+            push(serde_json::to_value(p));
+        }
+        push(serde_json::to_value(&self.ingress));
+        out
+    }
+}
+
+/// Build the objects around a preview whose URL leads to `b`. Pure.
+pub fn frame_objects(p: &PreviewParams, b: &Backend) -> FrameObjects {
+    FrameObjects {
+        namespace: namespace(p),
+        quota: quota(p),
+        limits: limit_range(p),
+        network_policies: network_policies_for(p, b.pods.clone(), b.target_port.clone(), true),
+        ingress: ingress_to(
+            p,
+            &b.service,
+            ServiceBackendPort {
+                name: None,
+                number: Some(i32::from(b.port)),
+            },
+        ),
     }
 }
 
@@ -1118,6 +1187,51 @@ pub(crate) mod tests {
                 "Service",
                 "Ingress"
             ]
+        );
+    }
+
+    #[test]
+    fn a_frame_routes_to_the_backend_and_admits_its_pods() {
+        let p = params();
+        let b = Backend {
+            service: "web".into(),
+            port: 8080,
+            pods: BTreeMap::from([("app.kubernetes.io/name".into(), "web".into())]),
+            target_port: IntOrString::String("http".into()),
+        };
+        let f = frame_objects(&p, &b);
+        let kinds: Vec<String> = f
+            .to_values()
+            .iter()
+            .map(|v| v["kind"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(kinds[0], "Namespace");
+        assert_eq!(kinds.last().map(String::as_str), Some("Ingress"));
+        assert!(!kinds.iter().any(|k| k == "Deployment" || k == "Service"));
+        let ing = serde_json::to_value(&f.ingress).unwrap();
+        assert_eq!(
+            ing["spec"]["rules"][0]["http"]["paths"][0]["backend"],
+            json!({"service": {"name": "web", "port": {"number": 8080}}})
+        );
+        let allow = f
+            .network_policies
+            .iter()
+            .find(|n| n.metadata.name.as_deref() == Some("allow-ingress-controller"))
+            .map(|n| serde_json::to_value(n).unwrap())
+            .unwrap();
+        assert_eq!(
+            allow["spec"]["podSelector"],
+            json!({"matchLabels": {"app.kubernetes.io/name": "web"}})
+        );
+        assert_eq!(
+            allow["spec"]["ingress"][0]["ports"],
+            json!([{"port": "http", "protocol": "TCP"}])
+        );
+        // The app's own frame is unchanged.
+        let own = preview_objects(&p);
+        assert_eq!(
+            serde_json::to_value(&own.network_policies).unwrap(),
+            serde_json::to_value(network_policies(&p)).unwrap()
         );
     }
 }

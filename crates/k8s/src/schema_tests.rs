@@ -97,6 +97,17 @@ fn preview_objects_pass_strict_schema_validation() {
     full.read_only_root_filesystem = true;
     let mut objects = preview_objects(&plain).to_values();
     objects.extend(preview_objects(&full).to_values());
+    // A Helm preview's frame: the Ingress to a chart's Service by port number, the policy to
+    // its pods by a named port.
+    let backend = crate::preview::Backend {
+        service: "web".into(),
+        port: 8080,
+        pods: [("app.kubernetes.io/name".to_owned(), "web".to_owned())].into(),
+        target_port: k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(
+            "http".into(),
+        ),
+    };
+    objects.extend(crate::preview::frame_objects(&full, &backend).to_values());
     validate_strict(&objects).unwrap();
 }
 

@@ -153,6 +153,12 @@ pub struct LaunchArgs {
     /// Milliseconds between status polls while waiting (watch events wake the wait sooner).
     #[arg(long, env = "SLIPWAY_LAUNCH_POLL_MS", default_value_t = 2_000)]
     pub poll_ms: u64,
+
+    /// The Helm binary that renders `helm` previews' charts (`helm template`; a path, or a
+    /// name looked up on `PATH`). The worker-launch image ships the pinned Helm at
+    /// `/usr/local/bin/helm`.
+    #[arg(long, env = "SLIPWAY_HELM_BINARY", default_value = "helm")]
+    pub helm_binary: String,
 }
 
 /// Settings checked and converted once at start, shared by every job.
@@ -187,6 +193,8 @@ pub struct Settings {
     pub deadline: Duration,
     pub trouble_grace: Duration,
     pub poll: Duration,
+    /// The Helm binary of `helm` previews.
+    pub helm_binary: std::path::PathBuf,
 }
 
 fn parse_quantity(value: &str, unit: Unit, flag: &str) -> Result<u64, LaunchError> {
@@ -321,6 +329,14 @@ impl LaunchArgs {
             deadline: Duration::from_secs(self.deadline_secs),
             trouble_grace: Duration::from_secs(self.trouble_grace_secs),
             poll: Duration::from_millis(self.poll_ms.max(50)),
+            helm_binary: match self.helm_binary.trim() {
+                "" => {
+                    return Err(LaunchError::Config(
+                        "SLIPWAY_HELM_BINARY must name the Helm binary".into(),
+                    ));
+                }
+                b => b.into(),
+            },
         })
     }
 }
@@ -351,6 +367,7 @@ mod tests {
         assert!(s.egress_cidrs.is_empty());
         assert_eq!(s.deadline, Duration::from_secs(300));
         assert_eq!(s.tmp_size_limit, "256Mi");
+        assert_eq!(s.helm_binary, std::path::PathBuf::from("helm"));
         assert_eq!(s.volume_size, "1Gi");
         let e = parse(&["--volume-size", "0"])
             .unwrap()
@@ -455,6 +472,7 @@ mod tests {
             vec!["--deadline-secs", "0"],
             vec!["--dns-egress-cidrs", "169.254.20.10"],
             vec!["--ingress-cidrs", "10.0.0.0/33"],
+            vec!["--helm-binary", " "],
         ] {
             let cfg = parse(&bad).unwrap();
             assert!(cfg.launch.settings().is_err(), "{bad:?}");

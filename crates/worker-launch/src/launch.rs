@@ -10,33 +10,41 @@
 //! compose service: the environment, every Service and the Ingress first, then the workloads
 //! level by level of `depends_on`, each level awaited (ready) before the next is applied. The
 //! exposed service's workload carries the job id the owner check reads.
+//!
+//! A Helm preview (`launch.helm`) renders, checks and prepares its chart first ([`crate::helm`];
+//! a refused chart leaves nothing in the cluster), then applies the environment, the chart's
+//! objects in Helm's install order and the Ingress to the chart's Service, and waits for every
+//! Deployment and StatefulSet the chart renders; each carries the job id the owner check reads.
 
 use crate::LaunchError;
 use crate::config::Settings;
+use crate::helm::{self, ChartObject, HelmRunner, Placement, PreparedChart, TargetPort};
 use crate::telemetry::{self, Outcome};
 use crate::wait::{self, WaitLimits};
 use chrono::Utc;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::Api;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use slipway_core::naming::{label_value, preview_host, preview_namespace};
 use slipway_core::quantity::{format_cpu, format_memory};
-use slipway_core::source::ComposeLaunch;
+use slipway_core::source::{ComposeLaunch, HelmLaunch};
 use slipway_core::validate::{ImageSource, ValidLaunch};
 use slipway_core::{ErrorClass, JobId, JobKind, JobState};
-use slipway_k8s::client::{K8sError, apply, get_opt, namespaced};
+use slipway_k8s::client::{FIELD_MANAGER, K8sError, apply, get_opt, namespaced, wrap};
 use slipway_k8s::compose::{
     ComposeObjects, ComposeParams, ServiceParams, WorkloadObject, compose_objects,
     volume_object_name, workload_of,
 };
 use slipway_k8s::labels::{self, standard_labels};
 use slipway_k8s::preview::{
-    APP, CpuMemory, PreviewObjects, PreviewParams, preview_objects, preview_url,
+    APP, Backend, CpuMemory, FrameObjects, PreviewObjects, PreviewParams, frame_objects,
+    preview_objects, preview_url,
 };
 use slipway_k8s::rollout::{Workload, WorkloadKind};
 use slipway_shared::joblog::JobLog;
@@ -98,13 +106,23 @@ impl Launcher {
             LaunchError::Invalid(format!("the job's payload is not a valid launch: {e}"))
         })?;
         let resolved = resolve_image(&self.store, &self.settings, &launch, record).await?;
-        let (params, plan) = match &launch.compose {
-            None => {
+        let (params, plan) = match (&launch.compose, &launch.helm) {
+            (None, None) => {
                 let params = preview_params(&self.settings, job.id, &launch, &resolved)?;
                 let objects = preview_objects(&params);
                 (params, Plan::Single(Box::new(objects)))
             }
-            Some(c) => {
+            (None, Some(h)) => {
+                let params = preview_params(&self.settings, job.id, &launch, &resolved)?;
+                log.line(format!(
+                    "launching chart {} with {} as preview {:?} in namespace {} (attempt {})",
+                    h.chart, resolved.image, launch.preview, params.namespace, job.attempt
+                ))
+                .await;
+                let plan = self.helm_plan(h, &params, log).await?;
+                (params, plan)
+            }
+            (Some(c), _) => {
                 let cp = compose_params(&self.settings, job.id, &launch, c, &resolved)?;
                 let objects = compose_objects(&cp);
                 (cp.preview, Plan::Compose(Box::new(objects)))
@@ -133,16 +151,19 @@ impl Launcher {
                 ))
                 .await;
             }
+            Plan::Helm(_) => {}
         }
 
         // A newer launch of this preview may already have deployed it: never undo that.
         let exposed = plan.exposed();
-        let current = retrying(|| applied_by(&self.client, &params.namespace, &exposed)).await?;
-        wait::check_owner(current.as_deref(), job.id).or_else(|e| match e {
-            // An older launch's objects are simply replaced.
-            LaunchError::NotYet(_) => Ok(()),
-            other => Err(other),
-        })?;
+        for w in plan.owned() {
+            let current = retrying(|| applied_by(&self.client, &params.namespace, &w)).await?;
+            wait::check_owner(current.as_deref(), job.id).or_else(|e| match e {
+                // An older launch's objects are simply replaced.
+                LaunchError::NotYet(_) => Ok(()),
+                other => Err(other),
+            })?;
+        }
 
         // The registry first: whatever gets created from here on is known to cleanup.
         let row = |status: &str, pods: Vec<String>| PreviewUpsert {
@@ -173,6 +194,17 @@ impl Launcher {
             let started = tokio::time::Instant::now();
             let objects = match &plan {
                 Plan::Single(o) => o,
+                Plan::Helm(h) => {
+                    let pods = self
+                        .rollout_helm(h, &params.namespace, job.id, log)
+                        .instrument(
+                            tracing::info_span!("apply_preview", k8s.namespace = %params.namespace),
+                        )
+                        .await?;
+                    self.until_certificate(&params.namespace, started, log)
+                        .await?;
+                    return Ok::<_, LaunchError>(pods);
+                }
                 Plan::Compose(o) => {
                     let pods = self
                         .rollout_compose(o, &params.namespace, job.id, log)
@@ -258,6 +290,15 @@ impl Launcher {
                 .collect();
             result["services"] = json!(services);
             result["exposed"] = json!(exposed.name);
+        }
+        if let Plan::Helm(h) = &plan {
+            let workloads: Vec<Value> = h
+                .workloads()
+                .iter()
+                .map(|w| json!({"name": w.name, "kind": w.kind.to_string()}))
+                .collect();
+            result["workloads"] = json!(workloads);
+            result["service"] = json!(h.chart.route.service);
         }
         Ok(result)
     }
@@ -355,6 +396,146 @@ impl Launcher {
         Ok(pods)
     }
 
+    /// Renders, checks and prepares a Helm preview's chart (nothing is applied yet, so a chart
+    /// that is refused leaves no trace in the cluster).
+    async fn helm_plan(
+        &self,
+        h: &HelmLaunch,
+        params: &PreviewParams,
+        log: &mut JobLog,
+    ) -> Result<Plan, LaunchError> {
+        // `.Capabilities.KubeVersion` of the cluster the preview runs on; without it Helm
+        // assumes the version it was built against.
+        let kube_version = match self.client.apiserver_version().await {
+            Ok(v) => Some(v.git_version),
+            Err(e) => {
+                tracing::debug!(error = %e, "no cluster version for Helm; using its default");
+                None
+            }
+        };
+        let runner = HelmRunner::new(&self.settings.helm_binary);
+        let text = helm::render(&runner, h, &params.namespace, kube_version.as_deref())
+            .instrument(tracing::info_span!("helm_template", chart = %h.chart))
+            .await?;
+        let pod_labels: BTreeMap<String, String> = params
+            .labels
+            .iter()
+            .filter(|(k, _)| [labels::MANAGED_BY, labels::PREVIEW].contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let chart = helm::prepare(
+            helm::parse(&text)?,
+            &Placement {
+                namespace: &params.namespace,
+                labels: &params.labels,
+                pod_labels: &pod_labels,
+                image_pull_secret: params.image_pull_secret.as_deref(),
+            },
+            &h.service,
+            h.port,
+        )?;
+        if chart.workloads.is_empty() {
+            return Err(LaunchError::Invalid(format!(
+                "the chart {} renders no Deployment or StatefulSet",
+                h.chart
+            )));
+        }
+        let summary: Vec<String> = chart
+            .objects
+            .iter()
+            .map(|o| format!("{} {}", o.kind.kind, o.name))
+            .collect();
+        log.line(format!(
+            "rendered chart {} with Helm ({} values file(s), {}={}, {}={}): {}",
+            h.chart,
+            h.values.len(),
+            h.image_repository,
+            h.image,
+            h.image_tag,
+            h.tag,
+            summary.join(", ")
+        ))
+        .await;
+        let r = &chart.route;
+        let backend = Backend {
+            service: r.service.clone(),
+            port: r.port,
+            pods: r.pod_selector.clone(),
+            target_port: match &r.target_port {
+                TargetPort::Number(n) => IntOrString::Int(*n),
+                TargetPort::Name(n) => IntOrString::String(n.clone()),
+            },
+        };
+        Ok(Plan::Helm(Box::new(HelmPlan {
+            frame: frame_objects(params, &backend),
+            chart,
+        })))
+    }
+
+    /// A Helm preview's rollout: the environment, the chart's objects in Helm's install order,
+    /// the Ingress to the chart's Service, then every Deployment and StatefulSet awaited
+    /// together. Returns their ready pods.
+    async fn rollout_helm(
+        &self,
+        h: &HelmPlan,
+        ns: &str,
+        job: JobId,
+        log: &mut JobLog,
+    ) -> Result<Vec<String>, LaunchError> {
+        let name = self.apply_namespace(&h.frame.namespace).await?;
+        self.apply_in(&name, &h.frame.quota).await?;
+        self.apply_in(&name, &h.frame.limits).await?;
+        for p in &h.frame.network_policies {
+            self.apply_in(&name, p).await?;
+        }
+        for o in &h.chart.objects {
+            self.apply_chart_object(&name, o).await?;
+        }
+        self.apply_in(&name, &h.frame.ingress).await?;
+        let workloads = h.workloads();
+        let names: Vec<String> = workloads.iter().map(ToString::to_string).collect();
+        log.line(format!(
+            "applied {} objects; waiting up to {} s for {} to become available",
+            value_names(&Plan::helm_values(h)).len(),
+            self.settings.deadline.as_secs(),
+            names.join(", ")
+        ))
+        .await;
+        let limits = WaitLimits {
+            deadline: self.settings.deadline,
+            trouble_grace: self.settings.trouble_grace,
+            poll: self.settings.poll,
+        };
+        wait::until_workloads_available(&self.client, ns, job, &workloads, limits, log)
+            .instrument(tracing::info_span!("wait_rollout", k8s.namespace = %ns))
+            .await
+    }
+
+    /// Server-side apply of one chart object; a refusal names the template it came from.
+    async fn apply_chart_object(&self, ns: &str, o: &ChartObject) -> Result<(), LaunchError> {
+        let gvk = GroupVersionKind::gvk(o.kind.group, o.kind.version, o.kind.kind);
+        let ar = ApiResource::from_gvk_with_plural(&gvk, o.kind.plural);
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), ns, &ar);
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let what = format!("{} {ns}/{}", o.kind.kind, o.name);
+        let applied = retrying(|| async {
+            api.patch(&o.name, &params, &Patch::Apply(&o.object))
+                .await
+                .map_err(|e| wrap("apply", what.clone(), e))
+        })
+        .await;
+        match applied {
+            Ok(_) => Ok(()),
+            Err(e) if e.class() == ErrorClass::Permanent => {
+                Err(LaunchError::Invalid(match &o.source {
+                    Some(src) => format!("{e} (rendered from {src})"),
+                    None => e.to_string(),
+                }))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Applies every object, namespace first. A namespace still terminating from an earlier
     /// teardown cannot take new objects yet: transient.
     async fn apply_all(&self, o: &PreviewObjects) -> Result<(), LaunchError> {
@@ -421,10 +602,31 @@ where
     }
 }
 
-/// What a launch applies: one container, or a compose app.
+/// What a launch applies: one container, a compose app, or a Helm chart.
 enum Plan {
     Single(Box<PreviewObjects>),
     Compose(Box<ComposeObjects>),
+    Helm(Box<HelmPlan>),
+}
+
+/// A Helm preview: the objects every preview has around the chart's prepared objects.
+struct HelmPlan {
+    frame: FrameObjects,
+    chart: PreparedChart,
+}
+
+impl HelmPlan {
+    /// Every Deployment and StatefulSet of the chart.
+    fn workloads(&self) -> Vec<Workload> {
+        self.chart
+            .workloads
+            .iter()
+            .map(|(kind, name)| match *kind {
+                "StatefulSet" => Workload::stateful_set(name.clone()),
+                _ => Workload::deployment(name.clone()),
+            })
+            .collect()
+    }
 }
 
 impl Plan {
@@ -432,6 +634,25 @@ impl Plan {
         match self {
             Plan::Single(o) => o.to_values(),
             Plan::Compose(o) => o.to_values(),
+            Plan::Helm(h) => Plan::helm_values(h),
+        }
+    }
+
+    /// In apply order: the frame, the chart's objects, the Ingress last.
+    fn helm_values(h: &HelmPlan) -> Vec<Value> {
+        let mut values = h.frame.to_values();
+        let ingress = values.pop();
+        values.extend(h.chart.objects.iter().map(|o| o.object.clone()));
+        values.extend(ingress);
+        values
+    }
+
+    /// The workloads whose job-id label says which launch deployed the preview: the one at
+    /// the preview URL, or every one of a chart (whose Service may front any of them).
+    fn owned(&self) -> Vec<Workload> {
+        match self {
+            Plan::Helm(h) => h.workloads(),
+            _ => vec![self.exposed()],
         }
     }
 
@@ -439,6 +660,11 @@ impl Plan {
     fn exposed(&self) -> Workload {
         match self {
             Plan::Single(_) => Workload::deployment(APP),
+            Plan::Helm(h) => h
+                .workloads()
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| Workload::deployment(APP)),
             Plan::Compose(o) => o
                 .workloads
                 .iter()
@@ -663,7 +889,8 @@ fn environment(
         preview_label: label_value(key),
         image: image.image.clone(),
         commit: image.commit.clone(),
-        port: o.port,
+        // A Helm preview's URL leads to the chart's Service port.
+        port: launch.helm.as_ref().map_or(o.port, |h| h.port),
         env: o.env.clone(),
         secret_env: o
             .secret_env

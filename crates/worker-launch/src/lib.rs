@@ -12,12 +12,14 @@
 //!
 //! - [`config`]: flags and settings;
 //! - [`launch`]: the job handler;
+//! - [`helm`]: a Helm preview's chart: rendered with Helm, checked, made the preview's;
 //! - [`wait`]: waiting for the rollout (watch with a fallback poll) and explaining trouble;
 //! - [`telemetry`]: the worker's metrics.
 //!
 //! [`run`] is what the binary calls; tests call [`run_with_client`] with a simulator's client.
 
 pub mod config;
+pub mod helm;
 pub mod launch;
 pub mod telemetry;
 pub mod wait;

@@ -131,6 +131,14 @@ fn expected_grants(component: &str) -> BTreeSet<Grant> {
                 &["networkpolicies", "ingresses"],
                 &["create", "patch"],
             ),
+            // A `helm` preview's chart: exactly the kinds crates/worker-launch/src/helm.rs
+            // ALLOWED_KINDS lets it hold (see launch_rights_match_the_helm_allow_list).
+            (
+                "cluster",
+                "",
+                &["serviceaccounts", "configmaps", "persistentvolumeclaims"],
+                &["create", "patch"],
+            ),
             (
                 "cluster",
                 "apps",
@@ -151,6 +159,41 @@ fn expected_grants(component: &str) -> BTreeSet<Grant> {
             (b, "", &["pods"], &["get", "list", "delete"]),
         ]),
         _ => BTreeSet::new(),
+    }
+}
+
+/// The launch worker may apply exactly the kinds a `helm` preview's chart may hold (its
+/// allow-list) besides the objects every preview has: no kind the worker would refuse is
+/// granted, none it accepts is missing.
+#[test]
+fn launch_rights_match_the_helm_allow_list() {
+    let frame: BTreeSet<(&str, &str)> = [
+        ("", "namespaces"),
+        ("", "resourcequotas"),
+        ("", "limitranges"),
+        ("networking.k8s.io", "networkpolicies"),
+        ("networking.k8s.io", "ingresses"),
+        // Slipway's own single-container preview.
+        ("", "services"),
+        ("apps", "deployments"),
+    ]
+    .into();
+    let chart: BTreeSet<(&str, &str)> = slipway_worker_launch::helm::ALLOWED_KINDS
+        .iter()
+        .map(|k| (k.group, k.plural))
+        .collect();
+    let want: BTreeSet<(&str, &str)> = frame.union(&chart).copied().collect();
+    for verb in ["create", "patch"] {
+        let granted: BTreeSet<(String, String)> = expected_grants("worker-launch")
+            .into_iter()
+            .filter(|(scope, _, _, v)| scope == "cluster" && v == verb)
+            .map(|(_, g, r, _)| (g, r))
+            .collect();
+        let want: BTreeSet<(String, String)> = want
+            .iter()
+            .map(|(g, r)| ((*g).to_owned(), (*r).to_owned()))
+            .collect();
+        assert_eq!(granted, want, "worker-launch's {verb} rights");
     }
 }
 
@@ -256,9 +299,16 @@ fn rbac_is_least_privilege() {
                         "{ctx}: {role_name}: {verb}"
                     );
                 }
+                // The other exception: a `helm` preview's chart may hold ServiceAccounts
+                // (without rights: no RBAC), which the launch worker applies; never tokens.
+                let chart_accounts = |res: &str| {
+                    component == "worker-launch"
+                        && res == "serviceaccounts"
+                        && verbs.iter().all(|v| v == "create" || v == "patch")
+                };
                 for res in resources.iter().filter(|_| !build_secrets) {
                     assert!(
-                        !FORBIDDEN_RESOURCES.contains(&res.as_str()),
+                        !FORBIDDEN_RESOURCES.contains(&res.as_str()) || chart_accounts(res),
                         "{ctx}: {role_name} grants access to {res}"
                     );
                 }

@@ -125,10 +125,17 @@ fn runtime_stages_run_one_binary_as_non_root_with_its_port() {
             vec![(format!("/out/{bin}"), dest.clone())],
             "target {target} copies exactly its binary {bin}"
         );
-        assert!(
-            stage.all("COPY").len() == 1,
-            "target {target} copies nothing else"
-        );
+        let others: Vec<&str> = stage
+            .all("COPY")
+            .into_iter()
+            .filter(|a| !a.starts_with("--from=build "))
+            .collect();
+        let allowed: Vec<&str> = match *target {
+            // `helm template` for `helm` previews; see the_launch_image_ships_the_pinned_helm.
+            "worker-launch" => vec![HELM_COPY],
+            _ => vec![],
+        };
+        assert_eq!(others, allowed, "target {target} copies nothing else");
         let entry = stage.all("ENTRYPOINT");
         assert_eq!(entry.len(), 1, "target {target}: one ENTRYPOINT");
         assert_eq!(
@@ -283,6 +290,80 @@ fn the_dockerfile_runs_the_release_build_that_make_release_check_runs() {
         first_line.trim() == "deploy/docker/cargo-release.sh build",
         "make release-check runs the Dockerfile's build command: {first_line:?}"
     );
+}
+
+/// The one thing besides its binary an image carries: the launch worker's Helm.
+const HELM_COPY: &str = "--from=helm /out/helm /usr/local/bin/helm";
+
+/// A `VAR=value` assignment in a shell script (`scripts/ensure-helm.sh`).
+fn shell_var(script: &str, name: &str) -> Option<String> {
+    script.lines().find_map(|l| {
+        l.trim()
+            .strip_prefix(&format!("{name}="))
+            .map(|v| v.trim_matches('"').to_owned())
+    })
+}
+
+#[test]
+fn the_launch_image_ships_the_pinned_helm() {
+    let df = dockerfile();
+    let pinned = shell_var(&read("scripts/ensure-helm.sh"), "HELM_VERSION")
+        .expect("HELM_VERSION in scripts/ensure-helm.sh");
+    assert_eq!(
+        df.global_arg("HELM_VERSION"),
+        Some(pinned.as_str()),
+        "the image's Helm is the version scripts/ensure-helm.sh pins (and the tests use)"
+    );
+    for arch in ["AMD64", "ARM64"] {
+        let sum = df
+            .global_arg(&format!("HELM_SHA256_{arch}"))
+            .unwrap_or_else(|| panic!("ARG HELM_SHA256_{arch}"));
+        assert!(
+            sum.len() == 64 && sum.bytes().all(|b| b.is_ascii_hexdigit()),
+            "HELM_SHA256_{arch} is a SHA-256: {sum}"
+        );
+    }
+    let helm = df.stage("helm").expect("stage helm");
+    let adds = helm.all("ADD");
+    assert_eq!(
+        adds,
+        vec![
+            "https://get.helm.sh/helm-${HELM_VERSION}-linux-${TARGETARCH}.tar.gz /tmp/helm.tar.gz"
+        ],
+        "the official release archive of the target platform"
+    );
+    let run = helm.all("RUN").join("\n");
+    for needed in [
+        "amd64) sum=$HELM_SHA256_AMD64",
+        "arm64) sum=$HELM_SHA256_ARM64",
+        "sha256sum -c -",
+        "exit 1",
+    ] {
+        assert!(
+            run.contains(needed),
+            "the archive is verified before use ({needed}): {run}"
+        );
+    }
+    assert!(
+        run.find("sha256sum -c -") < run.find("tar -xzf"),
+        "verified before it is unpacked: {run}"
+    );
+    for stage in df
+        .stages
+        .iter()
+        .filter(|s| s.name.as_deref() != Some("worker-launch"))
+    {
+        assert!(
+            !stage
+                .all("COPY")
+                .iter()
+                .any(|a| a.starts_with("--from=helm ")),
+            "only worker-launch carries Helm, not {:?}",
+            stage.name
+        );
+    }
+    let launch = df.stage("worker-launch").expect("stage worker-launch");
+    assert!(launch.all("COPY").contains(&HELM_COPY));
 }
 
 #[test]

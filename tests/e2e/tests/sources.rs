@@ -206,7 +206,12 @@ fn example(dir: &str) -> Vec<(String, String)> {
             if path.is_dir() {
                 stack.push(path);
             } else {
-                let rel = path.strip_prefix(&root).unwrap().to_str().unwrap().to_owned();
+                let rel = path
+                    .strip_prefix(&root)
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .to_owned();
                 files.push((rel, std::fs::read_to_string(&path).unwrap()));
             }
         }
@@ -218,22 +223,12 @@ fn example(dir: &str) -> Vec<(String, String)> {
 #[tokio::test]
 async fn a_compose_app_is_previewed_with_every_service_and_a_bad_one_refused() {
     let git = GitServer::start().await.unwrap();
-    let shop = git
-        .create_repo(
-            "org/shop.git",
-            &[
-                ("compose.yaml", COMPOSE),
-                (
-                    "web/Dockerfile",
-                    "FROM node:22\nCOPY . .\nUSER 1000\nCMD [\"node\", \"server.js\"]\n",
-                ),
-                (
-                    "web/server.js",
-                    "require('http').createServer((q, r) => r.end('hi')).listen(3000)\n",
-                ),
-            ],
-        )
-        .unwrap();
+    let files = example("compose-shop");
+    let listed: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_str()))
+        .collect();
+    let shop = git.create_repo("org/shop.git", &listed).unwrap();
     let bad = git
         .create_repo(
             "org/bad.git",

@@ -365,9 +365,76 @@ pub fn on_create(kind: usize, obj: &mut Value) -> Result<(), ApiError> {
             obj["status"] = json!({"loadBalancer": {}});
         }
         "networkpolicies" => validate_network_policy(obj, &mut causes),
+        "configmaps" => validate_config_map(obj, &mut causes),
         _ => {}
     }
     finish(k, &name, causes)
+}
+
+/// `IsConfigMapKey` (kubernetes/apimachinery `pkg/util/validation/validation.go`): at most 253
+/// bytes of `[-._a-zA-Z0-9]`, not `.` or `..` and not starting with `..`.
+fn config_key_problems(key: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if key.len() > 253 {
+        out.push("must be no more than 253 characters".to_owned());
+    }
+    let charset = !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if !charset {
+        out.push(
+            "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. \
+             'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is \
+             '[-._a-zA-Z0-9]+')"
+                .to_owned(),
+        );
+    }
+    if key == "." {
+        out.push("must not be '.'".to_owned());
+    } else if key == ".." {
+        out.push("must not be '..'".to_owned());
+    } else if key.starts_with("..") {
+        out.push("must not start with '..'".to_owned());
+    }
+    out
+}
+
+/// `ValidateConfigMap` (kubernetes/kubernetes `pkg/apis/core/validation/validation.go`): every
+/// key of `data` and `binaryData` a config key, no key in both, the values together at most
+/// `MaxSecretSize` (1 MiB; `binaryData` counted decoded).
+fn validate_config_map(obj: &Value, causes: &mut Vec<(String, String)>) {
+    const MAX: usize = 1024 * 1024;
+    let data = obj.get("data").and_then(Value::as_object);
+    let binary = obj.get("binaryData").and_then(Value::as_object);
+    let mut total = 0;
+    for (field, map) in [("data", data), ("binaryData", binary)] {
+        for (key, value) in map.into_iter().flatten() {
+            for msg in config_key_problems(key) {
+                causes.push((format!("{field}[{key}]"), invalid_value(key, &msg)));
+            }
+            if field == "data" && binary.is_some_and(|b| b.contains_key(key)) {
+                causes.push((
+                    format!("data[{key}]"),
+                    invalid_value(key, "duplicate of key present in binaryData"),
+                ));
+            }
+            let text = value.as_str().unwrap_or_default();
+            // base64 in JSON: three bytes per four characters, less the padding.
+            total += if field == "binaryData" {
+                (text.len() / 4 * 3)
+                    .saturating_sub(text.bytes().rev().take_while(|b| *b == b'=').count())
+            } else {
+                text.len()
+            };
+        }
+    }
+    if total > MAX {
+        causes.push((
+            "<nil>".to_owned(),
+            format!("Too long: may not be more than {MAX} bytes"),
+        ));
+    }
 }
 
 /// A CIDR as (network, prefix length, family width), parsed like Go's `net.ParseCIDR`: the
@@ -734,7 +801,11 @@ pub fn on_update(
             }
         }
     }
-    finish(k, name, annotation_causes(new))?;
+    let mut causes = annotation_causes(new);
+    if k.plural == "configmaps" {
+        validate_config_map(new, &mut causes);
+    }
+    finish(k, name, causes)?;
     if k.plural == "statefulsets" {
         // ValidateStatefulSetUpdate (pkg/apis/apps/validation/validation.go): only these spec
         // fields may change; 1.34 made `revisionHistoryLimit` mutable too (the message names it

@@ -905,6 +905,19 @@ fn patch_object(
                 "the name of the object does not match the name on the URL",
             ));
         }
+        // The applied object becomes the created or updated one, whose namespace must be the
+        // request's (apiserver `pkg/registry/rest` `BeforeCreate`/`BeforeUpdate`:
+        // `EnsureObjectNamespaceMatchesRequestNamespace`).
+        if k.namespaced
+            && applied
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .is_some_and(|n| !n.is_empty() && n != ns)
+        {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
         let force = ctx.param("force") == Some("true");
         let now = now_rfc3339();
         let current = match store.get(kind, ns, name) {

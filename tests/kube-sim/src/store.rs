@@ -673,6 +673,16 @@ impl Store {
                 "the name of the object does not match the name on the URL",
             ));
         }
+        // rest.BeforeUpdate: EnsureObjectNamespaceMatchesRequestNamespace, as on create (an
+        // apply or patch is an update of the patched object).
+        if k.namespaced
+            && let Some(body_ns) = meta_str(&obj, "namespace").filter(|s| !s.is_empty())
+            && body_ns != ns
+        {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
         if let Some(want) = meta_str(&obj, "resourceVersion").filter(|s| !s.is_empty())
             && Some(want) != meta_str(&cur, "resourceVersion")
         {

@@ -1147,3 +1147,158 @@ async fn secret_string_data_is_merged_into_data_and_not_returned() {
     assert_eq!(data["keep"].0, b"x");
     assert_eq!(data["token"].0, b"t0k");
 }
+
+/// What a Helm preview's launch relies on for the kinds a chart may render: server-side apply
+/// of each as a dynamic object creates it and, unchanged, is a no-op; a body naming another
+/// namespace than the URL is a 400 (kubernetes/apiserver `pkg/endpoints/handlers/rest.go`,
+/// `checkName`/namespace check in the patch handler); a ConfigMap with a key that is no config
+/// key is a 422 on create and on update (`ValidateConfigMap`, `IsConfigMapKey`).
+#[tokio::test]
+async fn chart_kinds_apply_server_side_and_config_maps_are_validated() {
+    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+    let sim = sim().await;
+    let client = sim.client().unwrap();
+    let ns = "default";
+    let objects = [
+        ("", "v1", "ServiceAccount", "serviceaccounts", json!({})),
+        (
+            "",
+            "v1",
+            "ConfigMap",
+            "configmaps",
+            json!({"data": {"app.conf": "x=1"}}),
+        ),
+        (
+            "",
+            "v1",
+            "PersistentVolumeClaim",
+            "persistentvolumeclaims",
+            json!({"spec": {"accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "1Gi"}}}}),
+        ),
+        (
+            "",
+            "v1",
+            "Service",
+            "services",
+            json!({"spec": {"selector": {"app": "web"}, "ports": [{"port": 8080, "targetPort": "http"}]}}),
+        ),
+        (
+            "apps",
+            "v1",
+            "StatefulSet",
+            "statefulsets",
+            json!({"spec": {"serviceName": "web", "selector": {"matchLabels": {"app": "db"}},
+                "template": {"metadata": {"labels": {"app": "db"}},
+                    "spec": {"containers": [{"name": "db", "image": "postgres:17"}]}}}}),
+        ),
+        (
+            "apps",
+            "v1",
+            "Deployment",
+            "deployments",
+            json!({"spec": {"selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "web", "image": "registry/app:1"}]}}}}),
+        ),
+    ];
+    let params = PatchParams::apply("slipway").force();
+    for (group, version, kind, plural, body) in objects {
+        let ar =
+            ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
+        let mut obj = body.clone();
+        obj["apiVersion"] = json!(ar.api_version);
+        obj["kind"] = json!(kind);
+        obj["metadata"] = json!({"name": "web", "namespace": ns, "labels": {"app.kubernetes.io/managed-by": "slipway"}});
+        let first = api
+            .patch("web", &params, &Patch::Apply(&obj))
+            .await
+            .unwrap();
+        let again = api
+            .patch("web", &params, &Patch::Apply(&obj))
+            .await
+            .unwrap();
+        // The spec is unchanged (controllers may write status, and bind a claim, meanwhile).
+        if kind != "PersistentVolumeClaim" {
+            assert_eq!(
+                first.metadata.generation, again.metadata.generation,
+                "{kind}: an unchanged apply changes nothing"
+            );
+        }
+        assert_eq!(
+            again.metadata.managed_fields.unwrap()[0].manager.as_deref(),
+            Some("slipway"),
+            "{kind}"
+        );
+        let mut elsewhere = obj.clone();
+        elsewhere["metadata"]["namespace"] = json!("kube-system");
+        let e = api_err(
+            api.patch("web", &params, &Patch::Apply(&elsewhere))
+                .await
+                .unwrap_err(),
+        );
+        assert_eq!(e.code, 400, "{kind}: {}", e.message);
+        assert!(
+            e.message.contains("does not match the namespace"),
+            "{}",
+            e.message
+        );
+    }
+
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("", "v1", "ConfigMap"),
+        "configmaps",
+    );
+    let cms: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
+    let bad = |key: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "bad"}, "data": {key: "v"}});
+    let e = api_err(
+        cms.patch("bad", &params, &Patch::Apply(&bad("app conf")))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (e.code, e.reason.as_str()),
+        (422, "Invalid"),
+        "{}",
+        e.message
+    );
+    assert!(
+        e.message.contains("data[app conf]: Invalid value: \"app conf\": a valid config key must consist of alphanumeric characters"),
+        "{}",
+        e.message
+    );
+    let e = api_err(
+        cms.patch(
+            "web",
+            &params,
+            &Patch::Apply(&json!({"apiVersion": "v1",
+        "kind": "ConfigMap", "metadata": {"name": "web"}, "data": {"..x": "v"}})),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(e.code, 422, "{}", e.message);
+    assert!(
+        e.message.contains("must not start with '..'"),
+        "{}",
+        e.message
+    );
+    let big = "x".repeat(1024 * 1024 + 1);
+    let e = api_err(
+        cms.patch(
+            "big",
+            &params,
+            &Patch::Apply(&json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "big"}, "data": {"a": big}})),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(e.code, 422, "{}", e.message);
+    assert!(
+        e.message.contains("may not be more than 1048576 bytes"),
+        "{}",
+        e.message
+    );
+}
