@@ -198,6 +198,37 @@ mod tests {
     }
 }
 
+/// The Helm binary the tests run: `$HELM`, else the repository's `.tools/bin/helm`
+/// (`scripts/ensure-helm.sh`, pinned), else `helm` on `PATH`. `None` when there is none; with
+/// `SLIPWAY_REQUIRE_HELM` set (the Makefile sets it) that is a failure, so CI cannot pass by
+/// skipping.
+pub fn helm() -> Option<std::path::PathBuf> {
+    use std::path::PathBuf;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let found = [
+        std::env::var_os("HELM").map(PathBuf::from),
+        Some(root.join(".tools/bin/helm")),
+        Some(PathBuf::from("helm")),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|p| {
+        std::process::Command::new(p)
+            .arg("version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var_os("SLIPWAY_REQUIRE_HELM").is_none(),
+            "Helm is required (SLIPWAY_REQUIRE_HELM is set): run `make tools` \
+             (scripts/ensure-helm.sh) or set HELM=/path/to/helm"
+        );
+        eprintln!("helm not found (make tools installs it); skipping");
+    }
+    found
+}
+
 /// The shared Redis of the test machine, unless `SLIPWAY_TEST_REDIS_URL` says otherwise.
 pub fn redis_url() -> String {
     std::env::var("SLIPWAY_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())

@@ -19,43 +19,12 @@ use slipway_core::naming::preview_namespace;
 use slipway_core::source::HelmLaunch;
 use slipway_core::{ErrorClass, JobState};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 const REPOSITORY: &str = "localhost:5000/org/chart/web";
 const TAG: &str = "abc1234@sha256:2222222222222222222222222222222222222222222222222222222222222222";
 
-/// The Helm binary, found as tests/deploy finds it; `None` (skip) without one unless
-/// `SLIPWAY_REQUIRE_HELM` is set.
-fn helm() -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .expect("crates/worker-launch sits two levels below the repository root")
-        .to_path_buf();
-    let found = [
-        std::env::var_os("HELM").map(PathBuf::from),
-        Some(root.join(".tools/bin/helm")),
-        Some(PathBuf::from("helm")),
-    ]
-    .into_iter()
-    .flatten()
-    .find(|p| {
-        Command::new(p)
-            .arg("version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var_os("SLIPWAY_REQUIRE_HELM").is_none(),
-            "Helm is required (SLIPWAY_REQUIRE_HELM is set): run `make tools` \
-             (scripts/ensure-helm.sh) or set HELM=/path/to/helm"
-        );
-        eprintln!("helm not found (make tools installs it); skipping");
-    }
-    found
-}
+use slipway_shared::testing::helm;
 
 const CHART_YAML: &str = "apiVersion: v2
 name: web

@@ -35,29 +35,7 @@ fn runs(program: &Path, arg: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// The Helm binary: `$HELM`, else `.tools/bin/helm` (`scripts/ensure-helm.sh`), else `helm` on
-/// `PATH`. `None` when there is none; with `SLIPWAY_REQUIRE_HELM` set (the Makefile sets it)
-/// that is a failure, so CI cannot pass by skipping.
-pub fn helm() -> Option<PathBuf> {
-    let candidates = [
-        std::env::var_os("HELM").map(PathBuf::from),
-        Some(repo_root().join(".tools/bin/helm")),
-        Some(PathBuf::from("helm")),
-    ];
-    let found = candidates
-        .into_iter()
-        .flatten()
-        .find(|p| runs(p, "version"));
-    if found.is_none() {
-        assert!(
-            std::env::var_os("SLIPWAY_REQUIRE_HELM").is_none(),
-            "Helm is required (SLIPWAY_REQUIRE_HELM is set): run `make tools` \
-             (scripts/ensure-helm.sh) or set HELM=/path/to/helm"
-        );
-        eprintln!("helm not found (make tools installs it); skipping");
-    }
-    found
-}
+pub use slipway_shared::testing::helm;
 
 /// `kubectl`: `$KUBECTL` or `kubectl` on `PATH` (`make tools` installs it).
 pub fn kubectl() -> PathBuf {

@@ -172,9 +172,20 @@ impl Stack {
             .await
             .context("build worker")?,
         );
+        // Helm previews render with the pinned Helm the tests find (`make tools`).
+        let helm = slipway_shared::testing::helm()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "helm".into());
         let launch = slipway_worker_launch::Config::try_parse_from(with(
             with(common("slipway-worker-launch", &db, &prefix), WORKER_FLAGS),
-            &["--preview-domain", PREVIEW_DOMAIN, "--poll-ms", "100"],
+            &[
+                "--preview-domain",
+                PREVIEW_DOMAIN,
+                "--poll-ms",
+                "100",
+                "--helm-binary",
+                &helm,
+            ],
         ))?;
         workers.push(
             start_worker(sim.config()?, move |client, on_listen, stop| async move {

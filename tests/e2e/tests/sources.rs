@@ -4,7 +4,9 @@
 //! kubelet with the host's git), the generated Dockerfile built by the simulated BuildKit, the
 //! launch worker, Postgres and Redis. A Node.js app and a Python app each reach ready; a
 //! compose app (web built from its Dockerfile, postgres and redis from their images) reaches
-//! ready with every service, and a compose field that cannot run is refused naming it.
+//! ready with every service, and a compose field that cannot run is refused naming it; a Helm
+//! chart is rendered by the pinned Helm with the built image and reaches ready, and a chart
+//! holding a cluster-scoped object is refused naming it.
 
 use kube_sim::git::GitServer;
 use serde_json::{Value, json};
@@ -326,5 +328,149 @@ async fn a_compose_app_is_previewed_with_every_service_and_a_bad_one_refused() {
     assert!(error.contains("services.web.network_mode"), "{error}");
     let log = log_text(&stack, id).await;
     assert!(log.contains("services.web.network_mode"), "{log}");
+    stack.stop().await.unwrap();
+}
+
+/// Post a pipeline and wait for its preview to be ready, or for its launch to fail: the
+/// preview (ready) or the failed launch job.
+async fn pipeline_outcome(stack: &Stack, body: Value) -> Result<Value, Value> {
+    let key = body["preview"].as_str().unwrap().to_owned();
+    let resp = stack
+        .http
+        .post(stack.url("/v1/pipelines"))
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 202);
+    let first: Value = resp.json().await.unwrap();
+    let first = first["id"].as_str().unwrap().to_owned();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let preview = get(stack, &format!("/v1/previews/{}", urlencoding(&key))).await;
+        if preview["status"] == "ready" {
+            return Ok(preview);
+        }
+        let launches = get(
+            stack,
+            &format!("/v1/jobs?preview={}&kind=launch", urlencoding(&key)),
+        )
+        .await;
+        if let Some(failed) = launches["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|j| j["state"] == "failed")
+        {
+            return Err(failed.clone());
+        }
+        let job = get(stack, &format!("/v1/jobs/{first}")).await;
+        assert_ne!(job["state"], "failed", "{job}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{key}: neither ready nor failed: {preview}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_helm_chart_is_previewed_with_the_built_image_and_a_cluster_scoped_one_refused() {
+    if slipway_shared::testing::helm().is_none() {
+        return;
+    }
+    let git = GitServer::start().await.unwrap();
+    let mut files = example("helm-app");
+    let commit = {
+        let listed: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(p, c)| (p.as_str(), c.as_str()))
+            .collect();
+        git.create_repo("org/app.git", &listed).unwrap()
+    };
+    // The same chart with a ClusterRole beside its objects.
+    files.push((
+        "examples/helm-app/chart/templates/clusterrole.yaml".into(),
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: app-reader\nrules:\n- apiGroups: [\"\"]\n  resources: [secrets]\n  verbs: [get]\n".into(),
+    ));
+    let bad = {
+        let listed: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(p, c)| (p.as_str(), c.as_str()))
+            .collect();
+        git.create_repo("org/bad.git", &listed).unwrap()
+    };
+    let stack = Stack::start_with(slipway_e2e::Options {
+        git_ca: Some(git.ca_pem_path()),
+        ..Default::default()
+    })
+    .await
+    .expect("stack");
+    let source = json!({"type": "helm", "chart": "examples/helm-app/chart", "service": "web",
+                        "port": 8080, "values": ["examples/helm-app/preview-values.yaml"]});
+    let preview = pipeline_outcome(
+        &stack,
+        json!({"preview": "org/app#2", "repository": git.url("org/app.git"), "commit": commit,
+               "source": source, "build": {"context": "examples/helm-app"}}),
+    )
+    .await
+    .unwrap_or_else(|failed| panic!("the Helm launch failed: {failed}"));
+    assert_eq!(preview["commit"], commit.as_str());
+    let ns = preview["namespace"].as_str().unwrap();
+    // The chart's objects, with the built image and the preview's values.
+    let web = stack
+        .sim
+        .object("deployments", ns, "web")
+        .expect("Deployment web");
+    let image = web["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap();
+    assert!(
+        image.contains("/org/app:") && image.contains(&format!("{commit}@sha256:")),
+        "the pods run the built image, by digest: {image}"
+    );
+    assert_eq!(preview["image"].as_str().unwrap(), image, "{preview}");
+    assert_eq!(
+        web["metadata"]["labels"]["app.kubernetes.io/managed-by"], "slipway",
+        "{web}"
+    );
+    let config = stack.sim.object("configmaps", ns, "web-config").unwrap();
+    assert_eq!(config["data"]["MESSAGE"], "hello from a Slipway preview");
+    assert!(stack.sim.object("services", ns, "web").is_some());
+    let ingresses = stack.sim.objects("ingresses", Some(ns));
+    let backend = &ingresses[0]["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"];
+    assert_eq!(
+        (&backend["name"], &backend["port"]["number"]),
+        (&json!("web"), &json!(8080))
+    );
+
+    // A ClusterRole in the chart: the launch fails for good, naming it, and applies nothing of
+    // the chart.
+    let failed = pipeline_outcome(
+        &stack,
+        json!({"preview": "org/bad#1", "repository": git.url("org/bad.git"), "commit": bad,
+               "source": source, "build": {"context": "examples/helm-app"}}),
+    )
+    .await
+    .expect_err("a chart with a ClusterRole is refused");
+    let error = failed["error"].as_str().unwrap();
+    assert!(
+        error.contains("ClusterRole") && error.contains("app-reader"),
+        "{error}"
+    );
+    assert_eq!(
+        failed["attempts"].as_array().map(Vec::len),
+        Some(1),
+        "permanent: {failed}"
+    );
+    let bad_ns = slipway_core::naming::preview_namespace("org/bad#1");
+    assert!(stack.sim.object("deployments", &bad_ns, "web").is_none());
+    assert!(
+        stack
+            .sim
+            .object("configmaps", &bad_ns, "web-config")
+            .is_none()
+    );
     stack.stop().await.unwrap();
 }
