@@ -33,6 +33,12 @@
 #                          heroku/node-js-getting-started, branch main resolved with git
 #                          ls-remote unless E2E_AUTO_COMMIT is set, port 5006); E2E_AUTO_REPOSITORY=
 #                          (empty) skips it
+#   E2E_SOURCES_REPOSITORY, E2E_SOURCES_COMMIT
+#                          where the `compose` and `helm` samples (this repository's examples/
+#                          compose-shop and examples/helm-app) are fetched from: the cluster's
+#                          BuildKit clones it, so the commit must be pushed (default: the
+#                          checkout's `origin` remote as https and its HEAD; the workflow passes
+#                          the pushed commit); E2E_SOURCES_REPOSITORY= (empty) skips both
 #   E2E_BUILD_TIMEOUT      seconds for the build (default 1200); E2E_TIMEOUT for every other wait (300)
 #   E2E_KEEP=1             keep the installation and the preview (for debugging); default: remove all
 set -euo pipefail
@@ -48,6 +54,9 @@ E2E_AUTO_REPOSITORY=${E2E_AUTO_REPOSITORY-https://github.com/heroku/node-js-gett
 E2E_AUTO_BRANCH=${E2E_AUTO_BRANCH:-main}
 E2E_AUTO_COMMIT=${E2E_AUTO_COMMIT:-}
 E2E_AUTO_PORT=${E2E_AUTO_PORT:-5006}
+# The whole-application samples: examples/ of this repository, at a pushed commit.
+E2E_SOURCES_REPOSITORY=${E2E_SOURCES_REPOSITORY-$(git remote get-url origin 2>/dev/null | sed -E 's#^git@([^:]+):#https://\1/#')}
+E2E_SOURCES_COMMIT=${E2E_SOURCES_COMMIT:-$(git rev-parse HEAD 2>/dev/null || true)}
 E2E_NAMESPACE=${E2E_NAMESPACE:-slipway-e2e}
 E2E_RELEASE=slipway
 E2E_INGRESS_CLASS=${E2E_INGRESS_CLASS:-nginx}
@@ -110,6 +119,13 @@ if [ -n "$E2E_AUTO_REPOSITORY" ] && [ -z "$E2E_AUTO_COMMIT" ]; then
   E2E_AUTO_COMMIT=$(git ls-remote "$E2E_AUTO_REPOSITORY" "refs/heads/$E2E_AUTO_BRANCH" | cut -f1)
   [[ $E2E_AUTO_COMMIT =~ ^[0-9a-f]{40}$ ]] ||
     need "cannot resolve branch $E2E_AUTO_BRANCH of $E2E_AUTO_REPOSITORY to a commit (git ls-remote); set E2E_AUTO_COMMIT."
+fi
+
+if [ -n "$E2E_SOURCES_REPOSITORY" ]; then
+  [[ $E2E_SOURCES_REPOSITORY == https://* ]] ||
+    need "E2E_SOURCES_REPOSITORY ($E2E_SOURCES_REPOSITORY) is not an https:// URL the cluster can clone; set it, or set it empty to skip the compose and helm samples."
+  [[ $E2E_SOURCES_COMMIT =~ ^[0-9a-f]{40}$ ]] ||
+    need "E2E_SOURCES_COMMIT is not a commit; set it to a pushed commit of $E2E_SOURCES_REPOSITORY."
 fi
 
 if [ -z "${E2E_LOAD_IMAGES:-}" ]; then
@@ -355,6 +371,14 @@ eventually "$E2E_TIMEOUT" "the app to answer at $url through $E2E_INGRESS_ADDRES
 log "the app answered through the ingress:"
 sed 's/^/  | /' "$tmp/answer" >&2
 
+# A job has ended, whichever way.
+job_ended() {
+  local s
+  s=$(api GET "/v1/jobs/$1" | json state) || return 1
+  case $s in succeeded | failed | cancelled | superseded) return 0 ;; esac
+  return 1
+}
+
 # ---------------------------------------------------------------------------------------------
 # 4b. A repository without a Dockerfile (`source: auto`): the source Job reads it in the build
 #     namespace, the stack is detected, the generated Dockerfile is built and the app answers.
@@ -367,12 +391,6 @@ if [ -n "$E2E_AUTO_REPOSITORY" ]; then
   auto_build=$(api POST /v1/pipelines "$body" | json id)
   [ -n "$auto_build" ] || die "POST /v1/pipelines (source auto) returned no job id"
   log "auto pipeline for $auto_key ($E2E_AUTO_REPOSITORY@$E2E_AUTO_COMMIT): build job $auto_build"
-  job_ended() {
-    local s
-    s=$(api GET "/v1/jobs/$1" | json state) || return 1
-    case $s in succeeded | failed | cancelled | superseded) return 0 ;; esac
-    return 1
-  }
   eventually "$E2E_BUILD_TIMEOUT" "auto build job $auto_build" job_ended "$auto_build"
   curl -sS -H "Authorization: Bearer $TOKEN" -H 'Accept: text/plain' \
     "$API/v1/jobs/$auto_build/logs?limit=1000" >"$tmp/auto-build.log" || true
@@ -390,6 +408,57 @@ if [ -n "$E2E_AUTO_REPOSITORY" ]; then
   log "the auto-built app answered at $auto_url ($(wc -c <"$tmp/auto-answer") bytes)"
   auto_cleanup=$(api DELETE "$auto_path" | json id)
   eventually "$E2E_TIMEOUT" "cleanup job $auto_cleanup" job_ended "$auto_cleanup"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 4c/4d. Whole applications from this repository's examples: a compose app (web built, Postgres
+#     and Redis from their images; web answers that it reaches both by name) and a Helm chart
+#     rendered with the built image (web answers with the preview values' message).
+# ---------------------------------------------------------------------------------------------
+# Post a pipeline, wait for its preview, fetch it through the ingress, tear it down.
+# $1 label, $2 preview key, $3 pipeline body (JSON), $4 text the answer must contain.
+whole_app() {
+  local label=$1 key=$2 body=$3 expect=$4 path first url host launch_failed gone
+  first=$(api POST /v1/pipelines "$body" | json id)
+  [ -n "$first" ] || die "POST /v1/pipelines ($label) returned no job id"
+  log "$label pipeline for $key: first job $first"
+  path=/v1/previews/$(urlencode "$key")
+  ready() {
+    local p
+    p=$(api GET "$path" 2>/dev/null) || p='{}'
+    [ "$(json status <<<"$p")" = ready ] && return 0
+    launch_failed=$(api GET "/v1/jobs?preview=$(urlencode "$key")" | python3 -c 'import json,sys
+for j in json.load(sys.stdin)["items"]:
+    if j["state"] in ("failed", "cancelled"):
+        print(j["kind"], "job", j["id"], "ended", j["state"] + ":", j.get("error")); break')
+    [ -z "$launch_failed" ] || die "$label: $launch_failed"
+    return 1
+  }
+  eventually "$E2E_BUILD_TIMEOUT" "the $label preview $key to be ready" ready
+  curl -sS -H "Authorization: Bearer $TOKEN" -H 'Accept: text/plain' \
+    "$API/v1/jobs/$first/logs?limit=1000" | grep '\[slipway\] source' | sed 's/^/  | /' >&2 || true
+  url=$(api GET "$path" | json url)
+  host=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.urlsplit(sys.argv[1]).hostname)' "$url")
+  answers() {
+    curl -fsS --max-time 10 -o "$tmp/$label-answer" -H "Host: $host" "http://$E2E_INGRESS_ADDRESS/" &&
+      grep -qF "$expect" "$tmp/$label-answer"
+  }
+  eventually "$E2E_TIMEOUT" "the $label app to answer '$expect' at $url" answers
+  log "the $label app answered at $url: $(head -c 200 "$tmp/$label-answer")"
+  gone=$(api DELETE "$path" | json id)
+  eventually "$E2E_TIMEOUT" "cleanup job $gone" job_ended "$gone"
+}
+if [ -n "$E2E_SOURCES_REPOSITORY" ]; then
+  body=$(python3 -c 'import json,sys; print(json.dumps({"preview": sys.argv[1], "repository": sys.argv[2], "commit": sys.argv[3],
+    "source": {"type": "compose", "file": "examples/compose-shop/compose.yaml", "service": "web"}}))' \
+    "e2e/compose#${nonce#e2e-}" "$E2E_SOURCES_REPOSITORY" "$E2E_SOURCES_COMMIT")
+  whole_app compose "e2e/compose#${nonce#e2e-}" "$body" "shop: db reachable, cache reachable"
+  body=$(python3 -c 'import json,sys; print(json.dumps({"preview": sys.argv[1], "repository": sys.argv[2], "commit": sys.argv[3],
+    "source": {"type": "helm", "chart": "examples/helm-app/chart", "service": "web", "port": 8080,
+               "values": ["examples/helm-app/preview-values.yaml"]},
+    "build": {"context": "examples/helm-app"}}))' \
+    "e2e/helm#${nonce#e2e-}" "$E2E_SOURCES_REPOSITORY" "$E2E_SOURCES_COMMIT")
+  whole_app helm "e2e/helm#${nonce#e2e-}" "$body" "hello from a Slipway preview"
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -427,4 +496,4 @@ if [ -z "$E2E_KEEP" ]; then
   done
   installed=
 fi
-log "PASSED: built $E2E_REPOSITORY@$E2E_COMMIT, served it at $url, tore it down${E2E_AUTO_REPOSITORY:+; built $E2E_AUTO_REPOSITORY@$E2E_AUTO_COMMIT without a Dockerfile (source auto) and served it}"
+log "PASSED: built $E2E_REPOSITORY@$E2E_COMMIT, served it at $url, tore it down${E2E_AUTO_REPOSITORY:+; built $E2E_AUTO_REPOSITORY@$E2E_AUTO_COMMIT without a Dockerfile (source auto) and served it}${E2E_SOURCES_REPOSITORY:+; previewed the compose and helm examples of $E2E_SOURCES_REPOSITORY@$E2E_SOURCES_COMMIT}"
