@@ -55,7 +55,7 @@ E2E_AUTO_BRANCH=${E2E_AUTO_BRANCH:-main}
 E2E_AUTO_COMMIT=${E2E_AUTO_COMMIT:-}
 E2E_AUTO_PORT=${E2E_AUTO_PORT:-5006}
 # The whole-application samples: examples/ of this repository, at a pushed commit.
-E2E_SOURCES_REPOSITORY=${E2E_SOURCES_REPOSITORY-$(git remote get-url origin 2>/dev/null | sed -E 's#^git@([^:]+):#https://\1/#')}
+E2E_SOURCES_REPOSITORY=${E2E_SOURCES_REPOSITORY-$( (git remote get-url origin 2>/dev/null || true) | sed -E 's#^git@([^:]+):#https://\1/#')}
 E2E_SOURCES_COMMIT=${E2E_SOURCES_COMMIT:-$(git rev-parse HEAD 2>/dev/null || true)}
 E2E_NAMESPACE=${E2E_NAMESPACE:-slipway-e2e}
 E2E_RELEASE=slipway
@@ -459,6 +459,8 @@ if [ -n "$E2E_SOURCES_REPOSITORY" ]; then
     "build": {"context": "examples/helm-app"}}))' \
     "e2e/helm#${nonce#e2e-}" "$E2E_SOURCES_REPOSITORY" "$E2E_SOURCES_COMMIT")
   whole_app helm "e2e/helm#${nonce#e2e-}" "$body" "hello from a Slipway preview"
+else
+  log "E2E_SOURCES_REPOSITORY is empty (no origin remote): the compose and helm samples are skipped"
 fi
 
 # ---------------------------------------------------------------------------------------------

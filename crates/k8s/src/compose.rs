@@ -24,6 +24,7 @@
 //! `readOnlyRootFilesystem`, CPU and memory limits -> resources. Names and values are checked
 //! beforehand by the launch worker; the builder is pure and infallible.
 
+use crate::preview::push_value;
 use crate::preview::{
     PreviewParams, container_security, cpu_mem, env_vars, ingress_to, limit_range, namespace,
     network_policies_for, pod_labels, pod_spec, q, quota,
@@ -102,26 +103,20 @@ impl ComposeObjects {
     /// Every object as JSON, in apply order: the environment, the Services and Ingress (so
     /// every name resolves from the first pod on), then the workloads.
     pub fn to_values(&self) -> Vec<serde_json::Value> {
-        let mut out = Vec::new();
-        let mut push = |v: Result<serde_json::Value, serde_json::Error>| {
-            if let Ok(v) = v {
-                out.push(v);
-            }
-        };
-        push(serde_json::to_value(&self.namespace));
-        push(serde_json::to_value(&self.quota));
-        push(serde_json::to_value(&self.limits));
-        for p in &self.network_policies {
-            push(serde_json::to_value(p));
-        }
+        let mut out = crate::preview::environment_values(
+            &self.namespace,
+            &self.quota,
+            &self.limits,
+            &self.network_policies,
+        );
         for s in &self.services {
-            push(serde_json::to_value(s));
+            push_value(&mut out, s);
         }
-        push(serde_json::to_value(&self.ingress));
+        push_value(&mut out, &self.ingress);
         for (_, w) in &self.workloads {
             match w {
-                WorkloadObject::Deployment(d) => push(serde_json::to_value(d)),
-                WorkloadObject::StatefulSet(s) => push(serde_json::to_value(s)),
+                WorkloadObject::Deployment(d) => push_value(&mut out, d),
+                WorkloadObject::StatefulSet(s) => push_value(&mut out, s),
             }
         }
         out

@@ -135,24 +135,43 @@ pub struct PreviewObjects {
     pub ingress: Ingress,
 }
 
+/// A preview environment's own objects as JSON, in apply order (namespace first); every kind
+/// of preview starts with these.
+pub(crate) fn environment_values(
+    namespace: &Namespace,
+    quota: &ResourceQuota,
+    limits: &LimitRange,
+    policies: &[NetworkPolicy],
+) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    push_value(&mut out, namespace);
+    push_value(&mut out, quota);
+    push_value(&mut out, limits);
+    for p in policies {
+        push_value(&mut out, p);
+    }
+    out
+}
+
+/// `o` as JSON onto `out` (typed objects always serialize; one that did not is left out).
+pub(crate) fn push_value<T: serde::Serialize>(out: &mut Vec<serde_json::Value>, o: &T) {
+    if let Ok(v) = serde_json::to_value(o) {
+        out.push(v);
+    }
+}
+
 impl PreviewObjects {
     /// Every object as JSON, in apply order (namespace first).
     pub fn to_values(&self) -> Vec<serde_json::Value> {
-        let mut out = Vec::new();
-        let mut push = |v: Result<serde_json::Value, serde_json::Error>| {
-            if let Ok(v) = v {
-                out.push(v);
-            }
-        };
-        push(serde_json::to_value(&self.namespace));
-        push(serde_json::to_value(&self.quota));
-        push(serde_json::to_value(&self.limits));
-        for p in &self.network_policies {
-            push(serde_json::to_value(p));
-        }
-        push(serde_json::to_value(&self.deployment));
-        push(serde_json::to_value(&self.service));
-        push(serde_json::to_value(&self.ingress));
+        let mut out = environment_values(
+            &self.namespace,
+            &self.quota,
+            &self.limits,
+            &self.network_policies,
+        );
+        push_value(&mut out, &self.deployment);
+        push_value(&mut out, &self.service);
+        push_value(&mut out, &self.ingress);
         out
     }
 }
@@ -756,19 +775,13 @@ pub struct FrameObjects {
 impl FrameObjects {
     /// Every object as JSON, in apply order (namespace first, Ingress last).
     pub fn to_values(&self) -> Vec<serde_json::Value> {
-        let mut out = Vec::new();
-        let mut push = |v: Result<serde_json::Value, serde_json::Error>| {
-            if let Ok(v) = v {
-                out.push(v);
-            }
-        };
-        push(serde_json::to_value(&self.namespace));
-        push(serde_json::to_value(&self.quota));
-        push(serde_json::to_value(&self.limits));
-        for p in &self.network_policies {
-            push(serde_json::to_value(p));
-        }
-        push(serde_json::to_value(&self.ingress));
+        let mut out = environment_values(
+            &self.namespace,
+            &self.quota,
+            &self.limits,
+            &self.network_policies,
+        );
+        push_value(&mut out, &self.ingress);
         out
     }
 }

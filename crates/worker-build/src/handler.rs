@@ -30,10 +30,9 @@ use slipway_k8s::outcome::{
     BuildVerdict, PodEnd, PodProgress, classify_end, failing_step, is_creating, job_failure,
     job_finished, pod_progress,
 };
-use slipway_shared::enqueue::Submitter;
 use slipway_shared::queue::QueueClient;
 use slipway_shared::runtime::{Handler, JobContext, JobError, KeyedCap};
-use slipway_shared::store::{JobRecord, NewJob, Store, StoreError};
+use slipway_shared::store::{JobRecord, Store, StoreError};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -1005,49 +1004,22 @@ impl BuildHandler {
     ) -> Result<Value, JobError> {
         // A build superseded (or cancelled) meanwhile must not launch its image over the newer
         // one's: the job store refuses its result anyway.
-        match self.store.get_job(job.id).await {
-            Ok(Some(j)) if j.state.is_terminal() => {
-                return Err(JobError::permanent(format!(
-                    "the build ended {} before its launch was enqueued",
-                    j.state
-                )));
-            }
-            Ok(_) => {}
-            Err(e) => return Err(store_error("cannot read the build job", &e)),
-        }
+        self.still_ours(job.id, "its launch was enqueued").await?;
         let pull = result["pull"].as_str().unwrap_or_default();
         let image: ImageRef = pull.parse().map_err(|e| {
             JobError::permanent(format!(
                 "the built image {pull:?} is not a valid reference: {e}"
             ))
         })?;
-        let preview = build
-            .preview
-            .clone()
-            .or_else(|| record.preview.clone())
-            .ok_or_else(|| JobError::permanent("a pipeline's build has no preview"))?;
         let launch = ValidLaunch {
-            preview: preview.clone(),
+            preview: crate::pipeline::preview_of(build, record)?,
             source: ImageSource::Image(image),
             options,
             compose: None,
             helm: None,
         };
-        let payload = serde_json::to_value(&launch)
-            .map_err(|e| JobError::permanent(format!("cannot encode the launch: {e}")))?;
-        let mut new = NewJob::new(JobKind::Launch, payload);
-        new.preview = Some(preview.clone());
-        new.commit_sha = Some(build.commit.clone());
-        new.max_attempts = record.max_attempts;
-        new.idempotency_key = Some(format!("pipeline-launch:{}", job.id));
-        new.trace_context = record.trace_context.clone();
-        let launch_job = Submitter::new(self.store.clone(), self.queue.clone())
-            .submit(new, &[JobKind::Launch])
-            .await
-            .map_err(|e| store_error("cannot record the pipeline's launch", &e))?
-            .job;
-        info!(launch = %launch_job.id, "pipeline launch enqueued");
-        Ok(json!({"job": launch_job.id, "image": pull}))
+        let launched = self.submit_launch(record, build, job.id, &launch).await?;
+        Ok(json!({"job": launched, "image": pull}))
     }
 }
 

@@ -168,23 +168,35 @@ pub(crate) fn plan_compose(
     ))
 }
 
-/// The launch job of a pipeline: `launch` recorded for the preview with the pipeline's
-/// idempotency key, superseding the preview's older launches.
-fn launch_job(
-    record: &JobRecord,
-    build: &ValidBuild,
-    pipeline: JobId,
-    launch: &ValidLaunch,
-) -> Result<NewJob, JobError> {
-    let payload = serde_json::to_value(launch)
-        .map_err(|e| JobError::permanent(format!("cannot encode the launch: {e}")))?;
-    let mut new = NewJob::new(JobKind::Launch, payload);
-    new.preview = Some(launch.preview.clone());
-    new.commit_sha = Some(build.commit.clone());
-    new.max_attempts = record.max_attempts;
-    new.idempotency_key = Some(format!("pipeline-launch:{pipeline}"));
-    new.trace_context = record.trace_context.clone();
-    Ok(new)
+/// The preview a pipeline's build is for.
+pub(crate) fn preview_of(build: &ValidBuild, record: &JobRecord) -> Result<String, JobError> {
+    build
+        .preview
+        .clone()
+        .or_else(|| record.preview.clone())
+        .ok_or_else(|| JobError::permanent("a pipeline's build has no preview"))
+}
+
+/// The launch of a compose app: every service, the exposed one's image the launch's own.
+fn compose_launch(
+    preview: String,
+    options: ValidLaunchOptions,
+    launch: ComposeLaunch,
+) -> Result<ValidLaunch, JobError> {
+    let exposed: ImageRef = launch
+        .images
+        .get(&launch.exposed)
+        .map(String::as_str)
+        .unwrap_or_default()
+        .parse()
+        .map_err(|e| JobError::permanent(format!("the exposed service's image: {e}")))?;
+    Ok(ValidLaunch {
+        preview,
+        source: ImageSource::Image(exposed),
+        options,
+        compose: Some(launch),
+        helm: None,
+    })
 }
 
 /// The repository and the `tag@digest` a chart's values receive for a pushed image
@@ -218,15 +230,42 @@ impl BuildHandler {
 
     /// Fails when the job ended (superseded or cancelled) meanwhile: what it would record next
     /// belongs to a newer pipeline, or to none.
-    async fn still_ours(&self, id: JobId, what: &str) -> Result<(), JobError> {
+    pub(crate) async fn still_ours(&self, id: JobId, what: &str) -> Result<(), JobError> {
         match self.store.get_job(id).await {
             Ok(Some(j)) if j.state.is_terminal() => Err(JobError::permanent(format!(
-                "the job ended {} before {what}",
+                "the build ended {} before {what}",
                 j.state
             ))),
             Ok(_) => Ok(()),
             Err(e) => Err(store_error("cannot read the job", &e)),
         }
+    }
+
+    /// Record and push the launch of the pipeline whose first job is `pipeline` (its id keys
+    /// the launch, so no retry or second build records another), superseding the preview's
+    /// older launches.
+    pub(crate) async fn submit_launch(
+        &self,
+        record: &JobRecord,
+        build: &ValidBuild,
+        pipeline: JobId,
+        launch: &ValidLaunch,
+    ) -> Result<JobId, JobError> {
+        let payload = serde_json::to_value(launch)
+            .map_err(|e| JobError::permanent(format!("cannot encode the launch: {e}")))?;
+        let mut new = NewJob::new(JobKind::Launch, payload);
+        new.preview = Some(launch.preview.clone());
+        new.commit_sha = Some(build.commit.clone());
+        new.max_attempts = record.max_attempts;
+        new.idempotency_key = Some(format!("pipeline-launch:{pipeline}"));
+        new.trace_context = record.trace_context.clone();
+        let launched = Submitter::new(self.store.clone(), self.queue.clone())
+            .submit(new, &[JobKind::Launch])
+            .await
+            .map_err(|e| store_error("cannot record the pipeline's launch", &e))?
+            .job;
+        info!(launch = %launched.id, "pipeline launch enqueued");
+        Ok(launched.id)
     }
 
     /// A compose pipeline's first job: read and translate the compose file, then record the
@@ -312,11 +351,7 @@ impl BuildHandler {
         sink.flush().await.map_err(store)?;
         self.still_ours(job.id, "its services' builds were recorded")
             .await?;
-        let preview = build
-            .preview
-            .clone()
-            .or_else(|| record.preview.clone())
-            .ok_or_else(|| JobError::permanent("a pipeline's build has no preview"))?;
+        let preview = preview_of(build, record)?;
         let submitter = Submitter::new(self.store.clone(), self.queue.clone());
         let mut result = json!({
             "compose": {
@@ -327,24 +362,9 @@ impl BuildHandler {
             },
         });
         if builds.is_empty() {
-            let exposed = launch.images[&launch.exposed]
-                .parse()
-                .map_err(|e| JobError::permanent(format!("the exposed service's image: {e}")))?;
-            let valid = ValidLaunch {
-                preview,
-                source: ImageSource::Image(exposed),
-                options,
-                compose: Some(launch),
-                helm: None,
-            };
-            let new = launch_job(record, build, job.id, &valid)?;
-            let launched = submitter
-                .submit(new, &[JobKind::Launch])
-                .await
-                .map_err(|e| store_error("cannot record the pipeline's launch", &e))?
-                .job;
-            info!(launch = %launched.id, "compose launch enqueued (nothing to build)");
-            result["launch"] = json!({"job": launched.id});
+            let valid = compose_launch(preview, options, launch)?;
+            let launched = self.submit_launch(record, build, job.id, &valid).await?;
+            result["launch"] = json!({"job": launched});
             return Ok(result);
         }
         let built: Vec<String> = builds.iter().map(|(s, _)| s.clone()).collect();
@@ -414,33 +434,11 @@ impl BuildHandler {
         }
         let mut launch = part.launch.clone();
         launch.images.extend(images);
-        let exposed: ImageRef = launch
-            .images
-            .get(&launch.exposed)
-            .map(String::as_str)
-            .unwrap_or_default()
-            .parse()
-            .map_err(|e| JobError::permanent(format!("the exposed service's image: {e}")))?;
-        let preview = build
-            .preview
-            .clone()
-            .or_else(|| record.preview.clone())
-            .ok_or_else(|| JobError::permanent("a pipeline's build has no preview"))?;
-        let valid = ValidLaunch {
-            preview,
-            source: ImageSource::Image(exposed),
-            options: part.options.clone(),
-            compose: Some(launch),
-            helm: None,
-        };
-        let new = launch_job(record, build, part.pipeline, &valid)?;
-        let launched = Submitter::new(self.store.clone(), self.queue.clone())
-            .submit(new, &[JobKind::Launch])
-            .await
-            .map_err(|e| store_error("cannot record the pipeline's launch", &e))?
-            .job;
-        info!(launch = %launched.id, "compose launch enqueued");
-        Ok(json!({"job": launched.id}))
+        let valid = compose_launch(preview_of(build, record)?, part.options.clone(), launch)?;
+        let launched = self
+            .submit_launch(record, build, part.pipeline, &valid)
+            .await?;
+        Ok(json!({"job": launched}))
     }
 
     /// A Helm pipeline's build has pushed its image: read the chart and the values files at
@@ -497,11 +495,7 @@ impl BuildHandler {
         self.still_ours(job.id, "its launch was enqueued").await?;
         let pull = result["pull"].as_str().unwrap_or_default();
         let (image, tag) = split_image(pull, &build.tag)?;
-        let preview = build
-            .preview
-            .clone()
-            .or_else(|| record.preview.clone())
-            .ok_or_else(|| JobError::permanent("a pipeline's build has no preview"))?;
+        let preview = preview_of(build, record)?;
         let valid = ValidLaunch {
             preview,
             source: ImageSource::Image(pull.parse().map_err(|e| {
@@ -521,14 +515,8 @@ impl BuildHandler {
                 port: spec.port,
             }),
         };
-        let new = launch_job(record, build, job.id, &valid)?;
-        let launched = Submitter::new(self.store.clone(), self.queue.clone())
-            .submit(new, &[JobKind::Launch])
-            .await
-            .map_err(|e| store_error("cannot record the pipeline's launch", &e))?
-            .job;
-        info!(launch = %launched.id, "helm launch enqueued");
-        Ok(json!({"job": launched.id, "image": pull}))
+        let launched = self.submit_launch(record, build, job.id, &valid).await?;
+        Ok(json!({"job": launched, "image": pull}))
     }
 }
 

@@ -46,38 +46,14 @@ async fn pipeline_preview(
     source: Value,
     port: u16,
 ) -> (Value, Value) {
-    let resp = stack
-        .http
-        .post(stack.url("/v1/pipelines"))
-        .bearer_auth(TOKEN)
-        .json(&json!({"preview": key, "repository": url, "commit": commit,
-                      "source": source, "launch": {"port": port}}))
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    let build: Value = resp.json().await.unwrap();
-    assert_eq!(status.as_u16(), 202, "{build}");
-    let id = build["id"].as_str().unwrap().to_owned();
-    let path = format!("/v1/previews/{}", urlencoding(key));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    loop {
-        let preview = get(stack, &path).await;
-        if preview["status"] == "ready" {
-            return (get(stack, &format!("/v1/jobs/{id}")).await, preview);
-        }
-        let job = get(stack, &format!("/v1/jobs/{id}")).await;
-        assert!(
-            !matches!(job["state"].as_str(), Some("failed" | "cancelled")),
-            "the build ended {}: {job}",
-            job["state"]
-        );
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{key} not ready: {preview} {job}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let (first, outcome) = pipeline_outcome(
+        stack,
+        json!({"preview": key, "repository": url, "commit": commit,
+               "source": source, "launch": {"port": port}}),
+    )
+    .await;
+    let preview = outcome.unwrap_or_else(|failed| panic!("the launch failed: {failed}"));
+    (get(stack, &format!("/v1/jobs/{first}")).await, preview)
 }
 
 fn urlencoding(s: &str) -> String {
@@ -331,9 +307,9 @@ async fn a_compose_app_is_previewed_with_every_service_and_a_bad_one_refused() {
     stack.stop().await.unwrap();
 }
 
-/// Post a pipeline and wait for its preview to be ready, or for its launch to fail: the
-/// preview (ready) or the failed launch job.
-async fn pipeline_outcome(stack: &Stack, body: Value) -> Result<Value, Value> {
+/// Post a pipeline and wait for its preview to be ready, or for its launch to fail: its first
+/// job's id, and the preview (ready) or the failed launch job. A failed build fails the test.
+async fn pipeline_outcome(stack: &Stack, body: Value) -> (String, Result<Value, Value>) {
     let key = body["preview"].as_str().unwrap().to_owned();
     let resp = stack
         .http
@@ -350,7 +326,7 @@ async fn pipeline_outcome(stack: &Stack, body: Value) -> Result<Value, Value> {
     loop {
         let preview = get(stack, &format!("/v1/previews/{}", urlencoding(&key))).await;
         if preview["status"] == "ready" {
-            return Ok(preview);
+            return (first, Ok(preview));
         }
         let launches = get(
             stack,
@@ -363,10 +339,14 @@ async fn pipeline_outcome(stack: &Stack, body: Value) -> Result<Value, Value> {
             .flatten()
             .find(|j| j["state"] == "failed")
         {
-            return Err(failed.clone());
+            return (first, Err(failed.clone()));
         }
         let job = get(stack, &format!("/v1/jobs/{first}")).await;
-        assert_ne!(job["state"], "failed", "{job}");
+        assert!(
+            !matches!(job["state"].as_str(), Some("failed" | "cancelled")),
+            "the build ended {}: {job}",
+            job["state"]
+        );
         assert!(
             tokio::time::Instant::now() < deadline,
             "{key}: neither ready nor failed: {preview}"
@@ -415,6 +395,7 @@ async fn a_helm_chart_is_previewed_with_the_built_image_and_a_cluster_scoped_one
                "source": source, "build": {"context": "examples/helm-app"}}),
     )
     .await
+    .1
     .unwrap_or_else(|failed| panic!("the Helm launch failed: {failed}"));
     assert_eq!(preview["commit"], commit.as_str());
     let ns = preview["namespace"].as_str().unwrap();
@@ -453,6 +434,7 @@ async fn a_helm_chart_is_previewed_with_the_built_image_and_a_cluster_scoped_one
                "source": source, "build": {"context": "examples/helm-app"}}),
     )
     .await
+    .1
     .expect_err("a chart with a ClusterRole is refused");
     let error = failed["error"].as_str().unwrap();
     assert!(

@@ -11,8 +11,7 @@
 //!   script run by the host's sh; `auto_overhead_vs_source_script` is the source step's cost
 //!   (auto minus Dockerfile) over the script's.
 
-use super::{BenchEnv, Report, percentile, start_worker};
-use clap::Parser;
+use super::{BenchEnv, Report, percentile, start_build_worker};
 use kube_sim::git::GitServer;
 use slipway_core::detect::{Entry, Inputs, Snapshot, plan};
 use slipway_core::payload::BuildRequest;
@@ -200,28 +199,7 @@ pub async fn run(env: &BenchEnv, report: &mut Report) -> anyhow::Result<()> {
         .await?;
     let prefix = RedisPrefix::on(&env.redis_url);
     let queue = QueueClient::connect(&env.redis_url, &prefix.name).await?;
-    let config = slipway_worker_build::Config::try_parse_from([
-        "slipway-worker-build",
-        "--database-url",
-        db.url(),
-        "--redis-url",
-        &env.redis_url,
-        "--queue-prefix",
-        &prefix.name,
-        "--listen",
-        "127.0.0.1:0",
-        "--max-per-repository",
-        "0",
-        "--build-namespace",
-        NAMESPACE,
-    ])?;
-    let worker = start_worker(
-        sim.config()?,
-        move |client, on_listen, shutdown| async move {
-            Ok(slipway_worker_build::run_with_client(config, client, on_listen, shutdown).await?)
-        },
-    )
-    .await?;
+    let worker = start_build_worker(env, db.url(), &prefix.name, &sim, &[]).await?;
     // One of each first: namespace and policy set-up is not what is measured.
     for auto in [false, true] {
         let id = record(&store, &url, &commit, auto).await?;

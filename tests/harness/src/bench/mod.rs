@@ -7,6 +7,7 @@ pub mod auto;
 pub mod build;
 pub mod cap;
 pub mod compose;
+pub mod helm;
 pub mod launch;
 pub mod pg_ceiling;
 pub mod queue;
@@ -121,9 +122,46 @@ pub const SECTIONS: &[(&str, Section)] = &[
     ("ui", |env, report| Box::pin(ui::run(env, report))),
     ("auto", |env, report| Box::pin(auto::run(env, report))),
     ("compose", |env, report| Box::pin(compose::run(env, report))),
+    ("helm", |env, report| Box::pin(helm::run(env, report))),
 ];
 
 pub use slipway_shared::testing::WorkerThread;
+
+/// The build worker against `sim`, for the database at `database_url` and the queue prefix
+/// `prefix`, with the build namespace `slipway-builds`, no per-repository cap and `extra` flags.
+pub async fn start_build_worker(
+    env: &BenchEnv,
+    database_url: &str,
+    prefix: &str,
+    sim: &kube_sim::KubeSim,
+    extra: &[&str],
+) -> anyhow::Result<WorkerThread> {
+    use clap::Parser;
+    let mut args = vec![
+        "slipway-worker-build",
+        "--database-url",
+        database_url,
+        "--redis-url",
+        &env.redis_url,
+        "--queue-prefix",
+        prefix,
+        "--listen",
+        "127.0.0.1:0",
+        "--max-per-repository",
+        "0",
+        "--build-namespace",
+        "slipway-builds",
+    ];
+    args.extend_from_slice(extra);
+    let config = slipway_worker_build::Config::try_parse_from(args)?;
+    start_worker(
+        sim.config()?,
+        move |client, on_listen, shutdown| async move {
+            Ok(slipway_worker_build::run_with_client(config, client, on_listen, shutdown).await?)
+        },
+    )
+    .await
+}
 
 /// Start a worker binary's `run_with_client(config, client, on_listen, shutdown)` on its own
 /// thread (see [`WorkerThread`]) with a client for the cluster `kube_config` describes.
