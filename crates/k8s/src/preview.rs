@@ -63,6 +63,10 @@ pub struct QuotaParams {
     /// Total requests and limits allowed in the namespace.
     pub total: CpuMemory,
     pub max_pods: u32,
+    /// Storage all PersistentVolumeClaims of the namespace may request together, and how many
+    /// claims it may hold (a compose file or a chart from a pull request chooses its volumes).
+    pub storage: String,
+    pub max_claims: u32,
     /// Defaults for containers that state no requests or limits.
     pub default_request: CpuMemory,
     pub default_limit: CpuMemory,
@@ -259,6 +263,13 @@ pub(crate) fn quota(p: &PreviewParams) -> ResourceQuota {
     hard.extend(cpu_mem("requests.", &p.quota.total));
     hard.extend(cpu_mem("limits.", &p.quota.total));
     hard.insert("pods".into(), q(&p.quota.max_pods.to_string()));
+    // Storage resource quota (kubernetes/website `concepts/policy/resource-quotas.md`): the sum
+    // of the claims' storage requests, and the number of claims.
+    hard.insert("requests.storage".into(), q(&p.quota.storage));
+    hard.insert(
+        "persistentvolumeclaims".into(),
+        q(&p.quota.max_claims.to_string()),
+    );
     ResourceQuota {
         metadata: p.meta(crate::usage::QUOTA_NAME),
         spec: Some(ResourceQuotaSpec {
@@ -865,6 +876,8 @@ pub(crate) mod tests {
                     memory: "2Gi".into(),
                 },
                 max_pods: 10,
+                storage: "10Gi".into(),
+                max_claims: 5,
                 default_request: CpuMemory {
                     cpu: "100m".into(),
                     memory: "128Mi".into(),
@@ -936,7 +949,8 @@ pub(crate) mod tests {
         assert_eq!(
             quota["spec"]["hard"],
             json!({"requests.cpu": "2", "requests.memory": "2Gi", "limits.cpu": "2",
-                   "limits.memory": "2Gi", "pods": "10"})
+                   "limits.memory": "2Gi", "pods": "10", "requests.storage": "10Gi",
+                   "persistentvolumeclaims": "5"})
         );
         let limits = serde_json::to_value(&o.limits).unwrap();
         assert_eq!(

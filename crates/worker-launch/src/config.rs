@@ -98,6 +98,15 @@ pub struct LaunchArgs {
     #[arg(long, env = "SLIPWAY_PREVIEW_QUOTA_PODS", default_value_t = 20)]
     pub quota_pods: u32,
 
+    /// Storage all volume claims of one preview may request together (a compose file's named
+    /// volumes, a chart's claims).
+    #[arg(long, env = "SLIPWAY_PREVIEW_QUOTA_STORAGE", default_value = "10Gi")]
+    pub quota_storage: String,
+
+    /// Volume claims in one preview namespace.
+    #[arg(long, env = "SLIPWAY_PREVIEW_QUOTA_CLAIMS", default_value_t = 5)]
+    pub quota_claims: u32,
+
     /// CPU request of a container that asks for none.
     #[arg(long, env = "SLIPWAY_PREVIEW_DEFAULT_CPU", default_value = "100m")]
     pub default_cpu: String,
@@ -181,6 +190,7 @@ pub struct Settings {
     /// What all pods of a preview may request together.
     pub quota_cpu_millis: u64,
     pub quota_memory_bytes: u64,
+    pub quota_storage_bytes: u64,
     pub pod_security_level: String,
     pub egress_cidrs: Vec<String>,
     pub dns_egress_cidrs: Vec<String>,
@@ -190,6 +200,7 @@ pub struct Settings {
     pub tmp_size_limit: String,
     /// Claim size of a compose preview's named volume (a formatted quantity).
     pub volume_size: String,
+    pub volume_bytes: u64,
     pub deadline: Duration,
     pub trouble_grace: Duration,
     pub poll: Duration,
@@ -271,6 +282,12 @@ impl LaunchArgs {
                 "SLIPWAY_PREVIEW_VOLUME_SIZE must be more than 0".into(),
             ));
         }
+        let quota_storage = mem(&self.quota_storage, "SLIPWAY_PREVIEW_QUOTA_STORAGE")?;
+        if volume_bytes > quota_storage {
+            return Err(LaunchError::Config(
+                "SLIPWAY_PREVIEW_VOLUME_SIZE must fit in SLIPWAY_PREVIEW_QUOTA_STORAGE".into(),
+            ));
+        }
         let gaps = preview::pod_security_gaps(&self.pod_security_level, self.run_as_non_root);
         if !gaps.is_empty() {
             return Err(LaunchError::Config(format!(
@@ -304,6 +321,8 @@ impl LaunchArgs {
                     memory: quantity::format_memory(quota_memory),
                 },
                 max_pods: self.quota_pods.max(1),
+                storage: quantity::format_memory(quota_storage),
+                max_claims: self.quota_claims,
                 default_request: CpuMemory {
                     cpu: quantity::format_cpu(default_cpu),
                     memory: quantity::format_memory(default_memory),
@@ -319,6 +338,7 @@ impl LaunchArgs {
             default_memory_bytes: default_memory,
             quota_cpu_millis: quota_cpu,
             quota_memory_bytes: quota_memory,
+            quota_storage_bytes: quota_storage,
             pod_security_level: self.pod_security_level.clone(),
             egress_cidrs: cidrs(&self.egress_cidrs, "SLIPWAY_PREVIEW_EGRESS_CIDRS")?,
             dns_egress_cidrs: cidrs(&self.dns_egress_cidrs, "SLIPWAY_DNS_EGRESS_CIDRS")?,
@@ -326,6 +346,7 @@ impl LaunchArgs {
             run_as_non_root: self.run_as_non_root,
             tmp_size_limit: quantity::format_memory(tmp_bytes),
             volume_size: quantity::format_memory(volume_bytes),
+            volume_bytes,
             deadline: Duration::from_secs(self.deadline_secs),
             trouble_grace: Duration::from_secs(self.trouble_grace_secs),
             poll: Duration::from_millis(self.poll_ms.max(50)),

@@ -24,6 +24,7 @@
 use crate::LaunchError;
 use base64::Engine as _;
 use serde_json::{Map, Value};
+use slipway_core::quantity::{self, Unit};
 use slipway_core::source::HelmLaunch;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
@@ -210,6 +211,54 @@ pub struct PreparedChart {
     /// `(kind, name)` of every Deployment and StatefulSet.
     pub workloads: Vec<(&'static str, String)>,
     pub route: Route,
+}
+
+/// The volume claims a chart asks for: its PersistentVolumeClaims, and each StatefulSet's
+/// `volumeClaimTemplates` once per replica (the controller makes one claim per template and
+/// pod). `(claims, bytes of storage requested)`; a claim without a storage request, or with one
+/// that is not a quantity, is refused naming it (the quota would refuse it too).
+pub fn claimed_storage(objects: &[ChartObject]) -> Result<(usize, u64), LaunchError> {
+    let request = |claim: &Value, what: &str| {
+        let asked = claim
+            .pointer("/spec/resources/requests/storage")
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                LaunchError::Invalid(format!("{what}: a volume claim needs a storage request"))
+            })?;
+        quantity::parse(asked, Unit::Bytes).map_err(|e| {
+            LaunchError::Invalid(format!("{what}: its storage request {asked:?}: {e}"))
+        })
+    };
+    let (mut claims, mut bytes) = (0usize, 0u64);
+    for o in objects {
+        let what = describe(o.kind.kind, &o.name, o.source.as_deref());
+        match o.kind.kind {
+            "PersistentVolumeClaim" => {
+                claims += 1;
+                bytes = bytes.saturating_add(request(&o.object, &what)?);
+            }
+            "StatefulSet" => {
+                let replicas = o
+                    .object
+                    .pointer("/spec/replicas")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(1);
+                let templates = o
+                    .object
+                    .pointer("/spec/volumeClaimTemplates")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                for t in &templates {
+                    let each = request(t, &what)?;
+                    claims += usize::try_from(replicas).unwrap_or(usize::MAX);
+                    bytes = bytes.saturating_add(each.saturating_mul(replicas));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok((claims, bytes))
 }
 
 /// A path of the chart as the payload names it: relative, no `.` or `..`, no empty parts.
@@ -1043,6 +1092,21 @@ data:
             ));
             assert!(m.contains("cluster-scoped") && m.contains(kind), "{m}");
         }
+    }
+
+    #[test]
+    fn a_charts_claims_and_storage_are_counted() {
+        let text = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n  ports: [{port: 8080}]\n---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: uploads}\nspec:\n  accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: 2Gi}}\n---\napiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: db}\nspec:\n  replicas: 2\n  selector: {matchLabels: {app: db}}\n  template:\n    metadata: {labels: {app: db}}\n    spec: {containers: [{name: db, image: postgres}]}\n  volumeClaimTemplates:\n  - metadata: {name: data}\n    spec:\n      accessModes: [ReadWriteOnce]\n      resources: {requests: {storage: 3Gi}}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: web, image: web, ports: [{containerPort: 8080}]}]}\n";
+        let chart = prepared(text).unwrap();
+        // One claim of 2Gi, and one of 3Gi per StatefulSet replica.
+        assert_eq!(claimed_storage(&chart.objects).unwrap(), (3, 8 << 30));
+        let unbounded = text.replace("resources: {requests: {storage: 2Gi}}", "resources: {}");
+        let e = claimed_storage(&prepared(&unbounded).unwrap().objects).unwrap_err();
+        assert!(
+            e.to_string().contains("PersistentVolumeClaim \"uploads\"")
+                && e.to_string().contains("needs a storage request"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -50,7 +50,7 @@ use slipway_k8s::rollout::{Workload, WorkloadKind};
 use slipway_shared::joblog::JobLog;
 use slipway_shared::runtime::{Handler, JobContext, JobError};
 use slipway_shared::store::{JobRecord, PreviewUpsert, Store};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 use std::future::Future;
 use std::sync::Arc;
@@ -440,6 +440,10 @@ impl Launcher {
                 h.chart
             )));
         }
+        let (claims, bytes) = helm::claimed_storage(&chart.objects)?;
+        check_storage(&self.settings, claims, bytes, || {
+            format!("the chart {}'s volume claims", h.chart)
+        })?;
         let summary: Vec<String> = chart
             .objects
             .iter()
@@ -1103,6 +1107,24 @@ pub fn compose_params(
             run_as_group,
         });
     }
+    // Each named volume is one claim of the configured size; they must fit the storage quota.
+    let claims: BTreeSet<&str> = c
+        .services
+        .iter()
+        .flat_map(|svc| svc.volumes.iter().map(|v| v.volume.as_str()))
+        .collect();
+    check_storage(
+        s,
+        claims.len(),
+        claims.len() as u64 * s.volume_bytes,
+        || {
+            format!(
+                "the compose file's {} named volumes of {} each",
+                claims.len(),
+                s.volume_size
+            )
+        },
+    )?;
     let mut preview = environment(s, job, launch, image, default_cpu, default_memory);
     preview.port = c.port;
     preview.replicas = 1;
@@ -1112,6 +1134,28 @@ pub fn compose_params(
         exposed: c.exposed.clone(),
         volume_size: s.volume_size.clone(),
     })
+}
+
+/// Refuses volume claims beyond the preview quota's (`SLIPWAY_PREVIEW_QUOTA_CLAIMS`,
+/// `SLIPWAY_PREVIEW_QUOTA_STORAGE`): `claims` claims requesting `bytes` together, described by
+/// `what`. Checked before anything is applied; the ResourceQuota enforces the same.
+pub fn check_storage(
+    s: &Settings,
+    claims: usize,
+    bytes: u64,
+    what: impl FnOnce() -> String,
+) -> Result<(), LaunchError> {
+    if claims > s.quota.max_claims as usize || bytes > s.quota_storage_bytes {
+        return Err(LaunchError::Invalid(format!(
+            "{} ({claims} volume claims, {} of storage) do not fit the preview quota of {} \
+             claims and {} of storage",
+            what(),
+            format_memory(bytes),
+            s.quota.max_claims,
+            s.quota.storage
+        )));
+    }
+    Ok(())
 }
 
 #[async_trait::async_trait]
@@ -1415,6 +1459,20 @@ mod tests {
             "services:\n  web:\n    image: web:1\n    user: '0'\n",
         );
         assert!(m.contains("service web: user 0 is root"), "{m}");
+        // Named volumes count against the storage quota: claims and bytes.
+        let two = "services:\n  web:\n    image: web:1\n  a:\n    image: a:1\n    volumes: \
+                   [x:/x]\n  b:\n    image: b:1\n    volumes: [y:/y]\nvolumes:\n  x: {}\n  y: {}\n";
+        assert!(compose_params(&s, uuid::Uuid::now_v7(), &l, &compose(two), &image).is_ok());
+        let m = compose_error(&settings(&["--quota-claims", "1"]), two);
+        assert!(
+            m.contains(
+                "2 named volumes of 1Gi each (2 volume claims, 2Gi of storage) do not \
+                        fit the preview quota of 1 claims and 10Gi of storage"
+            ),
+            "{m}"
+        );
+        let m = compose_error(&settings(&["--quota-storage", "1500Mi"]), two);
+        assert!(m.contains("2Gi of storage) do not fit"), "{m}");
         // 8 CPU of quota: each container without a CPU limit counts the 1-CPU maximum, each
         // Deployment twice.
         let m = compose_error(

@@ -366,6 +366,37 @@ async fn a_chart_with_a_cluster_role_fails_naming_it_and_applies_nothing() {
     w.stop().await.expect("worker stopped cleanly");
 }
 
+/// A chart's volume claims must fit the preview's storage quota: one asking for more is
+/// refused before anything is applied, naming the quota.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chart_claiming_more_storage_than_the_quota_fails_and_applies_nothing() {
+    let Some(helm) = helm() else { return };
+    let h = Harness::new(sim()).await;
+    let w = worker(&h, &helm).await;
+    let mut files = chart();
+    files.insert(
+        "templates/pvc.yaml".into(),
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: uploads\nspec:\n  \
+         accessModes: [ReadWriteOnce]\n  resources:\n    requests:\n      storage: 50Gi\n"
+            .into(),
+    );
+    let key = "org/chart#9";
+    let id = h.launch_valid(helm_launch(key, &files), None).await;
+    let job = h.finished(id).await;
+    assert_eq!(job.state, JobState::Failed);
+    assert_eq!(job.error_class, Some(ErrorClass::Permanent));
+    let error = job.error.unwrap_or_default();
+    assert!(
+        error.contains(
+            "1 volume claims, 50Gi of storage) do not fit the preview quota of 5 \
+                        claims and 10Gi of storage"
+        ),
+        "{error}"
+    );
+    assert!(h.preview_namespaces().is_empty(), "nothing was applied");
+    w.stop().await.expect("worker stopped cleanly");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn charts_that_cannot_render_fail_for_good_with_the_reason() {
     let Some(helm) = helm() else { return };

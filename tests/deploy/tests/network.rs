@@ -261,6 +261,8 @@ fn preview_params() -> slipway_k8s::preview::PreviewParams {
         quota: QuotaParams {
             total: cpu_mem("2", "2Gi"),
             max_pods: 10,
+            storage: "10Gi".into(),
+            max_claims: 5,
             default_request: cpu_mem("100m", "128Mi"),
             default_limit: cpu_mem("500m", "512Mi"),
         },
