@@ -24,7 +24,8 @@ use crate::wait::{self, WaitLimits};
 use chrono::Utc;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
@@ -157,12 +158,7 @@ impl Launcher {
         // A newer launch of this preview may already have deployed it: never undo that.
         let exposed = plan.exposed();
         for w in plan.owned() {
-            let current = retrying(|| applied_by(&self.client, &params.namespace, &w)).await?;
-            wait::check_owner(current.as_deref(), job.id).or_else(|e| match e {
-                // An older launch's objects are simply replaced.
-                LaunchError::NotYet(_) => Ok(()),
-                other => Err(other),
-            })?;
+            self.not_newer(&params.namespace, &w, job.id).await?;
         }
 
         // The registry first: whatever gets created from here on is known to cleanup.
@@ -192,51 +188,26 @@ impl Launcher {
 
         let rollout = async {
             let started = tokio::time::Instant::now();
-            let objects = match &plan {
-                Plan::Single(o) => o,
+            let ns = params.namespace.as_str();
+            let span = tracing::info_span!("apply_preview", k8s.namespace = %ns);
+            let pods = match &plan {
+                Plan::Single(o) => {
+                    self.rollout_single(o, ns, job.id, log)
+                        .instrument(span)
+                        .await?
+                }
                 Plan::Helm(h) => {
-                    let pods = self
-                        .rollout_helm(h, &params.namespace, job.id, log)
-                        .instrument(
-                            tracing::info_span!("apply_preview", k8s.namespace = %params.namespace),
-                        )
-                        .await?;
-                    self.until_certificate(&params.namespace, started, log)
-                        .await?;
-                    return Ok::<_, LaunchError>(pods);
+                    self.rollout_helm(h, ns, job.id, log)
+                        .instrument(span)
+                        .await?
                 }
                 Plan::Compose(o) => {
-                    let pods = self
-                        .rollout_compose(o, &params.namespace, job.id, log)
-                        .instrument(
-                            tracing::info_span!("apply_preview", k8s.namespace = %params.namespace),
-                        )
-                        .await?;
-                    self.until_certificate(&params.namespace, started, log)
-                        .await?;
-                    return Ok::<_, LaunchError>(pods);
+                    self.rollout_compose(o, ns, job.id, log)
+                        .instrument(span)
+                        .await?
                 }
             };
-            self.apply_all(objects)
-                .instrument(tracing::info_span!("apply_preview", k8s.namespace = %params.namespace))
-                .await?;
-            log.line(format!(
-                "applied {} objects; waiting up to {} s for Deployment {} to become available",
-                objects.to_values().len(),
-                self.settings.deadline.as_secs(),
-                APP
-            ))
-            .await;
-            let limits = WaitLimits {
-                deadline: self.settings.deadline,
-                trouble_grace: self.settings.trouble_grace,
-                poll: self.settings.poll,
-            };
-            let pods = wait::until_available(&self.client, &params.namespace, job.id, limits, log)
-                .instrument(tracing::info_span!("wait_rollout", k8s.namespace = %params.namespace))
-                .await?;
-            self.until_certificate(&params.namespace, started, log)
-                .await?;
+            self.until_certificate(ns, started, log).await?;
             Ok::<_, LaunchError>(pods)
         };
         let pods = match rollout.await {
@@ -330,6 +301,48 @@ impl Launcher {
         Ok(())
     }
 
+    /// A single-container preview's rollout: every object applied, then its Deployment
+    /// awaited. Returns the ready pods.
+    async fn rollout_single(
+        &self,
+        o: &PreviewObjects,
+        ns: &str,
+        job: JobId,
+        log: &mut JobLog,
+    ) -> Result<Vec<String>, LaunchError> {
+        self.apply_all(o).await?;
+        log.line(format!(
+            "applied {} objects; waiting up to {} s for Deployment {} to become available",
+            o.to_values().len(),
+            self.settings.deadline.as_secs(),
+            APP
+        ))
+        .await;
+        let limits = self.wait_limits(self.settings.deadline);
+        wait::until_available(&self.client, ns, job, limits, log)
+            .instrument(tracing::info_span!("wait_rollout", k8s.namespace = %ns))
+            .await
+    }
+
+    /// How long and how often a rollout is awaited, within `deadline`.
+    fn wait_limits(&self, deadline: Duration) -> WaitLimits {
+        WaitLimits {
+            deadline,
+            trouble_grace: self.settings.trouble_grace,
+            poll: self.settings.poll,
+        }
+    }
+
+    /// Fails when workload `w` in `ns` was applied by a newer launch than `job` (a launch never
+    /// undoes a newer one); an older launch's objects are simply replaced.
+    async fn not_newer(&self, ns: &str, w: &Workload, job: JobId) -> Result<(), LaunchError> {
+        let current = retrying(|| applied_by(&self.client, ns, w)).await?;
+        wait::check_owner(current.as_deref(), job).or_else(|e| match e {
+            LaunchError::NotYet(_) => Ok(()),
+            other => Err(other),
+        })
+    }
+
     /// A compose preview's rollout: the environment, the Services and the Ingress, then the
     /// workloads level by level of `depends_on`, each level ready before the next is applied
     /// (compose's `service_started` and `service_healthy` both mean ready here). One deadline
@@ -342,12 +355,9 @@ impl Launcher {
         log: &mut JobLog,
     ) -> Result<Vec<String>, LaunchError> {
         let started = tokio::time::Instant::now();
-        let name = self.apply_namespace(&o.namespace).await?;
-        self.apply_in(&name, &o.quota).await?;
-        self.apply_in(&name, &o.limits).await?;
-        for p in &o.network_policies {
-            self.apply_in(&name, p).await?;
-        }
+        let name = self
+            .apply_environment(&o.namespace, &o.quota, &o.limits, &o.network_policies)
+            .await?;
         for s in &o.services {
             self.apply_in(&name, s).await?;
         }
@@ -360,11 +370,7 @@ impl Launcher {
                     continue;
                 };
                 // A newer launch may have taken over while the last level was awaited.
-                let current = retrying(|| applied_by(&self.client, &name, w)).await?;
-                wait::check_owner(current.as_deref(), job).or_else(|e| match e {
-                    LaunchError::NotYet(_) => Ok(()),
-                    other => Err(other),
-                })?;
+                self.not_newer(&name, w, job).await?;
                 match obj {
                     WorkloadObject::Deployment(d) => self.apply_in(&name, d.as_ref()).await?,
                     WorkloadObject::StatefulSet(s) => self.apply_in(&name, s.as_ref()).await?,
@@ -381,11 +387,7 @@ impl Launcher {
                 if level.len() == 1 { "it" } else { "them" }
             ))
             .await;
-            let limits = WaitLimits {
-                deadline: remaining,
-                trouble_grace: self.settings.trouble_grace,
-                poll: self.settings.poll,
-            };
+            let limits = self.wait_limits(remaining);
             let ready =
                 wait::until_workloads_available(&self.client, ns, job, &workloads, limits, log)
                     .instrument(tracing::info_span!("wait_rollout", k8s.namespace = %ns))
@@ -486,12 +488,10 @@ impl Launcher {
         job: JobId,
         log: &mut JobLog,
     ) -> Result<Vec<String>, LaunchError> {
-        let name = self.apply_namespace(&h.frame.namespace).await?;
-        self.apply_in(&name, &h.frame.quota).await?;
-        self.apply_in(&name, &h.frame.limits).await?;
-        for p in &h.frame.network_policies {
-            self.apply_in(&name, p).await?;
-        }
+        let f = &h.frame;
+        let name = self
+            .apply_environment(&f.namespace, &f.quota, &f.limits, &f.network_policies)
+            .await?;
         for o in &h.chart.objects {
             self.apply_chart_object(&name, o).await?;
         }
@@ -505,11 +505,7 @@ impl Launcher {
             names.join(", ")
         ))
         .await;
-        let limits = WaitLimits {
-            deadline: self.settings.deadline,
-            trouble_grace: self.settings.trouble_grace,
-            poll: self.settings.poll,
-        };
+        let limits = self.wait_limits(self.settings.deadline);
         wait::until_workloads_available(&self.client, ns, job, &workloads, limits, log)
             .instrument(tracing::info_span!("wait_rollout", k8s.namespace = %ns))
             .await
@@ -543,16 +539,31 @@ impl Launcher {
     /// Applies every object, namespace first. A namespace still terminating from an earlier
     /// teardown cannot take new objects yet: transient.
     async fn apply_all(&self, o: &PreviewObjects) -> Result<(), LaunchError> {
-        let name = self.apply_namespace(&o.namespace).await?;
-        self.apply_in(&name, &o.quota).await?;
-        self.apply_in(&name, &o.limits).await?;
-        for p in &o.network_policies {
-            self.apply_in(&name, p).await?;
-        }
+        let name = self
+            .apply_environment(&o.namespace, &o.quota, &o.limits, &o.network_policies)
+            .await?;
         self.apply_in(&name, &o.deployment).await?;
         self.apply_in(&name, &o.service).await?;
         self.apply_in(&name, &o.ingress).await?;
         Ok(())
+    }
+
+    /// Applies a preview's environment (namespace first, then its quota, limit range and
+    /// network policies); returns the namespace's name.
+    async fn apply_environment(
+        &self,
+        namespace: &Namespace,
+        quota: &ResourceQuota,
+        limits: &LimitRange,
+        policies: &[NetworkPolicy],
+    ) -> Result<String, LaunchError> {
+        let name = self.apply_namespace(namespace).await?;
+        self.apply_in(&name, quota).await?;
+        self.apply_in(&name, limits).await?;
+        for p in policies {
+            self.apply_in(&name, p).await?;
+        }
+        Ok(name)
     }
 
     /// Applies the namespace; returns its name.
