@@ -11,7 +11,7 @@
 //!   script run by the host's sh; `auto_overhead_vs_source_script` is the source step's cost
 //!   (auto minus Dockerfile) over the script's.
 
-use super::{BenchEnv, Report, percentile, start_build_worker};
+use super::{BenchEnv, Report, p50_ms, start_build_worker, submit_build};
 use kube_sim::git::GitServer;
 use slipway_core::detect::{Entry, Inputs, Snapshot, plan};
 use slipway_core::payload::BuildRequest;
@@ -20,9 +20,8 @@ use slipway_core::{JobId, JobKind, Limits};
 use slipway_shared::queue::QueueClient;
 use slipway_shared::store::{NewJob, Store};
 use slipway_shared::testing::{RedisPrefix, TestDb};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-const NAMESPACE: &str = "slipway-builds";
 const ROUNDS: usize = 10;
 const PLANS: usize = 20_000;
 
@@ -69,41 +68,6 @@ async fn record(store: &Store, url: &str, commit: &str, auto: bool) -> anyhow::R
     let mut new = NewJob::new(JobKind::Build, serde_json::to_value(&valid)?);
     new.commit_sha = Some(valid.commit.clone());
     Ok(store.insert_job(new).await?.job.id)
-}
-
-/// Enqueue one build and wait until its build Job exists (or it ended): the submit latency.
-async fn submit(
-    store: &Store,
-    queue: &QueueClient,
-    sim: &kube_sim::KubeSim,
-    id: JobId,
-) -> anyhow::Result<Duration> {
-    let pushed = Instant::now();
-    queue.push(JobKind::Build, id, 1).await?;
-    let name = slipway_core::naming::build_job_name(id, 1);
-    let deadline = pushed + Duration::from_secs(60);
-    loop {
-        if sim.object("jobs", NAMESPACE, &name).is_some() {
-            return Ok(pushed.elapsed());
-        }
-        if let Some(job) = store.get_job(id).await?.filter(|j| j.state.is_terminal()) {
-            anyhow::ensure!(
-                job.error.is_none(),
-                "build {id} ended {}: {:?}",
-                job.state,
-                job.error
-            );
-            return Ok(pushed.elapsed());
-        }
-        anyhow::ensure!(Instant::now() < deadline, "build {id}: no build Job");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
-
-fn p50_ms(mut d: Vec<Duration>) -> f64 {
-    d.sort();
-    let ms: Vec<f64> = d.iter().map(|d| d.as_secs_f64() * 1e3).collect();
-    percentile(&ms, 50.0)
 }
 
 pub async fn run(env: &BenchEnv, report: &mut Report) -> anyhow::Result<()> {
@@ -203,14 +167,14 @@ pub async fn run(env: &BenchEnv, report: &mut Report) -> anyhow::Result<()> {
     // One of each first: namespace and policy set-up is not what is measured.
     for auto in [false, true] {
         let id = record(&store, &url, &commit, auto).await?;
-        submit(&store, &queue, &sim, id).await?;
+        submit_build(&store, &queue, &sim, id, 1).await?;
     }
     let (mut plain, mut auto) = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         let id = record(&store, &url, &commit, false).await?;
-        plain.push(submit(&store, &queue, &sim, id).await?);
+        plain.push(submit_build(&store, &queue, &sim, id, 1).await?);
         let id = record(&store, &url, &commit, true).await?;
-        auto.push(submit(&store, &queue, &sim, id).await?);
+        auto.push(submit_build(&store, &queue, &sim, id, 1).await?);
     }
     worker.stop().await.map_err(anyhow::Error::msg)?;
 

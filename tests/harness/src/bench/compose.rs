@@ -12,7 +12,7 @@
 //!   (`Store::record_pipeline_image`, a transaction with a row lock), against `pg_insert_us`,
 //!   a plain one-row `INSERT` into a table of the same shape on the same database (ceiling).
 
-use super::{BenchEnv, Report, percentile, start_build_worker};
+use super::{BenchEnv, Report, p50_ms, start_build_worker, submit_build};
 use kube_sim::git::GitServer;
 use slipway_core::payload::PipelineRequest;
 use slipway_core::validate::Validate;
@@ -20,9 +20,8 @@ use slipway_core::{JobId, JobKind, Limits};
 use slipway_shared::queue::QueueClient;
 use slipway_shared::store::{NewJob, Store};
 use slipway_shared::testing::{RedisPrefix, TestDb};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-const NAMESPACE: &str = "slipway-builds";
 const ROUNDS: usize = 10;
 const PARSES: usize = 5_000;
 const JOINS: usize = 500;
@@ -77,58 +76,6 @@ async fn record(
     new.commit_sha = Some(valid.build.commit.clone());
     new.preview = Some(valid.preview.clone());
     Ok(store.insert_job(new).await?.job.id)
-}
-
-/// Enqueue the pipeline's first job and wait until `builds` build Jobs of it (its own, or its
-/// services') exist.
-async fn submit(
-    store: &Store,
-    queue: &QueueClient,
-    sim: &kube_sim::KubeSim,
-    id: JobId,
-    builds: usize,
-) -> anyhow::Result<Duration> {
-    let pushed = Instant::now();
-    queue.push(JobKind::Build, id, 1).await?;
-    let deadline = pushed + Duration::from_secs(60);
-    loop {
-        let ids: Vec<JobId> = match store.get_job(id).await?.and_then(|j| j.result) {
-            Some(r) if r.get("builds").is_some() => r["builds"]
-                .as_object()
-                .into_iter()
-                .flatten()
-                .filter_map(|(_, v)| v.as_str()?.parse().ok())
-                .collect(),
-            _ => vec![id],
-        };
-        // A build Job seen, or its build already over (the simulator builds at once and the
-        // worker deletes the Job once its log is stored).
-        let mut created = 0;
-        for j in &ids {
-            let name = slipway_core::naming::build_job_name(*j, 1);
-            let over = store
-                .get_job(*j)
-                .await?
-                .is_some_and(|r| r.attempts > 0 && r.state.is_terminal());
-            if over || sim.object("jobs", NAMESPACE, &name).is_some() {
-                created += 1;
-            }
-        }
-        if created == builds {
-            return Ok(pushed.elapsed());
-        }
-        if let Some(job) = store.get_job(id).await?.filter(|j| j.error.is_some()) {
-            anyhow::bail!("pipeline {id} failed: {:?}", job.error);
-        }
-        anyhow::ensure!(Instant::now() < deadline, "pipeline {id}: no build Jobs");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
-
-fn p50_ms(mut d: Vec<Duration>) -> f64 {
-    d.sort();
-    let ms: Vec<f64> = d.iter().map(|d| d.as_secs_f64() * 1e3).collect();
-    percentile(&ms, 50.0)
 }
 
 pub async fn run(env: &BenchEnv, report: &mut Report) -> anyhow::Result<()> {
@@ -204,14 +151,14 @@ pub async fn run(env: &BenchEnv, report: &mut Report) -> anyhow::Result<()> {
     };
     for (compose, builds) in [(false, 1), (true, 2)] {
         let id = record(&store, &url, &commit, &preview(), compose).await?;
-        submit(&store, &queue, &sim, id, builds).await?;
+        submit_build(&store, &queue, &sim, id, builds).await?;
     }
     let (mut plain, mut fanned) = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         let id = record(&store, &url, &commit, &preview(), false).await?;
-        plain.push(submit(&store, &queue, &sim, id, 1).await?);
+        plain.push(submit_build(&store, &queue, &sim, id, 1).await?);
         let id = record(&store, &url, &commit, &preview(), true).await?;
-        fanned.push(submit(&store, &queue, &sim, id, 2).await?);
+        fanned.push(submit_build(&store, &queue, &sim, id, 2).await?);
     }
     worker.stop().await.map_err(anyhow::Error::msg)?;
 

@@ -9,21 +9,15 @@
 //!
 //! Without Helm (`make tools`) the section fails and says so.
 
-use super::{BenchEnv, Report, percentile};
+use super::{BenchEnv, Report, p50_ms};
 use base64::Engine as _;
 use slipway_core::source::HelmLaunch;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 const ROUNDS: usize = 10;
 const NAMESPACE: &str = "slipway-pv-bench";
-
-fn p50_ms(mut d: Vec<Duration>) -> f64 {
-    d.sort();
-    let ms: Vec<f64> = d.iter().map(|d| d.as_secs_f64() * 1e3).collect();
-    percentile(&ms, 50.0)
-}
 
 /// Every file under `dir`, by its path relative to `dir`, base64.
 fn files(dir: &Path) -> anyhow::Result<BTreeMap<String, String>> {

@@ -18,7 +18,14 @@ pub mod ui;
 pub mod webhook;
 
 use futures_like::BoxFuture;
+use slipway_core::{JobId, JobKind};
+use slipway_shared::queue::QueueClient;
+use slipway_shared::store::Store;
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// The build namespace of the benchmarks' build workers.
+pub const BUILD_NAMESPACE: &str = "slipway-builds";
 
 /// Tiny local alias so sections can be listed without pulling in `futures`.
 mod futures_like {
@@ -125,6 +132,60 @@ pub const SECTIONS: &[(&str, Section)] = &[
     ("helm", |env, report| Box::pin(helm::run(env, report))),
 ];
 
+/// Push build job `id` and wait until `builds` build Jobs of it exist (its own, or, for a compose
+/// pipeline's first job, its services'): the submit latency. A build Job the worker already
+/// deleted counts once its job has ended (the simulator builds at once).
+pub async fn submit_build(
+    store: &Store,
+    queue: &QueueClient,
+    sim: &kube_sim::KubeSim,
+    id: JobId,
+    builds: usize,
+) -> anyhow::Result<Duration> {
+    let pushed = Instant::now();
+    queue.push(JobKind::Build, id, 1).await?;
+    let deadline = pushed + Duration::from_secs(60);
+    loop {
+        let ids: Vec<JobId> = match store.get_job(id).await?.and_then(|j| j.result) {
+            Some(r) if r.get("builds").is_some() => r["builds"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter_map(|(_, v)| v.as_str()?.parse().ok())
+                .collect(),
+            _ => vec![id],
+        };
+        // A build Job seen, or its build already over (the simulator builds at once and the
+        // worker deletes the Job once its log is stored).
+        let mut created = 0;
+        for j in &ids {
+            let name = slipway_core::naming::build_job_name(*j, 1);
+            let over = store
+                .get_job(*j)
+                .await?
+                .is_some_and(|r| r.attempts > 0 && r.state.is_terminal());
+            if over || sim.object("jobs", BUILD_NAMESPACE, &name).is_some() {
+                created += 1;
+            }
+        }
+        if created == builds {
+            return Ok(pushed.elapsed());
+        }
+        if let Some(job) = store.get_job(id).await?.filter(|j| j.error.is_some()) {
+            anyhow::bail!("pipeline {id} failed: {:?}", job.error);
+        }
+        anyhow::ensure!(Instant::now() < deadline, "pipeline {id}: no build Jobs");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// The median, in milliseconds.
+pub fn p50_ms(mut d: Vec<Duration>) -> f64 {
+    d.sort();
+    let ms: Vec<f64> = d.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+    percentile(&ms, 50.0)
+}
+
 pub use slipway_shared::testing::WorkerThread;
 
 /// The build worker against `sim`, for the database at `database_url` and the queue prefix
@@ -150,7 +211,7 @@ pub async fn start_build_worker(
         "--max-per-repository",
         "0",
         "--build-namespace",
-        "slipway-builds",
+        BUILD_NAMESPACE,
     ];
     args.extend_from_slice(extra);
     let config = slipway_worker_build::Config::try_parse_from(args)?;
