@@ -207,16 +207,12 @@ fn split_image(pull: &str, tag: &str) -> Result<(String, String), JobError> {
             "the built image {pull:?} is not a valid reference: {e}"
         ))
     })?;
-    let repository = match &r.domain {
-        Some(d) => format!("{d}/{}", r.path),
-        None => r.path.clone(),
-    };
     let tag = r.tag.as_deref().unwrap_or(tag);
     let tag = match &r.digest {
         Some(d) => format!("{tag}@{d}"),
         None => tag.to_owned(),
     };
-    Ok((repository, tag))
+    Ok((r.name(), tag))
 }
 
 impl BuildHandler {
